@@ -1,0 +1,14 @@
+//! Encoded resources, shared by every stream.
+//!
+//! The translator writes here (one writer); the xDS streams only read. Each
+//! resource is encoded to protobuf bytes once and shared as `bytes::Bytes`, so a
+//! push to ten thousand streams copies nothing but reference counts. Versions are
+//! content hashes of the encoded bytes: an update that changes nothing has the
+//! same version and is never sent.
+
+mod snapshot;
+mod types;
+pub mod wire;
+
+pub use snapshot::{content_version, Resource, Snapshot, SnapshotBuilder, TypeSet};
+pub use types::ResourceType;

@@ -1,0 +1,201 @@
+//! Immutable, versioned sets of encoded resources for one proxy view.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use xxhash_rust::xxh3::Xxh3;
+
+use super::ResourceType;
+
+/// One encoded resource. Shared (`Arc`) between snapshots and streams.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resource {
+    pub name: String,
+    /// Content hash of `body`.
+    pub version: String,
+    /// The resource encoded as protobuf (the `value` of its `Any`).
+    pub body: Bytes,
+}
+
+impl Resource {
+    /// Encodes `msg` once and versions it by content.
+    pub fn encode<M: prost::Message>(name: String, msg: &M) -> Arc<Resource> {
+        let body = Bytes::from(msg.encode_to_vec());
+        let version = content_version(&body);
+        Arc::new(Resource {
+            name,
+            version,
+            body,
+        })
+    }
+}
+
+/// A content hash as a short hex string.
+pub fn content_version(bytes: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
+/// All resources of one type for one view, by name.
+#[derive(Debug, Default, Clone)]
+pub struct TypeSet {
+    resources: BTreeMap<String, Arc<Resource>>,
+    /// Hash over every (name, version): changes iff the set changes.
+    version: String,
+}
+
+impl TypeSet {
+    pub fn from_map(resources: BTreeMap<String, Arc<Resource>>) -> TypeSet {
+        let version = set_version(resources.values());
+        TypeSet { resources, version }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
+        self.resources.get(name)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.resources.contains_key(name)
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn len(&self) -> usize {
+        self.resources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Resource>> {
+        self.resources.values()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.resources.keys()
+    }
+
+    pub fn map(&self) -> &BTreeMap<String, Arc<Resource>> {
+        &self.resources
+    }
+}
+
+/// Version of a set of resources: hash over their names and versions in order.
+pub fn set_version<'a>(resources: impl Iterator<Item = &'a Arc<Resource>>) -> String {
+    let mut h = Xxh3::new();
+    for r in resources {
+        h.update(r.name.as_bytes());
+        h.update(&[0]);
+        h.update(r.version.as_bytes());
+        h.update(&[0]);
+    }
+    format!("{:016x}", h.digest())
+}
+
+/// Everything one view of the mesh receives: one `TypeSet` per resource type.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    sets: [TypeSet; 4],
+}
+
+impl Snapshot {
+    pub fn get(&self, ty: ResourceType) -> &TypeSet {
+        &self.sets[ty.index()]
+    }
+
+    /// Version of the whole snapshot, for logs and debug views.
+    pub fn version(&self) -> String {
+        let mut h = Xxh3::new();
+        for s in &self.sets {
+            h.update(s.version.as_bytes());
+        }
+        format!("{:016x}", h.digest())
+    }
+
+    pub fn builder(&self) -> SnapshotBuilder {
+        SnapshotBuilder { sets: self.sets.clone() }
+    }
+}
+
+/// Starts from a snapshot and replaces whole type sets or single resources.
+#[derive(Debug, Default)]
+pub struct SnapshotBuilder {
+    sets: [TypeSet; 4],
+}
+
+impl SnapshotBuilder {
+    /// Replaces every resource of `ty`.
+    pub fn set(&mut self, ty: ResourceType, resources: BTreeMap<String, Arc<Resource>>) {
+        self.sets[ty.index()] = TypeSet::from_map(resources);
+    }
+
+    /// Inserts or replaces resources of `ty` and removes `removed`, keeping the rest.
+    pub fn patch(
+        &mut self,
+        ty: ResourceType,
+        upserts: impl IntoIterator<Item = Arc<Resource>>,
+        removed: impl IntoIterator<Item = String>,
+    ) {
+        let mut map = std::mem::take(&mut self.sets[ty.index()].resources);
+        for name in removed {
+            map.remove(&name);
+        }
+        for r in upserts {
+            map.insert(r.name.clone(), r);
+        }
+        self.sets[ty.index()] = TypeSet::from_map(map);
+    }
+
+    pub fn build(self) -> Snapshot {
+        Snapshot { sets: self.sets }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(name: &str, body: &[u8]) -> Arc<Resource> {
+        Arc::new(Resource {
+            name: name.into(),
+            version: content_version(body),
+            body: Bytes::copy_from_slice(body),
+        })
+    }
+
+    #[test]
+    fn same_content_same_version() {
+        assert_eq!(res("a", b"x").version, res("b", b"x").version);
+        assert_ne!(res("a", b"x").version, res("a", b"y").version);
+    }
+
+    #[test]
+    fn set_version_tracks_names_and_contents() {
+        let one = TypeSet::from_map([("a".into(), res("a", b"1"))].into());
+        let same = TypeSet::from_map([("a".into(), res("a", b"1"))].into());
+        let changed = TypeSet::from_map([("a".into(), res("a", b"2"))].into());
+        let renamed = TypeSet::from_map([("b".into(), res("b", b"1"))].into());
+        assert_eq!(one.version(), same.version());
+        assert_ne!(one.version(), changed.version());
+        assert_ne!(one.version(), renamed.version());
+    }
+
+    #[test]
+    fn patch_keeps_untouched_resources() {
+        let mut b = SnapshotBuilder::default();
+        b.set(
+            ResourceType::Endpoint,
+            [("a".into(), res("a", b"1")), ("b".into(), res("b", b"1"))].into(),
+        );
+        let s = b.build();
+        let mut b = s.builder();
+        b.patch(ResourceType::Endpoint, [res("a", b"2")], ["b".to_string()]);
+        let s2 = b.build();
+        let eds = s2.get(ResourceType::Endpoint);
+        assert_eq!(eds.len(), 1);
+        assert_eq!(eds.get("a").unwrap().body.as_ref(), b"2");
+    }
+}

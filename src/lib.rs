@@ -1,0 +1,7 @@
+//! shmesh: an Envoy xDS control plane that speaks Istio's traffic API.
+//!
+//! Data flows one way: `sources` → `model` → `translate` → `cache` → `xds`,
+//! with `admin` reading the cache for health, metrics and debug dumps.
+
+pub mod cache;
+pub mod model;

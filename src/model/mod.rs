@@ -1,0 +1,615 @@
+//! The service graph: services, their ports and endpoints, and the Istio
+//! routing policies that apply to them.
+//!
+//! Sources (files, Kubernetes) feed accepted objects in through `Model::apply`;
+//! the translator reads services, endpoints and policies out. The model knows
+//! neither Kubernetes clients nor Envoy protos. `apply` reports what it touched
+//! (`Dirty`) so the translator only rebuilds what changed.
+
+pub mod analyze;
+pub mod duration;
+mod endpoints;
+pub mod hosts;
+pub mod objects;
+pub mod parse;
+pub mod problem;
+mod service;
+pub mod validate;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+pub use endpoints::{Endpoint, Health, Locality};
+pub use problem::{Origin, Problem, Severity};
+pub use service::{MeshService, Protocol, Resolution, ServicePort, TargetPort};
+
+use objects::*;
+
+/// The kinds shmesh reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Service,
+    EndpointSlice,
+    Pod,
+    VirtualService,
+    DestinationRule,
+    ServiceEntry,
+    WorkloadEntry,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Pod,
+        Kind::VirtualService,
+        Kind::DestinationRule,
+        Kind::ServiceEntry,
+        Kind::WorkloadEntry,
+    ];
+
+    /// The kind named by `apiVersion` and `kind`, if shmesh reads it.
+    pub fn from_api(api_version: &str, kind: &str) -> Option<Kind> {
+        let istio = matches!(
+            api_version,
+            "networking.istio.io/v1" | "networking.istio.io/v1beta1" | "networking.istio.io/v1alpha3"
+        );
+        match (api_version, kind) {
+            ("v1", "Service") => Some(Kind::Service),
+            ("v1", "Pod") => Some(Kind::Pod),
+            ("discovery.k8s.io/v1", "EndpointSlice") => Some(Kind::EndpointSlice),
+            (_, "VirtualService") if istio => Some(Kind::VirtualService),
+            (_, "DestinationRule") if istio => Some(Kind::DestinationRule),
+            (_, "ServiceEntry") if istio => Some(Kind::ServiceEntry),
+            (_, "WorkloadEntry") if istio => Some(Kind::WorkloadEntry),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Pod => "Pod",
+            Kind::VirtualService => "VirtualService",
+            Kind::DestinationRule => "DestinationRule",
+            Kind::ServiceEntry => "ServiceEntry",
+            Kind::WorkloadEntry => "WorkloadEntry",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identity of an object: kind, namespace, name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// A decoded, valid object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Pod(Pod),
+    VirtualService(VirtualService),
+    DestinationRule(DestinationRule),
+    ServiceEntry(ServiceEntry),
+    WorkloadEntry(WorkloadEntry),
+}
+
+/// One change to the model.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Upsert(ObjectKey, Arc<Object>),
+    Delete(ObjectKey),
+}
+
+/// What a batch of changes touched.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    /// Hosts whose service definition or DestinationRule changed (clusters,
+    /// listeners, routes and endpoints of these hosts).
+    pub config: BTreeSet<String>,
+    /// Hosts whose endpoints changed.
+    pub endpoints: BTreeSet<String>,
+    /// VirtualServices changed: route configurations must be rebuilt.
+    pub routes: bool,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.config.is_empty() && self.endpoints.is_empty() && !self.routes
+    }
+
+    pub fn merge(&mut self, other: Dirty) {
+        self.config.extend(other.config);
+        self.endpoints.extend(other.endpoints);
+        self.routes |= other.routes;
+    }
+
+    /// Everything: used at start-up.
+    pub fn everything(model: &Model) -> Dirty {
+        Dirty {
+            config: model.services.keys().cloned().collect(),
+            endpoints: BTreeSet::new(),
+            routes: true,
+        }
+    }
+}
+
+/// A stored VirtualService or DestinationRule with the hosts it names resolved.
+#[derive(Debug, Clone)]
+pub struct Policy<T> {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub spec: T,
+    /// Hosts resolved to FQDNs relative to the object's namespace.
+    pub hosts: Vec<String>,
+    /// Namespaces this object is visible to; `None` is everywhere.
+    pub export_to: Option<BTreeSet<String>>,
+}
+
+impl<T> Policy<T> {
+    pub fn visible_to(&self, namespace: &str) -> bool {
+        visible(&self.export_to, namespace)
+    }
+}
+
+fn visible(export_to: &Option<BTreeSet<String>>, namespace: &str) -> bool {
+    export_to.as_ref().is_none_or(|set| set.contains(namespace))
+}
+
+/// `exportTo` as a set of namespaces (`.` is the object's own); `*` or empty is everywhere.
+fn export_set(export_to: &[String], own: &str) -> Option<BTreeSet<String>> {
+    if export_to.is_empty() || export_to.iter().any(|e| e == "*") {
+        return None;
+    }
+    Some(
+        export_to
+            .iter()
+            .map(|e| if e == "." { own.to_string() } else { e.clone() })
+            .collect(),
+    )
+}
+
+type Name = (String, String);
+
+/// The service graph. One writer (`apply`), read by the translator.
+#[derive(Debug, Default, Clone)]
+pub struct Model {
+    k8s_services: BTreeMap<Name, Arc<Service>>,
+    service_entries: BTreeMap<Name, Arc<ServiceEntry>>,
+    slices: BTreeMap<Name, Arc<EndpointSlice>>,
+    pods: BTreeMap<Name, Arc<Pod>>,
+    workload_entries: BTreeMap<Name, Arc<WorkloadEntry>>,
+    virtual_services: BTreeMap<Name, Arc<Policy<VirtualServiceSpec>>>,
+    destination_rules: BTreeMap<Name, Arc<Policy<DestinationRuleSpec>>>,
+
+    /// Services by FQDN (Kubernetes Services win over ServiceEntries).
+    services: BTreeMap<String, Arc<MeshService>>,
+    /// Endpoints of each service, by service port number.
+    endpoints: HashMap<String, Arc<BTreeMap<u16, Vec<Endpoint>>>>,
+    /// Slices by (namespace, service name).
+    slices_by_service: HashMap<Name, BTreeSet<String>>,
+}
+
+impl Model {
+    pub fn new() -> Model {
+        Model::default()
+    }
+
+    /// Applies a batch of changes and reports what they touched.
+    pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> Dirty {
+        let mut dirty = Dirty::default();
+        for change in changes {
+            self.apply_one(change, &mut dirty);
+        }
+        for host in dirty.config.iter().chain(dirty.endpoints.iter()) {
+            self.recompute_endpoints(host);
+        }
+        // Endpoint changes already covered by a config change need no separate work.
+        let config = dirty.config.clone();
+        dirty.endpoints.retain(|h| !config.contains(h));
+        dirty
+    }
+
+    fn apply_one(&mut self, change: Change, dirty: &mut Dirty) {
+        let (key, object) = match change {
+            Change::Upsert(key, object) => (key, Some(object)),
+            Change::Delete(key) => (key, None),
+        };
+        let name = (key.namespace.clone(), key.name.clone());
+        match key.kind {
+            Kind::Service => {
+                let new = object.and_then(|o| match &*o {
+                    Object::Service(s) => Some(Arc::new(s.clone())),
+                    _ => None,
+                });
+                let fqdn = hosts::service_fqdn(&key.name, &key.namespace);
+                if let Some(s) = new {
+                    if self.k8s_services.get(&name) == Some(&s) {
+                        return;
+                    }
+                    self.k8s_services.insert(name, s);
+                } else if self.k8s_services.remove(&name).is_none() {
+                    return;
+                }
+                self.rebuild_host(&fqdn);
+                dirty.config.insert(fqdn);
+            }
+            Kind::ServiceEntry => {
+                let new = object.and_then(|o| match &*o {
+                    Object::ServiceEntry(s) => Some(Arc::new(s.clone())),
+                    _ => None,
+                });
+                let mut touched: BTreeSet<String> = self
+                    .service_entries
+                    .get(&name)
+                    .map(|se| se.spec.hosts.iter().cloned().collect())
+                    .unwrap_or_default();
+                if let Some(se) = new {
+                    if self.service_entries.get(&name) == Some(&se) {
+                        return;
+                    }
+                    touched.extend(se.spec.hosts.iter().cloned());
+                    self.service_entries.insert(name, se);
+                } else if self.service_entries.remove(&name).is_none() {
+                    return;
+                }
+                for host in touched {
+                    self.rebuild_host(&host);
+                    dirty.config.insert(host);
+                }
+            }
+            Kind::EndpointSlice => {
+                let old = self.slices.get(&name).cloned();
+                let new = object.and_then(|o| match &*o {
+                    Object::EndpointSlice(s) => Some(Arc::new(s.clone())),
+                    _ => None,
+                });
+                if old == new {
+                    return;
+                }
+                for slice in old.iter().chain(new.iter()) {
+                    if let Some(svc) = slice_service(slice) {
+                        dirty.endpoints.insert(hosts::service_fqdn(&svc, &key.namespace));
+                    }
+                }
+                if let Some(svc) = old.as_deref().and_then(slice_service) {
+                    if let Some(set) = self.slices_by_service.get_mut(&(key.namespace.clone(), svc)) {
+                        set.remove(&key.name);
+                    }
+                }
+                match new {
+                    Some(slice) => {
+                        if let Some(svc) = slice_service(&slice) {
+                            self.slices_by_service
+                                .entry((key.namespace.clone(), svc))
+                                .or_default()
+                                .insert(key.name.clone());
+                        }
+                        self.slices.insert(name, slice);
+                    }
+                    None => {
+                        self.slices.remove(&name);
+                    }
+                }
+            }
+            Kind::Pod => {
+                let old = self.pods.get(&name).cloned();
+                let new = object.and_then(|o| match &*o {
+                    Object::Pod(p) => Some(Arc::new(p.clone())),
+                    _ => None,
+                });
+                if old == new {
+                    return;
+                }
+                let labels: Vec<&Labels> = old.iter().chain(new.iter()).map(|p| &p.metadata.labels).collect();
+                let affected = self.hosts_selecting(&key.namespace, &labels, Some(&key.name));
+                dirty.endpoints.extend(affected);
+                match new {
+                    Some(p) => self.pods.insert(name, p),
+                    None => self.pods.remove(&name),
+                };
+            }
+            Kind::WorkloadEntry => {
+                let old = self.workload_entries.get(&name).cloned();
+                let new = object.and_then(|o| match &*o {
+                    Object::WorkloadEntry(w) => Some(Arc::new(w.clone())),
+                    _ => None,
+                });
+                if old == new {
+                    return;
+                }
+                let labels: Vec<&Labels> = old.iter().chain(new.iter()).map(|w| &w.spec.labels).collect();
+                let affected = self.hosts_selecting(&key.namespace, &labels, None);
+                dirty.endpoints.extend(affected);
+                match new {
+                    Some(w) => self.workload_entries.insert(name, w),
+                    None => self.workload_entries.remove(&name),
+                };
+            }
+            Kind::VirtualService => {
+                let new = object.and_then(|o| match &*o {
+                    Object::VirtualService(vs) => Some(vs.clone()),
+                    _ => None,
+                });
+                match new {
+                    Some(vs) => {
+                        let policy = Policy {
+                            hosts: vs.spec.hosts.iter().map(|h| hosts::resolve(h, &key.namespace)).collect(),
+                            export_to: export_set(&vs.spec.export_to, &key.namespace),
+                            namespace: key.namespace.clone(),
+                            name: key.name.clone(),
+                            generation: vs.metadata.generation,
+                            spec: vs.spec,
+                        };
+                        if let Some(old) = self.virtual_services.get(&name) {
+                            if old.spec == policy.spec && old.generation == policy.generation {
+                                return;
+                            }
+                        }
+                        self.virtual_services.insert(name, Arc::new(policy));
+                    }
+                    None => {
+                        if self.virtual_services.remove(&name).is_none() {
+                            return;
+                        }
+                    }
+                }
+                dirty.routes = true;
+            }
+            Kind::DestinationRule => {
+                let new = object.and_then(|o| match &*o {
+                    Object::DestinationRule(dr) => Some(dr.clone()),
+                    _ => None,
+                });
+                let mut patterns: Vec<String> = self
+                    .destination_rules
+                    .get(&name)
+                    .map(|dr| dr.hosts.clone())
+                    .unwrap_or_default();
+                match new {
+                    Some(dr) => {
+                        let host = hosts::resolve(&dr.spec.host, &key.namespace);
+                        let policy = Policy {
+                            hosts: vec![host.clone()],
+                            export_to: export_set(&dr.spec.export_to, &key.namespace),
+                            namespace: key.namespace.clone(),
+                            name: key.name.clone(),
+                            generation: dr.metadata.generation,
+                            spec: dr.spec,
+                        };
+                        if let Some(old) = self.destination_rules.get(&name) {
+                            if old.spec == policy.spec && old.generation == policy.generation {
+                                return;
+                            }
+                        }
+                        patterns.push(host);
+                        self.destination_rules.insert(name, Arc::new(policy));
+                    }
+                    None => {
+                        if self.destination_rules.remove(&name).is_none() {
+                            return;
+                        }
+                    }
+                }
+                for pattern in patterns {
+                    let hit: Vec<String> = self
+                        .services
+                        .keys()
+                        .filter(|h| hosts::matches(&pattern, h))
+                        .cloned()
+                        .collect();
+                    dirty.config.extend(hit);
+                }
+                // Routes carry hash policies taken from DestinationRules.
+                dirty.routes = true;
+            }
+        }
+    }
+
+    /// Recomputes the service for `host` from the Service and ServiceEntries that define it.
+    fn rebuild_host(&mut self, host: &str) {
+        let from_k8s = host
+            .strip_suffix(&format!(".svc.{}", hosts::DOMAIN_SUFFIX))
+            .and_then(|base| base.split_once('.'))
+            .and_then(|(name, ns)| self.k8s_services.get(&(ns.to_string(), name.to_string())))
+            .map(|s| MeshService::from_k8s(s));
+        let service = from_k8s.or_else(|| {
+            self.service_entries
+                .values()
+                .find(|se| se.spec.hosts.iter().any(|h| h == host))
+                .map(|se| MeshService::from_service_entry(se, host))
+        });
+        match service {
+            Some(s) => {
+                self.services.insert(host.to_string(), Arc::new(s));
+            }
+            None => {
+                self.services.remove(host);
+                self.endpoints.remove(host);
+            }
+        }
+    }
+
+    /// Hosts of services in `namespace` whose selector matches any of `labels`,
+    /// plus (for pods) services whose slices point at pod `pod_name`.
+    fn hosts_selecting(&self, namespace: &str, labels: &[&Labels], pod_name: Option<&str>) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (host, svc) in &self.services {
+            if svc.namespace != namespace {
+                continue;
+            }
+            if let Some(sel) = svc.selector() {
+                if labels.iter().any(|l| selects(sel, l)) {
+                    out.insert(host.clone());
+                    continue;
+                }
+            }
+            if let (Some(pod), Some(slices)) = (
+                pod_name,
+                self.slices_by_service.get(&(namespace.to_string(), svc.name.clone())),
+            ) {
+                let referenced = slices.iter().any(|s| {
+                    self.slices.get(&(namespace.to_string(), s.clone())).is_some_and(|slice| {
+                        slice.endpoints.iter().any(|e| {
+                            e.target_ref
+                                .as_ref()
+                                .is_some_and(|r| r.name.as_deref() == Some(pod))
+                        })
+                    })
+                });
+                if referenced {
+                    out.insert(host.clone());
+                }
+            }
+        }
+        out
+    }
+
+    fn recompute_endpoints(&mut self, host: &str) {
+        match self.services.get(host) {
+            Some(svc) => {
+                let eps = endpoints::compute(self, svc);
+                self.endpoints.insert(host.to_string(), Arc::new(eps));
+            }
+            None => {
+                self.endpoints.remove(host);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// Every service, by FQDN.
+    pub fn services(&self) -> &BTreeMap<String, Arc<MeshService>> {
+        &self.services
+    }
+
+    pub fn service(&self, host: &str) -> Option<&Arc<MeshService>> {
+        self.services.get(host)
+    }
+
+    /// Endpoints of `host` on service port `port`.
+    pub fn endpoints(&self, host: &str, port: u16) -> &[Endpoint] {
+        self.endpoints
+            .get(host)
+            .and_then(|m| m.get(&port))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    pub fn virtual_services(&self) -> impl Iterator<Item = &Arc<Policy<VirtualServiceSpec>>> {
+        self.virtual_services.values()
+    }
+
+    pub fn destination_rules(&self) -> impl Iterator<Item = &Arc<Policy<DestinationRuleSpec>>> {
+        self.destination_rules.values()
+    }
+
+    /// The DestinationRule that applies to `host` for a proxy in `proxy_ns`:
+    /// the most specific host match, preferring the proxy's namespace, then the
+    /// service's, then any other (by namespace and name), as Istio does.
+    pub fn destination_rule(&self, host: &str, proxy_ns: &str) -> Option<&Arc<Policy<DestinationRuleSpec>>> {
+        let service_ns = self.services.get(host).map(|s| s.namespace.as_str()).unwrap_or("");
+        self.destination_rules
+            .values()
+            .filter(|dr| dr.visible_to(proxy_ns) && hosts::matches(&dr.hosts[0], host))
+            .max_by_key(|dr| {
+                let ns_rank = if dr.namespace == proxy_ns {
+                    2
+                } else if dr.namespace == service_ns {
+                    1
+                } else {
+                    0
+                };
+                (hosts::specificity(&dr.hosts[0]), ns_rank, std::cmp::Reverse((dr.namespace.clone(), dr.name.clone())))
+            })
+    }
+
+    /// The VirtualService whose hosts cover `host` for a proxy in `proxy_ns`
+    /// (bound to the mesh), preferring the most specific host, then the proxy's
+    /// namespace, then the service's namespace, then namespace/name order.
+    pub fn virtual_service(&self, host: &str, proxy_ns: &str) -> Option<&Arc<Policy<VirtualServiceSpec>>> {
+        let service_ns = self.services.get(host).map(|s| s.namespace.as_str()).unwrap_or("");
+        self.virtual_services
+            .values()
+            .filter(|vs| vs.visible_to(proxy_ns) && applies_to_mesh(&vs.spec))
+            .filter_map(|vs| {
+                let spec = vs.hosts.iter().filter(|h| hosts::matches(h, host)).map(|h| hosts::specificity(h)).max()?;
+                Some((vs, spec))
+            })
+            .max_by_key(|(vs, spec)| {
+                let ns_rank = if vs.namespace == proxy_ns {
+                    2
+                } else if vs.namespace == service_ns {
+                    1
+                } else {
+                    0
+                };
+                (*spec, ns_rank, std::cmp::Reverse((vs.namespace.clone(), vs.name.clone())))
+            })
+            .map(|(vs, _)| vs)
+    }
+
+    pub(crate) fn slices_of(&self, namespace: &str, service: &str) -> Vec<&Arc<EndpointSlice>> {
+        self.slices_by_service
+            .get(&(namespace.to_string(), service.to_string()))
+            .into_iter()
+            .flatten()
+            .filter_map(|s| self.slices.get(&(namespace.to_string(), s.clone())))
+            .collect()
+    }
+
+    pub(crate) fn pods_in(&self, namespace: &str) -> impl Iterator<Item = &Arc<Pod>> {
+        let ns = namespace.to_string();
+        self.pods
+            .range((ns.clone(), String::new())..)
+            .take_while(move |((n, _), _)| *n == ns)
+            .map(|(_, p)| p)
+    }
+
+    pub(crate) fn pod(&self, namespace: &str, name: &str) -> Option<&Arc<Pod>> {
+        self.pods.get(&(namespace.to_string(), name.to_string()))
+    }
+
+    pub(crate) fn workload_entries_in(&self, namespace: &str) -> impl Iterator<Item = &Arc<WorkloadEntry>> {
+        let ns = namespace.to_string();
+        self.workload_entries
+            .range((ns.clone(), String::new())..)
+            .take_while(move |((n, _), _)| *n == ns)
+            .map(|(_, w)| w)
+    }
+}
+
+/// A VirtualService applies to sidecars when it names no gateways or names `mesh`.
+pub fn applies_to_mesh(vs: &VirtualServiceSpec) -> bool {
+    vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh")
+}
+
+/// Kubernetes selector semantics: every selector label present with the same value.
+/// An empty selector selects nothing here (as for Service selectors).
+pub fn selects(selector: &Labels, labels: &Labels) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+fn slice_service(slice: &EndpointSlice) -> Option<String> {
+    slice.metadata.labels.get("kubernetes.io/service-name").cloned()
+}
