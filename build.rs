@@ -20,6 +20,7 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/filters/listener/original_dst/v3/original_dst.proto",
     "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
     "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
+    "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "envoy/service/discovery/v3/discovery.proto",
 ];

@@ -4,4 +4,8 @@
 //! with `admin` reading the cache for health, metrics and debug dumps.
 
 pub mod cache;
+pub mod metrics;
 pub mod model;
+pub mod translate;
+pub mod translator;
+pub mod xds;

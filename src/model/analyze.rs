@@ -5,14 +5,10 @@
 
 use super::hosts;
 use super::problem::Problem;
-use super::{Model, Origin};
+use super::Model;
 
-/// Where each stored object came from, for messages.
-pub trait Origins {
-    fn origin(&self, kind: super::Kind, namespace: &str, name: &str) -> Origin;
-}
-
-pub fn analyze(model: &Model, origins: &dyn Origins) -> Vec<Problem> {
+pub fn analyze(model: &Model) -> Vec<Problem> {
+    let origins = model;
     let mut out = Vec::new();
     for vs in model.virtual_services() {
         let origin = origins.origin(super::Kind::VirtualService, &vs.namespace, &vs.name);

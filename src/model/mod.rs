@@ -115,7 +115,7 @@ pub enum Object {
 /// One change to the model.
 #[derive(Debug, Clone)]
 pub enum Change {
-    Upsert(ObjectKey, Arc<Object>),
+    Upsert(ObjectKey, Arc<Object>, Origin),
     Delete(ObjectKey),
 }
 
@@ -207,6 +207,8 @@ pub struct Model {
     endpoints: HashMap<String, Arc<BTreeMap<u16, Vec<Endpoint>>>>,
     /// Slices by (namespace, service name).
     slices_by_service: HashMap<Name, BTreeSet<String>>,
+    /// Where each object came from, for messages.
+    origins: HashMap<ObjectKey, Origin>,
 }
 
 impl Model {
@@ -231,8 +233,14 @@ impl Model {
 
     fn apply_one(&mut self, change: Change, dirty: &mut Dirty) {
         let (key, object) = match change {
-            Change::Upsert(key, object) => (key, Some(object)),
-            Change::Delete(key) => (key, None),
+            Change::Upsert(key, object, origin) => {
+                self.origins.insert(key.clone(), origin);
+                (key, Some(object))
+            }
+            Change::Delete(key) => {
+                self.origins.remove(&key);
+                (key, None)
+            }
         };
         let name = (key.namespace.clone(), key.name.clone());
         match key.kind {
@@ -497,6 +505,16 @@ impl Model {
     }
 
     // ---------------------------------------------------------------- reads
+
+    /// Where an object came from (file and line, or the cluster).
+    pub fn origin(&self, kind: Kind, namespace: &str, name: &str) -> Origin {
+        let key = ObjectKey {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        self.origins.get(&key).cloned().unwrap_or_default()
+    }
 
     /// Every service, by FQDN.
     pub fn services(&self) -> &BTreeMap<String, Arc<MeshService>> {

@@ -1,0 +1,175 @@
+//! Pure translation from the model to Envoy resources for one proxy view.
+//!
+//! Input: the `Model` and a `ProxyView` (the proxy's namespace and listener
+//! mode). Output: a `Snapshot` of encoded clusters, endpoints, listeners and
+//! route configurations, named as Istio names them. Proxies that share a view
+//! share one snapshot. `update` rebuilds only what a `Dirty` set touched and
+//! keeps every other resource (and its version) as it was.
+
+pub mod cluster;
+pub mod endpoint;
+pub mod listener;
+pub mod names;
+pub mod route;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::google::protobuf::Any;
+
+use crate::cache::{Resource, ResourceType, Snapshot, SnapshotBuilder};
+use crate::model::{Dirty, Model};
+
+/// How a proxy receives outbound traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ListenerMode {
+    /// Traffic captured by iptables: `virtualOutbound` on 15001 hands
+    /// connections to unbound per-port listeners (`0.0.0.0_9080`).
+    Capture,
+    /// No capture: one bound HTTP listener on this address routes by Host
+    /// header to every service the proxy can see.
+    Explicit(SocketAddr),
+    /// A proxyless gRPC client: `api_listener`s named `host:port`, fetched by name.
+    Proxyless,
+}
+
+/// Everything about a proxy that changes what it receives. Proxies with equal
+/// views share one snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProxyView {
+    pub namespace: String,
+    pub mode: ListenerMode,
+}
+
+impl fmt::Display for ProxyView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.mode {
+            ListenerMode::Capture => write!(f, "{}/capture", self.namespace),
+            ListenerMode::Explicit(addr) => write!(f, "{}/explicit:{addr}", self.namespace),
+            ListenerMode::Proxyless => write!(f, "{}/proxyless", self.namespace),
+        }
+    }
+}
+
+/// Builds every resource of a view.
+pub fn build(model: &Model, view: &ProxyView) -> Snapshot {
+    let mut b = SnapshotBuilder::default();
+    let clusters = cluster::clusters(model, view, None);
+    b.set(ResourceType::Endpoint, encode_all(endpoint::assignments(model, view, &clusters)));
+    b.set(ResourceType::Cluster, encode_all(clusters.into_iter().map(|c| (c.name.clone(), c.cluster))));
+    b.set(ResourceType::Listener, encode_all(listener::listeners(model, view)));
+    b.set(ResourceType::Route, encode_all(route::route_configs(model, view)));
+    b.build()
+}
+
+/// Rebuilds the parts of `prev` that `dirty` touched.
+pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -> Snapshot {
+    // DNS clusters carry their endpoints inline: an endpoint change rebuilds the cluster.
+    let (inline, eds): (Vec<String>, Vec<String>) = dirty.endpoints.iter().cloned().partition(|h| {
+        model
+            .service(h)
+            .is_some_and(|s| s.resolution != crate::model::Resolution::Static)
+    });
+    let mut config = dirty.config.clone();
+    config.extend(inline);
+    let dirty = &Dirty {
+        config,
+        endpoints: eds.into_iter().collect(),
+        routes: dirty.routes,
+    };
+    let mut b = prev.builder();
+    if !dirty.config.is_empty() {
+        let hosts: Vec<&str> = dirty.config.iter().map(String::as_str).collect();
+        let fresh = cluster::clusters(model, view, Some(&hosts));
+        let stale = |name: &String| names::cluster_host(name).is_some_and(|h| dirty.config.contains(h));
+        let removed_clusters: Vec<String> = prev
+            .get(ResourceType::Cluster)
+            .names()
+            .filter(|n| stale(n))
+            .filter(|n| !fresh.iter().any(|c| &c.name == *n))
+            .cloned()
+            .collect();
+        let removed_cla: Vec<String> = prev
+            .get(ResourceType::Endpoint)
+            .names()
+            .filter(|n| stale(n))
+            .filter(|n| !fresh.iter().any(|c| &c.name == *n))
+            .cloned()
+            .collect();
+        let assignments = endpoint::assignments(model, view, &fresh);
+        b.patch(ResourceType::Endpoint, encode_each(assignments), removed_cla);
+        b.patch(
+            ResourceType::Cluster,
+            encode_each(fresh.into_iter().map(|c| (c.name.clone(), c.cluster))),
+            removed_clusters,
+        );
+        b.set(ResourceType::Listener, encode_all(listener::listeners(model, view)));
+    }
+    let endpoint_only: Vec<&str> = dirty.endpoints.iter().map(String::as_str).collect();
+    if !endpoint_only.is_empty() {
+        let clusters = cluster::clusters(model, view, Some(&endpoint_only));
+        b.patch(
+            ResourceType::Endpoint,
+            encode_each(endpoint::assignments(model, view, &clusters)),
+            Vec::new(),
+        );
+    }
+    if dirty.routes || !dirty.config.is_empty() {
+        b.set(ResourceType::Route, encode_all(route::route_configs(model, view)));
+    }
+    b.build()
+}
+
+fn encode_all<M: prost::Message>(items: impl IntoIterator<Item = (String, M)>) -> BTreeMap<String, Arc<Resource>> {
+    items
+        .into_iter()
+        .map(|(name, msg)| {
+            let r = Resource::encode(name.clone(), &msg);
+            (name, r)
+        })
+        .collect()
+}
+
+fn encode_each<M: prost::Message>(items: impl IntoIterator<Item = (String, M)>) -> Vec<Arc<Resource>> {
+    items.into_iter().map(|(name, msg)| Resource::encode(name, &msg)).collect()
+}
+
+/// Packs a message into `Any` (for typed configs inside resources).
+pub fn any<M: prost::Message + prost::Name>(msg: &M) -> Any {
+    Any {
+        type_url: M::type_url(),
+        value: msg.encode_to_vec(),
+    }
+}
+
+/// A config source that says "over the same ADS stream".
+pub fn ads() -> core::ConfigSource {
+    core::ConfigSource {
+        config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
+            core::AggregatedConfigSource {},
+        )),
+        resource_api_version: core::ApiVersion::V3 as i32,
+        ..Default::default()
+    }
+}
+
+pub fn socket_address(address: &str, port: u16) -> core::Address {
+    core::Address {
+        address: Some(core::address::Address::SocketAddress(core::SocketAddress {
+            address: address.to_string(),
+            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(port as u32)),
+            ..Default::default()
+        })),
+    }
+}
+
+pub fn duration(d: std::time::Duration) -> envoy_types::pb::google::protobuf::Duration {
+    crate::model::duration::to_proto(d)
+}
+
+pub fn u32_value(v: u32) -> envoy_types::pb::google::protobuf::UInt32Value {
+    envoy_types::pb::google::protobuf::UInt32Value { value: v }
+}

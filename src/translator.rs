@@ -1,0 +1,234 @@
+//! The one writer: owns the model, applies batches of changes from the
+//! sources, and keeps one snapshot per proxy view up to date.
+//!
+//! Changes arriving within the debounce window are applied together, then
+//! every live view is updated incrementally (`translate::update`) and published
+//! on its watch channel only if its content changed. Streams read the watches
+//! (`ViewSource`); a view nobody watches any more is dropped.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::cache::Snapshot;
+use crate::metrics::Metrics;
+use crate::model::{analyze, Change, Dirty, Model, Problem};
+use crate::translate::{self, ProxyView};
+use crate::xds::server::ViewSource;
+
+/// What sources send to the translator.
+#[derive(Debug)]
+pub enum Input {
+    Changes(Vec<Change>),
+    /// A source has delivered its complete initial state.
+    Synced(&'static str),
+    /// Problems a source found in its input (replacing its earlier report).
+    Problems(&'static str, Vec<Problem>),
+}
+
+type Watches = HashMap<ProxyView, watch::Sender<Option<Arc<Snapshot>>>>;
+
+/// Handle for streams to watch views and for sources to send input.
+pub struct Translator {
+    watches: Mutex<Watches>,
+    new_views: mpsc::UnboundedSender<ProxyView>,
+    ready: watch::Sender<bool>,
+    /// Problems by source, for the admin's debug view.
+    pub problems: Mutex<HashMap<&'static str, Vec<Problem>>>,
+    pub warnings: Mutex<Vec<Problem>>,
+}
+
+impl ViewSource for Translator {
+    fn watch(&self, view: &ProxyView) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = watches.get(view) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(None);
+        watches.insert(view.clone(), tx);
+        // The translator task builds the first snapshot of the view.
+        let _ = self.new_views.send(view.clone());
+        rx
+    }
+}
+
+impl Translator {
+    /// Whether every source has synced (`/readyz`).
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    /// Number of views being served.
+    pub fn views(&self) -> usize {
+        self.watches.lock().map(|w| w.len()).unwrap_or(0)
+    }
+}
+
+/// Starts the translator task. `sources` names every source that must sync
+/// before any proxy is answered.
+pub fn spawn(
+    sources: BTreeSet<&'static str>,
+    debounce: Duration,
+    metrics: Arc<Metrics>,
+) -> (Arc<Translator>, mpsc::Sender<Input>, tokio::task::JoinHandle<()>) {
+    let (input_tx, input_rx) = mpsc::channel(1024);
+    let (view_tx, view_rx) = mpsc::unbounded_channel();
+    let (ready_tx, _) = watch::channel(false);
+    let handle = Arc::new(Translator {
+        watches: Mutex::new(HashMap::new()),
+        new_views: view_tx,
+        ready: ready_tx,
+        problems: Mutex::new(HashMap::new()),
+        warnings: Mutex::new(Vec::new()),
+    });
+    let task = tokio::spawn(run(handle.clone(), sources, debounce, metrics, input_rx, view_rx));
+    (handle, input_tx, task)
+}
+
+async fn run(
+    handle: Arc<Translator>,
+    mut pending_sources: BTreeSet<&'static str>,
+    debounce: Duration,
+    metrics: Arc<Metrics>,
+    mut inputs: mpsc::Receiver<Input>,
+    mut new_views: mpsc::UnboundedReceiver<ProxyView>,
+) {
+    let mut model = Model::new();
+    let mut snapshots: HashMap<ProxyView, Arc<Snapshot>> = HashMap::new();
+    let mut batch: Vec<Change> = Vec::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut ready = pending_sources.is_empty();
+    let mut warned: BTreeSet<String> = BTreeSet::new();
+    loop {
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            input = inputs.recv() => match input {
+                None => return,
+                Some(Input::Changes(changes)) => {
+                    batch.extend(changes);
+                    if deadline.is_none() {
+                        deadline = Some(tokio::time::Instant::now() + debounce);
+                    }
+                }
+                Some(Input::Synced(source)) => {
+                    pending_sources.remove(source);
+                    if !ready && pending_sources.is_empty() {
+                        // Apply everything known before declaring readiness.
+                        let dirty = model.apply(std::mem::take(&mut batch));
+                        deadline = None;
+                        report_warnings(&handle, &model, &metrics, &mut warned);
+                        debug!(?dirty, "initial state applied");
+                        ready = true;
+                        let _ = handle.ready.send(true);
+                        info!(services = model.services().len(), "all sources synced; serving");
+                        rebuild_all(&handle, &model, &mut snapshots, &metrics);
+                    }
+                }
+                Some(Input::Problems(source, problems)) => {
+                    if let Ok(mut p) = handle.problems.lock() {
+                        p.insert(source, problems);
+                    }
+                }
+            },
+            Some(view) = new_views.recv() => {
+                if ready {
+                    let snap = Arc::new(translate::build(&model, &view));
+                    Metrics::inc(&metrics.translations);
+                    publish(&handle, &view, &snap);
+                    snapshots.insert(view, snap);
+                }
+            }
+            _ = sleep => {
+                deadline = None;
+                let started = Instant::now();
+                let changes = std::mem::take(&mut batch);
+                let count = changes.len();
+                let dirty = model.apply(changes);
+                if !ready || dirty.is_empty() {
+                    continue;
+                }
+                report_warnings(&handle, &model, &metrics, &mut warned);
+                update_all(&handle, &model, &mut snapshots, &dirty, &metrics);
+                debug!(changes = count, elapsed_us = started.elapsed().as_micros() as u64, "applied");
+            }
+        }
+    }
+}
+
+fn publish(handle: &Translator, view: &ProxyView, snap: &Arc<Snapshot>) {
+    let watches = handle.watches.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tx) = watches.get(view) {
+        tx.send_if_modified(|cur| {
+            let same = cur.as_ref().is_some_and(|c| c.version() == snap.version());
+            if !same {
+                *cur = Some(snap.clone());
+            }
+            !same
+        });
+    }
+}
+
+/// Views still watched; the others are dropped.
+fn live_views(handle: &Translator) -> Vec<ProxyView> {
+    let mut watches = handle.watches.lock().unwrap_or_else(|e| e.into_inner());
+    watches.retain(|_, tx| tx.receiver_count() > 0);
+    watches.keys().cloned().collect()
+}
+
+fn rebuild_all(handle: &Translator, model: &Model, snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>, metrics: &Metrics) {
+    let views = live_views(handle);
+    snapshots.retain(|v, _| views.contains(v));
+    for view in views {
+        let snap = Arc::new(translate::build(model, &view));
+        Metrics::inc(&metrics.translations);
+        publish(handle, &view, &snap);
+        snapshots.insert(view, snap);
+    }
+}
+
+fn update_all(
+    handle: &Translator,
+    model: &Model,
+    snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
+    dirty: &Dirty,
+    metrics: &Metrics,
+) {
+    let views = live_views(handle);
+    snapshots.retain(|v, _| views.contains(v));
+    for view in views {
+        let next = match snapshots.get(&view) {
+            Some(prev) => translate::update(model, &view, prev, dirty),
+            None => translate::build(model, &view),
+        };
+        Metrics::inc(&metrics.translations);
+        let next = Arc::new(next);
+        publish(handle, &view, &next);
+        snapshots.insert(view, next);
+    }
+}
+
+/// Logs each reference warning once, when it first appears.
+fn report_warnings(handle: &Translator, model: &Model, metrics: &Metrics, warned: &mut BTreeSet<String>) {
+    let warnings = analyze::analyze(model);
+    let mut now = BTreeSet::new();
+    for w in &warnings {
+        let line = w.to_string();
+        if !warned.contains(&line) {
+            warn!("{line}");
+            Metrics::inc(&metrics.config_warnings);
+        }
+        now.insert(line);
+    }
+    *warned = now;
+    if let Ok(mut w) = handle.warnings.lock() {
+        *w = warnings;
+    }
+}

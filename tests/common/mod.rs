@@ -1,0 +1,34 @@
+//! Shared helpers for shmesh integration tests (include with `mod common;`).
+//!
+//! * [`envoy`]: find the Envoy binary and run a real Envoy from a bootstrap,
+//!   with admin-API helpers (`config_dump`, `stats`, `wait_until`, ...);
+//! * [`upstream`]: a tiny keep-alive HTTP/1.1 backend that identifies itself
+//!   (`x-upstream: <name>`) and counts requests;
+//! * [`http`]: a blocking HTTP/1.1 client (`http_get`, keep-alive `HttpClient`)
+//!   to send traffic through Envoy;
+//! * [`free_port`]: pick an unused port on a loopback IP.
+//!
+//! Everything binds port 0 (or asks the OS) rather than assuming fixed ports,
+//! and every wait is bounded, since other processes share the machine.
+//! Not every test file uses every helper, hence the module-wide allows.
+#![allow(dead_code, unused_imports)]
+
+pub mod envoy;
+pub mod http;
+pub mod upstream;
+
+pub use envoy::{envoy_binary, unique_base_id, Envoy, EnvoyOptions};
+pub use http::{http_get, http_request, HttpClient, Response, DEFAULT_TIMEOUT};
+pub use upstream::{RecordedRequest, Reply, Upstream};
+
+/// A port that was free on `ip` a moment ago (bind `ip:0`, read the port,
+/// release it). Another process may grab it before it is reused, so prefer
+/// binding port 0 directly where the consumer supports it.
+pub fn free_port(ip: &str) -> u16 {
+    let listener = std::net::TcpListener::bind((ip, 0))
+        .unwrap_or_else(|e| panic!("free_port: cannot bind {ip}:0: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("free_port: local_addr on {ip} failed: {e}"))
+        .port()
+}
