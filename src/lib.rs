@@ -3,9 +3,15 @@
 //! Data flows one way: `sources` → `model` → `translate` → `cache` → `xds`,
 //! with `admin` reading the cache for health, metrics and debug dumps.
 
+pub mod admin;
+pub mod app;
+pub mod bootstrap;
 pub mod cache;
+pub mod config;
+pub mod jsonpb;
 pub mod metrics;
 pub mod model;
+pub mod sources;
 pub mod translate;
 pub mod translator;
 pub mod xds;

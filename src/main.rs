@@ -1,1 +1,24 @@
-fn main(){println!("hi");}
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = shmesh::config::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("SHMESH_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shmesh: cannot start the runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    match runtime.block_on(shmesh::app::run(cli.command)) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("shmesh: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

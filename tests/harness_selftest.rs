@@ -141,7 +141,11 @@ fn static_envoy_routes_by_host_to_test_upstreams() {
         .as_array()
         .expect("config_dump has a configs array")
         .iter()
-        .filter(|c| c["@type"].as_str().is_some_and(|t| t.ends_with("ListenersConfigDump")))
+        .filter(|c| {
+            c["@type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("ListenersConfigDump"))
+        })
         .flat_map(|c| c["static_listeners"].as_array().into_iter().flatten())
         .filter_map(|l| l["listener"]["name"].as_str())
         .collect();

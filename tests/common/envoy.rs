@@ -266,10 +266,10 @@ impl Envoy {
         let config = dir.path().join("bootstrap.json");
         let text = serde_json::to_string_pretty(bootstrap).expect("serialize Envoy bootstrap");
         std::fs::write(&config, text).expect("write Envoy bootstrap file");
-        let stdout = std::fs::File::create(dir.path().join("stdout.txt"))
-            .expect("create Envoy stdout file");
-        let stderr = std::fs::File::create(dir.path().join("stderr.txt"))
-            .expect("create Envoy stderr file");
+        let stdout =
+            std::fs::File::create(dir.path().join("stdout.txt")).expect("create Envoy stdout file");
+        let stderr =
+            std::fs::File::create(dir.path().join("stderr.txt")).expect("create Envoy stderr file");
         let base_id = unique_base_id();
         let mut cmd = Command::new(&bin);
         cmd.arg("-c")
@@ -347,19 +347,15 @@ impl Envoy {
     /// Panics with Envoy's log if the process has exited.
     fn assert_running(&self, when: &str) {
         if let Some(status) = self.exit_status() {
-            panic!(
-                "Envoy exited {when} with {status}\n{}",
-                self.diagnostics()
-            );
+            panic!("Envoy exited {when} with {status}\n{}", self.diagnostics());
         }
     }
 
     /// Command line hints, stderr and log, for panic messages.
     fn diagnostics(&self) -> String {
         self.log_reported.store(true, Ordering::SeqCst);
-        let read = |name: &str| {
-            std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
-        };
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
         format!(
             "--- Envoy temp dir (removed on drop): {} (base id {})\n--- stderr:\n{}\n--- stdout:\n{}\n--- envoy.log:\n{}",
             self.dir.path().display(),
@@ -405,7 +401,10 @@ impl Envoy {
     fn admin_call(&self, method: &str, path: &str) -> (u16, String) {
         match self.try_admin(method, path) {
             Ok(r) => (r.status, r.body),
-            Err(e) => panic!("Envoy admin {method} {path} failed: {e}\n{}", self.diagnostics()),
+            Err(e) => panic!(
+                "Envoy admin {method} {path} failed: {e}\n{}",
+                self.diagnostics()
+            ),
         }
     }
 
@@ -461,11 +460,7 @@ impl Envoy {
 
     /// Calls `condition` every 50 ms until it returns `true` (→ `true`) or
     /// `timeout` passes (→ `false`). Panics with the log if Envoy dies meanwhile.
-    pub fn wait_until(
-        &self,
-        timeout: Duration,
-        mut condition: impl FnMut(&Envoy) -> bool,
-    ) -> bool {
+    pub fn wait_until(&self, timeout: Duration, mut condition: impl FnMut(&Envoy) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             self.assert_running("while waiting for a condition");

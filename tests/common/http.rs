@@ -465,7 +465,10 @@ impl Wire {
 
     /// Reads a body delimited by `Transfer-Encoding: chunked` or
     /// `Content-Length`; `None` if neither is present.
-    fn read_framed_body(&mut self, headers: &[(String, String)]) -> Result<Option<Vec<u8>>, String> {
+    fn read_framed_body(
+        &mut self,
+        headers: &[(String, String)],
+    ) -> Result<Option<Vec<u8>>, String> {
         if let Some(te) = find_header(headers, "transfer-encoding") {
             if te.to_ascii_lowercase().contains("chunked") {
                 return self.read_chunked().map(Some);

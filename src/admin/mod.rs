@@ -1,0 +1,102 @@
+//! The admin HTTP server: `/healthz`, `/readyz`, `/metrics` and debug views
+//! (`/debug/proxies`, `/debug/problems`). It only reads shared state.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::metrics::Metrics;
+use crate::translator::Translator;
+use crate::xds::server::Registry;
+
+pub struct AdminState {
+    pub translator: Arc<Translator>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "admin accept failed");
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req)) }
+            });
+            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                debug!(error = %e, "admin connection ended");
+            }
+        });
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => {
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut()
+                .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+            r
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            if *state.translator.ready().borrow() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "waiting for the first full sync of every source\n")
+            }
+        }
+        "/metrics" => text(StatusCode::OK, state.metrics.render()),
+        "/debug/proxies" => json(&state.registry.list()),
+        "/debug/problems" => {
+            let errors: Vec<String> = state
+                .translator
+                .problems
+                .lock()
+                .map(|p| p.values().flatten().map(|p| p.to_string()).collect())
+                .unwrap_or_default();
+            let warnings: Vec<String> = state
+                .translator
+                .warnings
+                .lock()
+                .map(|w| w.iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default();
+            json(&serde_json::json!({ "errors": errors, "warnings": warnings }))
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,164 @@
+//! Wiring: starts the sources, the translator, the xDS server and the admin
+//! server, and runs the one-shot commands.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+use crate::config::{Api, BootstrapArgs, Command, ServeArgs, TranslateArgs};
+use crate::metrics::Metrics;
+use crate::model::{analyze, Model};
+use crate::xds::server::{AdsServer, Registry, Shared};
+use crate::{admin, bootstrap, jsonpb, sources, translate, translator};
+
+/// Runs a command; returns the process exit code.
+pub async fn run(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Serve(args) => serve(args).await.map(|_| 0),
+        Command::Validate { paths } => Ok(validate(&paths)),
+        Command::Translate(args) => translate_cmd(args).map(|_| 0),
+        Command::Bootstrap(args) => bootstrap_cmd(args).map(|_| 0),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.config_dirs.is_empty() {
+        anyhow::bail!("nothing to serve: give --config-dir DIR");
+    }
+    let metrics = Arc::new(Metrics::default());
+    let registry = Arc::new(Registry::default());
+    let sources = BTreeSet::from([sources::files::SOURCE]);
+    let (translator, inputs, _task) = translator::spawn(sources, args.debounce, metrics.clone());
+    tokio::spawn(sources::files::run(args.config_dirs.clone(), inputs));
+
+    let xds = tokio::net::TcpListener::bind(args.xds_addr)
+        .await
+        .with_context(|| format!("binding xDS address {}", args.xds_addr))?;
+    let admin_listener = admin::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("binding admin address {}", args.admin_addr))?;
+    let xds_addr = xds.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+    info!(%xds_addr, %admin_addr, "shmesh serving");
+    if let Some(path) = &args.address_file {
+        std::fs::write(path, format!("xds={xds_addr}\nadmin={admin_addr}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    tokio::spawn(admin::serve(
+        admin_listener,
+        Arc::new(admin::AdminState {
+            translator: translator.clone(),
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+        }),
+    ));
+    let shared = Arc::new(Shared {
+        views: translator,
+        metrics,
+        registry,
+        control_plane: format!("shmesh-{}", env!("CARGO_PKG_VERSION")),
+    });
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(AdsServer::new(shared))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(xds), shutdown_signal())
+        .await
+        .context("xDS server")?;
+    info!("shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Loads manifests into a model, as `serve` would at start-up.
+fn load(paths: &[std::path::PathBuf]) -> (Model, Vec<crate::model::Problem>) {
+    let (changes, mut problems) = sources::files::load_once(paths);
+    let mut model = Model::new();
+    model.apply(changes);
+    problems.extend(analyze::analyze(&model));
+    problems.sort();
+    (model, problems)
+}
+
+fn validate(paths: &[std::path::PathBuf]) -> i32 {
+    for p in paths {
+        if !p.exists() {
+            println!("{}: error: no such file or directory", p.display());
+            return 1;
+        }
+    }
+    let (_, problems) = load(paths);
+    for p in &problems {
+        println!("{p}");
+    }
+    if problems.iter().any(|p| p.is_error()) {
+        1
+    } else {
+        0
+    }
+}
+
+fn translate_cmd(args: TranslateArgs) -> anyhow::Result<()> {
+    let (model, problems) = load(&args.config_dirs);
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    let mut view = translate_view(&args)?;
+    if let Some(ns) = args.namespace {
+        view.namespace = ns;
+    }
+    let snapshot = translate::build(&model, &view);
+    let dump = jsonpb::config_dump(&snapshot).map_err(anyhow::Error::msg)?;
+    println!("{}", serde_json::to_string_pretty(&dump)?);
+    Ok(())
+}
+
+fn translate_view(args: &TranslateArgs) -> anyhow::Result<translate::ProxyView> {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    let node = Node {
+        id: args.node.clone(),
+        user_agent_name: if args.proxyless { "gRPC".into() } else { "envoy".into() },
+        ..Default::default()
+    };
+    let mut view = crate::xds::node::view_of(&node).map_err(anyhow::Error::msg)?;
+    if let Some(addr) = args.outbound_listener {
+        view.mode = translate::ListenerMode::Explicit(addr);
+    }
+    Ok(view)
+}
+
+fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
+    let opts = bootstrap::Options {
+        node_id: args.node,
+        cluster: args.cluster,
+        namespace: args.namespace,
+        xds_addr: args.xds_addr,
+        delta: args.api == Api::Delta,
+        outbound_listener: args.outbound_listener,
+        admin_addr: args.admin_addr,
+    };
+    let json = bootstrap::bootstrap_json(&opts).map_err(anyhow::Error::msg)?;
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! Envoy bootstraps that point a proxy at shmesh over ADS.
+
+use std::net::SocketAddr;
+
+use envoy_types::pb::envoy::config::bootstrap::v3 as b;
+use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3 as e;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uhttp;
+use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+
+use crate::translate::{ads, any, duration, socket_address};
+use crate::xds::node::OUTBOUND_LISTENER_KEY;
+
+/// The static cluster that reaches shmesh.
+pub const XDS_CLUSTER: &str = "xds-grpc";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub node_id: String,
+    /// Envoy's `node.cluster`; defaults to the node id.
+    pub cluster: Option<String>,
+    pub namespace: Option<String>,
+    pub xds_addr: SocketAddr,
+    pub delta: bool,
+    pub outbound_listener: Option<SocketAddr>,
+    pub admin_addr: SocketAddr,
+}
+
+pub fn bootstrap(o: &Options) -> b::Bootstrap {
+    let mut metadata = Struct::default();
+    let mut put = |k: &str, v: String| {
+        metadata.fields.insert(
+            k.to_string(),
+            Value {
+                kind: Some(Kind::StringValue(v)),
+            },
+        );
+    };
+    if let Some(ns) = &o.namespace {
+        put("NAMESPACE", ns.clone());
+    }
+    if let Some(addr) = o.outbound_listener {
+        put(OUTBOUND_LISTENER_KEY, addr.to_string());
+    }
+    let api_type = if o.delta {
+        core::api_config_source::ApiType::DeltaGrpc
+    } else {
+        core::api_config_source::ApiType::Grpc
+    };
+    let xds_ip = o.xds_addr.ip().to_string();
+    b::Bootstrap {
+        node: Some(core::Node {
+            id: o.node_id.clone(),
+            cluster: o.cluster.clone().unwrap_or_else(|| o.node_id.clone()),
+            metadata: Some(metadata),
+            ..Default::default()
+        }),
+        admin: Some(b::Admin {
+            address: Some(socket_address(&o.admin_addr.ip().to_string(), o.admin_addr.port())),
+            ..Default::default()
+        }),
+        dynamic_resources: Some(b::bootstrap::DynamicResources {
+            ads_config: Some(core::ApiConfigSource {
+                api_type: api_type as i32,
+                transport_api_version: core::ApiVersion::V3 as i32,
+                grpc_services: vec![core::GrpcService {
+                    target_specifier: Some(core::grpc_service::TargetSpecifier::EnvoyGrpc(
+                        core::grpc_service::EnvoyGrpc {
+                            cluster_name: XDS_CLUSTER.to_string(),
+                            ..Default::default()
+                        },
+                    )),
+                    ..Default::default()
+                }],
+                set_node_on_first_message_only: true,
+                ..Default::default()
+            }),
+            cds_config: Some(ads()),
+            lds_config: Some(ads()),
+            ..Default::default()
+        }),
+        static_resources: Some(b::bootstrap::StaticResources {
+            clusters: vec![c::Cluster {
+                name: XDS_CLUSTER.to_string(),
+                cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                    cluster::DiscoveryType::Static as i32,
+                )),
+                connect_timeout: Some(duration(std::time::Duration::from_secs(1))),
+                load_assignment: Some(e::ClusterLoadAssignment {
+                    cluster_name: XDS_CLUSTER.to_string(),
+                    endpoints: vec![e::LocalityLbEndpoints {
+                        lb_endpoints: vec![e::LbEndpoint {
+                            host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
+                                address: Some(socket_address(&xds_ip, o.xds_addr.port())),
+                                ..Default::default()
+                            })),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                // ADS is gRPC: the connection must be HTTP/2.
+                typed_extension_protocol_options: [(
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+                    any(&uhttp::HttpProtocolOptions {
+                        upstream_protocol_options: Some(
+                            uhttp::http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                                uhttp::http_protocol_options::ExplicitHttpConfig {
+                                    protocol_config: Some(
+                                        uhttp::http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                                            core::Http2ProtocolOptions::default(),
+                                        ),
+                                    ),
+                                },
+                            ),
+                        ),
+                        ..Default::default()
+                    }),
+                )]
+                .into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The bootstrap as JSON (which Envoy also reads as YAML).
+pub fn bootstrap_json(o: &Options) -> Result<serde_json::Value, String> {
+    crate::jsonpb::message_to_json(&bootstrap(o))
+}

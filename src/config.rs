@@ -1,0 +1,105 @@
+//! Command line: subcommands and their flags. Doc comments are the help text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "shmesh", version, about = "An Envoy xDS control plane that speaks Istio's traffic API")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve xDS to Envoy sidecars and gRPC clients.
+    Serve(ServeArgs),
+    /// Check manifests; prints one line per problem and exits 1 on any error.
+    Validate {
+        /// Files or directories to check.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print, as Envoy's config_dump JSON, exactly what a node would receive.
+    Translate(TranslateArgs),
+    /// Print an Envoy bootstrap that points a node at shmesh.
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Directory of manifests to serve (repeatable); read recursively and watched.
+    #[arg(long = "config-dir", env = "SHMESH_CONFIG_DIR", value_delimiter = ',')]
+    pub config_dirs: Vec<PathBuf>,
+    /// Address for xDS gRPC (ADS, SotW and delta).
+    #[arg(long, env = "SHMESH_XDS_ADDR", default_value = "0.0.0.0:15010")]
+    pub xds_addr: SocketAddr,
+    /// Address for the admin HTTP server (health, readiness, metrics, debug).
+    #[arg(long, env = "SHMESH_ADMIN_ADDR", default_value = "127.0.0.1:15014")]
+    pub admin_addr: SocketAddr,
+    /// Changes arriving within this window are pushed together (e.g. 100ms).
+    #[arg(long, env = "SHMESH_DEBOUNCE", default_value = "100ms", value_parser = parse_duration)]
+    pub debounce: Duration,
+    /// Write the bound xDS and admin addresses to this file (for scripts and tests using port 0).
+    #[arg(long, env = "SHMESH_ADDRESS_FILE")]
+    pub address_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TranslateArgs {
+    /// Directory of manifests (repeatable).
+    #[arg(long = "config-dir", required = true)]
+    pub config_dirs: Vec<PathBuf>,
+    /// Node id; an Istio-style id (`sidecar~IP~POD.NS~NS.svc.cluster.local`) gives the namespace.
+    #[arg(long)]
+    pub node: String,
+    /// The node's namespace (overrides what the id says).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Translate for a node with a bound outbound HTTP listener on this address.
+    #[arg(long)]
+    pub outbound_listener: Option<SocketAddr>,
+    /// Translate for a proxyless gRPC client.
+    #[arg(long, conflicts_with = "outbound_listener")]
+    pub proxyless: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Api {
+    /// State-of-the-world ADS.
+    Sotw,
+    /// Incremental (delta) ADS.
+    Delta,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BootstrapArgs {
+    /// Node id.
+    #[arg(long)]
+    pub node: String,
+    /// Envoy's node.cluster (defaults to the node id).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// The node's namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Where shmesh serves xDS.
+    #[arg(long)]
+    pub xds_addr: SocketAddr,
+    /// Ask for a bound outbound HTTP listener on this address (no traffic capture).
+    #[arg(long)]
+    pub outbound_listener: Option<SocketAddr>,
+    /// ADS flavour.
+    #[arg(long, value_enum, default_value = "delta")]
+    pub api: Api,
+    /// Envoy's admin address.
+    #[arg(long, default_value = "127.0.0.1:15000")]
+    pub admin_addr: SocketAddr,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::model::duration::parse(s)
+}

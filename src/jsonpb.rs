@@ -1,0 +1,114 @@
+//! Envoy resources as JSON, in protobuf's JSON mapping with Envoy's snake_case
+//! field names, the way Envoy's own `/config_dump` prints them.
+//!
+//! The descriptors come from envoy-types' `.proto` sources, compiled by
+//! `build.rs` with protox.
+
+use std::sync::OnceLock;
+
+use envoy_types::pb::envoy::admin::v3 as admin;
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+
+use crate::cache::{ResourceType, Snapshot};
+
+static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
+
+fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        // The descriptors are compiled into the binary from the protos it was
+        // built with; failing to decode them is a build defect, not input.
+        DescriptorPool::decode(DESCRIPTORS).expect("embedded Envoy descriptors decode")
+    })
+}
+
+/// Decodes `bytes` as the message `full_name` and prints it as JSON.
+pub fn to_json(full_name: &str, bytes: &[u8]) -> Result<serde_json::Value, String> {
+    let desc = pool()
+        .get_message_by_name(full_name)
+        .ok_or_else(|| format!("no descriptor for {full_name}"))?;
+    let msg = DynamicMessage::decode(desc, bytes).map_err(|e| format!("decoding {full_name}: {e}"))?;
+    let opts = SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(true);
+    msg.serialize_with_options(serde_json::value::Serializer, &opts)
+        .map_err(|e| format!("printing {full_name}: {e}"))
+}
+
+/// Prints any prost message that has a descriptor.
+pub fn message_to_json<M: Message + prost::Name>(msg: &M) -> Result<serde_json::Value, String> {
+    to_json(&M::full_name(), &msg.encode_to_vec())
+}
+
+fn any(ty: ResourceType, body: &[u8]) -> Any {
+    Any {
+        type_url: ty.type_url().to_string(),
+        value: body.to_vec(),
+    }
+}
+
+/// The snapshot as an `envoy.admin.v3.ConfigDump`, the shape of Envoy's
+/// `/config_dump`: what a proxy with this view receives.
+pub fn config_dump(snapshot: &Snapshot) -> Result<serde_json::Value, String> {
+    let clusters = admin::ClustersConfigDump {
+        dynamic_active_clusters: snapshot
+            .get(ResourceType::Cluster)
+            .iter()
+            .map(|r| admin::clusters_config_dump::DynamicCluster {
+                version_info: r.version.clone(),
+                cluster: Some(any(ResourceType::Cluster, &r.body)),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let endpoints = admin::EndpointsConfigDump {
+        dynamic_endpoint_configs: snapshot
+            .get(ResourceType::Endpoint)
+            .iter()
+            .map(|r| admin::endpoints_config_dump::DynamicEndpointConfig {
+                version_info: r.version.clone(),
+                endpoint_config: Some(any(ResourceType::Endpoint, &r.body)),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let listeners = admin::ListenersConfigDump {
+        dynamic_listeners: snapshot
+            .get(ResourceType::Listener)
+            .iter()
+            .map(|r| admin::listeners_config_dump::DynamicListener {
+                name: r.name.clone(),
+                active_state: Some(admin::listeners_config_dump::DynamicListenerState {
+                    version_info: r.version.clone(),
+                    listener: Some(any(ResourceType::Listener, &r.body)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let routes = admin::RoutesConfigDump {
+        dynamic_route_configs: snapshot
+            .get(ResourceType::Route)
+            .iter()
+            .map(|r| admin::routes_config_dump::DynamicRouteConfig {
+                version_info: r.version.clone(),
+                route_config: Some(any(ResourceType::Route, &r.body)),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let dump = admin::ConfigDump {
+        configs: vec![
+            crate::translate::any(&clusters),
+            crate::translate::any(&endpoints),
+            crate::translate::any(&listeners),
+            crate::translate::any(&routes),
+        ],
+    };
+    message_to_json(&dump)
+}

@@ -1,0 +1,344 @@
+//! Objects from files: every `.yaml`, `.yml` and `.json` below the configured
+//! directories (recursively, multi-document, hidden entries skipped), watched
+//! for changes.
+//!
+//! A Kubernetes ConfigMap volume updates by swapping its hidden `..data`
+//! symlink, so the whole directory is watched and rescanned, never single
+//! inodes. A rescan parses only files whose content changed. An object that
+//! fails validation is reported and its last good version stays; an object
+//! whose file is gone is deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use crate::model::parse::{parse_text, Outcome, Parsed};
+use crate::model::{Change, Object, ObjectKey, Problem};
+use crate::translator::Input;
+
+pub const SOURCE: &str = "files";
+
+/// How often directories are rescanned even without a change event.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// Events arriving this close together are one change (an editor's save, a
+/// ConfigMap swap).
+const SETTLE: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Default)]
+struct FileState {
+    hash: u64,
+    /// Objects of this file currently in force (last good versions included).
+    objects: BTreeMap<ObjectKey, Parsed>,
+    problems: Vec<Problem>,
+}
+
+/// The state of all watched directories.
+#[derive(Debug, Default)]
+pub struct FileSet {
+    dirs: Vec<PathBuf>,
+    files: BTreeMap<PathBuf, FileState>,
+    /// Objects in force, and the file that holds each.
+    current: BTreeMap<ObjectKey, (PathBuf, Parsed)>,
+    /// Problems already logged, so each is logged once.
+    logged: BTreeSet<String>,
+}
+
+impl FileSet {
+    pub fn new(dirs: Vec<PathBuf>) -> FileSet {
+        FileSet {
+            dirs,
+            ..Default::default()
+        }
+    }
+
+    /// Rescans the directories; returns the changes since the last scan.
+    pub fn rescan(&mut self) -> Vec<Change> {
+        let mut seen = BTreeSet::new();
+        for dir in self.dirs.clone() {
+            let mut paths = Vec::new();
+            if let Err(e) = collect(&dir, &mut paths) {
+                warn!(dir = %dir.display(), error = %e, "cannot read config directory");
+            }
+            for path in paths {
+                seen.insert(path.clone());
+                self.load(&path);
+            }
+        }
+        self.files.retain(|p, _| seen.contains(p));
+        self.diff()
+    }
+
+    fn load(&mut self, path: &Path) {
+        let text = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Mid-swap or unreadable: keep what the file held.
+                debug!(path = %path.display(), error = %e, "cannot read; keeping last good objects");
+                return;
+            }
+        };
+        let hash = xxhash_rust::xxh3::xxh3_64(&text);
+        if self.files.get(path).is_some_and(|f| f.hash == hash) {
+            return;
+        }
+        let text = String::from_utf8_lossy(&text);
+        let shown = path.display().to_string();
+        let previous = self.files.remove(path).unwrap_or_default();
+        let mut objects = BTreeMap::new();
+        let mut problems = Vec::new();
+        let mut unidentified_failure = false;
+        for outcome in parse_text(&shown, &text) {
+            match outcome {
+                Outcome::Object(p) => {
+                    objects.insert(p.key.clone(), p);
+                }
+                Outcome::Skipped { origin, kind, api_version } => {
+                    debug!(%origin, %kind, %api_version, "skipping kind shmesh does not read");
+                }
+                Outcome::Rejected { key, problems: ps } => {
+                    problems.extend(ps);
+                    match key {
+                        // The last good version of this object stays.
+                        Some(key) => {
+                            if let Some(old) = previous.objects.get(&key) {
+                                objects.insert(key, old.clone());
+                            }
+                        }
+                        None => unidentified_failure = true,
+                    }
+                }
+            }
+        }
+        if unidentified_failure {
+            // A document we could not even identify: it may be any of the
+            // file's earlier objects, so none of them is deleted.
+            for (key, old) in previous.objects {
+                objects.entry(key).or_insert(old);
+            }
+        }
+        self.files.insert(
+            path.to_path_buf(),
+            FileState {
+                hash,
+                objects,
+                problems,
+            },
+        );
+    }
+
+    /// Changes between what is in force and what the files now hold.
+    fn diff(&mut self) -> Vec<Change> {
+        let mut next: BTreeMap<ObjectKey, (PathBuf, Parsed)> = BTreeMap::new();
+        let mut duplicates = Vec::new();
+        for (path, file) in &self.files {
+            for (key, parsed) in &file.objects {
+                if let Some((first, _)) = next.get(key) {
+                    duplicates.push(
+                        Problem::error("metadata.name", format!("duplicate of the object in {}", first.display()))
+                            .for_kind(&parsed.origin, key.kind, &key.namespace, &key.name),
+                    );
+                    continue;
+                }
+                next.insert(key.clone(), (path.clone(), parsed.clone()));
+            }
+        }
+        let mut changes = Vec::new();
+        for (key, (_, parsed)) in &next {
+            let same = self
+                .current
+                .get(key)
+                .is_some_and(|(_, old)| Arc::ptr_eq(&old.object, &parsed.object) || old.object == parsed.object);
+            if !same {
+                changes.push(Change::Upsert(key.clone(), parsed.object.clone(), parsed.origin.clone()));
+            }
+        }
+        for key in self.current.keys() {
+            if !next.contains_key(key) {
+                changes.push(Change::Delete(key.clone()));
+            }
+        }
+        self.current = next;
+        self.log_problems(duplicates);
+        changes
+    }
+
+    fn log_problems(&mut self, extra: Vec<Problem>) {
+        let mut now = BTreeSet::new();
+        for p in self.problems_with(extra) {
+            let line = p.to_string();
+            if !self.logged.contains(&line) {
+                error!("{line}");
+            }
+            now.insert(line);
+        }
+        self.logged = now;
+    }
+
+    fn problems_with(&self, extra: Vec<Problem>) -> Vec<Problem> {
+        let mut all: Vec<Problem> = self.files.values().flat_map(|f| f.problems.iter().cloned()).collect();
+        all.extend(extra);
+        all
+    }
+
+    /// Problems in the files as they stand now.
+    pub fn problems(&self) -> Vec<Problem> {
+        self.problems_with(Vec::new())
+    }
+
+    /// Objects in force.
+    pub fn objects(&self) -> impl Iterator<Item = (&ObjectKey, &Arc<Object>)> {
+        self.current.iter().map(|(k, (_, p))| (k, &p.object))
+    }
+}
+
+/// Paths of config files below `dir`, skipping hidden entries.
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let meta = std::fs::metadata(dir)?;
+    if meta.is_file() {
+        out.push(dir.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symlinks: ConfigMap files are links into `..data/`.
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if meta.is_dir() {
+            collect(&path, out)?;
+        } else if meta.is_file() && [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext)) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Loads the directories, sends the initial state, then watches for changes
+/// until the translator goes away.
+pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Input>) {
+    let mut set = FileSet::new(dirs.clone());
+    let changes = set.rescan();
+    info!(dirs = ?dirs, objects = changes.len(), "loaded config files");
+    let _ = tx.send(Input::Problems(SOURCE, set.problems())).await;
+    if tx.send(Input::Changes(changes)).await.is_err() || tx.send(Input::Synced(SOURCE)).await.is_err() {
+        return;
+    }
+
+    let (event_tx, mut events) = mpsc::unbounded_channel::<()>();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = event_tx.send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(error = %e, "file watching unavailable; polling every {:?}", POLL_INTERVAL);
+            None
+        }
+    };
+    if let Some(w) = watcher.as_mut() {
+        for dir in &dirs {
+            if let Err(e) = w.watch(dir, RecursiveMode::Recursive) {
+                warn!(dir = %dir.display(), error = %e, "cannot watch; polling");
+            }
+        }
+    }
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    poll.tick().await;
+    loop {
+        tokio::select! {
+            ev = events.recv() => {
+                if ev.is_none() {
+                    break;
+                }
+                tokio::time::sleep(SETTLE).await;
+                while events.try_recv().is_ok() {}
+            }
+            _ = poll.tick() => {}
+        }
+        let changes = set.rescan();
+        if changes.is_empty() {
+            continue;
+        }
+        debug!(changes = changes.len(), "config files changed");
+        let _ = tx.send(Input::Problems(SOURCE, set.problems())).await;
+        if tx.send(Input::Changes(changes)).await.is_err() {
+            break;
+        }
+    }
+    drop(watcher);
+}
+
+/// Parses files once, for `validate` and `translate`.
+pub fn load_once(paths: &[PathBuf]) -> (Vec<Change>, Vec<Problem>) {
+    let mut set = FileSet::new(paths.to_vec());
+    let changes = set.rescan();
+    (changes, set.problems())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n";
+    const VS_GOOD: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [a]\n  http:\n  - route:\n    - destination: {host: a}\n";
+    const VS_BAD: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [a]\n  http:\n  - route:\n    - destination: {host: a}\n      weight: -1\n    - destination: {host: a}\n      weight: 2\n";
+
+    #[test]
+    fn invalid_object_keeps_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("svc.yaml"), SVC).unwrap();
+        std::fs::write(dir.path().join("vs.yaml"), VS_GOOD).unwrap();
+        let mut set = FileSet::new(vec![dir.path().to_path_buf()]);
+        assert_eq!(set.rescan().len(), 2);
+        std::fs::write(dir.path().join("vs.yaml"), VS_BAD).unwrap();
+        assert!(set.rescan().is_empty(), "the bad version must not replace the good one");
+        assert_eq!(set.problems().len(), 1);
+        assert!(set.problems()[0].to_string().contains("spec.http[0].route[0].weight"));
+        std::fs::remove_file(dir.path().join("vs.yaml")).unwrap();
+        let changes = set.rescan();
+        assert!(matches!(&changes[..], [Change::Delete(k)] if k.name == "r"));
+    }
+
+    #[test]
+    fn hidden_entries_and_other_extensions_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".hidden.yaml"), SVC).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), SVC).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/svc.yml"), SVC).unwrap();
+        let mut set = FileSet::new(vec![dir.path().to_path_buf()]);
+        assert_eq!(set.rescan().len(), 1);
+    }
+
+    #[test]
+    fn configmap_symlink_swap_is_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let v1 = root.join("..2026_01");
+        std::fs::create_dir(&v1).unwrap();
+        std::fs::write(v1.join("svc.yaml"), SVC).unwrap();
+        std::os::unix::fs::symlink("..2026_01", root.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/svc.yaml", root.join("svc.yaml")).unwrap();
+        let mut set = FileSet::new(vec![root.to_path_buf()]);
+        assert_eq!(set.rescan().len(), 1);
+        let v2 = root.join("..2026_02");
+        std::fs::create_dir(&v2).unwrap();
+        std::fs::write(v2.join("svc.yaml"), SVC.replace("port: 80", "port: 81")).unwrap();
+        std::os::unix::fs::symlink("..2026_02", root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        let changes = set.rescan();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+    }
+}
