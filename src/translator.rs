@@ -127,7 +127,7 @@ async fn run(
                         report_warnings(&handle, &model, &metrics, &mut warned);
                         debug!(?dirty, "initial state applied");
                         ready = true;
-                        let _ = handle.ready.send(true);
+                        handle.ready.send_replace(true);
                         info!(services = model.services().len(), "all sources synced; serving");
                         rebuild_all(&handle, &model, &mut snapshots, &metrics);
                     }

@@ -185,8 +185,8 @@ fn target_number(port: &ServicePort) -> u16 {
     }
 }
 
-fn pods<'a>(
-    model: &'a Model,
+fn pods(
+    model: &Model,
     namespace: &str,
     selector: &Labels,
     port_of: impl Fn(&Pod) -> Option<u16>,

@@ -100,7 +100,8 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// A decoded, valid object.
+/// A decoded, valid object. Always held in an `Arc`, so variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     Service(Service),

@@ -175,7 +175,7 @@ pub fn decode(origin: &Origin, value: serde_json::Value) -> Outcome {
     };
     let object = match typed(kind, value) {
         Ok(o) => o,
-        Err(p) => return reject(vec![p]),
+        Err(p) => return reject(vec![*p]),
     };
     let problems = validate::object(&object);
     if !problems.is_empty() {
@@ -188,7 +188,7 @@ pub fn decode(origin: &Origin, value: serde_json::Value) -> Outcome {
     })
 }
 
-fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Problem> {
+fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Box<Problem>> {
     let mut value = value;
     // Objects from files usually omit the namespace; Kubernetes would default it.
     if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
@@ -207,11 +207,11 @@ fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Problem> {
     })
 }
 
-fn de<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
+fn de<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Box<Problem>> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let field = e.path().to_string();
         let field = if field == "." { String::new() } else { field };
-        Problem::error(field, e.into_inner().to_string())
+        Box::new(Problem::error(field, e.into_inner().to_string()))
     })
 }
 

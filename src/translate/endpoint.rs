@@ -50,7 +50,6 @@ pub fn assignment(cluster: &str, endpoints: &[&Endpoint]) -> e::ClusterLoadAssig
                 region: locality.region.clone(),
                 zone: locality.zone.clone(),
                 sub_zone: locality.subzone.clone(),
-                ..Default::default()
             }),
             load_balancing_weight: Some(u32_value(eps.iter().map(|e| e.weight.max(1)).sum())),
             lb_endpoints: eps.iter().map(|ep| lb_endpoint(ep)).collect(),

@@ -15,10 +15,13 @@
 
 pub mod envoy;
 pub mod http;
+pub mod mesh;
+pub mod shmesh;
 pub mod upstream;
 
 pub use envoy::{envoy_binary, unique_base_id, Envoy, EnvoyOptions};
 pub use http::{http_get, http_request, HttpClient, Response, DEFAULT_TIMEOUT};
+pub use shmesh::Shmesh;
 pub use upstream::{RecordedRequest, Reply, Upstream};
 
 /// A port that was free on `ip` a moment ago (bind `ip:0`, read the port,

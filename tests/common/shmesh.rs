@@ -1,0 +1,119 @@
+//! Runs the real `shmesh serve` binary on a directory of manifests, on ports
+//! the OS picks, and builds Envoy bootstraps that point at it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shmesh::bootstrap::{bootstrap_json, Options};
+
+pub struct Shmesh {
+    child: Child,
+    pub xds: SocketAddr,
+    pub admin: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Shmesh {
+    /// Starts `shmesh serve --config-dir <dir>` and waits until it is ready.
+    pub fn start(config_dir: &Path) -> Shmesh {
+        Self::start_with(config_dir, &[])
+    }
+
+    pub fn start_with(config_dir: &Path, extra: &[&str]) -> Shmesh {
+        let dir = tempfile::tempdir().expect("tempdir for shmesh");
+        let addr_file = dir.path().join("addresses");
+        let log = dir.path().join("shmesh.log");
+        let log_file = std::fs::File::create(&log).expect("create shmesh log");
+        let child = Command::new(env!("CARGO_BIN_EXE_shmesh"))
+            .args(["serve", "--config-dir"])
+            .arg(config_dir)
+            .args(["--xds-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--address-file"])
+            .arg(&addr_file)
+            .args(extra)
+            .env("SHMESH_LOG", "info,shmesh=debug")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn shmesh");
+        let mut me = Shmesh {
+            child,
+            xds: "0.0.0.0:0".parse().expect("addr"),
+            admin: "0.0.0.0:0".parse().expect("addr"),
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&addr_file) {
+                let get = |k: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(k))
+                        .and_then(|v| v.parse::<SocketAddr>().ok())
+                };
+                if let (Some(x), Some(a)) = (get("xds="), get("admin=")) {
+                    me.xds = x;
+                    me.admin = a;
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!("shmesh exited early ({status}):\n{}", me.log());
+            }
+            assert!(Instant::now() < deadline, "shmesh did not start:\n{}", me.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ready = me.wait_until(Duration::from_secs(30), |s| s.admin_get("/readyz").0 == 200);
+        assert!(ready, "shmesh never became ready:\n{}", me.log());
+        me
+    }
+
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        match super::http_get(self.admin, "shmesh", path, &[]) {
+            Ok(r) => (r.status, r.body),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_until(&self, timeout: Duration, mut f: impl FnMut(&Shmesh) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if f(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        f(self)
+    }
+
+    /// An Envoy bootstrap for a node of `namespace` with a bound outbound
+    /// listener on `listener`, over delta or SotW ADS.
+    pub fn bootstrap(&self, node: &str, namespace: &str, listener: SocketAddr, delta: bool) -> serde_json::Value {
+        bootstrap_json(&Options {
+            node_id: node.to_string(),
+            cluster: None,
+            namespace: Some(namespace.to_string()),
+            xds_addr: self.xds,
+            delta,
+            outbound_listener: Some(listener),
+            admin_addr: "127.0.0.1:0".parse().expect("addr"),
+        })
+        .expect("bootstrap json")
+    }
+}
+
+impl Drop for Shmesh {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- shmesh log ---\n{}", self.log());
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Real traffic through a real Envoy configured by shmesh over ADS: weighted
+//! splits, header matches, live weight changes, rejected bad input, on both
+//! delta and state-of-the-world ADS.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{free_port, http_get, mesh, Envoy, HttpClient, Shmesh, Upstream};
+
+struct Rig {
+    upstreams: Vec<Upstream>,
+    dir: tempfile::TempDir,
+    shmesh: Shmesh,
+    envoy: Envoy,
+    listener: SocketAddr,
+}
+
+/// Three reviews versions on their own loopback addresses, shmesh serving a
+/// directory with `vs`, and an Envoy whose outbound listener routes through it.
+fn rig(vs: &str, delta: bool) -> Rig {
+    let upstreams: Vec<Upstream> = ["v1", "v2", "v3"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Upstream::start(&format!("127.0.0.{}", 11 + i), v))
+        .collect();
+    let versions: Vec<(&str, SocketAddr)> = upstreams.iter().map(|u| (u.name(), u.addr())).collect();
+    let dir = tempfile::tempdir().expect("config dir");
+    mesh::write_atomic(dir.path(), "reviews.yaml", &mesh::reviews(&versions));
+    mesh::write_atomic(dir.path(), "vs.yaml", vs);
+    let shmesh = Shmesh::start(dir.path());
+    let listener: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse().expect("addr");
+    let envoy = Envoy::start(&shmesh.bootstrap("productpage-1", "default", listener, delta));
+    let ok = envoy.wait_until(Duration::from_secs(20), |_| {
+        http_get(listener, "reviews:9080", "/", &[]).is_ok_and(|r| r.status == 200)
+    });
+    assert!(ok, "traffic never flowed through Envoy\n{}", envoy.log());
+    Rig {
+        upstreams,
+        dir,
+        shmesh,
+        envoy,
+        listener,
+    }
+}
+
+/// Sends `n` requests and counts responses by upstream.
+fn shares(listener: SocketAddr, n: usize, headers: &[(&str, &str)]) -> HashMap<String, usize> {
+    let mut client = HttpClient::connect(listener).expect("connect to Envoy");
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        let r = client.get("reviews:9080", "/", headers).expect("request through Envoy");
+        assert_eq!(r.status, 200, "unexpected status: {r:?}");
+        let who = r.header("x-upstream").unwrap_or("none").to_string();
+        *counts.entry(who).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn share(counts: &HashMap<String, usize>, who: &str, n: usize) -> f64 {
+    *counts.get(who).unwrap_or(&0) as f64 * 100.0 / n as f64
+}
+
+fn weighted_split(delta: bool) {
+    let rig = rig(&mesh::weighted_vs("v1", &[("v1", 80), ("v2", 20)]), delta);
+    let n = 1000;
+    let counts = shares(rig.listener, n, &[]);
+    let (v1, v2, v3) = (share(&counts, "v1", n), share(&counts, "v2", n), share(&counts, "v3", n));
+    assert!((v1 - 80.0).abs() <= 5.0, "v1 got {v1}% of {n}: {counts:?}");
+    assert!((v2 - 20.0).abs() <= 5.0, "v2 got {v2}% of {n}: {counts:?}");
+    assert_eq!(v3, 0.0, "v3 must get nothing: {counts:?}");
+    assert_eq!(rig.upstreams[2].hits(), 0);
+}
+
+#[test]
+fn weighted_split_delta() {
+    weighted_split(true);
+}
+
+#[test]
+fn weighted_split_sotw() {
+    weighted_split(false);
+}
+
+fn header_match(delta: bool) {
+    let rig = rig(&mesh::header_vs("v2", "v1"), delta);
+    let jason = shares(rig.listener, 50, &[("end-user", "jason")]);
+    assert_eq!(jason.get("v2"), Some(&50), "{jason:?}");
+    let others = shares(rig.listener, 50, &[("end-user", "someone-else")]);
+    assert_eq!(others.get("v1"), Some(&50), "{others:?}");
+    let anonymous = shares(rig.listener, 50, &[]);
+    assert_eq!(anonymous.get("v1"), Some(&50), "{anonymous:?}");
+}
+
+#[test]
+fn header_match_delta() {
+    header_match(true);
+}
+
+#[test]
+fn header_match_sotw() {
+    header_match(false);
+}
+
+/// Rewrites the weights and measures how long until a request shows them.
+fn weight_change(delta: bool) {
+    let rig = rig(&mesh::weighted_vs("v1beta1", &[("v1", 100), ("v2", 0)]), delta);
+    assert_eq!(shares(rig.listener, 20, &[]).get("v1"), Some(&20));
+    let written = Instant::now();
+    mesh::write_atomic(rig.dir.path(), "vs.yaml", &mesh::weighted_vs("v1beta1", &[("v1", 0), ("v2", 100)]));
+    let mut client = HttpClient::connect(rig.listener).expect("connect");
+    let seen = loop {
+        let r = client.get("reviews:9080", "/", &[]).expect("request");
+        if r.header("x-upstream") == Some("v2") {
+            break written.elapsed();
+        }
+        assert!(written.elapsed() < Duration::from_secs(10), "new weights never applied\n{}", rig.shmesh.log());
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(seen <= Duration::from_secs(1), "new weights took {seen:?} to apply");
+    assert_eq!(shares(rig.listener, 50, &[]).get("v2"), Some(&50));
+}
+
+#[test]
+fn weight_change_delta() {
+    weight_change(true);
+}
+
+#[test]
+fn weight_change_sotw() {
+    weight_change(false);
+}
+
+fn invalid_update_keeps_previous(delta: bool) {
+    let rig = rig(&mesh::weighted_vs("v1alpha3", &[("v1", 100)]), delta);
+    let bad = mesh::weighted_vs("v1alpha3", &[("v1", -50), ("v2", 150)]);
+    mesh::write_atomic(rig.dir.path(), "vs.yaml", &bad);
+    let rejected = rig.shmesh.wait_until(Duration::from_secs(10), |s| {
+        s.log().contains("VirtualService default/reviews: spec.http[0].route[0].weight: weight -50 is negative")
+    });
+    assert!(rejected, "no clear error for the invalid VirtualService:\n{}", rig.shmesh.log());
+    let (status, problems) = rig.shmesh.admin_get("/debug/problems");
+    assert_eq!(status, 200);
+    assert!(problems.contains("vs.yaml"), "{problems}");
+    // Traffic keeps following the last good version.
+    assert_eq!(shares(rig.listener, 100, &[]).get("v1"), Some(&100));
+    assert_eq!(rig.upstreams[1].hits(), 0);
+}
+
+#[test]
+fn invalid_update_keeps_previous_delta() {
+    invalid_update_keeps_previous(true);
+}
+
+#[test]
+fn invalid_update_keeps_previous_sotw() {
+    invalid_update_keeps_previous(false);
+}
+
+#[test]
+fn config_dump_shows_istio_names() {
+    let rig = rig(&mesh::weighted_vs("v1", &[("v1", 80), ("v2", 20)]), true);
+    let dump = rig.envoy.config_dump().to_string();
+    for name in [
+        "outbound|9080||reviews.default.svc.cluster.local",
+        "outbound|9080|v1|reviews.default.svc.cluster.local",
+        "outbound|9080|v2|reviews.default.svc.cluster.local",
+        "outbound|9080|v3|reviews.default.svc.cluster.local",
+        "BlackHoleCluster",
+        "PassthroughCluster",
+        "reviews.default.svc.cluster.local:9080",
+        "http_proxy",
+        &format!("127.0.0.1_{}", rig.listener.port()),
+    ] {
+        assert!(dump.contains(&format!("\"{name}\"")), "{name} missing from Envoy's config_dump");
+    }
+    let _ = Path::new("");
+}
