@@ -229,7 +229,8 @@ pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Input>) {
     let mut set = FileSet::new(dirs.clone());
     let changes = set.rescan();
     info!(dirs = ?dirs, objects = changes.len(), "loaded config files");
-    let _ = tx.send(Input::Problems(SOURCE, set.problems())).await;
+    let mut reported = set.problems();
+    let _ = tx.send(Input::Problems(SOURCE, reported.clone())).await;
     if tx.send(Input::Changes(changes)).await.is_err() || tx.send(Input::Synced(SOURCE)).await.is_err() {
         return;
     }
@@ -268,11 +269,15 @@ pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Input>) {
             _ = poll.tick() => {}
         }
         let changes = set.rescan();
+        let problems = set.problems();
+        if problems != reported {
+            reported = problems.clone();
+            let _ = tx.send(Input::Problems(SOURCE, problems)).await;
+        }
         if changes.is_empty() {
             continue;
         }
         debug!(changes = changes.len(), "config files changed");
-        let _ = tx.send(Input::Problems(SOURCE, set.problems())).await;
         if tx.send(Input::Changes(changes)).await.is_err() {
             break;
         }
