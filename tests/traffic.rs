@@ -179,3 +179,76 @@ fn config_dump_shows_istio_names() {
     }
     let _ = Path::new("");
 }
+
+/// Steady load through Envoy while the weights are rewritten ten times: not
+/// one request may fail.
+fn no_failures_under_rewrites(delta: bool) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let rig = rig(&mesh::weighted_vs("v1", &[("v1", 50), ("v2", 50)]), delta);
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
+            let listener = rig.listener;
+            std::thread::spawn(move || {
+                let mut client = HttpClient::connect(listener).expect("connect");
+                // About 150 requests/s per worker.
+                while !stop.load(Ordering::Relaxed) {
+                    match client.get("reviews:9080", "/", &[]) {
+                        Ok(r) if r.status == 200 => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => failures.lock().expect("lock").push(format!("status {}", r.status)),
+                        Err(e) => failures.lock().expect("lock").push(e),
+                    }
+                    std::thread::sleep(Duration::from_micros(6500));
+                }
+            })
+        })
+        .collect();
+    let plans: [&[(&str, i64)]; 10] = [
+        &[("v1", 90), ("v2", 10)],
+        &[("v2", 100)],
+        &[("v1", 10), ("v3", 90)],
+        &[("v1", 1), ("v2", 1), ("v3", 1)],
+        &[("v3", 100)],
+        &[("v1", 70), ("v2", 30)],
+        &[("v2", 50), ("v3", 50)],
+        &[("v1", 100)],
+        &[("v1", 33), ("v2", 33), ("v3", 34)],
+        &[("v2", 80), ("v3", 20)],
+    ];
+    for plan in plans {
+        std::thread::sleep(Duration::from_millis(300));
+        mesh::write_atomic(rig.dir.path(), "vs.yaml", &mesh::weighted_vs("v1", plan));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().expect("load worker");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok = ok.load(Ordering::Relaxed);
+    let failures = failures.lock().expect("lock");
+    assert!(failures.is_empty(), "{} of {} requests failed: {:?}", failures.len(), ok + failures.len(), &failures[..failures.len().min(10)]);
+    let rate = ok as f64 / elapsed;
+    assert!(rate >= 100.0, "load too light to prove anything: {rate:.0} requests/s");
+    // The last plan is in force.
+    let last = shares(rig.listener, 200, &[]);
+    assert!(last.get("v1").is_none(), "v1 still receives traffic: {last:?}");
+}
+
+#[test]
+fn no_failures_under_rewrites_delta() {
+    no_failures_under_rewrites(true);
+}
+
+#[test]
+fn no_failures_under_rewrites_sotw() {
+    no_failures_under_rewrites(false);
+}
