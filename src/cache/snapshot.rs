@@ -144,6 +144,11 @@ impl SnapshotBuilder {
             map.remove(&name);
         }
         for r in upserts {
+            // An unchanged resource keeps its existing allocation, so views and
+            // snapshots keep sharing it.
+            if map.get(&r.name).is_some_and(|old| old.version == r.version) {
+                continue;
+            }
             map.insert(r.name.clone(), r);
         }
         self.sets[ty.index()] = TypeSet::from_map(map);

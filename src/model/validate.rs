@@ -272,12 +272,16 @@ impl Validator {
             if let Some(w) = r.weight {
                 if w < 0 {
                     self.err(format!("{rf}.weight"), format!("weight {w} is negative"));
+                } else if w > i32::MAX as i64 {
+                    self.err(format!("{rf}.weight"), format!("weight {w} exceeds {}", i32::MAX));
                 }
                 total = total.saturating_add(w.max(0));
             }
         }
         if http.route.len() > 1 && total == 0 {
             self.err(format!("{f}.route"), "total destination weight is 0");
+        } else if total > u32::MAX as i64 {
+            self.err(format!("{f}.route"), format!("total destination weight {total} exceeds {}", u32::MAX));
         }
         if let Some(t) = &http.timeout {
             if let Err(e) = duration::parse(t) {
@@ -499,6 +503,9 @@ impl Validator {
             self.port(format!("{f}.ports.{name}"), *port);
         }
         self.non_negative(format!("{f}.weight"), we.weight);
+        if we.weight.is_some_and(|w| w > u32::MAX as i64) {
+            self.err(format!("{f}.weight"), format!("weight exceeds {}", u32::MAX));
+        }
     }
 }
 

@@ -51,7 +51,9 @@ pub fn assignment(cluster: &str, endpoints: &[&Endpoint]) -> e::ClusterLoadAssig
                 zone: locality.zone.clone(),
                 sub_zone: locality.subzone.clone(),
             }),
-            load_balancing_weight: Some(u32_value(eps.iter().map(|e| e.weight.max(1)).sum())),
+            load_balancing_weight: Some(u32_value(
+                eps.iter().fold(0u32, |acc, e| acc.saturating_add(e.weight.max(1))),
+            )),
             lb_endpoints: eps.iter().map(|ep| lb_endpoint(ep)).collect(),
             ..Default::default()
         })

@@ -11,6 +11,8 @@ pub mod endpoint;
 pub mod listener;
 pub mod names;
 pub mod route;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,0 +1,240 @@
+//! Translation tests: objects in, Envoy protos out, compared with values built
+//! here.
+
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
+use envoy_types::pb::envoy::config::endpoint::v3 as e;
+use envoy_types::pb::envoy::config::route::v3::{self as r, route_action};
+use prost::Message;
+
+use super::*;
+use crate::cache::ResourceType;
+use crate::model::parse::{parse_text, Outcome};
+use crate::model::{Change, Model};
+
+fn model(yaml: &str) -> Model {
+    let mut m = Model::new();
+    let changes: Vec<Change> = parse_text("test.yaml", yaml)
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Object(p) => Change::Upsert(p.key, p.object, p.origin),
+            other => panic!("fixture must be valid: {other:?}"),
+        })
+        .collect();
+    m.apply(changes);
+    m
+}
+
+fn view(ns: &str) -> ProxyView {
+    ProxyView {
+        namespace: ns.into(),
+        mode: ListenerMode::Capture,
+    }
+}
+
+fn decode<M: Message + Default>(snap: &Snapshot, ty: ResourceType, name: &str) -> M {
+    let r = snap
+        .get(ty)
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} missing; have {:?}", snap.get(ty).names().collect::<Vec<_>>()));
+    M::decode(r.body.as_ref()).expect("decode")
+}
+
+const REVIEWS: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: default}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080, targetPort: 9080}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: r1, namespace: default, labels: {app: reviews, version: v1}}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: r2, namespace: default, labels: {app: reviews, version: v2}}\nstatus: {podIP: 10.0.0.2}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: reviews, namespace: default}\nspec:\n  host: reviews\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n";
+
+fn route_of(snap: &Snapshot, port: &str, vhost: &str) -> Vec<r::Route> {
+    let rc: r::RouteConfiguration = decode(snap, ResourceType::Route, port);
+    rc.virtual_hosts
+        .into_iter()
+        .find(|v| v.name == vhost)
+        .unwrap_or_else(|| panic!("no virtual host {vhost}"))
+        .routes
+}
+
+fn action(route: &r::Route) -> &r::RouteAction {
+    match route.action.as_ref() {
+        Some(r::route::Action::Route(a)) => a,
+        other => panic!("not a route action: {other:?}"),
+    }
+}
+
+#[test]
+fn default_route_has_istio_defaults() {
+    let snap = build(&model(REVIEWS), &view("default"));
+    let routes = route_of(&snap, "9080", "reviews.default.svc.cluster.local:9080");
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].name, "default");
+    let a = action(&routes[0]);
+    assert_eq!(
+        a.cluster_specifier,
+        Some(route_action::ClusterSpecifier::Cluster(
+            "outbound|9080||reviews.default.svc.cluster.local".into()
+        ))
+    );
+    assert_eq!(a.timeout, Some(duration(std::time::Duration::ZERO)));
+    let retry = a.retry_policy.as_ref().expect("Istio retries by default");
+    assert_eq!(retry.num_retries, Some(u32_value(2)));
+    assert_eq!(
+        retry.retry_on,
+        "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+    );
+    assert_eq!(retry.retriable_status_codes, vec![503]);
+}
+
+#[test]
+fn weighted_destinations_become_weighted_clusters() {
+    let vs = "---\napiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\nmetadata: {name: reviews, namespace: default}\nspec:\n  hosts: [reviews]\n  http:\n  - name: split\n    route:\n    - {destination: {host: reviews, subset: v1}, weight: 50}\n    - {destination: {host: reviews, subset: v2}, weight: 40}\n    - {destination: {host: reviews, subset: v2}, weight: 0}\n    timeout: 2s\n    retries: {attempts: 0}\n";
+    let snap = build(&model(&format!("{REVIEWS}{vs}")), &view("default"));
+    let routes = route_of(&snap, "9080", "reviews.default.svc.cluster.local:9080");
+    assert_eq!(routes[0].name, "split");
+    let a = action(&routes[0]);
+    let expected = r::WeightedCluster {
+        clusters: vec![
+            r::weighted_cluster::ClusterWeight {
+                name: "outbound|9080|v1|reviews.default.svc.cluster.local".into(),
+                weight: Some(u32_value(50)),
+                ..Default::default()
+            },
+            r::weighted_cluster::ClusterWeight {
+                name: "outbound|9080|v2|reviews.default.svc.cluster.local".into(),
+                weight: Some(u32_value(40)),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    assert_eq!(a.cluster_specifier, Some(route_action::ClusterSpecifier::WeightedClusters(expected)));
+    assert_eq!(a.timeout, Some(duration(std::time::Duration::from_secs(2))));
+    assert_eq!(a.retry_policy, None, "attempts: 0 disables retries");
+}
+
+#[test]
+fn matches_translate_to_envoy_matchers() {
+    let vs = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: default}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  http:\n  - name: jason\n    match:\n    - name: m1\n      uri: {prefix: /api}\n      headers: {End-User: {exact: jason}}\n      withoutHeaders: {x-debug: {}}\n      queryParams: {v: {regex: \"[0-9]+\"}}\n      method: {exact: GET}\n    - port: 9999\n    route: [{destination: {host: reviews, subset: v2}}]\n";
+    let snap = build(&model(&format!("{REVIEWS}{vs}")), &view("default"));
+    let routes = route_of(&snap, "9080", "reviews.default.svc.cluster.local:9080");
+    assert_eq!(routes.len(), 1, "the port-9999 match does not apply on 9080");
+    assert_eq!(routes[0].name, "jason.m1");
+    let m = routes[0].r#match.as_ref().expect("match");
+    assert_eq!(m.path_specifier, Some(r::route_match::PathSpecifier::Prefix("/api".into())));
+    let names: Vec<(&str, bool)> = m.headers.iter().map(|h| (h.name.as_str(), h.invert_match)).collect();
+    assert_eq!(names, vec![("end-user", false), ("x-debug", true), (":method", false)]);
+    assert_eq!(m.query_parameters[0].name, "v");
+}
+
+#[test]
+fn subsets_get_their_own_clusters_and_endpoints() {
+    let snap = build(&model(REVIEWS), &view("default"));
+    for (name, expected_ips) in [
+        ("outbound|9080||reviews.default.svc.cluster.local", vec!["10.0.0.1", "10.0.0.2"]),
+        ("outbound|9080|v1|reviews.default.svc.cluster.local", vec!["10.0.0.1"]),
+        ("outbound|9080|v2|reviews.default.svc.cluster.local", vec!["10.0.0.2"]),
+    ] {
+        let cl: c::Cluster = decode(&snap, ResourceType::Cluster, name);
+        assert_eq!(cl.lb_policy, cluster::LbPolicy::LeastRequest as i32);
+        assert_eq!(cl.eds_cluster_config.as_ref().map(|e| e.service_name.as_str()), Some(name));
+        let cla: e::ClusterLoadAssignment = decode(&snap, ResourceType::Endpoint, name);
+        let ips: Vec<String> = cla
+            .endpoints
+            .iter()
+            .flat_map(|l| &l.lb_endpoints)
+            .filter_map(|lb| match &lb.host_identifier {
+                Some(e::lb_endpoint::HostIdentifier::Endpoint(ep)) => ep.address.clone(),
+                _ => None,
+            })
+            .filter_map(|a| match a.address {
+                Some(envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(s)) => Some(s.address),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ips, expected_ips, "{name}");
+    }
+}
+
+#[test]
+fn traffic_policy_maps_to_cluster_settings() {
+    let dr = REVIEWS.replace(
+        "  host: reviews\n  subsets:",
+        "  host: reviews\n  trafficPolicy:\n    loadBalancer: {simple: ROUND_ROBIN}\n    connectionPool:\n      tcp: {maxConnections: 7, connectTimeout: 250ms}\n      http: {http1MaxPendingRequests: 3, maxRetries: 4}\n    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 1m, maxEjectionPercent: 50}\n  subsets:",
+    )
+    .replace("  - {name: v2, labels: {version: v2}}", "  - name: v2\n    labels: {version: v2}\n    trafficPolicy:\n      loadBalancer: {consistentHash: {httpHeaderName: x-user}}");
+    let snap = build(&model(&dr), &view("default"));
+    let cl: c::Cluster = decode(&snap, ResourceType::Cluster, "outbound|9080|v1|reviews.default.svc.cluster.local");
+    assert_eq!(cl.lb_policy, cluster::LbPolicy::RoundRobin as i32);
+    assert_eq!(cl.connect_timeout, Some(duration(std::time::Duration::from_millis(250))));
+    let th = &cl.circuit_breakers.as_ref().expect("breakers").thresholds[0];
+    assert_eq!(th.max_connections, Some(u32_value(7)));
+    assert_eq!(th.max_pending_requests, Some(u32_value(3)));
+    assert_eq!(th.max_retries, Some(u32_value(4)));
+    assert_eq!(th.max_requests, Some(u32_value(u32::MAX)));
+    let od = cl.outlier_detection.as_ref().expect("outlier detection");
+    assert_eq!(od.consecutive_5xx, Some(u32_value(5)));
+    assert_eq!(od.enforcing_consecutive_5xx, Some(u32_value(100)));
+    assert_eq!(od.base_ejection_time, Some(duration(std::time::Duration::from_secs(60))));
+    assert_eq!(od.max_ejection_percent, Some(u32_value(50)));
+    let panic_threshold = cl.common_lb_config.as_ref().and_then(|c| c.healthy_panic_threshold.as_ref());
+    assert_eq!(panic_threshold.map(|p| p.value), Some(0.0));
+    // The subset's own load balancer replaces the rule's; the rest is inherited.
+    let v2: c::Cluster = decode(&snap, ResourceType::Cluster, "outbound|9080|v2|reviews.default.svc.cluster.local");
+    assert_eq!(v2.lb_policy, cluster::LbPolicy::RingHash as i32);
+    assert_eq!(v2.connect_timeout, Some(duration(std::time::Duration::from_millis(250))));
+}
+
+#[test]
+fn domains_follow_the_proxy_namespace() {
+    let m = model(REVIEWS);
+    let same = build(&m, &view("default"));
+    let rc: r::RouteConfiguration = decode(&same, ResourceType::Route, "9080");
+    let domains = &rc.virtual_hosts[0].domains;
+    for d in ["reviews", "reviews:9080", "reviews.default", "reviews.default.svc.cluster.local:9080"] {
+        assert!(domains.contains(&d.to_string()), "{d} missing from {domains:?}");
+    }
+    let other = build(&m, &view("shop"));
+    let rc: r::RouteConfiguration = decode(&other, ResourceType::Route, "9080");
+    assert!(!rc.virtual_hosts[0].domains.contains(&"reviews".to_string()));
+    assert!(rc.virtual_hosts[0].domains.contains(&"reviews.default:9080".to_string()));
+}
+
+#[test]
+fn endpoint_change_touches_only_its_assignments() {
+    let mut m = model(REVIEWS);
+    let v = view("default");
+    let before = build(&m, &v);
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: r2, namespace: default, labels: {app: reviews, version: v2}}\nstatus: {podIP: 10.0.0.9}\n";
+    let changes: Vec<Change> = parse_text("p.yaml", pod)
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Object(p) => Change::Upsert(p.key, p.object, p.origin),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let dirty = m.apply(changes);
+    assert!(dirty.config.is_empty() && !dirty.routes);
+    let after = update(&m, &v, &before, &dirty);
+    for ty in [ResourceType::Cluster, ResourceType::Listener, ResourceType::Route] {
+        assert_eq!(before.get(ty).version(), after.get(ty).version(), "{ty} changed");
+    }
+    let unchanged = "outbound|9080|v1|reviews.default.svc.cluster.local";
+    assert!(Arc::ptr_eq(
+        before.get(ResourceType::Endpoint).get(unchanged).expect("v1"),
+        after.get(ResourceType::Endpoint).get(unchanged).expect("v1")
+    ));
+    let changed = "outbound|9080|v2|reviews.default.svc.cluster.local";
+    assert_ne!(
+        before.get(ResourceType::Endpoint).get(changed).expect("v2").version,
+        after.get(ResourceType::Endpoint).get(changed).expect("v2").version
+    );
+    // The incremental result equals a full rebuild.
+    let full = build(&m, &v);
+    for ty in ResourceType::ALL {
+        assert_eq!(full.get(ty).version(), after.get(ty).version(), "{ty}");
+    }
+}
+
+#[test]
+fn capture_mode_listeners() {
+    let snap = build(&model(REVIEWS), &view("default"));
+    let names: Vec<&String> = snap.get(ResourceType::Listener).names().collect();
+    assert_eq!(names, vec!["0.0.0.0_9080", "virtualOutbound"]);
+}
