@@ -101,7 +101,9 @@ impl ChildGuard {
         loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 Ok(None) => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
@@ -285,19 +287,37 @@ fn grpc_bootstrap(shmesh: &Shmesh) -> serde_json::Value {
 fn assert_calls_succeed(dir: &Path, bootstrap: &Path, target: &str, label: &str) {
     let count = CALLS.to_string();
     let deadline = CLIENT_DEADLINE_SECS.to_string();
-    let mut cmd = greeter(&["client", "--target", target, "--count", &count, "--deadline", &deadline]);
+    let mut cmd = greeter(&[
+        "client",
+        "--target",
+        target,
+        "--count",
+        &count,
+        "--deadline",
+        &deadline,
+    ]);
     cmd.env("GRPC_XDS_BOOTSTRAP", bootstrap);
     let run = run_bounded(cmd, dir, label, CLIENT_TIMEOUT);
-    assert!(run.ok(), "gRPC client on {target} failed\n{}", run.describe());
+    assert!(
+        run.ok(),
+        "gRPC client on {target} failed\n{}",
+        run.describe()
+    );
     let stdout = run.out.stdout();
-    let replies: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("REPLY ")).collect();
+    let replies: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("REPLY "))
+        .collect();
     assert_eq!(
         replies,
         vec![SERVER_NAME; CALLS],
         "gRPC client on {target}: expected {CALLS} replies from {SERVER_NAME}\n{}",
         run.describe()
     );
-    eprintln!("{target}: {CALLS} calls answered by {SERVER_NAME} in {:?}", run.elapsed);
+    eprintln!(
+        "{target}: {CALLS} calls answered by {SERVER_NAME} in {:?}",
+        run.elapsed
+    );
 }
 
 #[test]
@@ -318,7 +338,10 @@ fn proxyless_grpc_client_calls_service_through_shmesh() {
 
     // The FQDN, then the short names DNS search paths give a client in `default`.
     let targets = [
-        ("fqdn", format!("greeter.default.svc.cluster.local:{SERVICE_PORT}")),
+        (
+            "fqdn",
+            format!("greeter.default.svc.cluster.local:{SERVICE_PORT}"),
+        ),
         ("short", format!("greeter:{SERVICE_PORT}")),
         ("namespaced", format!("greeter.default:{SERVICE_PORT}")),
     ];

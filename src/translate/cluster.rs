@@ -104,6 +104,7 @@ pub fn clusters(model: &Model, view: &ProxyView, hosts: Option<&[&str]>) -> Vec<
             }
         }
     };
+    let proxyless = view.mode == super::ListenerMode::Proxyless;
     match hosts {
         Some(hosts) => {
             for h in hosts {
@@ -120,7 +121,28 @@ pub fn clusters(model: &Model, view: &ProxyView, hosts: Option<&[&str]>) -> Vec<
             out.push(fixed(passthrough()));
         }
     }
+    if proxyless {
+        for built in &mut out {
+            grpc_lb(&mut built.cluster);
+        }
+    }
     out
+}
+
+/// gRPC clients accept only ROUND_ROBIN and RING_HASH in `lb_policy`: like
+/// Istio's gRPC generator, keep consistent hashing (Maglev becomes a ring) and
+/// round-robin everything else.
+fn grpc_lb(cl: &mut c::Cluster) {
+    let hashing = cl.lb_policy == cluster::LbPolicy::RingHash as i32 || cl.lb_policy == cluster::LbPolicy::Maglev as i32;
+    if hashing {
+        if cl.lb_policy == cluster::LbPolicy::Maglev as i32 {
+            cl.lb_policy = cluster::LbPolicy::RingHash as i32;
+            cl.lb_config = None;
+        }
+    } else if cl.lb_policy != cluster::LbPolicy::ClusterProvided as i32 {
+        cl.lb_policy = cluster::LbPolicy::RoundRobin as i32;
+        cl.lb_config = None;
+    }
 }
 
 fn fixed(cluster: c::Cluster) -> BuiltCluster {

@@ -20,7 +20,9 @@ pub fn reviews(versions: &[(&str, SocketAddr)]) -> String {
     }
     out.push_str("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n  host: reviews\n  subsets:\n");
     for (version, _) in versions {
-        out.push_str(&format!("  - name: {version}\n    labels: {{version: {version}}}\n"));
+        out.push_str(&format!(
+            "  - name: {version}\n    labels: {{version: {version}}}\n"
+        ));
     }
     out
 }

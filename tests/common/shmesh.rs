@@ -30,7 +30,13 @@ impl Shmesh {
         let child = Command::new(env!("CARGO_BIN_EXE_shmesh"))
             .args(["serve", "--config-dir"])
             .arg(config_dir)
-            .args(["--xds-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--address-file"])
+            .args([
+                "--xds-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--address-file",
+            ])
             .arg(&addr_file)
             .args(extra)
             .env("SHMESH_LOG", "info,shmesh=debug")
@@ -62,7 +68,11 @@ impl Shmesh {
             if let Ok(Some(status)) = me.child.try_wait() {
                 panic!("shmesh exited early ({status}):\n{}", me.log());
             }
-            assert!(Instant::now() < deadline, "shmesh did not start:\n{}", me.log());
+            assert!(
+                Instant::now() < deadline,
+                "shmesh did not start:\n{}",
+                me.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         let ready = me.wait_until(Duration::from_secs(30), |s| s.admin_get("/readyz").0 == 200);
@@ -94,7 +104,13 @@ impl Shmesh {
 
     /// An Envoy bootstrap for a node of `namespace` with a bound outbound
     /// listener on `listener`, over delta or SotW ADS.
-    pub fn bootstrap(&self, node: &str, namespace: &str, listener: SocketAddr, delta: bool) -> serde_json::Value {
+    pub fn bootstrap(
+        &self,
+        node: &str,
+        namespace: &str,
+        listener: SocketAddr,
+        delta: bool,
+    ) -> serde_json::Value {
         bootstrap_json(&Options {
             node_id: node.to_string(),
             cluster: None,
