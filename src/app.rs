@@ -28,6 +28,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.config_dirs.is_empty() {
         anyhow::bail!("nothing to serve: give --config-dir DIR");
     }
+    for dir in &args.config_dirs {
+        if !dir.exists() {
+            anyhow::bail!("--config-dir {}: no such file or directory", dir.display());
+        }
+    }
     let metrics = Arc::new(Metrics::default());
     let registry = Arc::new(Registry::default());
     let sources = BTreeSet::from([sources::files::SOURCE]);

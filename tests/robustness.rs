@@ -63,7 +63,7 @@ fn mutated_manifests_never_panic() {
         let mut text = bytes.to_vec();
         // Cut short somewhere.
         let cut = (rng.next() as usize) % text.len();
-        if rng.next() % 3 == 0 {
+        if rng.next().is_multiple_of(3) {
             text.truncate(cut);
         }
         // And splice in a few hostile tokens.
