@@ -25,11 +25,13 @@ enum Held {
 struct TypeState {
     requested: bool,
     wildcard: bool,
-    /// Wildcard by an empty first request rather than by `*`.
-    legacy_wildcard: bool,
     names: BTreeSet<String>,
     held: HashMap<String, Held>,
     last_nonce: String,
+    /// `system_version_info` of the latest response: what an ACK of it applied.
+    last_version: String,
+    /// `system_version_info` the client last ACKed: what a NACK leaves it on (rule 4).
+    acked_version: String,
     /// Type-set version the client rejected; nothing is resent until it changes (rule 4).
     nacked: Option<String>,
 }
@@ -85,19 +87,25 @@ impl DeltaStream {
         let answers_latest = !st.last_nonce.is_empty() && req.response_nonce == st.last_nonce;
         if answers_latest {
             match &req.error_detail {
+                // The versions are those of the responses, not of the newest
+                // snapshot, which may have moved on without anything sent: a
+                // NACK reports the last version the client accepted (rule 4).
                 Some(status) => {
                     out.events.push(Event::Nack {
                         ty,
-                        version: set_version.clone(),
+                        version: st.acked_version.clone(),
                         nonce: req.response_nonce.clone(),
                         message: status.message.clone(),
                     });
                     st.nacked = Some(set_version.clone());
                 }
-                None => out.events.push(Event::Ack {
-                    ty,
-                    version: set_version.clone(),
-                }),
+                None => {
+                    st.acked_version = st.last_version.clone();
+                    out.events.push(Event::Ack {
+                        ty,
+                        version: st.acked_version.clone(),
+                    });
+                }
             }
         }
 
@@ -107,23 +115,21 @@ impl DeltaStream {
                 st.held.insert(name.clone(), Held::Version(version.clone()));
             }
             // Rule 8: an empty first request for LDS/CDS is a (legacy) wildcard.
+            // Only a first request can be one, so naming anything later ends
+            // the legacy form by itself; the wildcard it made stays, as if
+            // the client had subscribed to `*` (xds_protocol.rst, incremental
+            // example: after the empty first request, subscribing to "A"
+            // "continues the existing subscription to `*`"; Envoy keeps `*`
+            // in its own subscription state and does not send it again).
             if ty.wildcard_capable() && req.resource_names_subscribe.is_empty() {
                 st.wildcard = true;
-                st.legacy_wildcard = true;
             }
         }
         let mut force = Vec::new();
         for name in &req.resource_names_subscribe {
             if name == "*" {
                 st.wildcard = true;
-                st.legacy_wildcard = false;
                 continue;
-            }
-            if st.legacy_wildcard {
-                // Rule 8: the legacy wildcard ends once the client names anything.
-                st.wildcard = false;
-                st.legacy_wildcard = false;
-                st.held.clear();
             }
             st.names.insert(name.clone());
             // Rule 9: a (re)subscribed name is always sent, unless the client
@@ -135,7 +141,6 @@ impl DeltaStream {
         for name in &req.resource_names_unsubscribe {
             if name == "*" {
                 st.wildcard = false;
-                st.legacy_wildcard = false;
             } else {
                 st.names.remove(name);
             }
@@ -240,7 +245,10 @@ impl DeltaStream {
         if st.wildcard {
             set.iter().for_each(&mut consider);
         } else {
-            st.names.iter().filter_map(|n| set.get(n)).for_each(&mut consider);
+            st.names
+                .iter()
+                .filter_map(|n| set.get(n))
+                .for_each(&mut consider);
         }
         for (name, held) in &st.held {
             if matches!(held, Held::Version(_)) && !set.contains(name) {
@@ -258,7 +266,12 @@ impl DeltaStream {
         Diff { upserts, removed }
     }
 
-    fn respond(&mut self, ty: ResourceType, diff: Diff, first: bool) -> Option<WireDeltaDiscoveryResponse> {
+    fn respond(
+        &mut self,
+        ty: ResourceType,
+        diff: Diff,
+        first: bool,
+    ) -> Option<WireDeltaDiscoveryResponse> {
         if diff.upserts.is_empty() && diff.removed.is_empty() && !first {
             return None;
         }
@@ -266,7 +279,8 @@ impl DeltaStream {
         let system_version_info = self.snapshot.get(ty).version().to_string();
         let st = &mut self.types[ty.index()];
         for r in &diff.upserts {
-            st.held.insert(r.name.clone(), Held::Version(r.version.clone()));
+            st.held
+                .insert(r.name.clone(), Held::Version(r.version.clone()));
         }
         for name in &diff.removed {
             if st.names.contains(name) {
@@ -276,6 +290,7 @@ impl DeltaStream {
             }
         }
         st.last_nonce = nonce.clone();
+        st.last_version = system_version_info.clone();
         st.nacked = None;
         Some(WireDeltaDiscoveryResponse {
             system_version_info,

@@ -10,6 +10,7 @@ pub mod delta;
 pub mod node;
 pub mod server;
 pub mod sotw;
+#[cfg(test)] mod tests;
 
 use crate::cache::ResourceType;
 

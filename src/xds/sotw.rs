@@ -19,6 +19,11 @@ struct TypeState {
     requested: bool,
     /// All resources of the type, by `*` or by the legacy empty first request.
     wildcard: bool,
+    /// The client has named something, `*` included: from now on an empty
+    /// list unsubscribes from everything instead of meaning the legacy
+    /// wildcard (rule 8; xds_protocol.rst, "How the client specifies what
+    /// resources to return").
+    named: bool,
     /// Resources named explicitly.
     names: BTreeSet<String>,
     /// Nonce of the latest response for this type (rule 2).
@@ -27,7 +32,8 @@ struct TypeState {
     sent: HashMap<String, String>,
     /// `version_info` of the latest response.
     sent_version: String,
-    /// Type-set version the client rejected; nothing is resent until it changes (rule 4).
+    /// Version of the client's interest (`interest_version`) when it
+    /// rejected a response; nothing is resent until it changes (rule 4).
     nacked: Option<String>,
 }
 
@@ -69,6 +75,7 @@ impl SotwStream {
             .ok_or_else(|| ProtocolError::UnknownType(req.type_url.clone()))?;
         let mut out = Output::default();
         let first = !self.types[ty.index()].requested;
+        let mut rejected = false;
         {
             let st = &mut self.types[ty.index()];
             // Rule 2: a request that answers an older response is superseded.
@@ -89,7 +96,7 @@ impl SotwStream {
                             nonce: req.response_nonce.clone(),
                             message: status.message.clone(),
                         });
-                        st.nacked = Some(self.snapshot.get(ty).version().to_string());
+                        rejected = true;
                         // The client kept its previous config: what was last
                         // sent is not what it has.
                         st.sent.clear();
@@ -112,18 +119,28 @@ impl SotwStream {
             .collect();
         let star = req.resource_names.iter().any(|n| n == "*");
         // Rule 8: `*`, or an empty first request, means all; the legacy form
-        // ends once the client names anything.
-        let wildcard = ty.wildcard_capable()
-            && (star || (req.resource_names.is_empty() && (first || st.wildcard)));
+        // ends once the client names anything, `*` included (an empty list
+        // after `*` unsubscribes, it does not keep the wildcard).
+        let wildcard =
+            ty.wildcard_capable() && (star || (req.resource_names.is_empty() && !st.named));
+        st.named |= !req.resource_names.is_empty();
         let added: Vec<String> = explicit.difference(&st.names).cloned().collect();
         let became_wildcard = wildcard && !st.wildcard;
-        let dropped: Vec<String> = st.names.difference(&explicit).cloned().collect();
         st.names = explicit;
         st.wildcard = wildcard;
-        for name in &dropped {
-            if !st.wants(name) {
-                st.sent.remove(name);
-            }
+        if !wildcard {
+            // Forget what the client no longer wants, including what only `*`
+            // covered: a name left in `sent` would be resent as "kept" when it
+            // is later removed (rule 5).
+            let names = &st.names;
+            st.sent.retain(|name, _| names.contains(name));
+        }
+        if rejected {
+            // Rule 4: remember the version of the client's interest, not of
+            // the whole type set, so that a change to resources it does not
+            // watch (other clusters' endpoints) does not resend what it rejected.
+            let version = self.interest_version(ty);
+            self.types[ty.index()].nacked = Some(version);
         }
 
         if first {
@@ -162,7 +179,7 @@ impl SotwStream {
 
     /// Moves the stream to a new snapshot and returns what must be pushed, in
     /// make-before-break order (rule 13): CDS, EDS, LDS, RDS, then the full
-    /// sets that drop removed clusters and listeners.
+    /// sets that drop removed listeners and, last, clusters.
     pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output {
         let old = std::mem::replace(&mut self.snapshot, snapshot);
         let mut out = Output::default();
@@ -173,8 +190,7 @@ impl SotwStream {
             if !st.requested {
                 continue;
             }
-            let version = self.snapshot.get(ty).version().to_string();
-            if st.nacked.as_deref() == Some(version.as_str()) {
+            if st.nacked.is_some() && st.nacked == Some(self.interest_version(ty)) {
                 continue;
             }
             if ty == ResourceType::Endpoint {
@@ -215,7 +231,9 @@ impl SotwStream {
                 out.responses.push(r);
             }
         }
-        for ty in removals {
+        // Dependents first: a listener goes before the clusters its routes
+        // may still name, as delta does (rule 13).
+        for ty in removals.into_iter().rev() {
             if let Some(r) = self.respond(ty, Vec::new(), false) {
                 out.responses.push(r);
             }
@@ -250,7 +268,12 @@ impl SotwStream {
     /// Builds one response for `ty`. Full-set types carry everything of
     /// interest (plus `kept`); EDS and RDS carry only what changed, or, on a
     /// subscription request, everything not yet sent.
-    fn respond(&mut self, ty: ResourceType, kept: Vec<Arc<Resource>>, on_request: bool) -> Option<WireDiscoveryResponse> {
+    fn respond(
+        &mut self,
+        ty: ResourceType,
+        kept: Vec<Arc<Resource>>,
+        on_request: bool,
+    ) -> Option<WireDiscoveryResponse> {
         let mut resources: Vec<Arc<Resource>> = if ty.sotw_full_set() {
             self.interest(ty).cloned().collect()
         } else {
