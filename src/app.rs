@@ -80,13 +80,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -143,7 +144,11 @@ fn translate_view(args: &TranslateArgs) -> anyhow::Result<translate::ProxyView> 
     use envoy_types::pb::envoy::config::core::v3::Node;
     let node = Node {
         id: args.node.clone(),
-        user_agent_name: if args.proxyless { "gRPC".into() } else { "envoy".into() },
+        user_agent_name: if args.proxyless {
+            "gRPC".into()
+        } else {
+            "envoy".into()
+        },
         ..Default::default()
     };
     let mut view = crate::xds::node::view_of(&node).map_err(anyhow::Error::msg)?;

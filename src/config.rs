@@ -7,7 +7,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "shmesh", version, about = "An Envoy xDS control plane that speaks Istio's traffic API")]
+#[command(
+    name = "shmesh",
+    version,
+    about = "An Envoy xDS control plane that speaks Istio's traffic API"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

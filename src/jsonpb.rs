@@ -29,8 +29,11 @@ pub fn to_json(full_name: &str, bytes: &[u8]) -> Result<serde_json::Value, Strin
     let desc = pool()
         .get_message_by_name(full_name)
         .ok_or_else(|| format!("no descriptor for {full_name}"))?;
-    let msg = DynamicMessage::decode(desc, bytes).map_err(|e| format!("decoding {full_name}: {e}"))?;
-    let opts = SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(true);
+    let msg =
+        DynamicMessage::decode(desc, bytes).map_err(|e| format!("decoding {full_name}: {e}"))?;
+    let opts = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(true);
     msg.serialize_with_options(serde_json::value::Serializer, &opts)
         .map_err(|e| format!("printing {full_name}: {e}"))
 }

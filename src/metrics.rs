@@ -27,9 +27,19 @@ impl Metrics {
         let mut out = String::new();
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         out.push_str("# TYPE shmesh_xds_streams gauge\n");
-        out.push_str(&format!("shmesh_xds_streams{{protocol=\"sotw\"}} {}\n", g(&self.streams_sotw)));
-        out.push_str(&format!("shmesh_xds_streams{{protocol=\"delta\"}} {}\n", g(&self.streams_delta)));
-        for (name, arr) in [("pushes", &self.pushes), ("acks", &self.acks), ("nacks", &self.nacks)] {
+        out.push_str(&format!(
+            "shmesh_xds_streams{{protocol=\"sotw\"}} {}\n",
+            g(&self.streams_sotw)
+        ));
+        out.push_str(&format!(
+            "shmesh_xds_streams{{protocol=\"delta\"}} {}\n",
+            g(&self.streams_delta)
+        ));
+        for (name, arr) in [
+            ("pushes", &self.pushes),
+            ("acks", &self.acks),
+            ("nacks", &self.nacks),
+        ] {
             out.push_str(&format!("# TYPE shmesh_xds_{name}_total counter\n"));
             for ty in ResourceType::ALL {
                 out.push_str(&format!(
@@ -40,11 +50,20 @@ impl Metrics {
             }
         }
         out.push_str("# TYPE shmesh_translations_total counter\n");
-        out.push_str(&format!("shmesh_translations_total {}\n", g(&self.translations)));
+        out.push_str(&format!(
+            "shmesh_translations_total {}\n",
+            g(&self.translations)
+        ));
         out.push_str("# TYPE shmesh_config_errors_total counter\n");
-        out.push_str(&format!("shmesh_config_errors_total {}\n", g(&self.config_errors)));
+        out.push_str(&format!(
+            "shmesh_config_errors_total {}\n",
+            g(&self.config_errors)
+        ));
         out.push_str("# TYPE shmesh_config_warnings_total counter\n");
-        out.push_str(&format!("shmesh_config_warnings_total {}\n", g(&self.config_warnings)));
+        out.push_str(&format!(
+            "shmesh_config_warnings_total {}\n",
+            g(&self.config_warnings)
+        ));
         out
     }
 }

@@ -73,7 +73,11 @@ pub fn spawn(
     sources: BTreeSet<&'static str>,
     debounce: Duration,
     metrics: Arc<Metrics>,
-) -> (Arc<Translator>, mpsc::Sender<Input>, tokio::task::JoinHandle<()>) {
+) -> (
+    Arc<Translator>,
+    mpsc::Sender<Input>,
+    tokio::task::JoinHandle<()>,
+) {
     let (input_tx, input_rx) = mpsc::channel(1024);
     let (view_tx, view_rx) = mpsc::unbounded_channel();
     let (ready_tx, _) = watch::channel(false);
@@ -84,7 +88,14 @@ pub fn spawn(
         problems: Mutex::new(HashMap::new()),
         warnings: Mutex::new(Vec::new()),
     });
-    let task = tokio::spawn(run(handle.clone(), sources, debounce, metrics, input_rx, view_rx));
+    let task = tokio::spawn(run(
+        handle.clone(),
+        sources,
+        debounce,
+        metrics,
+        input_rx,
+        view_rx,
+    ));
     (handle, input_tx, task)
 }
 
@@ -183,7 +194,12 @@ fn live_views(handle: &Translator) -> Vec<ProxyView> {
     watches.keys().cloned().collect()
 }
 
-fn rebuild_all(handle: &Translator, model: &Model, snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>, metrics: &Metrics) {
+fn rebuild_all(
+    handle: &Translator,
+    model: &Model,
+    snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
+    metrics: &Metrics,
+) {
     let views = live_views(handle);
     snapshots.retain(|v, _| views.contains(v));
     for view in views {
@@ -216,7 +232,12 @@ fn update_all(
 }
 
 /// Logs each reference warning once, when it first appears.
-fn report_warnings(handle: &Translator, model: &Model, metrics: &Metrics, warned: &mut BTreeSet<String>) {
+fn report_warnings(
+    handle: &Translator,
+    model: &Model,
+    metrics: &Metrics,
+    warned: &mut BTreeSet<String>,
+) {
     let warnings = analyze::analyze(model);
     let mut now = BTreeSet::new();
     for w in &warnings {

@@ -39,7 +39,12 @@ fn validate_reports_each_problem_on_one_line() {
     let shown = path.display().to_string();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines.iter().any(|l| l.starts_with(&format!("{shown}:1: error: VirtualService shop/reviews: spec.http[0].route[0].weight: weight -1 is negative"))), "{out}");
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{shown}:13: error: DestinationRule shop/dr: spec.host: host is required"))), "{out}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!(
+            "{shown}:13: error: DestinationRule shop/dr: spec.host: host is required"
+        ))),
+        "{out}"
+    );
     assert!(lines.iter().any(|l| l.starts_with(&format!("{shown}:19: error: VirtualService shop/ok: spec.http[0].match[0].uri.regex: invalid regex"))), "{out}");
 }
 
@@ -53,7 +58,12 @@ fn validate_warns_on_unknown_subset_but_passes() {
     .expect("write");
     let (code, out, _) = shmesh(&["validate", dir.path().to_str().expect("utf8")]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("warning: VirtualService default/reviews: spec.http[0].route[0].destination.subset"), "{out}");
+    assert!(
+        out.contains(
+            "warning: VirtualService default/reviews: spec.http[0].route[0].destination.subset"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
@@ -84,14 +94,20 @@ fn translate_prints_config_dump_for_the_node() {
         .iter()
         .filter_map(|c| c["cluster"]["name"].as_str())
         .collect();
-    assert!(clusters.contains(&"outbound|9080|v3|reviews.default.svc.cluster.local"), "{clusters:?}");
+    assert!(
+        clusters.contains(&"outbound|9080|v3|reviews.default.svc.cluster.local"),
+        "{clusters:?}"
+    );
     let listeners: Vec<&str> = configs[2]["dynamic_listeners"]
         .as_array()
         .expect("listeners")
         .iter()
         .filter_map(|l| l["name"].as_str())
         .collect();
-    assert_eq!(listeners, vec!["0.0.0.0_80", "0.0.0.0_9080", "virtualOutbound"]);
+    assert_eq!(
+        listeners,
+        vec!["0.0.0.0_80", "0.0.0.0_9080", "virtualOutbound"]
+    );
     // Short names resolve in the node's namespace.
     let routes = configs[3].to_string();
     assert!(routes.contains("\"reviews:9080\""));
@@ -109,7 +125,10 @@ fn translate_short_names_depend_on_node_namespace() {
         "other",
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(!out.contains("\"reviews:9080\""), "a proxy in another namespace must not get bare short names");
+    assert!(
+        !out.contains("\"reviews:9080\""),
+        "a proxy in another namespace must not get bare short names"
+    );
     assert!(out.contains("\"reviews.default:9080\""));
 }
 
@@ -154,7 +173,14 @@ fn bootstrap_passes_envoy_validation() {
         let path = dir.path().join("envoy.yaml");
         std::fs::write(&path, out).expect("write bootstrap");
         let status = Command::new(common::envoy_binary())
-            .args(["--mode", "validate", "--disable-hot-restart", "-l", "error", "-c"])
+            .args([
+                "--mode",
+                "validate",
+                "--disable-hot-restart",
+                "-l",
+                "error",
+                "-c",
+            ])
             .arg(&path)
             .output()
             .expect("run envoy --mode validate");

@@ -35,26 +35,40 @@ fn configmap_symlink_swap_is_served_live() {
     publish(
         root.path(),
         "2026_11_21_00_00_00.1",
-        &[("mesh.yaml", &mesh_text), ("vs.yaml", &mesh::weighted_vs("v1", &[("v1", 100)]))],
+        &[
+            ("mesh.yaml", &mesh_text),
+            ("vs.yaml", &mesh::weighted_vs("v1", &[("v1", 100)])),
+        ],
     );
     let shmesh = Shmesh::start(root.path());
-    let listener: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse().expect("addr");
+    let listener: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("addr");
     let envoy = Envoy::start(&shmesh.bootstrap("cm-1", "default", listener, true));
     let first = envoy.wait_until(Duration::from_secs(20), |_| {
-        http_get(listener, "reviews:9080", "/", &[]).is_ok_and(|r| r.header("x-upstream") == Some("v1"))
+        http_get(listener, "reviews:9080", "/", &[])
+            .is_ok_and(|r| r.header("x-upstream") == Some("v1"))
     });
     assert!(first, "traffic never reached v1\n{}", shmesh.log());
 
     publish(
         root.path(),
         "2026_11_21_00_01_00.2",
-        &[("mesh.yaml", &mesh_text), ("vs.yaml", &mesh::weighted_vs("v1", &[("v2", 100)]))],
+        &[
+            ("mesh.yaml", &mesh_text),
+            ("vs.yaml", &mesh::weighted_vs("v1", &[("v2", 100)])),
+        ],
     );
     let swapped = Instant::now();
     let moved = envoy.wait_until(Duration::from_secs(10), |_| {
-        http_get(listener, "reviews:9080", "/", &[]).is_ok_and(|r| r.header("x-upstream") == Some("v2"))
+        http_get(listener, "reviews:9080", "/", &[])
+            .is_ok_and(|r| r.header("x-upstream") == Some("v2"))
     });
     assert!(moved, "the ..data swap was not picked up\n{}", shmesh.log());
     // File events, not the periodic rescan, should carry the change.
-    assert!(swapped.elapsed() < Duration::from_secs(3), "took {:?}", swapped.elapsed());
+    assert!(
+        swapped.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        swapped.elapsed()
+    );
 }

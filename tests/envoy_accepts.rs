@@ -25,7 +25,11 @@ use shmesh::translate::{any, build, ListenerMode, ProxyView};
 fn bookinfo() -> Model {
     let mut model = Model::new();
     let mut changes = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir("examples/bookinfo").expect("examples").flatten().map(|e| e.path()).collect();
+    let mut paths: Vec<_> = std::fs::read_dir("examples/bookinfo")
+        .expect("examples")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     paths.sort();
     for path in paths {
         let text = std::fs::read_to_string(&path).expect("read");
@@ -40,17 +44,30 @@ fn bookinfo() -> Model {
 }
 
 fn decoded<M: Message + Default>(snap: &Snapshot, ty: ResourceType) -> Vec<M> {
-    snap.get(ty).iter().map(|r| M::decode(r.body.as_ref()).expect("decode")).collect()
+    snap.get(ty)
+        .iter()
+        .map(|r| M::decode(r.body.as_ref()).expect("decode"))
+        .collect()
 }
 
-fn inline_routes(mut hcm_cfg: hcm::HttpConnectionManager, routes: &[r::RouteConfiguration]) -> hcm::HttpConnectionManager {
+fn inline_routes(
+    mut hcm_cfg: hcm::HttpConnectionManager,
+    routes: &[r::RouteConfiguration],
+) -> hcm::HttpConnectionManager {
     if let Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) = &hcm_cfg.route_specifier {
         let rc = routes
             .iter()
             .find(|rc| rc.name == rds.route_config_name)
             .cloned()
-            .unwrap_or_else(|| panic!("listener refers to missing route configuration {}", rds.route_config_name));
-        hcm_cfg.route_specifier = Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(rc));
+            .unwrap_or_else(|| {
+                panic!(
+                    "listener refers to missing route configuration {}",
+                    rds.route_config_name
+                )
+            });
+        hcm_cfg.route_specifier = Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(
+            rc,
+        ));
     }
     hcm_cfg
 }
@@ -65,7 +82,8 @@ fn static_bootstrap(snap: &Snapshot) -> b::Bootstrap {
             for filter in &mut chain.filters {
                 if let Some(l::filter::ConfigType::TypedConfig(cfg)) = &mut filter.config_type {
                     if cfg.type_url == hcm::HttpConnectionManager::type_url() {
-                        let h = hcm::HttpConnectionManager::decode(cfg.value.as_slice()).expect("hcm");
+                        let h =
+                            hcm::HttpConnectionManager::decode(cfg.value.as_slice()).expect("hcm");
                         *cfg = any(&inline_routes(h, &routes));
                     }
                 }
@@ -81,9 +99,18 @@ fn static_bootstrap(snap: &Snapshot) -> b::Bootstrap {
     let mut clusters: Vec<c::Cluster> = decoded(snap, ResourceType::Cluster);
     for cl in &mut clusters {
         if let Some(eds) = cl.eds_cluster_config.take() {
-            cl.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32));
-            cl.load_assignment = assignments.iter().find(|a| a.cluster_name == eds.service_name).cloned();
-            assert!(cl.load_assignment.is_some(), "no assignment for EDS cluster {}", cl.name);
+            cl.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::Static as i32,
+            ));
+            cl.load_assignment = assignments
+                .iter()
+                .find(|a| a.cluster_name == eds.service_name)
+                .cloned();
+            assert!(
+                cl.load_assignment.is_some(),
+                "no assignment for EDS cluster {}",
+                cl.name
+            );
         }
     }
     b::Bootstrap {
@@ -102,14 +129,31 @@ fn static_bootstrap(snap: &Snapshot) -> b::Bootstrap {
 }
 
 fn envoy_validates(mode: ListenerMode) {
-    let snap = build(&bookinfo(), &ProxyView { namespace: "default".into(), mode: mode.clone() });
+    let snap = build(
+        &bookinfo(),
+        &ProxyView {
+            namespace: "default".into(),
+            mode: mode.clone(),
+        },
+    );
     assert!(!snap.get(ResourceType::Listener).is_empty());
     let bootstrap = shmesh::jsonpb::message_to_json(&static_bootstrap(&snap)).expect("json");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("static.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&bootstrap).expect("json")).expect("write");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&bootstrap).expect("json"),
+    )
+    .expect("write");
     let out = Command::new(common::envoy_binary())
-        .args(["--mode", "validate", "--disable-hot-restart", "-l", "error", "-c"])
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "error",
+            "-c",
+        ])
         .arg(&path)
         .output()
         .expect("run envoy --mode validate");
@@ -128,5 +172,7 @@ fn envoy_accepts_capture_mode() {
 
 #[test]
 fn envoy_accepts_explicit_mode() {
-    envoy_validates(ListenerMode::Explicit("127.0.0.1:15080".parse().expect("addr")));
+    envoy_validates(ListenerMode::Explicit(
+        "127.0.0.1:15080".parse().expect("addr"),
+    ));
 }

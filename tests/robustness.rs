@@ -41,7 +41,13 @@ fn run_all(text: &str) {
         ListenerMode::Explicit("127.0.0.1:15080".parse().expect("addr")),
         ListenerMode::Proxyless,
     ] {
-        let snap = build(&model, &ProxyView { namespace: "default".into(), mode });
+        let snap = build(
+            &model,
+            &ProxyView {
+                namespace: "default".into(),
+                mode,
+            },
+        );
         shmesh::jsonpb::config_dump(&snap).expect("every snapshot prints as JSON");
     }
 }
@@ -49,7 +55,10 @@ fn run_all(text: &str) {
 #[test]
 fn mutated_manifests_never_panic() {
     let mut corpus = String::new();
-    let mut entries: Vec<_> = std::fs::read_dir("examples/bookinfo").expect("examples").flatten().collect();
+    let mut entries: Vec<_> = std::fs::read_dir("examples/bookinfo")
+        .expect("examples")
+        .flatten()
+        .collect();
     entries.sort_by_key(|e| e.path());
     for e in entries {
         corpus.push_str(&std::fs::read_to_string(e.path()).expect("read example"));
@@ -57,7 +66,18 @@ fn mutated_manifests_never_panic() {
     }
     let bytes = corpus.as_bytes();
     let mut rng = Rng(0x5eed_cafe_f00d_d00d);
-    let replacements: &[&[u8]] = &[b"-1", b"\"x\"", b"[", b"{}", b"null", b"99999999999", b"*", b":", b"\n  ", b"\t"];
+    let replacements: &[&[u8]] = &[
+        b"-1",
+        b"\"x\"",
+        b"[",
+        b"{}",
+        b"null",
+        b"99999999999",
+        b"*",
+        b":",
+        b"\n  ",
+        b"\t",
+    ];
     let mut cases = 0;
     for _ in 0..400 {
         let mut text = bytes.to_vec();

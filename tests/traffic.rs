@@ -26,12 +26,15 @@ fn rig(vs: &str, delta: bool) -> Rig {
         .enumerate()
         .map(|(i, v)| Upstream::start(&format!("127.0.0.{}", 11 + i), v))
         .collect();
-    let versions: Vec<(&str, SocketAddr)> = upstreams.iter().map(|u| (u.name(), u.addr())).collect();
+    let versions: Vec<(&str, SocketAddr)> =
+        upstreams.iter().map(|u| (u.name(), u.addr())).collect();
     let dir = tempfile::tempdir().expect("config dir");
     mesh::write_atomic(dir.path(), "reviews.yaml", &mesh::reviews(&versions));
     mesh::write_atomic(dir.path(), "vs.yaml", vs);
     let shmesh = Shmesh::start(dir.path());
-    let listener: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1")).parse().expect("addr");
+    let listener: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("addr");
     let envoy = Envoy::start(&shmesh.bootstrap("productpage-1", "default", listener, delta));
     let ok = envoy.wait_until(Duration::from_secs(20), |_| {
         http_get(listener, "reviews:9080", "/", &[]).is_ok_and(|r| r.status == 200)
@@ -51,7 +54,9 @@ fn shares(listener: SocketAddr, n: usize, headers: &[(&str, &str)]) -> HashMap<S
     let mut client = HttpClient::connect(listener).expect("connect to Envoy");
     let mut counts = HashMap::new();
     for _ in 0..n {
-        let r = client.get("reviews:9080", "/", headers).expect("request through Envoy");
+        let r = client
+            .get("reviews:9080", "/", headers)
+            .expect("request through Envoy");
         assert_eq!(r.status, 200, "unexpected status: {r:?}");
         let who = r.header("x-upstream").unwrap_or("none").to_string();
         *counts.entry(who).or_insert(0) += 1;
@@ -67,7 +72,11 @@ fn weighted_split(delta: bool) {
     let rig = rig(&mesh::weighted_vs("v1", &[("v1", 80), ("v2", 20)]), delta);
     let n = 1000;
     let counts = shares(rig.listener, n, &[]);
-    let (v1, v2, v3) = (share(&counts, "v1", n), share(&counts, "v2", n), share(&counts, "v3", n));
+    let (v1, v2, v3) = (
+        share(&counts, "v1", n),
+        share(&counts, "v2", n),
+        share(&counts, "v3", n),
+    );
     assert!((v1 - 80.0).abs() <= 5.0, "v1 got {v1}% of {n}: {counts:?}");
     assert!((v2 - 20.0).abs() <= 5.0, "v2 got {v2}% of {n}: {counts:?}");
     assert_eq!(v3, 0.0, "v3 must get nothing: {counts:?}");
@@ -106,20 +115,34 @@ fn header_match_sotw() {
 
 /// Rewrites the weights and measures how long until a request shows them.
 fn weight_change(delta: bool) {
-    let rig = rig(&mesh::weighted_vs("v1beta1", &[("v1", 100), ("v2", 0)]), delta);
+    let rig = rig(
+        &mesh::weighted_vs("v1beta1", &[("v1", 100), ("v2", 0)]),
+        delta,
+    );
     assert_eq!(shares(rig.listener, 20, &[]).get("v1"), Some(&20));
     let written = Instant::now();
-    mesh::write_atomic(rig.dir.path(), "vs.yaml", &mesh::weighted_vs("v1beta1", &[("v1", 0), ("v2", 100)]));
+    mesh::write_atomic(
+        rig.dir.path(),
+        "vs.yaml",
+        &mesh::weighted_vs("v1beta1", &[("v1", 0), ("v2", 100)]),
+    );
     let mut client = HttpClient::connect(rig.listener).expect("connect");
     let seen = loop {
         let r = client.get("reviews:9080", "/", &[]).expect("request");
         if r.header("x-upstream") == Some("v2") {
             break written.elapsed();
         }
-        assert!(written.elapsed() < Duration::from_secs(10), "new weights never applied\n{}", rig.shmesh.log());
+        assert!(
+            written.elapsed() < Duration::from_secs(10),
+            "new weights never applied\n{}",
+            rig.shmesh.log()
+        );
         std::thread::sleep(Duration::from_millis(5));
     };
-    assert!(seen <= Duration::from_secs(1), "new weights took {seen:?} to apply");
+    assert!(
+        seen <= Duration::from_secs(1),
+        "new weights took {seen:?} to apply"
+    );
     assert_eq!(shares(rig.listener, 50, &[]).get("v2"), Some(&50));
 }
 
@@ -138,9 +161,15 @@ fn invalid_update_keeps_previous(delta: bool) {
     let bad = mesh::weighted_vs("v1alpha3", &[("v1", -50), ("v2", 150)]);
     mesh::write_atomic(rig.dir.path(), "vs.yaml", &bad);
     let rejected = rig.shmesh.wait_until(Duration::from_secs(10), |s| {
-        s.log().contains("VirtualService default/reviews: spec.http[0].route[0].weight: weight -50 is negative")
+        s.log().contains(
+            "VirtualService default/reviews: spec.http[0].route[0].weight: weight -50 is negative",
+        )
     });
-    assert!(rejected, "no clear error for the invalid VirtualService:\n{}", rig.shmesh.log());
+    assert!(
+        rejected,
+        "no clear error for the invalid VirtualService:\n{}",
+        rig.shmesh.log()
+    );
     let (status, problems) = rig.shmesh.admin_get("/debug/problems");
     assert_eq!(status, 200);
     assert!(problems.contains("vs.yaml"), "{problems}");
@@ -174,7 +203,10 @@ fn config_dump_shows_istio_names() {
         "http_proxy",
         &format!("127.0.0.1_{}", rig.listener.port()),
     ] {
-        assert!(dump.contains(&format!("\"{name}\"")), "{name} missing from Envoy's config_dump");
+        assert!(
+            dump.contains(&format!("\"{name}\"")),
+            "{name} missing from Envoy's config_dump"
+        );
     }
 }
 
@@ -201,7 +233,10 @@ fn no_failures_under_rewrites(delta: bool) {
                         Ok(r) if r.status == 200 => {
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(r) => failures.lock().expect("lock").push(format!("status {}", r.status)),
+                        Ok(r) => failures
+                            .lock()
+                            .expect("lock")
+                            .push(format!("status {}", r.status)),
                         Err(e) => failures.lock().expect("lock").push(e),
                     }
                     std::thread::sleep(Duration::from_micros(6500));
@@ -233,12 +268,24 @@ fn no_failures_under_rewrites(delta: bool) {
     let elapsed = started.elapsed().as_secs_f64();
     let ok = ok.load(Ordering::Relaxed);
     let failures = failures.lock().expect("lock");
-    assert!(failures.is_empty(), "{} of {} requests failed: {:?}", failures.len(), ok + failures.len(), &failures[..failures.len().min(10)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        ok + failures.len(),
+        &failures[..failures.len().min(10)]
+    );
     let rate = ok as f64 / elapsed;
-    assert!(rate >= 100.0, "load too light to prove anything: {rate:.0} requests/s");
+    assert!(
+        rate >= 100.0,
+        "load too light to prove anything: {rate:.0} requests/s"
+    );
     // The last plan is in force.
     let last = shares(rig.listener, 200, &[]);
-    assert!(!last.contains_key("v1"), "v1 still receives traffic: {last:?}");
+    assert!(
+        !last.contains_key("v1"),
+        "v1 still receives traffic: {last:?}"
+    );
 }
 
 #[test]

@@ -58,8 +58,10 @@ fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
     match serde_json::to_vec_pretty(value) {
         Ok(body) => {
             let mut r = text(StatusCode::OK, body);
-            r.headers_mut()
-                .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
             r
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -73,7 +75,10 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             if *state.translator.ready().borrow() {
                 text(StatusCode::OK, "ready\n")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "waiting for the first full sync of every source\n")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "waiting for the first full sync of every source\n",
+                )
             }
         }
         "/metrics" => text(StatusCode::OK, state.metrics.render()),

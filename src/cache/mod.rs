@@ -10,5 +10,8 @@ mod snapshot;
 mod types;
 pub mod wire;
 
-pub use snapshot::{content_version, set_version as content_version_of, Resource, Snapshot, SnapshotBuilder, TypeSet};
+pub use snapshot::{
+    content_version, set_version as content_version_of, Resource, Snapshot, SnapshotBuilder,
+    TypeSet,
+};
 pub use types::ResourceType;

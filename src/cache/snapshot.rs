@@ -116,7 +116,9 @@ impl Snapshot {
     }
 
     pub fn builder(&self) -> SnapshotBuilder {
-        SnapshotBuilder { sets: self.sets.clone() }
+        SnapshotBuilder {
+            sets: self.sets.clone(),
+        }
     }
 }
 

@@ -112,10 +112,12 @@ mod tests {
             removed_resources: vec!["gone".into()],
             control_plane: None,
         };
-        let decoded =
-            ds::DeltaDiscoveryResponse::decode(wire.encode_to_vec().as_slice()).unwrap();
+        let decoded = ds::DeltaDiscoveryResponse::decode(wire.encode_to_vec().as_slice()).unwrap();
         assert_eq!(decoded.resources[0].name, "a");
-        assert_eq!(decoded.resources[0].resource.as_ref().unwrap().value, b"xyz");
+        assert_eq!(
+            decoded.resources[0].resource.as_ref().unwrap().value,
+            b"xyz"
+        );
         assert_eq!(decoded.removed_resources, vec!["gone".to_string()]);
     }
 }

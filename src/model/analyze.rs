@@ -19,8 +19,16 @@ pub fn analyze(model: &Model) -> Vec<Problem> {
                 let host = hosts::resolve(&d.host, &vs.namespace);
                 if model.service(&host).is_none() {
                     out.push(
-                        Problem::warning(format!("{field}.host"), format!("referenced host not found: {host:?}"))
-                            .for_kind(&origin, super::Kind::VirtualService, &vs.namespace, &vs.name),
+                        Problem::warning(
+                            format!("{field}.host"),
+                            format!("referenced host not found: {host:?}"),
+                        )
+                        .for_kind(
+                            &origin,
+                            super::Kind::VirtualService,
+                            &vs.namespace,
+                            &vs.name,
+                        ),
                     );
                     continue;
                 }
@@ -43,8 +51,16 @@ pub fn analyze(model: &Model) -> Vec<Problem> {
         for (i, h) in vs.hosts.iter().enumerate() {
             if !h.contains('*') && model.service(h).is_none() {
                 out.push(
-                    Problem::warning(format!("spec.hosts[{i}]"), format!("host {h:?} matches no service; its routes apply to no listener"))
-                        .for_kind(&origin, super::Kind::VirtualService, &vs.namespace, &vs.name),
+                    Problem::warning(
+                        format!("spec.hosts[{i}]"),
+                        format!("host {h:?} matches no service; its routes apply to no listener"),
+                    )
+                    .for_kind(
+                        &origin,
+                        super::Kind::VirtualService,
+                        &vs.namespace,
+                        &vs.name,
+                    ),
                 );
             }
         }
@@ -55,7 +71,12 @@ pub fn analyze(model: &Model) -> Vec<Problem> {
             let origin = origins.origin(super::Kind::DestinationRule, &dr.namespace, &dr.name);
             out.push(
                 Problem::warning("spec.host", format!("referenced host not found: {host:?}"))
-                    .for_kind(&origin, super::Kind::DestinationRule, &dr.namespace, &dr.name),
+                    .for_kind(
+                        &origin,
+                        super::Kind::DestinationRule,
+                        &dr.namespace,
+                        &dr.name,
+                    ),
             );
         }
     }

@@ -42,7 +42,10 @@ impl Locality {
                 .map(str::to_string)
                 .or_else(|| labels.get("topology.kubernetes.io/zone").cloned())
                 .unwrap_or_default(),
-            subzone: labels.get("topology.istio.io/subzone").cloned().unwrap_or_default(),
+            subzone: labels
+                .get("topology.istio.io/subzone")
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 }
@@ -72,9 +75,10 @@ pub fn compute(model: &Model, svc: &MeshService) -> BTreeMap<u16, Vec<Endpoint>>
     for port in &svc.ports {
         let mut eps = match &svc.backing {
             Backing::Kubernetes { selector } => kubernetes(model, svc, port, selector.as_ref()),
-            Backing::ServiceEntry { endpoints, selector } => {
-                service_entry(model, svc, port, endpoints, selector.as_ref())
-            }
+            Backing::ServiceEntry {
+                endpoints,
+                selector,
+            } => service_entry(model, svc, port, endpoints, selector.as_ref()),
         };
         eps.sort();
         eps.dedup_by(|a, b| a.address == b.address && a.port == b.port);
@@ -120,7 +124,9 @@ fn kubernetes(
                     let ns = r.namespace.as_deref().unwrap_or(&svc.namespace);
                     model.pod(ns, r.name.as_deref()?)
                 });
-            let labels = pod.map(|p| Arc::new(p.metadata.labels.clone())).unwrap_or_default();
+            let labels = pod
+                .map(|p| Arc::new(p.metadata.labels.clone()))
+                .unwrap_or_default();
             let locality = Locality::from_labels(&labels, e.zone.as_deref());
             for address in &e.addresses {
                 eps.push(Endpoint {
@@ -199,7 +205,10 @@ fn pods(
         let Some(ip) = pod.status.pod_ip.as_deref().filter(|ip| !ip.is_empty()) else {
             continue;
         };
-        if matches!(pod.status.phase.as_deref(), Some("Succeeded") | Some("Failed")) {
+        if matches!(
+            pod.status.phase.as_deref(),
+            Some("Succeeded") | Some("Failed")
+        ) {
             continue;
         }
         // Without conditions (a hand-written Pod), the pod is taken as ready.
@@ -239,7 +248,12 @@ fn container_port(pod: &Pod, target: &TargetPort) -> Option<u16> {
     }
 }
 
-fn workload_entries(model: &Model, namespace: &str, selector: &Labels, port: &ServicePort) -> Vec<Endpoint> {
+fn workload_entries(
+    model: &Model,
+    namespace: &str,
+    selector: &Labels,
+    port: &ServicePort,
+) -> Vec<Endpoint> {
     model
         .workload_entries_in(namespace)
         .filter(|we| selects(selector, &we.spec.labels))

@@ -71,7 +71,10 @@ mod tests {
 
     #[test]
     fn short_names_resolve_in_config_namespace() {
-        assert_eq!(resolve("reviews", "bookinfo"), "reviews.bookinfo.svc.cluster.local");
+        assert_eq!(
+            resolve("reviews", "bookinfo"),
+            "reviews.bookinfo.svc.cluster.local"
+        );
         assert_eq!(resolve("reviews.other", "bookinfo"), "reviews.other");
         assert_eq!(resolve("*.example.com", "bookinfo"), "*.example.com");
     }
@@ -96,6 +99,9 @@ mod tests {
             alternate_names(fqdn, "other"),
             vec![fqdn, "reviews.default", "reviews.default.svc"]
         );
-        assert_eq!(alternate_names("api.example.com", "default"), vec!["api.example.com"]);
+        assert_eq!(
+            alternate_names("api.example.com", "default"),
+            vec!["api.example.com"]
+        );
     }
 }

@@ -53,7 +53,9 @@ impl Kind {
     pub fn from_api(api_version: &str, kind: &str) -> Option<Kind> {
         let istio = matches!(
             api_version,
-            "networking.istio.io/v1" | "networking.istio.io/v1beta1" | "networking.istio.io/v1alpha3"
+            "networking.istio.io/v1"
+                | "networking.istio.io/v1beta1"
+                | "networking.istio.io/v1alpha3"
         );
         match (api_version, kind) {
             ("v1", "Service") => Some(Kind::Service),
@@ -297,11 +299,16 @@ impl Model {
                 }
                 for slice in old.iter().chain(new.iter()) {
                     if let Some(svc) = slice_service(slice) {
-                        dirty.endpoints.insert(hosts::service_fqdn(&svc, &key.namespace));
+                        dirty
+                            .endpoints
+                            .insert(hosts::service_fqdn(&svc, &key.namespace));
                     }
                 }
                 if let Some(svc) = old.as_deref().and_then(slice_service) {
-                    if let Some(set) = self.slices_by_service.get_mut(&(key.namespace.clone(), svc)) {
+                    if let Some(set) = self
+                        .slices_by_service
+                        .get_mut(&(key.namespace.clone(), svc))
+                    {
                         set.remove(&key.name);
                     }
                 }
@@ -329,7 +336,11 @@ impl Model {
                 if old == new {
                     return;
                 }
-                let labels: Vec<&Labels> = old.iter().chain(new.iter()).map(|p| &p.metadata.labels).collect();
+                let labels: Vec<&Labels> = old
+                    .iter()
+                    .chain(new.iter())
+                    .map(|p| &p.metadata.labels)
+                    .collect();
                 let affected = self.hosts_selecting(&key.namespace, &labels, Some(&key.name));
                 dirty.endpoints.extend(affected);
                 match new {
@@ -346,7 +357,11 @@ impl Model {
                 if old == new {
                     return;
                 }
-                let labels: Vec<&Labels> = old.iter().chain(new.iter()).map(|w| &w.spec.labels).collect();
+                let labels: Vec<&Labels> = old
+                    .iter()
+                    .chain(new.iter())
+                    .map(|w| &w.spec.labels)
+                    .collect();
                 let affected = self.hosts_selecting(&key.namespace, &labels, None);
                 dirty.endpoints.extend(affected);
                 match new {
@@ -362,7 +377,12 @@ impl Model {
                 match new {
                     Some(vs) => {
                         let policy = Policy {
-                            hosts: vs.spec.hosts.iter().map(|h| hosts::resolve(h, &key.namespace)).collect(),
+                            hosts: vs
+                                .spec
+                                .hosts
+                                .iter()
+                                .map(|h| hosts::resolve(h, &key.namespace))
+                                .collect(),
                             export_to: export_set(&vs.spec.export_to, &key.namespace),
                             namespace: key.namespace.clone(),
                             name: key.name.clone(),
@@ -460,7 +480,12 @@ impl Model {
 
     /// Hosts of services in `namespace` whose selector matches any of `labels`,
     /// plus (for pods) services whose slices point at pod `pod_name`.
-    fn hosts_selecting(&self, namespace: &str, labels: &[&Labels], pod_name: Option<&str>) -> BTreeSet<String> {
+    fn hosts_selecting(
+        &self,
+        namespace: &str,
+        labels: &[&Labels],
+        pod_name: Option<&str>,
+    ) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for (host, svc) in &self.services {
             if svc.namespace != namespace {
@@ -474,16 +499,19 @@ impl Model {
             }
             if let (Some(pod), Some(slices)) = (
                 pod_name,
-                self.slices_by_service.get(&(namespace.to_string(), svc.name.clone())),
+                self.slices_by_service
+                    .get(&(namespace.to_string(), svc.name.clone())),
             ) {
                 let referenced = slices.iter().any(|s| {
-                    self.slices.get(&(namespace.to_string(), s.clone())).is_some_and(|slice| {
-                        slice.endpoints.iter().any(|e| {
-                            e.target_ref
-                                .as_ref()
-                                .is_some_and(|r| r.name.as_deref() == Some(pod))
+                    self.slices
+                        .get(&(namespace.to_string(), s.clone()))
+                        .is_some_and(|slice| {
+                            slice.endpoints.iter().any(|e| {
+                                e.target_ref
+                                    .as_ref()
+                                    .is_some_and(|r| r.name.as_deref() == Some(pod))
+                            })
                         })
-                    })
                 });
                 if referenced {
                     out.insert(host.clone());
@@ -546,8 +574,16 @@ impl Model {
     /// The DestinationRule that applies to `host` for a proxy in `proxy_ns`:
     /// the most specific host match, preferring the proxy's namespace, then the
     /// service's, then any other (by namespace and name), as Istio does.
-    pub fn destination_rule(&self, host: &str, proxy_ns: &str) -> Option<&Arc<Policy<DestinationRuleSpec>>> {
-        let service_ns = self.services.get(host).map(|s| s.namespace.as_str()).unwrap_or("");
+    pub fn destination_rule(
+        &self,
+        host: &str,
+        proxy_ns: &str,
+    ) -> Option<&Arc<Policy<DestinationRuleSpec>>> {
+        let service_ns = self
+            .services
+            .get(host)
+            .map(|s| s.namespace.as_str())
+            .unwrap_or("");
         self.destination_rules
             .values()
             .filter(|dr| dr.visible_to(proxy_ns) && hosts::matches(&dr.hosts[0], host))
@@ -559,20 +595,37 @@ impl Model {
                 } else {
                     0
                 };
-                (hosts::specificity(&dr.hosts[0]), ns_rank, std::cmp::Reverse((dr.namespace.clone(), dr.name.clone())))
+                (
+                    hosts::specificity(&dr.hosts[0]),
+                    ns_rank,
+                    std::cmp::Reverse((dr.namespace.clone(), dr.name.clone())),
+                )
             })
     }
 
     /// The VirtualService whose hosts cover `host` for a proxy in `proxy_ns`
     /// (bound to the mesh), preferring the most specific host, then the proxy's
     /// namespace, then the service's namespace, then namespace/name order.
-    pub fn virtual_service(&self, host: &str, proxy_ns: &str) -> Option<&Arc<Policy<VirtualServiceSpec>>> {
-        let service_ns = self.services.get(host).map(|s| s.namespace.as_str()).unwrap_or("");
+    pub fn virtual_service(
+        &self,
+        host: &str,
+        proxy_ns: &str,
+    ) -> Option<&Arc<Policy<VirtualServiceSpec>>> {
+        let service_ns = self
+            .services
+            .get(host)
+            .map(|s| s.namespace.as_str())
+            .unwrap_or("");
         self.virtual_services
             .values()
             .filter(|vs| vs.visible_to(proxy_ns) && applies_to_mesh(&vs.spec))
             .filter_map(|vs| {
-                let spec = vs.hosts.iter().filter(|h| hosts::matches(h, host)).map(|h| hosts::specificity(h)).max()?;
+                let spec = vs
+                    .hosts
+                    .iter()
+                    .filter(|h| hosts::matches(h, host))
+                    .map(|h| hosts::specificity(h))
+                    .max()?;
                 Some((vs, spec))
             })
             .max_by_key(|(vs, spec)| {
@@ -583,7 +636,11 @@ impl Model {
                 } else {
                     0
                 };
-                (*spec, ns_rank, std::cmp::Reverse((vs.namespace.clone(), vs.name.clone())))
+                (
+                    *spec,
+                    ns_rank,
+                    std::cmp::Reverse((vs.namespace.clone(), vs.name.clone())),
+                )
             })
             .map(|(vs, _)| vs)
     }
@@ -609,7 +666,10 @@ impl Model {
         self.pods.get(&(namespace.to_string(), name.to_string()))
     }
 
-    pub(crate) fn workload_entries_in(&self, namespace: &str) -> impl Iterator<Item = &Arc<WorkloadEntry>> {
+    pub(crate) fn workload_entries_in(
+        &self,
+        namespace: &str,
+    ) -> impl Iterator<Item = &Arc<WorkloadEntry>> {
         let ns = namespace.to_string();
         self.workload_entries
             .range((ns.clone(), String::new())..)
@@ -630,5 +690,9 @@ pub fn selects(selector: &Labels, labels: &Labels) -> bool {
 }
 
 fn slice_service(slice: &EndpointSlice) -> Option<String> {
-    slice.metadata.labels.get("kubernetes.io/service-name").cloned()
+    slice
+        .metadata
+        .labels
+        .get("kubernetes.io/service-name")
+        .cloned()
 }

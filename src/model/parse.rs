@@ -82,7 +82,9 @@ pub fn parse_text(path: &str, text: &str) -> Vec<Outcome> {
 fn syntax_error(origin: Origin, reason: String) -> Outcome {
     Outcome::Rejected {
         key: None,
-        problems: vec![Problem::error("", format!("cannot parse: {reason}")).about(&origin, "", "", "")],
+        problems: vec![
+            Problem::error("", format!("cannot parse: {reason}")).about(&origin, "", "", "")
+        ],
     }
 }
 
@@ -108,15 +110,24 @@ fn split_yaml_documents(text: &str) -> Vec<(usize, &str)> {
 /// Decodes a JSON value holding one object, or a `List` of them.
 pub fn decode_value(origin: &Origin, value: serde_json::Value) -> Vec<Outcome> {
     match value {
-        serde_json::Value::Array(items) => items.into_iter().flat_map(|v| decode_value(origin, v)).collect(),
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .flat_map(|v| decode_value(origin, v))
+            .collect(),
         serde_json::Value::Object(ref map)
-            if map.get("kind").and_then(|k| k.as_str()).is_some_and(|k| k.ends_with("List"))
+            if map
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .is_some_and(|k| k.ends_with("List"))
                 && map.get("items").is_some_and(|i| i.is_array()) =>
         {
             let Some(serde_json::Value::Array(items)) = value.get("items").cloned() else {
                 return Vec::new();
             };
-            items.into_iter().flat_map(|v| decode_value(origin, v)).collect()
+            items
+                .into_iter()
+                .flat_map(|v| decode_value(origin, v))
+                .collect()
         }
         other => vec![decode(origin, other)],
     }
@@ -124,10 +135,22 @@ pub fn decode_value(origin: &Origin, value: serde_json::Value) -> Vec<Outcome> {
 
 /// Decodes and validates one object.
 pub fn decode(origin: &Origin, value: serde_json::Value) -> Outcome {
-    let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("").to_string();
-    let kind_name = value.get("kind").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let api_version = value
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    let kind_name = value
+        .get("kind")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
     let meta = value.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
     let namespace = meta
         .and_then(|m| m.get("namespace"))
         .and_then(|v| v.as_str())
@@ -138,14 +161,22 @@ pub fn decode(origin: &Origin, value: serde_json::Value) -> Outcome {
     if !value.is_object() {
         return Outcome::Rejected {
             key: None,
-            problems: vec![Problem::error("", "document is not an object").about(origin, "", "", "")],
+            problems: vec![
+                Problem::error("", "document is not an object").about(origin, "", "", "")
+            ],
         };
     }
     if kind_name.is_empty() || api_version.is_empty() {
-        let field = if kind_name.is_empty() { "kind" } else { "apiVersion" };
+        let field = if kind_name.is_empty() {
+            "kind"
+        } else {
+            "apiVersion"
+        };
         return Outcome::Rejected {
             key: None,
-            problems: vec![Problem::error(field, "missing").about(origin, &kind_name, &namespace, &name)],
+            problems: vec![
+                Problem::error(field, "missing").about(origin, &kind_name, &namespace, &name)
+            ],
         };
     }
     let Some(kind) = Kind::from_api(&api_version, &kind_name) else {
@@ -158,7 +189,9 @@ pub fn decode(origin: &Origin, value: serde_json::Value) -> Outcome {
     if name.is_empty() {
         return Outcome::Rejected {
             key: None,
-            problems: vec![Problem::error("metadata.name", "missing").for_kind(origin, kind, &namespace, "")],
+            problems: vec![
+                Problem::error("metadata.name", "missing").for_kind(origin, kind, &namespace, "")
+            ],
         };
     }
     let key = ObjectKey {
@@ -192,7 +225,11 @@ fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Box<Problem>> {
     let mut value = value;
     // Objects from files usually omit the namespace; Kubernetes would default it.
     if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-        if meta.get("namespace").and_then(|n| n.as_str()).is_none_or(|n| n.is_empty()) {
+        if meta
+            .get("namespace")
+            .and_then(|n| n.as_str())
+            .is_none_or(|n| n.is_empty())
+        {
             meta.insert("namespace".into(), "default".into());
         }
     }
@@ -243,12 +280,17 @@ mod tests {
         assert_eq!(p.kind, "VirtualService");
         assert_eq!(p.namespace, "ns");
         assert_eq!(p.name, "r");
-        assert!(p.to_string().starts_with("vs.yaml:1: error: VirtualService ns/r: spec.http[0].route[0].weight:"));
+        assert!(p
+            .to_string()
+            .starts_with("vs.yaml:1: error: VirtualService ns/r: spec.http[0].route[0].weight:"));
     }
 
     #[test]
     fn unknown_kinds_are_skipped() {
-        let out = parse_text("d.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n");
+        let out = parse_text(
+            "d.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n",
+        );
         assert!(matches!(out[0], Outcome::Skipped { .. }));
     }
 
@@ -262,7 +304,10 @@ mod tests {
 
     #[test]
     fn namespace_defaults() {
-        let out = parse_text("s.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n");
+        let out = parse_text(
+            "s.yaml",
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}\n",
+        );
         match &out[0] {
             Outcome::Object(p) => assert_eq!(p.key.namespace, "default"),
             other => panic!("{other:?}"),

@@ -84,7 +84,9 @@ pub enum Resolution {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backing {
-    Kubernetes { selector: Option<Labels> },
+    Kubernetes {
+        selector: Option<Labels>,
+    },
     ServiceEntry {
         endpoints: Vec<WorkloadEntrySpec>,
         selector: Option<Labels>,
@@ -107,12 +109,20 @@ pub struct MeshService {
 
 impl MeshService {
     pub fn from_k8s(s: &Service) -> MeshService {
-        let ns = s.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = s
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let ports = s
             .spec
             .ports
             .iter()
-            .filter(|p| !p.protocol.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("udp")))
+            .filter(|p| {
+                !p.protocol
+                    .as_deref()
+                    .is_some_and(|p| p.eq_ignore_ascii_case("udp"))
+            })
             .map(|p| {
                 let name = p.name.clone().unwrap_or_default();
                 let protocol = p
@@ -172,7 +182,11 @@ impl MeshService {
     }
 
     pub fn from_service_entry(se: &ServiceEntry, host: &str) -> MeshService {
-        let ns = se.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = se
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let ports = se
             .spec
             .ports
@@ -195,17 +209,18 @@ impl MeshService {
             Some("DNS_ROUND_ROBIN") => Resolution::DnsRoundRobin,
             _ => Resolution::Passthrough,
         };
-        let export_to = if se.spec.export_to.is_empty() || se.spec.export_to.iter().any(|e| e == "*") {
-            None
-        } else {
-            Some(
-                se.spec
-                    .export_to
-                    .iter()
-                    .map(|e| if e == "." { ns.clone() } else { e.clone() })
-                    .collect(),
-            )
-        };
+        let export_to =
+            if se.spec.export_to.is_empty() || se.spec.export_to.iter().any(|e| e == "*") {
+                None
+            } else {
+                Some(
+                    se.spec
+                        .export_to
+                        .iter()
+                        .map(|e| if e == "." { ns.clone() } else { e.clone() })
+                        .collect(),
+                )
+            };
         MeshService {
             hostname: host.to_string(),
             namespace: ns,
@@ -239,7 +254,9 @@ impl MeshService {
     }
 
     pub fn visible_to(&self, namespace: &str) -> bool {
-        self.export_to.as_ref().is_none_or(|s| s.contains(namespace))
+        self.export_to
+            .as_ref()
+            .is_none_or(|s| s.contains(namespace))
     }
 }
 

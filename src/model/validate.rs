@@ -130,7 +130,10 @@ impl Validator {
             if ip_only {
                 self.err(field, format!("{address:?} is not an IP address"));
             } else if let Err(reason) = check_host(address, false) {
-                self.err(field, format!("{address:?} is neither an IP address nor a host name: {reason}"));
+                self.err(
+                    field,
+                    format!("{address:?} is neither an IP address nor a host name: {reason}"),
+                );
             }
         }
     }
@@ -141,12 +144,24 @@ impl Validator {
             .filter(|b| **b)
             .count();
         if set > 1 {
-            self.err(field.clone(), "only one of exact, prefix or regex may be set");
+            self.err(
+                field.clone(),
+                "only one of exact, prefix or regex may be set",
+            );
         }
         if let Some(re) = &m.regex {
             if let Err(e) = regex::Regex::new(re) {
-                let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
-                self.err(format!("{field}.regex"), format!("invalid regex {re:?}: {first}"));
+                let first = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                self.err(
+                    format!("{field}.regex"),
+                    format!("invalid regex {re:?}: {first}"),
+                );
             }
         }
     }
@@ -168,7 +183,10 @@ impl Validator {
             }
             let name = p.name.clone().unwrap_or_default();
             if ports.len() > 1 && name.is_empty() {
-                self.err(format!("{f}.name"), "must be set when a Service has several ports");
+                self.err(
+                    format!("{f}.name"),
+                    "must be set when a Service has several ports",
+                );
             }
             if !name.is_empty() && !names.insert(name.clone()) {
                 self.err(format!("{f}.name"), format!("duplicate port name {name:?}"));
@@ -179,14 +197,24 @@ impl Validator {
     fn endpoint_slice(&mut self, s: &EndpointSlice) {
         let address_type = s.address_type.as_deref().unwrap_or("IPv4");
         if !["IPv4", "IPv6", "FQDN"].contains(&address_type) {
-            self.err("addressType", format!("unknown address type {address_type:?}"));
+            self.err(
+                "addressType",
+                format!("unknown address type {address_type:?}"),
+            );
         }
         for (i, e) in s.endpoints.iter().enumerate() {
             if e.addresses.is_empty() {
-                self.err(format!("endpoints[{i}].addresses"), "at least one address is required");
+                self.err(
+                    format!("endpoints[{i}].addresses"),
+                    "at least one address is required",
+                );
             }
             for (j, a) in e.addresses.iter().enumerate() {
-                self.address(format!("endpoints[{i}].addresses[{j}]"), a, address_type != "FQDN");
+                self.address(
+                    format!("endpoints[{i}].addresses[{j}]"),
+                    a,
+                    address_type != "FQDN",
+                );
             }
         }
         for (i, p) in s.ports.iter().enumerate() {
@@ -204,7 +232,10 @@ impl Validator {
         }
         for (i, c) in p.spec.containers.iter().enumerate() {
             for (j, port) in c.ports.iter().enumerate() {
-                self.port(format!("spec.containers[{i}].ports[{j}].containerPort"), port.container_port);
+                self.port(
+                    format!("spec.containers[{i}].ports[{j}].containerPort"),
+                    port.container_port,
+                );
             }
         }
     }
@@ -234,14 +265,24 @@ impl Validator {
     fn http_route(&mut self, f: &str, http: &HttpRoute) {
         let has_route = !http.route.is_empty();
         if !has_route && http.redirect.is_none() && http.direct_response.is_none() {
-            self.err(f.to_string(), "HTTP route, redirect or direct response is required");
+            self.err(
+                f.to_string(),
+                "HTTP route, redirect or direct response is required",
+            );
         }
         if has_route && http.redirect.is_some() {
-            self.err(format!("{f}.redirect"), "HTTP route cannot contain both route and redirect");
+            self.err(
+                format!("{f}.redirect"),
+                "HTTP route cannot contain both route and redirect",
+            );
         }
         for (j, m) in http.match_.iter().enumerate() {
             let mf = format!("{f}.match[{j}]");
-            for (name, sm) in [("uri", &m.uri), ("method", &m.method), ("authority", &m.authority)] {
+            for (name, sm) in [
+                ("uri", &m.uri),
+                ("method", &m.method),
+                ("authority", &m.authority),
+            ] {
                 if let Some(sm) = sm {
                     self.string_match(format!("{mf}.{name}"), sm);
                 }
@@ -273,7 +314,10 @@ impl Validator {
                 if w < 0 {
                     self.err(format!("{rf}.weight"), format!("weight {w} is negative"));
                 } else if w > i32::MAX as i64 {
-                    self.err(format!("{rf}.weight"), format!("weight {w} exceeds {}", i32::MAX));
+                    self.err(
+                        format!("{rf}.weight"),
+                        format!("weight {w} exceeds {}", i32::MAX),
+                    );
                 }
                 total = total.saturating_add(w.max(0));
             }
@@ -281,7 +325,10 @@ impl Validator {
         if http.route.len() > 1 && total == 0 {
             self.err(format!("{f}.route"), "total destination weight is 0");
         } else if total > u32::MAX as i64 {
-            self.err(format!("{f}.route"), format!("total destination weight {total} exceeds {}", u32::MAX));
+            self.err(
+                format!("{f}.route"),
+                format!("total destination weight {total} exceeds {}", u32::MAX),
+            );
         }
         if let Some(t) = &http.timeout {
             if let Err(e) = duration::parse(t) {
@@ -290,12 +337,18 @@ impl Validator {
         }
         if let Some(r) = &http.retries {
             self.non_negative(format!("{f}.retries.attempts"), r.attempts);
-            self.duration(format!("{f}.retries.perTryTimeout"), r.per_try_timeout.as_ref());
+            self.duration(
+                format!("{f}.retries.perTryTimeout"),
+                r.per_try_timeout.as_ref(),
+            );
             if let Some(on) = &r.retry_on {
                 for cond in on.split(',').map(str::trim).filter(|c| !c.is_empty()) {
                     let is_code = cond.parse::<u32>().is_ok_and(|c| (100..=599).contains(&c));
                     if !is_code && !RETRY_ON.contains(&cond) {
-                        self.err(format!("{f}.retries.retryOn"), format!("unknown retry condition {cond:?}"));
+                        self.err(
+                            format!("{f}.retries.retryOn"),
+                            format!("unknown retry condition {cond:?}"),
+                        );
                     }
                 }
             }
@@ -337,7 +390,10 @@ impl Validator {
             } else if let Err(reason) = check_label(&s.name) {
                 self.err(format!("{f}.name"), reason);
             } else if !names.insert(s.name.as_str()) {
-                self.err(format!("{f}.name"), format!("duplicate subset name {:?}", s.name));
+                self.err(
+                    format!("{f}.name"),
+                    format!("duplicate subset name {:?}", s.name),
+                );
             }
             if let Some(tp) = &s.traffic_policy {
                 self.traffic_policy(&format!("{f}.trafficPolicy"), tp);
@@ -346,7 +402,12 @@ impl Validator {
     }
 
     fn traffic_policy(&mut self, f: &str, tp: &TrafficPolicy) {
-        self.policy_parts(f, &tp.load_balancer, &tp.connection_pool, &tp.outlier_detection);
+        self.policy_parts(
+            f,
+            &tp.load_balancer,
+            &tp.connection_pool,
+            &tp.outlier_detection,
+        );
         let mut ports = BTreeSet::new();
         for (i, pl) in tp.port_level_settings.iter().enumerate() {
             let pf = format!("{f}.portLevelSettings[{i}]");
@@ -355,11 +416,19 @@ impl Validator {
                 Some(n) => {
                     self.port(format!("{pf}.port.number"), n);
                     if !ports.insert(n) {
-                        self.err(format!("{pf}.port"), format!("duplicate settings for port {n}"));
+                        self.err(
+                            format!("{pf}.port"),
+                            format!("duplicate settings for port {n}"),
+                        );
                     }
                 }
             }
-            self.policy_parts(&pf, &pl.load_balancer, &pl.connection_pool, &pl.outlier_detection);
+            self.policy_parts(
+                &pf,
+                &pl.load_balancer,
+                &pl.connection_pool,
+                &pl.outlier_detection,
+            );
         }
     }
 
@@ -374,7 +443,10 @@ impl Validator {
             let lf = format!("{f}.loadBalancer");
             if let Some(s) = &lb.simple {
                 if !LB_SIMPLE.contains(&s.as_str()) {
-                    self.err(format!("{lf}.simple"), format!("unknown load balancer {s:?}"));
+                    self.err(
+                        format!("{lf}.simple"),
+                        format!("unknown load balancer {s:?}"),
+                    );
                 }
                 if lb.consistent_hash.is_some() {
                     self.err(lf.clone(), "simple and consistentHash cannot both be set");
@@ -398,7 +470,10 @@ impl Validator {
                 }
                 if let Some(c) = &ch.http_cookie {
                     if c.name.is_empty() {
-                        self.err(format!("{lf}.consistentHash.httpCookie.name"), "cookie name is required");
+                        self.err(
+                            format!("{lf}.consistentHash.httpCookie.name"),
+                            "cookie name is required",
+                        );
                     }
                     if let Some(ttl) = &c.ttl {
                         if let Err(e) = duration::parse(ttl) {
@@ -407,7 +482,10 @@ impl Validator {
                     }
                 }
                 if ch.ring_hash.is_some() && ch.maglev.is_some() {
-                    self.err(format!("{lf}.consistentHash"), "ringHash and maglev cannot both be set");
+                    self.err(
+                        format!("{lf}.consistentHash"),
+                        "ringHash and maglev cannot both be set",
+                    );
                 }
             }
         }
@@ -415,20 +493,41 @@ impl Validator {
             let pf = format!("{f}.connectionPool");
             if let Some(tcp) = &pool.tcp {
                 self.non_negative(format!("{pf}.tcp.maxConnections"), tcp.max_connections);
-                self.duration(format!("{pf}.tcp.connectTimeout"), tcp.connect_timeout.as_ref());
-                self.duration(format!("{pf}.tcp.maxConnectionDuration"), tcp.max_connection_duration.as_ref());
+                self.duration(
+                    format!("{pf}.tcp.connectTimeout"),
+                    tcp.connect_timeout.as_ref(),
+                );
+                self.duration(
+                    format!("{pf}.tcp.maxConnectionDuration"),
+                    tcp.max_connection_duration.as_ref(),
+                );
                 self.duration(format!("{pf}.tcp.idleTimeout"), tcp.idle_timeout.as_ref());
             }
             if let Some(http) = &pool.http {
-                self.non_negative(format!("{pf}.http.http1MaxPendingRequests"), http.http1_max_pending_requests);
-                self.non_negative(format!("{pf}.http.http2MaxRequests"), http.http2_max_requests);
-                self.non_negative(format!("{pf}.http.maxRequestsPerConnection"), http.max_requests_per_connection);
+                self.non_negative(
+                    format!("{pf}.http.http1MaxPendingRequests"),
+                    http.http1_max_pending_requests,
+                );
+                self.non_negative(
+                    format!("{pf}.http.http2MaxRequests"),
+                    http.http2_max_requests,
+                );
+                self.non_negative(
+                    format!("{pf}.http.maxRequestsPerConnection"),
+                    http.max_requests_per_connection,
+                );
                 self.non_negative(format!("{pf}.http.maxRetries"), http.max_retries);
-                self.non_negative(format!("{pf}.http.maxConcurrentStreams"), http.max_concurrent_streams);
+                self.non_negative(
+                    format!("{pf}.http.maxConcurrentStreams"),
+                    http.max_concurrent_streams,
+                );
                 self.duration(format!("{pf}.http.idleTimeout"), http.idle_timeout.as_ref());
                 if let Some(p) = &http.h2_upgrade_policy {
                     if !["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"].contains(&p.as_str()) {
-                        self.err(format!("{pf}.http.h2UpgradePolicy"), format!("unknown policy {p:?}"));
+                        self.err(
+                            format!("{pf}.http.h2UpgradePolicy"),
+                            format!("unknown policy {p:?}"),
+                        );
                     }
                 }
             }
@@ -436,11 +535,23 @@ impl Validator {
         if let Some(o) = outlier {
             let of = format!("{f}.outlierDetection");
             self.non_negative(format!("{of}.consecutiveErrors"), o.consecutive_errors);
-            self.non_negative(format!("{of}.consecutiveGatewayErrors"), o.consecutive_gateway_errors);
-            self.non_negative(format!("{of}.consecutive5xxErrors"), o.consecutive_5xx_errors);
-            self.non_negative(format!("{of}.consecutiveLocalOriginFailures"), o.consecutive_local_origin_failures);
+            self.non_negative(
+                format!("{of}.consecutiveGatewayErrors"),
+                o.consecutive_gateway_errors,
+            );
+            self.non_negative(
+                format!("{of}.consecutive5xxErrors"),
+                o.consecutive_5xx_errors,
+            );
+            self.non_negative(
+                format!("{of}.consecutiveLocalOriginFailures"),
+                o.consecutive_local_origin_failures,
+            );
             self.duration(format!("{of}.interval"), o.interval.as_ref());
-            self.duration(format!("{of}.baseEjectionTime"), o.base_ejection_time.as_ref());
+            self.duration(
+                format!("{of}.baseEjectionTime"),
+                o.base_ejection_time.as_ref(),
+            );
             self.percent(format!("{of}.maxEjectionPercent"), o.max_ejection_percent);
             self.percent(format!("{of}.minHealthPercent"), o.min_health_percent);
         }
@@ -452,7 +563,10 @@ impl Validator {
         }
         let resolution = se.resolution.as_deref().unwrap_or("NONE");
         if !SE_RESOLUTIONS.contains(&resolution) {
-            self.err("spec.resolution", format!("unknown resolution {resolution:?}"));
+            self.err(
+                "spec.resolution",
+                format!("unknown resolution {resolution:?}"),
+            );
         }
         for (i, h) in se.hosts.iter().enumerate() {
             if h == "*" {
@@ -476,10 +590,16 @@ impl Validator {
             let f = format!("spec.ports[{i}]");
             self.port(format!("{f}.number"), p.number);
             if !numbers.insert(p.number) {
-                self.err(format!("{f}.number"), format!("duplicate port {}", p.number));
+                self.err(
+                    format!("{f}.number"),
+                    format!("duplicate port {}", p.number),
+                );
             }
             if !p.name.is_empty() && !names.insert(p.name.as_str()) {
-                self.err(format!("{f}.name"), format!("duplicate port name {:?}", p.name));
+                self.err(
+                    format!("{f}.name"),
+                    format!("duplicate port name {:?}", p.name),
+                );
             }
             self.protocol(format!("{f}.protocol"), p.protocol.as_ref());
             if let Some(t) = p.target_port {
@@ -487,7 +607,10 @@ impl Validator {
             }
         }
         if !se.endpoints.is_empty() && se.workload_selector.is_some() {
-            self.err("spec.workloadSelector", "only one of endpoints or workloadSelector may be set");
+            self.err(
+                "spec.workloadSelector",
+                "only one of endpoints or workloadSelector may be set",
+            );
         }
         for (i, e) in se.endpoints.iter().enumerate() {
             self.workload_entry(&format!("spec.endpoints[{i}]"), e, resolution == "STATIC");
@@ -504,7 +627,10 @@ impl Validator {
         }
         self.non_negative(format!("{f}.weight"), we.weight);
         if we.weight.is_some_and(|w| w > u32::MAX as i64) {
-            self.err(format!("{f}.weight"), format!("weight exceeds {}", u32::MAX));
+            self.err(
+                format!("{f}.weight"),
+                format!("weight exceeds {}", u32::MAX),
+            );
         }
     }
 }
@@ -581,19 +707,28 @@ mod tests {
     #[test]
     fn negative_weight_is_rejected() {
         let vs = format!("{VS_HEAD}  - route:\n    - {{destination: {{host: reviews}}, weight: -10}}\n    - {{destination: {{host: reviews}}, weight: 110}}\n");
-        assert_eq!(problems(&vs), vec!["spec.http[0].route[0].weight: weight -10 is negative"]);
+        assert_eq!(
+            problems(&vs),
+            vec!["spec.http[0].route[0].weight: weight -10 is negative"]
+        );
     }
 
     #[test]
     fn zero_total_weight_is_rejected() {
         let vs = format!("{VS_HEAD}  - route:\n    - {{destination: {{host: reviews}}, weight: 0}}\n    - {{destination: {{host: reviews}}, weight: 0}}\n");
-        assert_eq!(problems(&vs), vec!["spec.http[0].route: total destination weight is 0"]);
+        assert_eq!(
+            problems(&vs),
+            vec!["spec.http[0].route: total destination weight is 0"]
+        );
     }
 
     #[test]
     fn destination_without_host_is_rejected() {
         let vs = format!("{VS_HEAD}  - route:\n    - {{destination: {{subset: v1}}}}\n");
-        assert_eq!(problems(&vs), vec!["spec.http[0].route[0].destination.host: destination host is required"]);
+        assert_eq!(
+            problems(&vs),
+            vec!["spec.http[0].route[0].destination.host: destination host is required"]
+        );
     }
 
     #[test]
@@ -601,19 +736,28 @@ mod tests {
         let vs = format!("{VS_HEAD}  - match:\n    - uri: {{regex: \"/a(b\"}}\n    route:\n    - {{destination: {{host: reviews}}}}\n");
         let p = problems(&vs);
         assert_eq!(p.len(), 1);
-        assert!(p[0].starts_with("spec.http[0].match[0].uri.regex: invalid regex"), "{p:?}");
+        assert!(
+            p[0].starts_with("spec.http[0].match[0].uri.regex: invalid regex"),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn route_required() {
         let vs = format!("{VS_HEAD}  - name: nothing\n");
-        assert_eq!(problems(&vs), vec!["spec.http[0]: HTTP route, redirect or direct response is required"]);
+        assert_eq!(
+            problems(&vs),
+            vec!["spec.http[0]: HTTP route, redirect or direct response is required"]
+        );
     }
 
     #[test]
     fn bad_retry_condition() {
         let vs = format!("{VS_HEAD}  - route:\n    - {{destination: {{host: reviews}}}}\n    retries: {{attempts: 3, retryOn: \"5xx,sometimes\"}}\n");
-        assert_eq!(problems(&vs), vec!["spec.http[0].retries.retryOn: unknown retry condition \"sometimes\""]);
+        assert_eq!(
+            problems(&vs),
+            vec!["spec.http[0].retries.retryOn: unknown retry condition \"sometimes\""]
+        );
     }
 
     #[test]
@@ -633,7 +777,10 @@ mod tests {
     #[test]
     fn service_entry_rules() {
         let se = "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata: {name: e}\nspec:\n  hosts: [api.example.com]\n  ports: [{number: 443, name: https, protocol: HTTPS}]\n  resolution: STATIC\n  endpoints: [{address: not-an-ip}]\n";
-        assert_eq!(problems(se), vec!["spec.endpoints[0].address: \"not-an-ip\" is not an IP address"]);
+        assert_eq!(
+            problems(se),
+            vec!["spec.endpoints[0].address: \"not-an-ip\" is not an IP address"]
+        );
     }
 
     #[test]

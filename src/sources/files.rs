@@ -97,7 +97,11 @@ impl FileSet {
                 Outcome::Object(p) => {
                     objects.insert(p.key.clone(), p);
                 }
-                Outcome::Skipped { origin, kind, api_version } => {
+                Outcome::Skipped {
+                    origin,
+                    kind,
+                    api_version,
+                } => {
                     debug!(%origin, %kind, %api_version, "skipping kind shmesh does not read");
                 }
                 Outcome::Rejected { key, problems: ps } => {
@@ -139,8 +143,16 @@ impl FileSet {
             for (key, parsed) in &file.objects {
                 if let Some((first, _)) = next.get(key) {
                     duplicates.push(
-                        Problem::error("metadata.name", format!("duplicate of the object in {}", first.display()))
-                            .for_kind(&parsed.origin, key.kind, &key.namespace, &key.name),
+                        Problem::error(
+                            "metadata.name",
+                            format!("duplicate of the object in {}", first.display()),
+                        )
+                        .for_kind(
+                            &parsed.origin,
+                            key.kind,
+                            &key.namespace,
+                            &key.name,
+                        ),
                     );
                     continue;
                 }
@@ -149,12 +161,15 @@ impl FileSet {
         }
         let mut changes = Vec::new();
         for (key, (_, parsed)) in &next {
-            let same = self
-                .current
-                .get(key)
-                .is_some_and(|(_, old)| Arc::ptr_eq(&old.object, &parsed.object) || old.object == parsed.object);
+            let same = self.current.get(key).is_some_and(|(_, old)| {
+                Arc::ptr_eq(&old.object, &parsed.object) || old.object == parsed.object
+            });
             if !same {
-                changes.push(Change::Upsert(key.clone(), parsed.object.clone(), parsed.origin.clone()));
+                changes.push(Change::Upsert(
+                    key.clone(),
+                    parsed.object.clone(),
+                    parsed.origin.clone(),
+                ));
             }
         }
         for key in self.current.keys() {
@@ -180,7 +195,11 @@ impl FileSet {
     }
 
     fn problems_with(&self, extra: Vec<Problem>) -> Vec<Problem> {
-        let mut all: Vec<Problem> = self.files.values().flat_map(|f| f.problems.iter().cloned()).collect();
+        let mut all: Vec<Problem> = self
+            .files
+            .values()
+            .flat_map(|f| f.problems.iter().cloned())
+            .collect();
         all.extend(extra);
         all
     }
@@ -213,10 +232,16 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
         let path = entry.path();
         // Follows symlinks: ConfigMap files are links into `..data/`.
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() {
             collect(&path, out)?;
-        } else if meta.is_file() && [".yaml", ".yml", ".json"].iter().any(|ext| name.ends_with(ext)) {
+        } else if meta.is_file()
+            && [".yaml", ".yml", ".json"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+        {
             out.push(path);
         }
     }
@@ -231,7 +256,9 @@ pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Input>) {
     info!(dirs = ?dirs, objects = changes.len(), "loaded config files");
     let mut reported = set.problems();
     let _ = tx.send(Input::Problems(SOURCE, reported.clone())).await;
-    if tx.send(Input::Changes(changes)).await.is_err() || tx.send(Input::Synced(SOURCE)).await.is_err() {
+    if tx.send(Input::Changes(changes)).await.is_err()
+        || tx.send(Input::Synced(SOURCE)).await.is_err()
+    {
         return;
     }
 
@@ -296,7 +323,8 @@ pub fn load_once(paths: &[PathBuf]) -> (Vec<Change>, Vec<Problem>) {
 mod tests {
     use super::*;
 
-    const SVC: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n";
+    const SVC: &str =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n";
     const VS_GOOD: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [a]\n  http:\n  - route:\n    - destination: {host: a}\n";
     const VS_BAD: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [a]\n  http:\n  - route:\n    - destination: {host: a}\n      weight: -1\n    - destination: {host: a}\n      weight: 2\n";
 
@@ -308,9 +336,14 @@ mod tests {
         let mut set = FileSet::new(vec![dir.path().to_path_buf()]);
         assert_eq!(set.rescan().len(), 2);
         std::fs::write(dir.path().join("vs.yaml"), VS_BAD).unwrap();
-        assert!(set.rescan().is_empty(), "the bad version must not replace the good one");
+        assert!(
+            set.rescan().is_empty(),
+            "the bad version must not replace the good one"
+        );
         assert_eq!(set.problems().len(), 1);
-        assert!(set.problems()[0].to_string().contains("spec.http[0].route[0].weight"));
+        assert!(set.problems()[0]
+            .to_string()
+            .contains("spec.http[0].route[0].weight"));
         std::fs::remove_file(dir.path().join("vs.yaml")).unwrap();
         let changes = set.rescan();
         assert!(matches!(&changes[..], [Change::Delete(k)] if k.name == "r"));

@@ -98,7 +98,8 @@ pub fn clusters(model: &Model, view: &ProxyView, hosts: Option<&[&str]>) -> Vec<
                 if let Some(tp) = &subset.traffic_policy {
                     eff.layer(tp, port.number);
                 }
-                let mut built = service_cluster(svc, port, &subset.name, Some(&subset.labels), &eff);
+                let mut built =
+                    service_cluster(svc, port, &subset.name, Some(&subset.labels), &eff);
                 with_inline_endpoints(&mut built, endpoints);
                 out.push(built);
             }
@@ -133,7 +134,8 @@ pub fn clusters(model: &Model, view: &ProxyView, hosts: Option<&[&str]>) -> Vec<
 /// Istio's gRPC generator, keep consistent hashing (Maglev becomes a ring) and
 /// round-robin everything else.
 fn grpc_lb(cl: &mut c::Cluster) {
-    let hashing = cl.lb_policy == cluster::LbPolicy::RingHash as i32 || cl.lb_policy == cluster::LbPolicy::Maglev as i32;
+    let hashing = cl.lb_policy == cluster::LbPolicy::RingHash as i32
+        || cl.lb_policy == cluster::LbPolicy::Maglev as i32;
     if hashing {
         if cl.lb_policy == cluster::LbPolicy::Maglev as i32 {
             cl.lb_policy = cluster::LbPolicy::RingHash as i32;
@@ -294,15 +296,25 @@ fn apply_policy(cl: &mut c::Cluster, http: &mut HttpOptions, policy: &Effective)
         apply_lb(cl, lb);
     }
     if let Some(pool) = &policy.pool {
-        let th = &mut cl.circuit_breakers.get_or_insert_with(default_circuit_breakers).thresholds[0];
+        let th = &mut cl
+            .circuit_breakers
+            .get_or_insert_with(default_circuit_breakers)
+            .thresholds[0];
         if let Some(tcp) = &pool.tcp {
             if let Some(n) = tcp.max_connections {
                 th.max_connections = Some(u32_value(clamp_u32(n)));
             }
-            if let Some(d) = tcp.connect_timeout.as_deref().and_then(|d| dur::parse(d).ok()) {
+            if let Some(d) = tcp
+                .connect_timeout
+                .as_deref()
+                .and_then(|d| dur::parse(d).ok())
+            {
                 cl.connect_timeout = Some(duration(d));
             }
-            http.max_connection_duration = tcp.max_connection_duration.as_deref().and_then(|d| dur::parse(d).ok());
+            http.max_connection_duration = tcp
+                .max_connection_duration
+                .as_deref()
+                .and_then(|d| dur::parse(d).ok());
         }
         if let Some(h) = &pool.http {
             if let Some(n) = h.http1_max_pending_requests {
@@ -314,9 +326,13 @@ fn apply_policy(cl: &mut c::Cluster, http: &mut HttpOptions, policy: &Effective)
             if let Some(n) = h.max_retries {
                 th.max_retries = Some(u32_value(clamp_u32(n)));
             }
-            http.max_requests_per_connection = h.max_requests_per_connection.filter(|n| *n > 0).map(clamp_u32);
+            http.max_requests_per_connection = h
+                .max_requests_per_connection
+                .filter(|n| *n > 0)
+                .map(clamp_u32);
             http.idle_timeout = h.idle_timeout.as_deref().and_then(|d| dur::parse(d).ok());
-            http.max_concurrent_streams = h.max_concurrent_streams.filter(|n| *n > 0).map(clamp_u32);
+            http.max_concurrent_streams =
+                h.max_concurrent_streams.filter(|n| *n > 0).map(clamp_u32);
             if h.h2_upgrade_policy.as_deref() == Some("UPGRADE") {
                 http.http2 = true;
             }
@@ -335,7 +351,9 @@ fn apply_lb(cl: &mut c::Cluster, lb: &LoadBalancerSettings) {
         if let Some(m) = &ch.maglev {
             cl.lb_policy = cluster::LbPolicy::Maglev as i32;
             cl.lb_config = Some(cluster::LbConfig::MaglevLbConfig(cluster::MaglevLbConfig {
-                table_size: m.table_size.map(|t| envoy_types::pb::google::protobuf::UInt64Value { value: t }),
+                table_size: m
+                    .table_size
+                    .map(|t| envoy_types::pb::google::protobuf::UInt64Value { value: t }),
             }));
         } else {
             let size = ch
@@ -345,17 +363,23 @@ fn apply_lb(cl: &mut c::Cluster, lb: &LoadBalancerSettings) {
                 .or(ch.minimum_ring_size)
                 .unwrap_or(DEFAULT_RING_SIZE);
             cl.lb_policy = cluster::LbPolicy::RingHash as i32;
-            cl.lb_config = Some(cluster::LbConfig::RingHashLbConfig(cluster::RingHashLbConfig {
-                minimum_ring_size: Some(envoy_types::pb::google::protobuf::UInt64Value { value: size }),
-                ..Default::default()
-            }));
+            cl.lb_config = Some(cluster::LbConfig::RingHashLbConfig(
+                cluster::RingHashLbConfig {
+                    minimum_ring_size: Some(envoy_types::pb::google::protobuf::UInt64Value {
+                        value: size,
+                    }),
+                    ..Default::default()
+                },
+            ));
         }
         return;
     }
     match lb.simple.as_deref() {
         Some("ROUND_ROBIN") => cl.lb_policy = cluster::LbPolicy::RoundRobin as i32,
         Some("RANDOM") => cl.lb_policy = cluster::LbPolicy::Random as i32,
-        Some("LEAST_CONN") | Some("LEAST_REQUEST") => cl.lb_policy = cluster::LbPolicy::LeastRequest as i32,
+        Some("LEAST_CONN") | Some("LEAST_REQUEST") => {
+            cl.lb_policy = cluster::LbPolicy::LeastRequest as i32
+        }
         Some("PASSTHROUGH") => {
             cl.lb_policy = cluster::LbPolicy::ClusterProvided as i32;
             cl.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
@@ -386,7 +410,11 @@ fn apply_outlier(cl: &mut c::Cluster, o: &OutlierDetection) {
     if let Some(d) = o.interval.as_deref().and_then(|d| dur::parse(d).ok()) {
         out.interval = Some(duration(d));
     }
-    if let Some(d) = o.base_ejection_time.as_deref().and_then(|d| dur::parse(d).ok()) {
+    if let Some(d) = o
+        .base_ejection_time
+        .as_deref()
+        .and_then(|d| dur::parse(d).ok())
+    {
         out.base_ejection_time = Some(duration(d));
     }
     if let Some(p) = o.max_ejection_percent.filter(|p| *p > 0) {
@@ -401,7 +429,9 @@ fn apply_outlier(cl: &mut c::Cluster, o: &OutlierDetection) {
     cl.outlier_detection = Some(out);
     // Istio sets the panic threshold even when 0: Envoy's default of 50% rarely
     // suits services with few pods.
-    cl.common_lb_config.get_or_insert_with(Default::default).healthy_panic_threshold = Some(Percent {
+    cl.common_lb_config
+        .get_or_insert_with(Default::default)
+        .healthy_panic_threshold = Some(Percent {
         value: o.min_health_percent.unwrap_or(0) as f64,
     });
 }

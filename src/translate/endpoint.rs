@@ -29,7 +29,10 @@ pub fn assignments(
 }
 
 /// Endpoints carrying every label of `subset` (all of them without a subset).
-pub fn select<'a>(endpoints: &'a [Endpoint], subset: Option<&crate::model::objects::Labels>) -> Vec<&'a Endpoint> {
+pub fn select<'a>(
+    endpoints: &'a [Endpoint],
+    subset: Option<&crate::model::objects::Labels>,
+) -> Vec<&'a Endpoint> {
     endpoints
         .iter()
         .filter(|ep| subset.is_none_or(|s| s.iter().all(|(k, v)| ep.labels.get(k) == Some(v))))
@@ -52,7 +55,8 @@ pub fn assignment(cluster: &str, endpoints: &[&Endpoint]) -> e::ClusterLoadAssig
                 sub_zone: locality.subzone.clone(),
             }),
             load_balancing_weight: Some(u32_value(
-                eps.iter().fold(0u32, |acc, e| acc.saturating_add(e.weight.max(1))),
+                eps.iter()
+                    .fold(0u32, |acc, e| acc.saturating_add(e.weight.max(1))),
             )),
             lb_endpoints: eps.iter().map(|ep| lb_endpoint(ep)).collect(),
             ..Default::default()

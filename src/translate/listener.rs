@@ -33,7 +33,11 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
     let mut out: BTreeMap<String, l::Listener> = BTreeMap::new();
     out.insert(names::VIRTUAL_OUTBOUND.to_string(), virtual_outbound());
     let mut tcp_ports = Vec::new();
-    for svc in model.services().values().filter(|s| s.visible_to(&view.namespace)) {
+    for svc in model
+        .services()
+        .values()
+        .filter(|s| s.visible_to(&view.namespace))
+    {
         for port in &svc.ports {
             if port.protocol.is_http() {
                 let name = names::listener("0.0.0.0", port.number);
@@ -43,7 +47,10 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
                     bind_to_port: Some(BoolValue { value: false }),
                     traffic_direction: core::TrafficDirection::Outbound as i32,
                     filter_chains: vec![l::FilterChain {
-                        filters: vec![http_filter(&format!("outbound_0.0.0.0_{}", port.number), &port.number.to_string())],
+                        filters: vec![http_filter(
+                            &format!("outbound_0.0.0.0_{}", port.number),
+                            &port.number.to_string(),
+                        )],
                         ..Default::default()
                     }],
                     ..Default::default()
@@ -103,7 +110,10 @@ fn explicit(addr: SocketAddr) -> (String, l::Listener) {
         address: Some(socket_address(&ip, addr.port())),
         traffic_direction: core::TrafficDirection::Outbound as i32,
         filter_chains: vec![l::FilterChain {
-            filters: vec![http_filter(&format!("outbound_{name}"), names::HTTP_PROXY_ROUTE)],
+            filters: vec![http_filter(
+                &format!("outbound_{name}"),
+                names::HTTP_PROXY_ROUTE,
+            )],
             ..Default::default()
         }],
         ..Default::default()
@@ -128,17 +138,24 @@ fn proxyless(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
 }
 
 /// Istio's outbound HTTP connection manager, routing with RDS over ADS.
-pub fn http_connection_manager(stat_prefix: &str, route_config: &str) -> hcm::HttpConnectionManager {
+pub fn http_connection_manager(
+    stat_prefix: &str,
+    route_config: &str,
+) -> hcm::HttpConnectionManager {
     hcm::HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
-        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(hcm::Rds {
-            config_source: Some(ads()),
-            route_config_name: route_config.to_string(),
-        })),
+        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
+            hcm::Rds {
+                config_source: Some(ads()),
+                route_config_name: route_config.to_string(),
+            },
+        )),
         http_filters: vec![hcm::HttpFilter {
             name: "envoy.filters.http.router".to_string(),
-            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(&Router::default()))),
+            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+                &Router::default(),
+            ))),
             ..Default::default()
         }],
         use_remote_address: Some(BoolValue { value: false }),
@@ -154,10 +171,9 @@ pub fn http_connection_manager(stat_prefix: &str, route_config: &str) -> hcm::Ht
 fn http_filter(stat_prefix: &str, route_config: &str) -> l::Filter {
     l::Filter {
         name: "envoy.filters.network.http_connection_manager".to_string(),
-        config_type: Some(l::filter::ConfigType::TypedConfig(any(&http_connection_manager(
-            stat_prefix,
-            route_config,
-        )))),
+        config_type: Some(l::filter::ConfigType::TypedConfig(any(
+            &http_connection_manager(stat_prefix, route_config),
+        ))),
     }
 }
 
@@ -166,7 +182,9 @@ fn tcp_proxy(cluster: &str) -> l::Filter {
         name: "envoy.filters.network.tcp_proxy".to_string(),
         config_type: Some(l::filter::ConfigType::TypedConfig(any(&tcp::TcpProxy {
             stat_prefix: cluster.to_string(),
-            cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(cluster.to_string())),
+            cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(
+                cluster.to_string(),
+            )),
             ..Default::default()
         }))),
     }

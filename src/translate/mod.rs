@@ -60,21 +60,34 @@ impl fmt::Display for ProxyView {
 pub fn build(model: &Model, view: &ProxyView) -> Snapshot {
     let mut b = SnapshotBuilder::default();
     let clusters = cluster::clusters(model, view, None);
-    b.set(ResourceType::Endpoint, encode_all(endpoint::assignments(model, view, &clusters)));
-    b.set(ResourceType::Cluster, encode_all(clusters.into_iter().map(|c| (c.name.clone(), c.cluster))));
-    b.set(ResourceType::Listener, encode_all(listener::listeners(model, view)));
-    b.set(ResourceType::Route, encode_all(route::route_configs(model, view)));
+    b.set(
+        ResourceType::Endpoint,
+        encode_all(endpoint::assignments(model, view, &clusters)),
+    );
+    b.set(
+        ResourceType::Cluster,
+        encode_all(clusters.into_iter().map(|c| (c.name.clone(), c.cluster))),
+    );
+    b.set(
+        ResourceType::Listener,
+        encode_all(listener::listeners(model, view)),
+    );
+    b.set(
+        ResourceType::Route,
+        encode_all(route::route_configs(model, view)),
+    );
     b.build()
 }
 
 /// Rebuilds the parts of `prev` that `dirty` touched.
 pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -> Snapshot {
     // DNS clusters carry their endpoints inline: an endpoint change rebuilds the cluster.
-    let (inline, eds): (Vec<String>, Vec<String>) = dirty.endpoints.iter().cloned().partition(|h| {
-        model
-            .service(h)
-            .is_some_and(|s| s.resolution != crate::model::Resolution::Static)
-    });
+    let (inline, eds): (Vec<String>, Vec<String>) =
+        dirty.endpoints.iter().cloned().partition(|h| {
+            model
+                .service(h)
+                .is_some_and(|s| s.resolution != crate::model::Resolution::Static)
+        });
     let mut config = dirty.config.clone();
     config.extend(inline);
     let dirty = &Dirty {
@@ -86,7 +99,8 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
     if !dirty.config.is_empty() {
         let hosts: Vec<&str> = dirty.config.iter().map(String::as_str).collect();
         let fresh = cluster::clusters(model, view, Some(&hosts));
-        let stale = |name: &String| names::cluster_host(name).is_some_and(|h| dirty.config.contains(h));
+        let stale =
+            |name: &String| names::cluster_host(name).is_some_and(|h| dirty.config.contains(h));
         let removed_clusters: Vec<String> = prev
             .get(ResourceType::Cluster)
             .names()
@@ -102,13 +116,20 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
             .cloned()
             .collect();
         let assignments = endpoint::assignments(model, view, &fresh);
-        b.patch(ResourceType::Endpoint, encode_each(assignments), removed_cla);
+        b.patch(
+            ResourceType::Endpoint,
+            encode_each(assignments),
+            removed_cla,
+        );
         b.patch(
             ResourceType::Cluster,
             encode_each(fresh.into_iter().map(|c| (c.name.clone(), c.cluster))),
             removed_clusters,
         );
-        b.set(ResourceType::Listener, encode_all(listener::listeners(model, view)));
+        b.set(
+            ResourceType::Listener,
+            encode_all(listener::listeners(model, view)),
+        );
     }
     let endpoint_only: Vec<&str> = dirty.endpoints.iter().map(String::as_str).collect();
     if !endpoint_only.is_empty() {
@@ -120,12 +141,17 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         );
     }
     if dirty.routes || !dirty.config.is_empty() {
-        b.set(ResourceType::Route, encode_all(route::route_configs(model, view)));
+        b.set(
+            ResourceType::Route,
+            encode_all(route::route_configs(model, view)),
+        );
     }
     b.build()
 }
 
-fn encode_all<M: prost::Message>(items: impl IntoIterator<Item = (String, M)>) -> BTreeMap<String, Arc<Resource>> {
+fn encode_all<M: prost::Message>(
+    items: impl IntoIterator<Item = (String, M)>,
+) -> BTreeMap<String, Arc<Resource>> {
     items
         .into_iter()
         .map(|(name, msg)| {
@@ -135,8 +161,13 @@ fn encode_all<M: prost::Message>(items: impl IntoIterator<Item = (String, M)>) -
         .collect()
 }
 
-fn encode_each<M: prost::Message>(items: impl IntoIterator<Item = (String, M)>) -> Vec<Arc<Resource>> {
-    items.into_iter().map(|(name, msg)| Resource::encode(name, &msg)).collect()
+fn encode_each<M: prost::Message>(
+    items: impl IntoIterator<Item = (String, M)>,
+) -> Vec<Arc<Resource>> {
+    items
+        .into_iter()
+        .map(|(name, msg)| Resource::encode(name, &msg))
+        .collect()
 }
 
 /// Packs a message into `Any` (for typed configs inside resources).

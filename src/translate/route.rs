@@ -23,7 +23,8 @@ use crate::model::objects::{
 use crate::model::{hosts, MeshService, Model, Policy};
 
 /// Istio's default retry conditions.
-const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 const DEFAULT_RETRIES: u32 = 2;
 
 pub fn route_configs(model: &Model, view: &ProxyView) -> Vec<(String, r::RouteConfiguration)> {
@@ -73,8 +74,17 @@ fn explicit(model: &Model, view: &ProxyView) -> (String, r::RouteConfiguration) 
     let mut seen = HashSet::new();
     let mut vhosts = Vec::new();
     for svc in visible_http(model, view) {
-        let http_ports: Vec<u16> = svc.ports.iter().filter(|p| p.protocol.is_http()).map(|p| p.number).collect();
-        let default_port = if http_ports.contains(&80) { 80 } else { http_ports[0] };
+        let http_ports: Vec<u16> = svc
+            .ports
+            .iter()
+            .filter(|p| p.protocol.is_http())
+            .map(|p| p.number)
+            .collect();
+        let default_port = if http_ports.contains(&80) {
+            80
+        } else {
+            http_ports[0]
+        };
         for port in http_ports {
             let domains = domains(svc, port, &view.namespace, port == default_port, &mut seen);
             vhosts.push(virtual_host(model, view, svc, port, domains));
@@ -127,7 +137,13 @@ fn route_configuration(name: String, virtual_hosts: Vec<r::VirtualHost>) -> r::R
 /// forms for this namespace) and the VIP, each with `:port` and, when
 /// `bare`, also without. Names already taken in this route configuration are
 /// skipped: Envoy rejects a domain that appears twice.
-fn domains(svc: &MeshService, port: u16, proxy_ns: &str, bare: bool, seen: &mut HashSet<String>) -> Vec<String> {
+fn domains(
+    svc: &MeshService,
+    port: u16,
+    proxy_ns: &str,
+    bare: bool,
+    seen: &mut HashSet<String>,
+) -> Vec<String> {
     let mut names = hosts::alternate_names(&svc.hostname, proxy_ns);
     names.extend(svc.vip.clone());
     let mut out = Vec::new();
@@ -153,7 +169,9 @@ fn allow_any() -> r::VirtualHost {
             name: "allow_any".to_string(),
             r#match: Some(prefix_match("/")),
             action: Some(r::route::Action::Route(r::RouteAction {
-                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(names::PASSTHROUGH.to_string())),
+                cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                    names::PASSTHROUGH.to_string(),
+                )),
                 timeout: Some(duration(std::time::Duration::ZERO)),
                 ..Default::default()
             })),
@@ -164,7 +182,13 @@ fn allow_any() -> r::VirtualHost {
     }
 }
 
-fn virtual_host(model: &Model, view: &ProxyView, svc: &MeshService, port: u16, domains: Vec<String>) -> r::VirtualHost {
+fn virtual_host(
+    model: &Model,
+    view: &ProxyView,
+    svc: &MeshService,
+    port: u16,
+    domains: Vec<String>,
+) -> r::VirtualHost {
     let routes = match model.virtual_service(&svc.hostname, &view.namespace) {
         Some(vs) => vs_routes(model, view, vs, port),
         None => vec![default_route(model, view, svc, port)],
@@ -197,7 +221,12 @@ fn default_route(model: &Model, view: &ProxyView, svc: &MeshService, port: u16) 
     }
 }
 
-fn vs_routes(model: &Model, view: &ProxyView, vs: &Policy<crate::model::objects::VirtualServiceSpec>, port: u16) -> Vec<r::Route> {
+fn vs_routes(
+    model: &Model,
+    view: &ProxyView,
+    vs: &Policy<crate::model::objects::VirtualServiceSpec>,
+    port: u16,
+) -> Vec<r::Route> {
     let mut out = Vec::new();
     for http in &vs.spec.http {
         if http.match_.is_empty() {
@@ -222,7 +251,10 @@ fn match_applies(m: &HttpMatchRequest, view: &ProxyView, port: u16) -> bool {
     if !m.gateways.is_empty() && !m.gateways.iter().any(|g| g == "mesh") {
         return false;
     }
-    if m.source_namespace.as_ref().is_some_and(|ns| *ns != view.namespace) {
+    if m.source_namespace
+        .as_ref()
+        .is_some_and(|ns| *ns != view.namespace)
+    {
         return false;
     }
     // Source labels need the proxy's own labels, which views do not carry: such
@@ -304,7 +336,10 @@ fn route_action(
         retry_policy: retry_policy(http.retries.as_ref()),
         ..Default::default()
     };
-    set_timeout(&mut action, http.timeout.as_deref().and_then(|t| dur::parse(t).ok()));
+    set_timeout(
+        &mut action,
+        http.timeout.as_deref().and_then(|t| dur::parse(t).ok()),
+    );
     if let Some((d, host)) = first {
         if let Some(h) = hash_policy(model, view, &host, d.subset.as_deref()) {
             action.hash_policy = vec![h];
@@ -341,7 +376,9 @@ fn set_timeout(action: &mut r::RouteAction, timeout: Option<std::time::Duration>
 /// unavailable, cancelled and 503 unless the VirtualService says otherwise;
 /// `attempts: 0` disables retries.
 pub fn retry_policy(retries: Option<&HttpRetry>) -> Option<r::RetryPolicy> {
-    let attempts = retries.and_then(|r| r.attempts).map(|a| a.clamp(0, u32::MAX as i64) as u32);
+    let attempts = retries
+        .and_then(|r| r.attempts)
+        .map(|a| a.clamp(0, u32::MAX as i64) as u32);
     if attempts == Some(0) {
         return None;
     }
@@ -352,14 +389,20 @@ pub fn retry_policy(retries: Option<&HttpRetry>) -> Option<r::RetryPolicy> {
         host_selection_retry_max_attempts: 5,
         retry_host_predicate: vec![r::retry_policy::RetryHostPredicate {
             name: "envoy.retry_host_predicates.previous_hosts".to_string(),
-            config_type: Some(r::retry_policy::retry_host_predicate::ConfigType::TypedConfig(any(
-                &PreviousHostsPredicate::default(),
-            ))),
+            config_type: Some(
+                r::retry_policy::retry_host_predicate::ConfigType::TypedConfig(any(
+                    &PreviousHostsPredicate::default(),
+                )),
+            ),
         }],
         ..Default::default()
     };
     if let Some(r) = retries {
-        if let Some(t) = r.per_try_timeout.as_deref().and_then(|t| dur::parse(t).ok()) {
+        if let Some(t) = r
+            .per_try_timeout
+            .as_deref()
+            .and_then(|t| dur::parse(t).ok())
+        {
             policy.per_try_timeout = Some(duration(t));
         }
         if let Some(on) = &r.retry_on {
@@ -381,12 +424,25 @@ pub fn retry_policy(retries: Option<&HttpRetry>) -> Option<r::RetryPolicy> {
     Some(policy)
 }
 
-fn hash_policy(model: &Model, view: &ProxyView, host: &str, subset: Option<&str>) -> Option<r::route_action::HashPolicy> {
+fn hash_policy(
+    model: &Model,
+    view: &ProxyView,
+    host: &str,
+    subset: Option<&str>,
+) -> Option<r::route_action::HashPolicy> {
     use route_action::hash_policy::{self as hp, PolicySpecifier};
     let dr = model.destination_rule(host, &view.namespace)?;
-    let mut lb: Option<&LoadBalancerSettings> = dr.spec.traffic_policy.as_ref().and_then(|t| t.load_balancer.as_ref());
+    let mut lb: Option<&LoadBalancerSettings> = dr
+        .spec
+        .traffic_policy
+        .as_ref()
+        .and_then(|t| t.load_balancer.as_ref());
     if let Some(s) = subset.and_then(|s| dr.spec.subsets.iter().find(|x| x.name == s)) {
-        if let Some(sub_lb) = s.traffic_policy.as_ref().and_then(|t| t.load_balancer.as_ref()) {
+        if let Some(sub_lb) = s
+            .traffic_policy
+            .as_ref()
+            .and_then(|t| t.load_balancer.as_ref())
+        {
             lb = Some(sub_lb);
         }
     }
@@ -400,7 +456,11 @@ fn hash_policy(model: &Model, view: &ProxyView, host: &str, subset: Option<&str>
         PolicySpecifier::Cookie(hp::Cookie {
             name: c.name.clone(),
             path: c.path.clone().unwrap_or_default(),
-            ttl: c.ttl.as_deref().and_then(|t| dur::parse(t).ok()).map(duration),
+            ttl: c
+                .ttl
+                .as_deref()
+                .and_then(|t| dur::parse(t).ok())
+                .map(duration),
             ..Default::default()
         })
     } else if ch.use_source_ip == Some(true) {
@@ -430,8 +490,12 @@ fn route_match(m: Option<&HttpMatchRequest>) -> r::RouteMatch {
     use r::route_match::PathSpecifier;
     let path = match &m.uri {
         Some(StringMatch { exact: Some(e), .. }) => PathSpecifier::Path(e.clone()),
-        Some(StringMatch { prefix: Some(p), .. }) => PathSpecifier::Prefix(p.clone()),
-        Some(StringMatch { regex: Some(re), .. }) => PathSpecifier::SafeRegex(regex(re)),
+        Some(StringMatch {
+            prefix: Some(p), ..
+        }) => PathSpecifier::Prefix(p.clone()),
+        Some(StringMatch {
+            regex: Some(re), ..
+        }) => PathSpecifier::SafeRegex(regex(re)),
         _ => PathSpecifier::Prefix("/".to_string()),
     };
     let mut headers = Vec::new();
@@ -454,7 +518,9 @@ fn route_match(m: Option<&HttpMatchRequest>) -> r::RouteMatch {
             name: name.clone(),
             query_parameter_match_specifier: Some(match string_matcher(sm) {
                 Some(s) => r::query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(s),
-                None => r::query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true),
+                None => {
+                    r::query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true)
+                }
             }),
         })
         .collect();

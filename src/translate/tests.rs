@@ -34,10 +34,12 @@ fn view(ns: &str) -> ProxyView {
 }
 
 fn decode<M: Message + Default>(snap: &Snapshot, ty: ResourceType, name: &str) -> M {
-    let r = snap
-        .get(ty)
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} missing; have {:?}", snap.get(ty).names().collect::<Vec<_>>()));
+    let r = snap.get(ty).get(name).unwrap_or_else(|| {
+        panic!(
+            "{name} missing; have {:?}",
+            snap.get(ty).names().collect::<Vec<_>>()
+        )
+    });
     M::decode(r.body.as_ref()).expect("decode")
 }
 
@@ -104,7 +106,10 @@ fn weighted_destinations_become_weighted_clusters() {
         ],
         ..Default::default()
     };
-    assert_eq!(a.cluster_specifier, Some(route_action::ClusterSpecifier::WeightedClusters(expected)));
+    assert_eq!(
+        a.cluster_specifier,
+        Some(route_action::ClusterSpecifier::WeightedClusters(expected))
+    );
     assert_eq!(a.timeout, Some(duration(std::time::Duration::from_secs(2))));
     assert_eq!(a.retry_policy, None, "attempts: 0 disables retries");
 }
@@ -114,12 +119,26 @@ fn matches_translate_to_envoy_matchers() {
     let vs = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: default}\nspec:\n  hosts: [reviews.default.svc.cluster.local]\n  http:\n  - name: jason\n    match:\n    - name: m1\n      uri: {prefix: /api}\n      headers: {End-User: {exact: jason}}\n      withoutHeaders: {x-debug: {}}\n      queryParams: {v: {regex: \"[0-9]+\"}}\n      method: {exact: GET}\n    - port: 9999\n    route: [{destination: {host: reviews, subset: v2}}]\n";
     let snap = build(&model(&format!("{REVIEWS}{vs}")), &view("default"));
     let routes = route_of(&snap, "9080", "reviews.default.svc.cluster.local:9080");
-    assert_eq!(routes.len(), 1, "the port-9999 match does not apply on 9080");
+    assert_eq!(
+        routes.len(),
+        1,
+        "the port-9999 match does not apply on 9080"
+    );
     assert_eq!(routes[0].name, "jason.m1");
     let m = routes[0].r#match.as_ref().expect("match");
-    assert_eq!(m.path_specifier, Some(r::route_match::PathSpecifier::Prefix("/api".into())));
-    let names: Vec<(&str, bool)> = m.headers.iter().map(|h| (h.name.as_str(), h.invert_match)).collect();
-    assert_eq!(names, vec![("end-user", false), ("x-debug", true), (":method", false)]);
+    assert_eq!(
+        m.path_specifier,
+        Some(r::route_match::PathSpecifier::Prefix("/api".into()))
+    );
+    let names: Vec<(&str, bool)> = m
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.invert_match))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("end-user", false), ("x-debug", true), (":method", false)]
+    );
     assert_eq!(m.query_parameters[0].name, "v");
 }
 
@@ -127,13 +146,27 @@ fn matches_translate_to_envoy_matchers() {
 fn subsets_get_their_own_clusters_and_endpoints() {
     let snap = build(&model(REVIEWS), &view("default"));
     for (name, expected_ips) in [
-        ("outbound|9080||reviews.default.svc.cluster.local", vec!["10.0.0.1", "10.0.0.2"]),
-        ("outbound|9080|v1|reviews.default.svc.cluster.local", vec!["10.0.0.1"]),
-        ("outbound|9080|v2|reviews.default.svc.cluster.local", vec!["10.0.0.2"]),
+        (
+            "outbound|9080||reviews.default.svc.cluster.local",
+            vec!["10.0.0.1", "10.0.0.2"],
+        ),
+        (
+            "outbound|9080|v1|reviews.default.svc.cluster.local",
+            vec!["10.0.0.1"],
+        ),
+        (
+            "outbound|9080|v2|reviews.default.svc.cluster.local",
+            vec!["10.0.0.2"],
+        ),
     ] {
         let cl: c::Cluster = decode(&snap, ResourceType::Cluster, name);
         assert_eq!(cl.lb_policy, cluster::LbPolicy::LeastRequest as i32);
-        assert_eq!(cl.eds_cluster_config.as_ref().map(|e| e.service_name.as_str()), Some(name));
+        assert_eq!(
+            cl.eds_cluster_config
+                .as_ref()
+                .map(|e| e.service_name.as_str()),
+            Some(name)
+        );
         let cla: e::ClusterLoadAssignment = decode(&snap, ResourceType::Endpoint, name);
         let ips: Vec<String> = cla
             .endpoints
@@ -144,7 +177,9 @@ fn subsets_get_their_own_clusters_and_endpoints() {
                 _ => None,
             })
             .filter_map(|a| match a.address {
-                Some(envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(s)) => Some(s.address),
+                Some(
+                    envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(s),
+                ) => Some(s.address),
                 _ => None,
             })
             .collect();
@@ -160,9 +195,16 @@ fn traffic_policy_maps_to_cluster_settings() {
     )
     .replace("  - {name: v2, labels: {version: v2}}", "  - name: v2\n    labels: {version: v2}\n    trafficPolicy:\n      loadBalancer: {consistentHash: {httpHeaderName: x-user}}");
     let snap = build(&model(&dr), &view("default"));
-    let cl: c::Cluster = decode(&snap, ResourceType::Cluster, "outbound|9080|v1|reviews.default.svc.cluster.local");
+    let cl: c::Cluster = decode(
+        &snap,
+        ResourceType::Cluster,
+        "outbound|9080|v1|reviews.default.svc.cluster.local",
+    );
     assert_eq!(cl.lb_policy, cluster::LbPolicy::RoundRobin as i32);
-    assert_eq!(cl.connect_timeout, Some(duration(std::time::Duration::from_millis(250))));
+    assert_eq!(
+        cl.connect_timeout,
+        Some(duration(std::time::Duration::from_millis(250)))
+    );
     let th = &cl.circuit_breakers.as_ref().expect("breakers").thresholds[0];
     assert_eq!(th.max_connections, Some(u32_value(7)));
     assert_eq!(th.max_pending_requests, Some(u32_value(3)));
@@ -171,14 +213,27 @@ fn traffic_policy_maps_to_cluster_settings() {
     let od = cl.outlier_detection.as_ref().expect("outlier detection");
     assert_eq!(od.consecutive_5xx, Some(u32_value(5)));
     assert_eq!(od.enforcing_consecutive_5xx, Some(u32_value(100)));
-    assert_eq!(od.base_ejection_time, Some(duration(std::time::Duration::from_secs(60))));
+    assert_eq!(
+        od.base_ejection_time,
+        Some(duration(std::time::Duration::from_secs(60)))
+    );
     assert_eq!(od.max_ejection_percent, Some(u32_value(50)));
-    let panic_threshold = cl.common_lb_config.as_ref().and_then(|c| c.healthy_panic_threshold.as_ref());
+    let panic_threshold = cl
+        .common_lb_config
+        .as_ref()
+        .and_then(|c| c.healthy_panic_threshold.as_ref());
     assert_eq!(panic_threshold.map(|p| p.value), Some(0.0));
     // The subset's own load balancer replaces the rule's; the rest is inherited.
-    let v2: c::Cluster = decode(&snap, ResourceType::Cluster, "outbound|9080|v2|reviews.default.svc.cluster.local");
+    let v2: c::Cluster = decode(
+        &snap,
+        ResourceType::Cluster,
+        "outbound|9080|v2|reviews.default.svc.cluster.local",
+    );
     assert_eq!(v2.lb_policy, cluster::LbPolicy::RingHash as i32);
-    assert_eq!(v2.connect_timeout, Some(duration(std::time::Duration::from_millis(250))));
+    assert_eq!(
+        v2.connect_timeout,
+        Some(duration(std::time::Duration::from_millis(250)))
+    );
 }
 
 #[test]
@@ -187,13 +242,23 @@ fn domains_follow_the_proxy_namespace() {
     let same = build(&m, &view("default"));
     let rc: r::RouteConfiguration = decode(&same, ResourceType::Route, "9080");
     let domains = &rc.virtual_hosts[0].domains;
-    for d in ["reviews", "reviews:9080", "reviews.default", "reviews.default.svc.cluster.local:9080"] {
-        assert!(domains.contains(&d.to_string()), "{d} missing from {domains:?}");
+    for d in [
+        "reviews",
+        "reviews:9080",
+        "reviews.default",
+        "reviews.default.svc.cluster.local:9080",
+    ] {
+        assert!(
+            domains.contains(&d.to_string()),
+            "{d} missing from {domains:?}"
+        );
     }
     let other = build(&m, &view("shop"));
     let rc: r::RouteConfiguration = decode(&other, ResourceType::Route, "9080");
     assert!(!rc.virtual_hosts[0].domains.contains(&"reviews".to_string()));
-    assert!(rc.virtual_hosts[0].domains.contains(&"reviews.default:9080".to_string()));
+    assert!(rc.virtual_hosts[0]
+        .domains
+        .contains(&"reviews.default:9080".to_string()));
 }
 
 #[test]
@@ -212,18 +277,40 @@ fn endpoint_change_touches_only_its_assignments() {
     let dirty = m.apply(changes);
     assert!(dirty.config.is_empty() && !dirty.routes);
     let after = update(&m, &v, &before, &dirty);
-    for ty in [ResourceType::Cluster, ResourceType::Listener, ResourceType::Route] {
-        assert_eq!(before.get(ty).version(), after.get(ty).version(), "{ty} changed");
+    for ty in [
+        ResourceType::Cluster,
+        ResourceType::Listener,
+        ResourceType::Route,
+    ] {
+        assert_eq!(
+            before.get(ty).version(),
+            after.get(ty).version(),
+            "{ty} changed"
+        );
     }
     let unchanged = "outbound|9080|v1|reviews.default.svc.cluster.local";
     assert!(Arc::ptr_eq(
-        before.get(ResourceType::Endpoint).get(unchanged).expect("v1"),
-        after.get(ResourceType::Endpoint).get(unchanged).expect("v1")
+        before
+            .get(ResourceType::Endpoint)
+            .get(unchanged)
+            .expect("v1"),
+        after
+            .get(ResourceType::Endpoint)
+            .get(unchanged)
+            .expect("v1")
     ));
     let changed = "outbound|9080|v2|reviews.default.svc.cluster.local";
     assert_ne!(
-        before.get(ResourceType::Endpoint).get(changed).expect("v2").version,
-        after.get(ResourceType::Endpoint).get(changed).expect("v2").version
+        before
+            .get(ResourceType::Endpoint)
+            .get(changed)
+            .expect("v2")
+            .version,
+        after
+            .get(ResourceType::Endpoint)
+            .get(changed)
+            .expect("v2")
+            .version
     );
     // The incremental result equals a full rebuild.
     let full = build(&m, &v);

@@ -10,7 +10,8 @@ pub mod delta;
 pub mod node;
 pub mod server;
 pub mod sotw;
-#[cfg(test)] mod tests;
+#[cfg(test)]
+mod tests;
 
 use crate::cache::ResourceType;
 

@@ -36,7 +36,10 @@ pub fn view_of(node: &Node) -> Result<ProxyView, String> {
         })
         .filter(|ns| !ns.is_empty())
         .unwrap_or_else(|| "default".to_string());
-    let grpc = node.user_agent_name.to_ascii_lowercase().starts_with("grpc")
+    let grpc = node
+        .user_agent_name
+        .to_ascii_lowercase()
+        .starts_with("grpc")
         || metadata_str(node, "GENERATOR") == Some("grpc");
     let mode = if grpc {
         ListenerMode::Proxyless
@@ -79,18 +82,43 @@ mod tests {
 
     #[test]
     fn namespace_from_metadata_or_istio_id() {
-        assert_eq!(view_of(&node("x", &[("NAMESPACE", "shop")], "envoy")).unwrap().namespace, "shop");
+        assert_eq!(
+            view_of(&node("x", &[("NAMESPACE", "shop")], "envoy"))
+                .unwrap()
+                .namespace,
+            "shop"
+        );
         let id = "sidecar~10.0.0.1~reviews-v1-abc.bookinfo~bookinfo.svc.cluster.local";
-        assert_eq!(view_of(&node(id, &[], "envoy")).unwrap().namespace, "bookinfo");
-        assert_eq!(view_of(&node("plain", &[], "envoy")).unwrap().namespace, "default");
+        assert_eq!(
+            view_of(&node(id, &[], "envoy")).unwrap().namespace,
+            "bookinfo"
+        );
+        assert_eq!(
+            view_of(&node("plain", &[], "envoy")).unwrap().namespace,
+            "default"
+        );
     }
 
     #[test]
     fn modes() {
-        assert_eq!(view_of(&node("a", &[], "envoy")).unwrap().mode, ListenerMode::Capture);
-        assert_eq!(view_of(&node("a", &[], "gRPC Python")).unwrap().mode, ListenerMode::Proxyless);
-        let explicit = view_of(&node("a", &[(OUTBOUND_LISTENER_KEY, "127.0.0.1:15080")], "envoy")).unwrap();
-        assert_eq!(explicit.mode, ListenerMode::Explicit("127.0.0.1:15080".parse().unwrap()));
+        assert_eq!(
+            view_of(&node("a", &[], "envoy")).unwrap().mode,
+            ListenerMode::Capture
+        );
+        assert_eq!(
+            view_of(&node("a", &[], "gRPC Python")).unwrap().mode,
+            ListenerMode::Proxyless
+        );
+        let explicit = view_of(&node(
+            "a",
+            &[(OUTBOUND_LISTENER_KEY, "127.0.0.1:15080")],
+            "envoy",
+        ))
+        .unwrap();
+        assert_eq!(
+            explicit.mode,
+            ListenerMode::Explicit("127.0.0.1:15080".parse().unwrap())
+        );
         assert!(view_of(&node("a", &[(OUTBOUND_LISTENER_KEY, "nope")], "envoy")).is_err());
     }
 }

@@ -28,8 +28,10 @@ use crate::metrics::Metrics;
 use crate::translate::ProxyView;
 
 pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
-const SOTW_PATH: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
-const DELTA_PATH: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 /// Responses waiting for a slow client, per stream; beyond this the stream
 /// stops taking new snapshots (only the latest is kept) until the client reads.
 const STREAM_BUFFER: usize = 8;
@@ -112,14 +114,22 @@ where
         let shared = self.shared.clone();
         match req.uri().path() {
             SOTW_PATH => Box::pin(async move {
-                let codec = tonic_prost::ProstCodec::<WireDiscoveryResponse, DiscoveryRequest>::default();
+                let codec =
+                    tonic_prost::ProstCodec::<WireDiscoveryResponse, DiscoveryRequest>::default();
                 let mut grpc = tonic::server::Grpc::new(codec);
-                Ok(grpc.streaming(StreamSvc::<SotwStream>::new(shared), req).await)
+                Ok(grpc
+                    .streaming(StreamSvc::<SotwStream>::new(shared), req)
+                    .await)
             }),
             DELTA_PATH => Box::pin(async move {
-                let codec = tonic_prost::ProstCodec::<WireDeltaDiscoveryResponse, DeltaDiscoveryRequest>::default();
+                let codec = tonic_prost::ProstCodec::<
+                    WireDeltaDiscoveryResponse,
+                    DeltaDiscoveryRequest,
+                >::default();
                 let mut grpc = tonic::server::Grpc::new(codec);
-                Ok(grpc.streaming(StreamSvc::<DeltaStream>::new(shared), req).await)
+                Ok(grpc
+                    .streaming(StreamSvc::<DeltaStream>::new(shared), req)
+                    .await)
             }),
             _ => Box::pin(async move { Ok(Status::unimplemented("unknown method").into_http()) }),
         }
@@ -133,7 +143,10 @@ pub trait Machine: Send + 'static {
     const PROTOCOL: &'static str;
     fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self;
     fn node(req: &Self::Request) -> Option<&Node>;
-    fn request(&mut self, req: &Self::Request) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError>;
+    fn request(
+        &mut self,
+        req: &Self::Request,
+    ) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError>;
     fn snapshot(&mut self, snapshot: Arc<Snapshot>) -> (Vec<Self::Response>, Vec<Event>);
     fn describe(resp: &Self::Response) -> (ResourceType, String);
     fn gauge(metrics: &Metrics) -> &AtomicU64;
@@ -149,7 +162,10 @@ impl Machine for SotwStream {
     fn node(req: &DiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
     }
-    fn request(&mut self, req: &DiscoveryRequest) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError> {
+    fn request(
+        &mut self,
+        req: &DiscoveryRequest,
+    ) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError> {
         self.on_request(req).map(|o| (o.responses, o.events))
     }
     fn snapshot(&mut self, snapshot: Arc<Snapshot>) -> (Vec<Self::Response>, Vec<Event>) {
@@ -175,7 +191,10 @@ impl Machine for DeltaStream {
     fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
     }
-    fn request(&mut self, req: &DeltaDiscoveryRequest) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError> {
+    fn request(
+        &mut self,
+        req: &DeltaDiscoveryRequest,
+    ) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError> {
         self.on_request(req).map(|o| (o.responses, o.events))
     }
     fn snapshot(&mut self, snapshot: Arc<Snapshot>) -> (Vec<Self::Response>, Vec<Event>) {
@@ -232,7 +251,11 @@ async fn run_stream<M: Machine>(
     };
     // Rule 15: only the first request is sure to carry the node.
     let Some(node) = M::node(&first).cloned() else {
-        let _ = tx.send(Err(Status::invalid_argument("the first request must carry node"))).await;
+        let _ = tx
+            .send(Err(Status::invalid_argument(
+                "the first request must carry node",
+            )))
+            .await;
         return;
     };
     let view = match view_of(&node) {
