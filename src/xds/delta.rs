@@ -27,6 +27,8 @@ struct TypeState {
     wildcard: bool,
     names: BTreeSet<String>,
     held: HashMap<String, Held>,
+    /// `held` as of the latest ACK: what the client holds after a NACK.
+    acked_held: HashMap<String, Held>,
     last_nonce: String,
     /// `system_version_info` of the latest response: what an ACK of it applied.
     last_version: String,
@@ -98,9 +100,14 @@ impl DeltaStream {
                         message: status.message.clone(),
                     });
                     st.nacked = Some(set_version.clone());
+                    // The whole response was rejected: the client holds what
+                    // it last ACKed, and everything else in that response must
+                    // go out again with the next change.
+                    st.held = st.acked_held.clone();
                 }
                 None => {
                     st.acked_version = st.last_version.clone();
+                    st.acked_held = st.held.clone();
                     out.events.push(Event::Ack {
                         ty,
                         version: st.acked_version.clone(),
@@ -189,7 +196,10 @@ impl DeltaStream {
             if !st.requested {
                 continue;
             }
-            if st.nacked.as_deref() == Some(self.snapshot.get(ty).version()) {
+            // Rule 12 outranks rule 4: a changed cluster needs its assignment
+            // even while an earlier assignment response stands rejected.
+            let must_rewarm = ty == ResourceType::Endpoint && rewarm.iter().any(|n| st.wants(n));
+            if !must_rewarm && st.nacked.as_deref() == Some(self.snapshot.get(ty).version()) {
                 continue;
             }
             if ty == ResourceType::Endpoint {

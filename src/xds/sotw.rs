@@ -30,6 +30,8 @@ struct TypeState {
     last_nonce: String,
     /// Version of each resource as last sent.
     sent: HashMap<String, String>,
+    /// `sent` as of the latest ACK: what the client holds after a NACK.
+    acked: HashMap<String, String>,
     /// `version_info` of the latest response.
     sent_version: String,
     /// Version of the client's interest (`interest_version`) when it
@@ -97,14 +99,17 @@ impl SotwStream {
                             message: status.message.clone(),
                         });
                         rejected = true;
-                        // The client kept its previous config: what was last
-                        // sent is not what it has.
-                        st.sent.clear();
+                        // The client kept its previous config: it holds what
+                        // it last ACKed, not what was last sent.
+                        st.sent = st.acked.clone();
                     }
-                    None => out.events.push(Event::Ack {
-                        ty,
-                        version: req.version_info.clone(),
-                    }),
+                    None => {
+                        st.acked = st.sent.clone();
+                        out.events.push(Event::Ack {
+                            ty,
+                            version: req.version_info.clone(),
+                        })
+                    }
                 }
             }
         }
@@ -190,7 +195,10 @@ impl SotwStream {
             if !st.requested {
                 continue;
             }
-            if st.nacked.is_some() && st.nacked == Some(self.interest_version(ty)) {
+            // Rule 12 outranks rule 4: a changed cluster needs its assignment
+            // even while an earlier assignment response stands rejected.
+            let must_rewarm = ty == ResourceType::Endpoint && rewarm.iter().any(|n| st.wants(n));
+            if !must_rewarm && st.nacked.is_some() && st.nacked == Some(self.interest_version(ty)) {
                 continue;
             }
             if ty == ResourceType::Endpoint {

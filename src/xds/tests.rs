@@ -778,6 +778,7 @@ fn rule_04_sotw_ack_and_nack_are_told_by_error_detail_not_version() {
 
 #[test]
 fn rule_04_delta_nack_is_recorded_and_not_resent_until_config_changes() {
+    // A NACK leaves the client on what it last ACKed.
     let mut s = delta_steady(base());
     let good = s.snapshot().get(CDS).version().to_string();
     let bad = snapshot(&[
@@ -813,7 +814,9 @@ fn rule_04_delta_nack_is_recorded_and_not_resent_until_config_changes() {
 
     // Same config again: nothing.
     assert!(s.on_snapshot(bad.clone()).responses.is_empty());
-    // Another cluster changes: only it is sent, not the rejected `b`.
+    // Another cluster changes: the config changed, so everything the client
+    // does not hold goes out, the rejected `b` included (the client rejected
+    // the whole response and still holds the `b` it last ACKed).
     let other = snapshot(&[
         (CDS, &[("a", "1"), ("b", "bad"), ("c", "2")]),
         (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
@@ -823,7 +826,7 @@ fn rule_04_delta_nack_is_recorded_and_not_resent_until_config_changes() {
     let out = s.on_snapshot(other);
     assert_eq!(
         delta_summary(&out),
-        vec![d(CDS, &["c"], &[]), d(EDS, &["c"], &[])]
+        vec![d(CDS, &["b", "c"], &[]), d(EDS, &["b", "c"], &[])]
     );
     delta_ack_all(&mut s, &out);
     // `b` changes: sent.
@@ -1732,5 +1735,64 @@ fn unknown_type_url_is_a_protocol_error() {
     assert_eq!(
         s.on_request(&req).unwrap_err(),
         ProtocolError::UnknownType(url.into())
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Rules together: what a NACK leaves behind.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn rule_13_sotw_make_before_break_holds_after_a_nack() {
+    let mut s = SotwStream::new(mbb_before(), "test");
+    sotw_subscribe(&mut s, CDS, &[]);
+    sotw_subscribe(&mut s, EDS, &["a", "old"]);
+    sotw_subscribe(&mut s, LDS, &[]);
+    sotw_subscribe(&mut s, RDS, &["r", "rold"]);
+    let bad = snapshot(&[
+        (CDS, &[("a", "bad"), ("old", "1")]),
+        (EDS, &[("a", "1"), ("old", "1")]),
+        (LDS, &[("l", "1"), ("lold", "1")]),
+        (RDS, &[("r", "1"), ("rold", "1")]),
+    ]);
+    let out = s.on_snapshot(bad);
+    assert_eq!(sotw_summary(&out)[0], (CDS, strings(&["a", "old"])));
+    let cds = &out.responses[0];
+    let rejected = s
+        .on_request(&nack(CDS, &[], "v0", &cds.nonce, "a: bad"))
+        .unwrap();
+    assert!(rejected.responses.is_empty());
+    // The client still holds `old`: removing it must wait until routes moved.
+    let out = s.on_snapshot(mbb_after());
+    let summary = sotw_summary(&out);
+    assert_eq!(summary.first(), Some(&(CDS, strings(&["a", "new", "old"]))));
+    assert_eq!(summary.last(), Some(&(CDS, strings(&["a", "new"]))));
+}
+
+#[test]
+fn rule_12_sotw_changed_cluster_gets_assignment_while_eds_is_rejected() {
+    let (mut s, _) = sotw_steady(base());
+    let eds_bad = snapshot(&[
+        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
+        (EDS, &[("a", "bad"), ("b", "1"), ("c", "1")]),
+        (LDS, &[("l1", "1"), ("l2", "1")]),
+        (RDS, &[("r1", "1"), ("r2", "1")]),
+    ]);
+    let out = s.on_snapshot(eds_bad);
+    assert_eq!(sotw_summary(&out), vec![(EDS, strings(&["a"]))]);
+    let eds = &out.responses[0];
+    s.on_request(&nack(EDS, &["a", "b", "c"], "v0", &eds.nonce, "a: bad"))
+        .unwrap();
+    // Cluster `a` changes; its (still rejected) assignment must follow it.
+    let cluster_changed = snapshot(&[
+        (CDS, &[("a", "2"), ("b", "1"), ("c", "1")]),
+        (EDS, &[("a", "bad"), ("b", "1"), ("c", "1")]),
+        (LDS, &[("l1", "1"), ("l2", "1")]),
+        (RDS, &[("r1", "1"), ("r2", "1")]),
+    ]);
+    let out = s.on_snapshot(cluster_changed);
+    assert_eq!(
+        sotw_summary(&out),
+        vec![(CDS, strings(&["a", "b", "c"])), (EDS, strings(&["a"]))]
     );
 }
