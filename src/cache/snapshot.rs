@@ -96,9 +96,11 @@ pub fn set_version<'a>(resources: impl Iterator<Item = &'a Arc<Resource>>) -> St
 }
 
 /// Everything one view of the mesh receives: one `TypeSet` per resource type.
+/// Type sets are shared between successive snapshots until they change.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    sets: [TypeSet; 4],
+    sets: [Arc<TypeSet>; 4],
+    version: String,
 }
 
 impl Snapshot {
@@ -108,11 +110,7 @@ impl Snapshot {
 
     /// Version of the whole snapshot, for logs and debug views.
     pub fn version(&self) -> String {
-        let mut h = Xxh3::new();
-        for s in &self.sets {
-            h.update(s.version.as_bytes());
-        }
-        format!("{:016x}", h.digest())
+        self.version.clone()
     }
 
     pub fn builder(&self) -> SnapshotBuilder {
@@ -125,13 +123,13 @@ impl Snapshot {
 /// Starts from a snapshot and replaces whole type sets or single resources.
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
-    sets: [TypeSet; 4],
+    sets: [Arc<TypeSet>; 4],
 }
 
 impl SnapshotBuilder {
     /// Replaces every resource of `ty`.
     pub fn set(&mut self, ty: ResourceType, resources: BTreeMap<String, Arc<Resource>>) {
-        self.sets[ty.index()] = TypeSet::from_map(resources);
+        self.sets[ty.index()] = Arc::new(TypeSet::from_map(resources));
     }
 
     /// Inserts or replaces resources of `ty` and removes `removed`, keeping the rest.
@@ -141,23 +139,41 @@ impl SnapshotBuilder {
         upserts: impl IntoIterator<Item = Arc<Resource>>,
         removed: impl IntoIterator<Item = String>,
     ) {
-        let mut map = std::mem::take(&mut self.sets[ty.index()].resources);
+        let mut map: Option<BTreeMap<String, Arc<Resource>>> = None;
+        let current = &self.sets[ty.index()];
         for name in removed {
-            map.remove(&name);
+            if current.resources.contains_key(&name) {
+                map.get_or_insert_with(|| current.resources.clone())
+                    .remove(&name);
+            }
         }
         for r in upserts {
             // An unchanged resource keeps its existing allocation, so views and
-            // snapshots keep sharing it.
-            if map.get(&r.name).is_some_and(|old| old.version == r.version) {
+            // snapshots keep sharing it, and an unchanged set is not copied.
+            if current
+                .resources
+                .get(&r.name)
+                .is_some_and(|old| old.version == r.version)
+            {
                 continue;
             }
-            map.insert(r.name.clone(), r);
+            map.get_or_insert_with(|| current.resources.clone())
+                .insert(r.name.clone(), r);
         }
-        self.sets[ty.index()] = TypeSet::from_map(map);
+        if let Some(map) = map {
+            self.sets[ty.index()] = Arc::new(TypeSet::from_map(map));
+        }
     }
 
     pub fn build(self) -> Snapshot {
-        Snapshot { sets: self.sets }
+        let mut h = Xxh3::new();
+        for s in &self.sets {
+            h.update(s.version.as_bytes());
+        }
+        Snapshot {
+            sets: self.sets,
+            version: format!("{:016x}", h.digest()),
+        }
     }
 }
 

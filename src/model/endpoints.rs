@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::objects::*;
 use super::service::{Backing, MeshService, NamedPorts, Resolution, ServicePort, TargetPort};
-use super::{selects, Model};
+use super::Model;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Locality {
@@ -198,10 +198,7 @@ fn pods(
     port_of: impl Fn(&Pod) -> Option<u16>,
 ) -> Vec<Endpoint> {
     let mut out = Vec::new();
-    for pod in model.pods_in(namespace) {
-        if !selects(selector, &pod.metadata.labels) {
-            continue;
-        }
+    for pod in model.pods_selected(namespace, selector) {
         let Some(ip) = pod.status.pod_ip.as_deref().filter(|ip| !ip.is_empty()) else {
             continue;
         };
@@ -255,8 +252,8 @@ fn workload_entries(
     port: &ServicePort,
 ) -> Vec<Endpoint> {
     model
-        .workload_entries_in(namespace)
-        .filter(|we| selects(selector, &we.spec.labels))
+        .workload_entries_selected(namespace, selector)
+        .into_iter()
         .filter_map(|we| workload_endpoint(&we.spec, port, false))
         .collect()
 }

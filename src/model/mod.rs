@@ -10,6 +10,7 @@ pub mod analyze;
 pub mod duration;
 mod endpoints;
 pub mod hosts;
+mod label_index;
 pub mod objects;
 pub mod parse;
 pub mod problem;
@@ -24,6 +25,7 @@ pub use endpoints::{Endpoint, Health, Locality};
 pub use problem::{Origin, Problem, Severity};
 pub use service::{MeshService, Protocol, Resolution, ServicePort, TargetPort};
 
+use label_index::LabelIndex;
 use objects::*;
 
 /// The kinds shmesh reads.
@@ -193,6 +195,51 @@ fn export_set(export_to: &[String], own: &str) -> Option<BTreeSet<String>> {
 
 type Name = (String, String);
 
+/// Objects by the hosts they name, so a lookup by host does not scan them all:
+/// exact hosts in a map, wildcard patterns in a short list.
+#[derive(Debug, Default, Clone)]
+struct HostIndex {
+    exact: HashMap<String, BTreeSet<Name>>,
+    wildcard: BTreeSet<Name>,
+}
+
+impl HostIndex {
+    fn insert(&mut self, name: &Name, hosts: &[String]) {
+        for h in hosts {
+            if h.starts_with('*') {
+                self.wildcard.insert(name.clone());
+            } else {
+                self.exact
+                    .entry(h.clone())
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &Name, hosts: &[String]) {
+        for h in hosts {
+            if h.starts_with('*') {
+                self.wildcard.remove(name);
+            } else if let Some(set) = self.exact.get_mut(h) {
+                set.remove(name);
+                if set.is_empty() {
+                    self.exact.remove(h);
+                }
+            }
+        }
+    }
+
+    /// Names that may cover `host`: those naming it exactly, and every wildcard.
+    fn candidates<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a Name> {
+        self.exact
+            .get(host)
+            .into_iter()
+            .flatten()
+            .chain(self.wildcard.iter())
+    }
+}
+
 /// The service graph. One writer (`apply`), read by the translator.
 #[derive(Debug, Default, Clone)]
 pub struct Model {
@@ -203,6 +250,8 @@ pub struct Model {
     workload_entries: BTreeMap<Name, Arc<WorkloadEntry>>,
     virtual_services: BTreeMap<Name, Arc<Policy<VirtualServiceSpec>>>,
     destination_rules: BTreeMap<Name, Arc<Policy<DestinationRuleSpec>>>,
+    vs_by_host: HostIndex,
+    dr_by_host: HostIndex,
 
     /// Services by FQDN (Kubernetes Services win over ServiceEntries).
     services: BTreeMap<String, Arc<MeshService>>,
@@ -212,6 +261,13 @@ pub struct Model {
     slices_by_service: HashMap<Name, BTreeSet<String>>,
     /// Where each object came from, for messages.
     origins: HashMap<ObjectKey, Origin>,
+    /// Pods and WorkloadEntries by label; services by selector label.
+    pod_labels: LabelIndex,
+    we_labels: LabelIndex,
+    service_selectors: LabelIndex,
+    /// Services whose EndpointSlices point at a pod: (namespace, pod) →
+    /// slice name → service host.
+    pod_refs: HashMap<Name, BTreeMap<String, String>>,
 }
 
 impl Model {
@@ -304,12 +360,33 @@ impl Model {
                             .insert(hosts::service_fqdn(&svc, &key.namespace));
                     }
                 }
-                if let Some(svc) = old.as_deref().and_then(slice_service) {
-                    if let Some(set) = self
-                        .slices_by_service
-                        .get_mut(&(key.namespace.clone(), svc))
-                    {
-                        set.remove(&key.name);
+                if let Some(old) = old.as_deref() {
+                    if let Some(svc) = slice_service(old) {
+                        if let Some(set) = self
+                            .slices_by_service
+                            .get_mut(&(key.namespace.clone(), svc))
+                        {
+                            set.remove(&key.name);
+                        }
+                    }
+                    for pod in slice_pods(old, &key.namespace) {
+                        if let Some(refs) = self.pod_refs.get_mut(&pod) {
+                            refs.remove(&key.name);
+                            if refs.is_empty() {
+                                self.pod_refs.remove(&pod);
+                            }
+                        }
+                    }
+                }
+                if let Some(slice) = new.as_deref() {
+                    if let Some(svc) = slice_service(slice) {
+                        let host = hosts::service_fqdn(&svc, &key.namespace);
+                        for pod in slice_pods(slice, &key.namespace) {
+                            self.pod_refs
+                                .entry(pod)
+                                .or_default()
+                                .insert(key.name.clone(), host.clone());
+                        }
                     }
                 }
                 match new {
@@ -343,10 +420,20 @@ impl Model {
                     .collect();
                 let affected = self.hosts_selecting(&key.namespace, &labels, Some(&key.name));
                 dirty.endpoints.extend(affected);
+                if let Some(old) = &old {
+                    self.pod_labels
+                        .remove(&key.namespace, &old.metadata.labels, &key.name);
+                }
                 match new {
-                    Some(p) => self.pods.insert(name, p),
-                    None => self.pods.remove(&name),
-                };
+                    Some(p) => {
+                        self.pod_labels
+                            .insert(&key.namespace, &p.metadata.labels, &key.name);
+                        self.pods.insert(name, p);
+                    }
+                    None => {
+                        self.pods.remove(&name);
+                    }
+                }
             }
             Kind::WorkloadEntry => {
                 let old = self.workload_entries.get(&name).cloned();
@@ -364,10 +451,20 @@ impl Model {
                     .collect();
                 let affected = self.hosts_selecting(&key.namespace, &labels, None);
                 dirty.endpoints.extend(affected);
+                if let Some(old) = &old {
+                    self.we_labels
+                        .remove(&key.namespace, &old.spec.labels, &key.name);
+                }
                 match new {
-                    Some(w) => self.workload_entries.insert(name, w),
-                    None => self.workload_entries.remove(&name),
-                };
+                    Some(w) => {
+                        self.we_labels
+                            .insert(&key.namespace, &w.spec.labels, &key.name);
+                        self.workload_entries.insert(name, w);
+                    }
+                    None => {
+                        self.workload_entries.remove(&name);
+                    }
+                }
             }
             Kind::VirtualService => {
                 let new = object.and_then(|o| match &*o {
@@ -394,13 +491,16 @@ impl Model {
                                 return;
                             }
                         }
+                        if let Some(old) = self.virtual_services.get(&name) {
+                            self.vs_by_host.remove(&name, &old.hosts);
+                        }
+                        self.vs_by_host.insert(&name, &policy.hosts);
                         self.virtual_services.insert(name, Arc::new(policy));
                     }
-                    None => {
-                        if self.virtual_services.remove(&name).is_none() {
-                            return;
-                        }
-                    }
+                    None => match self.virtual_services.remove(&name) {
+                        Some(old) => self.vs_by_host.remove(&name, &old.hosts),
+                        None => return,
+                    },
                 }
                 dirty.routes = true;
             }
@@ -431,13 +531,16 @@ impl Model {
                             }
                         }
                         patterns.push(host);
+                        if let Some(old) = self.destination_rules.get(&name) {
+                            self.dr_by_host.remove(&name, &old.hosts);
+                        }
+                        self.dr_by_host.insert(&name, &policy.hosts);
                         self.destination_rules.insert(name, Arc::new(policy));
                     }
-                    None => {
-                        if self.destination_rules.remove(&name).is_none() {
-                            return;
-                        }
-                    }
+                    None => match self.destination_rules.remove(&name) {
+                        Some(old) => self.dr_by_host.remove(&name, &old.hosts),
+                        None => return,
+                    },
                 }
                 for pattern in patterns {
                     let hit: Vec<String> = self
@@ -467,8 +570,16 @@ impl Model {
                 .find(|se| se.spec.hosts.iter().any(|h| h == host))
                 .map(|se| MeshService::from_service_entry(se, host))
         });
+        if let Some(old) = self.services.get(host) {
+            if let Some(sel) = old.selector() {
+                self.service_selectors.remove(&old.namespace, sel, host);
+            }
+        }
         match service {
             Some(s) => {
+                if let Some(sel) = s.selector() {
+                    self.service_selectors.insert(&s.namespace, sel, host);
+                }
                 self.services.insert(host.to_string(), Arc::new(s));
             }
             None => {
@@ -487,36 +598,22 @@ impl Model {
         pod_name: Option<&str>,
     ) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        for (host, svc) in &self.services {
-            if svc.namespace != namespace {
-                continue;
-            }
-            if let Some(sel) = svc.selector() {
-                if labels.iter().any(|l| selects(sel, l)) {
-                    out.insert(host.clone());
-                    continue;
+        for l in labels {
+            for host in self.service_selectors.any_of(namespace, l) {
+                let selected = self
+                    .services
+                    .get(&host)
+                    .and_then(|svc| svc.selector())
+                    .is_some_and(|sel| selects(sel, l));
+                if selected {
+                    out.insert(host);
                 }
             }
-            if let (Some(pod), Some(slices)) = (
-                pod_name,
-                self.slices_by_service
-                    .get(&(namespace.to_string(), svc.name.clone())),
-            ) {
-                let referenced = slices.iter().any(|s| {
-                    self.slices
-                        .get(&(namespace.to_string(), s.clone()))
-                        .is_some_and(|slice| {
-                            slice.endpoints.iter().any(|e| {
-                                e.target_ref
-                                    .as_ref()
-                                    .is_some_and(|r| r.name.as_deref() == Some(pod))
-                            })
-                        })
-                });
-                if referenced {
-                    out.insert(host.clone());
-                }
-            }
+        }
+        if let Some(refs) =
+            pod_name.and_then(|p| self.pod_refs.get(&(namespace.to_string(), p.to_string())))
+        {
+            out.extend(refs.values().cloned());
         }
         out
     }
@@ -584,8 +681,9 @@ impl Model {
             .get(host)
             .map(|s| s.namespace.as_str())
             .unwrap_or("");
-        self.destination_rules
-            .values()
+        self.dr_by_host
+            .candidates(host)
+            .filter_map(|n| self.destination_rules.get(n))
             .filter(|dr| dr.visible_to(proxy_ns) && hosts::matches(&dr.hosts[0], host))
             .max_by_key(|dr| {
                 let ns_rank = if dr.namespace == proxy_ns {
@@ -616,8 +714,9 @@ impl Model {
             .get(host)
             .map(|s| s.namespace.as_str())
             .unwrap_or("");
-        self.virtual_services
-            .values()
+        self.vs_by_host
+            .candidates(host)
+            .filter_map(|n| self.virtual_services.get(n))
             .filter(|vs| vs.visible_to(proxy_ns) && applies_to_mesh(&vs.spec))
             .filter_map(|vs| {
                 let spec = vs
@@ -654,27 +753,32 @@ impl Model {
             .collect()
     }
 
-    pub(crate) fn pods_in(&self, namespace: &str) -> impl Iterator<Item = &Arc<Pod>> {
-        let ns = namespace.to_string();
-        self.pods
-            .range((ns.clone(), String::new())..)
-            .take_while(move |((n, _), _)| *n == ns)
-            .map(|(_, p)| p)
+    /// Pods in `namespace` whose labels match `selector`.
+    pub(crate) fn pods_selected(&self, namespace: &str, selector: &Labels) -> Vec<&Arc<Pod>> {
+        self.pod_labels
+            .candidates(namespace, selector)
+            .into_iter()
+            .filter_map(|n| self.pods.get(&(namespace.to_string(), n)))
+            .filter(|p| selects(selector, &p.metadata.labels))
+            .collect()
     }
 
     pub(crate) fn pod(&self, namespace: &str, name: &str) -> Option<&Arc<Pod>> {
         self.pods.get(&(namespace.to_string(), name.to_string()))
     }
 
-    pub(crate) fn workload_entries_in(
+    /// WorkloadEntries in `namespace` whose labels match `selector`.
+    pub(crate) fn workload_entries_selected(
         &self,
         namespace: &str,
-    ) -> impl Iterator<Item = &Arc<WorkloadEntry>> {
-        let ns = namespace.to_string();
-        self.workload_entries
-            .range((ns.clone(), String::new())..)
-            .take_while(move |((n, _), _)| *n == ns)
-            .map(|(_, w)| w)
+        selector: &Labels,
+    ) -> Vec<&Arc<WorkloadEntry>> {
+        self.we_labels
+            .candidates(namespace, selector)
+            .into_iter()
+            .filter_map(|n| self.workload_entries.get(&(namespace.to_string(), n)))
+            .filter(|w| selects(selector, &w.spec.labels))
+            .collect()
     }
 }
 
@@ -687,6 +791,20 @@ pub fn applies_to_mesh(vs: &VirtualServiceSpec) -> bool {
 /// An empty selector selects nothing here (as for Service selectors).
 pub fn selects(selector: &Labels, labels: &Labels) -> bool {
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The pods (namespace, name) a slice's endpoints point at.
+fn slice_pods(slice: &EndpointSlice, namespace: &str) -> Vec<Name> {
+    slice
+        .endpoints
+        .iter()
+        .filter_map(|e| e.target_ref.as_ref())
+        .filter(|r| r.kind.as_deref().unwrap_or("Pod") == "Pod")
+        .filter_map(|r| {
+            let ns = r.namespace.clone().unwrap_or_else(|| namespace.to_string());
+            Some((ns, r.name.clone()?))
+        })
+        .collect()
 }
 
 fn slice_service(slice: &EndpointSlice) -> Option<String> {
