@@ -297,3 +297,57 @@ fn no_failures_under_rewrites_delta() {
 fn no_failures_under_rewrites_sotw() {
     no_failures_under_rewrites(false);
 }
+
+/// Header changes, URI rewrite, mirroring and fault injection, as Envoy
+/// carries them out.
+#[test]
+fn route_features_take_effect() {
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n  hosts: [reviews]\n  http:\n  - name: headers\n    match: [{uri: {prefix: /hdr}}]\n    headers:\n      request: {set: {x-canary: \"yes\"}, remove: [x-secret]}\n      response: {add: {x-served-by: shmesh}}\n    route:\n    - destination: {host: reviews, subset: v1}\n  - name: rewrite\n    match: [{uri: {prefix: /old}}]\n    rewrite: {uri: /new}\n    route:\n    - destination: {host: reviews, subset: v1}\n  - name: mirror\n    match: [{uri: {prefix: /mirror}}]\n    route:\n    - destination: {host: reviews, subset: v1}\n    mirror: {host: reviews, subset: v3}\n    mirrorPercentage: {value: 100.0}\n  - name: abort\n    match: [{uri: {prefix: /abort}}]\n    fault:\n      abort: {httpStatus: 418, percentage: {value: 100}}\n    route:\n    - destination: {host: reviews, subset: v1}\n  - name: rest\n    route:\n    - destination: {host: reviews, subset: v2}\n";
+    let rig = rig(vs, true);
+    let [v1, _v2, v3] = &rig.upstreams[..] else {
+        panic!("three upstreams")
+    };
+
+    let r = http_get(
+        rig.listener,
+        "reviews:9080",
+        "/hdr",
+        &[("x-secret", "s3cr3t")],
+    )
+    .expect("request");
+    assert_eq!(r.header("x-upstream"), Some("v1"));
+    assert_eq!(r.header("x-served-by"), Some("shmesh"));
+    let seen = v1.last_request().expect("v1 got the request");
+    assert_eq!(seen.header("x-canary"), Some("yes"));
+    assert_eq!(seen.header("x-secret"), None);
+
+    let r = http_get(rig.listener, "reviews:9080", "/old/page", &[]).expect("request");
+    assert_eq!(r.header("x-upstream"), Some("v1"));
+    assert_eq!(v1.last_request().expect("request").path, "/new/page");
+
+    let before = v3.hits();
+    for _ in 0..5 {
+        let r = http_get(rig.listener, "reviews:9080", "/mirror", &[]).expect("request");
+        assert_eq!(
+            r.header("x-upstream"),
+            Some("v1"),
+            "mirrored traffic must not answer"
+        );
+    }
+    let mirrored = rig
+        .envoy
+        .wait_until(Duration::from_secs(5), |_| v3.hits() >= before + 5);
+    assert!(mirrored, "v3 saw {} mirrored requests", v3.hits() - before);
+    let shadow = v3.last_request().expect("mirrored request");
+    assert!(
+        shadow.header("host").is_some_and(|h| h.contains("-shadow")),
+        "{shadow:?}"
+    );
+
+    let r = http_get(rig.listener, "reviews:9080", "/abort", &[]).expect("request");
+    assert_eq!(r.status, 418);
+    assert_eq!(r.header("x-upstream"), None);
+
+    let r = http_get(rig.listener, "reviews:9080", "/other", &[]).expect("request");
+    assert_eq!(r.header("x-upstream"), Some("v2"));
+}

@@ -235,6 +235,101 @@ pub struct HttpRoute {
     pub redirect: Option<serde_json::Value>,
     #[serde(default)]
     pub direct_response: Option<serde_json::Value>,
+    #[serde(default)]
+    pub rewrite: Option<HttpRewrite>,
+    #[serde(default)]
+    pub headers: Option<Headers>,
+    #[serde(default)]
+    pub mirror: Option<Destination>,
+    #[serde(default)]
+    pub mirror_percentage: Option<Percent>,
+    #[serde(default)]
+    pub mirrors: Vec<HttpMirrorPolicy>,
+    #[serde(default)]
+    pub fault: Option<HttpFaultInjection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRewrite {
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub uri_regex_rewrite: Option<RegexRewrite>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct RegexRewrite {
+    #[serde(default, rename = "match")]
+    pub match_: String,
+    #[serde(default)]
+    pub rewrite: String,
+}
+
+/// Header manipulation for requests and responses.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Headers {
+    #[serde(default)]
+    pub request: Option<HeaderOperations>,
+    #[serde(default)]
+    pub response: Option<HeaderOperations>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct HeaderOperations {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Percent {
+    #[serde(default)]
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct HttpMirrorPolicy {
+    #[serde(default)]
+    pub destination: Option<Destination>,
+    #[serde(default)]
+    pub percentage: Option<Percent>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct HttpFaultInjection {
+    #[serde(default)]
+    pub delay: Option<FaultDelay>,
+    #[serde(default)]
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultDelay {
+    #[serde(default)]
+    pub fixed_delay: Option<String>,
+    #[serde(default)]
+    pub percentage: Option<Percent>,
+    /// Deprecated integer percentage.
+    #[serde(default)]
+    pub percent: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultAbort {
+    #[serde(default)]
+    pub http_status: Option<i64>,
+    #[serde(default)]
+    pub grpc_status: Option<String>,
+    #[serde(default)]
+    pub percentage: Option<Percent>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -286,6 +381,8 @@ pub struct HttpRouteDestination {
     pub destination: Option<Destination>,
     #[serde(default)]
     pub weight: Option<i64>,
+    #[serde(default)]
+    pub headers: Option<Headers>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -330,6 +330,106 @@ impl Validator {
                 format!("total destination weight {total} exceeds {}", u32::MAX),
             );
         }
+        if let Some(rw) = &http.rewrite {
+            if http.redirect.is_some() {
+                self.err(
+                    format!("{f}.rewrite"),
+                    "rewrite cannot be used with redirect",
+                );
+            }
+            if rw.uri.is_some() && rw.uri_regex_rewrite.is_some() {
+                self.err(
+                    format!("{f}.rewrite"),
+                    "uri and uriRegexRewrite cannot both be set",
+                );
+            }
+            if let Some(re) = &rw.uri_regex_rewrite {
+                if let Err(e) = regex::Regex::new(&re.match_) {
+                    let first = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
+                    self.err(
+                        format!("{f}.rewrite.uriRegexRewrite.match"),
+                        format!("invalid regex {:?}: {first}", re.match_),
+                    );
+                }
+            }
+        }
+        self.headers(&format!("{f}.headers"), http.headers.as_ref());
+        for (k, r) in http.route.iter().enumerate() {
+            self.headers(&format!("{f}.route[{k}].headers"), r.headers.as_ref());
+        }
+        if let Some(m) = &http.mirror {
+            self.destination(&format!("{f}.mirror"), m);
+        }
+        self.percentage(
+            format!("{f}.mirrorPercentage"),
+            http.mirror_percentage.as_ref(),
+        );
+        for (k, m) in http.mirrors.iter().enumerate() {
+            match &m.destination {
+                None => self.err(
+                    format!("{f}.mirrors[{k}].destination"),
+                    "destination is required",
+                ),
+                Some(d) => self.destination(&format!("{f}.mirrors[{k}].destination"), d),
+            }
+            self.percentage(
+                format!("{f}.mirrors[{k}].percentage"),
+                m.percentage.as_ref(),
+            );
+        }
+        if http.mirror.is_some() && !http.mirrors.is_empty() {
+            self.err(
+                format!("{f}.mirrors"),
+                "mirror and mirrors cannot both be set",
+            );
+        }
+        if let Some(fault) = &http.fault {
+            if fault.delay.is_none() && fault.abort.is_none() {
+                self.err(format!("{f}.fault"), "one of delay or abort is required");
+            }
+            if let Some(d) = &fault.delay {
+                match &d.fixed_delay {
+                    None => self.err(
+                        format!("{f}.fault.delay.fixedDelay"),
+                        "fixedDelay is required",
+                    ),
+                    Some(_) => self.duration(
+                        format!("{f}.fault.delay.fixedDelay"),
+                        d.fixed_delay.as_ref(),
+                    ),
+                }
+                self.percentage(format!("{f}.fault.delay.percentage"), d.percentage.as_ref());
+                self.percent(format!("{f}.fault.delay.percent"), d.percent);
+            }
+            if let Some(a) = &fault.abort {
+                match (a.http_status, &a.grpc_status) {
+                    (Some(code), None) if !(200..=599).contains(&code) => self.err(
+                        format!("{f}.fault.abort.httpStatus"),
+                        format!("{code} is not an HTTP status 200-599"),
+                    ),
+                    (None, Some(code)) if grpc_code(code).is_none() => self.err(
+                        format!("{f}.fault.abort.grpcStatus"),
+                        format!("unknown gRPC status {code:?}"),
+                    ),
+                    (None, None) => self.err(
+                        format!("{f}.fault.abort"),
+                        "httpStatus or grpcStatus is required",
+                    ),
+                    (Some(_), Some(_)) => self.err(
+                        format!("{f}.fault.abort"),
+                        "only one of httpStatus or grpcStatus may be set",
+                    ),
+                    _ => {}
+                }
+                self.percentage(format!("{f}.fault.abort.percentage"), a.percentage.as_ref());
+            }
+        }
         if let Some(t) = &http.timeout {
             if let Err(e) = duration::parse(t) {
                 self.err(format!("{f}.timeout"), e);
@@ -351,6 +451,39 @@ impl Validator {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    fn headers(&mut self, f: &str, headers: Option<&Headers>) {
+        let Some(h) = headers else { return };
+        for (side, ops) in [("request", &h.request), ("response", &h.response)] {
+            let Some(ops) = ops else { continue };
+            for (op, names) in [
+                ("set", ops.set.keys().collect::<Vec<_>>()),
+                ("add", ops.add.keys().collect()),
+                ("remove", ops.remove.iter().collect()),
+            ] {
+                for name in names {
+                    let valid = !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.:!#$%&'*+^`|~".contains(&b));
+                    if !valid {
+                        self.err(
+                            format!("{f}.{side}.{op}"),
+                            format!("invalid header name {name:?}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn percentage(&mut self, field: String, p: Option<&Percent>) {
+        if let Some(p) = p {
+            if !(0.0..=100.0).contains(&p.value) {
+                self.err(field, format!("{} is not a percentage in 0-100", p.value));
             }
         }
     }
@@ -635,6 +768,33 @@ impl Validator {
     }
 }
 
+/// The numeric code of a gRPC status name (`UNAVAILABLE`) or number.
+pub fn grpc_code(status: &str) -> Option<u32> {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    if let Ok(n) = status.parse::<u32>() {
+        return (n < 17).then_some(n);
+    }
+    NAMES.iter().position(|n| *n == status).map(|i| i as u32)
+}
+
 /// A DNS name, optionally with a leading `*` label; or a wildcard.
 pub fn check_host(host: &str, allow_wildcard: bool) -> Result<(), String> {
     if host.is_empty() {
@@ -757,6 +917,21 @@ mod tests {
         assert_eq!(
             problems(&vs),
             vec!["spec.http[0].retries.retryOn: unknown retry condition \"sometimes\""]
+        );
+    }
+
+    #[test]
+    fn fault_and_mirror_rules() {
+        let vs = format!("{VS_HEAD}  - route:\n    - {{destination: {{host: reviews}}}}\n    fault:\n      abort: {{httpStatus: 700}}\n      delay: {{percentage: {{value: 150}}}}\n    mirror: {{subset: v2}}\n    headers:\n      request: {{set: {{\"bad header\": x}}}}\n");
+        assert_eq!(
+            problems(&vs),
+            vec![
+                "spec.http[0].headers.request.set: invalid header name \"bad header\"",
+                "spec.http[0].mirror.host: destination host is required",
+                "spec.http[0].fault.delay.fixedDelay: fixedDelay is required",
+                "spec.http[0].fault.delay.percentage: 150 is not a percentage in 0-100",
+                "spec.http[0].fault.abort.httpStatus: 700 is not an HTTP status 200-599",
+            ]
         );
     }
 

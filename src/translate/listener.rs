@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::listener::v3 as l;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
@@ -128,7 +129,7 @@ fn proxyless(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
             let listener = l::Listener {
                 name: name.clone(),
                 api_listener: Some(l::ApiListener {
-                    api_listener: Some(any(&http_connection_manager(&name, &name))),
+                    api_listener: Some(any(&http_connection_manager(&name, &name, false))),
                 }),
                 ..Default::default()
             };
@@ -141,7 +142,29 @@ fn proxyless(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
 pub fn http_connection_manager(
     stat_prefix: &str,
     route_config: &str,
+    sidecar: bool,
 ) -> hcm::HttpConnectionManager {
+    let router = hcm::HttpFilter {
+        name: "envoy.filters.http.router".to_string(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+            &Router::default(),
+        ))),
+        ..Default::default()
+    };
+    // Sidecars carry the fault filter, configured per route by VirtualService
+    // `fault`; proxyless gRPC clients get the router alone.
+    let http_filters = if sidecar {
+        let fault = hcm::HttpFilter {
+            name: route::FAULT_FILTER.to_string(),
+            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+                &HttpFault::default(),
+            ))),
+            ..Default::default()
+        };
+        vec![fault, router]
+    } else {
+        vec![router]
+    };
     hcm::HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
@@ -151,13 +174,7 @@ pub fn http_connection_manager(
                 route_config_name: route_config.to_string(),
             },
         )),
-        http_filters: vec![hcm::HttpFilter {
-            name: "envoy.filters.http.router".to_string(),
-            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
-                &Router::default(),
-            ))),
-            ..Default::default()
-        }],
+        http_filters,
         use_remote_address: Some(BoolValue { value: false }),
         normalize_path: Some(BoolValue { value: true }),
         upgrade_configs: vec![hcm::http_connection_manager::UpgradeConfig {
@@ -172,7 +189,7 @@ fn http_filter(stat_prefix: &str, route_config: &str) -> l::Filter {
     l::Filter {
         name: "envoy.filters.network.http_connection_manager".to_string(),
         config_type: Some(l::filter::ConfigType::TypedConfig(any(
-            &http_connection_manager(stat_prefix, route_config),
+            &http_connection_manager(stat_prefix, route_config, true),
         ))),
     }
 }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::route::v3::{self as r, route_action};
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use envoy_types::pb::envoy::r#type::matcher::v3 as m;
 use envoy_types::pb::google::protobuf::BoolValue;
@@ -18,8 +19,10 @@ use envoy_types::pb::google::protobuf::BoolValue;
 use super::{any, duration, names, u32_value, ListenerMode, ProxyView};
 use crate::model::duration as dur;
 use crate::model::objects::{
-    Destination, HttpMatchRequest, HttpRetry, HttpRoute, LoadBalancerSettings, StringMatch,
+    Destination, HeaderOperations, Headers, HttpFaultInjection, HttpMatchRequest, HttpRetry,
+    HttpRoute, LoadBalancerSettings, StringMatch,
 };
+use crate::model::validate::grpc_code;
 use crate::model::{hosts, MeshService, Model, Policy};
 
 /// Istio's default retry conditions.
@@ -283,10 +286,130 @@ fn route(
     } else {
         r::route::Action::Route(route_action(model, view, vs, http, port))
     };
-    r::Route {
+    let mut route = r::Route {
         name,
         r#match: Some(route_match(m)),
         action: Some(action),
+        ..Default::default()
+    };
+    // Destination headers apply to the whole route when there is one destination.
+    let single_dst_headers = match http.route.as_slice() {
+        [only] => only.headers.as_ref(),
+        _ => None,
+    };
+    for h in [http.headers.as_ref(), single_dst_headers]
+        .into_iter()
+        .flatten()
+    {
+        let ops = header_ops(h);
+        route.request_headers_to_add.extend(ops.request_add);
+        route.request_headers_to_remove.extend(ops.request_remove);
+        route.response_headers_to_add.extend(ops.response_add);
+        route.response_headers_to_remove.extend(ops.response_remove);
+    }
+    if view.mode != ListenerMode::Proxyless {
+        if let Some(fault) = &http.fault {
+            route
+                .typed_per_filter_config
+                .insert(FAULT_FILTER.to_string(), any(&fault_config(fault)));
+        }
+    }
+    route
+}
+
+/// Name of Envoy's HTTP fault filter, which sidecar listeners carry.
+pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+
+/// Header mutations in Envoy's terms.
+#[derive(Default)]
+struct HeaderOps {
+    request_add: Vec<core::HeaderValueOption>,
+    request_remove: Vec<String>,
+    response_add: Vec<core::HeaderValueOption>,
+    response_remove: Vec<String>,
+}
+
+fn header_ops(h: &Headers) -> HeaderOps {
+    fn adds(ops: &HeaderOperations) -> Vec<core::HeaderValueOption> {
+        let set = ops.set.iter().map(|(k, v)| {
+            (
+                k,
+                v,
+                core::header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd,
+            )
+        });
+        let add = ops.add.iter().map(|(k, v)| {
+            (
+                k,
+                v,
+                core::header_value_option::HeaderAppendAction::AppendIfExistsOrAdd,
+            )
+        });
+        set.chain(add)
+            .map(|(k, v, action)| core::HeaderValueOption {
+                header: Some(core::HeaderValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                    ..Default::default()
+                }),
+                append_action: action as i32,
+                ..Default::default()
+            })
+            .collect()
+    }
+    let mut out = HeaderOps::default();
+    if let Some(req) = &h.request {
+        out.request_add = adds(req);
+        out.request_remove = req.remove.clone();
+    }
+    if let Some(resp) = &h.response {
+        out.response_add = adds(resp);
+        out.response_remove = resp.remove.clone();
+    }
+    out
+}
+
+fn fraction(percent: f64) -> envoy_types::pb::envoy::r#type::v3::FractionalPercent {
+    envoy_types::pb::envoy::r#type::v3::FractionalPercent {
+        numerator: (percent.clamp(0.0, 100.0) * 10_000.0).round() as u32,
+        denominator:
+            envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType::Million as i32,
+    }
+}
+
+/// Istio's `fault` as the fault filter's per-route configuration.
+fn fault_config(f: &HttpFaultInjection) -> HttpFault {
+    use envoy_types::pb::envoy::extensions::filters::common::fault::v3 as common;
+    use envoy_types::pb::envoy::extensions::filters::http::fault::v3 as fault;
+    let delay = f.delay.as_ref().map(|d| common::FaultDelay {
+        percentage: Some(fraction(
+            d.percentage
+                .as_ref()
+                .map(|p| p.value)
+                .or(d.percent.map(|p| p as f64))
+                .unwrap_or(100.0),
+        )),
+        fault_delay_secifier: d
+            .fixed_delay
+            .as_deref()
+            .and_then(|t| dur::parse(t).ok())
+            .map(|t| common::fault_delay::FaultDelaySecifier::FixedDelay(duration(t))),
+        ..Default::default()
+    });
+    let abort = f.abort.as_ref().map(|a| fault::FaultAbort {
+        percentage: Some(fraction(
+            a.percentage.as_ref().map(|p| p.value).unwrap_or(100.0),
+        )),
+        error_type: match (a.http_status, a.grpc_status.as_deref().and_then(grpc_code)) {
+            (Some(code), _) => Some(fault::fault_abort::ErrorType::HttpStatus(code as u32)),
+            (None, Some(code)) => Some(fault::fault_abort::ErrorType::GrpcStatus(code)),
+            _ => None,
+        },
+        ..Default::default()
+    });
+    HttpFault {
+        delay,
+        abort,
         ..Default::default()
     }
 }
@@ -299,7 +422,7 @@ fn route_action(
     port: u16,
 ) -> r::RouteAction {
     let multiple = http.route.len() > 1;
-    let mut weighted: Vec<(String, u32)> = Vec::new();
+    let mut weighted: Vec<(String, u32, Option<&Headers>)> = Vec::new();
     let mut first: Option<(&Destination, String)> = None;
     for dst in &http.route {
         let Some(d) = &dst.destination else { continue };
@@ -314,7 +437,7 @@ fn route_action(
         if first.is_none() {
             first = Some((d, host));
         }
-        weighted.push((cluster, weight));
+        weighted.push((cluster, weight, dst.headers.as_ref()));
     }
     let specifier = if weighted.len() == 1 {
         route_action::ClusterSpecifier::Cluster(weighted.remove(0).0)
@@ -322,10 +445,17 @@ fn route_action(
         route_action::ClusterSpecifier::WeightedClusters(r::WeightedCluster {
             clusters: weighted
                 .into_iter()
-                .map(|(name, w)| r::weighted_cluster::ClusterWeight {
-                    name,
-                    weight: Some(u32_value(w)),
-                    ..Default::default()
+                .map(|(name, w, headers)| {
+                    let ops = headers.map(header_ops).unwrap_or_default();
+                    r::weighted_cluster::ClusterWeight {
+                        name,
+                        weight: Some(u32_value(w)),
+                        request_headers_to_add: ops.request_add,
+                        request_headers_to_remove: ops.request_remove,
+                        response_headers_to_add: ops.response_add,
+                        response_headers_to_remove: ops.response_remove,
+                        ..Default::default()
+                    }
                 })
                 .collect(),
             ..Default::default()
@@ -344,6 +474,50 @@ fn route_action(
         if let Some(h) = hash_policy(model, view, &host, d.subset.as_deref()) {
             action.hash_policy = vec![h];
         }
+    }
+    if let Some(rw) = &http.rewrite {
+        if let Some(uri) = &rw.uri {
+            action.prefix_rewrite = uri.clone();
+        }
+        if let Some(re) = &rw.uri_regex_rewrite {
+            action.regex_rewrite = Some(m::RegexMatchAndSubstitute {
+                pattern: Some(regex(&re.match_)),
+                substitution: re.rewrite.clone(),
+            });
+        }
+        if let Some(authority) = &rw.authority {
+            action.host_rewrite_specifier = Some(
+                route_action::HostRewriteSpecifier::HostRewriteLiteral(authority.clone()),
+            );
+        }
+    }
+    let mirrors = http
+        .mirror
+        .iter()
+        .map(|d| (d, http.mirror_percentage.as_ref()))
+        .chain(
+            http.mirrors
+                .iter()
+                .filter_map(|mp| Some((mp.destination.as_ref()?, mp.percentage.as_ref()))),
+        );
+    for (d, percent) in mirrors {
+        let host = hosts::resolve(&d.host, &vs.namespace);
+        let dst_port = destination_port(model, &host, d, port);
+        action
+            .request_mirror_policies
+            .push(route_action::RequestMirrorPolicy {
+                cluster: names::outbound_cluster(
+                    dst_port,
+                    d.subset.as_deref().unwrap_or(""),
+                    &host,
+                ),
+                runtime_fraction: Some(core::RuntimeFractionalPercent {
+                    default_value: Some(fraction(percent.map(|p| p.value).unwrap_or(100.0))),
+                    ..Default::default()
+                }),
+                trace_sampled: Some(BoolValue { value: false }),
+                ..Default::default()
+            });
     }
     action
 }
