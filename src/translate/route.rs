@@ -394,7 +394,6 @@ fn fault_config(f: &HttpFaultInjection) -> HttpFault {
             .as_deref()
             .and_then(|t| dur::parse(t).ok())
             .map(|t| common::fault_delay::FaultDelaySecifier::FixedDelay(duration(t))),
-        ..Default::default()
     });
     let abort = f.abort.as_ref().map(|a| fault::FaultAbort {
         percentage: Some(fraction(
