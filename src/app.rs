@@ -25,8 +25,8 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if args.config_dirs.is_empty() {
-        anyhow::bail!("nothing to serve: give --config-dir DIR");
+    if args.config_dirs.is_empty() && !args.kubernetes {
+        anyhow::bail!("nothing to serve: give --config-dir DIR and/or --kubernetes");
     }
     for dir in &args.config_dirs {
         if !dir.exists() {

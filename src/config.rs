@@ -50,6 +50,22 @@ pub struct ServeArgs {
     /// Write the bound xDS and admin addresses to this file (for scripts and tests using port 0).
     #[arg(long, env = "SHMESH_ADDRESS_FILE")]
     pub address_file: Option<PathBuf>,
+    /// Also watch the Kubernetes API (in-cluster config, or KUBECONFIG).
+    #[arg(long, env = "SHMESH_KUBERNETES")]
+    pub kubernetes: bool,
+    /// With --kubernetes: only read these namespaces (repeatable, comma-separated;
+    /// default all), like Istio's discovery selectors.
+    #[arg(long = "watch-namespace", env = "SHMESH_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+    /// With --kubernetes: this replica's identity for the status writer's Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// With --kubernetes: namespace of the status writer's Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "istio-system")]
+    pub lease_namespace: String,
+    /// With --kubernetes: do not write rollout status onto VirtualServices and DestinationRules.
+    #[arg(long, env = "SHMESH_NO_STATUS")]
+    pub no_status: bool,
 }
 
 #[derive(Debug, clap::Args)]
