@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod jsonpb;
 pub mod metrics;
+pub mod rollout;
 pub mod model;
 pub mod sources;
 pub mod translate;

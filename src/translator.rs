@@ -6,16 +6,16 @@
 //! on its watch channel only if its content changed. Streams read the watches
 //! (`ViewSource`); a view nobody watches any more is dropped.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::cache::Snapshot;
+use crate::cache::{PolicyStamp, Snapshot};
 use crate::metrics::Metrics;
-use crate::model::{analyze, Change, Dirty, Model, Problem};
+use crate::model::{analyze, Change, Dirty, Kind, Model, Problem};
 use crate::translate::{self, ProxyView};
 use crate::xds::server::ViewSource;
 
@@ -39,6 +39,19 @@ pub struct Translator {
     /// Problems by source, for the admin's debug view.
     pub problems: Mutex<HashMap<&'static str, Vec<Problem>>>,
     pub warnings: Mutex<Vec<Problem>>,
+    /// Every VirtualService and DestinationRule in force, by `Kind/ns/name`.
+    policies: Mutex<Arc<BTreeMap<String, PolicyInfo>>>,
+}
+
+/// A routing policy in force, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyInfo {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub stamp: PolicyStamp,
+    /// `kubernetes` or the file it was read from.
+    pub source: String,
 }
 
 impl ViewSource for Translator {
@@ -59,6 +72,11 @@ impl Translator {
     /// Whether every source has synced (`/readyz`).
     pub fn ready(&self) -> watch::Receiver<bool> {
         self.ready.subscribe()
+    }
+
+    /// Every VirtualService and DestinationRule in force.
+    pub fn policies(&self) -> Arc<BTreeMap<String, PolicyInfo>> {
+        self.policies.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
     /// Number of views being served.
@@ -87,6 +105,7 @@ pub fn spawn(
         ready: ready_tx,
         problems: Mutex::new(HashMap::new()),
         warnings: Mutex::new(Vec::new()),
+        policies: Mutex::new(Arc::default()),
     });
     let task = tokio::spawn(run(
         handle.clone(),
@@ -136,6 +155,7 @@ async fn run(
                         let dirty = model.apply(std::mem::take(&mut batch));
                         deadline = None;
                         report_warnings(&handle, &model, &metrics, &mut warned);
+                        record_policies(&handle, &model);
                         debug!(?dirty, "initial state applied");
                         ready = true;
                         handle.ready.send_replace(true);
@@ -167,6 +187,9 @@ async fn run(
                     continue;
                 }
                 report_warnings(&handle, &model, &metrics, &mut warned);
+                if dirty.routes || !dirty.config.is_empty() {
+                    record_policies(&handle, &model);
+                }
                 update_all(&handle, &model, &mut snapshots, &dirty, &metrics);
                 debug!(changes = count, elapsed_us = started.elapsed().as_micros() as u64, "applied");
             }
@@ -228,6 +251,47 @@ fn update_all(
         let next = Arc::new(next);
         publish(handle, &view, &next);
         snapshots.insert(view, next);
+    }
+}
+
+/// Records the policies in force, for rollout tracking.
+fn record_policies(handle: &Translator, model: &Model) {
+    let mut out = BTreeMap::new();
+    let vs = model.virtual_services().map(|p| {
+        (
+            Kind::VirtualService,
+            &p.namespace,
+            &p.name,
+            p.generation,
+            &p.version,
+        )
+    });
+    let dr = model.destination_rules().map(|p| {
+        (
+            Kind::DestinationRule,
+            &p.namespace,
+            &p.name,
+            p.generation,
+            &p.version,
+        )
+    });
+    for (kind, namespace, name, generation, version) in vs.chain(dr) {
+        out.insert(
+            format!("{kind}/{namespace}/{name}"),
+            PolicyInfo {
+                kind,
+                namespace: namespace.clone(),
+                name: name.clone(),
+                stamp: PolicyStamp {
+                    generation,
+                    version: version.clone(),
+                },
+                source: model.origin(kind, namespace, name).source,
+            },
+        );
+    }
+    if let Ok(mut p) = handle.policies.lock() {
+        *p = Arc::new(out);
     }
 }
 

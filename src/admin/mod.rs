@@ -1,5 +1,6 @@
 //! The admin HTTP server: `/healthz`, `/readyz`, `/metrics` and debug views
-//! (`/debug/proxies`, `/debug/problems`). It only reads shared state.
+//! (`/debug/proxies`, `/debug/problems`, `/debug/rollout`). It only reads
+//! shared state.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -83,6 +84,7 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/metrics" => text(StatusCode::OK, state.metrics.render()),
         "/debug/proxies" => json(&state.registry.list()),
+        "/debug/rollout" => rollout(state, req.uri().query().unwrap_or("")),
         "/debug/problems" => {
             let errors: Vec<String> = state
                 .translator
@@ -99,6 +101,36 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             json(&serde_json::json!({ "errors": errors, "warnings": warnings }))
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// `/debug/rollout`: every policy's rollout, or one with
+/// `?kind=VirtualService&namespace=NS&name=NAME` (404 if it does not exist).
+fn rollout(state: &AdminState, query: &str) -> Response<Full<Bytes>> {
+    let params: std::collections::HashMap<&str, &str> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    let (Some(kind), Some(name)) = (params.get("kind"), params.get("name")) else {
+        return json(&crate::rollout::reports(&state.translator, &state.registry));
+    };
+    let namespace = params.get("namespace").copied().unwrap_or("default");
+    let kind = match *kind {
+        "VirtualService" => crate::model::Kind::VirtualService,
+        "DestinationRule" => crate::model::Kind::DestinationRule,
+        other => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("kind must be VirtualService or DestinationRule, not {other:?}\n"),
+            )
+        }
+    };
+    match crate::rollout::report(&state.translator, &state.registry, kind, namespace, name) {
+        Some(r) => json(&r),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("no {kind} {namespace}/{name}\n"),
+        ),
     }
 }
 

@@ -11,7 +11,7 @@ mod types;
 pub mod wire;
 
 pub use snapshot::{
-    content_version, set_version as content_version_of, Resource, Snapshot, SnapshotBuilder,
-    TypeSet,
+    content_version, set_version as content_version_of, Policies, PolicyStamp, Resource, Snapshot,
+    SnapshotBuilder, TypeSet,
 };
 pub use types::ResourceType;

@@ -95,12 +95,27 @@ pub fn set_version<'a>(resources: impl Iterator<Item = &'a Arc<Resource>>) -> St
     format!("{:016x}", h.digest())
 }
 
-/// Everything one view of the mesh receives: one `TypeSet` per resource type.
-/// Type sets are shared between successive snapshots until they change.
+/// Which version of a routing policy (a VirtualService or DestinationRule) a
+/// snapshot was built from, so the server can tell when a change is live.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct PolicyStamp {
+    /// `metadata.generation`, where the object has one (Kubernetes objects).
+    pub generation: Option<i64>,
+    /// Content hash of the policy's spec.
+    pub version: String,
+}
+
+/// Policies by `Kind/namespace/name`.
+pub type Policies = BTreeMap<String, PolicyStamp>;
+
+/// Everything one view of the mesh receives: one `TypeSet` per resource type,
+/// and the policies it was built from. Type sets are shared between successive
+/// snapshots until they change.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     sets: [Arc<TypeSet>; 4],
     version: String,
+    policies: Arc<Policies>,
 }
 
 impl Snapshot {
@@ -113,9 +128,15 @@ impl Snapshot {
         self.version.clone()
     }
 
+    /// The policies this snapshot applies.
+    pub fn policies(&self) -> &Arc<Policies> {
+        &self.policies
+    }
+
     pub fn builder(&self) -> SnapshotBuilder {
         SnapshotBuilder {
             sets: self.sets.clone(),
+            policies: self.policies.clone(),
         }
     }
 }
@@ -124,9 +145,17 @@ impl Snapshot {
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
     sets: [Arc<TypeSet>; 4],
+    policies: Arc<Policies>,
 }
 
 impl SnapshotBuilder {
+    /// Records the policies the snapshot applies.
+    pub fn policies(&mut self, policies: Policies) {
+        if *self.policies != policies {
+            self.policies = Arc::new(policies);
+        }
+    }
+
     /// Replaces every resource of `ty`.
     pub fn set(&mut self, ty: ResourceType, resources: BTreeMap<String, Arc<Resource>>) {
         self.sets[ty.index()] = Arc::new(TypeSet::from_map(resources));
@@ -173,6 +202,7 @@ impl SnapshotBuilder {
         Snapshot {
             sets: self.sets,
             version: format!("{:016x}", h.digest()),
+            policies: self.policies,
         }
     }
 }

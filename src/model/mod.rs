@@ -163,6 +163,8 @@ pub struct Policy<T> {
     pub namespace: String,
     pub name: String,
     pub generation: Option<i64>,
+    /// Content hash of the spec: tells versions apart where there is no generation.
+    pub version: String,
     pub spec: T,
     /// Hosts resolved to FQDNs relative to the object's namespace.
     pub hosts: Vec<String>,
@@ -174,6 +176,15 @@ impl<T> Policy<T> {
     pub fn visible_to(&self, namespace: &str) -> bool {
         visible(&self.export_to, namespace)
     }
+}
+
+/// A content hash of a spec. Specs are plain data with ordered maps, so their
+/// debug form is deterministic.
+fn spec_version(spec: &impl fmt::Debug) -> String {
+    format!(
+        "{:016x}",
+        xxhash_rust::xxh3::xxh3_64(format!("{spec:?}").as_bytes())
+    )
 }
 
 fn visible(export_to: &Option<BTreeSet<String>>, namespace: &str) -> bool {
@@ -484,6 +495,7 @@ impl Model {
                             namespace: key.namespace.clone(),
                             name: key.name.clone(),
                             generation: vs.metadata.generation,
+                            version: spec_version(&vs.spec),
                             spec: vs.spec,
                         };
                         if let Some(old) = self.virtual_services.get(&name) {
@@ -523,6 +535,7 @@ impl Model {
                             namespace: key.namespace.clone(),
                             name: key.name.clone(),
                             generation: dr.metadata.generation,
+                            version: spec_version(&dr.spec),
                             spec: dr.spec,
                         };
                         if let Some(old) = self.destination_rules.get(&name) {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::google::protobuf::Any;
 
-use crate::cache::{Resource, ResourceType, Snapshot, SnapshotBuilder};
+use crate::cache::{Policies, PolicyStamp, Resource, ResourceType, Snapshot, SnapshotBuilder};
 use crate::model::{Dirty, Model};
 
 /// How a proxy receives outbound traffic.
@@ -76,6 +76,7 @@ pub fn build(model: &Model, view: &ProxyView) -> Snapshot {
         ResourceType::Route,
         encode_all(route::route_configs(model, view)),
     );
+    b.policies(policies(model, view));
     b.build()
 }
 
@@ -145,8 +146,36 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
             ResourceType::Route,
             encode_all(route::route_configs(model, view)),
         );
+        b.policies(policies(model, view));
     }
     b.build()
+}
+
+/// The VirtualServices and DestinationRules that shape what the view receives:
+/// those that apply to a service it sees.
+pub fn policies(model: &Model, view: &ProxyView) -> Policies {
+    let mut out = Policies::new();
+    for svc in model.services().values() {
+        if !svc.visible_to(&view.namespace) {
+            continue;
+        }
+        if let Some(vs) = model.virtual_service(&svc.hostname, &view.namespace) {
+            out.entry(format!("VirtualService/{}/{}", vs.namespace, vs.name))
+                .or_insert_with(|| stamp(vs.generation, &vs.version));
+        }
+        if let Some(dr) = model.destination_rule(&svc.hostname, &view.namespace) {
+            out.entry(format!("DestinationRule/{}/{}", dr.namespace, dr.name))
+                .or_insert_with(|| stamp(dr.generation, &dr.version));
+        }
+    }
+    out
+}
+
+fn stamp(generation: Option<i64>, version: &str) -> PolicyStamp {
+    PolicyStamp {
+        generation,
+        version: version.to_string(),
+    }
 }
 
 fn encode_all<M: prost::Message>(

@@ -30,6 +30,8 @@ struct TypeState {
     /// `held` as of the latest ACK: what the client holds after a NACK.
     acked_held: HashMap<String, Held>,
     last_nonce: String,
+    /// The latest response awaits its ACK or NACK.
+    outstanding: bool,
     /// `system_version_info` of the latest response: what an ACK of it applied.
     last_version: String,
     /// `system_version_info` the client last ACKed: what a NACK leaves it on (rule 4).
@@ -88,6 +90,7 @@ impl DeltaStream {
         // the nonce (rule 3).
         let answers_latest = !st.last_nonce.is_empty() && req.response_nonce == st.last_nonce;
         if answers_latest {
+            st.outstanding = false;
             match &req.error_detail {
                 // The versions are those of the responses, not of the newest
                 // snapshot, which may have moved on without anything sent: a
@@ -300,6 +303,7 @@ impl DeltaStream {
             }
         }
         st.last_nonce = nonce.clone();
+        st.outstanding = true;
         st.last_version = system_version_info.clone();
         st.nacked = None;
         Some(WireDeltaDiscoveryResponse {
@@ -323,6 +327,16 @@ impl DeltaStream {
                 identifier: self.control_plane.clone(),
             }),
         })
+    }
+
+    /// Whether the client has applied everything it asked for from the current
+    /// snapshot: it has made requests, and every response is ACKed, none NACKed.
+    pub fn in_sync(&self) -> bool {
+        let requested = self.types.iter().filter(|t| t.requested);
+        self.types.iter().any(|t| t.requested)
+            && requested
+                .into_iter()
+                .all(|t| !t.outstanding && t.nacked.is_none())
     }
 
     pub fn snapshot(&self) -> &Arc<Snapshot> {

@@ -23,7 +23,7 @@ use super::node::view_of;
 use super::sotw::SotwStream;
 use super::{Event, ProtocolError};
 use crate::cache::wire::{WireDeltaDiscoveryResponse, WireDiscoveryResponse};
-use crate::cache::{ResourceType, Snapshot};
+use crate::cache::{PolicyStamp, ResourceType, Snapshot};
 use crate::metrics::Metrics;
 use crate::translate::ProxyView;
 
@@ -59,18 +59,88 @@ pub struct ProxyStatus {
     pub last_nack: Option<String>,
 }
 
-/// Connected proxies, for debug views and ACK tracking.
-#[derive(Debug, Default)]
+/// A connected stream as the registry keeps it.
+#[derive(Debug)]
+struct StreamEntry {
+    status: ProxyStatus,
+    /// The snapshot the stream is on.
+    current: Arc<Snapshot>,
+    /// The latest snapshot the proxy had fully applied (every response ACKed).
+    synced: Option<Arc<Snapshot>>,
+}
+
+/// Which connected proxies have applied a given version of a policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rollout {
+    /// Node ids of proxies that receive the policy and have ACKed the version.
+    pub acked: Vec<String>,
+    /// Node ids of proxies that receive the policy but have not ACKed it yet.
+    pub pending: Vec<String>,
+}
+
+/// Connected proxies, for debug views and rollout (ACK) tracking.
+#[derive(Debug)]
 pub struct Registry {
-    streams: DashMap<u64, ProxyStatus>,
+    streams: DashMap<u64, StreamEntry>,
     next: AtomicU64,
+    /// Bumped whenever a proxy connects, leaves, or finishes applying a snapshot.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            streams: DashMap::new(),
+            next: AtomicU64::new(0),
+            changes: watch::channel(0).0,
+        }
+    }
 }
 
 impl Registry {
     pub fn list(&self) -> Vec<ProxyStatus> {
-        let mut v: Vec<ProxyStatus> = self.streams.iter().map(|e| e.value().clone()).collect();
+        let mut v: Vec<ProxyStatus> = self
+            .streams
+            .iter()
+            .map(|e| e.value().status.clone())
+            .collect();
         v.sort_by_key(|s| s.stream);
         v
+    }
+
+    /// Wakes whenever rollout progress may have changed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Progress of policy `key` (`Kind/namespace/name`) towards `live`: every
+    /// proxy whose current snapshot applies the policy, split by whether the
+    /// snapshot it last fully applied has the policy at a version `live` accepts.
+    pub fn rollout(&self, key: &str, live: impl Fn(&PolicyStamp) -> bool) -> Rollout {
+        let mut out = Rollout::default();
+        for e in self.streams.iter() {
+            if !e.current.policies().contains_key(key) {
+                continue;
+            }
+            let applied = e
+                .synced
+                .as_ref()
+                .and_then(|s| s.policies().get(key))
+                .is_some_and(&live);
+            let node = e.status.node_id.clone();
+            if applied {
+                out.acked.push(node);
+            } else {
+                out.pending.push(node);
+            }
+        }
+        out.acked.sort();
+        out.pending.sort();
+        out
     }
 }
 
@@ -149,6 +219,10 @@ pub trait Machine: Send + 'static {
     ) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError>;
     fn snapshot(&mut self, snapshot: Arc<Snapshot>) -> (Vec<Self::Response>, Vec<Event>);
     fn describe(resp: &Self::Response) -> (ResourceType, String);
+    /// Every response ACKed, none rejected.
+    fn in_sync(&self) -> bool;
+    /// The snapshot the machine is on.
+    fn current(&self) -> &Arc<Snapshot>;
     fn gauge(metrics: &Metrics) -> &AtomicU64;
 }
 
@@ -175,6 +249,12 @@ impl Machine for SotwStream {
     fn describe(resp: &WireDiscoveryResponse) -> (ResourceType, String) {
         let ty = ResourceType::from_type_url(&resp.type_url).unwrap_or(ResourceType::Cluster);
         (ty, resp.version_info.clone())
+    }
+    fn in_sync(&self) -> bool {
+        SotwStream::in_sync(self)
+    }
+    fn current(&self) -> &Arc<Snapshot> {
+        SotwStream::snapshot(self)
     }
     fn gauge(metrics: &Metrics) -> &AtomicU64 {
         &metrics.streams_sotw
@@ -204,6 +284,12 @@ impl Machine for DeltaStream {
     fn describe(resp: &WireDeltaDiscoveryResponse) -> (ResourceType, String) {
         let ty = ResourceType::from_type_url(&resp.type_url).unwrap_or(ResourceType::Cluster);
         (ty, resp.system_version_info.clone())
+    }
+    fn in_sync(&self) -> bool {
+        DeltaStream::in_sync(self)
+    }
+    fn current(&self) -> &Arc<Snapshot> {
+        DeltaStream::snapshot(self)
     }
     fn gauge(metrics: &Metrics) -> &AtomicU64 {
         &metrics.streams_delta
@@ -282,17 +368,22 @@ async fn run_stream<M: Machine>(
         Metrics::inc(M::gauge(&shared.metrics));
         shared.registry.streams.insert(
             id,
-            ProxyStatus {
-                stream: id,
-                node_id: node.id.clone(),
-                view: view.to_string(),
-                protocol: M::PROTOCOL,
-                snapshot_version: snapshot.version(),
-                acked: Default::default(),
-                sent: Default::default(),
-                last_nack: None,
+            StreamEntry {
+                status: ProxyStatus {
+                    stream: id,
+                    node_id: node.id.clone(),
+                    view: view.to_string(),
+                    protocol: M::PROTOCOL,
+                    snapshot_version: snapshot.version(),
+                    acked: Default::default(),
+                    sent: Default::default(),
+                    last_nack: None,
+                },
+                current: snapshot.clone(),
+                synced: None,
             },
         );
+        shared.registry.bump();
         let mut machine = M::create(snapshot, shared.control_plane.clone());
         let mut result = machine.request(&first);
         loop {
@@ -308,6 +399,7 @@ async fn run_stream<M: Machine>(
             if !send::<M>(&shared, id, &tx, responses).await {
                 break;
             }
+            track_sync(&shared.registry, id, &machine);
             result = tokio::select! {
                 msg = incoming.message() => match msg {
                     Ok(Some(req)) => machine.request(&req),
@@ -325,7 +417,8 @@ async fn run_stream<M: Machine>(
                     match latest {
                         Some(s) => {
                             if let Some(mut st) = shared.registry.streams.get_mut(&id) {
-                                st.snapshot_version = s.version();
+                                st.status.snapshot_version = s.version();
+                                st.current = s.clone();
                             }
                             Ok(machine.snapshot(s))
                         }
@@ -335,11 +428,33 @@ async fn run_stream<M: Machine>(
             };
         }
         shared.registry.streams.remove(&id);
+        shared.registry.bump();
         M::gauge(&shared.metrics).fetch_sub(1, Ordering::Relaxed);
         info!("disconnected");
     }
     .instrument(span)
     .await
+}
+
+/// Records the snapshot the proxy has now fully applied, if it has.
+fn track_sync<M: Machine>(registry: &Registry, id: u64, machine: &M) {
+    if !machine.in_sync() {
+        return;
+    }
+    let current = machine.current();
+    let changed = match registry.streams.get_mut(&id) {
+        Some(mut e) => {
+            let same = e.synced.as_ref().is_some_and(|s| Arc::ptr_eq(s, current));
+            if !same {
+                e.synced = Some(current.clone());
+            }
+            !same
+        }
+        None => false,
+    };
+    if changed {
+        registry.bump();
+    }
 }
 
 async fn send<M: Machine>(
@@ -352,7 +467,7 @@ async fn send<M: Machine>(
         let (ty, version) = M::describe(&resp);
         Metrics::inc(&shared.metrics.pushes[ty.index()]);
         if let Some(mut st) = shared.registry.streams.get_mut(&id) {
-            st.sent.insert(ty.short(), version.clone());
+            st.status.sent.insert(ty.short(), version.clone());
         }
         debug!(type = %ty, %version, "push");
         if tx.send(Ok(resp)).await.is_err() {
@@ -368,7 +483,7 @@ fn record(shared: &Shared, id: u64, events: &[Event]) {
             Event::Ack { ty, version } => {
                 Metrics::inc(&shared.metrics.acks[ty.index()]);
                 if let Some(mut st) = shared.registry.streams.get_mut(&id) {
-                    st.acked.insert(ty.short(), version.clone());
+                    st.status.acked.insert(ty.short(), version.clone());
                 }
             }
             Event::Nack {
@@ -380,7 +495,7 @@ fn record(shared: &Shared, id: u64, events: &[Event]) {
                 Metrics::inc(&shared.metrics.nacks[ty.index()]);
                 warn!(type = %ty, last_good_version = %version, %nonce, %message, "proxy rejected configuration (NACK)");
                 if let Some(mut st) = shared.registry.streams.get_mut(&id) {
-                    st.last_nack = Some(format!("{ty}: {message}"));
+                    st.status.last_nack = Some(format!("{ty}: {message}"));
                 }
             }
         }

@@ -28,6 +28,8 @@ struct TypeState {
     names: BTreeSet<String>,
     /// Nonce of the latest response for this type (rule 2).
     last_nonce: String,
+    /// The latest response awaits its ACK or NACK.
+    outstanding: bool,
     /// Version of each resource as last sent.
     sent: HashMap<String, String>,
     /// `sent` as of the latest ACK: what the client holds after a NACK.
@@ -90,6 +92,7 @@ impl SotwStream {
             st.requested = true;
             // Rule 4: NACK is told by error_detail, not by versions.
             if answers_latest {
+                st.outstanding = false;
                 match &req.error_detail {
                     Some(status) => {
                         out.events.push(Event::Nack {
@@ -321,6 +324,7 @@ impl SotwStream {
             st.sent.insert(r.name.clone(), r.version.clone());
         }
         st.last_nonce = nonce.clone();
+        st.outstanding = true;
         st.sent_version = version.clone();
         st.nacked = None;
         Some(WireDiscoveryResponse {
@@ -344,6 +348,16 @@ impl SotwStream {
     pub fn subscriptions(&self, ty: ResourceType) -> (bool, Vec<String>) {
         let st = &self.types[ty.index()];
         (st.wildcard, st.names.iter().cloned().collect())
+    }
+
+    /// Whether the client has applied everything it asked for from the current
+    /// snapshot: it has made requests, and every response is ACKed, none NACKed.
+    pub fn in_sync(&self) -> bool {
+        let requested = self.types.iter().filter(|t| t.requested);
+        self.types.iter().any(|t| t.requested)
+            && requested
+                .into_iter()
+                .all(|t| !t.outstanding && t.nacked.is_none())
     }
 
     pub fn snapshot(&self) -> &Arc<Snapshot> {

@@ -1796,3 +1796,49 @@ fn rule_12_sotw_changed_cluster_gets_assignment_while_eds_is_rejected() {
         vec![(CDS, strings(&["a", "b", "c"])), (EDS, strings(&["a"]))]
     );
 }
+
+// ---------------------------------------------------------------------------
+// In sync: every response ACKed, none rejected (rollout tracking).
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sotw_in_sync_after_every_ack_and_not_after_a_nack() {
+    let mut s = SotwStream::new(base(), "test");
+    assert!(!s.in_sync(), "nothing requested yet");
+    let out = s.on_request(&sotw_req(CDS, &[], "", "")).unwrap();
+    assert!(!s.in_sync(), "response not ACKed yet");
+    s.on_request(&sotw_ack(&out.responses[0], &[])).unwrap();
+    assert!(s.in_sync());
+    let changed = snapshot(&[
+        (CDS, &[("a", "2"), ("b", "1"), ("c", "1")]),
+        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
+        (LDS, &[("l1", "1"), ("l2", "1")]),
+        (RDS, &[("r1", "1"), ("r2", "1")]),
+    ]);
+    let out = s.on_snapshot(changed);
+    assert!(!s.in_sync());
+    s.on_request(&nack(CDS, &[], "v", &out.responses[0].nonce, "no"))
+        .unwrap();
+    assert!(!s.in_sync(), "a rejected response is not applied");
+}
+
+#[test]
+fn delta_in_sync_after_every_ack_and_not_after_a_nack() {
+    let mut s = DeltaStream::new(base(), "test");
+    assert!(!s.in_sync());
+    let out = s.on_request(&delta_req(CDS, &[], &[], "")).unwrap();
+    assert!(!s.in_sync());
+    s.on_request(&delta_ack(&out.responses[0])).unwrap();
+    assert!(s.in_sync());
+    let changed = snapshot(&[
+        (CDS, &[("a", "2"), ("b", "1"), ("c", "1")]),
+        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
+        (LDS, &[("l1", "1"), ("l2", "1")]),
+        (RDS, &[("r1", "1"), ("r2", "1")]),
+    ]);
+    let out = s.on_snapshot(changed);
+    assert!(!s.in_sync());
+    s.on_request(&delta_nack(CDS, &out.responses[0].nonce, "no"))
+        .unwrap();
+    assert!(!s.in_sync());
+}
