@@ -18,6 +18,7 @@ pub mod http;
 pub mod mesh;
 pub mod shmesh;
 pub mod upstream;
+pub mod xds_client;
 
 pub use envoy::{envoy_binary, unique_base_id, Envoy, EnvoyOptions};
 pub use http::{http_get, http_request, HttpClient, Response, DEFAULT_TIMEOUT};
