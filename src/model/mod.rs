@@ -38,10 +38,11 @@ pub enum Kind {
     DestinationRule,
     ServiceEntry,
     WorkloadEntry,
+    Sidecar,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -49,6 +50,7 @@ impl Kind {
         Kind::DestinationRule,
         Kind::ServiceEntry,
         Kind::WorkloadEntry,
+        Kind::Sidecar,
     ];
 
     /// The kind named by `apiVersion` and `kind`, if shmesh reads it.
@@ -67,6 +69,7 @@ impl Kind {
             (_, "DestinationRule") if istio => Some(Kind::DestinationRule),
             (_, "ServiceEntry") if istio => Some(Kind::ServiceEntry),
             (_, "WorkloadEntry") if istio => Some(Kind::WorkloadEntry),
+            (_, "Sidecar") if istio => Some(Kind::Sidecar),
             _ => None,
         }
     }
@@ -80,6 +83,7 @@ impl Kind {
             Kind::DestinationRule => "DestinationRule",
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::Sidecar => "Sidecar",
         }
     }
 }
@@ -115,6 +119,7 @@ pub enum Object {
     DestinationRule(DestinationRule),
     ServiceEntry(ServiceEntry),
     WorkloadEntry(WorkloadEntry),
+    Sidecar(Sidecar),
 }
 
 /// One change to the model.
@@ -134,17 +139,20 @@ pub struct Dirty {
     pub endpoints: BTreeSet<String>,
     /// VirtualServices changed: route configurations must be rebuilt.
     pub routes: bool,
+    /// What some proxies may see changed (a Sidecar): rebuild every view.
+    pub scope: bool,
 }
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
-        self.config.is_empty() && self.endpoints.is_empty() && !self.routes
+        self.config.is_empty() && self.endpoints.is_empty() && !self.routes && !self.scope
     }
 
     pub fn merge(&mut self, other: Dirty) {
         self.config.extend(other.config);
         self.endpoints.extend(other.endpoints);
         self.routes |= other.routes;
+        self.scope |= other.scope;
     }
 
     /// Everything: used at start-up.
@@ -153,6 +161,7 @@ impl Dirty {
             config: model.services.keys().cloned().collect(),
             endpoints: BTreeSet::new(),
             routes: true,
+            scope: true,
         }
     }
 }
@@ -263,6 +272,10 @@ pub struct Model {
     destination_rules: BTreeMap<Name, Arc<Policy<DestinationRuleSpec>>>,
     vs_by_host: HostIndex,
     dr_by_host: HostIndex,
+    /// Namespace-wide Sidecars (without a workload selector), by namespace.
+    sidecars: BTreeMap<Name, Arc<Sidecar>>,
+    /// Where a Sidecar applies to every namespace without its own.
+    root_namespace: String,
 
     /// Services by FQDN (Kubernetes Services win over ServiceEntries).
     services: BTreeMap<String, Arc<MeshService>>,
@@ -516,6 +529,22 @@ impl Model {
                 }
                 dirty.routes = true;
             }
+            Kind::Sidecar => {
+                let new = object.and_then(|o| match &*o {
+                    Object::Sidecar(sc) => Some(Arc::new(sc.clone())),
+                    _ => None,
+                });
+                let old = match new {
+                    Some(sc) => self.sidecars.insert(name, sc.clone()).filter(|o| *o == sc),
+                    None => match self.sidecars.remove(&name) {
+                        Some(_) => None,
+                        None => return,
+                    },
+                };
+                if old.is_none() {
+                    dirty.scope = true;
+                }
+            }
             Kind::DestinationRule => {
                 let new = object.and_then(|o| match &*o {
                     Object::DestinationRule(dr) => Some(dr.clone()),
@@ -655,6 +684,47 @@ impl Model {
         self.origins.get(&key).cloned().unwrap_or_default()
     }
 
+    /// Sets the namespace whose Sidecar applies to namespaces without one
+    /// (Istio's `rootNamespace`, `istio-system` by default).
+    pub fn set_root_namespace(&mut self, namespace: &str) {
+        self.root_namespace = namespace.to_string();
+    }
+
+    /// What proxies of `namespace` may reach, from the namespace's Sidecar or
+    /// the root namespace's. Sidecars with a workload selector need the proxy's
+    /// labels and are not applied.
+    pub fn egress_scope(&self, namespace: &str) -> Scope {
+        let root = if self.root_namespace.is_empty() {
+            "istio-system"
+        } else {
+            self.root_namespace.as_str()
+        };
+        let namespace_wide = |ns: &str| {
+            self.sidecars
+                .range((ns.to_string(), String::new())..)
+                .take_while(|((n, _), _)| n == ns)
+                .map(|(_, sc)| sc)
+                .find(|sc| sc.spec.workload_selector.is_none())
+        };
+        let Some(sidecar) = namespace_wide(namespace).or_else(|| namespace_wide(root)) else {
+            return Scope::everything();
+        };
+        let mut hosts = Vec::new();
+        for egress in &sidecar.spec.egress {
+            for h in &egress.hosts {
+                if let Some((ns, dns)) = h.split_once('/') {
+                    let ns = match ns {
+                        "." => namespace.to_string(),
+                        "~" => continue,
+                        other => other.to_string(),
+                    };
+                    hosts.push((ns, dns.to_string()));
+                }
+            }
+        }
+        Scope { hosts: Some(hosts) }
+    }
+
     /// Every service, by FQDN.
     pub fn services(&self) -> &BTreeMap<String, Arc<MeshService>> {
         &self.services
@@ -792,6 +862,29 @@ impl Model {
             .filter_map(|n| self.workload_entries.get(&(namespace.to_string(), n)))
             .filter(|w| selects(selector, &w.spec.labels))
             .collect()
+    }
+}
+
+/// What a proxy may reach, from Sidecar `egress.hosts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// (namespace or `*`, host pattern) pairs; `None` is everything.
+    hosts: Option<Vec<(String, String)>>,
+}
+
+impl Scope {
+    pub fn everything() -> Scope {
+        Scope { hosts: None }
+    }
+
+    /// Whether a service of `namespace` called `host` is in scope.
+    pub fn allows(&self, namespace: &str, host: &str) -> bool {
+        match &self.hosts {
+            None => true,
+            Some(hosts) => hosts.iter().any(|(ns, pattern)| {
+                (ns == "*" || ns == namespace) && hosts::matches(pattern, host)
+            }),
+        }
     }
 }
 

@@ -241,6 +241,7 @@ fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Box<Problem>> {
         Kind::DestinationRule => Object::DestinationRule(de(value)?),
         Kind::ServiceEntry => Object::ServiceEntry(de(value)?),
         Kind::WorkloadEntry => Object::WorkloadEntry(de(value)?),
+        Kind::Sidecar => Object::Sidecar(de(value)?),
     })
 }
 

@@ -23,6 +23,7 @@ pub fn object(object: &Object) -> Vec<Problem> {
         Object::DestinationRule(dr) => v.destination_rule(&dr.spec),
         Object::ServiceEntry(se) => v.service_entry(&se.spec),
         Object::WorkloadEntry(we) => v.workload_entry("spec", &we.spec, false),
+        Object::Sidecar(sc) => v.sidecar(&sc.spec),
     }
     v.problems
 }
@@ -687,6 +688,33 @@ impl Validator {
             );
             self.percent(format!("{of}.maxEjectionPercent"), o.max_ejection_percent);
             self.percent(format!("{of}.minHealthPercent"), o.min_health_percent);
+        }
+    }
+
+    fn sidecar(&mut self, sc: &SidecarSpec) {
+        for (i, egress) in sc.egress.iter().enumerate() {
+            if egress.hosts.is_empty() {
+                self.err(
+                    format!("spec.egress[{i}].hosts"),
+                    "at least one host is required",
+                );
+            }
+            for (j, h) in egress.hosts.iter().enumerate() {
+                let f = format!("spec.egress[{i}].hosts[{j}]");
+                match h.split_once('/') {
+                    None => self.err(f, format!("{h:?} is not of the form namespace/dnsName")),
+                    Some((ns, dns)) => {
+                        if ns.is_empty() {
+                            self.err(f.clone(), format!("{h:?} has an empty namespace"));
+                        } else if !matches!(ns, "*" | "." | "~") {
+                            if let Err(reason) = check_label(ns) {
+                                self.err(f.clone(), reason);
+                            }
+                        }
+                        self.host(f, dns, true);
+                    }
+                }
+            }
         }
     }
 

@@ -79,8 +79,9 @@ impl Effective {
 /// clusters come with the full set (`hosts` is `None`).
 pub fn clusters(model: &Model, view: &ProxyView, hosts: Option<&[&str]>) -> Vec<BuiltCluster> {
     let mut out = Vec::new();
+    let scope = model.egress_scope(&view.namespace);
     let mut add = |svc: &MeshService| {
-        if !svc.visible_to(&view.namespace) {
+        if !svc.visible_to(&view.namespace) || !scope.allows(&svc.namespace, &svc.hostname) {
             return;
         }
         let dr = model.destination_rule(&svc.hostname, &view.namespace);

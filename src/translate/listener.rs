@@ -34,11 +34,7 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
     let mut out: BTreeMap<String, l::Listener> = BTreeMap::new();
     out.insert(names::VIRTUAL_OUTBOUND.to_string(), virtual_outbound());
     let mut tcp_ports = Vec::new();
-    for svc in model
-        .services()
-        .values()
-        .filter(|s| s.visible_to(&view.namespace))
-    {
+    for svc in super::visible_services(model, view) {
         for port in &svc.ports {
             if port.protocol.is_http() {
                 let name = names::listener("0.0.0.0", port.number);

@@ -23,7 +23,7 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::google::protobuf::Any;
 
 use crate::cache::{Policies, PolicyStamp, Resource, ResourceType, Snapshot, SnapshotBuilder};
-use crate::model::{Dirty, Model};
+use crate::model::{Dirty, MeshService, Model};
 
 /// How a proxy receives outbound traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -91,10 +91,14 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         });
     let mut config = dirty.config.clone();
     config.extend(inline);
+    if dirty.scope {
+        return build(model, view);
+    }
     let dirty = &Dirty {
         config,
         endpoints: eds.into_iter().collect(),
         routes: dirty.routes,
+        scope: false,
     };
     let mut b = prev.builder();
     if !dirty.config.is_empty() {
@@ -151,14 +155,25 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
     b.build()
 }
 
+/// Services a view sees: exported to its namespace and within the egress scope
+/// of its namespace's Sidecar.
+pub fn visible_services<'a>(
+    model: &'a Model,
+    view: &ProxyView,
+) -> impl Iterator<Item = &'a Arc<MeshService>> {
+    let scope = model.egress_scope(&view.namespace);
+    let namespace = view.namespace.clone();
+    model
+        .services()
+        .values()
+        .filter(move |s| s.visible_to(&namespace) && scope.allows(&s.namespace, &s.hostname))
+}
+
 /// The VirtualServices and DestinationRules that shape what the view receives:
 /// those that apply to a service it sees.
 pub fn policies(model: &Model, view: &ProxyView) -> Policies {
     let mut out = Policies::new();
-    for svc in model.services().values() {
-        if !svc.visible_to(&view.namespace) {
-            continue;
-        }
+    for svc in visible_services(model, view) {
         if let Some(vs) = model.virtual_service(&svc.hostname, &view.namespace) {
             out.entry(format!("VirtualService/{}/{}", vs.namespace, vs.name))
                 .or_insert_with(|| stamp(vs.generation, &vs.version));

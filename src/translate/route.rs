@@ -39,11 +39,7 @@ pub fn route_configs(model: &Model, view: &ProxyView) -> Vec<(String, r::RouteCo
 }
 
 fn visible_http<'a>(model: &'a Model, view: &ProxyView) -> impl Iterator<Item = &'a MeshService> {
-    let ns = view.namespace.clone();
-    model
-        .services()
-        .values()
-        .filter(move |s| s.visible_to(&ns))
+    super::visible_services(model, view)
         .map(|s| s.as_ref())
         .filter(|s| s.ports.iter().any(|p| p.protocol.is_http()))
 }

@@ -325,3 +325,53 @@ fn capture_mode_listeners() {
     let names: Vec<&String> = snap.get(ResourceType::Listener).names().collect();
     assert_eq!(names, vec!["0.0.0.0_9080", "virtualOutbound"]);
 }
+
+#[test]
+fn sidecar_egress_hosts_scope_what_a_proxy_sees() {
+    let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: shop}\nspec: {ports: [{name: http, port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: bank}\nspec: {ports: [{name: http, port: 80}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: dns, namespace: istio-system}\nspec: {ports: [{name: http, port: 80}]}\n---\napiVersion: networking.istio.io/v1beta1\nkind: Sidecar\nmetadata: {name: default, namespace: shop}\nspec:\n  egress:\n  - hosts: [\"./*\"]\n";
+    let clusters = |m: &Model, ns: &str| -> Vec<String> {
+        build(m, &view(ns))
+            .get(ResourceType::Cluster)
+            .names()
+            .filter(|n| n.starts_with("outbound"))
+            .cloned()
+            .collect()
+    };
+    let mut m = model(yaml);
+    assert_eq!(
+        clusters(&m, "shop"),
+        vec!["outbound|80||a.shop.svc.cluster.local"]
+    );
+    assert_eq!(clusters(&m, "bank").len(), 3, "no Sidecar: everything");
+    // A mesh-wide default in the root namespace applies where a namespace has none.
+    let root = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: istio-system}\nspec:\n  egress:\n  - hosts: [\"./*\", \"istio-system/*\"]\n";
+    let changes: Vec<Change> = parse_text("root.yaml", root)
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Object(p) => Change::Upsert(p.key, p.object, p.origin),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let v = view("bank");
+    let before = build(&m, &v);
+    let dirty = m.apply(changes);
+    assert!(dirty.scope);
+    let after = update(&m, &v, &before, &dirty);
+    let names: Vec<&String> = after
+        .get(ResourceType::Cluster)
+        .names()
+        .filter(|n| n.starts_with("outbound"))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "outbound|80||b.bank.svc.cluster.local",
+            "outbound|80||dns.istio-system.svc.cluster.local"
+        ]
+    );
+    assert_eq!(
+        clusters(&m, "shop"),
+        vec!["outbound|80||a.shop.svc.cluster.local"],
+        "the namespace's own Sidecar wins"
+    );
+}
