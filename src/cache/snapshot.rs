@@ -1,7 +1,8 @@
 //! Immutable, versioned sets of encoded resources for one proxy view.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 use xxhash_rust::xxh3::Xxh3;
@@ -36,18 +37,67 @@ pub fn content_version(bytes: &[u8]) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
 }
 
+/// What changed from one set to another.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SetDiff {
+    /// Resources added or changed, by name.
+    pub changed: Vec<Arc<Resource>>,
+    /// Names that are gone.
+    pub removed: Vec<String>,
+}
+
+/// How many diffs a set remembers (one per distinct earlier set that streams
+/// were on when it arrived; usually one).
+const DIFF_MEMO: usize = 8;
+
 /// All resources of one type for one view, by name.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct TypeSet {
     resources: BTreeMap<String, Arc<Resource>>,
     /// Hash over every (name, version): changes iff the set changes.
     version: String,
+    /// Diffs from earlier sets, computed once and shared by every stream that
+    /// moves from that set to this one.
+    diffs: Mutex<Vec<(Weak<TypeSet>, Arc<SetDiff>)>>,
+}
+
+impl Clone for TypeSet {
+    fn clone(&self) -> Self {
+        TypeSet {
+            resources: self.resources.clone(),
+            version: self.version.clone(),
+            diffs: Mutex::default(),
+        }
+    }
 }
 
 impl TypeSet {
     pub fn from_map(resources: BTreeMap<String, Arc<Resource>>) -> TypeSet {
         let version = set_version(resources.values());
-        TypeSet { resources, version }
+        TypeSet {
+            resources,
+            version,
+            diffs: Mutex::default(),
+        }
+    }
+
+    /// What changed from `old` to `self`: computed once per pair of sets and
+    /// shared, so ten thousand streams on the same view pay for one diff.
+    pub fn diff_from(self: &Arc<Self>, old: &Arc<TypeSet>) -> Arc<SetDiff> {
+        if Arc::ptr_eq(self, old) {
+            return Arc::default();
+        }
+        let key = Arc::downgrade(old);
+        let mut memo = self.diffs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, d)) = memo.iter().find(|(k, _)| Weak::ptr_eq(k, &key)) {
+            return d.clone();
+        }
+        let d = Arc::new(merge_diff(&old.resources, &self.resources));
+        if memo.len() >= DIFF_MEMO {
+            memo.remove(0);
+        }
+        memo.push((key, d.clone()));
+        d
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
@@ -81,6 +131,47 @@ impl TypeSet {
     pub fn map(&self) -> &BTreeMap<String, Arc<Resource>> {
         &self.resources
     }
+}
+
+/// Walks two name-ordered maps side by side.
+fn merge_diff(
+    old: &BTreeMap<String, Arc<Resource>>,
+    new: &BTreeMap<String, Arc<Resource>>,
+) -> SetDiff {
+    let mut out = SetDiff::default();
+    let mut a = old.iter().peekable();
+    let mut b = new.iter().peekable();
+    loop {
+        match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some((name, _)), None) => {
+                out.removed.push((*name).clone());
+                a.next();
+            }
+            (None, Some((_, r))) => {
+                out.changed.push((*r).clone());
+                b.next();
+            }
+            (Some((na, ra)), Some((nb, rb))) => match na.cmp(nb) {
+                Ordering::Less => {
+                    out.removed.push((*na).clone());
+                    a.next();
+                }
+                Ordering::Greater => {
+                    out.changed.push((*rb).clone());
+                    b.next();
+                }
+                Ordering::Equal => {
+                    if !Arc::ptr_eq(ra, rb) && ra.version != rb.version {
+                        out.changed.push((*rb).clone());
+                    }
+                    a.next();
+                    b.next();
+                }
+            },
+        }
+    }
+    out
 }
 
 /// Version of a set of resources: hash over their names and versions in order.
@@ -120,6 +211,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn get(&self, ty: ResourceType) -> &TypeSet {
+        &self.sets[ty.index()]
+    }
+
+    /// The shared set of `ty`, to hold on to or diff against.
+    pub fn set(&self, ty: ResourceType) -> &Arc<TypeSet> {
         &self.sets[ty.index()]
     }
 
@@ -234,6 +330,35 @@ mod tests {
         assert_eq!(one.version(), same.version());
         assert_ne!(one.version(), changed.version());
         assert_ne!(one.version(), renamed.version());
+    }
+
+    #[test]
+    fn diff_is_computed_once_and_shared() {
+        let old = Arc::new(TypeSet::from_map(
+            [
+                ("a".into(), res("a", b"1")),
+                ("b".into(), res("b", b"1")),
+                ("c".into(), res("c", b"1")),
+            ]
+            .into(),
+        ));
+        let new = Arc::new(TypeSet::from_map(
+            [
+                ("a".into(), res("a", b"1")),
+                ("b".into(), res("b", b"2")),
+                ("d".into(), res("d", b"1")),
+            ]
+            .into(),
+        ));
+        let d = new.diff_from(&old);
+        let changed: Vec<&str> = d.changed.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(changed, vec!["b", "d"]);
+        assert_eq!(d.removed, vec!["c".to_string()]);
+        assert!(
+            Arc::ptr_eq(&d, &new.diff_from(&old)),
+            "the second stream reuses the first diff"
+        );
+        assert!(new.diff_from(&new).changed.is_empty());
     }
 
     #[test]

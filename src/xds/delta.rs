@@ -1,34 +1,33 @@
 //! Incremental (delta) ADS, one stream: requests and snapshots in, responses out.
 //!
-//! Per type the stream keeps the client's subscriptions and the version of
-//! every resource the client holds, as far as the server knows; each response
-//! carries exactly the difference between that and the newest snapshot.
+//! Per type the stream keeps the client's subscriptions and what the client
+//! holds, as far as the server knows (`Held`: usually a pointer to a shared
+//! type set); each response carries exactly the difference between that and
+//! the newest snapshot.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
+use super::held::{Held, Lacks};
 use super::{Event, Nonces, ProtocolError};
 use crate::cache::wire::{WireAny, WireControlPlane, WireDeltaDiscoveryResponse, WireResource};
-use crate::cache::{Resource, ResourceType, Snapshot};
-
-/// What the client holds of one resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Held {
-    Version(String),
-    /// Told that it does not exist (rule 7).
-    Absent,
-}
+use crate::cache::{ResourceType, Snapshot, TypeSet};
 
 #[derive(Debug, Default)]
 struct TypeState {
     requested: bool,
     wildcard: bool,
     names: BTreeSet<String>,
-    held: HashMap<String, Held>,
-    /// `held` as of the latest ACK: what the client holds after a NACK.
-    acked_held: HashMap<String, Held>,
+    /// What the client holds once it applies what was sent.
+    held: Held,
+    /// Subscribed names the client was told do not exist (rule 7).
+    told_absent: BTreeSet<String>,
+    /// `held` and `told_absent` as of the latest ACK: what a NACK leaves.
+    acked: (Held, BTreeSet<String>),
+    /// Names to send again whatever the client holds (rules 8, 9 and 12).
+    force: BTreeSet<String>,
     last_nonce: String,
     /// The latest response awaits its ACK or NACK.
     outstanding: bool,
@@ -36,13 +35,34 @@ struct TypeState {
     last_version: String,
     /// `system_version_info` the client last ACKed: what a NACK leaves it on (rule 4).
     acked_version: String,
-    /// Type-set version the client rejected; nothing is resent until it changes (rule 4).
-    nacked: Option<String>,
+    /// The set the client rejected; nothing is resent until something it
+    /// wants changes from it (rule 4).
+    nacked: Option<Arc<TypeSet>>,
 }
 
 impl TypeState {
     fn wants(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
+    }
+
+    /// What the client lacks to be on `current`, including subscribed names
+    /// it has not yet been told do not exist (rule 7).
+    fn lacks(&self, current: &Arc<TypeSet>) -> Lacks {
+        let mut lacks = self.held.lacks(
+            current,
+            |n| self.wants(n),
+            self.wildcard,
+            &self.names,
+            &self.force,
+        );
+        for name in &self.names {
+            let untold = !self.told_absent.contains(name) || self.force.contains(name);
+            if !current.contains(name) && untold && !lacks.removed.contains(name) {
+                lacks.removed.push(name.clone());
+            }
+        }
+        lacks.removed.sort();
+        lacks
     }
 }
 
@@ -61,12 +81,6 @@ pub struct Output {
     pub events: Vec<Event>,
 }
 
-/// Changes for one type: upserts and removals.
-struct Diff {
-    upserts: Vec<Arc<Resource>>,
-    removed: Vec<String>,
-}
-
 impl DeltaStream {
     pub fn new(snapshot: Arc<Snapshot>, control_plane: impl Into<String>) -> DeltaStream {
         DeltaStream {
@@ -81,7 +95,7 @@ impl DeltaStream {
         let ty = ResourceType::from_type_url(&req.type_url)
             .ok_or_else(|| ProtocolError::UnknownType(req.type_url.clone()))?;
         let mut out = Output::default();
-        let set_version = self.snapshot.get(ty).version().to_string();
+        let current = self.snapshot.set(ty).clone();
         let st = &mut self.types[ty.index()];
         let first = !st.requested;
         st.requested = true;
@@ -102,15 +116,15 @@ impl DeltaStream {
                         nonce: req.response_nonce.clone(),
                         message: status.message.clone(),
                     });
-                    st.nacked = Some(set_version.clone());
                     // The whole response was rejected: the client holds what
                     // it last ACKed, and everything else in that response must
                     // go out again with the next change.
-                    st.held = st.acked_held.clone();
+                    (st.held, st.told_absent) = st.acked.clone();
+                    st.nacked = Some(current.clone());
                 }
                 None => {
                     st.acked_version = st.last_version.clone();
-                    st.acked_held = st.held.clone();
+                    st.acked = (st.held.clone(), st.told_absent.clone());
                     out.events.push(Event::Ack {
                         ty,
                         version: st.acked_version.clone(),
@@ -121,8 +135,13 @@ impl DeltaStream {
 
         if first {
             // Rule 14: what the client already has after a reconnect.
-            for (name, version) in &req.initial_resource_versions {
-                st.held.insert(name.clone(), Held::Version(version.clone()));
+            if !req.initial_resource_versions.is_empty() {
+                let versions: HashMap<String, String> = req
+                    .initial_resource_versions
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                st.held = Held::Names(Arc::new(versions));
             }
             // Rule 8: an empty first request for LDS/CDS is a (legacy) wildcard.
             // Only a first request can be one, so naming anything later ends
@@ -135,9 +154,13 @@ impl DeltaStream {
                 st.wildcard = true;
             }
         }
-        let mut force = Vec::new();
         for name in &req.resource_names_subscribe {
             if name == "*" {
+                if !st.wildcard && !first {
+                    // Newly wildcard: everything is newly subscribed (rule 9),
+                    // and what the stream knows it holds covered fewer names.
+                    st.held = Held::default();
+                }
                 st.wildcard = true;
                 continue;
             }
@@ -145,7 +168,7 @@ impl DeltaStream {
             // Rule 9: a (re)subscribed name is always sent, unless the client
             // said on this first request that it has the current version.
             if !(first && req.initial_resource_versions.contains_key(name)) {
-                force.push(name.clone());
+                st.force.insert(name.clone());
             }
         }
         for name in &req.resource_names_unsubscribe {
@@ -153,22 +176,15 @@ impl DeltaStream {
                 st.wildcard = false;
             } else {
                 st.names.remove(name);
+                st.told_absent.remove(name);
             }
             if st.wants(name) {
                 // Rule 8: unsubscribing a name that `*` still covers must be
                 // answered with the resource as it stands.
-                force.push(name.clone());
+                st.force.insert(name.clone());
             } else {
-                st.held.remove(name);
+                st.force.remove(name);
             }
-        }
-        if req.resource_names_unsubscribe.iter().any(|n| n == "*") {
-            let st = &mut self.types[ty.index()];
-            st.held.retain(|name, _| st.names.contains(name));
-        }
-        let st = &mut self.types[ty.index()];
-        for name in &force {
-            st.held.remove(name);
         }
 
         let only_ack = req.resource_names_subscribe.is_empty()
@@ -177,11 +193,9 @@ impl DeltaStream {
         if only_ack {
             return Ok(out);
         }
-        let diff = self.diff(ty);
-        if first || !diff.upserts.is_empty() || !diff.removed.is_empty() {
-            if let Some(r) = self.respond(ty, diff, first) {
-                out.responses.push(r);
-            }
+        let lacks = st.lacks(&current);
+        if first || !lacks.upserts.is_empty() || !lacks.removed.is_empty() {
+            out.responses.extend(self.respond(ty, lacks, first));
         }
         Ok(out)
     }
@@ -195,111 +209,88 @@ impl DeltaStream {
         let mut removals = Vec::new();
         let mut rewarm: Vec<String> = Vec::new();
         for ty in ResourceType::ALL {
-            let st = &self.types[ty.index()];
+            let current = self.snapshot.set(ty).clone();
+            let st = &mut self.types[ty.index()];
             if !st.requested {
-                continue;
-            }
-            // Rule 12 outranks rule 4: a changed cluster needs its assignment
-            // even while an earlier assignment response stands rejected.
-            let must_rewarm = ty == ResourceType::Endpoint && rewarm.iter().any(|n| st.wants(n));
-            if !must_rewarm && st.nacked.as_deref() == Some(self.snapshot.get(ty).version()) {
                 continue;
             }
             if ty == ResourceType::Endpoint {
                 // Rule 12: an updated cluster warms until it gets its assignment.
-                let st = &mut self.types[ty.index()];
                 for name in rewarm.drain(..) {
                     if st.wants(&name) {
-                        st.held.remove(&name);
+                        st.force.insert(name);
                     }
                 }
             }
-            let diff = self.diff(ty);
+            // Rule 4, with rule 12 outranking it: after a NACK, send again
+            // only once something the client wants changed, or a changed
+            // cluster needs its assignment.
+            if let Some(rejected) = &st.nacked {
+                let diff = current.diff_from(rejected);
+                let moved = diff.changed.iter().any(|r| st.wants(&r.name))
+                    || diff.removed.iter().any(|n| st.wants(n));
+                if !moved && st.force.is_empty() {
+                    continue;
+                }
+            }
+            let lacks = st.lacks(&current);
             if ty == ResourceType::Cluster {
-                rewarm = diff.upserts.iter().map(|r| r.name.clone()).collect();
+                rewarm = lacks.upserts.iter().map(|r| r.name.clone()).collect();
             }
-            if !diff.removed.is_empty() {
-                removals.push((ty, diff.removed));
+            if lacks.upserts.is_empty() && lacks.removed.is_empty() {
+                // Nothing the client wants changed: it holds the new set.
+                st.held = Held::Set(current);
+                continue;
             }
-            if !diff.upserts.is_empty() {
-                let upserts = Diff {
-                    upserts: diff.upserts,
+            let removed = lacks.removed;
+            if !removed.is_empty() {
+                removals.push((ty, removed));
+            }
+            if !lacks.upserts.is_empty() {
+                let upserts = Lacks {
+                    upserts: lacks.upserts,
                     removed: Vec::new(),
                 };
-                if let Some(r) = self.respond(ty, upserts, false) {
-                    out.responses.push(r);
-                }
+                out.responses.extend(self.respond(ty, upserts, false));
+            } else {
+                // Only removals: the client holds the rest of the new set.
+                self.types[ty.index()].held = Held::Set(current);
             }
         }
         for (ty, removed) in removals.into_iter().rev() {
-            let d = Diff {
+            let d = Lacks {
                 upserts: Vec::new(),
                 removed,
             };
-            if let Some(r) = self.respond(ty, d, false) {
-                out.responses.push(r);
-            }
+            out.responses.extend(self.respond(ty, d, false));
         }
         out
-    }
-
-    /// What the client lacks: resources it wants at a version it does not
-    /// hold, and names it holds (or asked for) that do not exist.
-    fn diff(&self, ty: ResourceType) -> Diff {
-        let st = &self.types[ty.index()];
-        let set = self.snapshot.get(ty);
-        let mut upserts = Vec::new();
-        let mut removed = Vec::new();
-        let mut consider = |r: &Arc<Resource>| {
-            if st.held.get(&r.name) != Some(&Held::Version(r.version.clone())) {
-                upserts.push(r.clone());
-            }
-        };
-        if st.wildcard {
-            set.iter().for_each(&mut consider);
-        } else {
-            st.names
-                .iter()
-                .filter_map(|n| set.get(n))
-                .for_each(&mut consider);
-        }
-        for (name, held) in &st.held {
-            if matches!(held, Held::Version(_)) && !set.contains(name) {
-                removed.push(name.clone());
-            }
-        }
-        // Rule 7: a subscribed name that does not exist is reported removed, once.
-        for name in &st.names {
-            if !set.contains(name) && !st.held.contains_key(name) {
-                removed.push(name.clone());
-            }
-        }
-        removed.sort();
-        removed.dedup();
-        Diff { upserts, removed }
     }
 
     fn respond(
         &mut self,
         ty: ResourceType,
-        diff: Diff,
+        lacks: Lacks,
         first: bool,
     ) -> Option<WireDeltaDiscoveryResponse> {
-        if diff.upserts.is_empty() && diff.removed.is_empty() && !first {
+        if lacks.upserts.is_empty() && lacks.removed.is_empty() && !first {
             return None;
         }
         let nonce = self.nonces.next();
-        let system_version_info = self.snapshot.get(ty).version().to_string();
+        let current = self.snapshot.set(ty).clone();
+        let system_version_info = current.version().to_string();
         let st = &mut self.types[ty.index()];
-        for r in &diff.upserts {
-            st.held
-                .insert(r.name.clone(), Held::Version(r.version.clone()));
+        // Everything the client lacked is in this response or the removals
+        // that follow it: once applied, it holds the current set.
+        st.held = Held::Set(current);
+        for r in &lacks.upserts {
+            st.told_absent.remove(&r.name);
+            st.force.remove(&r.name);
         }
-        for name in &diff.removed {
+        for name in &lacks.removed {
+            st.force.remove(name);
             if st.names.contains(name) {
-                st.held.insert(name.clone(), Held::Absent);
-            } else {
-                st.held.remove(name);
+                st.told_absent.insert(name.clone());
             }
         }
         st.last_nonce = nonce.clone();
@@ -308,7 +299,7 @@ impl DeltaStream {
         st.nacked = None;
         Some(WireDeltaDiscoveryResponse {
             system_version_info,
-            resources: diff
+            resources: lacks
                 .upserts
                 .iter()
                 .map(|r| WireResource {
@@ -322,7 +313,7 @@ impl DeltaStream {
                 .collect(),
             type_url: ty.type_url().to_string(),
             nonce,
-            removed_resources: diff.removed,
+            removed_resources: lacks.removed,
             control_plane: Some(WireControlPlane {
                 identifier: self.control_plane.clone(),
             }),

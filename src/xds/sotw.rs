@@ -1,17 +1,20 @@
 //! State-of-the-world ADS, one stream: requests and snapshots in, responses out.
 //!
-//! Per type the stream keeps what the client asked for and what was last sent to
-//! it, never a queue: a new snapshot replaces the old one, and only the
-//! difference between what the client has and the newest snapshot is sent.
+//! Per type the stream keeps what the client asked for and what it holds,
+//! never a queue: a new snapshot replaces the old one, and only the difference
+//! between what the client holds and the newest snapshot is sent. What it holds
+//! is a pointer to a shared type set (`Held`), so a stream's memory does not
+//! grow with the size of the mesh.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
+use super::held::Held;
 use super::{Event, Nonces, ProtocolError};
 use crate::cache::wire::{WireAny, WireControlPlane, WireDiscoveryResponse};
-use crate::cache::{Resource, ResourceType, Snapshot};
+use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -26,19 +29,30 @@ struct TypeState {
     named: bool,
     /// Resources named explicitly.
     names: BTreeSet<String>,
+    /// Hash of `names`, so a version can say which names it covers.
+    names_hash: u64,
     /// Nonce of the latest response for this type (rule 2).
     last_nonce: String,
     /// The latest response awaits its ACK or NACK.
     outstanding: bool,
-    /// Version of each resource as last sent.
-    sent: HashMap<String, String>,
-    /// `sent` as of the latest ACK: what the client holds after a NACK.
-    acked: HashMap<String, String>,
-    /// `version_info` of the latest response.
-    sent_version: String,
-    /// Version of the client's interest (`interest_version`) when it
-    /// rejected a response; nothing is resent until it changes (rule 4).
-    nacked: Option<String>,
+    /// What the client holds once it applies what was sent.
+    held: Held,
+    /// `held` as of the latest ACK: what the client holds after a NACK.
+    acked: Held,
+    /// Names to send again whatever the client holds (rules 9 and 12).
+    force: BTreeSet<String>,
+    /// The set the client rejected; nothing is resent until something it
+    /// wants changes from it (rule 4).
+    nacked: Option<Arc<TypeSet>>,
+}
+
+fn names_hash(names: &BTreeSet<String>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for n in names {
+        h.update(n.as_bytes());
+        h.update(&[0]);
+    }
+    h.digest()
 }
 
 impl TypeState {
@@ -78,47 +92,45 @@ impl SotwStream {
         let ty = ResourceType::from_type_url(&req.type_url)
             .ok_or_else(|| ProtocolError::UnknownType(req.type_url.clone()))?;
         let mut out = Output::default();
-        let first = !self.types[ty.index()].requested;
-        let mut rejected = false;
-        {
-            let st = &mut self.types[ty.index()];
-            // Rule 2: a request that answers an older response is superseded.
-            // (A nonce from before anything was sent on this stream belongs to
-            // an earlier stream and is not stale here.)
-            let answers_latest = !st.last_nonce.is_empty() && req.response_nonce == st.last_nonce;
-            if !req.response_nonce.is_empty() && !st.last_nonce.is_empty() && !answers_latest {
-                return Ok(out);
-            }
-            st.requested = true;
-            // Rule 4: NACK is told by error_detail, not by versions.
-            if answers_latest {
-                st.outstanding = false;
-                match &req.error_detail {
-                    Some(status) => {
-                        out.events.push(Event::Nack {
-                            ty,
-                            version: req.version_info.clone(),
-                            nonce: req.response_nonce.clone(),
-                            message: status.message.clone(),
-                        });
-                        rejected = true;
-                        // The client kept its previous config: it holds what
-                        // it last ACKed, not what was last sent.
-                        st.sent = st.acked.clone();
-                    }
-                    None => {
-                        st.acked = st.sent.clone();
-                        out.events.push(Event::Ack {
-                            ty,
-                            version: req.version_info.clone(),
-                        })
-                    }
+        let current = self.snapshot.set(ty).clone();
+        let st = &mut self.types[ty.index()];
+        let first = !st.requested;
+        // Rule 2: a request that answers an older response is superseded.
+        // (A nonce from before anything was sent on this stream belongs to
+        // an earlier stream and is not stale here.)
+        let answers_latest = !st.last_nonce.is_empty() && req.response_nonce == st.last_nonce;
+        if !req.response_nonce.is_empty() && !st.last_nonce.is_empty() && !answers_latest {
+            return Ok(out);
+        }
+        st.requested = true;
+        // Rule 4: NACK is told by error_detail, not by versions.
+        if answers_latest {
+            st.outstanding = false;
+            match &req.error_detail {
+                Some(status) => {
+                    out.events.push(Event::Nack {
+                        ty,
+                        version: req.version_info.clone(),
+                        nonce: req.response_nonce.clone(),
+                        message: status.message.clone(),
+                    });
+                    // The client kept its previous config: it holds what it
+                    // last ACKed, and nothing is resent until something it
+                    // wants changes from what it rejected.
+                    st.held = st.acked.clone();
+                    st.nacked = Some(current.clone());
+                }
+                None => {
+                    st.acked = st.held.clone();
+                    out.events.push(Event::Ack {
+                        ty,
+                        version: req.version_info.clone(),
+                    })
                 }
             }
         }
 
         // Subscriptions: the newest request carries the whole list.
-        let st = &mut self.types[ty.index()];
         let explicit: BTreeSet<String> = req
             .resource_names
             .iter()
@@ -134,53 +146,31 @@ impl SotwStream {
         st.named |= !req.resource_names.is_empty();
         let added: Vec<String> = explicit.difference(&st.names).cloned().collect();
         let became_wildcard = wildcard && !st.wildcard;
-        st.names = explicit;
+        if st.names != explicit {
+            st.names_hash = names_hash(&explicit);
+            st.names = explicit;
+        }
         st.wildcard = wildcard;
-        if !wildcard {
-            // Forget what the client no longer wants, including what only `*`
-            // covered: a name left in `sent` would be resent as "kept" when it
-            // is later removed (rule 5).
-            let names = &st.names;
-            st.sent.retain(|name, _| names.contains(name));
-        }
-        if rejected {
-            // Rule 4: remember the version of the client's interest, not of
-            // the whole type set, so that a change to resources it does not
-            // watch (other clusters' endpoints) does not resend what it rejected.
-            let version = self.interest_version(ty);
-            self.types[ty.index()].nacked = Some(version);
-        }
 
         if first {
             // Rule 14: a reconnecting client that already has this version needs nothing.
-            let version = self.interest_version(ty);
-            let st = &mut self.types[ty.index()];
-            if !req.version_info.is_empty() && req.version_info == version {
-                st.sent_version = version;
-                let names: Vec<(String, String)> = self
-                    .interest(ty)
-                    .map(|r| (r.name.clone(), r.version.clone()))
-                    .collect();
-                self.types[ty.index()].sent.extend(names);
+            if !req.version_info.is_empty() && req.version_info == self.interest_version(ty) {
+                let st = &mut self.types[ty.index()];
+                st.held = Held::Set(current.clone());
+                st.acked = st.held.clone();
                 return Ok(out);
             }
-            if let Some(r) = self.respond(ty, Vec::new(), true) {
-                out.responses.push(r);
-            }
+            out.responses.extend(self.respond(ty, Vec::new(), true));
             return Ok(out);
         }
         // Rule 9: newly subscribed names are always sent.
         if !added.is_empty() || became_wildcard {
             let st = &mut self.types[ty.index()];
-            for name in &added {
-                st.sent.remove(name);
-            }
             if became_wildcard {
-                st.sent.clear();
+                st.held = Held::default();
             }
-            if let Some(r) = self.respond(ty, Vec::new(), true) {
-                out.responses.push(r);
-            }
+            st.force.extend(added);
+            out.responses.extend(self.respond(ty, Vec::new(), true));
         }
         Ok(out)
     }
@@ -189,70 +179,76 @@ impl SotwStream {
     /// make-before-break order (rule 13): CDS, EDS, LDS, RDS, then the full
     /// sets that drop removed listeners and, last, clusters.
     pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output {
-        let old = std::mem::replace(&mut self.snapshot, snapshot);
+        self.snapshot = snapshot;
         let mut out = Output::default();
         let mut removals = Vec::new();
         let mut rewarm: Vec<String> = Vec::new();
         for ty in ResourceType::ALL {
-            let st = &self.types[ty.index()];
+            let current = self.snapshot.set(ty).clone();
+            let st = &mut self.types[ty.index()];
             if !st.requested {
-                continue;
-            }
-            // Rule 12 outranks rule 4: a changed cluster needs its assignment
-            // even while an earlier assignment response stands rejected.
-            let must_rewarm = ty == ResourceType::Endpoint && rewarm.iter().any(|n| st.wants(n));
-            if !must_rewarm && st.nacked.is_some() && st.nacked == Some(self.interest_version(ty)) {
                 continue;
             }
             if ty == ResourceType::Endpoint {
                 // Rule 12: an updated cluster warms until it gets its
                 // ClusterLoadAssignment, changed or not.
-                let st = &mut self.types[ty.index()];
                 for name in rewarm.drain(..) {
                     if st.wants(&name) {
-                        st.sent.remove(&name);
+                        st.force.insert(name);
                     }
                 }
             }
+            // Rule 4, with rule 12 outranking it: after a NACK, send again
+            // only once something the client wants changed, or a changed
+            // cluster needs its assignment.
+            if let Some(rejected) = &st.nacked {
+                let diff = current.diff_from(rejected);
+                let moved = diff.changed.iter().any(|r| st.wants(&r.name))
+                    || diff.removed.iter().any(|n| st.wants(n));
+                if !moved && st.force.is_empty() {
+                    continue;
+                }
+            }
+            let lacks = st
+                .held
+                .lacks(&current, |n| st.wants(n), st.wildcard, &st.names, &st.force);
+            // Removed resources stay in the first full set so nothing that
+            // routes still use disappears before the routes move.
             let kept: Vec<Arc<Resource>> = if ty.sotw_full_set() {
-                // Removed resources stay in the first full set so nothing that
-                // routes still use disappears before the routes move.
-                old.get(ty)
+                let held = &st.held;
+                lacks
+                    .removed
                     .iter()
-                    .filter(|r| {
-                        self.types[ty.index()].sent.contains_key(&r.name)
-                            && !self.snapshot.get(ty).contains(&r.name)
+                    .filter_map(|n| match held {
+                        Held::Set(s) => s.get(n).cloned(),
+                        Held::Names(_) => None,
                     })
-                    .cloned()
                     .collect()
             } else {
                 Vec::new()
             };
+            if ty == ResourceType::Cluster {
+                rewarm = lacks.upserts.iter().map(|r| r.name.clone()).collect();
+            }
+            if lacks.upserts.is_empty() && kept.is_empty() {
+                // Nothing the client wants changed: it holds the new set.
+                st.held = Held::Set(current);
+                continue;
+            }
             if !kept.is_empty() {
                 removals.push(ty);
             }
-            let changed = self.changed(ty);
-            if ty == ResourceType::Cluster {
-                rewarm = changed.clone();
-            }
-            if changed.is_empty() && kept.is_empty() {
-                continue;
-            }
-            if let Some(r) = self.respond(ty, kept, false) {
-                out.responses.push(r);
-            }
+            out.responses.extend(self.respond(ty, kept, false));
         }
         // Dependents first: a listener goes before the clusters its routes
         // may still name, as delta does (rule 13).
         for ty in removals.into_iter().rev() {
-            if let Some(r) = self.respond(ty, Vec::new(), false) {
-                out.responses.push(r);
-            }
+            out.responses.extend(self.respond(ty, Vec::new(), false));
         }
         out
     }
 
-    /// The resources of `ty` the client is interested in that exist now.
+    /// The resources of `ty` the client wants that exist now.
     fn interest(&self, ty: ResourceType) -> Box<dyn Iterator<Item = &Arc<Resource>> + '_> {
         let st = &self.types[ty.index()];
         let set = self.snapshot.get(ty);
@@ -263,69 +259,67 @@ impl SotwStream {
         }
     }
 
+    /// The `version_info` a client holding the current snapshot was sent: for
+    /// CDS and LDS the version of the set it wants; for EDS and RDS the
+    /// version of the whole type set and of the names it wants, so that a
+    /// reconnecting client asking for other names is not taken to hold them.
     fn interest_version(&self, ty: ResourceType) -> String {
-        crate::cache::content_version_of(self.interest(ty))
-    }
-
-    /// Names in the client's interest whose version differs from what it was sent.
-    fn changed(&self, ty: ResourceType) -> Vec<String> {
         let st = &self.types[ty.index()];
-        self.interest(ty)
-            .filter(|r| st.sent.get(&r.name) != Some(&r.version))
-            .map(|r| r.name.clone())
-            .collect()
+        let set = self.snapshot.get(ty);
+        if st.wildcard {
+            set.version().to_string()
+        } else if ty.sotw_full_set() {
+            crate::cache::content_version_of(self.interest(ty))
+        } else {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(set.version().as_bytes());
+            h.update(&st.names_hash.to_le_bytes());
+            format!("{:016x}", h.digest())
+        }
     }
 
-    /// Builds one response for `ty`. Full-set types carry everything of
-    /// interest (plus `kept`); EDS and RDS carry only what changed, or, on a
-    /// subscription request, everything not yet sent.
+    /// Builds one response for `ty`. Full-set types carry everything the
+    /// client wants (plus `kept`); EDS and RDS carry only what it lacks.
     fn respond(
         &mut self,
         ty: ResourceType,
         kept: Vec<Arc<Resource>>,
         on_request: bool,
     ) -> Option<WireDiscoveryResponse> {
-        let mut resources: Vec<Arc<Resource>> = if ty.sotw_full_set() {
+        let current = self.snapshot.set(ty).clone();
+        let full = ty.sotw_full_set();
+        let mut resources: Vec<Arc<Resource>> = if full {
             self.interest(ty).cloned().collect()
         } else {
             let st = &self.types[ty.index()];
-            self.interest(ty)
-                .filter(|r| st.sent.get(&r.name) != Some(&r.version))
-                .cloned()
-                .collect()
+            st.held
+                .lacks(&current, |n| st.wants(n), st.wildcard, &st.names, &st.force)
+                .upserts
         };
-        if !ty.sotw_full_set() && resources.is_empty() && !on_request {
+        if !full && resources.is_empty() {
+            // A subscription to names that do not exist yet: nothing to send
+            // until they appear (rule 11). Without a request there is nothing
+            // to say either.
+            let _ = on_request;
             return None;
         }
         // Rule 10: never the same name twice.
-        for r in kept {
+        for r in kept.iter() {
             if !resources.iter().any(|x| x.name == r.name) {
-                resources.push(r);
+                resources.push(r.clone());
             }
         }
-        if !ty.sotw_full_set() && resources.is_empty() {
-            // A subscription to names that do not exist yet: nothing to send
-            // until they appear (rule 11).
-            return None;
-        }
-        // The version says what the client holds once it applies this: the
-        // whole set sent, or for EDS/RDS every resource it is subscribed to.
-        let version = if ty.sotw_full_set() {
+        let version = if full && !kept.is_empty() {
             crate::cache::content_version_of(resources.iter())
         } else {
             self.interest_version(ty)
         };
         let nonce = self.nonces.next();
         let st = &mut self.types[ty.index()];
-        if ty.sotw_full_set() {
-            st.sent.clear();
-        }
-        for r in &resources {
-            st.sent.insert(r.name.clone(), r.version.clone());
-        }
+        st.held = Held::Set(current);
+        st.force.clear();
         st.last_nonce = nonce.clone();
         st.outstanding = true;
-        st.sent_version = version.clone();
         st.nacked = None;
         Some(WireDiscoveryResponse {
             version_info: version,

@@ -1,0 +1,98 @@
+//! What a client holds of one resource type, as far as its stream knows.
+//!
+//! Usually that is "the resources of one shared type set, for every name the
+//! client wants": a pointer, the same size for ten resources or ten thousand,
+//! shared by every stream on the same view. Bringing a client up to date is
+//! then the set's memoized diff from the one it holds, computed once for all
+//! streams making the same move. Only a reconnecting delta client, which says
+//! which versions it has, is tracked name by name until its first response.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::cache::{Resource, TypeSet};
+
+#[derive(Debug, Clone)]
+pub(crate) enum Held {
+    /// For every name the client wants, the version in this set (absent: none).
+    Set(Arc<TypeSet>),
+    /// Versions by name, as a reconnecting client reported them.
+    Names(Arc<HashMap<String, String>>),
+}
+
+impl Default for Held {
+    fn default() -> Self {
+        Held::Set(Arc::default())
+    }
+}
+
+/// What a client lacks to be on `current`.
+#[derive(Debug, Default)]
+pub(crate) struct Lacks {
+    /// Resources it wants at a version it does not hold, in name order.
+    pub upserts: Vec<Arc<Resource>>,
+    /// Names it holds that `current` no longer has.
+    pub removed: Vec<String>,
+}
+
+impl Held {
+    /// The version held of `name`.
+    pub fn version(&self, name: &str) -> Option<&str> {
+        match self {
+            Held::Set(s) => s.get(name).map(|r| r.version.as_str()),
+            Held::Names(m) => m.get(name).map(String::as_str),
+        }
+    }
+
+    /// What a client wanting `wants` and holding `self` lacks to be on
+    /// `current`, plus the `force`d names it must get again whatever it holds.
+    pub fn lacks(
+        &self,
+        current: &Arc<TypeSet>,
+        wants: impl Fn(&str) -> bool,
+        wildcard: bool,
+        names: &BTreeSet<String>,
+        force: &BTreeSet<String>,
+    ) -> Lacks {
+        let mut out = Lacks::default();
+        match self {
+            Held::Set(held) => {
+                let diff = current.diff_from(held);
+                out.upserts = diff
+                    .changed
+                    .iter()
+                    .filter(|r| wants(&r.name) && !force.contains(&r.name))
+                    .cloned()
+                    .collect();
+                out.removed = diff.removed.iter().filter(|n| wants(n)).cloned().collect();
+            }
+            Held::Names(held) => {
+                let interest: Box<dyn Iterator<Item = &Arc<Resource>>> = if wildcard {
+                    Box::new(current.iter())
+                } else {
+                    Box::new(names.iter().filter_map(|n| current.get(n)))
+                };
+                out.upserts = interest
+                    .filter(|r| held.get(&r.name) != Some(&r.version) && !force.contains(&r.name))
+                    .cloned()
+                    .collect();
+                out.removed = held
+                    .keys()
+                    .filter(|n| wants(n) && !current.contains(n))
+                    .cloned()
+                    .collect();
+                out.removed.sort();
+            }
+        }
+        let forced: Vec<Arc<Resource>> = force
+            .iter()
+            .filter_map(|n| current.get(n))
+            .cloned()
+            .collect();
+        if !forced.is_empty() {
+            out.upserts.extend(forced);
+            out.upserts.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        out
+    }
+}
