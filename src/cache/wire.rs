@@ -9,11 +9,12 @@
 
 use bytes::Bytes;
 
-/// `google.protobuf.Any` with a shared body.
+/// `google.protobuf.Any` with a shared body. The type URL is a string on the
+/// wire; holding it as `Bytes` lets every resource point at one static copy.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WireAny {
-    #[prost(string, tag = "1")]
-    pub type_url: String,
+    #[prost(bytes = "bytes", tag = "1")]
+    pub type_url: Bytes,
     #[prost(bytes = "bytes", tag = "2")]
     pub value: Bytes,
 }
@@ -79,7 +80,7 @@ mod tests {
         let wire = WireDiscoveryResponse {
             version_info: "v1".into(),
             resources: vec![WireAny {
-                type_url: "t".into(),
+                type_url: Bytes::from_static(b"t"),
                 value: Bytes::from_static(b"\x0a\x01x"),
             }],
             type_url: "t".into(),
@@ -92,6 +93,7 @@ mod tests {
         assert_eq!(decoded.version_info, "v1");
         assert_eq!(decoded.nonce, "n");
         assert_eq!(decoded.resources[0].value, b"\x0a\x01x");
+        assert_eq!(decoded.resources[0].type_url, "t");
         assert_eq!(decoded.control_plane.unwrap().identifier, "shmesh");
     }
 
@@ -103,7 +105,7 @@ mod tests {
                 version: "v".into(),
                 name: "a".into(),
                 resource: Some(WireAny {
-                    type_url: "t".into(),
+                    type_url: Bytes::from_static(b"t"),
                     value: Bytes::from_static(b"xyz"),
                 }),
             }],

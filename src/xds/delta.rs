@@ -306,7 +306,7 @@ impl DeltaStream {
                     name: r.name.clone(),
                     version: r.version.clone(),
                     resource: Some(WireAny {
-                        type_url: ty.type_url().to_string(),
+                        type_url: bytes::Bytes::from_static(ty.type_url().as_bytes()),
                         value: r.body.clone(),
                     }),
                 })

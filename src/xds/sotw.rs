@@ -326,7 +326,7 @@ impl SotwStream {
             resources: resources
                 .iter()
                 .map(|r| WireAny {
-                    type_url: ty.type_url().to_string(),
+                    type_url: bytes::Bytes::from_static(ty.type_url().as_bytes()),
                     value: r.body.clone(),
                 })
                 .collect(),
