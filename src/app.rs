@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
@@ -35,9 +36,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::default());
     let registry = Arc::new(Registry::default());
-    let sources = BTreeSet::from([sources::files::SOURCE]);
-    let (translator, inputs, _task) = translator::spawn(sources, args.debounce, metrics.clone());
-    tokio::spawn(sources::files::run(args.config_dirs.clone(), inputs));
+    // The translator answers no proxy until every source named here has synced.
+    let mut names = BTreeSet::new();
+    if !args.config_dirs.is_empty() {
+        names.insert(sources::files::SOURCE);
+    }
+    if args.kubernetes {
+        names.insert(sources::kube::SOURCE);
+    }
+    let (translator, inputs, _task) = translator::spawn(names, args.debounce, metrics.clone());
+    if !args.config_dirs.is_empty() {
+        tokio::spawn(sources::files::run(
+            args.config_dirs.clone(),
+            inputs.clone(),
+        ));
+    }
+    let _kube_client = if args.kubernetes {
+        Some(start_kubernetes(&args, inputs.clone(), metrics.clone()).await?)
+    } else {
+        None
+    };
 
     let xds = tokio::net::TcpListener::bind(args.xds_addr)
         .await
@@ -74,6 +92,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("xDS server")?;
     info!("shut down");
     Ok(())
+}
+
+/// Connects to the API server (in-cluster config, or KUBECONFIG) and starts
+/// the Kubernetes source. Returns the client for other users of the API.
+async fn start_kubernetes(
+    args: &ServeArgs,
+    inputs: mpsc::Sender<translator::Input>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<kube::Client> {
+    let client = kube::Client::try_default()
+        .await
+        .context("--kubernetes: no in-cluster config and no usable KUBECONFIG")?;
+    tokio::spawn(sources::kube::run(
+        client.clone(),
+        args.watch_namespaces.clone(),
+        inputs,
+        metrics,
+    ));
+    Ok(client)
 }
 
 async fn shutdown_signal() {

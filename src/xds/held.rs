@@ -36,14 +36,6 @@ pub(crate) struct Lacks {
 }
 
 impl Held {
-    /// The version held of `name`.
-    pub fn version(&self, name: &str) -> Option<&str> {
-        match self {
-            Held::Set(s) => s.get(name).map(|r| r.version.as_str()),
-            Held::Names(m) => m.get(name).map(String::as_str),
-        }
-    }
-
     /// What a client wanting `wants` and holding `self` lacks to be on
     /// `current`, plus the `force`d names it must get again whatever it holds.
     pub fn lacks(

@@ -6,6 +6,8 @@
 //!   (`x-upstream: <name>`) and counts requests;
 //! * [`http`]: a blocking HTTP/1.1 client (`http_get`, keep-alive `HttpClient`)
 //!   to send traffic through Envoy;
+//! * [`apiserver`]: a fake Kubernetes API server (list and watch) for the
+//!   real kube-rs client;
 //! * [`free_port`]: pick an unused port on a loopback IP.
 //!
 //! Everything binds port 0 (or asks the OS) rather than assuming fixed ports,
@@ -13,6 +15,7 @@
 //! Not every test file uses every helper, hence the module-wide allows.
 #![allow(dead_code, unused_imports)]
 
+pub mod apiserver;
 pub mod envoy;
 pub mod http;
 pub mod mesh;
@@ -20,6 +23,7 @@ pub mod shmesh;
 pub mod upstream;
 pub mod xds_client;
 
+pub use apiserver::ApiServer;
 pub use envoy::{envoy_binary, unique_base_id, Envoy, EnvoyOptions};
 pub use http::{http_get, http_request, HttpClient, Response, DEFAULT_TIMEOUT};
 pub use shmesh::Shmesh;

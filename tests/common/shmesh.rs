@@ -1,6 +1,8 @@
-//! Runs the real `shmesh serve` binary on a directory of manifests, on ports
-//! the OS picks, and builds Envoy bootstraps that point at it.
+//! Runs the real `shmesh serve` binary on a directory of manifests (or with
+//! any arguments, e.g. `--kubernetes`), on ports the OS picks, and builds
+//! Envoy bootstraps that point at it.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,13 +25,24 @@ impl Shmesh {
     }
 
     pub fn start_with(config_dir: &Path, extra: &[&str]) -> Shmesh {
+        let mut args = vec![OsStr::new("--config-dir"), config_dir.as_os_str()];
+        args.extend(extra.iter().map(OsStr::new));
+        let me = Self::spawn(&args, &[]);
+        me.wait_ready();
+        me
+    }
+
+    /// Starts `shmesh serve ARGS` with extra environment variables (e.g.
+    /// `KUBECONFIG`), xDS and admin on ports the OS picks, and returns once it
+    /// has bound them, ready or not.
+    pub fn spawn<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Shmesh {
         let dir = tempfile::tempdir().expect("tempdir for shmesh");
         let addr_file = dir.path().join("addresses");
         let log = dir.path().join("shmesh.log");
         let log_file = std::fs::File::create(&log).expect("create shmesh log");
         let child = Command::new(env!("CARGO_BIN_EXE_shmesh"))
-            .args(["serve", "--config-dir"])
-            .arg(config_dir)
+            .arg("serve")
+            .args(args)
             .args([
                 "--xds-addr",
                 "127.0.0.1:0",
@@ -38,8 +51,8 @@ impl Shmesh {
                 "--address-file",
             ])
             .arg(&addr_file)
-            .args(extra)
             .env("SHMESH_LOG", "info,shmesh=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -75,9 +88,13 @@ impl Shmesh {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let ready = me.wait_until(Duration::from_secs(30), |s| s.admin_get("/readyz").0 == 200);
-        assert!(ready, "shmesh never became ready:\n{}", me.log());
         me
+    }
+
+    /// Waits (30 s at most) until `/readyz` answers 200; panics otherwise.
+    pub fn wait_ready(&self) {
+        let ready = self.wait_until(Duration::from_secs(30), |s| s.admin_get("/readyz").0 == 200);
+        assert!(ready, "shmesh never became ready:\n{}", self.log());
     }
 
     pub fn admin_get(&self, path: &str) -> (u16, String) {

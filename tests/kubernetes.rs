@@ -1,0 +1,489 @@
+//! The Kubernetes source end to end: the real shmesh binary with
+//! `--kubernetes`, its real kube-rs client talking to a fake API server
+//! (`common::apiserver`, list and watch over HTTP), and a real Envoy carrying
+//! traffic to real upstreams.
+//!
+//! Covered: objects added, changed and deleted reach Envoy; a watch cut
+//! mid-stream resumes without a LIST, and a 410 relist pushes nothing that
+//! did not change; a malformed object is skipped while the others apply;
+//! readiness (and every proxy response) waits for the first lists; a kind the
+//! API server does not serve (CRD not installed) does not block readiness;
+//! `--watch-namespace` limits what is read, and `--config-dir` adds to it.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{free_port, http_get, mesh, ApiServer, Envoy, HttpClient, Shmesh, Upstream};
+
+/// How long a change may take to reach Envoy (generous: 2 cores, parallel tests).
+const PROPAGATION: Duration = Duration::from_secs(20);
+
+struct Rig {
+    api: ApiServer,
+    _upstreams: Vec<Upstream>,
+    _dir: tempfile::TempDir,
+    kubeconfig: String,
+}
+
+/// A fake API server holding `reviews` (Service, three Pods and
+/// EndpointSlices on real upstreams, a DestinationRule with subsets v1..v3).
+fn cluster() -> Rig {
+    let upstreams: Vec<Upstream> = ["v1", "v2", "v3"]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Upstream::start(&format!("127.0.0.{}", 31 + i), v))
+        .collect();
+    let versions: Vec<(&str, SocketAddr)> =
+        upstreams.iter().map(|u| (u.name(), u.addr())).collect();
+    let api = ApiServer::start();
+    api.apply_yaml(&mesh::reviews(&versions));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("kubeconfig");
+    api.kubeconfig(&path);
+    Rig {
+        api,
+        _upstreams: upstreams,
+        kubeconfig: path.to_str().expect("UTF-8 temp path").to_string(),
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    /// Starts `shmesh serve --kubernetes` against the fake API server,
+    /// without waiting for readiness.
+    fn spawn_shmesh(&self) -> Shmesh {
+        Shmesh::spawn(
+            &["--kubernetes", "--debounce", "50ms"],
+            &[
+                ("KUBECONFIG", self.kubeconfig.as_str()),
+                // Loopback only: never through a proxy from the environment.
+                ("NO_PROXY", "127.0.0.1,localhost"),
+            ],
+        )
+    }
+
+    fn shmesh(&self) -> Shmesh {
+        let shmesh = self.spawn_shmesh();
+        shmesh.wait_ready();
+        shmesh
+    }
+
+    /// Applies every object of a YAML text.
+    fn apply(&self, yaml: &str) {
+        self.api.apply_yaml(yaml);
+    }
+
+    /// Request counts per kind, every kind the server serves.
+    fn counts(&self, f: impl Fn(&ApiServer, &str) -> usize) -> BTreeMap<&'static str, usize> {
+        ApiServer::kinds()
+            .into_iter()
+            .map(|k| (k, f(&self.api, k)))
+            .collect()
+    }
+
+    fn lists(&self) -> BTreeMap<&'static str, usize> {
+        self.counts(ApiServer::list_count)
+    }
+
+    fn watches(&self) -> BTreeMap<&'static str, usize> {
+        self.counts(ApiServer::watch_count)
+    }
+}
+
+/// A Pod no Service selects.
+const UNRELATED_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: batch-1\n  namespace: jobs\n  labels: {app: batch}\nstatus:\n  podIP: 127.0.0.99\n";
+
+/// An Envoy (delta ADS) with a bound outbound listener, pointed at shmesh.
+fn envoy(shmesh: &Shmesh) -> (Envoy, SocketAddr) {
+    let listener: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("addr");
+    let envoy = Envoy::start(&shmesh.bootstrap("productpage-1", "default", listener, true));
+    (envoy, listener)
+}
+
+/// Which upstream answered `reviews:9080` (or the status when none did).
+fn who(listener: SocketAddr) -> String {
+    match http_get(listener, "reviews:9080", "/", &[]) {
+        Ok(r) if r.status == 200 => r.header("x-upstream").unwrap_or("none").to_string(),
+        Ok(r) => format!("status {}", r.status),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+/// Waits until `reviews:9080` is answered by `want` (an upstream name or
+/// `status N`) ten times in a row; panics with both logs otherwise.
+fn wait_for(envoy: &Envoy, shmesh: &Shmesh, listener: SocketAddr, want: &str) {
+    wait_answer(envoy, shmesh, listener, want, |who| who == want);
+}
+
+/// Waits until any upstream answers `reviews:9080`.
+fn wait_served(envoy: &Envoy, shmesh: &Shmesh, listener: SocketAddr) {
+    wait_answer(envoy, shmesh, listener, "any upstream", |who| {
+        who.starts_with('v')
+    });
+}
+
+fn wait_answer(
+    envoy: &Envoy,
+    shmesh: &Shmesh,
+    listener: SocketAddr,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) {
+    let mut last = String::new();
+    // Ten answers in a row, so a default route spreading over every version
+    // cannot pass for a new route by chance.
+    let answered = envoy.wait_until(PROPAGATION, |_| {
+        (0..10).all(|_| {
+            last = who(listener);
+            ok(&last)
+        })
+    });
+    assert!(
+        answered,
+        "reviews never answered by {what} (last: {last})\n--- shmesh:\n{}\n--- envoy:\n{}",
+        shmesh.log(),
+        envoy.log()
+    );
+}
+
+/// Sends `n` requests; counts answers by upstream.
+fn shares(listener: SocketAddr, n: usize) -> HashMap<String, usize> {
+    let mut client = HttpClient::connect(listener).expect("connect to Envoy");
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        let r = client
+            .get("reviews:9080", "/", &[])
+            .expect("request through Envoy");
+        let who = match r.status {
+            200 => r.header("x-upstream").unwrap_or("none").to_string(),
+            s => format!("status {s}"),
+        };
+        *counts.entry(who).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A counter from shmesh's `/metrics`, summed over its labels.
+fn metric(shmesh: &Shmesh, name: &str) -> u64 {
+    let (status, body) = shmesh.admin_get("/metrics");
+    assert_eq!(status, 200, "/metrics: {body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn pushes(shmesh: &Shmesh) -> u64 {
+    metric(shmesh, "shmesh_xds_pushes_total")
+}
+
+#[test]
+fn objects_added_changed_and_deleted_reach_envoy() {
+    let rig = cluster();
+    let shmesh = rig.shmesh();
+    let (envoy, listener) = envoy(&shmesh);
+
+    // No VirtualService: the default route spreads over every version.
+    wait_served(&envoy, &shmesh, listener);
+    let spread = shares(listener, 60);
+    assert!(spread.len() >= 2, "default route: {spread:?}");
+    assert!(spread.keys().all(|k| k.starts_with('v')), "{spread:?}");
+
+    // Added (written as v1beta1; the API server serves it as v1).
+    rig.apply(&mesh::weighted_vs("v1beta1", &[("v2", 100)]));
+    wait_for(&envoy, &shmesh, listener, "v2");
+    assert_eq!(shares(listener, 20).get("v2"), Some(&20));
+
+    // Changed.
+    rig.apply(&mesh::weighted_vs("v1beta1", &[("v3", 100)]));
+    wait_for(&envoy, &shmesh, listener, "v3");
+    assert_eq!(shares(listener, 20).get("v3"), Some(&20));
+
+    // Deleted: back to the default route.
+    assert!(rig.api.delete("VirtualService", "default", "reviews"));
+    let spread_again = envoy.wait_until(PROPAGATION, |_| shares(listener, 30).len() >= 2);
+    assert!(
+        spread_again,
+        "deleting the VirtualService did not restore the default route"
+    );
+
+    // The Service deleted: Envoy no longer knows the host.
+    assert!(rig.api.delete("Service", "default", "reviews"));
+    wait_for(&envoy, &shmesh, listener, "status 404");
+}
+
+#[test]
+fn broken_watch_resumes_and_relist_pushes_nothing() {
+    let rig = cluster();
+    rig.apply(&mesh::weighted_vs("v1", &[("v1", 100)]));
+    let shmesh = rig.shmesh();
+    let (envoy, listener) = envoy(&shmesh);
+    wait_for(&envoy, &shmesh, listener, "v1");
+    let lists = rig.lists();
+    assert!(
+        lists.values().all(|n| *n == 1),
+        "one LIST per kind: {lists:?}"
+    );
+
+    // Another kind changes, moving the resource version past every
+    // VirtualService event; a bookmark tells the VirtualService watch.
+    rig.apply(UNRELATED_POD);
+    let moved = rig.api.resource_version();
+    let bookmarked = envoy.wait_until(PROPAGATION, |_| {
+        rig.api.bookmarked("VirtualService") >= Some(moved)
+    });
+    assert!(bookmarked, "no bookmark at {moved}");
+
+    // Cut every watch: kube-rs resumes from the last event or bookmark.
+    let watches = rig.watches();
+    rig.api.break_watches();
+    let resumed = envoy.wait_until(PROPAGATION, |_| {
+        let now = rig.watches();
+        now.iter().all(|(k, n)| *n > watches[k])
+    });
+    assert!(
+        resumed,
+        "watches not resumed: {:?} -> {:?}",
+        watches,
+        rig.watches()
+    );
+    assert!(
+        rig.api.watched_from("VirtualService") >= Some(moved),
+        "the VirtualService watch did not resume from its bookmark: {:?} < {moved}",
+        rig.api.watched_from("VirtualService")
+    );
+    rig.apply(&mesh::weighted_vs("v1", &[("v2", 100)]));
+    wait_for(&envoy, &shmesh, listener, "v2");
+    assert_eq!(rig.lists(), lists, "a cut watch must resume without a LIST");
+
+    // Compact and cut: resuming gets 410 Gone, so every kind relists.
+    let pushed = pushes(&shmesh);
+    let before = rig.watches();
+    rig.api.compact();
+    let relisted = envoy.wait_until(PROPAGATION, |_| {
+        let (l, w) = (rig.lists(), rig.watches());
+        // A 410 watch, the LIST, then a new watch after the list is applied.
+        l.iter().all(|(k, n)| *n > lists[k]) && w.iter().all(|(k, n)| *n >= before[k] + 2)
+    });
+    assert!(
+        relisted,
+        "no relist after 410: lists {:?}, watches {:?} -> {:?}\n{}",
+        rig.lists(),
+        before,
+        rig.watches(),
+        shmesh.log()
+    );
+    assert!(shmesh.log().contains("relisting"), "{}", shmesh.log());
+    // Longer than the debounce and a push round-trip.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        pushes(&shmesh),
+        pushed,
+        "relisting an unchanged cluster pushed something"
+    );
+
+    // And changes still flow.
+    rig.apply(&mesh::weighted_vs("v1", &[("v3", 100)]));
+    wait_for(&envoy, &shmesh, listener, "v3");
+    assert!(pushes(&shmesh) > pushed);
+}
+
+#[test]
+fn malformed_object_is_skipped_and_the_others_apply() {
+    let rig = cluster();
+    // Istio's CRD schema accepts a negative weight; shmesh's validation does not.
+    let bad = mesh::weighted_vs("v1", &[("v1", -1), ("v2", 2)]).replace(
+        "name: reviews\n  namespace: default\nspec:\n  hosts: [reviews]",
+        "name: ratings\n  namespace: default\nspec:\n  hosts: [ratings]",
+    );
+    rig.apply(&bad);
+    rig.apply(&mesh::weighted_vs("v1", &[("v1", 100)]));
+    let shmesh = rig.shmesh();
+    let (envoy, listener) = envoy(&shmesh);
+    // The valid objects of the first list apply.
+    wait_for(&envoy, &shmesh, listener, "v1");
+
+    // So does a change to a valid object next to the bad one.
+    rig.apply(&mesh::weighted_vs("v1", &[("v2", 100)]));
+    wait_for(&envoy, &shmesh, listener, "v2");
+    let warning = "kubernetes: error: VirtualService default/ratings: spec.http[0].route[0].weight: weight -1 is negative";
+    assert!(shmesh.log().contains(warning), "{}", shmesh.log());
+    assert!(metric(&shmesh, "shmesh_config_errors_total") >= 1);
+    let (status, problems) = shmesh.admin_get("/debug/problems");
+    assert_eq!(status, 200);
+    assert!(
+        problems.contains("VirtualService default/ratings"),
+        "{problems}"
+    );
+
+    // An invalid update keeps the last good version.
+    rig.apply(&mesh::weighted_vs("v1", &[("v1", -5), ("v3", 5)]));
+    let logged = shmesh.wait_until(PROPAGATION, |s| {
+        s.log()
+            .contains("VirtualService default/reviews: spec.http[0].route[0].weight: weight -5")
+    });
+    assert!(logged, "{}", shmesh.log());
+    assert_eq!(shares(listener, 20).get("v2"), Some(&20));
+    let errors = metric(&shmesh, "shmesh_config_errors_total");
+    assert!(errors >= 2, "{errors}");
+
+    // A relist sends the same bad versions again: not deleted, not counted again.
+    let lists = rig.lists();
+    rig.api.compact();
+    let relisted = shmesh.wait_until(PROPAGATION, |_| {
+        rig.lists().iter().all(|(k, n)| *n > lists[k])
+    });
+    assert!(relisted, "no relist: {:?}", rig.lists());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(metric(&shmesh, "shmesh_config_errors_total"), errors);
+    assert_eq!(shares(listener, 20).get("v2"), Some(&20));
+    assert_eq!(
+        shmesh.log().matches(warning).count(),
+        1,
+        "warned more than once"
+    );
+
+    // Deleting the bad object clears its problem.
+    assert!(rig.api.delete("VirtualService", "default", "ratings"));
+    let cleared = shmesh.wait_until(PROPAGATION, |s| {
+        !s.admin_get("/debug/problems").1.contains("default/ratings")
+    });
+    assert!(cleared, "{}", shmesh.admin_get("/debug/problems").1);
+}
+
+#[test]
+fn readiness_waits_for_every_first_list() {
+    let rig = cluster();
+    rig.apply(&mesh::weighted_vs("v1", &[("v3", 100)]));
+    rig.api.hold("EndpointSlice");
+    let shmesh = rig.spawn_shmesh();
+    let listed = shmesh.wait_until(PROPAGATION, |_| {
+        rig.api.list_count("EndpointSlice") >= 1 && rig.api.watch_count("Service") >= 1
+    });
+    assert!(
+        listed,
+        "shmesh never listed: {:?}\n{}",
+        rig.lists(),
+        shmesh.log()
+    );
+    let (envoy, listener) = envoy(&shmesh);
+    let connected = envoy.wait_until(PROPAGATION, |e| {
+        e.stat("control_plane.connected_state") == Some(1)
+    });
+    assert!(
+        connected,
+        "Envoy never connected to shmesh\n{}",
+        envoy.log()
+    );
+    // Time for a response, were shmesh to send one.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(shmesh.admin_get("/readyz").0, 503);
+    assert_eq!(envoy.stat("cluster_manager.cds.update_success"), Some(0));
+    let dump = envoy.config_dump().to_string();
+    assert!(!dump.contains("dynamic_active_clusters"), "{dump}");
+    assert!(
+        !dump.contains("reviews.default.svc.cluster.local"),
+        "{dump}"
+    );
+
+    rig.api.release("EndpointSlice");
+    shmesh.wait_ready();
+    wait_for(&envoy, &shmesh, listener, "v3");
+}
+
+#[test]
+fn missing_crds_do_not_block_readiness() {
+    let rig = cluster();
+    for kind in [
+        "VirtualService",
+        "DestinationRule",
+        "ServiceEntry",
+        "WorkloadEntry",
+        "Sidecar",
+    ] {
+        rig.api.set_missing(kind, true);
+    }
+    let shmesh = rig.shmesh();
+    let (envoy, listener) = envoy(&shmesh);
+    wait_served(&envoy, &shmesh, listener);
+    let warning =
+        "networking.istio.io/v1 virtualservices not served by the API server; treating as empty";
+    assert!(shmesh.log().contains(warning), "{}", shmesh.log());
+
+    // The CRDs appear later: picked up by the background retries.
+    for kind in ["VirtualService", "DestinationRule"] {
+        rig.api.set_missing(kind, false);
+    }
+    rig.apply(&mesh::weighted_vs("v1", &[("v2", 100)]));
+    let picked_up = envoy.wait_until(Duration::from_secs(60), |_| who(listener) == "v2");
+    assert!(
+        picked_up,
+        "the VirtualService never applied\n{}",
+        shmesh.log()
+    );
+    assert_eq!(
+        shmesh.log().matches(warning).count(),
+        1,
+        "warned more than once"
+    );
+}
+
+#[test]
+fn watch_namespaces_and_config_dir_together() {
+    let rig = cluster();
+    // In a namespace shmesh does not watch: never read, so never rejected.
+    rig.apply(
+        &mesh::weighted_vs("v1", &[("v1", -1), ("v2", 2)])
+            .replace("namespace: default\nspec", "namespace: jobs\nspec"),
+    );
+    let dir = tempfile::tempdir().expect("config dir");
+    mesh::write_atomic(
+        dir.path(),
+        "vs.yaml",
+        &mesh::weighted_vs("v1", &[("v2", 100)]),
+    );
+    let mut args = vec![
+        "--kubernetes",
+        "--watch-namespace",
+        "default,other",
+        "--config-dir",
+    ];
+    args.push(dir.path().to_str().expect("UTF-8 temp path"));
+    let shmesh = Shmesh::spawn(
+        &args,
+        &[
+            ("KUBECONFIG", rig.kubeconfig.as_str()),
+            ("NO_PROXY", "127.0.0.1,localhost"),
+        ],
+    );
+    shmesh.wait_ready();
+    // Ready means every watch listed, so a read object would be reported by now.
+    assert!(
+        !shmesh.log().contains("VirtualService jobs/"),
+        "{}",
+        shmesh.log()
+    );
+    let paths = rig.api.paths();
+    let prefix = "/apis/networking.istio.io/v1/namespaces/";
+    for ns in ["default", "other"] {
+        let want = format!("{prefix}{ns}/virtualservices");
+        assert!(paths.contains(&want), "{want} not read: {paths:?}");
+    }
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p == "/api/v1/pods" || p.contains("/jobs/")),
+        "read beyond the watched namespaces: {paths:?}"
+    );
+
+    // The cluster's Service, Pods, EndpointSlices and DestinationRule, and
+    // the file's VirtualService, make one mesh.
+    let (envoy, listener) = envoy(&shmesh);
+    wait_for(&envoy, &shmesh, listener, "v2");
+}
