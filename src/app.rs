@@ -13,7 +13,7 @@ use crate::config::{Api, BootstrapArgs, Command, ServeArgs, TranslateArgs};
 use crate::metrics::Metrics;
 use crate::model::{analyze, Model};
 use crate::xds::server::{AdsServer, Registry, Shared};
-use crate::{admin, bootstrap, jsonpb, sources, translate, translator};
+use crate::{admin, bootstrap, jsonpb, rollout, sources, translate, translator};
 
 /// Runs a command; returns the process exit code.
 pub async fn run(command: Command) -> anyhow::Result<i32> {
@@ -51,11 +51,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             inputs.clone(),
         ));
     }
-    let _kube_client = if args.kubernetes {
-        Some(start_kubernetes(&args, inputs.clone(), metrics.clone()).await?)
-    } else {
-        None
-    };
+    if args.kubernetes {
+        let client = start_kubernetes(&args, inputs.clone(), metrics.clone()).await?;
+        if !args.no_status {
+            start_status_writer(&args, client, translator.clone(), registry.clone());
+        }
+    }
 
     let xds = tokio::net::TcpListener::bind(args.xds_addr)
         .await
@@ -92,6 +93,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("xDS server")?;
     info!("shut down");
     Ok(())
+}
+
+/// Elects one replica (by Lease) to write rollout status onto VirtualServices
+/// and DestinationRules once every proxy has applied them.
+fn start_status_writer(
+    args: &ServeArgs,
+    client: kube::Client,
+    translator: Arc<translator::Translator>,
+    registry: Arc<Registry>,
+) {
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    info!(%identity, lease_namespace = %args.lease_namespace, "status writer candidate");
+    let leader = rollout::elect(client.clone(), args.lease_namespace.clone(), identity);
+    tokio::spawn(rollout::write_status(client, translator, registry, leader));
 }
 
 /// Connects to the API server (in-cluster config, or KUBECONFIG) and starts

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -83,8 +83,6 @@ pub fn reports(translator: &Translator, registry: &Registry) -> Vec<Report> {
 
 // ---------------------------------------------------------------- status writer
 
-/// Origin of objects read from the cluster (`sources::kube::SOURCE`).
-const KUBERNETES: &str = "kubernetes";
 const LEASE_NAME: &str = "shmesh-status-writer";
 const LEASE_SECONDS: i32 = 15;
 const RENEW_EVERY: Duration = Duration::from_secs(5);
@@ -167,21 +165,6 @@ async fn try_lead(leases: &Api<Lease>, identity: &str) -> Result<bool, kube::Err
     }
 }
 
-fn api_resource(kind: Kind) -> Option<ApiResource> {
-    let plural = match kind {
-        Kind::VirtualService => "virtualservices",
-        Kind::DestinationRule => "destinationrules",
-        _ => return None,
-    };
-    Some(ApiResource {
-        group: "networking.istio.io".into(),
-        version: "v1".into(),
-        api_version: "networking.istio.io/v1".into(),
-        kind: kind.to_string(),
-        plural: plural.into(),
-    })
-}
-
 /// While this replica leads, writes `observedGeneration` and a `Reconciled`
 /// condition onto every VirtualService and DestinationRule from the cluster
 /// whose current generation every receiving proxy has applied.
@@ -211,7 +194,8 @@ pub async fn write_status(
             let Some(generation) = info.stamp.generation else {
                 continue;
             };
-            if info.source != KUBERNETES || written.get(key) == Some(&generation) {
+            if info.source != crate::sources::kube::SOURCE || written.get(key) == Some(&generation)
+            {
                 continue;
             }
             let report = report_of(key, info, &registry);
@@ -235,9 +219,10 @@ async fn patch_status(
     generation: i64,
     proxies: usize,
 ) -> Result<(), kube::Error> {
-    let Some(ar) = api_resource(info.kind) else {
+    if !matches!(info.kind, Kind::VirtualService | Kind::DestinationRule) {
         return Ok(());
-    };
+    }
+    let ar = crate::sources::kube::api_resource(info.kind);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &info.namespace, &ar);
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let status = serde_json::json!({

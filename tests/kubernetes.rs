@@ -487,3 +487,87 @@ fn watch_namespaces_and_config_dir_together() {
     let (envoy, listener) = envoy(&shmesh);
     wait_for(&envoy, &shmesh, listener, "v2");
 }
+
+/// Observed generations written onto the VirtualService `default/reviews`.
+fn observed_generations(api: &ApiServer) -> Vec<i64> {
+    api.status_patches("VirtualService")
+        .into_iter()
+        .filter(|(ns, name, _)| ns == "default" && name == "reviews")
+        .filter_map(|(_, _, body)| body["status"]["observedGeneration"].as_i64())
+        .collect()
+}
+
+/// The status write lands only once every proxy that receives the
+/// VirtualService has ACKed its current generation, written by the replica
+/// holding the Lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_written_once_every_proxy_acked() {
+    use common::xds_client::{SotwClient, CDS, LDS};
+    let rig = cluster();
+    rig.apply(&mesh::weighted_vs("v1beta1", &[("v1", 100)]));
+    let shmesh = rig.shmesh();
+    let (envoy, listener) = envoy(&shmesh);
+    wait_for(&envoy, &shmesh, listener, "v1");
+    let written = shmesh.wait_until(PROPAGATION, |_| observed_generations(&rig.api).contains(&1));
+    assert!(written, "generation 1 never written\n{}", shmesh.log());
+    let lease = rig
+        .api
+        .lease("istio-system", "shmesh-status-writer")
+        .expect("the writer holds a Lease");
+    assert!(lease["spec"]["holderIdentity"]
+        .as_str()
+        .is_some_and(|h| !h.is_empty()));
+    let patch = rig
+        .api
+        .status_patches("VirtualService")
+        .last()
+        .map(|(_, _, body)| body.clone())
+        .expect("a patch");
+    assert_eq!(patch["status"]["conditions"][0]["type"], "Reconciled");
+    assert_eq!(patch["status"]["conditions"][0]["status"], "True");
+
+    // A proxy that takes the configuration but does not ACK it yet.
+    let mut stuck = SotwClient::connect(shmesh.xds, "stuck-1", "default").await;
+    stuck.send(CDS, &[], "", "").await;
+    let cds = stuck.recv(PROPAGATION).await.expect("CDS");
+    stuck.send(LDS, &[], "", "").await;
+    let lds = stuck.recv(PROPAGATION).await.expect("LDS");
+
+    rig.apply(&mesh::weighted_vs("v1beta1", &[("v2", 100)]));
+    wait_for(&envoy, &shmesh, listener, "v2");
+    let generation = rig
+        .api
+        .get("VirtualService", "default", "reviews")
+        .expect("vs")["metadata"]["generation"]
+        .as_i64()
+        .expect("generation");
+    assert_eq!(generation, 2);
+    // Envoy has applied generation 2, the stuck proxy has not: over several
+    // rounds of the writer, nothing is written for generation 2.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !observed_generations(&rig.api).contains(&2),
+        "written before every proxy ACKed"
+    );
+    let (_, rollout) =
+        shmesh.admin_get("/debug/rollout?kind=VirtualService&namespace=default&name=reviews");
+    assert!(rollout.contains("stuck-1"), "{rollout}");
+
+    stuck.ack(&cds, &[]).await;
+    stuck.ack(&lds, &[]).await;
+    while let Some(more) = stuck.recv(Duration::from_millis(300)).await {
+        stuck.ack(&more, &[]).await;
+    }
+    let written = shmesh.wait_until(PROPAGATION, |_| observed_generations(&rig.api).contains(&2));
+    assert!(
+        written,
+        "generation 2 never written after every proxy ACKed\n{}",
+        shmesh.log()
+    );
+    let status = rig
+        .api
+        .get("VirtualService", "default", "reviews")
+        .expect("vs")["status"]
+        .clone();
+    assert_eq!(status["observedGeneration"], 2);
+}

@@ -23,7 +23,12 @@
 //! not installed); [`ApiServer::hold`] / [`ApiServer::release`] make LISTs of
 //! a kind wait; [`ApiServer::list_count`] / [`ApiServer::watch_count`] count
 //! requests. [`ApiServer::kubeconfig`] writes a kubeconfig for `KUBECONFIG`
-//! (no TLS, no auth: kube-rs accepts an `http://` server). kube-rs needs no
+//! (no TLS, no auth: kube-rs accepts an `http://` server).
+//!
+//! For the rollout status writer it also takes merge PATCHes of the `status`
+//! subresource of Istio kinds (recorded: [`ApiServer::status_patches`]) and
+//! serves coordination.k8s.io Leases (GET, POST, PUT with resourceVersion
+//! preconditions: [`ApiServer::lease`]). kube-rs needs no
 //! discovery endpoints for `Api<DynamicObject>` with an explicit
 //! `ApiResource`, so none are served.
 
@@ -151,6 +156,10 @@ struct Store {
     /// The highest version a BOOKMARK of each kind has carried.
     bookmarked: HashMap<&'static str, u64>,
     missing: BTreeSet<&'static str>,
+    /// Every status patch, in order: (kind, namespace, name, patch body).
+    status_patches: Vec<(&'static str, String, String, Value)>,
+    /// Leases by (namespace, name).
+    leases: BTreeMap<(String, String), Value>,
 }
 
 struct Shared {
@@ -386,6 +395,36 @@ impl ApiServer {
     }
 
     /// Every kind the server serves.
+    /// Status patches received for `kind`, in order: (namespace, name, body).
+    pub fn status_patches(&self, kind: &str) -> Vec<(String, String, Value)> {
+        self.shared
+            .store()
+            .status_patches
+            .iter()
+            .filter(|(k, ..)| *k == kind)
+            .map(|(_, ns, name, body)| (ns.clone(), name.clone(), body.clone()))
+            .collect()
+    }
+
+    /// A stored object, as the server holds it.
+    pub fn get(&self, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        let resource = resource_of(kind);
+        self.shared
+            .store()
+            .objects
+            .get(&(resource.kind, namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// A Lease, if one was created.
+    pub fn lease(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.shared
+            .store()
+            .leases
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
     pub fn kinds() -> Vec<&'static str> {
         RESOURCES.iter().map(|r| r.kind).collect()
     }
@@ -488,6 +527,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    let req = match write_request(&shared, &path, req).await {
+        Ok(response) => return Ok(response),
+        Err(req) => req,
+    };
     let Some((resource, namespace)) = route(&path) else {
         return Ok(status(
             StatusCode::NOT_FOUND,
@@ -509,6 +552,129 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     } else {
         list(&shared, resource, namespace).await
     })
+}
+
+/// PATCH of an Istio object's status, and Lease GET/POST/PUT; other requests
+/// are handed back.
+async fn write_request(
+    shared: &Shared,
+    path: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Request<Incoming>> {
+    const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/";
+    if let Some(rest) = path.strip_prefix(LEASES) {
+        let Some((ns, rest)) = rest.split_once("/leases") else {
+            return Err(req);
+        };
+        let name = rest.strip_prefix('/').unwrap_or("").to_string();
+        let method = req.method().clone();
+        let body = read_json(req).await;
+        return Ok(lease_request(shared, ns, &name, &method, body));
+    }
+    let Some(object_path) = path.strip_suffix("/status") else {
+        return Err(req);
+    };
+    if req.method() != hyper::Method::PATCH {
+        return Err(req);
+    }
+    let Some((prefix_path, name)) = object_path.rsplit_once('/') else {
+        return Err(req);
+    };
+    let Some((resource, Some(namespace))) = route(prefix_path) else {
+        return Err(req);
+    };
+    let name = name.to_string();
+    let patch = read_json(req).await;
+    let mut store = shared.store();
+    let key = (resource.kind, namespace.clone(), name.clone());
+    if !store.objects.contains_key(&key) {
+        return Ok(status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("{} {namespace}/{name} not found", resource.kind),
+        ));
+    }
+    store
+        .status_patches
+        .push((resource.kind, namespace.clone(), name, patch.clone()));
+    store.resource_version += 1;
+    let rv = store.resource_version;
+    let Some(object) = store.objects.get_mut(&key) else {
+        return Ok(status(StatusCode::NOT_FOUND, "NotFound", "gone"));
+    };
+    if let Some(new_status) = patch.get("status") {
+        object["status"] = new_status.clone();
+    }
+    object["metadata"]["resourceVersion"] = rv.to_string().into();
+    let object = object.clone();
+    store.record(rv, resource.kind, &namespace, "MODIFIED", &object);
+    drop(store);
+    shared.latest.send_replace(rv);
+    Ok(json_response(StatusCode::OK, &object))
+}
+
+async fn read_json(req: Request<Incoming>) -> Value {
+    match req.into_body().collect().await {
+        Ok(body) => serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+/// Leases with optimistic concurrency, as leader election relies on.
+fn lease_request(
+    shared: &Shared,
+    ns: &str,
+    name: &str,
+    method: &hyper::Method,
+    body: Value,
+) -> Response<Body> {
+    let mut store = shared.store();
+    let key_of = |n: &str| (ns.to_string(), n.to_string());
+    match *method {
+        hyper::Method::GET => match store.leases.get(&key_of(name)) {
+            Some(lease) => json_response(StatusCode::OK, lease),
+            None => status(StatusCode::NOT_FOUND, "NotFound", "lease not found"),
+        },
+        hyper::Method::POST => {
+            let name = body["metadata"]["name"].as_str().unwrap_or("").to_string();
+            if store.leases.contains_key(&key_of(&name)) {
+                return status(StatusCode::CONFLICT, "AlreadyExists", "lease exists");
+            }
+            store.resource_version += 1;
+            let mut lease = body;
+            lease["apiVersion"] = "coordination.k8s.io/v1".into();
+            lease["kind"] = "Lease".into();
+            lease["metadata"]["namespace"] = ns.into();
+            lease["metadata"]["resourceVersion"] = store.resource_version.to_string().into();
+            store.leases.insert(key_of(&name), lease.clone());
+            json_response(StatusCode::CREATED, &lease)
+        }
+        hyper::Method::PUT => {
+            let Some(current) = store.leases.get(&key_of(name)) else {
+                return status(StatusCode::NOT_FOUND, "NotFound", "lease not found");
+            };
+            if body["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"] {
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    "the object has been modified",
+                );
+            }
+            store.resource_version += 1;
+            let mut lease = body;
+            lease["apiVersion"] = "coordination.k8s.io/v1".into();
+            lease["kind"] = "Lease".into();
+            lease["metadata"]["namespace"] = ns.into();
+            lease["metadata"]["resourceVersion"] = store.resource_version.to_string().into();
+            store.leases.insert(key_of(name), lease.clone());
+            json_response(StatusCode::OK, &lease)
+        }
+        _ => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "leases: GET, POST, PUT",
+        ),
+    }
 }
 
 async fn list(shared: &Shared, resource: Resource, namespace: Option<String>) -> Response<Body> {
