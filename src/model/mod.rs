@@ -764,24 +764,13 @@ impl Model {
             .get(host)
             .map(|s| s.namespace.as_str())
             .unwrap_or("");
-        self.dr_by_host
+        let candidates = self
+            .dr_by_host
             .candidates(host)
             .filter_map(|n| self.destination_rules.get(n))
             .filter(|dr| dr.visible_to(proxy_ns) && hosts::matches(&dr.hosts[0], host))
-            .max_by_key(|dr| {
-                let ns_rank = if dr.namespace == proxy_ns {
-                    2
-                } else if dr.namespace == service_ns {
-                    1
-                } else {
-                    0
-                };
-                (
-                    hosts::specificity(&dr.hosts[0]),
-                    ns_rank,
-                    std::cmp::Reverse((dr.namespace.clone(), dr.name.clone())),
-                )
-            })
+            .map(|dr| (dr, hosts::specificity(&dr.hosts[0])));
+        preferred(candidates, proxy_ns, service_ns)
     }
 
     /// The VirtualService whose hosts cover `host` for a proxy in `proxy_ns`
@@ -797,7 +786,8 @@ impl Model {
             .get(host)
             .map(|s| s.namespace.as_str())
             .unwrap_or("");
-        self.vs_by_host
+        let candidates = self
+            .vs_by_host
             .candidates(host)
             .filter_map(|n| self.virtual_services.get(n))
             .filter(|vs| vs.visible_to(proxy_ns) && applies_to_mesh(&vs.spec))
@@ -809,22 +799,8 @@ impl Model {
                     .map(|h| hosts::specificity(h))
                     .max()?;
                 Some((vs, spec))
-            })
-            .max_by_key(|(vs, spec)| {
-                let ns_rank = if vs.namespace == proxy_ns {
-                    2
-                } else if vs.namespace == service_ns {
-                    1
-                } else {
-                    0
-                };
-                (
-                    *spec,
-                    ns_rank,
-                    std::cmp::Reverse((vs.namespace.clone(), vs.name.clone())),
-                )
-            })
-            .map(|(vs, _)| vs)
+            });
+        preferred(candidates, proxy_ns, service_ns)
     }
 
     pub(crate) fn slices_of(&self, namespace: &str, service: &str) -> Vec<&Arc<EndpointSlice>> {
@@ -886,6 +862,32 @@ impl Scope {
             }),
         }
     }
+}
+
+/// Of several policies covering a host, the one Istio applies: the most
+/// specific host, then one in the proxy's namespace, then in the service's,
+/// then the first by namespace and name.
+fn preferred<'a, T>(
+    candidates: impl Iterator<Item = (&'a Arc<Policy<T>>, usize)>,
+    proxy_ns: &str,
+    service_ns: &str,
+) -> Option<&'a Arc<Policy<T>>> {
+    let rank = |p: &Policy<T>| {
+        if p.namespace == proxy_ns {
+            2
+        } else if p.namespace == service_ns {
+            1
+        } else {
+            0
+        }
+    };
+    candidates
+        .max_by(|(a, sa), (b, sb)| {
+            sa.cmp(sb)
+                .then_with(|| rank(a).cmp(&rank(b)))
+                .then_with(|| (&b.namespace, &b.name).cmp(&(&a.namespace, &a.name)))
+        })
+        .map(|(p, _)| p)
 }
 
 /// A VirtualService applies to sidecars when it names no gateways or names `mesh`.

@@ -56,27 +56,44 @@ impl fmt::Display for ProxyView {
     }
 }
 
-/// Builds every resource of a view.
+/// Meshes at least this large are translated on two threads.
+const PARALLEL_FROM: usize = 256;
+
+/// Builds every resource of a view. Clusters and endpoints on one thread,
+/// listeners, routes and the policy record on another, for large meshes.
 pub fn build(model: &Model, view: &ProxyView) -> Snapshot {
+    let clusters_and_endpoints = || {
+        let clusters = cluster::clusters(model, view, None);
+        let endpoints = encode_all(endpoint::assignments(model, view, &clusters));
+        let clusters = encode_all(clusters.into_iter().map(|c| (c.name.clone(), c.cluster)));
+        (clusters, endpoints)
+    };
+    let listeners_and_routes = || {
+        (
+            encode_all(listener::listeners(model, view)),
+            encode_all(route::route_configs(model, view)),
+            policies(model, view),
+        )
+    };
+    let ((clusters, endpoints), (listeners, routes, policies)) =
+        if model.services().len() >= PARALLEL_FROM {
+            std::thread::scope(|scope| {
+                let other = scope.spawn(listeners_and_routes);
+                let mine = clusters_and_endpoints();
+                match other.join() {
+                    Ok(theirs) => (mine, theirs),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            })
+        } else {
+            (clusters_and_endpoints(), listeners_and_routes())
+        };
     let mut b = SnapshotBuilder::default();
-    let clusters = cluster::clusters(model, view, None);
-    b.set(
-        ResourceType::Endpoint,
-        encode_all(endpoint::assignments(model, view, &clusters)),
-    );
-    b.set(
-        ResourceType::Cluster,
-        encode_all(clusters.into_iter().map(|c| (c.name.clone(), c.cluster))),
-    );
-    b.set(
-        ResourceType::Listener,
-        encode_all(listener::listeners(model, view)),
-    );
-    b.set(
-        ResourceType::Route,
-        encode_all(route::route_configs(model, view)),
-    );
-    b.policies(policies(model, view));
+    b.set(ResourceType::Cluster, clusters);
+    b.set(ResourceType::Endpoint, endpoints);
+    b.set(ResourceType::Listener, listeners);
+    b.set(ResourceType::Route, routes);
+    b.policies(policies);
     b.build()
 }
 
