@@ -152,7 +152,7 @@ async fn run(
                     pending_sources.remove(source);
                     if !ready && pending_sources.is_empty() {
                         // Apply everything known before declaring readiness.
-                        let dirty = model.apply(std::mem::take(&mut batch));
+                        let dirty = heavy(|| model.apply(std::mem::take(&mut batch)));
                         deadline = None;
                         report_warnings(&handle, &model, &metrics, &mut warned);
                         record_policies(&handle, &model);
@@ -160,7 +160,7 @@ async fn run(
                         ready = true;
                         handle.ready.send_replace(true);
                         info!(services = model.services().len(), "all sources synced; serving");
-                        rebuild_all(&handle, &model, &mut snapshots, &metrics);
+                        heavy(|| rebuild_all(&handle, &model, &mut snapshots, &metrics));
                     }
                 }
                 Some(Input::Problems(source, problems)) => {
@@ -171,7 +171,7 @@ async fn run(
             },
             Some(view) = new_views.recv() => {
                 if ready {
-                    let snap = Arc::new(translate::build(&model, &view));
+                    let snap = Arc::new(heavy(|| translate::build(&model, &view)));
                     Metrics::inc(&metrics.translations);
                     publish(&handle, &view, &snap);
                     snapshots.insert(view, snap);
@@ -182,7 +182,7 @@ async fn run(
                 let started = Instant::now();
                 let changes = std::mem::take(&mut batch);
                 let count = changes.len();
-                let dirty = model.apply(changes);
+                let dirty = heavy(|| model.apply(changes));
                 if !ready || dirty.is_empty() {
                     continue;
                 }
@@ -190,10 +190,20 @@ async fn run(
                 if dirty.routes || !dirty.config.is_empty() {
                     record_policies(&handle, &model);
                 }
-                update_all(&handle, &model, &mut snapshots, &dirty, &metrics);
+                heavy(|| update_all(&handle, &model, &mut snapshots, &dirty, &metrics));
                 debug!(changes = count, elapsed_us = started.elapsed().as_micros() as u64, "applied");
             }
         }
+    }
+}
+
+/// Runs CPU-heavy work (applying changes, translating) without holding up
+/// the runtime's other tasks: on a multi-threaded runtime the worker hands
+/// its queue to another thread while this runs.
+fn heavy<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

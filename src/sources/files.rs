@@ -73,6 +73,53 @@ impl FileSet {
         self.diff()
     }
 
+    /// The config files among `paths`, if every path is one (or a hidden
+    /// temporary file beside one): then only they need reading. `None` when
+    /// a directory, a ConfigMap's `..data` swap or anything else moved, which
+    /// needs a full rescan.
+    fn files_only(&self, paths: BTreeSet<PathBuf>) -> Option<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for path in paths {
+            let dir = self.dirs.iter().find(|d| path.starts_with(d))?;
+            let rel = path.strip_prefix(dir).ok()?;
+            let hidden_dir = rel.parent().is_some_and(|p| {
+                p.components()
+                    .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+            });
+            let name = rel.file_name()?.to_string_lossy();
+            if hidden_dir || name.starts_with("..") {
+                return None;
+            }
+            if name.starts_with('.') {
+                // An editor's or a test's temporary file: what it becomes arrives as its own event.
+                continue;
+            }
+            if ![".yaml", ".yml", ".json"]
+                .iter()
+                .any(|ext| name.ends_with(ext))
+            {
+                return None;
+            }
+            files.push(path);
+        }
+        Some(files)
+    }
+
+    /// Reads only `paths` (config files that changed, appeared or went);
+    /// returns the changes.
+    pub fn reload(&mut self, paths: &[PathBuf]) -> Vec<Change> {
+        for path in paths {
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_file() => self.load(path),
+                Ok(_) => {}
+                Err(_) => {
+                    self.files.remove(path);
+                }
+            }
+        }
+        self.diff()
+    }
+
     fn load(&mut self, path: &Path) {
         let text = match std::fs::read(path) {
             Ok(bytes) => bytes,
@@ -262,10 +309,10 @@ pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Input>) {
         return;
     }
 
-    let (event_tx, mut events) = mpsc::unbounded_channel::<()>();
+    let (event_tx, mut events) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            let _ = event_tx.send(());
+        if let Ok(event) = res {
+            let _ = event_tx.send(event.paths);
         }
     });
     let mut watcher = match watcher {
@@ -285,17 +332,23 @@ pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Input>) {
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.tick().await;
     loop {
+        let mut touched: Option<BTreeSet<PathBuf>> = None;
         tokio::select! {
             ev = events.recv() => {
-                if ev.is_none() {
-                    break;
-                }
+                let Some(paths) = ev else { break };
                 tokio::time::sleep(SETTLE).await;
-                while events.try_recv().is_ok() {}
+                let mut all = vec![paths];
+                while let Ok(more) = events.try_recv() {
+                    all.push(more);
+                }
+                touched = Some(all.into_iter().flatten().collect());
             }
             _ = poll.tick() => {}
         }
-        let changes = set.rescan();
+        let changes = match touched.map(|paths| set.files_only(paths)) {
+            Some(Some(files)) => set.reload(&files),
+            _ => set.rescan(),
+        };
         let problems = set.problems();
         if problems != reported {
             reported = problems.clone();
@@ -346,6 +399,26 @@ mod tests {
             .contains("spec.http[0].route[0].weight"));
         std::fs::remove_file(dir.path().join("vs.yaml")).unwrap();
         let changes = set.rescan();
+        assert!(matches!(&changes[..], [Change::Delete(k)] if k.name == "r"));
+    }
+
+    #[test]
+    fn reload_reads_only_the_files_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("svc.yaml"), SVC).unwrap();
+        std::fs::write(dir.path().join("vs.yaml"), VS_GOOD).unwrap();
+        let mut set = FileSet::new(vec![dir.path().to_path_buf()]);
+        assert_eq!(set.rescan().len(), 2);
+        let vs = dir.path().join("vs.yaml");
+        let tmp = dir.path().join(".vs.yaml.tmp");
+        assert_eq!(
+            set.files_only([vs.clone(), tmp].into()),
+            Some(vec![vs.clone()])
+        );
+        assert_eq!(set.files_only([dir.path().join("..data")].into()), None);
+        assert_eq!(set.files_only([dir.path().join("sub")].into()), None);
+        std::fs::remove_file(&vs).unwrap();
+        let changes = set.reload(&[vs]);
         assert!(matches!(&changes[..], [Change::Delete(k)] if k.name == "r"));
     }
 
