@@ -86,6 +86,8 @@ pub fn reports(translator: &Translator, registry: &Registry) -> Vec<Report> {
 const LEASE_NAME: &str = "shmesh-status-writer";
 const LEASE_SECONDS: i32 = 15;
 const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// Pause after a wake-up before looking, so a burst of ACKs is one look.
+const SETTLE: Duration = Duration::from_millis(200);
 /// Even without a change notification, look again this often.
 const RESCAN_EVERY: Duration = Duration::from_secs(2);
 
@@ -183,6 +185,8 @@ pub async fn write_status(
             _ = leader.changed() => {}
             _ = tokio::time::sleep(RESCAN_EVERY) => {}
         }
+        // Proxies ACK in bursts: let a burst settle before looking at every stream.
+        tokio::time::sleep(SETTLE).await;
         if !*leader.borrow() {
             // A new leader may have written meanwhile; start afresh when leading again.
             written.clear();
