@@ -55,9 +55,12 @@ impl TypeState {
             &self.names,
             &self.force,
         );
-        for name in &self.names {
-            let untold = !self.told_absent.contains(name) || self.force.contains(name);
-            if !current.contains(name) && untold && !lacks.removed.contains(name) {
+        // Names that vanished are in the diff already; a name that never
+        // existed is reported when it is (re)subscribed, which forces it. So
+        // only forced names need looking at, not every subscription.
+        for name in &self.force {
+            if self.names.contains(name) && !current.contains(name) && !lacks.removed.contains(name)
+            {
                 lacks.removed.push(name.clone());
             }
         }
