@@ -51,7 +51,7 @@ fn view() -> ProxyView {
 fn full_translation(c: &mut Criterion) {
     let mut group = c.benchmark_group("full_translation");
     group.sample_size(10);
-    for services in [100, 1000] {
+    for services in [1_000, 10_000] {
         let mut model = Model::new();
         model.apply(changes(&mesh_yaml(services)));
         group.bench_with_input(BenchmarkId::from_parameter(services), &model, |b, model| {
