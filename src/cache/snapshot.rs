@@ -17,14 +17,24 @@ pub struct Resource {
     pub version: String,
     /// The resource encoded as protobuf (the `value` of its `Any`).
     pub body: Bytes,
+    /// `name` and `version` as shared bytes, so a delta response names the
+    /// resource without a copy per stream.
+    pub name_wire: Bytes,
+    pub version_wire: Bytes,
 }
 
 impl Resource {
     /// Encodes `msg` once and versions it by content.
     pub fn encode<M: prost::Message>(name: String, msg: &M) -> Arc<Resource> {
-        let body = Bytes::from(msg.encode_to_vec());
+        Resource::new(name, Bytes::from(msg.encode_to_vec()))
+    }
+
+    /// A resource from its encoded body, versioned by content.
+    pub fn new(name: String, body: Bytes) -> Arc<Resource> {
         let version = content_version(&body);
         Arc::new(Resource {
+            name_wire: Bytes::from(name.clone()),
+            version_wire: Bytes::from(version.clone()),
             name,
             version,
             body,
@@ -308,11 +318,7 @@ mod tests {
     use super::*;
 
     fn res(name: &str, body: &[u8]) -> Arc<Resource> {
-        Arc::new(Resource {
-            name: name.into(),
-            version: content_version(body),
-            body: Bytes::copy_from_slice(body),
-        })
+        Resource::new(name.into(), Bytes::copy_from_slice(body))
     }
 
     #[test]

@@ -44,12 +44,14 @@ pub struct WireDiscoveryResponse {
 /// `envoy.service.discovery.v3.Resource`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WireResource {
-    #[prost(string, tag = "1")]
-    pub version: String,
+    /// A string on the wire, shared bytes here.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub version: Bytes,
     #[prost(message, optional, tag = "2")]
     pub resource: Option<WireAny>,
-    #[prost(string, tag = "3")]
-    pub name: String,
+    /// A string on the wire, shared bytes here.
+    #[prost(bytes = "bytes", tag = "3")]
+    pub name: Bytes,
 }
 
 /// `envoy.service.discovery.v3.DeltaDiscoveryResponse`.
@@ -102,8 +104,8 @@ mod tests {
         let wire = WireDeltaDiscoveryResponse {
             system_version_info: "s".into(),
             resources: vec![WireResource {
-                version: "v".into(),
-                name: "a".into(),
+                version: Bytes::from_static(b"v"),
+                name: Bytes::from_static(b"a"),
                 resource: Some(WireAny {
                     type_url: Bytes::from_static(b"t"),
                     value: Bytes::from_static(b"xyz"),

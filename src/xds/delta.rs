@@ -306,8 +306,8 @@ impl DeltaStream {
                 .upserts
                 .iter()
                 .map(|r| WireResource {
-                    name: r.name.clone(),
-                    version: r.version.clone(),
+                    name: r.name_wire.clone(),
+                    version: r.version_wire.clone(),
                     resource: Some(WireAny {
                         type_url: bytes::Bytes::from_static(ty.type_url().as_bytes()),
                         value: r.body.clone(),

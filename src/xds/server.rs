@@ -150,7 +150,14 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     pub control_plane: String,
+    /// Streams that may be in their initial sync at once. A fleet connecting
+    /// together (a control plane restart) would otherwise encode and buffer
+    /// every proxy's whole configuration at the same time.
+    pub initial_syncs: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many streams may sync their initial configuration at once.
+pub const INITIAL_SYNCS: usize = 128;
 
 #[derive(Clone)]
 pub struct AdsServer {
@@ -384,6 +391,7 @@ async fn run_stream<M: Machine>(
             },
         );
         shared.registry.bump();
+        let mut initial = hold_initial_sync(&shared).await;
         let mut machine = M::create(snapshot, shared.control_plane.clone());
         let mut result = machine.request(&first);
         loop {
@@ -400,6 +408,12 @@ async fn run_stream<M: Machine>(
                 break;
             }
             track_sync(&shared.registry, id, &machine);
+            if initial.is_some() && machine.in_sync() {
+                // Synced: let the next stream in.
+                if let Some(done) = initial.take() {
+                    let _ = done.send(());
+                }
+            }
             result = tokio::select! {
                 msg = incoming.message() => match msg {
                     Ok(Some(req)) => machine.request(&req),
@@ -434,6 +448,22 @@ async fn run_stream<M: Machine>(
     }
     .instrument(span)
     .await
+}
+
+/// Longest a stream may hold an initial-sync slot: a client that never ACKs
+/// must not keep others waiting.
+const INITIAL_SYNC_SLOT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for an initial-sync slot; the slot is given back when the returned
+/// sender fires or the stream ends, or after `INITIAL_SYNC_SLOT` at the latest.
+async fn hold_initial_sync(shared: &Shared) -> Option<tokio::sync::oneshot::Sender<()>> {
+    let permit = shared.initial_syncs.clone().acquire_owned().await.ok()?;
+    let (done, synced) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let _ = tokio::time::timeout(INITIAL_SYNC_SLOT, synced).await;
+    });
+    Some(done)
 }
 
 /// Records the snapshot the proxy has now fully applied, if it has.

@@ -473,7 +473,10 @@ fn rule_01_delta_versions_belong_to_resources_not_streams() {
     for (x, y) in r1.resources.iter().zip(&r2.resources) {
         assert_eq!(x.name, y.name);
         assert_eq!(x.version, y.version);
-        assert_eq!(x.version, version_of(&snap, CDS, &x.name));
+        assert_eq!(
+            x.version,
+            version_of(&snap, CDS, std::str::from_utf8(&x.name).unwrap())
+        );
     }
     assert_eq!(r1.resources.len(), 3);
     assert_eq!(r1.system_version_info, snap.get(CDS).version());

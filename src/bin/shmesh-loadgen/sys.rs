@@ -1,0 +1,145 @@
+//! What the simulator needs from the operating system: a file-descriptor
+//! limit big enough for one socket per client, process memory and CPU read
+//! from `/proc` (its own and the control plane's), and the range of loopback
+//! source addresses connections are spread over.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The file-descriptor limit after trying to raise it.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct FdLimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises `RLIMIT_NOFILE`: the soft limit to the hard one, and when `want`
+/// is beyond the hard limit and the process may (root or
+/// `CAP_SYS_RESOURCE`), the hard limit too, up to the kernel's `nr_open`.
+pub fn raise_fd_limit(want: u64) -> std::io::Result<FdLimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if want > lim_u64(lim.rlim_max) {
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(lim_u64(lim.rlim_max));
+        let target = want.min(nr_open).max(lim_u64(lim.rlim_max));
+        let raised = libc::rlimit {
+            rlim_cur: target as libc::rlim_t,
+            rlim_max: target as libc::rlim_t,
+        };
+        // SAFETY: setrlimit reads the struct we pass; failure (no privilege)
+        // leaves the limits as they were and we fall back below.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok(FdLimit {
+                soft: target,
+                hard: target,
+            });
+        }
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(FdLimit {
+        soft: lim_u64(lim.rlim_cur),
+        hard: lim_u64(lim.rlim_max),
+    })
+}
+
+/// `rlim_t` is `u64` on Linux/x86_64 but not on every target.
+#[allow(clippy::unnecessary_cast)]
+fn lim_u64(v: libc::rlim_t) -> u64 {
+    v as u64
+}
+
+/// Memory and CPU of one process, from `/proc/PID/status` and `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ProcSample {
+    /// Resident set size (VmRSS), KiB.
+    pub rss_kb: u64,
+    /// Peak resident set size (VmHWM), KiB.
+    pub hwm_kb: u64,
+    pub threads: u64,
+    /// User plus system CPU time since the process started, seconds.
+    pub cpu_s: f64,
+}
+
+/// Samples process `pid` (`"self"` for this one); `None` when it is gone or
+/// `/proc` is unreadable.
+pub fn sample(pid: &str) -> Option<ProcSample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the
+    // last ')': state is field 3, utime 14 and stime 15 (man 5 proc).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> f64 {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ProcSample {
+        rss_kb: field("VmRSS:"),
+        hwm_kb: field("VmHWM:"),
+        threads: field("Threads:"),
+        cpu_s: (ticks(14) + ticks(15)) / hz,
+    })
+}
+
+/// Parses `127.0.0.2-127.0.0.31` (inclusive) or a single address.
+pub fn parse_ip_range(s: &str) -> Result<Vec<IpAddr>, String> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let parse = |x: &str| {
+        x.trim()
+            .parse::<Ipv4Addr>()
+            .map_err(|e| format!("{x:?}: {e}"))
+    };
+    let (a, b) = (u32::from(parse(a)?), u32::from(parse(b)?));
+    if b < a {
+        return Err(format!("{s}: range ends before it starts"));
+    }
+    if b - a >= 1 << 16 {
+        return Err(format!("{s}: more than 65536 addresses"));
+    }
+    Ok((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = parse_ip_range("127.0.0.2-127.0.0.4").unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[2], "127.0.0.4".parse::<IpAddr>().unwrap());
+        assert_eq!(parse_ip_range("127.0.0.9").unwrap().len(), 1);
+        assert!(parse_ip_range("127.0.0.9-127.0.0.1").is_err());
+        assert!(parse_ip_range("nope").is_err());
+    }
+
+    #[test]
+    fn samples_itself() {
+        let s = sample("self").unwrap();
+        assert!(s.rss_kb > 0 && s.hwm_kb >= s.rss_kb && s.threads >= 1);
+    }
+}

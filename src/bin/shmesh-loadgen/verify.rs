@@ -1,0 +1,97 @@
+//! A second opinion from the server's side: shmesh's admin API
+//! (`/debug/proxies`) lists every stream with the versions it was sent and
+//! the versions the proxy ACKed, per type. After the changes, every
+//! simulated proxy should be connected with nothing unacknowledged and no
+//! NACK. Read over plain HTTP/1.1 on loopback; the result goes to the report.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+/// What `/debug/proxies` said about the fleet.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Verify {
+    /// Streams shmesh lists (any client).
+    pub streams: usize,
+    /// Streams of this fleet's nodes (`loadgen-N`).
+    pub fleet_streams: usize,
+    /// Fleet streams whose ACKed versions equal the sent ones for every type.
+    pub in_sync: usize,
+    /// Fleet streams with a NACK recorded.
+    pub nacked: usize,
+    /// A few node ids that were not in sync at the last poll.
+    pub out_of_sync_sample: Vec<String>,
+    pub polls: usize,
+}
+
+impl Verify {
+    pub fn ok(&self, clients: usize) -> bool {
+        self.fleet_streams == clients && self.in_sync == clients && self.nacked == 0
+    }
+}
+
+/// Polls `/debug/proxies` on `admin` until all `clients` are in sync or
+/// `timeout` passes; returns the last view.
+pub async fn check(admin: SocketAddr, clients: usize, timeout: Duration) -> Result<Verify, String> {
+    let deadline = Instant::now() + timeout;
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        let body = get(admin, "/debug/proxies").await?;
+        let list: Vec<serde_json::Value> =
+            serde_json::from_slice(&body).map_err(|e| format!("/debug/proxies: {e}"))?;
+        let mut v = Verify {
+            streams: list.len(),
+            polls,
+            ..Default::default()
+        };
+        for p in &list {
+            let id = p["node_id"].as_str().unwrap_or_default();
+            if !id.starts_with("loadgen-") {
+                continue;
+            }
+            v.fleet_streams += 1;
+            if !p["last_nack"].is_null() {
+                v.nacked += 1;
+            }
+            let (sent, acked) = (&p["sent"], &p["acked"]);
+            if sent.as_object().is_some_and(|s| !s.is_empty()) && sent == acked {
+                v.in_sync += 1;
+            } else if v.out_of_sync_sample.len() < 5 {
+                v.out_of_sync_sample.push(id.to_string());
+            }
+        }
+        if v.ok(clients) || Instant::now() >= deadline {
+            return Ok(v);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Result<Bytes, String> {
+    let err = |e: &dyn std::fmt::Display| format!("GET http://{addr}{path}: {e}");
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| err(&e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| err(&e))?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, "shmesh")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| err(&e))?;
+    let resp = sender.send_request(req).await.map_err(|e| err(&e))?;
+    if !resp.status().is_success() {
+        return Err(err(&resp.status()));
+    }
+    Ok(resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| err(&e))?
+        .to_bytes())
+}
