@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod cache;
 pub mod config;
 pub mod jsonpb;
+pub mod meshgen;
 pub mod metrics;
 pub mod rollout;
 pub mod model;
