@@ -55,7 +55,11 @@ pub struct ServeArgs {
     pub kubernetes: bool,
     /// With --kubernetes: only read these namespaces (repeatable, comma-separated;
     /// default all), like Istio's discovery selectors.
-    #[arg(long = "watch-namespace", env = "SHMESH_WATCH_NAMESPACES", value_delimiter = ',')]
+    #[arg(
+        long = "watch-namespace",
+        env = "SHMESH_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
     pub watch_namespaces: Vec<String>,
     /// With --kubernetes: this replica's identity for the status writer's Lease.
     #[arg(long, env = "POD_NAME")]

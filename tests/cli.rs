@@ -169,26 +169,8 @@ fn bootstrap_passes_envoy_validation() {
             api,
         ]);
         assert_eq!(code, 0, "{err}");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("envoy.yaml");
-        std::fs::write(&path, out).expect("write bootstrap");
-        let status = Command::new(common::envoy_binary())
-            .args([
-                "--mode",
-                "validate",
-                "--disable-hot-restart",
-                "-l",
-                "error",
-                "-c",
-            ])
-            .arg(&path)
-            .output()
-            .expect("run envoy --mode validate");
-        assert!(
-            status.status.success(),
-            "Envoy rejected the {api} bootstrap: {}{}",
-            String::from_utf8_lossy(&status.stdout),
-            String::from_utf8_lossy(&status.stderr)
-        );
+        if let Err(e) = common::envoy_validate(&out) {
+            panic!("Envoy rejected the {api} bootstrap: {e}");
+        }
     }
 }

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use envoy_types::pb::envoy::config::bootstrap::v3 as b;
 use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
 use envoy_types::pb::envoy::config::endpoint::v3 as e;
@@ -138,31 +136,10 @@ fn envoy_validates(mode: ListenerMode) {
     );
     assert!(!snap.get(ResourceType::Listener).is_empty());
     let bootstrap = shmesh::jsonpb::message_to_json(&static_bootstrap(&snap)).expect("json");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("static.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&bootstrap).expect("json"),
-    )
-    .expect("write");
-    let out = Command::new(common::envoy_binary())
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "-l",
-            "error",
-            "-c",
-        ])
-        .arg(&path)
-        .output()
-        .expect("run envoy --mode validate");
-    assert!(
-        out.status.success(),
-        "Envoy rejected the {mode:?} configuration:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = serde_json::to_string_pretty(&bootstrap).expect("json");
+    if let Err(e) = common::envoy_validate(&text) {
+        panic!("Envoy rejected the {mode:?} configuration:\n{e}");
+    }
 }
 
 #[test]

@@ -751,6 +751,14 @@ impl Model {
         self.destination_rules.values()
     }
 
+    /// The namespace of the service called `host` (empty when unknown).
+    fn service_namespace(&self, host: &str) -> &str {
+        self.services
+            .get(host)
+            .map(|s| s.namespace.as_str())
+            .unwrap_or("")
+    }
+
     /// The DestinationRule that applies to `host` for a proxy in `proxy_ns`:
     /// the most specific host match, preferring the proxy's namespace, then the
     /// service's, then any other (by namespace and name), as Istio does.
@@ -759,11 +767,7 @@ impl Model {
         host: &str,
         proxy_ns: &str,
     ) -> Option<&Arc<Policy<DestinationRuleSpec>>> {
-        let service_ns = self
-            .services
-            .get(host)
-            .map(|s| s.namespace.as_str())
-            .unwrap_or("");
+        let service_ns = self.service_namespace(host);
         let candidates = self
             .dr_by_host
             .candidates(host)
@@ -781,11 +785,7 @@ impl Model {
         host: &str,
         proxy_ns: &str,
     ) -> Option<&Arc<Policy<VirtualServiceSpec>>> {
-        let service_ns = self
-            .services
-            .get(host)
-            .map(|s| s.namespace.as_str())
-            .unwrap_or("");
+        let service_ns = self.service_namespace(host);
         let candidates = self
             .vs_by_host
             .candidates(host)

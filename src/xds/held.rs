@@ -88,3 +88,35 @@ impl Held {
         out
     }
 }
+
+/// Rule 12: a cluster that was just sent warms until it gets its
+/// ClusterLoadAssignment, changed or not; those the client wants are forced.
+pub(crate) fn rewarm(
+    clusters: &mut Vec<String>,
+    wants: impl Fn(&str) -> bool,
+    force: &mut BTreeSet<String>,
+) {
+    for name in clusters.drain(..) {
+        if wants(&name) {
+            force.insert(name);
+        }
+    }
+}
+
+/// Rule 4, with rule 12 outranking it: after the client rejected `rejected`,
+/// nothing is sent again until something it wants changed from that set, or a
+/// name is forced.
+pub(crate) fn still_rejected(
+    rejected: Option<&Arc<TypeSet>>,
+    current: &Arc<TypeSet>,
+    wants: impl Fn(&str) -> bool,
+    force: &BTreeSet<String>,
+) -> bool {
+    let Some(rejected) = rejected else {
+        return false;
+    };
+    let diff = current.diff_from(rejected);
+    let moved =
+        diff.changed.iter().any(|r| wants(&r.name)) || diff.removed.iter().any(|n| wants(n));
+    !moved && force.is_empty()
+}

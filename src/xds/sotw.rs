@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
-use super::held::Held;
+use super::held::{self, Held};
 use super::{Event, Nonces, ProtocolError};
 use crate::cache::wire::{WireAny, WireControlPlane, WireDiscoveryResponse};
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
@@ -190,24 +190,16 @@ impl SotwStream {
                 continue;
             }
             if ty == ResourceType::Endpoint {
-                // Rule 12: an updated cluster warms until it gets its
-                // ClusterLoadAssignment, changed or not.
-                for name in rewarm.drain(..) {
-                    if st.wants(&name) {
-                        st.force.insert(name);
-                    }
-                }
+                let wildcard = st.wildcard;
+                let names = &st.names;
+                held::rewarm(
+                    &mut rewarm,
+                    |n| wildcard || names.contains(n),
+                    &mut st.force,
+                );
             }
-            // Rule 4, with rule 12 outranking it: after a NACK, send again
-            // only once something the client wants changed, or a changed
-            // cluster needs its assignment.
-            if let Some(rejected) = &st.nacked {
-                let diff = current.diff_from(rejected);
-                let moved = diff.changed.iter().any(|r| st.wants(&r.name))
-                    || diff.removed.iter().any(|n| st.wants(n));
-                if !moved && st.force.is_empty() {
-                    continue;
-                }
+            if held::still_rejected(st.nacked.as_ref(), &current, |n| st.wants(n), &st.force) {
+                continue;
             }
             let lacks = st
                 .held

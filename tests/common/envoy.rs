@@ -497,3 +497,32 @@ impl Drop for Envoy {
         }
     }
 }
+
+/// Runs `envoy --mode validate` on a configuration (JSON or YAML text), which
+/// checks it fully without binding anything. `Err` carries Envoy's output.
+pub fn envoy_validate(config: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config).map_err(|e| format!("write config: {e}"))?;
+    let out = std::process::Command::new(envoy_binary())
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "error",
+            "-c",
+        ])
+        .arg(&path)
+        .output()
+        .map_err(|e| format!("run envoy --mode validate: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}

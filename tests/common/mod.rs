@@ -24,7 +24,7 @@ pub mod upstream;
 pub mod xds_client;
 
 pub use apiserver::ApiServer;
-pub use envoy::{envoy_binary, unique_base_id, Envoy, EnvoyOptions};
+pub use envoy::{envoy_binary, envoy_validate, unique_base_id, Envoy, EnvoyOptions};
 pub use http::{http_get, http_request, HttpClient, Response, DEFAULT_TIMEOUT};
 pub use shmesh::Shmesh;
 pub use upstream::{RecordedRequest, Reply, Upstream};

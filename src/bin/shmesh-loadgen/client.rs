@@ -64,6 +64,20 @@ pub struct Identity {
     pub idx: usize,
     pub namespace: Arc<str>,
     pub local_ip: Option<IpAddr>,
+    /// A connection shared with other clients (`--streams-per-connection`);
+    /// `None`: the client opens its own, as every Envoy does.
+    pub shared: Option<Channel>,
+}
+
+/// How a client reaches the control plane from `local_ip`.
+pub fn endpoint(cfg: &Config, local_ip: Option<IpAddr>) -> Result<Endpoint, String> {
+    Endpoint::from_shared(cfg.uri.clone())
+        .map(|e| {
+            e.local_address(local_ip)
+                .connect_timeout(cfg.connect_timeout)
+                .tcp_nodelay(true)
+        })
+        .map_err(|e| format!("endpoint {}: {}", cfg.uri, chain(&e)))
 }
 
 /// Why a session ended, with the error's text.
@@ -99,16 +113,10 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     fleet.stamp(&fleet.times[me.idx].started);
-    let endpoint = match Endpoint::from_shared(cfg.uri.clone()) {
-        Ok(e) => e
-            .local_address(me.local_ip)
-            .connect_timeout(cfg.connect_timeout)
-            .tcp_nodelay(true),
-        Err(_) => {
-            fleet
-                .counters
-                .connect_errors
-                .fetch_add(1, Ordering::Relaxed);
+    let endpoint = match endpoint(&cfg, me.local_ip) {
+        Ok(e) => e,
+        Err(e) => {
+            fleet.counters.fail(&fleet.counters.connect_errors, e);
             return;
         }
     };
@@ -171,9 +179,13 @@ async fn session(
     endpoint: &Endpoint,
     node: &Node,
 ) -> Ended {
-    let channel = match endpoint.connect().await {
-        Ok(c) => c,
-        Err(e) => return Ended::ConnectFailed(chain(&e)),
+    let channel = match &me.shared {
+        // A shared channel connects on first use and reconnects by itself.
+        Some(shared) => shared.clone(),
+        None => match endpoint.connect().await {
+            Ok(c) => c,
+            Err(e) => return Ended::ConnectFailed(chain(&e)),
+        },
     };
     match cfg.api {
         Api::Sotw => sotw(fleet, me, channel, node).await,

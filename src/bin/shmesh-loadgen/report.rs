@@ -133,6 +133,8 @@ pub struct Report {
     pub namespaces: usize,
     pub xds: String,
     pub source_ips: usize,
+    /// ADS streams per HTTP/2 connection (1: one connection per client, as Envoy).
+    pub streams_per_connection: usize,
     pub fd_limit: Option<FdLimit>,
     /// Stream open (per client: from its first connection attempt).
     pub connect: Phase,
@@ -183,8 +185,13 @@ impl Report {
         };
         let _ = writeln!(
             o,
-            "shmesh-loadgen: {} {api} clients over {} namespace(s) -> {} ({} source IP(s)), {:.1} s",
-            self.clients, self.namespaces, self.xds, self.source_ips, self.duration_s
+            "shmesh-loadgen: {} {api} clients over {} namespace(s) -> {} ({} source IP(s), {} stream(s) per connection), {:.1} s",
+            self.clients,
+            self.namespaces,
+            self.xds,
+            self.source_ips,
+            self.streams_per_connection,
+            self.duration_s
         );
         let _ = writeln!(
             o,
@@ -213,7 +220,7 @@ impl Report {
             );
             let _ = writeln!(
                 o,
-                "{:<3} {:<8} {:<40} {:>4} {:>9} {:>9} {:>6} {:>9} {:>9} {:>9}",
+                "{:<3} {:<8} {:<40} {:>4} {:>9} {:>9} {:>6} {:>9} {:>9} {:>9} {:>12}",
                 "#",
                 "kind",
                 "change",
@@ -223,7 +230,8 @@ impl Report {
                 "missed",
                 "p50 ms",
                 "p99 ms",
-                "max ms"
+                "max ms",
+                "B/client"
             );
             for c in &self.changes {
                 let _ = writeln!(
@@ -304,7 +312,9 @@ impl Report {
         for (reason, count) in &e.reasons {
             let _ = writeln!(o, "  {count} x {reason}");
         }
-        if let Some(v) = &self.verify {
+        if let Some(e) = self.verify.as_ref().and_then(|v| v.error.as_ref()) {
+            let _ = writeln!(o, "server view (/debug/proxies): unavailable: {e}");
+        } else if let Some(v) = &self.verify {
             let _ = writeln!(
                 o,
                 "server view (/debug/proxies): {} fleet streams of {}, {} in sync, {} NACKed",

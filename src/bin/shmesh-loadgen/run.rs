@@ -54,9 +54,15 @@ pub struct RunArgs {
     /// range each: past ~28,000 connections one address runs out of ports).
     #[arg(long)]
     pub source_ips: Option<String>,
-    /// New connections per second.
+    /// New clients per second.
     #[arg(long, default_value_t = 1000.0)]
     pub connect_rate: f64,
+    /// Multiplex this many clients' ADS streams over one HTTP/2 connection.
+    /// Envoy opens one connection per proxy (the default, 1); more lets a
+    /// fleet exceed the file descriptors a process may have, measuring the
+    /// control plane's per-stream costs at the price of its per-connection ones.
+    #[arg(long, default_value_t = 1)]
+    pub streams_per_connection: usize,
     /// The bound outbound listener every client asks for
     /// (SHMESH_OUTBOUND_LISTENER); the same for all so views are shared.
     #[arg(long, default_value = "127.0.0.1:15001")]
@@ -96,6 +102,10 @@ pub struct RunArgs {
     /// Also write the JSON report to this file.
     #[arg(long)]
     pub json_out: Option<PathBuf>,
+    /// How long to wait for every client to sync before driving the changes
+    /// anyway (default: the whole --timeout-s).
+    #[arg(long)]
+    pub sync_timeout_s: Option<u64>,
     /// Bound on the whole run, seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_s: u64,
@@ -144,8 +154,14 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
         listener: args.listener.clone(),
         connect_timeout: Duration::from_secs(10),
     });
-    let pid = args.pid.map(|p| p.to_string());
-    let cp_sample = || pid.as_deref().and_then(sys::sample);
+    let cp = match args.pid {
+        Some(pid) => Some(Arc::new(
+            sys::Sampler::open(&pid.to_string()).map_err(|e| format!("--pid {pid}: {e}"))?,
+        )),
+        None => None,
+    };
+    let me_sampler = sys::Sampler::open("self").map_err(|e| format!("/proc/self: {e}"))?;
+    let cp_sample = || cp.as_ref().and_then(|s| s.sample());
     let baseline = cp_sample();
     let deadline = fleet.start + Duration::from_secs(args.timeout_s);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -160,7 +176,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
         ips.len().max(1),
         args.connect_rate
     );
-    let progress = tokio::spawn(progress(fleet.clone(), n, pid.clone(), stop_rx.clone()));
+    let progress = tokio::spawn(progress(fleet.clone(), n, cp.clone(), stop_rx.clone()));
 
     // Connect at the given rate: client i starts at i / rate seconds.
     let spawner = {
@@ -172,18 +188,28 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
             stop_rx.clone(),
         );
         let rate = args.connect_rate;
+        let per_connection = args.streams_per_connection.max(1);
         tokio::spawn(async move {
             let mut handles = Vec::with_capacity(n);
+            let mut shared = None;
             for idx in 0..n {
                 if *stop_rx.borrow() {
                     break;
                 }
                 let at = fleet.start + Duration::from_secs_f64(idx as f64 / rate);
                 tokio::time::sleep_until(at.into()).await;
+                let local_ip = (!ips.is_empty()).then(|| ips[(idx / per_connection) % ips.len()]);
+                if per_connection > 1 && idx % per_connection == 0 {
+                    // A lazy channel: it connects when the first stream opens.
+                    shared = client::endpoint(&cfg, local_ip)
+                        .ok()
+                        .map(|e| e.connect_lazy());
+                }
                 let me = Identity {
                     idx,
                     namespace: namespaces[idx % namespaces.len()].clone(),
-                    local_ip: (!ips.is_empty()).then(|| ips[idx % ips.len()]),
+                    local_ip,
+                    shared: (per_connection > 1).then(|| shared.clone()).flatten(),
                 };
                 handles.push(tokio::spawn(client::run(
                     fleet.clone(),
@@ -197,15 +223,24 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
     };
 
     // Sync phase.
-    wait_until(deadline, || {
+    let sync_deadline = args.sync_timeout_s.map_or(deadline, |s| {
+        (fleet.start + Duration::from_secs(s)).min(deadline)
+    });
+    wait_until(sync_deadline, || {
         fleet.counters.synced.load(Ordering::Relaxed) >= n
     })
     .await;
     let after_sync = cp_sample();
-    let me_synced = sys::sample("self").unwrap_or_default();
-    if fleet.counters.synced.load(Ordering::Relaxed) >= n {
+    let me_synced = me_sampler.sample().unwrap_or_default();
+    let synced_now = fleet.counters.synced.load(Ordering::Relaxed);
+    if synced_now >= n {
         eprintln!(
             "loadgen: all {n} clients synced in {:.2} s",
+            fleet.start.elapsed().as_secs_f64()
+        );
+    } else {
+        eprintln!(
+            "loadgen: only {synced_now} of {n} clients synced after {:.2} s; going on",
             fleet.start.elapsed().as_secs_f64()
         );
     }
@@ -270,15 +305,10 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
     let verified = match args.admin {
         Some(admin) => {
             let left = deadline.saturating_duration_since(Instant::now());
-            Some(
-                verify::check(
-                    admin,
-                    n,
-                    left.min(Duration::from_secs(10))
-                        .max(Duration::from_secs(1)),
-                )
-                .await?,
-            )
+            let bound = left
+                .min(Duration::from_secs(10))
+                .max(Duration::from_secs(1));
+            Some(verify::check(admin, n, bound).await)
         }
         None => None,
     };
@@ -327,7 +357,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
             )
         })
         .collect();
-    let me = sys::sample("self").unwrap_or_default();
+    let me = me_sampler.sample().unwrap_or_default();
     let control_plane = args.pid.map(|pid| ControlPlane {
         pid,
         baseline,
@@ -352,6 +382,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
         namespaces: namespaces.len(),
         xds: args.xds.to_string(),
         source_ips: ips.len().max(1),
+        streams_per_connection: args.streams_per_connection.max(1),
         fd_limit,
         connect: Phase::new(open, last_open, n),
         sync,
@@ -472,7 +503,7 @@ async fn wait_until(deadline: Instant, done: impl Fn() -> bool) {
 async fn progress(
     fleet: Arc<Fleet>,
     n: usize,
-    pid: Option<String>,
+    cp: Option<Arc<sys::Sampler>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -483,9 +514,9 @@ async fn progress(
             _ = stop.changed() => return,
         }
         let c = &fleet.counters;
-        let cp = pid
-            .as_deref()
-            .and_then(sys::sample)
+        let cp = cp
+            .as_ref()
+            .and_then(|s| s.sample())
             .map(|s| {
                 format!(
                     " | control plane RSS {:.0} MiB CPU {:.1} s",

@@ -72,10 +72,52 @@ pub struct ProcSample {
     pub cpu_s: f64,
 }
 
-/// Samples process `pid` (`"self"` for this one); `None` when it is gone or
-/// `/proc` is unreadable.
-pub fn sample(pid: &str) -> Option<ProcSample> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+/// Samples one process from `/proc/PID/status` and `/proc/PID/stat`,
+/// opened once up front: a fleet can use up every file descriptor the
+/// process may have, and sampling must still work then.
+pub struct Sampler {
+    status: std::fs::File,
+    stat: std::fs::File,
+}
+
+impl Sampler {
+    /// Opens the files of `pid` (`"self"` for this process).
+    pub fn open(pid: &str) -> std::io::Result<Sampler> {
+        Ok(Sampler {
+            status: std::fs::File::open(format!("/proc/{pid}/status"))?,
+            stat: std::fs::File::open(format!("/proc/{pid}/stat"))?,
+        })
+    }
+
+    /// `None` once the process is gone.
+    pub fn sample(&self) -> Option<ProcSample> {
+        parse(
+            &read_from_start(&self.status)?,
+            &read_from_start(&self.stat)?,
+        )
+    }
+}
+
+/// procfs regenerates a file's content on a read from offset 0.
+fn read_from_start(f: &std::fs::File) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(_) => return None,
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).ok()
+}
+
+fn parse(status: &str, stat: &str) -> Option<ProcSample> {
     let field = |key: &str| -> u64 {
         status
             .lines()
@@ -84,7 +126,6 @@ pub fn sample(pid: &str) -> Option<ProcSample> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start after the
     // last ')': state is field 3, utime 14 and stime 15 (man 5 proc).
     let rest = stat.rsplit_once(')')?.1;
@@ -138,8 +179,11 @@ mod tests {
     }
 
     #[test]
-    fn samples_itself() {
-        let s = sample("self").unwrap();
-        assert!(s.rss_kb > 0 && s.hwm_kb >= s.rss_kb && s.threads >= 1);
+    fn samples_itself_repeatedly() {
+        let sampler = Sampler::open("self").unwrap();
+        for _ in 0..3 {
+            let s = sampler.sample().unwrap();
+            assert!(s.rss_kb > 0 && s.hwm_kb >= s.rss_kb && s.threads >= 1);
+        }
     }
 }

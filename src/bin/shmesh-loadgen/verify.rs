@@ -25,6 +25,9 @@ pub struct Verify {
     /// A few node ids that were not in sync at the last poll.
     pub out_of_sync_sample: Vec<String>,
     pub polls: usize,
+    /// Why the last poll failed, if it did (e.g. no file descriptor left
+    /// to connect with while the fleet holds them all).
+    pub error: Option<String>,
 }
 
 impl Verify {
@@ -34,15 +37,26 @@ impl Verify {
 }
 
 /// Polls `/debug/proxies` on `admin` until all `clients` are in sync or
-/// `timeout` passes; returns the last view.
-pub async fn check(admin: SocketAddr, clients: usize, timeout: Duration) -> Result<Verify, String> {
+/// `timeout` passes; returns the last view (or the last error).
+pub async fn check(admin: SocketAddr, clients: usize, timeout: Duration) -> Verify {
     let deadline = Instant::now() + timeout;
     let mut polls = 0;
     loop {
         polls += 1;
-        let body = get(admin, "/debug/proxies").await?;
-        let list: Vec<serde_json::Value> =
-            serde_json::from_slice(&body).map_err(|e| format!("/debug/proxies: {e}"))?;
+        let list = match poll(admin).await {
+            Ok(list) => list,
+            Err(e) if Instant::now() >= deadline => {
+                return Verify {
+                    polls,
+                    error: Some(e),
+                    ..Default::default()
+                }
+            }
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         let mut v = Verify {
             streams: list.len(),
             polls,
@@ -65,10 +79,15 @@ pub async fn check(admin: SocketAddr, clients: usize, timeout: Duration) -> Resu
             }
         }
         if v.ok(clients) || Instant::now() >= deadline {
-            return Ok(v);
+            return v;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+async fn poll(admin: SocketAddr) -> Result<Vec<serde_json::Value>, String> {
+    let body = get(admin, "/debug/proxies").await?;
+    serde_json::from_slice(&body).map_err(|e| format!("/debug/proxies: {e}"))
 }
 
 async fn get(addr: SocketAddr, path: &str) -> Result<Bytes, String> {
