@@ -84,9 +84,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics,
         registry,
         control_plane: format!("shmesh-{}", env!("CARGO_PKG_VERSION")),
-        initial_syncs: Arc::new(tokio::sync::Semaphore::new(
-            crate::xds::server::INITIAL_SYNCS,
-        )),
+        push_slots: Arc::new(tokio::sync::Semaphore::new(crate::xds::server::PUSH_SLOTS)),
     });
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

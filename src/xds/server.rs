@@ -150,14 +150,16 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     pub control_plane: String,
-    /// Streams that may be in their initial sync at once. A fleet connecting
-    /// together (a control plane restart) would otherwise encode and buffer
-    /// every proxy's whole configuration at the same time.
-    pub initial_syncs: Arc<tokio::sync::Semaphore>,
+    /// Streams that may have a push in flight (sent, not yet ACKed) at once.
+    /// Without a bound, a change to a large route configuration, or a fleet
+    /// connecting together after a restart, would encode and buffer every
+    /// proxy's copy at the same time; with it, memory is bounded by the slots
+    /// and the rest of the fleet follows as slots free up.
+    pub push_slots: Arc<tokio::sync::Semaphore>,
 }
 
-/// How many streams may sync their initial configuration at once.
-pub const INITIAL_SYNCS: usize = 128;
+/// How many streams may have a push in flight at once.
+pub const PUSH_SLOTS: usize = 128;
 
 #[derive(Clone)]
 pub struct AdsServer {
@@ -391,7 +393,7 @@ async fn run_stream<M: Machine>(
             },
         );
         shared.registry.bump();
-        let mut initial = hold_initial_sync(&shared).await;
+        let mut slot = hold_push_slot(&shared).await;
         let mut machine = M::create(snapshot, shared.control_plane.clone());
         let mut result = machine.request(&first);
         loop {
@@ -408,9 +410,9 @@ async fn run_stream<M: Machine>(
                 break;
             }
             track_sync(&shared.registry, id, &machine);
-            if initial.is_some() && machine.in_sync() {
-                // Synced: let the next stream in.
-                if let Some(done) = initial.take() {
+            if slot.is_some() && machine.in_sync() {
+                // Applied: let the next stream push.
+                if let Some(done) = slot.take() {
                     let _ = done.send(());
                 }
             }
@@ -426,6 +428,10 @@ async fn run_stream<M: Machine>(
                 changed = rx.changed() => {
                     if changed.is_err() {
                         break;
+                    }
+                    if slot.as_ref().is_none_or(|s| s.is_closed()) {
+                        // Newer snapshots arriving meanwhile replace this one.
+                        slot = hold_push_slot(&shared).await;
                     }
                     let latest = rx.borrow_and_update().clone();
                     match latest {
@@ -450,18 +456,19 @@ async fn run_stream<M: Machine>(
     .await
 }
 
-/// Longest a stream may hold an initial-sync slot: a client that never ACKs
-/// must not keep others waiting.
-const INITIAL_SYNC_SLOT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest a stream may hold a push slot: a client that never ACKs must not
+/// keep others waiting.
+const PUSH_SLOT_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Waits for an initial-sync slot; the slot is given back when the returned
-/// sender fires or the stream ends, or after `INITIAL_SYNC_SLOT` at the latest.
-async fn hold_initial_sync(shared: &Shared) -> Option<tokio::sync::oneshot::Sender<()>> {
-    let permit = shared.initial_syncs.clone().acquire_owned().await.ok()?;
+/// Waits for a push slot; the slot is given back when the returned sender
+/// fires or the stream ends, or after `PUSH_SLOT_MAX` at the latest (then the
+/// sender reports closed).
+async fn hold_push_slot(shared: &Shared) -> Option<tokio::sync::oneshot::Sender<()>> {
+    let permit = shared.push_slots.clone().acquire_owned().await.ok()?;
     let (done, synced) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let _permit = permit;
-        let _ = tokio::time::timeout(INITIAL_SYNC_SLOT, synced).await;
+        let _ = tokio::time::timeout(PUSH_SLOT_MAX, synced).await;
     });
     Some(done)
 }

@@ -15,10 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::{node::UserAgentVersionType, Node};
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient as AdsClient;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use prost::Message;
@@ -30,6 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::fleet::Fleet;
 use crate::subs::{Item, Subs};
+use crate::wire::{self, DeltaResponse, SotwResponse};
 
 /// Large SotW responses (every cluster of a big mesh) exceed tonic's 4 MiB default.
 const MAX_MESSAGE: usize = 256 << 20;
@@ -100,8 +98,14 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// A gRPC status with the transport error under it, if any.
 fn status(s: &tonic::Status) -> String {
-    format!("{:?}: {}", s.code(), s.message())
+    let mut out = format!("{:?}: {}", s.code(), s.message());
+    if let Some(source) = std::error::Error::source(s) {
+        out.push_str(": ");
+        out.push_str(&chain(source));
+    }
+    out
 }
 
 /// Runs one client until `stop` turns true, reconnecting (bounded) after
@@ -291,7 +295,6 @@ fn check_changes(fleet: &Fleet, me: &Identity, ty: ResourceType, items: &[Item<'
 }
 
 async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> Ended {
-    let mut client = AdsClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     let (tx, rx) = mpsc::unbounded_channel();
     for (i, ty) in [ResourceType::Cluster, ResourceType::Listener]
         .into_iter()
@@ -304,20 +307,18 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
             ..Default::default()
         });
     }
-    let mut stream = match client
-        .stream_aggregated_resources(UnboundedReceiverStream::new(rx))
-        .await
-    {
-        Ok(r) => r.into_inner(),
-        Err(e) => return Ended::StreamFailed(format!("opening: {}", status(&e))),
-    };
+    let mut stream =
+        match wire::sotw_stream(channel, UnboundedReceiverStream::new(rx), MAX_MESSAGE).await {
+            Ok(s) => s,
+            Err(e) => return Ended::StreamFailed(format!("opening: {}", status(&e))),
+        };
     let _open = OpenGuard::new(fleet, me.idx);
     let mut held = Held::new(fleet);
     // Per type: the last version ACKed and the latest nonce, for requests.
     let mut version: [String; 4] = Default::default();
     let mut nonce: [String; 4] = Default::default();
     loop {
-        let resp: DiscoveryResponse = match stream.message().await {
+        let resp: SotwResponse = match stream.message().await {
             Ok(Some(r)) => r,
             Ok(None) => return Ended::Closed,
             Err(e) => return Ended::StreamFailed(status(&e)),
@@ -401,7 +402,6 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
 }
 
 async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> Ended {
-    let mut client = AdsClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     let (tx, rx) = mpsc::unbounded_channel();
     for (i, ty) in [ResourceType::Cluster, ResourceType::Listener]
         .into_iter()
@@ -414,17 +414,15 @@ async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> E
             ..Default::default()
         });
     }
-    let mut stream = match client
-        .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
-        .await
-    {
-        Ok(r) => r.into_inner(),
-        Err(e) => return Ended::StreamFailed(format!("opening: {}", status(&e))),
-    };
+    let mut stream =
+        match wire::delta_stream(channel, UnboundedReceiverStream::new(rx), MAX_MESSAGE).await {
+            Ok(s) => s,
+            Err(e) => return Ended::StreamFailed(format!("opening: {}", status(&e))),
+        };
     let _open = OpenGuard::new(fleet, me.idx);
     let mut held = Held::new(fleet);
     loop {
-        let resp: DeltaDiscoveryResponse = match stream.message().await {
+        let resp: DeltaResponse = match stream.message().await {
             Ok(Some(r)) => r,
             Ok(None) => return Ended::Closed,
             Err(e) => return Ended::StreamFailed(status(&e)),
@@ -434,7 +432,8 @@ async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> E
             .iter()
             .filter_map(|r| {
                 r.resource.as_ref().map(|a| Item {
-                    name: Some(&r.name),
+                    // A name that is not UTF-8 falls back to the one in the body.
+                    name: std::str::from_utf8(&r.name).ok(),
                     body: &a.value,
                 })
             })

@@ -18,6 +18,7 @@ mod run;
 mod subs;
 mod sys;
 mod verify;
+mod wire;
 
 use std::path::PathBuf;
 
@@ -123,6 +124,7 @@ fn gen_mesh(a: GenMeshArgs) -> i32 {
 }
 
 fn run_fleet(a: run::RunArgs) -> i32 {
+    sys::keep_freed_memory();
     // One socket per client, plus slack for the runtime and files.
     let fd_limit = match sys::raise_fd_limit(a.clients as u64 + 1024) {
         Ok(l) => {
