@@ -69,6 +69,9 @@ impl TypeState {
     }
 }
 
+/// Most resources in one delta response.
+const MAX_PER_RESPONSE: usize = 200;
+
 /// One delta stream.
 #[derive(Debug)]
 pub struct DeltaStream {
@@ -263,7 +266,29 @@ impl DeltaStream {
         out
     }
 
+    /// Responses carrying `lacks`, at most `MAX_PER_RESPONSE` resources each:
+    /// small messages keep every stream's encoding buffer small, however large
+    /// the mesh. Removals go with the last.
     fn respond(
+        &mut self,
+        ty: ResourceType,
+        mut lacks: Lacks,
+        first: bool,
+    ) -> Vec<WireDeltaDiscoveryResponse> {
+        let mut out = Vec::new();
+        while lacks.upserts.len() > MAX_PER_RESPONSE {
+            let rest = lacks.upserts.split_off(MAX_PER_RESPONSE);
+            let chunk = Lacks {
+                upserts: std::mem::replace(&mut lacks.upserts, rest),
+                removed: Vec::new(),
+            };
+            out.extend(self.respond_one(ty, chunk, first));
+        }
+        out.extend(self.respond_one(ty, lacks, first && out.is_empty()));
+        out
+    }
+
+    fn respond_one(
         &mut self,
         ty: ResourceType,
         lacks: Lacks,
