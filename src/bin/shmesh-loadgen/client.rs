@@ -469,6 +469,8 @@ async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> E
             }
         };
         count(fleet, ty, resp.encoded_len(), items.len());
+        fleet.counters.removed[ty.index()]
+            .fetch_add(resp.removed_resources.len() as u64, Ordering::Relaxed);
         // A delta ACK is the nonce alone.
         if tx
             .send(DeltaDiscoveryRequest {

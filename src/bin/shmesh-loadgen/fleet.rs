@@ -34,6 +34,8 @@ pub struct Counters {
     pub responses: [AtomicU64; 4],
     /// Resources received, per type.
     pub resources: [AtomicU64; 4],
+    /// Resource names reported removed (delta `removed_resources`), per type.
+    pub removed: [AtomicU64; 4],
     /// Why connections and streams failed: message → count (a few distinct
     /// messages only, so a storm of failures cannot grow it).
     reasons: Mutex<BTreeMap<String, u64>>,

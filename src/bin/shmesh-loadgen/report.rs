@@ -83,6 +83,8 @@ pub struct ChangeReport {
 pub struct Traffic {
     pub responses: u64,
     pub resources: u64,
+    /// Names reported removed (delta only).
+    pub removed: u64,
     pub bytes: u64,
 }
 
@@ -150,6 +152,8 @@ pub struct Report {
     pub loadgen: Loadgen,
     pub errors: Errors,
     pub verify: Option<Verify>,
+    /// Changes the driver could not make (the run stopped making changes).
+    pub driver_errors: Vec<String>,
     pub duration_s: f64,
     /// Every client synced, every change reached every expected client, and
     /// (with `--admin`) the server saw every stream in sync.
@@ -254,7 +258,18 @@ impl Report {
         let traffic: Vec<String> = self
             .traffic
             .iter()
-            .map(|(t, x)| format!("{t} {} in {} responses", size(x.bytes), x.responses))
+            .map(|(t, x)| {
+                let removed = if x.removed > 0 {
+                    format!(", {} removed", x.removed)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{t} {} in {} responses{removed}",
+                    size(x.bytes),
+                    x.responses
+                )
+            })
             .collect();
         let _ = writeln!(
             o,
@@ -320,6 +335,9 @@ impl Report {
                 "server view (/debug/proxies): {} fleet streams of {}, {} in sync, {} NACKed",
                 v.fleet_streams, v.streams, v.in_sync, v.nacked
             );
+        }
+        for e in &self.driver_errors {
+            let _ = writeln!(o, "driver error: {e}");
         }
         let _ = writeln!(
             o,

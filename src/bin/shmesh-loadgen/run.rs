@@ -247,6 +247,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
 
     // Changes, one at a time.
     let mut reports = Vec::new();
+    let mut driver_errors = Vec::new();
     if let (Some(spec), Some(dir)) = (&spec, &args.mesh_dir) {
         for k in 0..changes {
             if Instant::now() >= deadline {
@@ -257,7 +258,16 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
                 break;
             }
             let kind = kinds[k % kinds.len()];
-            let pending = prepare(dir, spec, kind, k, &namespaces)?;
+            // A change that cannot be written (e.g. no file descriptor left
+            // while the fleet holds them all) ends the changes, not the report.
+            let pending = match prepare(dir, spec, kind, k, &namespaces) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("loadgen: {e}; no more changes");
+                    driver_errors.push(e);
+                    break;
+                }
+            };
             let ns_name: Arc<str> = pending.marker.namespace.as_str().into();
             let scope = spec.namespace_scoped.then(|| ns_name.clone());
             let expected = match &scope {
@@ -275,9 +285,15 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
             ));
             fleet.add_change(track.clone());
             let bytes_before = fleet.counters.total_bytes();
-            let (t0, marker) = pending
-                .commit()
-                .map_err(|e| format!("renaming change {k} into place: {e}"))?;
+            let (t0, marker) = match pending.commit() {
+                Ok(x) => x,
+                Err(e) => {
+                    let e = format!("renaming change {k} into place: {e}");
+                    eprintln!("loadgen: {e}; no more changes");
+                    driver_errors.push(e);
+                    break;
+                }
+            };
             let _ = track.t0.set(fleet.us(t0));
             let until = (t0 + Duration::from_secs(args.change_timeout_s)).min(deadline);
             wait_until(until, || {
@@ -352,6 +368,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
                 Traffic {
                     responses: c.responses[i].load(Ordering::Relaxed),
                     resources: c.resources[i].load(Ordering::Relaxed),
+                    removed: c.removed[i].load(Ordering::Relaxed),
                     bytes: c.bytes[i].load(Ordering::Relaxed),
                 },
             )
@@ -374,6 +391,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
     let sync = Phase::new(synced, last_synced, n);
     let complete = sync.done == n
         && reports.len() == changes
+        && driver_errors.is_empty()
         && reports.iter().all(|r| r.missed == 0)
         && verified.as_ref().is_none_or(|v| v.ok(n));
     Ok(Report {
@@ -407,6 +425,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
             reasons: c.reasons(),
         },
         verify: verified,
+        driver_errors,
         duration_s,
         complete,
     })
