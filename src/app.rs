@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 use crate::config::{Api, BootstrapArgs, Command, ServeArgs, TranslateArgs};
@@ -58,8 +57,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
 
-    let xds = tokio::net::TcpListener::bind(args.xds_addr)
-        .await
+    let xds = bind_xds(args.xds_addr)
         .with_context(|| format!("binding xDS address {}", args.xds_addr))?;
     let admin_listener = admin::bind(args.admin_addr)
         .await
@@ -89,7 +87,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(AdsServer::new(shared))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(xds), shutdown_signal())
+        .serve_with_incoming_shutdown(accept_forever(xds), shutdown_signal())
         .await
         .context("xDS server")?;
     info!("shut down");
@@ -130,6 +128,39 @@ async fn start_kubernetes(
         metrics,
     ));
     Ok(client)
+}
+
+/// How many connections may wait to be accepted: a fleet reconnecting after a
+/// restart arrives all at once, and the kernel's default of 128 resets the rest.
+const XDS_BACKLOG: u32 = 4096;
+
+fn bind_xds(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(XDS_BACKLOG)
+}
+
+/// Accepted connections; a failed accept (out of file descriptors) is logged
+/// and retried after a pause instead of being retried in a busy loop.
+fn accept_forever(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(listener, |listener| async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => return Some((Ok(stream), listener)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting an xDS connection failed; pausing");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

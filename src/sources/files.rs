@@ -59,17 +59,22 @@ impl FileSet {
     /// Rescans the directories; returns the changes since the last scan.
     pub fn rescan(&mut self) -> Vec<Change> {
         let mut seen = BTreeSet::new();
+        let mut unreadable = Vec::new();
         for dir in self.dirs.clone() {
             let mut paths = Vec::new();
             if let Err(e) = collect(&dir, &mut paths) {
-                warn!(dir = %dir.display(), error = %e, "cannot read config directory");
+                // Out of file descriptors, a permission hiccup: not a sign the
+                // files are gone. What was read from this directory stays.
+                warn!(dir = %dir.display(), error = %e, "cannot read config directory; keeping what it held");
+                unreadable.push(dir.clone());
             }
             for path in paths {
                 seen.insert(path.clone());
                 self.load(&path);
             }
         }
-        self.files.retain(|p, _| seen.contains(p));
+        self.files
+            .retain(|p, _| seen.contains(p) || unreadable.iter().any(|d| p.starts_with(d)));
         self.diff()
     }
 
@@ -311,8 +316,12 @@ pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Input>) {
 
     let (event_tx, mut events) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Reading the directories raises access events of its own; only a
+        // change counts, or every rescan would trigger the next.
         if let Ok(event) = res {
-            let _ = event_tx.send(event.paths);
+            if !matches!(event.kind, notify::EventKind::Access(_)) {
+                let _ = event_tx.send(event.paths);
+            }
         }
     });
     let mut watcher = match watcher {
@@ -420,6 +429,23 @@ mod tests {
         std::fs::remove_file(&vs).unwrap();
         let changes = set.reload(&[vs]);
         assert!(matches!(&changes[..], [Change::Delete(k)] if k.name == "r"));
+    }
+
+    #[test]
+    fn an_unreadable_directory_keeps_its_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("team");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::write(sub.join("svc.yaml"), SVC).unwrap();
+        let mut set = FileSet::new(vec![sub.clone()]);
+        assert_eq!(set.rescan().len(), 1);
+        // The directory cannot be listed (moved away here; out of file
+        // descriptors in the field): nothing is deleted.
+        let aside = dir.path().join("aside");
+        std::fs::rename(&sub, &aside).unwrap();
+        assert!(set.rescan().is_empty());
+        std::fs::rename(&aside, &sub).unwrap();
+        assert!(set.rescan().is_empty());
     }
 
     #[test]

@@ -116,6 +116,19 @@ pub struct Loadgen {
     pub distinct_subscriptions: usize,
 }
 
+/// The whole machine's CPU, for judging whether other work competed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    /// Busy CPU-seconds of all processes until the fleet synced, and during the changes.
+    pub busy_sync_s: Option<f64>,
+    pub busy_changes_s: Option<f64>,
+    /// Of those, what neither the control plane (when `--pid` is given)
+    /// nor the simulator used: other processes and the kernel's own work.
+    pub other_sync_s: Option<f64>,
+    pub other_changes_s: Option<f64>,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Errors {
     pub connect: u64,
@@ -150,6 +163,7 @@ pub struct Report {
     pub traffic: std::collections::BTreeMap<&'static str, Traffic>,
     pub control_plane: Option<ControlPlane>,
     pub loadgen: Loadgen,
+    pub machine: Machine,
     pub errors: Errors,
     pub verify: Option<Verify>,
     /// Changes the driver could not make (the run stopped making changes).
@@ -317,6 +331,17 @@ impl Report {
             self.loadgen.rss_per_client_kb,
             self.loadgen.cpu_s,
             self.loadgen.cpu_sync_s
+        );
+        let m = &self.machine;
+        let secs = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            o,
+            "machine ({} cores): busy {} s until synced ({} s not shmesh or loadgen), {} s during changes ({} s other)",
+            m.cores,
+            secs(m.busy_sync_s),
+            secs(m.other_sync_s),
+            secs(m.busy_changes_s),
+            secs(m.other_changes_s)
         );
         let e = &self.errors;
         let _ = writeln!(

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::client::{self, Api, Config, Identity};
 use crate::fleet::{ChangeTrack, Fleet};
-use crate::report::{ChangeReport, ControlPlane, Errors, Loadgen, Phase, Report, Traffic};
+use crate::report::{ChangeReport, ControlPlane, Errors, Loadgen, Machine, Phase, Report, Traffic};
 use crate::sys::{self, FdLimit};
 use crate::verify;
 
@@ -161,8 +161,11 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
         None => None,
     };
     let me_sampler = sys::Sampler::open("self").map_err(|e| format!("/proc/self: {e}"))?;
+    let machine = sys::MachineCpu::open().map_err(|e| format!("/proc/stat: {e}"))?;
     let cp_sample = || cp.as_ref().and_then(|s| s.sample());
     let baseline = cp_sample();
+    let me_start = me_sampler.sample().unwrap_or_default();
+    let busy_start = machine.busy_s();
     let deadline = fleet.start + Duration::from_secs(args.timeout_s);
     let (stop_tx, stop_rx) = watch::channel(false);
     eprintln!(
@@ -232,6 +235,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
     .await;
     let after_sync = cp_sample();
     let me_synced = me_sampler.sample().unwrap_or_default();
+    let busy_synced = machine.busy_s();
     let synced_now = fleet.counters.synced.load(Ordering::Relaxed);
     if synced_now >= n {
         eprintln!(
@@ -334,6 +338,8 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
         tokio::time::sleep_until(hold.into()).await;
     }
     let end = cp_sample();
+    let me_end = me_sampler.sample().unwrap_or_default();
+    let busy_end = machine.busy_s();
     let duration_s = fleet.start.elapsed().as_secs_f64();
 
     // Disconnect everyone, bounded.
@@ -388,6 +394,23 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
             .map(|(b, s)| round2(s.cpu_s - b.cpu_s)),
         cpu_changes_s: after_sync.zip(end).map(|(s, e)| round2(e.cpu_s - s.cpu_s)),
     });
+    // Busy time not spent by shmesh (when known) or by this simulator.
+    let cp_cpu = |a: Option<sys::ProcSample>, b: Option<sys::ProcSample>| {
+        a.zip(b).map_or(0.0, |(a, b)| b.cpu_s - a.cpu_s)
+    };
+    let busy_sync_s = busy_start.zip(busy_synced).map(|(a, b)| b - a);
+    let busy_changes_s = busy_synced.zip(busy_end).map(|(a, b)| b - a);
+    let machine = Machine {
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        busy_sync_s: busy_sync_s.map(round2),
+        busy_changes_s: busy_changes_s.map(round2),
+        other_sync_s: busy_sync_s.map(|b| {
+            round2((b - cp_cpu(baseline, after_sync) - (me_synced.cpu_s - me_start.cpu_s)).max(0.0))
+        }),
+        other_changes_s: busy_changes_s.map(|b| {
+            round2((b - cp_cpu(after_sync, end) - (me_end.cpu_s - me_synced.cpu_s)).max(0.0))
+        }),
+    };
     let sync = Phase::new(synced, last_synced, n);
     let complete = sync.done == n
         && reports.len() == changes
@@ -417,6 +440,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
             cpu_sync_s: round2(me_synced.cpu_s),
             distinct_subscriptions: fleet.memo.distinct(),
         },
+        machine,
         errors: Errors {
             connect: c.connect_errors.load(Ordering::Relaxed),
             stream: c.stream_errors.load(Ordering::Relaxed),

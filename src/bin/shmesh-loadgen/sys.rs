@@ -159,6 +159,39 @@ fn parse(status: &str, stat: &str) -> Option<ProcSample> {
     })
 }
 
+/// Busy CPU time of the whole machine, from `/proc/stat` (opened once, like
+/// [`Sampler`]): on a shared machine, what other processes took during a run
+/// is busy time minus the control plane's and the simulator's.
+pub struct MachineCpu {
+    stat: std::fs::File,
+}
+
+impl MachineCpu {
+    pub fn open() -> std::io::Result<MachineCpu> {
+        Ok(MachineCpu {
+            stat: std::fs::File::open("/proc/stat")?,
+        })
+    }
+
+    /// Seconds all CPUs together spent not idle since boot.
+    pub fn busy_s(&self) -> Option<f64> {
+        let text = read_from_start(&self.stat)?;
+        // "cpu  user nice system idle iowait irq softirq steal ..." (man 5 proc)
+        let ticks: Vec<f64> = text
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let total: f64 = ticks.iter().take(8).sum();
+        let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0.0);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Some((total - idle) / hz)
+    }
+}
+
 /// Parses `127.0.0.2-127.0.0.31` (inclusive) or a single address.
 pub fn parse_ip_range(s: &str) -> Result<Vec<IpAddr>, String> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
@@ -189,6 +222,18 @@ mod tests {
         assert_eq!(parse_ip_range("127.0.0.9").unwrap().len(), 1);
         assert!(parse_ip_range("127.0.0.9-127.0.0.1").is_err());
         assert!(parse_ip_range("nope").is_err());
+    }
+
+    #[test]
+    fn machine_cpu_moves_forward() {
+        let m = MachineCpu::open().unwrap();
+        let a = m.busy_s().unwrap();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        assert!(m.busy_s().unwrap() >= a);
     }
 
     #[test]
