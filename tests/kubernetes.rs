@@ -330,7 +330,16 @@ fn malformed_object_is_skipped_and_the_others_apply() {
     });
     assert!(logged, "{}", shmesh.log());
     assert_eq!(shares(listener, 20).get("v2"), Some(&20));
-    let errors = metric(&shmesh, "shmesh_config_errors_total");
+    // Both bad objects may be counted a moment apart: wait for the count to settle.
+    let mut errors = metric(&shmesh, "shmesh_config_errors_total");
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = metric(&shmesh, "shmesh_config_errors_total");
+        if now == errors {
+            break;
+        }
+        errors = now;
+    }
     assert!(errors >= 2, "{errors}");
 
     // A relist sends the same bad versions again: not deleted, not counted again.
