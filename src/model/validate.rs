@@ -139,6 +139,21 @@ impl Validator {
         }
     }
 
+    /// A regex Envoy's RE2 engine will take; the reason is the regex crate's
+    /// last line, which names what is wrong.
+    fn regex(&mut self, field: String, re: &str) {
+        if let Err(e) = regex::Regex::new(re) {
+            let reason = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            self.err(field, format!("invalid regex {re:?}: {reason}"));
+        }
+    }
+
     fn string_match(&mut self, field: String, m: &StringMatch) {
         let set = [m.exact.is_some(), m.prefix.is_some(), m.regex.is_some()]
             .iter()
@@ -151,19 +166,7 @@ impl Validator {
             );
         }
         if let Some(re) = &m.regex {
-            if let Err(e) = regex::Regex::new(re) {
-                let first = e
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
-                self.err(
-                    format!("{field}.regex"),
-                    format!("invalid regex {re:?}: {first}"),
-                );
-            }
+            self.regex(format!("{field}.regex"), re);
         }
     }
 
@@ -345,19 +348,7 @@ impl Validator {
                 );
             }
             if let Some(re) = &rw.uri_regex_rewrite {
-                if let Err(e) = regex::Regex::new(&re.match_) {
-                    let first = e
-                        .to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or("")
-                        .trim()
-                        .to_string();
-                    self.err(
-                        format!("{f}.rewrite.uriRegexRewrite.match"),
-                        format!("invalid regex {:?}: {first}", re.match_),
-                    );
-                }
+                self.regex(format!("{f}.rewrite.uriRegexRewrite.match"), &re.match_);
             }
         }
         self.headers(&format!("{f}.headers"), http.headers.as_ref());
