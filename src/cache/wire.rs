@@ -7,7 +7,11 @@
 //! `DeltaDiscoveryResponse` and `Resource`, so clients decode them as usual, but
 //! they borrow the bodies encoded once in the cache.
 
-use bytes::Bytes;
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use prost::encoding::{self, WireType};
+use prost::Message;
 
 /// `google.protobuf.Any` with a shared body. The type URL is a string on the
 /// wire; holding it as `Bytes` lets every resource point at one static copy.
@@ -71,11 +75,147 @@ pub struct WireDeltaDiscoveryResponse {
     pub control_plane: Option<WireControlPlane>,
 }
 
+/// Where a response is written piece by piece: small fields are copied into
+/// the chunk being built, large shared bodies are handed on as they are, so a
+/// route configuration sent to thousands of streams is never copied per stream.
+#[derive(Debug, Default)]
+pub struct ChunkWriter {
+    buf: BytesMut,
+    ready: VecDeque<Bytes>,
+}
+
+/// Shared bodies at least this large go out as their own chunk instead of
+/// being copied.
+const SHARE_MIN: usize = 4 * 1024;
+
+impl ChunkWriter {
+    /// Bytes copied into the chunk being built.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Writes a shared body: copied if small, handed on if large.
+    pub fn put_shared(&mut self, body: &Bytes) {
+        if body.len() < SHARE_MIN {
+            self.buf.extend_from_slice(body);
+        } else {
+            self.flush();
+            self.ready.push_back(body.clone());
+        }
+    }
+
+    /// The buffer for small fields.
+    pub fn small(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Ends the chunk being built.
+    pub fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            self.ready.push_back(self.buf.split().freeze());
+        }
+    }
+
+    /// The next finished chunk.
+    pub fn next_chunk(&mut self) -> Option<Bytes> {
+        self.ready.pop_front()
+    }
+
+    pub fn has_chunks(&self) -> bool {
+        !self.ready.is_empty()
+    }
+}
+
+/// A response that can be written out in steps (fields before the resources,
+/// each resource, fields after), producing exactly prost's encoding.
+pub trait Chunked: prost::Message {
+    /// How many steps `write_step` takes.
+    fn steps(&self) -> usize;
+    fn write_step(&self, step: usize, out: &mut ChunkWriter);
+}
+
+fn put_any(tag: u32, any: &WireAny, out: &mut ChunkWriter) {
+    let buf = out.small();
+    encoding::encode_key(tag, WireType::LengthDelimited, buf);
+    encoding::encode_varint(any.encoded_len() as u64, buf);
+    encoding::bytes::encode(1, &any.type_url, buf);
+    if !any.value.is_empty() {
+        encoding::encode_key(2, WireType::LengthDelimited, buf);
+        encoding::encode_varint(any.value.len() as u64, buf);
+        out.put_shared(&any.value);
+    }
+}
+
+impl Chunked for WireDiscoveryResponse {
+    fn steps(&self) -> usize {
+        self.resources.len() + 2
+    }
+
+    fn write_step(&self, step: usize, out: &mut ChunkWriter) {
+        if step == 0 {
+            if !self.version_info.is_empty() {
+                encoding::string::encode(1, &self.version_info, out.small());
+            }
+        } else if let Some(any) = self.resources.get(step - 1) {
+            put_any(2, any, out);
+        } else {
+            let buf = out.small();
+            if !self.type_url.is_empty() {
+                encoding::string::encode(4, &self.type_url, buf);
+            }
+            if !self.nonce.is_empty() {
+                encoding::string::encode(5, &self.nonce, buf);
+            }
+            if let Some(cp) = &self.control_plane {
+                encoding::message::encode(6, cp, buf);
+            }
+        }
+    }
+}
+
+impl Chunked for WireDeltaDiscoveryResponse {
+    fn steps(&self) -> usize {
+        self.resources.len() + 2
+    }
+
+    fn write_step(&self, step: usize, out: &mut ChunkWriter) {
+        if step == 0 {
+            if !self.system_version_info.is_empty() {
+                encoding::string::encode(1, &self.system_version_info, out.small());
+            }
+        } else if let Some(r) = self.resources.get(step - 1) {
+            let buf = out.small();
+            encoding::encode_key(2, WireType::LengthDelimited, buf);
+            encoding::encode_varint(r.encoded_len() as u64, buf);
+            if !r.version.is_empty() {
+                encoding::bytes::encode(1, &r.version, buf);
+            }
+            if let Some(any) = &r.resource {
+                put_any(2, any, out);
+            }
+            if !r.name.is_empty() {
+                encoding::bytes::encode(3, &r.name, out.small());
+            }
+        } else {
+            let buf = out.small();
+            if !self.type_url.is_empty() {
+                encoding::string::encode(4, &self.type_url, buf);
+            }
+            if !self.nonce.is_empty() {
+                encoding::string::encode(5, &self.nonce, buf);
+            }
+            encoding::string::encode_repeated(6, &self.removed_resources, buf);
+            if let Some(cp) = &self.control_plane {
+                encoding::message::encode(7, cp, buf);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::service::discovery::v3 as ds;
-    use prost::Message;
 
     #[test]
     fn wire_response_decodes_as_envoy_types() {
@@ -123,5 +263,72 @@ mod tests {
             b"xyz"
         );
         assert_eq!(decoded.removed_resources, vec!["gone".to_string()]);
+    }
+
+    fn written<M: Chunked>(msg: &M) -> (Vec<u8>, usize) {
+        let mut out = ChunkWriter::default();
+        for step in 0..msg.steps() {
+            msg.write_step(step, &mut out);
+        }
+        out.flush();
+        let (mut all, mut chunks) = (Vec::new(), 0);
+        while let Some(c) = out.next_chunk() {
+            all.extend_from_slice(&c);
+            chunks += 1;
+        }
+        (all, chunks)
+    }
+
+    fn any(len: usize) -> WireAny {
+        WireAny {
+            type_url: Bytes::from_static(b"type.googleapis.com/x"),
+            value: Bytes::from(vec![7u8; len]),
+        }
+    }
+
+    #[test]
+    fn chunked_sotw_matches_prost_and_shares_large_bodies() {
+        let large = any(100_000);
+        let msg = WireDiscoveryResponse {
+            version_info: "v".into(),
+            resources: vec![any(10), large.clone(), any(0), any(300)],
+            type_url: "type.googleapis.com/x".into(),
+            nonce: "3".into(),
+            control_plane: Some(WireControlPlane {
+                identifier: "cp".into(),
+            }),
+        };
+        let (bytes, chunks) = written(&msg);
+        assert_eq!(bytes, msg.encode_to_vec());
+        // Before the large body, the large body itself, after it.
+        assert_eq!(chunks, 3);
+        let mut out = ChunkWriter::default();
+        msg.write_step(2, &mut out);
+        out.flush();
+        let mut shared = false;
+        while let Some(c) = out.next_chunk() {
+            shared |= c.as_ptr() == large.value.as_ptr();
+        }
+        assert!(shared, "the large body was copied");
+    }
+
+    #[test]
+    fn chunked_delta_matches_prost() {
+        let resource = |name: &'static str, len| WireResource {
+            version: Bytes::from_static(b"ver"),
+            name: Bytes::from_static(name.as_bytes()),
+            resource: Some(any(len)),
+        };
+        let msg = WireDeltaDiscoveryResponse {
+            system_version_info: String::new(),
+            resources: vec![resource("a", 5), resource("b", 50_000), resource("", 0)],
+            type_url: "t".into(),
+            nonce: "9".into(),
+            removed_resources: vec!["gone".into(), "also".into()],
+            control_plane: None,
+        };
+        assert_eq!(written(&msg).0, msg.encode_to_vec());
+        let empty = WireDeltaDiscoveryResponse::default();
+        assert_eq!(written(&empty).0, empty.encode_to_vec());
     }
 }

@@ -7,6 +7,7 @@
 //! cite them as "rule N" from the project's xDS checklist.
 
 pub mod delta;
+mod grpc;
 mod held;
 pub mod node;
 pub mod server;

@@ -13,16 +13,16 @@ use dashmap::DashMap;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::{http, Body, BoxFuture, StdError};
-use tonic::{Status, Streaming};
+use tonic::Status;
 use tracing::{debug, info, warn, Instrument};
 
 use super::delta::DeltaStream;
+use super::grpc::{self, RequestStream, ResponseBody};
 use super::node::view_of;
 use super::sotw::SotwStream;
 use super::{Event, ProtocolError};
-use crate::cache::wire::{WireDeltaDiscoveryResponse, WireDiscoveryResponse};
+use crate::cache::wire::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
 use crate::cache::{PolicyStamp, ResourceType, Snapshot};
 use crate::metrics::Metrics;
 use crate::translate::ProxyView;
@@ -178,7 +178,7 @@ impl tonic::server::NamedService for AdsServer {
 
 impl<B> tonic::codegen::Service<http::Request<B>> for AdsServer
 where
-    B: Body + Send + 'static,
+    B: Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
@@ -192,33 +192,32 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let shared = self.shared.clone();
         match req.uri().path() {
-            SOTW_PATH => Box::pin(async move {
-                let codec =
-                    tonic_prost::ProstCodec::<WireDiscoveryResponse, DiscoveryRequest>::default();
-                let mut grpc = tonic::server::Grpc::new(codec);
-                Ok(grpc
-                    .streaming(StreamSvc::<SotwStream>::new(shared), req)
-                    .await)
-            }),
-            DELTA_PATH => Box::pin(async move {
-                let codec = tonic_prost::ProstCodec::<
-                    WireDeltaDiscoveryResponse,
-                    DeltaDiscoveryRequest,
-                >::default();
-                let mut grpc = tonic::server::Grpc::new(codec);
-                Ok(grpc
-                    .streaming(StreamSvc::<DeltaStream>::new(shared), req)
-                    .await)
-            }),
+            SOTW_PATH => Box::pin(async move { Ok(start_stream::<SotwStream, B>(shared, req)) }),
+            DELTA_PATH => Box::pin(async move { Ok(start_stream::<DeltaStream, B>(shared, req)) }),
             _ => Box::pin(async move { Ok(Status::unimplemented("unknown method").into_http()) }),
         }
     }
 }
 
+/// Starts the stream's task and answers with the body it feeds.
+fn start_stream<M: Machine, B>(
+    shared: Arc<Shared>,
+    req: http::Request<B>,
+) -> http::Response<tonic::body::Body>
+where
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let incoming = RequestStream::new(req.into_body());
+    tokio::spawn(run_stream::<M>(shared, incoming, tx));
+    grpc::response(ResponseBody::new(rx))
+}
+
 /// What the stream loop needs of a protocol state machine.
 pub trait Machine: Send + 'static {
     type Request: prost::Message + Default + Send + 'static;
-    type Response: prost::Message + Send + 'static;
+    type Response: Chunked + Send + Unpin + 'static;
     const PROTOCOL: &'static str;
     fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self;
     fn node(req: &Self::Request) -> Option<&Node>;
@@ -305,39 +304,9 @@ impl Machine for DeltaStream {
     }
 }
 
-struct StreamSvc<M> {
-    shared: Arc<Shared>,
-    _m: std::marker::PhantomData<fn() -> M>,
-}
-
-impl<M> StreamSvc<M> {
-    fn new(shared: Arc<Shared>) -> Self {
-        StreamSvc {
-            shared,
-            _m: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<M: Machine> tonic::server::StreamingService<M::Request> for StreamSvc<M> {
-    type Response = M::Response;
-    type ResponseStream = ReceiverStream<Result<M::Response, Status>>;
-    type Future = BoxFuture<tonic::Response<Self::ResponseStream>, Status>;
-
-    fn call(&mut self, request: tonic::Request<Streaming<M::Request>>) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            let incoming = request.into_inner();
-            tokio::spawn(run_stream::<M>(shared, incoming, tx));
-            Ok(tonic::Response::new(ReceiverStream::new(rx)))
-        })
-    }
-}
-
 async fn run_stream<M: Machine>(
     shared: Arc<Shared>,
-    mut incoming: Streaming<M::Request>,
+    mut incoming: RequestStream<M::Request>,
     tx: mpsc::Sender<Result<M::Response, Status>>,
 ) {
     let first = match incoming.message().await {
