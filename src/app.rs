@@ -84,12 +84,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         control_plane: format!("shmesh-{}", env!("CARGO_PKG_VERSION")),
         push_slots: Arc::new(tokio::sync::Semaphore::new(crate::xds::server::PUSH_SLOTS)),
     });
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .add_service(AdsServer::new(shared))
-        .serve_with_incoming_shutdown(accept_forever(xds), shutdown_signal())
-        .await
-        .context("xDS server")?;
+    crate::xds::listen::serve(xds, AdsServer::new(shared), shutdown_signal()).await;
     info!("shut down");
     Ok(())
 }
@@ -143,24 +138,6 @@ fn bind_xds(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListen
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(XDS_BACKLOG)
-}
-
-/// Accepted connections; a failed accept (out of file descriptors) is logged
-/// and retried after a pause instead of being retried in a busy loop.
-fn accept_forever(
-    listener: tokio::net::TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures::stream::unfold(listener, |listener| async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => return Some((Ok(stream), listener)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "accepting an xDS connection failed; pausing");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
-    })
 }
 
 async fn shutdown_signal() {

@@ -116,6 +116,14 @@ impl ChunkWriter {
         }
     }
 
+    /// Lets go of the buffer's room, when nothing is pending: an idle stream
+    /// then holds no buffer at all.
+    pub fn release(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// The next finished chunk.
     pub fn next_chunk(&mut self) -> Option<Bytes> {
         self.ready.pop_front()

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::held::{self, Held, Lacks};
+use super::names::NameSet;
 use super::{Event, Nonces, ProtocolError};
 use crate::cache::wire::{WireAny, WireControlPlane, WireDeltaDiscoveryResponse, WireResource};
 use crate::cache::{ResourceType, Snapshot, TypeSet};
@@ -19,7 +20,7 @@ use crate::cache::{ResourceType, Snapshot, TypeSet};
 struct TypeState {
     requested: bool,
     wildcard: bool,
-    names: BTreeSet<String>,
+    names: NameSet,
     /// What the client holds once it applies what was sent.
     held: Held,
     /// Subscribed names the client was told do not exist (rule 7).
@@ -67,6 +68,11 @@ impl TypeState {
         lacks.removed.sort();
         lacks
     }
+}
+
+/// The names in a subscription list, without `*`.
+fn names_in(list: &[String]) -> impl Iterator<Item = &str> + Clone {
+    list.iter().map(String::as_str).filter(|n| *n != "*")
 }
 
 /// Most resources in one delta response.
@@ -160,6 +166,10 @@ impl DeltaStream {
                 st.wildcard = true;
             }
         }
+        st.names = st.names.changed(
+            names_in(&req.resource_names_subscribe),
+            names_in(&req.resource_names_unsubscribe),
+        );
         for name in &req.resource_names_subscribe {
             if name == "*" {
                 if !st.wildcard && !first {
@@ -170,7 +180,6 @@ impl DeltaStream {
                 st.wildcard = true;
                 continue;
             }
-            st.names.insert(name.clone());
             // Rule 9: a (re)subscribed name is always sent, unless the client
             // said on this first request that it has the current version.
             if !(first && req.initial_resource_versions.contains_key(name)) {
@@ -181,7 +190,6 @@ impl DeltaStream {
             if name == "*" {
                 st.wildcard = false;
             } else {
-                st.names.remove(name);
                 st.told_absent.remove(name);
             }
             if st.wants(name) {

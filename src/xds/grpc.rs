@@ -105,7 +105,10 @@ impl<T: prost::Message + Default> RequestStream<T> {
         let msg = T::decode(&self.buf[..len])
             .map_err(|e| Status::internal(format!("cannot decode request: {e}")));
         self.buf.advance(len);
-        if self.buf.capacity() > KEEP_BUFFER && self.buf.len() <= KEEP_BUFFER / 2 {
+        if self.buf.is_empty() {
+            // Requests are rare once a proxy is in sync: hold no buffer between them.
+            self.buf = BytesMut::new();
+        } else if self.buf.capacity() > KEEP_BUFFER && self.buf.len() <= KEEP_BUFFER / 2 {
             // Let go of the large message's room, keeping what followed it.
             self.buf = BytesMut::from(&self.buf[..]);
         }
@@ -210,7 +213,11 @@ impl<M: Chunked + Unpin> Body for ResponseBody<M> {
                     let ok = Status::new(tonic::Code::Ok, "");
                     return Poll::Ready(Some(Ok(Frame::trailers(trailers(&ok)))));
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // Idle until the next response: hold no buffer meanwhile.
+                    this.out.release();
+                    return Poll::Pending;
+                }
             }
         }
     }

@@ -10,6 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use super::names::NameSet;
 use crate::cache::{Resource, TypeSet};
 
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ impl Held {
         current: &Arc<TypeSet>,
         wants: impl Fn(&str) -> bool,
         wildcard: bool,
-        names: &BTreeSet<String>,
+        names: &NameSet,
         force: &BTreeSet<String>,
     ) -> Lacks {
         let mut out = Lacks::default();

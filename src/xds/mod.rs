@@ -9,6 +9,8 @@
 pub mod delta;
 mod grpc;
 mod held;
+pub mod listen;
+mod names;
 pub mod node;
 pub mod server;
 pub mod sotw;

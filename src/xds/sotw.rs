@@ -12,6 +12,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::held::{self, Held};
+use super::names::NameSet;
 use super::{Event, Nonces, ProtocolError};
 use crate::cache::wire::{WireAny, WireControlPlane, WireDiscoveryResponse};
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
@@ -28,9 +29,7 @@ struct TypeState {
     /// resources to return").
     named: bool,
     /// Resources named explicitly.
-    names: BTreeSet<String>,
-    /// Hash of `names`, so a version can say which names it covers.
-    names_hash: u64,
+    names: NameSet,
     /// Nonce of the latest response for this type (rule 2).
     last_nonce: String,
     /// The latest response awaits its ACK or NACK.
@@ -44,15 +43,6 @@ struct TypeState {
     /// The set the client rejected; nothing is resent until something it
     /// wants changes from it (rule 4).
     nacked: Option<Arc<TypeSet>>,
-}
-
-fn names_hash(names: &BTreeSet<String>) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for n in names {
-        h.update(n.as_bytes());
-        h.update(&[0]);
-    }
-    h.digest()
 }
 
 impl TypeState {
@@ -131,12 +121,13 @@ impl SotwStream {
         }
 
         // Subscriptions: the newest request carries the whole list.
-        let explicit: BTreeSet<String> = req
-            .resource_names
-            .iter()
-            .filter(|n| n.as_str() != "*")
-            .cloned()
-            .collect();
+        // A client repeats its whole list with every ACK: usually the same set.
+        let explicit = st.names.replaced(
+            req.resource_names
+                .iter()
+                .map(String::as_str)
+                .filter(|n| *n != "*"),
+        );
         let star = req.resource_names.iter().any(|n| n == "*");
         // Rule 8: `*`, or an empty first request, means all; the legacy form
         // ends once the client names anything, `*` included (an empty list
@@ -144,12 +135,17 @@ impl SotwStream {
         let wildcard =
             ty.wildcard_capable() && (star || (req.resource_names.is_empty() && !st.named));
         st.named |= !req.resource_names.is_empty();
-        let added: Vec<String> = explicit.difference(&st.names).cloned().collect();
+        let added: Vec<String> = if explicit == st.names {
+            Vec::new()
+        } else {
+            explicit
+                .iter()
+                .filter(|n| !st.names.contains(n))
+                .map(String::from)
+                .collect()
+        };
         let became_wildcard = wildcard && !st.wildcard;
-        if st.names != explicit {
-            st.names_hash = names_hash(&explicit);
-            st.names = explicit;
-        }
+        st.names = explicit;
         st.wildcard = wildcard;
 
         if first {
@@ -265,7 +261,7 @@ impl SotwStream {
         } else {
             let mut h = xxhash_rust::xxh3::Xxh3::new();
             h.update(set.version().as_bytes());
-            h.update(&st.names_hash.to_le_bytes());
+            h.update(&st.names.digest().to_le_bytes());
             format!("{:016x}", h.digest())
         }
     }
@@ -333,7 +329,7 @@ impl SotwStream {
     /// Names the client subscribed to explicitly, per type (debug views).
     pub fn subscriptions(&self, ty: ResourceType) -> (bool, Vec<String>) {
         let st = &self.types[ty.index()];
-        (st.wildcard, st.names.iter().cloned().collect())
+        (st.wildcard, st.names.iter().map(String::from).collect())
     }
 
     /// Whether the client has applied everything it asked for from the current
