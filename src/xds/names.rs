@@ -7,14 +7,29 @@
 //! stream's subscriptions cost a pointer however large the mesh. A change
 //! builds a new set (rare: subscriptions move with the mesh, not with ACKs).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct Names {
     sorted: Box<[Arc<str>]>,
+    index: HashSet<Arc<str>>,
     digest: u64,
+    /// Recent changes made from this set and the sets they led to: every
+    /// proxy on a view subscribes in the same steps as the mesh arrives, so
+    /// the first stream builds each step and the others reuse it.
+    moves: Mutex<Vec<Move>>,
 }
+
+#[derive(Debug)]
+struct Move {
+    add: Box<[Box<str>]>,
+    remove: Box<[Box<str>]>,
+    to: Weak<Names>,
+}
+
+/// How many changes a set remembers.
+const MOVES: usize = 8;
 
 /// A sorted set of names, shared by every stream that names the same ones.
 #[derive(Debug, Clone)]
@@ -58,25 +73,30 @@ fn digest_of(sorted: &[Arc<str>]) -> u64 {
     h.digest()
 }
 
+fn same_list<'a>(kept: &[Box<str>], list: impl Iterator<Item = &'a str>) -> bool {
+    kept.iter().map(|s| &**s).eq(list)
+}
+
 impl NameSet {
     /// The shared set holding `sorted` (sorted, no duplicates).
     fn intern(sorted: Vec<Arc<str>>) -> NameSet {
         let digest = digest_of(&sorted);
-        let names = Names {
-            sorted: sorted.into_boxed_slice(),
-            digest,
-        };
         let mut interner = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = interner.sets.entry(digest).or_default();
         bucket.retain(|w| w.strong_count() > 0);
         if let Some(same) = bucket
             .iter()
             .filter_map(Weak::upgrade)
-            .find(|s| s.sorted == names.sorted)
+            .find(|s| *s.sorted == *sorted)
         {
             return NameSet(same);
         }
-        let set = Arc::new(names);
+        let set = Arc::new(Names {
+            index: sorted.iter().cloned().collect(),
+            sorted: sorted.into_boxed_slice(),
+            digest,
+            moves: Mutex::default(),
+        });
         bucket.push(Arc::downgrade(&set));
         interner.since_sweep += 1;
         if interner.since_sweep > 1024.max(interner.sets.len()) {
@@ -90,11 +110,7 @@ impl NameSet {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.position(name).is_ok()
-    }
-
-    fn position(&self, name: &str) -> Result<usize, usize> {
-        self.0.sorted.binary_search_by(|n| (**n).cmp(name))
+        self.0.index.contains(name)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
@@ -114,20 +130,13 @@ impl NameSet {
     /// it already holds exactly those, which is checked without building
     /// anything (a SotW client repeats its whole list with every ACK).
     pub fn replaced<'a>(&self, names: impl Iterator<Item = &'a str> + Clone) -> NameSet {
-        let mut seen = vec![false; self.len()];
-        let mut count = 0;
-        let same = names.clone().all(|n| match self.position(n) {
-            Ok(i) if !seen[i] => {
-                seen[i] = true;
-                count += 1;
-                true
-            }
-            _ => false,
-        });
-        if same && count == self.len() {
+        if names.clone().eq(self.iter()) {
             return self.clone();
         }
         let wanted: BTreeSet<&str> = names.collect();
+        if wanted.len() == self.len() && wanted.iter().all(|n| self.contains(n)) {
+            return self.clone();
+        }
         self.rebuilt(wanted)
     }
 
@@ -140,20 +149,39 @@ impl NameSet {
         if add.clone().all(|n| self.contains(n)) && !remove.clone().any(|n| self.contains(n)) {
             return self.clone();
         }
-        let mut wanted: BTreeSet<&str> = self.iter().chain(add).collect();
-        for n in remove {
+        let mut moves = self.0.moves.lock().unwrap_or_else(|e| e.into_inner());
+        moves.retain(|m| m.to.strong_count() > 0);
+        let known = moves.iter().find(|m| {
+            same_list(&m.add, add.clone()) && same_list(&m.remove, remove.clone())
+        });
+        if let Some(to) = known.and_then(|m| m.to.upgrade()) {
+            return NameSet(to);
+        }
+        drop(moves);
+        let mut wanted: BTreeSet<&str> = self.iter().chain(add.clone()).collect();
+        for n in remove.clone() {
             wanted.remove(n);
         }
-        self.rebuilt(wanted)
+        let to = self.rebuilt(wanted);
+        let mut moves = self.0.moves.lock().unwrap_or_else(|e| e.into_inner());
+        if moves.len() >= MOVES {
+            moves.remove(0);
+        }
+        moves.push(Move {
+            add: add.map(Box::from).collect(),
+            remove: remove.map(Box::from).collect(),
+            to: Arc::downgrade(&to.0),
+        });
+        to
     }
 
     /// The set of `wanted`, reusing this set's strings for names it holds.
     fn rebuilt(&self, wanted: BTreeSet<&str>) -> NameSet {
         let sorted = wanted
             .into_iter()
-            .map(|n| match self.position(n) {
-                Ok(i) => self.0.sorted[i].clone(),
-                Err(_) => Arc::from(n),
+            .map(|n| match self.0.index.get(n) {
+                Some(kept) => kept.clone(),
+                None => Arc::from(n),
             })
             .collect();
         NameSet::intern(sorted)
@@ -180,6 +208,7 @@ mod tests {
         assert_eq!(again, a);
         // A duplicate standing in for a missing name is a different set.
         let fewer = a.replaced(["x", "x"].into_iter());
+        assert_eq!(a.replaced(["x", "x", "y"].into_iter()), a);
         assert_eq!(fewer.iter().collect::<Vec<_>>(), ["x"]);
         let more = a.replaced(["x", "y", "z"].into_iter());
         assert_eq!(more.len(), 3);
@@ -193,6 +222,10 @@ mod tests {
         assert_eq!(b.iter().collect::<Vec<_>>(), ["b", "c"]);
         assert!(b.contains("c") && !b.contains("a"));
         assert_eq!(a.changed(["a"].into_iter(), ["z"].into_iter()), a);
+        // The same change again is the same set, remembered.
+        let again = a.changed(["c"].into_iter(), ["a", "nope"].into_iter());
+        assert!(Arc::ptr_eq(&again.0, &b.0));
+        assert_eq!(a.0.moves.lock().unwrap().len(), 1);
     }
 
     #[test]
