@@ -14,7 +14,7 @@ use super::held::{self, Held, Lacks};
 use super::names::NameSet;
 use super::{Event, Nonces, ProtocolError};
 use crate::cache::wire::{WireAny, WireControlPlane, WireDeltaDiscoveryResponse, WireResource};
-use crate::cache::{ResourceType, Snapshot, TypeSet};
+use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -75,8 +75,25 @@ fn names_in(list: &[String]) -> impl Iterator<Item = &str> + Clone {
     list.iter().map(String::as_str).filter(|n| *n != "*")
 }
 
-/// Most resources in one delta response.
-const MAX_PER_RESPONSE: usize = 200;
+/// Most resource bytes in one delta response (a single larger resource goes
+/// alone). gRPC clients cap what they receive (4 MiB by default in gRPC's
+/// own libraries, which proxyless clients use), and a mesh's full CDS can
+/// be larger than that; a bounded response also lets a proxy start applying
+/// while the rest is on its way.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// How many of `upserts` (at least one) fit in one response.
+fn fitting(upserts: &[Arc<Resource>]) -> usize {
+    let mut total = 0;
+    upserts
+        .iter()
+        .take_while(|r| {
+            total += r.body.len() + r.name.len() + r.version.len();
+            total <= MAX_RESPONSE_BYTES
+        })
+        .count()
+        .max(1)
+}
 
 /// One delta stream.
 #[derive(Debug)]
@@ -274,9 +291,8 @@ impl DeltaStream {
         out
     }
 
-    /// Responses carrying `lacks`, at most `MAX_PER_RESPONSE` resources each:
-    /// small messages keep every stream's encoding buffer small, however large
-    /// the mesh. Removals go with the last.
+    /// Responses carrying `lacks`, each at most `MAX_RESPONSE_BYTES` of
+    /// resources. Removals go with the last.
     fn respond(
         &mut self,
         ty: ResourceType,
@@ -284,8 +300,8 @@ impl DeltaStream {
         first: bool,
     ) -> Vec<WireDeltaDiscoveryResponse> {
         let mut out = Vec::new();
-        while lacks.upserts.len() > MAX_PER_RESPONSE {
-            let rest = lacks.upserts.split_off(MAX_PER_RESPONSE);
+        while fitting(&lacks.upserts) < lacks.upserts.len() {
+            let rest = lacks.upserts.split_off(fitting(&lacks.upserts));
             let chunk = Lacks {
                 upserts: std::mem::replace(&mut lacks.upserts, rest),
                 removed: Vec::new(),

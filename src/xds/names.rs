@@ -7,7 +7,7 @@
 //! stream's subscriptions cost a pointer however large the mesh. A change
 //! builds a new set (rare: subscriptions move with the mesh, not with ACKs).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 #[derive(Debug)]
@@ -55,12 +55,23 @@ struct Interner {
     sets: HashMap<u64, Vec<Weak<Names>>>,
     /// Insertions since dead entries were last swept out.
     since_sweep: usize,
+    /// The latest sets built, kept alive a while: when a fleet subscribes
+    /// step by step, the first stream of a view may have moved past a step
+    /// before the next stream takes it, and the step would be built again.
+    recent: VecDeque<Arc<Names>>,
+    /// Names in `recent`.
+    recent_names: usize,
 }
+
+/// Names the recently built sets may hold in all.
+const RECENT_NAMES: usize = 64 * 1024;
 
 static INTERNED: LazyLock<Mutex<Interner>> = LazyLock::new(|| {
     Mutex::new(Interner {
         sets: HashMap::new(),
         since_sweep: 0,
+        recent: VecDeque::new(),
+        recent_names: 0,
     })
 });
 
@@ -98,6 +109,13 @@ impl NameSet {
             moves: Mutex::default(),
         });
         bucket.push(Arc::downgrade(&set));
+        interner.recent_names += set.sorted.len();
+        interner.recent.push_back(set.clone());
+        while interner.recent_names > RECENT_NAMES && interner.recent.len() > 1 {
+            if let Some(old) = interner.recent.pop_front() {
+                interner.recent_names -= old.sorted.len();
+            }
+        }
         interner.since_sweep += 1;
         if interner.since_sweep > 1024.max(interner.sets.len()) {
             interner.sets.retain(|_, b| {
@@ -151,9 +169,9 @@ impl NameSet {
         }
         let mut moves = self.0.moves.lock().unwrap_or_else(|e| e.into_inner());
         moves.retain(|m| m.to.strong_count() > 0);
-        let known = moves.iter().find(|m| {
-            same_list(&m.add, add.clone()) && same_list(&m.remove, remove.clone())
-        });
+        let known = moves
+            .iter()
+            .find(|m| same_list(&m.add, add.clone()) && same_list(&m.remove, remove.clone()));
         if let Some(to) = known.and_then(|m| m.to.upgrade()) {
             return NameSet(to);
         }
@@ -229,14 +247,20 @@ mod tests {
     }
 
     #[test]
-    fn dead_sets_are_forgotten() {
+    fn sets_live_while_used_or_recently_built_then_go() {
         let unique = format!("only-here-{}", std::process::id());
         let set = NameSet::default().replaced([unique.as_str()].into_iter());
         let weak = Arc::downgrade(&set.0);
         drop(set);
-        assert!(weak.upgrade().is_none());
-        // Interning the same names again builds a fresh set.
+        // Kept a while for the next stream taking the same step.
         let again = NameSet::default().replaced([unique.as_str()].into_iter());
-        assert_eq!(again.iter().collect::<Vec<_>>(), [unique.as_str()]);
+        assert!(Arc::ptr_eq(&again.0, &weak.upgrade().unwrap()));
+        drop(again);
+        // Once enough other names were built, it goes.
+        let many: Vec<String> = (0..=RECENT_NAMES)
+            .map(|i| format!("{unique}-{i}"))
+            .collect();
+        let _big = NameSet::default().replaced(many.iter().map(String::as_str));
+        assert!(weak.upgrade().is_none());
     }
 }

@@ -1862,3 +1862,32 @@ fn rule_09_delta_late_wildcard_sends_everything() {
     let out = s.on_request(&delta_req(CDS, &["*"], &[], "")).unwrap();
     assert_eq!(delta_summary(&out), vec![d(CDS, &["a", "b", "c"], &[])]);
 }
+
+#[test]
+fn delta_large_sets_go_out_in_responses_of_at_most_a_mebibyte() {
+    // 30 clusters of ~100 KB each: about 3 MB in all.
+    let names: Vec<String> = (0..30).map(|i| format!("c{i:02}")).collect();
+    let big = "x".repeat(100 * 1024);
+    let items: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), big.as_str())).collect();
+    let mut s = DeltaStream::new(snapshot(&[(CDS, &items)]), "test");
+    let out = s.on_request(&delta_req(CDS, &[], &[], "")).unwrap();
+    assert!(
+        out.responses.len() >= 3,
+        "{} responses",
+        out.responses.len()
+    );
+    let mut sent = Vec::new();
+    for resp in &out.responses {
+        let bytes: usize = resp
+            .resources
+            .iter()
+            .map(|r| r.resource.as_ref().unwrap().value.len())
+            .sum();
+        assert!(bytes <= 1024 * 1024, "a response of {bytes} resource bytes");
+        sent.extend(delta_tags(resp).into_iter().map(|(name, _)| name));
+    }
+    assert_eq!(sent, names, "every cluster exactly once, in order");
+    s.on_request(&delta_ack(out.responses.last().unwrap()))
+        .unwrap();
+    assert!(s.in_sync());
+}

@@ -484,7 +484,8 @@ async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> E
         }
         let at = fleet.now_us();
         if let (Some(subs), Some(dep)) = (derived, dependent(ty)) {
-            let (added, removed) = subs.diff(&held.derived[ty.index()]);
+            let diff = fleet.memo.diff(&subs, &held.derived[ty.index()]);
+            let (added, removed) = (diff.0.clone(), diff.1.clone());
             held.derived[ty.index()] = subs;
             if !added.is_empty() || !removed.is_empty() {
                 let _ = tx.send(DeltaDiscoveryRequest {

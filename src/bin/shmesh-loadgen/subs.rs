@@ -91,13 +91,20 @@ pub struct Item<'a> {
 pub struct SubsMemo {
     empty: Arc<Subs>,
     memo: Mutex<HashMap<(u64, u64), Arc<Subs>>>,
+    /// `Subs::diff` by (new id, old id): every client of a view takes the
+    /// same steps.
+    diffs: Mutex<HashMap<(u64, u64), Arc<NameDiff>>>,
 }
+
+/// Names to subscribe to and names to drop.
+pub type NameDiff = (Vec<String>, Vec<String>);
 
 impl Default for SubsMemo {
     fn default() -> Self {
         SubsMemo {
             empty: Arc::new(Subs::default()),
             memo: Mutex::default(),
+            diffs: Mutex::default(),
         }
     }
 }
@@ -152,6 +159,23 @@ impl SubsMemo {
         let id = xxhash_rust::xxh3::xxh3_64(&[key.0.to_le_bytes(), key.1.to_le_bytes()].concat());
         let subs = Arc::new(Subs::from_map(id, map));
         Ok(self.lock().entry(key).or_insert(subs).clone())
+    }
+
+    /// Names to subscribe to and to drop, going from `old` to `new`.
+    pub fn diff(&self, new: &Subs, old: &Subs) -> Arc<NameDiff> {
+        let key = (new.id, old.id);
+        let hit = self
+            .diffs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(d) = hit {
+            return d;
+        }
+        let d = Arc::new(new.diff(old));
+        let mut diffs = self.diffs.lock().unwrap_or_else(|e| e.into_inner());
+        diffs.entry(key).or_insert(d).clone()
     }
 
     /// How many distinct derivations were computed (for the report).
