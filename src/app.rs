@@ -57,6 +57,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
 
+    match crate::fd_limit::raise_fd_limit(0) {
+        Ok(lim) => info!(
+            limit = lim.soft,
+            "file descriptors (one per proxy connection)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the file descriptor limit"),
+    }
     let xds = bind_xds(args.xds_addr)
         .with_context(|| format!("binding xDS address {}", args.xds_addr))?;
     let admin_listener = admin::bind(args.admin_addr)

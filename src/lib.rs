@@ -8,6 +8,7 @@ pub mod app;
 pub mod bootstrap;
 pub mod cache;
 pub mod config;
+pub mod fd_limit;
 pub mod jsonpb;
 pub mod meshgen;
 pub mod metrics;

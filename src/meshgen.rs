@@ -231,7 +231,10 @@ pub fn next_generation(dir: &Path) -> io::Result<u32> {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
     let next = last.wrapping_add(1).max(1);
-    write_atomic(&path, format!("{next}\n").as_bytes())?;
+    // Written in place: a hidden file the control plane skips, whereas an
+    // atomic write's `..`-prefixed temporary file would look like a
+    // ConfigMap swap and make it rescan the whole directory.
+    std::fs::write(&path, format!("{next}\n"))?;
     Ok(next)
 }
 

@@ -26,8 +26,9 @@ pub const SOURCE: &str = "files";
 /// How often directories are rescanned even without a change event.
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Events arriving this close together are one change (an editor's save, a
-/// ConfigMap swap).
-const SETTLE: Duration = Duration::from_millis(20);
+/// ConfigMap swap). Short: it adds to every change's latency, and changes
+/// that straddle it are still applied together by the translator's debounce.
+const SETTLE: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Default)]
 struct FileState {
@@ -113,30 +114,34 @@ impl FileSet {
     /// Reads only `paths` (config files that changed, appeared or went);
     /// returns the changes.
     pub fn reload(&mut self, paths: &[PathBuf]) -> Vec<Change> {
+        let mut touched = false;
         for path in paths {
-            match std::fs::metadata(path) {
+            touched |= match std::fs::metadata(path) {
                 Ok(meta) if meta.is_file() => self.load(path),
-                Ok(_) => {}
-                Err(_) => {
-                    self.files.remove(path);
-                }
-            }
+                Ok(_) => false,
+                Err(_) => self.files.remove(path).is_some(),
+            };
+        }
+        if !touched {
+            // Nothing read differs: no need to compare every object.
+            return Vec::new();
         }
         self.diff()
     }
 
-    fn load(&mut self, path: &Path) {
+    /// Reads one file; whether its content differs from what was held.
+    fn load(&mut self, path: &Path) -> bool {
         let text = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) => {
                 // Mid-swap or unreadable: keep what the file held.
                 debug!(path = %path.display(), error = %e, "cannot read; keeping last good objects");
-                return;
+                return false;
             }
         };
         let hash = xxhash_rust::xxh3::xxh3_64(&text);
         if self.files.get(path).is_some_and(|f| f.hash == hash) {
-            return;
+            return false;
         }
         let text = String::from_utf8_lossy(&text);
         let shown = path.display().to_string();
@@ -185,6 +190,7 @@ impl FileSet {
                 problems,
             },
         );
+        true
     }
 
     /// Changes between what is in force and what the files now hold.
