@@ -1,7 +1,9 @@
 //! The xDS protocol: one state machine per stream (`sotw`, `delta`) that turns
 //! requests and new snapshots into responses without doing any I/O, and the
-//! tonic service (`server`) that only moves messages between the network, the
-//! state machines and the cache.
+//! service (`server`) that only moves messages between the network, the state
+//! machines and the cache. `listen` accepts proxies' HTTP/2 connections and
+//! `grpc` frames the messages on each stream; `names` holds subscriptions as
+//! sets shared between streams.
 //!
 //! The rules each machine follows are Envoy's `xds_protocol.rst`; the comments
 //! cite them as "rule N" from the project's xDS checklist.

@@ -1,4 +1,4 @@
-//! The tonic service for `StreamAggregatedResources` and
+//! The service for `StreamAggregatedResources` and
 //! `DeltaAggregatedResources`. It only moves messages: requests to the
 //! stream's state machine, new snapshots from the cache's watch to the same
 //! machine, responses to the client. A slow client holds back only its own
