@@ -98,7 +98,10 @@ impl<T: prost::Message + Default> RequestStream<T> {
             )));
         }
         if self.buf.len() < PREFIX + len {
-            self.buf.reserve(PREFIX + len - self.buf.len());
+            // Room for what is announced, but only what has arrived decides
+            // beyond a mebibyte: a header alone must not allocate 64 MiB.
+            let missing = PREFIX + len - self.buf.len();
+            self.buf.reserve(missing.min(1024 * 1024));
             return Ok(None);
         }
         self.buf.advance(PREFIX);
