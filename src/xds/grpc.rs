@@ -283,6 +283,17 @@ mod tests {
             stream.message().await.unwrap_err().code(),
             tonic::Code::Internal
         );
+        // A header announcing 60 MiB that never comes does not reserve it.
+        let mut announced = vec![0];
+        announced.extend_from_slice(&(60u32 << 20).to_be_bytes());
+        let body = http_body_util::Full::new(Bytes::from(announced));
+        let mut stream = RequestStream::<DiscoveryRequest>::new(body);
+        assert!(stream.message().await.is_err());
+        assert!(
+            stream.buf.capacity() <= 2 << 20,
+            "{}",
+            stream.buf.capacity()
+        );
         let body = http_body_util::Full::new(Bytes::from_static(&[1, 0, 0, 0, 0]));
         let mut stream = RequestStream::<DiscoveryRequest>::new(body);
         assert_eq!(
