@@ -137,16 +137,50 @@ impl ChunkWriter {
 /// A response that can be written out in steps (fields before the resources,
 /// each resource, fields after), producing exactly prost's encoding.
 pub trait Chunked: prost::Message {
+    fn resource_count(&self) -> usize;
+    /// The fields that prost encodes before the resources.
+    fn write_head(&self, buf: &mut BytesMut);
+    fn write_resource(&self, index: usize, out: &mut ChunkWriter);
+    /// The fields that prost encodes after the resources.
+    fn write_tail(&self, buf: &mut BytesMut);
+
     /// How many steps `write_step` takes.
-    fn steps(&self) -> usize;
-    fn write_step(&self, step: usize, out: &mut ChunkWriter);
+    fn steps(&self) -> usize {
+        self.resource_count() + 2
+    }
+
+    fn write_step(&self, step: usize, out: &mut ChunkWriter) {
+        if step == 0 {
+            self.write_head(out.small());
+        } else if step <= self.resource_count() {
+            self.write_resource(step - 1, out);
+        } else {
+            self.write_tail(out.small());
+        }
+    }
+}
+
+/// A proto3 string field: absent when empty, as prost writes it.
+fn put_string(tag: u32, value: &str, buf: &mut BytesMut) {
+    if !value.is_empty() {
+        encoding::encode_key(tag, WireType::LengthDelimited, buf);
+        encoding::encode_varint(value.len() as u64, buf);
+        buf.extend_from_slice(value.as_bytes());
+    }
+}
+
+/// A proto3 bytes field: absent when empty.
+fn put_bytes(tag: u32, value: &Bytes, buf: &mut BytesMut) {
+    if !value.is_empty() {
+        encoding::bytes::encode(tag, value, buf);
+    }
 }
 
 fn put_any(tag: u32, any: &WireAny, out: &mut ChunkWriter) {
     let buf = out.small();
     encoding::encode_key(tag, WireType::LengthDelimited, buf);
     encoding::encode_varint(any.encoded_len() as u64, buf);
-    encoding::bytes::encode(1, &any.type_url, buf);
+    put_bytes(1, &any.type_url, buf);
     if !any.value.is_empty() {
         encoding::encode_key(2, WireType::LengthDelimited, buf);
         encoding::encode_varint(any.value.len() as u64, buf);
@@ -155,67 +189,54 @@ fn put_any(tag: u32, any: &WireAny, out: &mut ChunkWriter) {
 }
 
 impl Chunked for WireDiscoveryResponse {
-    fn steps(&self) -> usize {
-        self.resources.len() + 2
+    fn resource_count(&self) -> usize {
+        self.resources.len()
     }
 
-    fn write_step(&self, step: usize, out: &mut ChunkWriter) {
-        if step == 0 {
-            if !self.version_info.is_empty() {
-                encoding::string::encode(1, &self.version_info, out.small());
-            }
-        } else if let Some(any) = self.resources.get(step - 1) {
-            put_any(2, any, out);
-        } else {
-            let buf = out.small();
-            if !self.type_url.is_empty() {
-                encoding::string::encode(4, &self.type_url, buf);
-            }
-            if !self.nonce.is_empty() {
-                encoding::string::encode(5, &self.nonce, buf);
-            }
-            if let Some(cp) = &self.control_plane {
-                encoding::message::encode(6, cp, buf);
-            }
+    fn write_head(&self, buf: &mut BytesMut) {
+        put_string(1, &self.version_info, buf);
+    }
+
+    fn write_resource(&self, index: usize, out: &mut ChunkWriter) {
+        put_any(2, &self.resources[index], out);
+    }
+
+    fn write_tail(&self, buf: &mut BytesMut) {
+        put_string(4, &self.type_url, buf);
+        put_string(5, &self.nonce, buf);
+        if let Some(cp) = &self.control_plane {
+            encoding::message::encode(6, cp, buf);
         }
     }
 }
 
 impl Chunked for WireDeltaDiscoveryResponse {
-    fn steps(&self) -> usize {
-        self.resources.len() + 2
+    fn resource_count(&self) -> usize {
+        self.resources.len()
     }
 
-    fn write_step(&self, step: usize, out: &mut ChunkWriter) {
-        if step == 0 {
-            if !self.system_version_info.is_empty() {
-                encoding::string::encode(1, &self.system_version_info, out.small());
-            }
-        } else if let Some(r) = self.resources.get(step - 1) {
-            let buf = out.small();
-            encoding::encode_key(2, WireType::LengthDelimited, buf);
-            encoding::encode_varint(r.encoded_len() as u64, buf);
-            if !r.version.is_empty() {
-                encoding::bytes::encode(1, &r.version, buf);
-            }
-            if let Some(any) = &r.resource {
-                put_any(2, any, out);
-            }
-            if !r.name.is_empty() {
-                encoding::bytes::encode(3, &r.name, out.small());
-            }
-        } else {
-            let buf = out.small();
-            if !self.type_url.is_empty() {
-                encoding::string::encode(4, &self.type_url, buf);
-            }
-            if !self.nonce.is_empty() {
-                encoding::string::encode(5, &self.nonce, buf);
-            }
-            encoding::string::encode_repeated(6, &self.removed_resources, buf);
-            if let Some(cp) = &self.control_plane {
-                encoding::message::encode(7, cp, buf);
-            }
+    fn write_head(&self, buf: &mut BytesMut) {
+        put_string(1, &self.system_version_info, buf);
+    }
+
+    fn write_resource(&self, index: usize, out: &mut ChunkWriter) {
+        let r = &self.resources[index];
+        let buf = out.small();
+        encoding::encode_key(2, WireType::LengthDelimited, buf);
+        encoding::encode_varint(r.encoded_len() as u64, buf);
+        put_bytes(1, &r.version, buf);
+        if let Some(any) = &r.resource {
+            put_any(2, any, out);
+        }
+        put_bytes(3, &r.name, out.small());
+    }
+
+    fn write_tail(&self, buf: &mut BytesMut) {
+        put_string(4, &self.type_url, buf);
+        put_string(5, &self.nonce, buf);
+        encoding::string::encode_repeated(6, &self.removed_resources, buf);
+        if let Some(cp) = &self.control_plane {
+            encoding::message::encode(7, cp, buf);
         }
     }
 }
