@@ -300,8 +300,12 @@ impl DeltaStream {
         first: bool,
     ) -> Vec<WireDeltaDiscoveryResponse> {
         let mut out = Vec::new();
-        while fitting(&lacks.upserts) < lacks.upserts.len() {
-            let rest = lacks.upserts.split_off(fitting(&lacks.upserts));
+        loop {
+            let fit = fitting(&lacks.upserts);
+            if fit >= lacks.upserts.len() {
+                break;
+            }
+            let rest = lacks.upserts.split_off(fit);
             let chunk = Lacks {
                 upserts: std::mem::replace(&mut lacks.upserts, rest),
                 removed: Vec::new(),
