@@ -45,6 +45,7 @@ fn view() -> ProxyView {
     ProxyView {
         namespace: "default".into(),
         mode: ListenerMode::Capture,
+        vhds: false,
     }
 }
 

@@ -90,6 +90,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry,
         control_plane: format!("shmesh-{}", env!("CARGO_PKG_VERSION")),
         push_slots: Arc::new(tokio::sync::Semaphore::new(crate::xds::server::PUSH_SLOTS)),
+        vhds: args.vhds,
     });
     crate::xds::listen::serve(xds, AdsServer::new(shared), shutdown_signal()).await;
     info!("shut down");

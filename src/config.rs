@@ -47,6 +47,12 @@ pub struct ServeArgs {
     /// Changes arriving within this window are pushed together (e.g. 100ms).
     #[arg(long, env = "SHMESH_DEBOUNCE", default_value = "100ms", value_parser = parse_duration)]
     pub debounce: Duration,
+    /// Delta ADS sidecars receive route configurations without their
+    /// virtual hosts and fetch those over VHDS, so a route change sends only
+    /// the virtual hosts it touched. Virtual hosts are then named
+    /// `<port>/<host>:<port>` (Envoy requires the VHDS resource name).
+    #[arg(long, env = "SHMESH_VHDS")]
+    pub vhds: bool,
     /// Write the bound xDS and admin addresses to this file (for scripts and tests using port 0).
     #[arg(long, env = "SHMESH_ADDRESS_FILE")]
     pub address_file: Option<PathBuf>,

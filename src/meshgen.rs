@@ -621,6 +621,7 @@ mod tests {
         ProxyView {
             namespace: ns.to_string(),
             mode: ListenerMode::Explicit("127.0.0.1:15001".parse().unwrap()),
+            vhds: false,
         }
     }
 

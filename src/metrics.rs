@@ -9,9 +9,9 @@ use crate::cache::ResourceType;
 pub struct Metrics {
     pub streams_sotw: AtomicU64,
     pub streams_delta: AtomicU64,
-    pub pushes: [AtomicU64; 4],
-    pub acks: [AtomicU64; 4],
-    pub nacks: [AtomicU64; 4],
+    pub pushes: [AtomicU64; ResourceType::COUNT],
+    pub acks: [AtomicU64; ResourceType::COUNT],
+    pub nacks: [AtomicU64; ResourceType::COUNT],
     pub translations: AtomicU64,
     pub config_errors: AtomicU64,
     pub config_warnings: AtomicU64,

@@ -132,6 +132,7 @@ fn envoy_validates(mode: ListenerMode) {
         &ProxyView {
             namespace: "default".into(),
             mode: mode.clone(),
+            vhds: false,
         },
     );
     assert!(!snap.get(ResourceType::Listener).is_empty());

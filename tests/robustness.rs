@@ -46,6 +46,7 @@ fn run_all(text: &str) {
             &ProxyView {
                 namespace: "default".into(),
                 mode,
+                vhds: false,
             },
         );
         shmesh::jsonpb::config_dump(&snap).expect("every snapshot prints as JSON");

@@ -21,6 +21,11 @@ struct Rig {
 /// Three reviews versions on their own loopback addresses, shmesh serving a
 /// directory with `vs`, and an Envoy whose outbound listener routes through it.
 fn rig(vs: &str, delta: bool) -> Rig {
+    rig_with(vs, delta, &[])
+}
+
+/// `rig`, with extra arguments for `shmesh serve`.
+fn rig_with(vs: &str, delta: bool, serve_args: &[&str]) -> Rig {
     let upstreams: Vec<Upstream> = ["v1", "v2", "v3"]
         .iter()
         .enumerate()
@@ -31,7 +36,7 @@ fn rig(vs: &str, delta: bool) -> Rig {
     let dir = tempfile::tempdir().expect("config dir");
     mesh::write_atomic(dir.path(), "reviews.yaml", &mesh::reviews(&versions));
     mesh::write_atomic(dir.path(), "vs.yaml", vs);
-    let shmesh = Shmesh::start(dir.path());
+    let shmesh = Shmesh::start_with(dir.path(), serve_args);
     let listener: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
         .parse()
         .expect("addr");
@@ -208,6 +213,50 @@ fn config_dump_shows_istio_names() {
             "{name} missing from Envoy's config_dump"
         );
     }
+}
+
+/// With `--vhds`, a delta Envoy receives its route configuration without
+/// virtual hosts and fetches them over VHDS: weights move, a new service's
+/// host starts routing, and a removed service's host stops.
+#[test]
+fn virtual_hosts_over_vhds() {
+    let rig = rig_with(
+        &mesh::weighted_vs("v1", &[("v1", 100), ("v2", 0)]),
+        true,
+        &["--vhds"],
+    );
+    assert_eq!(shares(rig.listener, 20, &[]).get("v1"), Some(&20));
+    let dump = rig.envoy.config_dump().to_string();
+    assert!(
+        dump.contains("\"http_proxy/reviews.default.svc.cluster.local:9080\""),
+        "the virtual host came over VHDS under its resource name:\n{dump}"
+    );
+    assert!(dump.contains("\"vhds\""), "route configuration names VHDS");
+
+    mesh::write_atomic(
+        rig.dir.path(),
+        "vs.yaml",
+        &mesh::weighted_vs("v1", &[("v1", 0), ("v2", 100)]),
+    );
+    let moved = rig.envoy.wait_until(Duration::from_secs(10), |_| {
+        shares(rig.listener, 5, &[]).get("v2") == Some(&5)
+    });
+    assert!(moved, "new weights never applied\n{}", rig.shmesh.log());
+
+    let ratings = mesh::reviews(&[("v1", rig.upstreams[2].addr())]).replace("reviews", "ratings");
+    mesh::write_atomic(rig.dir.path(), "ratings.yaml", &ratings);
+    let routed = rig.envoy.wait_until(Duration::from_secs(10), |_| {
+        http_get(rig.listener, "ratings:9080", "/", &[])
+            .is_ok_and(|r| r.status == 200 && r.header("x-upstream") == Some("v3"))
+    });
+    assert!(routed, "the new host never routed\n{}", rig.envoy.log());
+
+    std::fs::remove_file(rig.dir.path().join("ratings.yaml")).expect("remove ratings");
+    let gone = rig.envoy.wait_until(Duration::from_secs(10), |_| {
+        http_get(rig.listener, "ratings:9080", "/", &[]).is_ok_and(|r| r.status == 404)
+    });
+    assert!(gone, "the removed host still routes\n{}", rig.envoy.log());
+    assert_eq!(shares(rig.listener, 10, &[]).get("v2"), Some(&10));
 }
 
 /// Steady load through Envoy while the weights are rewritten ten times: not

@@ -14,4 +14,4 @@ pub use snapshot::{
     content_version, set_version as content_version_of, Policies, PolicyStamp, Resource, Snapshot,
     SnapshotBuilder, TypeSet,
 };
-pub use types::ResourceType;
+pub use types::{namespace_of, ResourceType};

@@ -134,6 +134,19 @@ impl TypeSet {
         self.resources.values()
     }
 
+    /// Resources named `namespace/...`.
+    pub fn in_namespace<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<Resource>> {
+        let prefix = format!("{namespace}/");
+        self.resources
+            .range(prefix.clone()..)
+            .take_while(move |(n, _)| n.starts_with(&prefix))
+            .filter(move |(n, _)| super::namespace_of(n) == Some(namespace))
+            .map(|(_, r)| r)
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.resources.keys()
     }
@@ -214,7 +227,7 @@ pub type Policies = BTreeMap<String, PolicyStamp>;
 /// snapshots until they change.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    sets: [Arc<TypeSet>; 4],
+    sets: [Arc<TypeSet>; ResourceType::COUNT],
     version: String,
     policies: Arc<Policies>,
 }
@@ -250,7 +263,7 @@ impl Snapshot {
 /// Starts from a snapshot and replaces whole type sets or single resources.
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
-    sets: [Arc<TypeSet>; 4],
+    sets: [Arc<TypeSet>; ResourceType::COUNT],
     policies: Arc<Policies>,
 }
 

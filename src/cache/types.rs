@@ -4,22 +4,29 @@
 use std::fmt;
 
 /// A resource type served over ADS, in make-before-break push order
-/// (CDS, EDS, LDS, RDS; see XDS rule 13).
+/// (CDS, EDS, LDS, RDS, VHDS; see XDS rule 13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceType {
     Cluster,
     Endpoint,
     Listener,
     Route,
+    /// Virtual hosts of a route configuration that delegates them to VHDS
+    /// (delta only), named `<route configuration>/<host>`.
+    VirtualHost,
 }
 
 impl ResourceType {
+    /// How many types there are: the length of per-type arrays.
+    pub const COUNT: usize = 5;
+
     /// All types, in push order.
-    pub const ALL: [ResourceType; 4] = [
+    pub const ALL: [ResourceType; Self::COUNT] = [
         ResourceType::Cluster,
         ResourceType::Endpoint,
         ResourceType::Listener,
         ResourceType::Route,
+        ResourceType::VirtualHost,
     ];
 
     pub const fn type_url(self) -> &'static str {
@@ -30,6 +37,7 @@ impl ResourceType {
             }
             ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
             ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            ResourceType::VirtualHost => "type.googleapis.com/envoy.config.route.v3.VirtualHost",
         }
     }
 
@@ -49,6 +57,7 @@ impl ResourceType {
             ResourceType::Endpoint => "eds",
             ResourceType::Listener => "lds",
             ResourceType::Route => "rds",
+            ResourceType::VirtualHost => "vhds",
         }
     }
 
@@ -62,6 +71,18 @@ impl ResourceType {
     pub const fn wildcard_capable(self) -> bool {
         self.sotw_full_set()
     }
+
+    /// Types whose resources are named `N/...` after the resource `N` they
+    /// belong to, and wanted when `N` is: a VHDS virtual host is wanted when
+    /// the client subscribes to its route configuration.
+    pub const fn by_namespace(self) -> bool {
+        matches!(self, ResourceType::VirtualHost)
+    }
+}
+
+/// The namespace of a resource name: everything before its last `/`.
+pub fn namespace_of(name: &str) -> Option<&str> {
+    name.rsplit_once('/').map(|(ns, _)| ns)
 }
 
 impl fmt::Display for ResourceType {

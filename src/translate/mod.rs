@@ -44,15 +44,23 @@ pub enum ListenerMode {
 pub struct ProxyView {
     pub namespace: String,
     pub mode: ListenerMode,
+    /// Route configurations leave their virtual hosts to VHDS (a delta ADS
+    /// client, with the server's `--vhds`): a weight change then sends the
+    /// one virtual host that changed instead of the port's whole table.
+    pub vhds: bool,
 }
 
 impl fmt::Display for ProxyView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.mode {
-            ListenerMode::Capture => write!(f, "{}/capture", self.namespace),
-            ListenerMode::Explicit(addr) => write!(f, "{}/explicit:{addr}", self.namespace),
-            ListenerMode::Proxyless => write!(f, "{}/proxyless", self.namespace),
+            ListenerMode::Capture => write!(f, "{}/capture", self.namespace)?,
+            ListenerMode::Explicit(addr) => write!(f, "{}/explicit:{addr}", self.namespace)?,
+            ListenerMode::Proxyless => write!(f, "{}/proxyless", self.namespace)?,
         }
+        if self.vhds {
+            f.write_str("+vhds")?;
+        }
+        Ok(())
     }
 }
 
@@ -71,11 +79,11 @@ pub fn build(model: &Model, view: &ProxyView) -> Snapshot {
     let listeners_and_routes = || {
         (
             encode_all(listener::listeners(model, view)),
-            encode_all(route::route_configs(model, view)),
+            routes(model, view),
             policies(model, view),
         )
     };
-    let ((clusters, endpoints), (listeners, routes, policies)) =
+    let ((clusters, endpoints), (listeners, (routes, vhosts), policies)) =
         if model.services().len() >= PARALLEL_FROM {
             std::thread::scope(|scope| {
                 let other = scope.spawn(listeners_and_routes);
@@ -93,8 +101,27 @@ pub fn build(model: &Model, view: &ProxyView) -> Snapshot {
     b.set(ResourceType::Endpoint, endpoints);
     b.set(ResourceType::Listener, listeners);
     b.set(ResourceType::Route, routes);
+    b.set(ResourceType::VirtualHost, vhosts);
     b.policies(policies);
     b.build()
+}
+
+type Encoded = BTreeMap<String, Arc<Resource>>;
+
+/// The view's route configurations and, when it uses VHDS, their virtual
+/// hosts as resources of their own.
+fn routes(model: &Model, view: &ProxyView) -> (Encoded, Encoded) {
+    let configs = route::route_configs(model, view);
+    if !view.vhds {
+        return (encode_all(configs), Encoded::new());
+    }
+    let mut vhosts = Encoded::new();
+    let shells = configs.into_iter().map(|(name, rc)| {
+        let (shell, hosts) = route::delegate_to_vhds(rc);
+        vhosts.extend(encode_all(hosts));
+        (name, shell)
+    });
+    (encode_all(shells), vhosts)
 }
 
 /// Rebuilds the parts of `prev` that `dirty` touched.
@@ -163,10 +190,9 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         );
     }
     if dirty.routes || !dirty.config.is_empty() {
-        b.set(
-            ResourceType::Route,
-            encode_all(route::route_configs(model, view)),
-        );
+        let (routes, vhosts) = routes(model, view);
+        b.set(ResourceType::Route, routes);
+        b.set(ResourceType::VirtualHost, vhosts);
         b.policies(policies(model, view));
     }
     b.build()
@@ -210,9 +236,7 @@ fn stamp(generation: Option<i64>, version: &str) -> PolicyStamp {
     }
 }
 
-fn encode_all<M: prost::Message>(
-    items: impl IntoIterator<Item = (String, M)>,
-) -> BTreeMap<String, Arc<Resource>> {
+fn encode_all<M: prost::Message>(items: impl IntoIterator<Item = (String, M)>) -> Encoded {
     items
         .into_iter()
         .map(|(name, msg)| {

@@ -123,6 +123,37 @@ fn proxyless(model: &Model, view: &ProxyView) -> Vec<(String, r::RouteConfigurat
     out
 }
 
+/// Splits `rc` for VHDS: the configuration keeps its catch-all virtual
+/// host (so unknown hosts still pass through before, or without, VHDS) and
+/// names VHDS over ADS for the rest, which become resources of their own.
+/// A configuration with nothing to delegate stays as it is.
+/// Envoy keys a VHDS virtual host by its own name and removes it by resource
+/// name, so both are `<route configuration>/<virtual host>`.
+pub fn delegate_to_vhds(
+    mut rc: r::RouteConfiguration,
+) -> (r::RouteConfiguration, Vec<(String, r::VirtualHost)>) {
+    let (inline, delegated): (Vec<_>, Vec<_>) = std::mem::take(&mut rc.virtual_hosts)
+        .into_iter()
+        .partition(|vh| vh.domains.iter().any(|d| d == "*"));
+    rc.virtual_hosts = inline;
+    if delegated.is_empty() {
+        // Envoy's VHDS watch only completes on a virtual host of its own;
+        // with none, it would hold the listener for its initial fetch timeout.
+        return (rc, Vec::new());
+    }
+    rc.vhds = Some(r::Vhds {
+        config_source: Some(super::ads()),
+    });
+    let hosts = delegated
+        .into_iter()
+        .map(|mut vh| {
+            vh.name = format!("{}/{}", rc.name, vh.name);
+            (vh.name.clone(), vh)
+        })
+        .collect();
+    (rc, hosts)
+}
+
 fn route_configuration(name: String, virtual_hosts: Vec<r::VirtualHost>) -> r::RouteConfiguration {
     r::RouteConfiguration {
         name,

@@ -30,6 +30,7 @@ fn view(ns: &str) -> ProxyView {
     ProxyView {
         namespace: ns.into(),
         mode: ListenerMode::Capture,
+        vhds: false,
     }
 }
 
@@ -374,4 +375,38 @@ fn sidecar_egress_hosts_scope_what_a_proxy_sees() {
         vec!["outbound|80||a.shop.svc.cluster.local"],
         "the namespace's own Sidecar wins"
     );
+}
+
+#[test]
+fn vhds_views_carry_virtual_hosts_as_resources() {
+    let m = model(REVIEWS);
+    let whole = build(&m, &view("default"));
+    let split = build(
+        &m,
+        &ProxyView {
+            vhds: true,
+            ..view("default")
+        },
+    );
+    let shell: r::RouteConfiguration = decode(&split, ResourceType::Route, "9080");
+    assert!(shell.vhds.is_some(), "the route configuration names VHDS");
+    let inline: Vec<&str> = shell
+        .virtual_hosts
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(inline, vec!["allow_any"], "only the catch-all stays inline");
+
+    let name = "9080/reviews.default.svc.cluster.local:9080";
+    let vh: r::VirtualHost = decode(&split, ResourceType::VirtualHost, name);
+    assert_eq!(
+        vh.name, name,
+        "Envoy keys VHDS virtual hosts by their own name"
+    );
+    let original = route_of(&whole, "9080", "reviews.default.svc.cluster.local:9080");
+    assert_eq!(
+        vh.routes, original,
+        "same routes as the inline virtual host"
+    );
+    assert!(whole.get(ResourceType::VirtualHost).is_empty());
 }

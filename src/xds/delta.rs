@@ -14,12 +14,15 @@ use super::held::{self, Held, Lacks};
 use super::names::NameSet;
 use super::{Event, Nonces, ProtocolError};
 use crate::cache::wire::{WireAny, WireControlPlane, WireDeltaDiscoveryResponse, WireResource};
-use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
+use crate::cache::{namespace_of, Resource, ResourceType, Snapshot, TypeSet};
 
 #[derive(Debug, Default)]
 struct TypeState {
     requested: bool,
     wildcard: bool,
+    /// `names` are namespaces: the client wants every resource named
+    /// `N/...` for a name `N` (VHDS: the route configurations' names).
+    by_namespace: bool,
     names: NameSet,
     /// What the client holds once it applies what was sent.
     held: Held,
@@ -43,7 +46,9 @@ struct TypeState {
 
 impl TypeState {
     fn wants(&self, name: &str) -> bool {
-        self.wildcard || self.names.contains(name)
+        self.wildcard
+            || self.names.contains(name)
+            || (self.by_namespace && namespace_of(name).is_some_and(|ns| self.names.contains(ns)))
     }
 
     /// What the client lacks to be on `current`, including subscribed names
@@ -52,7 +57,7 @@ impl TypeState {
         let mut lacks = self.held.lacks(
             current,
             |n| self.wants(n),
-            self.wildcard,
+            self.wildcard || self.by_namespace,
             &self.names,
             &self.force,
         );
@@ -99,7 +104,7 @@ fn fitting(upserts: &[Arc<Resource>]) -> usize {
 #[derive(Debug)]
 pub struct DeltaStream {
     snapshot: Arc<Snapshot>,
-    types: [TypeState; 4],
+    types: [TypeState; ResourceType::COUNT],
     nonces: Nonces,
     control_plane: String,
 }
@@ -112,9 +117,13 @@ pub struct Output {
 
 impl DeltaStream {
     pub fn new(snapshot: Arc<Snapshot>, control_plane: impl Into<String>) -> DeltaStream {
+        let mut types: [TypeState; ResourceType::COUNT] = Default::default();
+        for ty in ResourceType::ALL {
+            types[ty.index()].by_namespace = ty.by_namespace();
+        }
         DeltaStream {
             snapshot,
-            types: Default::default(),
+            types,
             nonces: Nonces::default(),
             control_plane: control_plane.into(),
         }
@@ -123,6 +132,15 @@ impl DeltaStream {
     pub fn on_request(&mut self, req: &DeltaDiscoveryRequest) -> Result<Output, ProtocolError> {
         let ty = ResourceType::from_type_url(&req.type_url)
             .ok_or_else(|| ProtocolError::UnknownType(req.type_url.clone()))?;
+        tracing::trace!(
+            %ty,
+            subscribe = ?req.resource_names_subscribe,
+            unsubscribe = ?req.resource_names_unsubscribe,
+            initial = req.initial_resource_versions.len(),
+            nonce = %req.response_nonce,
+            nack = req.error_detail.is_some(),
+            "request"
+        );
         let mut out = Output::default();
         let current = self.snapshot.set(ty).clone();
         let st = &mut self.types[ty.index()];
@@ -183,6 +201,16 @@ impl DeltaStream {
                 st.wildcard = true;
             }
         }
+        if st.by_namespace {
+            // Virtual hosts follow the route configurations (below), not
+            // names in VHDS requests: Envoy's first VHDS request names
+            // nothing, and on-demand requests are not served.
+            if first {
+                let lacks = st.lacks(&current);
+                out.responses.extend(self.respond(ty, lacks, true));
+            }
+            return Ok(out);
+        }
         st.names = st.names.changed(
             names_in(&req.resource_names_subscribe),
             names_in(&req.resource_names_unsubscribe),
@@ -228,7 +256,36 @@ impl DeltaStream {
         if first || !lacks.upserts.is_empty() || !lacks.removed.is_empty() {
             out.responses.extend(self.respond(ty, lacks, first));
         }
+        if ty == ResourceType::Route {
+            out.responses.extend(self.follow_routes(req));
+        }
         Ok(out)
+    }
+
+    /// A client wants the virtual hosts (VHDS) of the route configurations it
+    /// subscribes to. Envoy opens a VHDS watch for each route configuration
+    /// that names VHDS once it has that configuration, so the virtual hosts
+    /// of a (re)subscribed one go out after it, whatever the client held.
+    fn follow_routes(&mut self, req: &DeltaDiscoveryRequest) -> Vec<WireDeltaDiscoveryResponse> {
+        let current = self.snapshot.set(ResourceType::VirtualHost).clone();
+        let routes = self.types[ResourceType::Route.index()].names.clone();
+        let st = &mut self.types[ResourceType::VirtualHost.index()];
+        st.names = routes;
+        for name in names_in(&req.resource_names_unsubscribe) {
+            st.force.retain(|n| namespace_of(n) != Some(name));
+        }
+        for name in names_in(&req.resource_names_subscribe) {
+            st.force
+                .extend(current.in_namespace(name).map(|r| r.name.clone()));
+        }
+        if !st.requested {
+            return Vec::new();
+        }
+        let lacks = st.lacks(&current);
+        if lacks.upserts.is_empty() && lacks.removed.is_empty() {
+            return Vec::new();
+        }
+        self.respond(ResourceType::VirtualHost, lacks, false)
     }
 
     /// Moves the stream to a new snapshot. Upserts go out in make-before-break
@@ -293,11 +350,12 @@ impl DeltaStream {
 
     /// Responses carrying `lacks`, each at most `MAX_RESPONSE_BYTES` of
     /// resources. Removals go with the last.
+    /// `answer`: send one response even when there is nothing to carry.
     fn respond(
         &mut self,
         ty: ResourceType,
         mut lacks: Lacks,
-        first: bool,
+        answer: bool,
     ) -> Vec<WireDeltaDiscoveryResponse> {
         let mut out = Vec::new();
         loop {
@@ -310,9 +368,9 @@ impl DeltaStream {
                 upserts: std::mem::replace(&mut lacks.upserts, rest),
                 removed: Vec::new(),
             };
-            out.extend(self.respond_one(ty, chunk, first));
+            out.extend(self.respond_one(ty, chunk, answer));
         }
-        out.extend(self.respond_one(ty, lacks, first && out.is_empty()));
+        out.extend(self.respond_one(ty, lacks, answer && out.is_empty()));
         out
     }
 
@@ -320,9 +378,9 @@ impl DeltaStream {
         &mut self,
         ty: ResourceType,
         lacks: Lacks,
-        first: bool,
+        answer: bool,
     ) -> Option<WireDeltaDiscoveryResponse> {
-        if lacks.upserts.is_empty() && lacks.removed.is_empty() && !first {
+        if lacks.upserts.is_empty() && lacks.removed.is_empty() && !answer {
             return None;
         }
         let nonce = self.nonces.next();

@@ -39,11 +39,13 @@ pub(crate) struct Lacks {
 impl Held {
     /// What a client wanting `wants` and holding `self` lacks to be on
     /// `current`, plus the `force`d names it must get again whatever it holds.
+    /// `scan`: what the client wants is found by looking through `current`
+    /// (wildcard and namespace subscriptions), not by looking up `names`.
     pub fn lacks(
         &self,
         current: &Arc<TypeSet>,
         wants: impl Fn(&str) -> bool,
-        wildcard: bool,
+        scan: bool,
         names: &NameSet,
         force: &BTreeSet<String>,
     ) -> Lacks {
@@ -60,8 +62,8 @@ impl Held {
                 out.removed = diff.removed.iter().filter(|n| wants(n)).cloned().collect();
             }
             Held::Names(held) => {
-                let interest: Box<dyn Iterator<Item = &Arc<Resource>>> = if wildcard {
-                    Box::new(current.iter())
+                let interest: Box<dyn Iterator<Item = &Arc<Resource>>> = if scan {
+                    Box::new(current.iter().filter(|r| wants(&r.name)))
                 } else {
                     Box::new(names.iter().filter_map(|n| current.get(n)))
                 };

@@ -51,7 +51,11 @@ pub fn view_of(node: &Node) -> Result<ProxyView, String> {
     } else {
         ListenerMode::Capture
     };
-    Ok(ProxyView { namespace, mode })
+    Ok(ProxyView {
+        namespace,
+        mode,
+        vhds: false,
+    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use super::{Event, ProtocolError};
 use crate::cache::wire::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
 use crate::cache::{PolicyStamp, ResourceType, Snapshot};
 use crate::metrics::Metrics;
-use crate::translate::ProxyView;
+use crate::translate::{ListenerMode, ProxyView};
 
 pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
 const SOTW_PATH: &str =
@@ -156,6 +156,8 @@ pub struct Shared {
     /// proxy's copy at the same time; with it, memory is bounded by the slots
     /// and the rest of the fleet follows as slots free up.
     pub push_slots: Arc<tokio::sync::Semaphore>,
+    /// Delta clients with listeners get their virtual hosts over VHDS.
+    pub vhds: bool,
 }
 
 /// How many streams may have a push in flight at once.
@@ -219,6 +221,8 @@ pub trait Machine: Send + 'static {
     type Request: prost::Message + Default + Send + 'static;
     type Response: Chunked + Send + Unpin + 'static;
     const PROTOCOL: &'static str;
+    /// The protocol can carry VHDS (Envoy accepts it over delta ADS only).
+    const VHDS: bool;
     fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self;
     fn node(req: &Self::Request) -> Option<&Node>;
     fn request(
@@ -238,6 +242,7 @@ impl Machine for SotwStream {
     type Request = DiscoveryRequest;
     type Response = WireDiscoveryResponse;
     const PROTOCOL: &'static str = "sotw";
+    const VHDS: bool = false;
     fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self {
         SotwStream::new(snapshot, control_plane)
     }
@@ -273,6 +278,7 @@ impl Machine for DeltaStream {
     type Request = DeltaDiscoveryRequest;
     type Response = WireDeltaDiscoveryResponse;
     const PROTOCOL: &'static str = "delta";
+    const VHDS: bool = true;
     fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self {
         DeltaStream::new(snapshot, control_plane)
     }
@@ -323,7 +329,12 @@ async fn run_stream<M: Machine>(
         return;
     };
     let view = match view_of(&node) {
-        Ok(v) => v,
+        // Proxyless gRPC clients do not implement VHDS.
+        Ok(v) if v.mode == ListenerMode::Proxyless => v,
+        Ok(v) => ProxyView {
+            vhds: shared.vhds && M::VHDS,
+            ..v
+        },
         Err(e) => {
             let _ = tx.send(Err(Status::invalid_argument(e))).await;
             return;

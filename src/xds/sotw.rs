@@ -55,7 +55,7 @@ impl TypeState {
 #[derive(Debug)]
 pub struct SotwStream {
     snapshot: Arc<Snapshot>,
-    types: [TypeState; 4],
+    types: [TypeState; ResourceType::COUNT],
     nonces: Nonces,
     control_plane: String,
 }

@@ -12,7 +12,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::Locality;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::google::rpc::Status;
 use prost::Message;
@@ -27,6 +27,7 @@ const CDS: ResourceType = ResourceType::Cluster;
 const EDS: ResourceType = ResourceType::Endpoint;
 const LDS: ResourceType = ResourceType::Listener;
 const RDS: ResourceType = ResourceType::Route;
+const VHDS: ResourceType = ResourceType::VirtualHost;
 
 // ---------------------------------------------------------------------------
 // Builders
@@ -70,6 +71,14 @@ fn resource(ty: ResourceType, name: &str, tag: &str) -> Arc<Resource> {
             &RouteConfiguration {
                 name: name.to_string(),
                 internal_only_headers: vec![tag.to_string()],
+                ..Default::default()
+            },
+        ),
+        VHDS => Resource::encode(
+            name.to_string(),
+            &VirtualHost {
+                name: name.to_string(),
+                domains: vec![tag.to_string()],
                 ..Default::default()
             },
         ),
@@ -187,6 +196,10 @@ fn decode(ty: ResourceType, body: &[u8]) -> (String, String) {
         RDS => {
             let r = RouteConfiguration::decode(body).unwrap();
             (r.name, r.internal_only_headers[0].clone())
+        }
+        VHDS => {
+            let v = VirtualHost::decode(body).unwrap();
+            (v.name, v.domains[0].clone())
         }
     }
 }
@@ -382,7 +395,7 @@ fn sotw_steady(snap: Arc<Snapshot>) -> (SotwStream, HashMap<ResourceType, Vec<&'
     ]
     .into();
     let mut s = SotwStream::new(snap, "test");
-    for ty in ResourceType::ALL {
+    for ty in [CDS, EDS, LDS, RDS] {
         sotw_subscribe(&mut s, ty, &names[&ty]);
     }
     (s, names)
@@ -1890,4 +1903,78 @@ fn delta_large_sets_go_out_in_responses_of_at_most_a_mebibyte() {
     s.on_request(&delta_ack(out.responses.last().unwrap()))
         .unwrap();
     assert!(s.in_sync());
+}
+
+// ---------------------------------------------------------------------------
+// VHDS: the virtual hosts of the route configurations a client subscribes to.
+// ---------------------------------------------------------------------------
+
+fn with_vhosts(vhosts: &[(&str, &str)]) -> Arc<Snapshot> {
+    snapshot(&[(RDS, &[("9080", "1"), ("8080", "1")]), (VHDS, vhosts)])
+}
+
+/// Envoy's VHDS watch: its first request names nothing.
+fn vhds_start(s: &mut DeltaStream) -> WireDeltaDiscoveryResponse {
+    delta_subscribe(s, VHDS, &[])
+}
+
+#[test]
+fn vhds_sends_the_virtual_hosts_of_subscribed_route_configurations() {
+    let snap = with_vhosts(&[("9080/a", "1"), ("9080/b", "1"), ("8080/c", "1")]);
+    let mut s = DeltaStream::new(snap, "test");
+    delta_subscribe(&mut s, RDS, &["9080"]);
+    let resp = vhds_start(&mut s);
+    assert_eq!(delta_read(&resp), d(VHDS, &["9080/a", "9080/b"], &[]));
+
+    // A change to one virtual host sends that one only; changes to route
+    // configurations the client does not hold send nothing.
+    let out = s.on_snapshot(with_vhosts(&[
+        ("9080/a", "2"),
+        ("9080/b", "1"),
+        ("8080/c", "2"),
+    ]));
+    assert_eq!(delta_summary(&out), vec![d(VHDS, &["9080/a"], &[])]);
+    delta_ack_all(&mut s, &out);
+
+    // A removed virtual host is removed by its resource name.
+    let out = s.on_snapshot(with_vhosts(&[("9080/a", "2"), ("8080/c", "2")]));
+    assert_eq!(delta_summary(&out), vec![d(VHDS, &[], &["9080/b"])]);
+    delta_ack_all(&mut s, &out);
+    assert!(s.in_sync());
+}
+
+#[test]
+fn vhds_a_newly_subscribed_route_configurations_hosts_follow_it() {
+    let snap = with_vhosts(&[("9080/a", "1"), ("8080/c", "1")]);
+    let mut s = DeltaStream::new(snap, "test");
+    delta_subscribe(&mut s, RDS, &["9080"]);
+    vhds_start(&mut s);
+    let out = s.on_request(&delta_req(RDS, &["8080"], &[], "")).unwrap();
+    assert_eq!(
+        delta_summary(&out),
+        vec![d(RDS, &["8080"], &[]), d(VHDS, &["8080/c"], &[])],
+        "the route configuration first, then its virtual hosts"
+    );
+    delta_ack_all(&mut s, &out);
+
+    // Unsubscribed (Envoy dropped the route configuration and its VHDS
+    // watch): its hosts are no longer sent; subscribed again, they are,
+    // though the server had sent them before.
+    let out = s.on_request(&delta_req(RDS, &[], &["8080"], "")).unwrap();
+    assert!(out.responses.is_empty(), "{:?}", delta_summary(&out));
+    let out = s.on_snapshot(with_vhosts(&[("9080/a", "1"), ("8080/c", "2")]));
+    assert!(out.responses.is_empty(), "{:?}", delta_summary(&out));
+    let out = s.on_request(&delta_req(RDS, &["8080"], &[], "")).unwrap();
+    assert_eq!(
+        delta_summary(&out),
+        vec![d(RDS, &["8080"], &[]), d(VHDS, &["8080/c"], &[])]
+    );
+}
+
+#[test]
+fn vhds_a_route_configuration_without_virtual_hosts_is_still_answered() {
+    let mut s = DeltaStream::new(with_vhosts(&[]), "test");
+    delta_subscribe(&mut s, RDS, &["9080"]);
+    let resp = vhds_start(&mut s);
+    assert_eq!(delta_read(&resp), d(VHDS, &[], &[]));
 }
