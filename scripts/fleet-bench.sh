@@ -4,7 +4,8 @@
 # shmesh-loadgen against it and stops shmesh again.
 #
 # usage: scripts/fleet-bench.sh WORKLOAD [OUTDIR]
-#   WORKLOAD: w1-delta | w1-sotw | w2 | w2-mux | smoke
+#   WORKLOAD: w1-delta | w1-sotw | w1-vhds | w2 | w2-mux | smoke
+#             (w1-vhds: W1 delta with `shmesh serve --vhds`)
 #   OUTDIR:   where meshes, logs and JSON reports go (default target/fleet-bench)
 # env: BIN (directory holding shmesh and shmesh-loadgen, default target/release),
 #      CLIENTS (override the workload's client count), TIMEOUT (whole run, s,
@@ -14,7 +15,7 @@
 # Build first: cargo build --release --bin shmesh --bin shmesh-loadgen
 set -euo pipefail
 
-workload=${1:?usage: $0 w1-delta|w1-sotw|w2|w2-mux|smoke [OUTDIR]}
+workload=${1:?usage: $0 w1-delta|w1-sotw|w1-vhds|w2|w2-mux|smoke [OUTDIR]}
 out=${2:-target/fleet-bench}
 bin=${BIN:-target/release}
 mkdir -p "$out"
@@ -24,10 +25,13 @@ case $workload in
     mesh=$out/mesh-w1
     gen=(--namespaces 10 --services 100 --endpoints 10 --versions 3 --virtual-services 100)
     api=${workload#w1-}
+    serve=()
+    if [ "$api" = vhds ]; then api=delta; serve=(--vhds); fi
     run=(--clients "${CLIENTS:-2000}" --api "$api" --namespaces 10 --connect-rate 2000
          --change endpoint,weights --changes 10 --interval-ms 1000)
     ;;
   w2 | w2-mux)
+    serve=()
     mesh=$out/mesh-w2
     gen=(--namespaces 100 --services 20 --endpoints 10 --versions 3 --virtual-services 100 --scoped)
     run=(--clients "${CLIENTS:-30000}" --api delta --namespaces 100 --connect-rate 2000
@@ -35,6 +39,7 @@ case $workload in
     if [ "$workload" = w2-mux ]; then run+=(--streams-per-connection 2); fi
     ;;
   smoke)
+    serve=()
     mesh=$out/mesh-smoke
     gen=(--namespaces 3 --services 4 --endpoints 3 --virtual-services 2 --scoped)
     run=(--clients "${CLIENTS:-50}" --api delta --namespaces 3 --change endpoint,weights --changes 2
@@ -50,9 +55,10 @@ esac
 ulimit -n "$(ulimit -Hn)"
 addr=$out/$workload.addr
 rm -f "$addr"
+# shellcheck disable=SC2086
 "$bin/shmesh" serve --config-dir "$mesh" --debounce 100ms \
   --xds-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 --address-file "$addr" \
-  >"$out/$workload.shmesh.log" 2>&1 &
+  "${serve[@]}" ${SERVE_EXTRA:-} >"$out/$workload.shmesh.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do

@@ -234,3 +234,19 @@ fn fleet_of_50_converges_when_every_client_sees_the_whole_mesh() {
     let changes = check_report(&report, "delta", false);
     check_content(&shmesh, &changes);
 }
+
+#[test]
+fn fleet_of_50_converges_over_vhds() {
+    let mesh = tempfile::tempdir().expect("tempdir");
+    gen_mesh(mesh.path(), false);
+    let shmesh = Shmesh::start_with(mesh.path(), &["--debounce", "100ms", "--vhds"]);
+    // Delta clients fetch their virtual hosts over VHDS; SotW clients of the
+    // same server still get whole route configurations.
+    for (api, vhds) in [("delta", true), ("sotw", false)] {
+        let report = run_fleet(&shmesh, mesh.path(), api);
+        let changes = check_report(&report, api, false);
+        let hosts = report["traffic"]["vhds"]["resources"].as_u64();
+        assert_eq!(hosts.is_some_and(|n| n > 0), vhds, "{report:#}");
+        check_content(&shmesh, &changes);
+    }
+}

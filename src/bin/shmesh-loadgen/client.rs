@@ -217,19 +217,22 @@ impl Drop for OpenGuard<'_> {
 /// What a client holds, the same for both protocols: the subscriptions CDS
 /// and LDS imply, and which types it has ACKed content of.
 struct Held {
-    /// Indexed by type: CDS → EDS names, LDS → RDS names; unused for EDS/RDS.
-    derived: [Arc<Subs>; 4],
-    /// Has ACKed a response of the type (for EDS and RDS: one with resources).
-    acked: [bool; 4],
+    /// Indexed by type: CDS → EDS names, LDS → RDS names; unused otherwise.
+    derived: [Arc<Subs>; ResourceType::COUNT],
+    /// Has ACKed a response of the type (for EDS, RDS and VHDS: one with
+    /// resources).
+    acked: [bool; ResourceType::COUNT],
+    /// A route configuration named VHDS, so the client fetches virtual hosts.
+    vhds: bool,
     synced: bool,
 }
 
 impl Held {
     fn new(fleet: &Fleet) -> Held {
-        let e = fleet.memo.empty();
         Held {
-            derived: [e.clone(), e.clone(), e.clone(), e],
-            acked: [false; 4],
+            derived: std::array::from_fn(|_| fleet.memo.empty()),
+            acked: [false; ResourceType::COUNT],
+            vhds: false,
             synced: false,
         }
     }
@@ -249,16 +252,18 @@ impl Held {
         if self.synced {
             return;
         }
-        let (c, e, l, r) = (
+        let (c, e, l, r, v) = (
             ResourceType::Cluster.index(),
             ResourceType::Endpoint.index(),
             ResourceType::Listener.index(),
             ResourceType::Route.index(),
+            ResourceType::VirtualHost.index(),
         );
         self.synced = self.acked[c]
             && self.acked[l]
             && (self.derived[c].names.is_empty() || self.acked[e])
-            && (self.derived[l].names.is_empty() || self.acked[r]);
+            && (self.derived[l].names.is_empty() || self.acked[r])
+            && (!self.vhds || self.acked[v]);
         if self.synced && fleet.stamp(&fleet.times[idx].synced) {
             fleet.counters.synced.fetch_add(1, Ordering::Relaxed);
         }
@@ -315,8 +320,8 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
     let _open = OpenGuard::new(fleet, me.idx);
     let mut held = Held::new(fleet);
     // Per type: the last version ACKed and the latest nonce, for requests.
-    let mut version: [String; 4] = Default::default();
-    let mut nonce: [String; 4] = Default::default();
+    let mut version: [String; ResourceType::COUNT] = Default::default();
+    let mut nonce: [String; ResourceType::COUNT] = Default::default();
     loop {
         let resp: SotwResponse = match stream.message().await {
             Ok(Some(r)) => r,
@@ -496,9 +501,33 @@ async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> E
                 });
             }
         }
+        // Envoy opens a VHDS watch for a route configuration that names
+        // VHDS; its first request names nothing.
+        if ty == ResourceType::Route && !held.vhds && items.iter().any(|i| names_vhds(i.body)) {
+            held.vhds = true;
+            let _ = tx.send(DeltaDiscoveryRequest {
+                type_url: ResourceType::VirtualHost.type_url().to_string(),
+                ..Default::default()
+            });
+        }
         held.note_ack(fleet, me.idx, ty, items.len());
         check_changes(fleet, me, ty, &items, at);
     }
+}
+
+/// Only the field of `envoy.config.route.v3.RouteConfiguration` that says
+/// whether its virtual hosts come over VHDS; prost skips the rest.
+#[derive(Clone, PartialEq, Message)]
+struct RouteConfigHead {
+    #[prost(message, optional, tag = "9")]
+    vhds: Option<VhdsHead>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct VhdsHead {}
+
+fn names_vhds(route_configuration: &[u8]) -> bool {
+    RouteConfigHead::decode(route_configuration).is_ok_and(|rc| rc.vhds.is_some())
 }
 
 fn nack(message: String) -> RpcStatus {

@@ -30,12 +30,12 @@ pub struct Counters {
     /// Responses the client rejected (NACKed): undecodable or unknown type.
     pub nacks: AtomicU64,
     /// Encoded bytes of the responses received, per type.
-    pub bytes: [AtomicU64; 4],
-    pub responses: [AtomicU64; 4],
+    pub bytes: [AtomicU64; ResourceType::COUNT],
+    pub responses: [AtomicU64; ResourceType::COUNT],
     /// Resources received, per type.
-    pub resources: [AtomicU64; 4],
+    pub resources: [AtomicU64; ResourceType::COUNT],
     /// Resource names reported removed (delta `removed_resources`), per type.
-    pub removed: [AtomicU64; 4],
+    pub removed: [AtomicU64; ResourceType::COUNT],
     /// Why connections and streams failed: message → count (a few distinct
     /// messages only, so a storm of failures cannot grow it).
     reasons: Mutex<BTreeMap<String, u64>>,
@@ -118,7 +118,7 @@ impl ChangeTrack {
     /// Whether client `idx` of namespace `ns` still waits for this change
     /// in a response of type `ty`.
     pub fn pending_for(&self, idx: usize, ns: &str, ty: ResourceType) -> bool {
-        self.marker.resource_type == ty
+        carries(self.marker.resource_type, ty)
             && self.namespace.as_deref().is_none_or(|n| n == ns)
             && self
                 .acks
@@ -209,6 +209,12 @@ pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
     }
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     Some(sorted[rank - 1])
+}
+
+/// Whether resources of type `ty` carry a change made to `changed`: a route
+/// change reaches VHDS clients in the virtual host that changed.
+fn carries(changed: ResourceType, ty: ResourceType) -> bool {
+    changed == ty || (changed == ResourceType::Route && ty == ResourceType::VirtualHost)
 }
 
 #[cfg(test)]
