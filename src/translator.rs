@@ -187,7 +187,7 @@ async fn run(
                     continue;
                 }
                 report_warnings(&handle, &model, &metrics, &mut warned);
-                if dirty.routes || !dirty.config.is_empty() {
+                if dirty.routes || !dirty.vs_hosts.is_empty() || !dirty.config.is_empty() {
                     record_policies(&handle, &model);
                 }
                 heavy(|| update_all(&handle, &model, &mut snapshots, &dirty, &metrics));

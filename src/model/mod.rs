@@ -137,21 +137,30 @@ pub struct Dirty {
     pub config: BTreeSet<String>,
     /// Hosts whose endpoints changed.
     pub endpoints: BTreeSet<String>,
-    /// VirtualServices changed: route configurations must be rebuilt.
+    /// Route configurations must be rebuilt whole (a DestinationRule's hash
+    /// policy may be in any route).
     pub routes: bool,
+    /// Host patterns of VirtualServices that changed (before and after):
+    /// only the virtual hosts of matching services need building again.
+    pub vs_hosts: BTreeSet<String>,
     /// What some proxies may see changed (a Sidecar): rebuild every view.
     pub scope: bool,
 }
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
-        self.config.is_empty() && self.endpoints.is_empty() && !self.routes && !self.scope
+        self.config.is_empty()
+            && self.endpoints.is_empty()
+            && !self.routes
+            && self.vs_hosts.is_empty()
+            && !self.scope
     }
 
     pub fn merge(&mut self, other: Dirty) {
         self.config.extend(other.config);
         self.endpoints.extend(other.endpoints);
         self.routes |= other.routes;
+        self.vs_hosts.extend(other.vs_hosts);
         self.scope |= other.scope;
     }
 
@@ -161,6 +170,7 @@ impl Dirty {
             config: model.services.keys().cloned().collect(),
             endpoints: BTreeSet::new(),
             routes: true,
+            vs_hosts: BTreeSet::new(),
             scope: true,
         }
     }
@@ -518,16 +528,19 @@ impl Model {
                         }
                         if let Some(old) = self.virtual_services.get(&name) {
                             self.vs_by_host.remove(&name, &old.hosts);
+                            dirty.vs_hosts.extend(old.hosts.iter().cloned());
                         }
                         self.vs_by_host.insert(&name, &policy.hosts);
+                        dirty.vs_hosts.extend(policy.hosts.iter().cloned());
                         self.virtual_services.insert(name, Arc::new(policy));
                     }
-                    None => match self.virtual_services.remove(&name) {
-                        Some(old) => self.vs_by_host.remove(&name, &old.hosts),
-                        None => return,
-                    },
+                    None => {
+                        if let Some(old) = self.virtual_services.remove(&name) {
+                            self.vs_by_host.remove(&name, &old.hosts);
+                            dirty.vs_hosts.extend(old.hosts.iter().cloned());
+                        }
+                    }
                 }
-                dirty.routes = true;
             }
             Kind::Sidecar => {
                 let new = object.and_then(|o| match &*o {

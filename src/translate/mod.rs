@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod listener;
 pub mod names;
 pub mod route;
+mod route_patch;
 #[cfg(test)]
 mod tests;
 
@@ -142,6 +143,7 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         config,
         endpoints: eds.into_iter().collect(),
         routes: dirty.routes,
+        vs_hosts: dirty.vs_hosts.clone(),
         scope: false,
     };
     let mut b = prev.builder();
@@ -193,6 +195,19 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         let (routes, vhosts) = routes(model, view);
         b.set(ResourceType::Route, routes);
         b.set(ResourceType::VirtualHost, vhosts);
+        b.policies(policies(model, view));
+    } else if !dirty.vs_hosts.is_empty() {
+        match route_patch::changed_routes(model, view, prev, &dirty.vs_hosts) {
+            Some((configs, vhosts)) => {
+                b.patch(ResourceType::Route, configs, Vec::new());
+                b.patch(ResourceType::VirtualHost, vhosts, Vec::new());
+            }
+            None => {
+                let (routes, vhosts) = routes(model, view);
+                b.set(ResourceType::Route, routes);
+                b.set(ResourceType::VirtualHost, vhosts);
+            }
+        }
         b.policies(policies(model, view));
     }
     b.build()

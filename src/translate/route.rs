@@ -212,7 +212,7 @@ fn allow_any() -> r::VirtualHost {
     }
 }
 
-fn virtual_host(
+pub(super) fn virtual_host(
     model: &Model,
     view: &ProxyView,
     svc: &MeshService,

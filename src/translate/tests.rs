@@ -410,3 +410,88 @@ fn vhds_views_carry_virtual_hosts_as_resources() {
     );
     assert!(whole.get(ResourceType::VirtualHost).is_empty());
 }
+
+fn changes(file: &str, yaml: &str) -> Vec<Change> {
+    parse_text(file, yaml)
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Object(p) => Change::Upsert(p.key, p.object, p.origin),
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+fn reviews_vs(v1: u32, v2: u32) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews, namespace: default}}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {{host: reviews, subset: v1}}\n      weight: {v1}\n    - destination: {{host: reviews, subset: v2}}\n      weight: {v2}\n")
+}
+
+const RATINGS: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: ratings, namespace: default}\nspec:\n  selector: {app: ratings}\n  ports: [{name: http, port: 9080}]\n";
+
+#[test]
+fn a_virtual_service_change_rebuilds_only_its_hosts_and_equals_a_full_translation() {
+    let modes = [
+        ListenerMode::Capture,
+        ListenerMode::Explicit("127.0.0.1:15001".parse().unwrap()),
+        ListenerMode::Proxyless,
+    ];
+    for mode in modes {
+        for vhds in [false, true] {
+            let v = ProxyView {
+                mode: mode.clone(),
+                vhds,
+                ..view("default")
+            };
+            let mut m = model(&format!("{REVIEWS}---\n{RATINGS}"));
+            m.apply(changes("vs.yaml", &reviews_vs(90, 10)));
+            let before = build(&m, &v);
+            let dirty = m.apply(changes("vs.yaml", &reviews_vs(10, 90)));
+            assert!(dirty.config.is_empty() && !dirty.routes, "{dirty:?}");
+            assert!(!dirty.vs_hosts.is_empty());
+            let (configs, vhosts) =
+                super::route_patch::changed_routes(&m, &v, &before, &dirty.vs_hosts)
+                    .expect("the previous routes take apart");
+            let touched: Vec<&str> = configs
+                .iter()
+                .chain(&vhosts)
+                .map(|r| r.name.as_str())
+                .collect();
+            assert!(!touched.is_empty(), "{v}");
+            assert!(
+                touched.iter().all(|n| !n.contains("ratings")),
+                "{v}: only reviews' routes: {touched:?}"
+            );
+            let after = update(&m, &v, &before, &dirty);
+            let full = build(&m, &v);
+            for ty in [ResourceType::Route, ResourceType::VirtualHost] {
+                let bodies = |s: &Snapshot| -> Vec<(String, Vec<u8>)> {
+                    s.get(ty)
+                        .iter()
+                        .map(|r| (r.name.clone(), r.body.to_vec()))
+                        .collect()
+                };
+                assert_eq!(bodies(&after), bodies(&full), "{v} {ty}");
+            }
+            let changed = if vhds && mode != ListenerMode::Proxyless {
+                ResourceType::VirtualHost
+            } else {
+                ResourceType::Route
+            };
+            assert_ne!(
+                before.get(changed).version(),
+                after.get(changed).version(),
+                "{v}: the weights changed"
+            );
+            if changed == ResourceType::VirtualHost {
+                let ratings = before
+                    .get(changed)
+                    .iter()
+                    .find(|r| r.name.contains("ratings"))
+                    .expect("ratings virtual host");
+                assert!(
+                    Arc::ptr_eq(ratings, after.get(changed).get(&ratings.name).unwrap()),
+                    "{v}: an unrelated virtual host is kept as it was"
+                );
+            }
+        }
+    }
+}

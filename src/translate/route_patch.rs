@@ -1,0 +1,154 @@
+//! Rebuilding only the virtual hosts a VirtualService change touched.
+//!
+//! Input: a view's previous snapshot and the host patterns of the
+//! VirtualServices that changed. A VirtualService decides a virtual host's
+//! routes, never its domains nor which virtual hosts exist, so every other
+//! virtual host keeps the bytes already encoded: route configurations are
+//! re-assembled around the rebuilt ones (a protobuf message is the
+//! concatenation of its fields), and VHDS views patch only the virtual host
+//! resources that changed. Output: the resources to upsert, byte-for-byte
+//! what a full translation would encode.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use envoy_types::pb::envoy::config::route::v3::VirtualHost;
+use prost::encoding::{decode_key, decode_varint, encode_key, encode_varint, WireType};
+use prost::Message;
+
+use super::{route, ProxyView};
+use crate::cache::{Resource, ResourceType, Snapshot};
+use crate::model::{hosts, Model};
+
+/// `RouteConfiguration.virtual_hosts`.
+const VIRTUAL_HOSTS: u32 = 2;
+
+/// Resources to upsert: route configurations, then VHDS virtual hosts.
+type Upserts = (Vec<Arc<Resource>>, Vec<Arc<Resource>>);
+
+/// Route configurations and VHDS virtual hosts that differ from `prev`
+/// after the VirtualServices covering `patterns` changed; `None` if `prev`
+/// holds something this cannot take apart (then translate in full).
+pub fn changed_routes(
+    model: &Model,
+    view: &ProxyView,
+    prev: &Snapshot,
+    patterns: &BTreeSet<String>,
+) -> Option<Upserts> {
+    let mut configs = Vec::new();
+    for rc in prev.get(ResourceType::Route).iter() {
+        if let Some(body) = patch_route_configuration(model, view, &rc.body, patterns)? {
+            configs.push(Resource::new(rc.name.clone(), body));
+        }
+    }
+    let mut vhosts = Vec::new();
+    for vh in prev.get(ResourceType::VirtualHost).iter() {
+        if let Some(body) = rebuild(model, view, &vh.body, patterns)? {
+            vhosts.push(Resource::new(vh.name.clone(), body));
+        }
+    }
+    Some((configs, vhosts))
+}
+
+/// The route configuration with its affected virtual hosts rebuilt, every
+/// other field copied as it was; `Some(None)` when nothing changed.
+fn patch_route_configuration(
+    model: &Model,
+    view: &ProxyView,
+    body: &Bytes,
+    patterns: &BTreeSet<String>,
+) -> Option<Option<Bytes>> {
+    let mut out = BytesMut::with_capacity(body.len() + 64);
+    let mut changed = false;
+    let mut pos = 0;
+    while pos < body.len() {
+        let field = next_field(body, pos)?;
+        if field.tag == VIRTUAL_HOSTS && field.wire_type == WireType::LengthDelimited {
+            let vhost = body.slice(field.value.clone());
+            if let Some(new) = rebuild(model, view, &vhost, patterns)? {
+                encode_key(VIRTUAL_HOSTS, WireType::LengthDelimited, &mut out);
+                encode_varint(new.len() as u64, &mut out);
+                out.put_slice(&new);
+                changed = true;
+                pos = field.end;
+                continue;
+            }
+        }
+        out.put_slice(&body[pos..field.end]);
+        pos = field.end;
+    }
+    Some(changed.then(|| out.freeze()))
+}
+
+/// One top-level field of an encoded message.
+struct Field {
+    tag: u32,
+    wire_type: WireType,
+    /// Where a length-delimited value's bytes are (empty for other types).
+    value: std::ops::Range<usize>,
+    /// Where the next field starts.
+    end: usize,
+}
+
+/// The field starting at `pos`; `None` if the bytes do not parse (or use
+/// groups, which Envoy's messages never do).
+fn next_field(body: &[u8], pos: usize) -> Option<Field> {
+    let mut rest = body.get(pos..)?;
+    let (tag, wire_type) = decode_key(&mut rest).ok()?;
+    let mut value = 0..0;
+    match wire_type {
+        WireType::Varint => {
+            decode_varint(&mut rest).ok()?;
+        }
+        WireType::SixtyFourBit => rest = rest.get(8..)?,
+        WireType::ThirtyTwoBit => rest = rest.get(4..)?,
+        WireType::LengthDelimited => {
+            let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
+            let start = body.len() - rest.len();
+            rest = rest.get(len..)?;
+            value = start..start + len;
+        }
+        WireType::StartGroup | WireType::EndGroup => return None,
+    }
+    Some(Field {
+        tag,
+        wire_type,
+        value,
+        end: body.len() - rest.len(),
+    })
+}
+
+/// Only a virtual host's name; prost skips the other fields.
+#[derive(Clone, PartialEq, Message)]
+struct VirtualHostName {
+    #[prost(string, tag = "1")]
+    name: String,
+}
+
+/// The virtual host encoded again if a changed VirtualService covers its
+/// service and its content differs; `Some(None)` if it stays as it is.
+fn rebuild(
+    model: &Model,
+    view: &ProxyView,
+    body: &Bytes,
+    patterns: &BTreeSet<String>,
+) -> Option<Option<Bytes>> {
+    let name = VirtualHostName::decode(body.clone()).ok()?.name;
+    // `host:port`, or `<route configuration>/host:port` over VHDS; the
+    // catch-all `allow_any` belongs to no service.
+    let own = name.rsplit_once('/').map_or(name.as_str(), |(_, n)| n);
+    let Some((host, port)) = own.rsplit_once(':') else {
+        return Some(None);
+    };
+    if !patterns.iter().any(|p| hosts::matches(p, host)) {
+        return Some(None);
+    }
+    let port: u16 = port.parse().ok()?;
+    let svc = model.service(host)?;
+    let old = VirtualHost::decode(body.clone()).ok()?;
+    let mut new = route::virtual_host(model, view, svc, port, old.domains);
+    new.name = name;
+    let encoded = new.encode_to_vec();
+    Some((encoded != body[..]).then(|| Bytes::from(encoded)))
+}
