@@ -45,6 +45,8 @@ pub struct FileSet {
     files: BTreeMap<PathBuf, FileState>,
     /// Objects in force, and the file that holds each.
     current: BTreeMap<ObjectKey, (PathBuf, Parsed)>,
+    /// Objects defined again in a later file (the first file wins).
+    duplicates: BTreeMap<(ObjectKey, PathBuf), Problem>,
     /// Problems already logged, so each is logged once.
     logged: BTreeSet<String>,
 }
@@ -114,19 +116,74 @@ impl FileSet {
     /// Reads only `paths` (config files that changed, appeared or went);
     /// returns the changes.
     pub fn reload(&mut self, paths: &[PathBuf]) -> Vec<Change> {
-        let mut touched = false;
+        // Only objects these files held or hold can change: compare those,
+        // not every object of every file.
+        let mut keys = BTreeSet::new();
         for path in paths {
-            touched |= match std::fs::metadata(path) {
+            let held = |set: &FileSet| -> Vec<ObjectKey> {
+                set.files
+                    .get(path)
+                    .map(|f| f.objects.keys().cloned().collect())
+                    .unwrap_or_default()
+            };
+            let before = held(self);
+            let changed = match std::fs::metadata(path) {
                 Ok(meta) if meta.is_file() => self.load(path),
                 Ok(_) => false,
                 Err(_) => self.files.remove(path).is_some(),
             };
+            if changed {
+                keys.extend(before);
+                keys.extend(held(self));
+            }
         }
-        if !touched {
-            // Nothing read differs: no need to compare every object.
+        if keys.is_empty() {
             return Vec::new();
         }
-        self.diff()
+        self.diff_keys(&keys)
+    }
+
+    /// `diff` for `keys` only: where each now comes from (the first file
+    /// holding it), and whether that differs from what is in force.
+    fn diff_keys(&mut self, keys: &BTreeSet<ObjectKey>) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.duplicates.retain(|(k, _), _| !keys.contains(k));
+        for key in keys {
+            let mut holders = self
+                .files
+                .iter()
+                .filter_map(|(path, f)| f.objects.get(key).map(|p| (path, p)));
+            let winner = holders.next().map(|(path, p)| (path.clone(), p.clone()));
+            for (path, parsed) in holders {
+                let first = winner.as_ref().map(|(p, _)| p.display().to_string());
+                self.duplicates.insert(
+                    (key.clone(), path.clone()),
+                    duplicate(key, parsed, first.as_deref().unwrap_or_default()),
+                );
+            }
+            match winner {
+                Some((path, parsed)) => {
+                    let same = self.current.get(key).is_some_and(|(_, old)| {
+                        Arc::ptr_eq(&old.object, &parsed.object) || old.object == parsed.object
+                    });
+                    if !same {
+                        changes.push(Change::Upsert(
+                            key.clone(),
+                            parsed.object.clone(),
+                            parsed.origin.clone(),
+                        ));
+                    }
+                    self.current.insert(key.clone(), (path, parsed));
+                }
+                None => {
+                    if self.current.remove(key).is_some() {
+                        changes.push(Change::Delete(key.clone()));
+                    }
+                }
+            }
+        }
+        self.log_problems();
+        changes
     }
 
     /// Reads one file; whether its content differs from what was held.
@@ -196,21 +253,13 @@ impl FileSet {
     /// Changes between what is in force and what the files now hold.
     fn diff(&mut self) -> Vec<Change> {
         let mut next: BTreeMap<ObjectKey, (PathBuf, Parsed)> = BTreeMap::new();
-        let mut duplicates = Vec::new();
+        let mut duplicates = BTreeMap::new();
         for (path, file) in &self.files {
             for (key, parsed) in &file.objects {
                 if let Some((first, _)) = next.get(key) {
-                    duplicates.push(
-                        Problem::error(
-                            "metadata.name",
-                            format!("duplicate of the object in {}", first.display()),
-                        )
-                        .for_kind(
-                            &parsed.origin,
-                            key.kind,
-                            &key.namespace,
-                            &key.name,
-                        ),
+                    duplicates.insert(
+                        (key.clone(), path.clone()),
+                        duplicate(key, parsed, &first.display().to_string()),
                     );
                     continue;
                 }
@@ -236,13 +285,15 @@ impl FileSet {
             }
         }
         self.current = next;
-        self.log_problems(duplicates);
+        self.duplicates = duplicates;
+        self.log_problems();
         changes
     }
 
-    fn log_problems(&mut self, extra: Vec<Problem>) {
+    fn log_problems(&mut self) {
         let mut now = BTreeSet::new();
-        for p in self.problems_with(extra) {
+        let duplicates = self.duplicates.values().cloned().collect();
+        for p in self.problems_with(duplicates) {
             let line = p.to_string();
             if !self.logged.contains(&line) {
                 error!("{line}");
@@ -271,6 +322,15 @@ impl FileSet {
     pub fn objects(&self) -> impl Iterator<Item = (&ObjectKey, &Arc<Object>)> {
         self.current.iter().map(|(k, (_, p))| (k, &p.object))
     }
+}
+
+/// `parsed` defines `key` again after the file `first` did.
+fn duplicate(key: &ObjectKey, parsed: &Parsed, first: &str) -> Problem {
+    Problem::error(
+        "metadata.name",
+        format!("duplicate of the object in {first}"),
+    )
+    .for_kind(&parsed.origin, key.kind, &key.namespace, &key.name)
 }
 
 /// Paths of config files below `dir`, skipping hidden entries.
@@ -435,6 +495,47 @@ mod tests {
         std::fs::remove_file(&vs).unwrap();
         let changes = set.reload(&[vs]);
         assert!(matches!(&changes[..], [Change::Delete(k)] if k.name == "r"));
+    }
+
+    #[test]
+    fn reloading_one_file_gives_what_a_full_rescan_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+        std::fs::write(&a, SVC).unwrap();
+        std::fs::write(&b, format!("{SVC}---\n{VS_GOOD}")).unwrap();
+        let mut set = FileSet::new(vec![dir.path().to_path_buf()]);
+        assert_eq!(
+            set.rescan().len(),
+            2,
+            "the Service once, the VirtualService"
+        );
+        assert_eq!(set.duplicates.len(), 1, "b.yaml repeats a.yaml's Service");
+
+        // An unchanged file is no change; the later duplicate changing is none either.
+        assert!(set.reload(std::slice::from_ref(&a)).is_empty());
+        std::fs::write(
+            &b,
+            format!("{}---\n{VS_GOOD}", SVC.replace("port: 80", "port: 81")),
+        )
+        .unwrap();
+        assert!(set.reload(std::slice::from_ref(&b)).is_empty());
+
+        // The first definition gone, the duplicate takes over.
+        std::fs::remove_file(&a).unwrap();
+        let changes = set.reload(std::slice::from_ref(&a));
+        assert!(
+            matches!(&changes[..], [Change::Upsert(k, _, origin)] if k.name == "a" && origin.to_string().contains("b.yaml")),
+            "{changes:?}"
+        );
+        assert!(set.duplicates.is_empty());
+        let incremental: Vec<_> = set.objects().map(|(k, o)| (k.clone(), o.clone())).collect();
+        let mut full = FileSet::new(vec![dir.path().to_path_buf()]);
+        full.rescan();
+        let rescanned: Vec<_> = full
+            .objects()
+            .map(|(k, o)| (k.clone(), o.clone()))
+            .collect();
+        assert_eq!(incremental, rescanned);
     }
 
     #[test]
