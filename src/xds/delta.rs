@@ -289,8 +289,8 @@ impl DeltaStream {
     }
 
     /// Moves the stream to a new snapshot. Upserts go out in make-before-break
-    /// order (CDS, EDS, LDS, RDS); removals last, dependents first (RDS, LDS,
-    /// EDS, CDS) (rule 13).
+    /// order (CDS, EDS, LDS, RDS, VHDS); removals last, dependents first
+    /// (VHDS, RDS, LDS, EDS, CDS) (rule 13).
     pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Output {
         self.snapshot = snapshot;
         let mut out = Output::default();
