@@ -154,25 +154,16 @@ impl FileSet {
                 .iter()
                 .filter_map(|(path, f)| f.objects.get(key).map(|p| (path, p)));
             let winner = holders.next().map(|(path, p)| (path.clone(), p.clone()));
-            for (path, parsed) in holders {
-                let first = winner.as_ref().map(|(p, _)| p.display().to_string());
-                self.duplicates.insert(
-                    (key.clone(), path.clone()),
-                    duplicate(key, parsed, first.as_deref().unwrap_or_default()),
-                );
+            if let Some((first, _)) = &winner {
+                let first = first.display().to_string();
+                for (path, parsed) in holders {
+                    self.duplicates
+                        .insert((key.clone(), path.clone()), duplicate(key, parsed, &first));
+                }
             }
             match winner {
                 Some((path, parsed)) => {
-                    let same = self.current.get(key).is_some_and(|(_, old)| {
-                        Arc::ptr_eq(&old.object, &parsed.object) || old.object == parsed.object
-                    });
-                    if !same {
-                        changes.push(Change::Upsert(
-                            key.clone(),
-                            parsed.object.clone(),
-                            parsed.origin.clone(),
-                        ));
-                    }
+                    changes.extend(upsert_if_changed(&self.current, key, &parsed));
                     self.current.insert(key.clone(), (path, parsed));
                 }
                 None => {
@@ -268,16 +259,7 @@ impl FileSet {
         }
         let mut changes = Vec::new();
         for (key, (_, parsed)) in &next {
-            let same = self.current.get(key).is_some_and(|(_, old)| {
-                Arc::ptr_eq(&old.object, &parsed.object) || old.object == parsed.object
-            });
-            if !same {
-                changes.push(Change::Upsert(
-                    key.clone(),
-                    parsed.object.clone(),
-                    parsed.origin.clone(),
-                ));
-            }
+            changes.extend(upsert_if_changed(&self.current, key, parsed));
         }
         for key in self.current.keys() {
             if !next.contains_key(key) {
@@ -322,6 +304,18 @@ impl FileSet {
     pub fn objects(&self) -> impl Iterator<Item = (&ObjectKey, &Arc<Object>)> {
         self.current.iter().map(|(k, (_, p))| (k, &p.object))
     }
+}
+
+/// An upsert of `parsed` as `key`, unless that object is already in force.
+fn upsert_if_changed(
+    current: &BTreeMap<ObjectKey, (PathBuf, Parsed)>,
+    key: &ObjectKey,
+    parsed: &Parsed,
+) -> Option<Change> {
+    let same = current.get(key).is_some_and(|(_, old)| {
+        Arc::ptr_eq(&old.object, &parsed.object) || old.object == parsed.object
+    });
+    (!same).then(|| Change::Upsert(key.clone(), parsed.object.clone(), parsed.origin.clone()))
 }
 
 /// `parsed` defines `key` again after the file `first` did.

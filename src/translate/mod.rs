@@ -116,13 +116,13 @@ fn routes(model: &Model, view: &ProxyView) -> (Encoded, Encoded) {
     if !view.vhds {
         return (encode_all(configs), Encoded::new());
     }
-    let mut vhosts = Encoded::new();
-    let shells = configs.into_iter().map(|(name, rc)| {
+    let (mut shells, mut vhosts) = (Encoded::new(), Encoded::new());
+    for (name, rc) in configs {
         let (shell, hosts) = route::delegate_to_vhds(rc);
         vhosts.extend(encode_all(hosts));
-        (name, shell)
-    });
-    (encode_all(shells), vhosts)
+        shells.insert(name.clone(), Resource::encode(name, &shell));
+    }
+    (shells, vhosts)
 }
 
 /// Rebuilds the parts of `prev` that `dirty` touched.
@@ -191,13 +191,12 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
             Vec::new(),
         );
     }
-    if dirty.routes || !dirty.config.is_empty() {
-        let (routes, vhosts) = routes(model, view);
-        b.set(ResourceType::Route, routes);
-        b.set(ResourceType::VirtualHost, vhosts);
-        b.policies(policies(model, view));
-    } else if !dirty.vs_hosts.is_empty() {
-        match route_patch::changed_routes(model, view, prev, &dirty.vs_hosts) {
+    if dirty.routes || !dirty.config.is_empty() || !dirty.vs_hosts.is_empty() {
+        // Only VirtualServices changed: their hosts' virtual hosts are enough.
+        let patched = (!dirty.routes && dirty.config.is_empty())
+            .then(|| route_patch::changed_routes(model, view, prev, &dirty.vs_hosts))
+            .flatten();
+        match patched {
             Some((configs, vhosts)) => {
                 b.patch(ResourceType::Route, configs, Vec::new());
                 b.patch(ResourceType::VirtualHost, vhosts, Vec::new());

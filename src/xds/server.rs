@@ -329,10 +329,9 @@ async fn run_stream<M: Machine>(
         return;
     };
     let view = match view_of(&node) {
-        // Proxyless gRPC clients do not implement VHDS.
-        Ok(v) if v.mode == ListenerMode::Proxyless => v,
         Ok(v) => ProxyView {
-            vhds: shared.vhds && M::VHDS,
+            // Proxyless gRPC clients do not implement VHDS.
+            vhds: shared.vhds && M::VHDS && v.mode != ListenerMode::Proxyless,
             ..v
         },
         Err(e) => {
