@@ -15,6 +15,10 @@ use prost::Message;
 use shmesh::cache::{Resource, ResourceType, Snapshot, SnapshotBuilder};
 use shmesh::xds::delta::DeltaStream;
 
+/// The allocator the `shmesh` binary runs with.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A snapshot with `n` clusters' assignments, `changed` of them at a new version.
 fn snapshot(n: usize, generation: u32) -> Arc<Snapshot> {
     let mut b = SnapshotBuilder::default();

@@ -9,6 +9,10 @@ use shmesh::model::parse::{parse_text, Outcome};
 use shmesh::model::{Change, Model};
 use shmesh::translate::{build, update, ListenerMode, ProxyView};
 
+/// The allocator the `shmesh` binary runs with.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `services` services in namespace `default`, each with 10 pods over 3 versions.
 fn mesh_yaml(services: usize) -> String {
     let mut out = String::new();

@@ -28,7 +28,7 @@ const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProt
 #[derive(Debug, Clone)]
 pub struct BuiltCluster {
     pub name: String,
-    pub cluster: c::Cluster,
+    pub cluster: Box<c::Cluster>,
     pub host: String,
     pub port: u16,
     /// Labels an endpoint must carry to belong to this (subset) cluster.
@@ -79,56 +79,67 @@ impl Effective {
 /// clusters come with the full set (`hosts` is `None`).
 pub fn clusters(model: &Model, view: &ProxyView, hosts: Option<&[&str]>) -> Vec<BuiltCluster> {
     let mut out = Vec::new();
-    let scope = model.egress_scope(&view.namespace);
-    let mut add = |svc: &MeshService| {
-        if !svc.visible_to(&view.namespace) || !scope.allows(&svc.namespace, &svc.hostname) {
-            return;
-        }
-        let dr = model.destination_rule(&svc.hostname, &view.namespace);
-        for port in &svc.ports {
-            let mut base = Effective::default();
-            if let Some(tp) = dr.and_then(|d| d.spec.traffic_policy.as_ref()) {
-                base.layer(tp, port.number);
-            }
-            let endpoints = model.endpoints(&svc.hostname, port.number);
-            let mut built = service_cluster(svc, port, "", None, &base);
-            with_inline_endpoints(&mut built, endpoints);
-            out.push(built);
-            for subset in dr.map(|d| d.spec.subsets.as_slice()).unwrap_or(&[]) {
-                let mut eff = base.clone();
-                if let Some(tp) = &subset.traffic_policy {
-                    eff.layer(tp, port.number);
-                }
-                let mut built =
-                    service_cluster(svc, port, &subset.name, Some(&subset.labels), &eff);
-                with_inline_endpoints(&mut built, endpoints);
-                out.push(built);
-            }
-        }
-    };
-    let proxyless = view.mode == super::ListenerMode::Proxyless;
     match hosts {
         Some(hosts) => {
-            for h in hosts {
-                if let Some(svc) = model.service(h) {
-                    add(svc);
+            let scope = model.egress_scope(&view.namespace);
+            for svc in hosts.iter().filter_map(|h| model.service(h)) {
+                if svc.visible_to(&view.namespace) && scope.allows(&svc.namespace, &svc.hostname) {
+                    out.extend(service_clusters(model, view, svc));
                 }
             }
         }
         None => {
-            for svc in model.services().values() {
-                add(svc);
+            for svc in super::visible_services(model, view) {
+                out.extend(service_clusters(model, view, svc));
             }
-            out.push(fixed(blackhole()));
-            out.push(fixed(passthrough()));
-        }
-    }
-    if proxyless {
-        for built in &mut out {
-            grpc_lb(&mut built.cluster);
+            out.extend(fixed_clusters(view));
         }
     }
     out
+}
+
+/// The clusters of one service the view sees: one per port, one per
+/// DestinationRule subset and port.
+pub fn service_clusters(model: &Model, view: &ProxyView, svc: &MeshService) -> Vec<BuiltCluster> {
+    let mut out = Vec::new();
+    let dr = model.destination_rule(&svc.hostname, &view.namespace);
+    let subsets = dr.map(|d| d.spec.subsets.as_slice()).unwrap_or(&[]);
+    for port in &svc.ports {
+        let mut base = Effective::default();
+        if let Some(tp) = dr.and_then(|d| d.spec.traffic_policy.as_ref()) {
+            base.layer(tp, port.number);
+        }
+        let endpoints = model.endpoints(&svc.hostname, port.number);
+        let mut built = service_cluster(svc, port, "", None, &base);
+        with_inline_endpoints(&mut built, endpoints);
+        out.push(built);
+        for subset in subsets {
+            let mut eff = base.clone();
+            if let Some(tp) = &subset.traffic_policy {
+                eff.layer(tp, port.number);
+            }
+            let mut built = service_cluster(svc, port, &subset.name, Some(&subset.labels), &eff);
+            with_inline_endpoints(&mut built, endpoints);
+            out.push(built);
+        }
+    }
+    for_view(view, &mut out);
+    out
+}
+
+/// Istio's `BlackHoleCluster` and `PassthroughCluster`.
+pub fn fixed_clusters(view: &ProxyView) -> Vec<BuiltCluster> {
+    let mut out = vec![fixed(blackhole()), fixed(passthrough())];
+    for_view(view, &mut out);
+    out
+}
+
+fn for_view(view: &ProxyView, clusters: &mut [BuiltCluster]) {
+    if view.mode == super::ListenerMode::Proxyless {
+        for built in clusters {
+            grpc_lb(&mut built.cluster);
+        }
+    }
 }
 
 /// gRPC clients accept only ROUND_ROBIN and RING_HASH in `lb_policy`: like
@@ -151,7 +162,7 @@ fn grpc_lb(cl: &mut c::Cluster) {
 fn fixed(cluster: c::Cluster) -> BuiltCluster {
     BuiltCluster {
         name: cluster.name.clone(),
-        cluster,
+        cluster: Box::new(cluster),
         host: String::new(),
         port: 0,
         subset: None,
@@ -215,7 +226,7 @@ fn service_cluster(
     }
     BuiltCluster {
         name,
-        cluster: cl,
+        cluster: Box::new(cl),
         host: svc.hostname.clone(),
         port: port.number,
         subset: subset_labels.cloned(),

@@ -2,14 +2,12 @@
 //! locality, with subset clusters keeping only endpoints carrying the subset's
 //! labels.
 
-use std::collections::BTreeMap;
-
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as e;
 
 use super::cluster::BuiltCluster;
 use super::{socket_address, u32_value, ProxyView};
-use crate::model::{Endpoint, Health, Locality, Model};
+use crate::model::{Endpoint, Health, Model};
 
 /// One assignment per EDS cluster in `clusters`.
 pub fn assignments(
@@ -20,12 +18,15 @@ pub fn assignments(
     clusters
         .iter()
         .filter(|c| c.eds)
-        .map(|c| {
-            let all = model.endpoints(&c.host, c.port);
-            let selected = select(all, c.subset.as_ref());
-            (c.name.clone(), assignment(&c.name, &selected))
-        })
+        .map(|c| (c.name.clone(), cluster_assignment(model, c)))
         .collect()
+}
+
+/// The assignment of one EDS cluster: the endpoints of its service port,
+/// those carrying its subset's labels for a subset cluster.
+pub fn cluster_assignment(model: &Model, cluster: &BuiltCluster) -> e::ClusterLoadAssignment {
+    let all = model.endpoints(&cluster.host, cluster.port);
+    assignment(&cluster.name, &select(all, cluster.subset.as_ref()))
 }
 
 /// Endpoints carrying every label of `subset` (all of them without a subset).
@@ -42,17 +43,18 @@ pub fn select<'a>(
 /// A ClusterLoadAssignment with endpoints grouped by locality. Every group has
 /// a locality and a weight, as proxyless gRPC clients require.
 pub fn assignment(cluster: &str, endpoints: &[&Endpoint]) -> e::ClusterLoadAssignment {
-    let mut by_locality: BTreeMap<&Locality, Vec<&Endpoint>> = BTreeMap::new();
-    for ep in endpoints {
-        by_locality.entry(&ep.locality).or_default().push(ep);
+    // Most services live in one locality: group without sorting (or a map) then.
+    let mut sorted = endpoints.to_vec();
+    if !sorted.windows(2).all(|w| w[0].locality == w[1].locality) {
+        sorted.sort_by(|a, b| a.locality.cmp(&b.locality));
     }
-    let groups = by_locality
-        .into_iter()
-        .map(|(locality, eps)| e::LocalityLbEndpoints {
+    let groups = sorted
+        .chunk_by(|a, b| a.locality == b.locality)
+        .map(|eps| e::LocalityLbEndpoints {
             locality: Some(core::Locality {
-                region: locality.region.clone(),
-                zone: locality.zone.clone(),
-                sub_zone: locality.subzone.clone(),
+                region: eps[0].locality.region.clone(),
+                zone: eps[0].locality.zone.clone(),
+                sub_zone: eps[0].locality.subzone.clone(),
             }),
             load_balancing_weight: Some(u32_value(
                 eps.iter()

@@ -72,10 +72,26 @@ const PARALLEL_FROM: usize = 256;
 /// listeners, routes and the policy record on another, for large meshes.
 pub fn build(model: &Model, view: &ProxyView) -> Snapshot {
     let clusters_and_endpoints = || {
-        let clusters = cluster::clusters(model, view, None);
-        let endpoints = encode_all(endpoint::assignments(model, view, &clusters));
-        let clusters = encode_all(clusters.into_iter().map(|c| (c.name.clone(), c.cluster)));
-        (clusters, endpoints)
+        // Each cluster is encoded as soon as it is built: the message trees
+        // of a large mesh would otherwise take hundreds of megabytes at once.
+        let (mut clusters, mut endpoints) = (Vec::new(), Vec::new());
+        let services = visible_services(model, view)
+            .flat_map(|svc| cluster::service_clusters(model, view, svc))
+            .chain(cluster::fixed_clusters(view));
+        for built in services {
+            if built.eds {
+                let cla = endpoint::cluster_assignment(model, &built);
+                endpoints.push((
+                    built.name.clone(),
+                    Resource::encode(built.name.clone(), &cla),
+                ));
+            }
+            clusters.push((
+                built.name.clone(),
+                Resource::encode(built.name, &*built.cluster),
+            ));
+        }
+        (Encoded::from_iter(clusters), Encoded::from_iter(endpoints))
     };
     let listeners_and_routes = || {
         (
