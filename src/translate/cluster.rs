@@ -75,27 +75,18 @@ impl Effective {
     }
 }
 
-/// Clusters for every service the view sees, or only for `hosts`. The fixed
-/// clusters come with the full set (`hosts` is `None`).
-pub fn clusters(model: &Model, view: &ProxyView, hosts: Option<&[&str]>) -> Vec<BuiltCluster> {
-    let mut out = Vec::new();
-    match hosts {
-        Some(hosts) => {
-            let scope = model.egress_scope(&view.namespace);
-            for svc in hosts.iter().filter_map(|h| model.service(h)) {
-                if svc.visible_to(&view.namespace) && scope.allows(&svc.namespace, &svc.hostname) {
-                    out.extend(service_clusters(model, view, svc));
-                }
-            }
-        }
-        None => {
-            for svc in super::visible_services(model, view) {
-                out.extend(service_clusters(model, view, svc));
-            }
-            out.extend(fixed_clusters(view));
-        }
-    }
-    out
+/// The clusters of those of `hosts` the view sees (a full translation takes
+/// every visible service's `service_clusters` and the `fixed_clusters`).
+pub fn clusters(model: &Model, view: &ProxyView, hosts: &[&str]) -> Vec<BuiltCluster> {
+    let scope = model.egress_scope(&view.namespace);
+    hosts
+        .iter()
+        .filter_map(|h| model.service(h))
+        .filter(|svc| {
+            svc.visible_to(&view.namespace) && scope.allows(&svc.namespace, &svc.hostname)
+        })
+        .flat_map(|svc| service_clusters(model, view, svc))
+        .collect()
 }
 
 /// The clusters of one service the view sees: one per port, one per

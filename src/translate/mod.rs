@@ -165,7 +165,7 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
     let mut b = prev.builder();
     if !dirty.config.is_empty() {
         let hosts: Vec<&str> = dirty.config.iter().map(String::as_str).collect();
-        let fresh = cluster::clusters(model, view, Some(&hosts));
+        let fresh = cluster::clusters(model, view, &hosts);
         let stale =
             |name: &String| names::cluster_host(name).is_some_and(|h| dirty.config.contains(h));
         let removed_clusters: Vec<String> = prev
@@ -200,7 +200,7 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
     }
     let endpoint_only: Vec<&str> = dirty.endpoints.iter().map(String::as_str).collect();
     if !endpoint_only.is_empty() {
-        let clusters = cluster::clusters(model, view, Some(&endpoint_only));
+        let clusters = cluster::clusters(model, view, &endpoint_only);
         b.patch(
             ResourceType::Endpoint,
             encode_each(endpoint::assignments(model, view, &clusters)),
