@@ -82,9 +82,7 @@ pub fn clusters(model: &Model, view: &ProxyView, hosts: &[&str]) -> Vec<BuiltClu
     hosts
         .iter()
         .filter_map(|h| model.service(h))
-        .filter(|svc| {
-            svc.visible_to(&view.namespace) && scope.allows(&svc.namespace, &svc.hostname)
-        })
+        .filter(|svc| super::sees(svc, &view.namespace, &scope))
         .flat_map(|svc| service_clusters(model, view, svc))
         .collect()
 }

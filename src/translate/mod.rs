@@ -24,7 +24,7 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::google::protobuf::Any;
 
 use crate::cache::{Policies, PolicyStamp, Resource, ResourceType, Snapshot, SnapshotBuilder};
-use crate::model::{Dirty, MeshService, Model};
+use crate::model::{Dirty, MeshService, Model, Scope};
 
 /// How a proxy receives outbound traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -239,7 +239,12 @@ pub fn visible_services<'a>(
     model
         .services()
         .values()
-        .filter(move |s| s.visible_to(&namespace) && scope.allows(&s.namespace, &s.hostname))
+        .filter(move |s| sees(s, &namespace, &scope))
+}
+
+/// Whether a proxy in `namespace`, whose Sidecar allows `scope`, sees `svc`.
+fn sees(svc: &MeshService, namespace: &str, scope: &Scope) -> bool {
+    svc.visible_to(namespace) && scope.allows(&svc.namespace, &svc.hostname)
 }
 
 /// The VirtualServices and DestinationRules that shape what the view receives:
