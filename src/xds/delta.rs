@@ -227,7 +227,11 @@ impl DeltaStream {
             }
             // Rule 9: a (re)subscribed name is always sent, unless the client
             // said on this first request that it has the current version.
-            if !(first && req.initial_resource_versions.contains_key(name)) {
+            // A name the client holds nothing of goes out with the difference
+            // anyway; only one it may hold, or one that does not exist
+            // (rule 7), needs forcing.
+            let reported = first && req.initial_resource_versions.contains_key(name);
+            if !reported && (st.held.may_hold(name) || !current.contains(name)) {
                 st.force.insert(name.clone());
             }
         }

@@ -8,7 +8,7 @@
 //! which versions it has, is tracked name by name until its first response.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use super::names::NameSet;
 use crate::cache::{Resource, TypeSet};
@@ -21,9 +21,13 @@ pub(crate) enum Held {
     Names(Arc<HashMap<String, String>>),
 }
 
+/// The empty set every new stream holds: one allocation, so the difference
+/// from it to a view's set is computed once and shared like any other.
+static NOTHING: LazyLock<Arc<TypeSet>> = LazyLock::new(Arc::default);
+
 impl Default for Held {
     fn default() -> Self {
-        Held::Set(Arc::default())
+        Held::Set(NOTHING.clone())
     }
 }
 
@@ -37,6 +41,15 @@ pub(crate) struct Lacks {
 }
 
 impl Held {
+    /// Whether the client may hold a version of `name`: as far as the
+    /// stream knows, a name for which this says no is held at no version.
+    pub fn may_hold(&self, name: &str) -> bool {
+        match self {
+            Held::Set(set) => set.contains(name),
+            Held::Names(versions) => versions.contains_key(name),
+        }
+    }
+
     /// What a client wanting `wants` and holding `self` lacks to be on
     /// `current`, plus the `force`d names it must get again whatever it holds.
     /// `scan`: what the client wants is found by looking through `current`

@@ -13,7 +13,9 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 #[derive(Debug)]
 struct Names {
     sorted: Box<[Arc<str>]>,
-    index: HashSet<Arc<str>>,
+    /// Looked up for every resource a response may carry: a fast seeded
+    /// hash, not SipHash.
+    index: HashSet<Arc<str>, foldhash::fast::RandomState>,
     digest: u64,
     /// Recent changes made from this set and the sets they led to: every
     /// proxy on a view subscribes in the same steps as the mesh arrives, so
