@@ -11,7 +11,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
-use prost::Message;
+use shmesh::cache::wire::Chunked;
 use shmesh::cache::{Resource, ResourceType, Snapshot, SnapshotBuilder};
 use shmesh::xds::delta::DeltaStream;
 

@@ -6,12 +6,13 @@
 //! content hashes of the encoded bytes: an update that changes nothing has the
 //! same version and is never sent.
 
+mod resource;
 mod snapshot;
 mod types;
 pub mod wire;
 
+pub use resource::{content_version, Resource, ResourceWriter, Span};
 pub use snapshot::{
-    content_version, set_version as content_version_of, Policies, PolicyStamp, Resource, Snapshot,
-    SnapshotBuilder, TypeSet,
+    set_version as content_version_of, Policies, PolicyStamp, Snapshot, SnapshotBuilder, TypeSet,
 };
 pub use types::{namespace_of, ResourceType};

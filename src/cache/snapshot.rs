@@ -4,48 +4,9 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use bytes::Bytes;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::ResourceType;
-
-/// One encoded resource. Shared (`Arc`) between snapshots and streams.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Resource {
-    pub name: String,
-    /// Content hash of `body`.
-    pub version: String,
-    /// The resource encoded as protobuf (the `value` of its `Any`).
-    pub body: Bytes,
-    /// `name` and `version` as shared bytes, so a delta response names the
-    /// resource without a copy per stream.
-    pub name_wire: Bytes,
-    pub version_wire: Bytes,
-}
-
-impl Resource {
-    /// Encodes `msg` once and versions it by content.
-    pub fn encode<M: prost::Message>(name: String, msg: &M) -> Arc<Resource> {
-        Resource::new(name, Bytes::from(msg.encode_to_vec()))
-    }
-
-    /// A resource from its encoded body, versioned by content.
-    pub fn new(name: String, body: Bytes) -> Arc<Resource> {
-        let version = content_version(&body);
-        Arc::new(Resource {
-            name_wire: Bytes::from(name.clone()),
-            version_wire: Bytes::from(version.clone()),
-            name,
-            version,
-            body,
-        })
-    }
-}
-
-/// A content hash as a short hex string.
-pub fn content_version(bytes: &[u8]) -> String {
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
-}
+use super::{Resource, ResourceType};
 
 /// What changed from one set to another.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -331,7 +292,7 @@ mod tests {
     use super::*;
 
     fn res(name: &str, body: &[u8]) -> Arc<Resource> {
-        Resource::new(name.into(), Bytes::copy_from_slice(body))
+        Resource::from_body(ResourceType::Endpoint, name.into(), body)
     }
 
     #[test]

@@ -1,27 +1,20 @@
-//! Response messages as they go on the wire, holding resource bodies as shared
-//! `Bytes`.
+//! Response messages as they go on the wire, holding resources as stretches
+//! of the buffers the cache encoded them into.
 //!
 //! envoy-types' `DiscoveryResponse` owns each resource as `Any { value: Vec<u8> }`,
-//! which would copy every resource into every stream's response. These messages
-//! have the same field numbers as `envoy.service.discovery.v3.DiscoveryResponse`,
-//! `DeltaDiscoveryResponse` and `Resource`, so clients decode them as usual, but
-//! they borrow the bodies encoded once in the cache.
+//! which would copy every resource into every stream's response. These
+//! messages write the same fields as `envoy.service.discovery.v3.DiscoveryResponse`
+//! and `DeltaDiscoveryResponse`, so clients decode them as usual, but their
+//! resources are entries framed once in the cache (`super::Resource`): a run
+//! of resources laid out next to each other goes out as one shared slice.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use prost::encoding::{self, WireType};
-use prost::Message;
 
-/// `google.protobuf.Any` with a shared body. The type URL is a string on the
-/// wire; holding it as `Bytes` lets every resource point at one static copy.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireAny {
-    #[prost(bytes = "bytes", tag = "1")]
-    pub type_url: Bytes,
-    #[prost(bytes = "bytes", tag = "2")]
-    pub value: Bytes,
-}
+use super::Span;
 
 /// `envoy.config.core.v3.ControlPlane`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -30,48 +23,87 @@ pub struct WireControlPlane {
     pub identifier: String,
 }
 
-/// `envoy.service.discovery.v3.DiscoveryResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
+/// The resources of a response: entries already framed for the response's
+/// `resources` field, merged into runs where they lie next to each other.
+#[derive(Debug, Default, Clone)]
+pub struct Entries {
+    runs: Vec<Run>,
+    count: usize,
+    bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    arena: Bytes,
+    range: Range<usize>,
+}
+
+impl Entries {
+    /// Appends one resource's entry.
+    pub fn push(&mut self, span: Span<'_>) {
+        self.count += 1;
+        self.bytes += span.range.len();
+        if let Some(last) = self.runs.last_mut() {
+            if last.range.end == span.range.start && last.arena.as_ptr() == span.arena.as_ptr() {
+                last.range.end = span.range.end;
+                return;
+            }
+        }
+        self.runs.push(Run {
+            arena: span.arena.clone(),
+            range: span.range,
+        });
+    }
+
+    /// How many resources.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes of all entries.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// How many runs the entries make.
+    pub fn runs(&self) -> usize {
+        self.runs.len()
+    }
+}
+
+impl<'a> FromIterator<Span<'a>> for Entries {
+    fn from_iter<I: IntoIterator<Item = Span<'a>>>(iter: I) -> Self {
+        let mut out = Entries::default();
+        for span in iter {
+            out.push(span);
+        }
+        out
+    }
+}
+
+/// `envoy.service.discovery.v3.DiscoveryResponse`: `resources` are `Any` entries.
+#[derive(Debug, Default, Clone)]
 pub struct WireDiscoveryResponse {
-    #[prost(string, tag = "1")]
     pub version_info: String,
-    #[prost(message, repeated, tag = "2")]
-    pub resources: Vec<WireAny>,
-    #[prost(string, tag = "4")]
+    pub resources: Entries,
     pub type_url: String,
-    #[prost(string, tag = "5")]
     pub nonce: String,
-    #[prost(message, optional, tag = "6")]
     pub control_plane: Option<WireControlPlane>,
 }
 
-/// `envoy.service.discovery.v3.Resource`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireResource {
-    /// A string on the wire, shared bytes here.
-    #[prost(bytes = "bytes", tag = "1")]
-    pub version: Bytes,
-    #[prost(message, optional, tag = "2")]
-    pub resource: Option<WireAny>,
-    /// A string on the wire, shared bytes here.
-    #[prost(bytes = "bytes", tag = "3")]
-    pub name: Bytes,
-}
-
-/// `envoy.service.discovery.v3.DeltaDiscoveryResponse`.
-#[derive(Clone, PartialEq, prost::Message)]
+/// `envoy.service.discovery.v3.DeltaDiscoveryResponse`: `resources` are
+/// `Resource` entries.
+#[derive(Debug, Default, Clone)]
 pub struct WireDeltaDiscoveryResponse {
-    #[prost(string, tag = "1")]
     pub system_version_info: String,
-    #[prost(message, repeated, tag = "2")]
-    pub resources: Vec<WireResource>,
-    #[prost(string, tag = "4")]
+    pub resources: Entries,
     pub type_url: String,
-    #[prost(string, tag = "5")]
     pub nonce: String,
-    #[prost(string, repeated, tag = "6")]
     pub removed_resources: Vec<String>,
-    #[prost(message, optional, tag = "7")]
     pub control_plane: Option<WireControlPlane>,
 }
 
@@ -94,13 +126,13 @@ impl ChunkWriter {
         self.buf.len()
     }
 
-    /// Writes a shared body: copied if small, handed on if large.
-    pub fn put_shared(&mut self, body: &Bytes) {
-        if body.len() < SHARE_MIN {
-            self.buf.extend_from_slice(body);
+    /// Writes `arena[range]`: copied if small, handed on if large.
+    fn put_span(&mut self, arena: &Bytes, range: Range<usize>) {
+        if range.len() < SHARE_MIN {
+            self.buf.extend_from_slice(&arena[range]);
         } else {
             self.flush();
-            self.ready.push_back(body.clone());
+            self.ready.push_back(arena.slice(range));
         }
     }
 
@@ -135,28 +167,49 @@ impl ChunkWriter {
 }
 
 /// A response that can be written out in steps (fields before the resources,
-/// each resource, fields after), producing exactly prost's encoding.
-pub trait Chunked: prost::Message {
-    fn resource_count(&self) -> usize;
-    /// The fields that prost encodes before the resources.
+/// each run of resources, fields after), producing what prost would encode
+/// for the same message.
+pub trait Chunked {
+    fn resources(&self) -> &Entries;
+    /// The fields before the resources.
     fn write_head(&self, buf: &mut BytesMut);
-    fn write_resource(&self, index: usize, out: &mut ChunkWriter);
-    /// The fields that prost encodes after the resources.
+    /// The fields after the resources.
     fn write_tail(&self, buf: &mut BytesMut);
+    /// Length of the head and tail fields.
+    fn fields_len(&self) -> usize;
+
+    fn encoded_len(&self) -> usize {
+        self.fields_len() + self.resources().bytes()
+    }
 
     /// How many steps `write_step` takes.
     fn steps(&self) -> usize {
-        self.resource_count() + 2
+        self.resources().runs.len() + 2
     }
 
     fn write_step(&self, step: usize, out: &mut ChunkWriter) {
+        let runs = &self.resources().runs;
         if step == 0 {
             self.write_head(out.small());
-        } else if step <= self.resource_count() {
-            self.write_resource(step - 1, out);
+        } else if let Some(run) = runs.get(step - 1) {
+            out.put_span(&run.arena, run.range.clone());
         } else {
             self.write_tail(out.small());
         }
+    }
+
+    /// The whole message, in one buffer.
+    fn encode_to_vec(&self) -> Vec<u8> {
+        let mut out = ChunkWriter::default();
+        for step in 0..self.steps() {
+            self.write_step(step, &mut out);
+        }
+        out.flush();
+        let mut all = Vec::with_capacity(self.encoded_len());
+        while let Some(chunk) = out.next_chunk() {
+            all.extend_from_slice(&chunk);
+        }
+        all
     }
 }
 
@@ -169,36 +222,26 @@ fn put_string(tag: u32, value: &str, buf: &mut BytesMut) {
     }
 }
 
-/// A proto3 bytes field: absent when empty.
-fn put_bytes(tag: u32, value: &Bytes, buf: &mut BytesMut) {
-    if !value.is_empty() {
-        encoding::bytes::encode(tag, value, buf);
+fn string_len(tag: u32, value: &str) -> usize {
+    if value.is_empty() {
+        0
+    } else {
+        encoding::key_len(tag) + encoding::encoded_len_varint(value.len() as u64) + value.len()
     }
 }
 
-fn put_any(tag: u32, any: &WireAny, out: &mut ChunkWriter) {
-    let buf = out.small();
-    encoding::encode_key(tag, WireType::LengthDelimited, buf);
-    encoding::encode_varint(any.encoded_len() as u64, buf);
-    put_bytes(1, &any.type_url, buf);
-    if !any.value.is_empty() {
-        encoding::encode_key(2, WireType::LengthDelimited, buf);
-        encoding::encode_varint(any.value.len() as u64, buf);
-        out.put_shared(&any.value);
-    }
+fn control_plane_len(tag: u32, cp: &Option<WireControlPlane>) -> usize {
+    cp.as_ref()
+        .map_or(0, |cp| encoding::message::encoded_len(tag, cp))
 }
 
 impl Chunked for WireDiscoveryResponse {
-    fn resource_count(&self) -> usize {
-        self.resources.len()
+    fn resources(&self) -> &Entries {
+        &self.resources
     }
 
     fn write_head(&self, buf: &mut BytesMut) {
         put_string(1, &self.version_info, buf);
-    }
-
-    fn write_resource(&self, index: usize, out: &mut ChunkWriter) {
-        put_any(2, &self.resources[index], out);
     }
 
     fn write_tail(&self, buf: &mut BytesMut) {
@@ -208,27 +251,22 @@ impl Chunked for WireDiscoveryResponse {
             encoding::message::encode(6, cp, buf);
         }
     }
+
+    fn fields_len(&self) -> usize {
+        string_len(1, &self.version_info)
+            + string_len(4, &self.type_url)
+            + string_len(5, &self.nonce)
+            + control_plane_len(6, &self.control_plane)
+    }
 }
 
 impl Chunked for WireDeltaDiscoveryResponse {
-    fn resource_count(&self) -> usize {
-        self.resources.len()
+    fn resources(&self) -> &Entries {
+        &self.resources
     }
 
     fn write_head(&self, buf: &mut BytesMut) {
         put_string(1, &self.system_version_info, buf);
-    }
-
-    fn write_resource(&self, index: usize, out: &mut ChunkWriter) {
-        let r = &self.resources[index];
-        let buf = out.small();
-        encoding::encode_key(2, WireType::LengthDelimited, buf);
-        encoding::encode_varint(r.encoded_len() as u64, buf);
-        put_bytes(1, &r.version, buf);
-        if let Some(any) = &r.resource {
-            put_any(2, any, out);
-        }
-        put_bytes(3, &r.name, out.small());
     }
 
     fn write_tail(&self, buf: &mut BytesMut) {
@@ -239,125 +277,134 @@ impl Chunked for WireDeltaDiscoveryResponse {
             encoding::message::encode(7, cp, buf);
         }
     }
+
+    fn fields_len(&self) -> usize {
+        string_len(1, &self.system_version_info)
+            + string_len(4, &self.type_url)
+            + string_len(5, &self.nonce)
+            + encoding::string::encoded_len_repeated(6, &self.removed_resources)
+            + control_plane_len(7, &self.control_plane)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::{Resource, ResourceType, ResourceWriter};
+    use envoy_types::pb::envoy::config::core::v3::ControlPlane;
     use envoy_types::pb::envoy::service::discovery::v3 as ds;
+    use envoy_types::pb::google::protobuf::Any;
+    use prost::Message;
+    use std::sync::Arc;
+
+    const TYPE: ResourceType = ResourceType::Endpoint;
+
+    /// Resources named `name` with bodies of `len` bytes, laid out as one set.
+    fn set(items: &[(&str, usize)]) -> Vec<Arc<Resource>> {
+        let mut w = ResourceWriter::for_type(TYPE);
+        for (name, len) in items {
+            w.put_body(name.to_string(), &vec![7u8; *len]);
+        }
+        w.finish_by_name().into_values().collect()
+    }
+
+    fn any(r: &Resource) -> Any {
+        Any {
+            type_url: TYPE.type_url().into(),
+            value: r.body.to_vec(),
+        }
+    }
+
+    fn cp() -> Option<WireControlPlane> {
+        Some(WireControlPlane {
+            identifier: "cp".into(),
+        })
+    }
 
     #[test]
-    fn wire_response_decodes_as_envoy_types() {
+    fn sotw_matches_prost() {
+        let rs = set(&[("a", 10), ("b", 100_000), ("c", 0), ("d", 300)]);
         let wire = WireDiscoveryResponse {
             version_info: "v1".into(),
-            resources: vec![WireAny {
-                type_url: Bytes::from_static(b"t"),
-                value: Bytes::from_static(b"\x0a\x01x"),
-            }],
-            type_url: "t".into(),
+            resources: rs.iter().map(|r| r.sotw_entry()).collect(),
+            type_url: TYPE.type_url().into(),
             nonce: "n".into(),
-            control_plane: Some(WireControlPlane {
-                identifier: "shmesh".into(),
-            }),
+            control_plane: cp(),
         };
-        let decoded = ds::DiscoveryResponse::decode(wire.encode_to_vec().as_slice()).unwrap();
-        assert_eq!(decoded.version_info, "v1");
-        assert_eq!(decoded.nonce, "n");
-        assert_eq!(decoded.resources[0].value, b"\x0a\x01x");
-        assert_eq!(decoded.resources[0].type_url, "t");
-        assert_eq!(decoded.control_plane.unwrap().identifier, "shmesh");
-    }
-
-    #[test]
-    fn wire_delta_decodes_as_envoy_types() {
-        let wire = WireDeltaDiscoveryResponse {
-            system_version_info: "s".into(),
-            resources: vec![WireResource {
-                version: Bytes::from_static(b"v"),
-                name: Bytes::from_static(b"a"),
-                resource: Some(WireAny {
-                    type_url: Bytes::from_static(b"t"),
-                    value: Bytes::from_static(b"xyz"),
-                }),
-            }],
-            type_url: "t".into(),
-            nonce: "1".into(),
-            removed_resources: vec!["gone".into()],
-            control_plane: None,
-        };
-        let decoded = ds::DeltaDiscoveryResponse::decode(wire.encode_to_vec().as_slice()).unwrap();
-        assert_eq!(decoded.resources[0].name, "a");
-        assert_eq!(
-            decoded.resources[0].resource.as_ref().unwrap().value,
-            b"xyz"
-        );
-        assert_eq!(decoded.removed_resources, vec!["gone".to_string()]);
-    }
-
-    fn written<M: Chunked>(msg: &M) -> (Vec<u8>, usize) {
-        let mut out = ChunkWriter::default();
-        for step in 0..msg.steps() {
-            msg.write_step(step, &mut out);
-        }
-        out.flush();
-        let (mut all, mut chunks) = (Vec::new(), 0);
-        while let Some(c) = out.next_chunk() {
-            all.extend_from_slice(&c);
-            chunks += 1;
-        }
-        (all, chunks)
-    }
-
-    fn any(len: usize) -> WireAny {
-        WireAny {
-            type_url: Bytes::from_static(b"type.googleapis.com/x"),
-            value: Bytes::from(vec![7u8; len]),
-        }
-    }
-
-    #[test]
-    fn chunked_sotw_matches_prost_and_shares_large_bodies() {
-        let large = any(100_000);
-        let msg = WireDiscoveryResponse {
-            version_info: "v".into(),
-            resources: vec![any(10), large.clone(), any(0), any(300)],
-            type_url: "type.googleapis.com/x".into(),
-            nonce: "3".into(),
-            control_plane: Some(WireControlPlane {
+        let prost = ds::DiscoveryResponse {
+            version_info: "v1".into(),
+            resources: rs.iter().map(|r| any(r)).collect(),
+            type_url: TYPE.type_url().into(),
+            nonce: "n".into(),
+            control_plane: Some(ControlPlane {
                 identifier: "cp".into(),
             }),
+            ..Default::default()
         };
-        let (bytes, chunks) = written(&msg);
-        assert_eq!(bytes, msg.encode_to_vec());
-        // Before the large body, the large body itself, after it.
-        assert_eq!(chunks, 3);
-        let mut out = ChunkWriter::default();
-        msg.write_step(2, &mut out);
-        out.flush();
-        let mut shared = false;
-        while let Some(c) = out.next_chunk() {
-            shared |= c.as_ptr() == large.value.as_ptr();
-        }
-        assert!(shared, "the large body was copied");
+        assert_eq!(wire.encode_to_vec(), prost.encode_to_vec());
+        assert_eq!(wire.encoded_len(), prost.encoded_len());
+        // Any entries are separated by each resource's name and version.
+        assert_eq!(wire.resources.runs(), 4);
     }
 
     #[test]
-    fn chunked_delta_matches_prost() {
-        let resource = |name: &'static str, len| WireResource {
-            version: Bytes::from_static(b"ver"),
-            name: Bytes::from_static(name.as_bytes()),
-            resource: Some(any(len)),
-        };
-        let msg = WireDeltaDiscoveryResponse {
+    fn delta_matches_prost() {
+        let rs = set(&[("a", 5), ("b", 50_000), ("", 0)]);
+        let wire = WireDeltaDiscoveryResponse {
             system_version_info: String::new(),
-            resources: vec![resource("a", 5), resource("b", 50_000), resource("", 0)],
-            type_url: "t".into(),
+            resources: rs.iter().map(|r| r.delta_entry()).collect(),
+            type_url: TYPE.type_url().into(),
             nonce: "9".into(),
             removed_resources: vec!["gone".into(), "also".into()],
-            control_plane: None,
+            control_plane: cp(),
         };
-        assert_eq!(written(&msg).0, msg.encode_to_vec());
+        let prost = ds::DeltaDiscoveryResponse {
+            resources: rs
+                .iter()
+                .map(|r| ds::Resource {
+                    name: r.name.clone(),
+                    version: r.version.clone(),
+                    resource: Some(any(r)),
+                    ..Default::default()
+                })
+                .collect(),
+            type_url: TYPE.type_url().into(),
+            nonce: "9".into(),
+            removed_resources: vec!["gone".into(), "also".into()],
+            control_plane: Some(ControlPlane {
+                identifier: "cp".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(wire.encode_to_vec(), prost.encode_to_vec());
+        assert_eq!(wire.encoded_len(), prost.encoded_len());
         let empty = WireDeltaDiscoveryResponse::default();
-        assert_eq!(written(&empty).0, empty.encode_to_vec());
+        assert_eq!(empty.encode_to_vec(), Vec::<u8>::new());
+        assert_eq!(empty.encoded_len(), 0);
+    }
+
+    #[test]
+    fn neighbours_go_out_as_one_shared_run() {
+        let rs = set(&[("a", 3000), ("b", 3000), ("c", 3000)]);
+        let lone = Resource::from_body(TYPE, "d".into(), &[1, 2, 3]);
+        let wire = WireDeltaDiscoveryResponse {
+            resources: rs.iter().chain([&lone]).map(|r| r.delta_entry()).collect(),
+            ..Default::default()
+        };
+        assert_eq!(wire.resources.len(), 4);
+        assert_eq!(wire.resources.runs(), 2, "one run per buffer");
+        let mut out = ChunkWriter::default();
+        wire.write_step(1, &mut out);
+        out.flush();
+        let first = rs[0].delta_entry();
+        let chunk = out.next_chunk().expect("the run");
+        assert_eq!(
+            chunk.as_ptr(),
+            first.arena[first.range.start..].as_ptr(),
+            "the run was copied"
+        );
+        let decoded = ds::DeltaDiscoveryResponse::decode(wire.encode_to_vec().as_slice()).unwrap();
+        let names: Vec<&str> = decoded.resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
     }
 }

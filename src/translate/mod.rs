@@ -23,7 +23,9 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::google::protobuf::Any;
 
-use crate::cache::{Policies, PolicyStamp, Resource, ResourceType, Snapshot, SnapshotBuilder};
+use crate::cache::{
+    Policies, PolicyStamp, Resource, ResourceType, ResourceWriter, Snapshot, SnapshotBuilder,
+};
 use crate::model::{Dirty, MeshService, Model, Scope};
 
 /// How a proxy receives outbound traffic.
@@ -74,24 +76,19 @@ pub fn build(model: &Model, view: &ProxyView) -> Snapshot {
     let clusters_and_endpoints = || {
         // Each cluster is encoded as soon as it is built: the message trees
         // of a large mesh would otherwise take hundreds of megabytes at once.
-        let (mut clusters, mut endpoints) = (Vec::new(), Vec::new());
+        let mut clusters = ResourceWriter::for_type(ResourceType::Cluster);
+        let mut endpoints = ResourceWriter::for_type(ResourceType::Endpoint);
         let services = visible_services(model, view)
             .flat_map(|svc| cluster::service_clusters(model, view, svc))
             .chain(cluster::fixed_clusters(view));
         for built in services {
             if built.eds {
                 let cla = endpoint::cluster_assignment(model, &built);
-                endpoints.push((
-                    built.name.clone(),
-                    Resource::encode(built.name.clone(), &cla),
-                ));
+                endpoints.encode(built.name.clone(), &cla);
             }
-            clusters.push((
-                built.name.clone(),
-                Resource::encode(built.name, &*built.cluster),
-            ));
+            clusters.encode(built.name, &*built.cluster);
         }
-        (Encoded::from_iter(clusters), Encoded::from_iter(endpoints))
+        (clusters.finish_by_name(), endpoints.finish_by_name())
     };
     let listeners_and_routes = || {
         (
@@ -132,13 +129,16 @@ fn routes(model: &Model, view: &ProxyView) -> (Encoded, Encoded) {
     if !view.vhds {
         return (encode_all(configs), Encoded::new());
     }
-    let (mut shells, mut vhosts) = (Encoded::new(), Encoded::new());
+    let mut shells = ResourceWriter::for_type(ResourceType::Route);
+    let mut vhosts = ResourceWriter::for_type(ResourceType::VirtualHost);
     for (name, rc) in configs {
         let (shell, hosts) = route::delegate_to_vhds(rc);
-        vhosts.extend(encode_all(hosts));
-        shells.insert(name.clone(), Resource::encode(name, &shell));
+        for (host, vh) in hosts {
+            vhosts.encode(host, &vh);
+        }
+        shells.encode(name, &shell);
     }
-    (shells, vhosts)
+    (shells.finish_by_name(), vhosts.finish_by_name())
 }
 
 /// Rebuilds the parts of `prev` that `dirty` touched.
@@ -190,7 +190,7 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         );
         b.patch(
             ResourceType::Cluster,
-            encode_each(fresh.into_iter().map(|c| (c.name.clone(), c.cluster))),
+            encode_each(fresh.into_iter().map(|c| (c.name.clone(), *c.cluster))),
             removed_clusters,
         );
         b.set(
@@ -271,23 +271,26 @@ fn stamp(generation: Option<i64>, version: &str) -> PolicyStamp {
     }
 }
 
-fn encode_all<M: prost::Message>(items: impl IntoIterator<Item = (String, M)>) -> Encoded {
-    items
-        .into_iter()
-        .map(|(name, msg)| {
-            let r = Resource::encode(name.clone(), &msg);
-            (name, r)
-        })
-        .collect()
+/// Encodes a whole type set into one buffer, laid out in name order.
+fn encode_all<M: prost::Message + prost::Name>(
+    items: impl IntoIterator<Item = (String, M)>,
+) -> Encoded {
+    let mut w = ResourceWriter::new(M::type_url());
+    for (name, msg) in items {
+        w.encode(name, &msg);
+    }
+    w.finish_by_name()
 }
 
-fn encode_each<M: prost::Message>(
+/// Encodes the resources a change touched (together, in one buffer).
+fn encode_each<M: prost::Message + prost::Name>(
     items: impl IntoIterator<Item = (String, M)>,
 ) -> Vec<Arc<Resource>> {
-    items
-        .into_iter()
-        .map(|(name, msg)| Resource::encode(name, &msg))
-        .collect()
+    let mut w = ResourceWriter::new(M::type_url());
+    for (name, msg) in items {
+        w.encode(name, &msg);
+    }
+    w.finish()
 }
 
 /// Packs a message into `Any` (for typed configs inside resources).

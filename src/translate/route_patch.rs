@@ -39,13 +39,21 @@ pub fn changed_routes(
     let mut configs = Vec::new();
     for rc in prev.get(ResourceType::Route).iter() {
         if let Some(body) = patch_route_configuration(model, view, &rc.body, patterns)? {
-            configs.push(Resource::new(rc.name.clone(), body));
+            configs.push(Resource::from_body(
+                ResourceType::Route,
+                rc.name.clone(),
+                &body,
+            ));
         }
     }
     let mut vhosts = Vec::new();
     for vh in prev.get(ResourceType::VirtualHost).iter() {
         if let Some(body) = rebuild(model, view, &vh.body, patterns)? {
-            vhosts.push(Resource::new(vh.name.clone(), body));
+            vhosts.push(Resource::from_body(
+                ResourceType::VirtualHost,
+                vh.name.clone(),
+                &body,
+            ));
         }
     }
     Some((configs, vhosts))

@@ -233,11 +233,15 @@ impl<M: Chunked + Unpin> Body for ResponseBody<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::wire::{WireAny, WireDiscoveryResponse};
+    use crate::cache::wire::WireDiscoveryResponse;
+    use crate::cache::{Resource, ResourceType};
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
     fn framed(msg: &impl prost::Message) -> Vec<u8> {
-        let body = msg.encode_to_vec();
+        frame(msg.encode_to_vec())
+    }
+
+    fn frame(body: Vec<u8>) -> Vec<u8> {
         let mut out = vec![0];
         out.extend_from_slice(&(body.len() as u32).to_be_bytes());
         out.extend_from_slice(&body);
@@ -304,14 +308,14 @@ mod tests {
 
     #[tokio::test]
     async fn responses_are_framed_in_bounded_chunks_then_trailers() {
+        // Small resources encoded one by one: each is copied into the chunk
+        // being built (a run of neighbours would go out as it is).
+        let resources: Vec<_> = (0..2000)
+            .map(|i| Resource::from_body(ResourceType::Endpoint, format!("r{i}"), &[1u8; 100]))
+            .collect();
         let msg = WireDiscoveryResponse {
             version_info: "v".into(),
-            resources: (0..2000)
-                .map(|_| WireAny {
-                    type_url: Bytes::from_static(b"t"),
-                    value: Bytes::from(vec![1u8; 100]),
-                })
-                .collect(),
+            resources: resources.iter().map(|r| r.sotw_entry()).collect(),
             nonce: "1".into(),
             ..Default::default()
         };
@@ -332,7 +336,7 @@ mod tests {
                 Err(f) => trailer = f.into_trailers().ok(),
             }
         }
-        assert_eq!(data, framed(&msg));
+        assert_eq!(data, frame(msg.encode_to_vec()));
         assert!(largest < CHUNK + 200, "chunk of {largest} bytes");
         let trailer = trailer.expect("trailers");
         assert_eq!(trailer["grpc-status"], "3");

@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use super::held::{self, Held};
 use super::names::NameSet;
 use super::{Event, Nonces, ProtocolError};
-use crate::cache::wire::{WireAny, WireControlPlane, WireDiscoveryResponse};
+use crate::cache::wire::{WireControlPlane, WireDiscoveryResponse};
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
 
 #[derive(Debug, Default)]
@@ -311,13 +311,7 @@ impl SotwStream {
         st.nacked = None;
         Some(WireDiscoveryResponse {
             version_info: version,
-            resources: resources
-                .iter()
-                .map(|r| WireAny {
-                    type_url: bytes::Bytes::from_static(ty.type_url().as_bytes()),
-                    value: r.body.clone(),
-                })
-                .collect(),
+            resources: resources.iter().map(|r| r.sotw_entry()).collect(),
             type_url: ty.type_url().to_string(),
             nonce,
             control_plane: Some(WireControlPlane {

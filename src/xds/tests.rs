@@ -13,14 +13,16 @@ use envoy_types::pb::envoy::config::core::v3::Locality;
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
 use envoy_types::pb::google::rpc::Status;
 use prost::Message;
 
 use super::delta::{self, DeltaStream};
 use super::sotw::{self, SotwStream};
 use super::{Event, ProtocolError};
-use crate::cache::wire::{WireDeltaDiscoveryResponse, WireDiscoveryResponse};
+use crate::cache::wire::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
 use crate::cache::{Resource, ResourceType, Snapshot, SnapshotBuilder};
 
 const CDS: ResourceType = ResourceType::Cluster;
@@ -204,11 +206,24 @@ fn decode(ty: ResourceType, body: &[u8]) -> (String, String) {
     }
 }
 
+/// A SotW response as a client decodes it.
+fn sotw_decoded(resp: &WireDiscoveryResponse) -> DiscoveryResponse {
+    DiscoveryResponse::decode(resp.encode_to_vec().as_slice()).expect("a SotW response decodes")
+}
+
+/// A delta response as a client decodes it.
+fn delta_decoded(resp: &WireDeltaDiscoveryResponse) -> DeltaDiscoveryResponse {
+    DeltaDiscoveryResponse::decode(resp.encode_to_vec().as_slice())
+        .expect("a delta response decodes")
+}
+
 /// `(name, tag)` of every resource in a SotW response, in order. Checks the
 /// type URLs and that no name appears twice (rule 10) on the way.
 fn sotw_entries(resp: &WireDiscoveryResponse) -> Vec<(String, String)> {
     let ty = ResourceType::from_type_url(&resp.type_url).expect("known type url");
-    let entries: Vec<(String, String)> = resp
+    let decoded = sotw_decoded(resp);
+    assert_eq!(decoded.version_info, resp.version_info);
+    let entries: Vec<(String, String)> = decoded
         .resources
         .iter()
         .map(|any| {
@@ -264,7 +279,10 @@ fn d(ty: ResourceType, up: &[&str], rm: &[&str]) -> D {
 fn delta_read(resp: &WireDeltaDiscoveryResponse) -> D {
     let ty = ResourceType::from_type_url(&resp.type_url).expect("known type url");
     let mut up = Vec::new();
-    for r in &resp.resources {
+    let decoded = delta_decoded(resp);
+    assert_eq!(decoded.removed_resources, resp.removed_resources);
+    assert_eq!(decoded.resources.len(), resp.resources.len());
+    for r in &decoded.resources {
         let any = r.resource.as_ref().expect("resource body");
         assert_eq!(any.type_url, resp.type_url);
         let (name, _) = decode(ty, &any.value);
@@ -296,7 +314,8 @@ fn delta_summary(out: &delta::Output) -> Vec<D> {
 
 fn delta_tags(resp: &WireDeltaDiscoveryResponse) -> Vec<(String, String)> {
     let ty = ResourceType::from_type_url(&resp.type_url).unwrap();
-    resp.resources
+    delta_decoded(resp)
+        .resources
         .iter()
         .map(|r| decode(ty, &r.resource.as_ref().unwrap().value))
         .collect()
@@ -483,13 +502,11 @@ fn rule_01_delta_versions_belong_to_resources_not_streams() {
     delta_subscribe(&mut two, EDS, &["a"]);
     let r2 = delta_subscribe(&mut two, CDS, &[]);
     assert_ne!(r1.nonce, r2.nonce, "nonces belong to streams");
-    for (x, y) in r1.resources.iter().zip(&r2.resources) {
+    let (d1, d2) = (delta_decoded(&r1), delta_decoded(&r2));
+    for (x, y) in d1.resources.iter().zip(&d2.resources) {
         assert_eq!(x.name, y.name);
         assert_eq!(x.version, y.version);
-        assert_eq!(
-            x.version,
-            version_of(&snap, CDS, std::str::from_utf8(&x.name).unwrap())
-        );
+        assert_eq!(x.version, version_of(&snap, CDS, &x.name));
     }
     assert_eq!(r1.resources.len(), 3);
     assert_eq!(r1.system_version_info, snap.get(CDS).version());
@@ -1877,7 +1894,7 @@ fn rule_09_delta_late_wildcard_sends_everything() {
 }
 
 #[test]
-fn delta_large_sets_go_out_in_responses_of_at_most_a_mebibyte() {
+fn delta_large_sets_go_out_in_bounded_responses() {
     // 30 clusters of ~100 KB each: about 3 MB in all.
     let names: Vec<String> = (0..30).map(|i| format!("c{i:02}")).collect();
     let big = "x".repeat(100 * 1024);
@@ -1891,12 +1908,11 @@ fn delta_large_sets_go_out_in_responses_of_at_most_a_mebibyte() {
     );
     let mut sent = Vec::new();
     for resp in &out.responses {
-        let bytes: usize = resp
-            .resources
-            .iter()
-            .map(|r| r.resource.as_ref().unwrap().value.len())
-            .sum();
-        assert!(bytes <= 1024 * 1024, "a response of {bytes} resource bytes");
+        let bytes = resp.resources.bytes();
+        assert!(
+            bytes <= delta::MAX_RESPONSE_BYTES,
+            "a response of {bytes} resource bytes"
+        );
         sent.extend(delta_tags(resp).into_iter().map(|(name, _)| name));
     }
     assert_eq!(sent, names, "every cluster exactly once, in order");

@@ -1,0 +1,372 @@
+//! One encoded resource, and the writer that lays resources out.
+//!
+//! The translator encodes each resource once, straight into a buffer it
+//! shares with the other resources written with it, already framed as an
+//! entry of a delta response's `resources` (field 2 of
+//! `DeltaDiscoveryResponse`):
+//!
+//! ```text
+//! 0x12 len Resource { 1: version, 2: Any { 1: type_url, 2: value }, 3: name }
+//! ```
+//!
+//! The `Any` in it is, byte for byte, an entry of a SotW response's
+//! `resources` (field 2 of `DiscoveryResponse`), and its `value` is the
+//! resource itself. A whole type set is laid out in name order, so the
+//! resources a new client lacks, which a set's diff lists in name order, lie
+//! next to each other and go out as a few large shared slices instead of
+//! thousands of small copies per stream (`super::wire::Entries`).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+
+use super::ResourceType;
+
+/// One encoded resource. Shared (`Arc`) between snapshots and streams.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resource {
+    pub name: String,
+    /// Content hash of `body`.
+    pub version: String,
+    /// The resource encoded as protobuf (the `value` of its `Any`).
+    pub body: Bytes,
+    /// The buffer the resource was written into, shared with the resources
+    /// written with it.
+    arena: Bytes,
+    /// `arena[entry]`: the resource as a delta response entry.
+    entry: Range<usize>,
+    /// `arena[any]`: the resource as a SotW response entry.
+    any: Range<usize>,
+}
+
+/// A stretch of a shared buffer: `arena[range]`.
+#[derive(Debug, Clone)]
+pub struct Span<'a> {
+    pub arena: &'a Bytes,
+    pub range: Range<usize>,
+}
+
+impl Resource {
+    /// Encodes `msg` once, framed for both protocols and versioned by content.
+    pub fn encode<M: prost::Message + prost::Name>(name: String, msg: &M) -> Arc<Resource> {
+        let mut w = ResourceWriter::new(M::type_url());
+        w.encode(name, msg);
+        w.single()
+    }
+
+    /// A resource of type `ty` from its encoded body.
+    pub fn from_body(ty: ResourceType, name: String, body: &[u8]) -> Arc<Resource> {
+        let mut w = ResourceWriter::for_type(ty);
+        w.put_body(name, body);
+        w.single()
+    }
+
+    /// The resource framed as an entry of `DeltaDiscoveryResponse.resources`.
+    pub fn delta_entry(&self) -> Span<'_> {
+        Span {
+            arena: &self.arena,
+            range: self.entry.clone(),
+        }
+    }
+
+    /// The resource framed as an entry of `DiscoveryResponse.resources`.
+    pub fn sotw_entry(&self) -> Span<'_> {
+        Span {
+            arena: &self.arena,
+            range: self.any.clone(),
+        }
+    }
+}
+
+/// A content hash as a short hex string.
+pub fn content_version(bytes: &[u8]) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
+}
+
+/// Length of every version `content_version` makes.
+const VERSION_LEN: usize = 16;
+
+/// Length of a length-delimited field of `len` bytes with a one-byte key.
+fn field_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+fn put_field_head(tag: u32, len: usize, buf: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+}
+
+/// Where one written resource lies in the writer's buffer.
+struct Written {
+    name: String,
+    version: String,
+    entry: Range<usize>,
+    any: Range<usize>,
+    body: Range<usize>,
+}
+
+/// Writes resources of one type into one buffer, each framed as described
+/// in the module docs.
+pub struct ResourceWriter {
+    type_url: String,
+    buf: Vec<u8>,
+    written: Vec<Written>,
+}
+
+impl ResourceWriter {
+    pub fn new(type_url: impl Into<String>) -> ResourceWriter {
+        ResourceWriter {
+            type_url: type_url.into(),
+            buf: Vec::new(),
+            written: Vec::new(),
+        }
+    }
+
+    pub fn for_type(ty: ResourceType) -> ResourceWriter {
+        ResourceWriter::new(ty.type_url())
+    }
+
+    /// Encodes `msg` as the resource `name`.
+    pub fn encode<M: prost::Message>(&mut self, name: String, msg: &M) {
+        self.put(name, msg.encoded_len(), |buf| msg.encode_raw(buf));
+    }
+
+    /// Writes an already encoded resource.
+    pub fn put_body(&mut self, name: String, body: &[u8]) {
+        self.put(name, body.len(), |buf| buf.extend_from_slice(body));
+    }
+
+    /// Frames a body of `body_len` bytes that `write` appends. Empty fields
+    /// are left out, as proto3 encoders do.
+    fn put(&mut self, name: String, body_len: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        let any_len =
+            field_len(self.type_url.len()) + if body_len > 0 { field_len(body_len) } else { 0 };
+        let resource_len = field_len(VERSION_LEN)
+            + field_len(any_len)
+            + if name.is_empty() {
+                0
+            } else {
+                field_len(name.len())
+            };
+        let buf = &mut self.buf;
+        let start = buf.len();
+        buf.reserve(field_len(resource_len));
+        put_field_head(2, resource_len, buf);
+        put_field_head(1, VERSION_LEN, buf);
+        let version_at = buf.len();
+        buf.resize(version_at + VERSION_LEN, 0);
+        let any_start = buf.len();
+        put_field_head(2, any_len, buf);
+        put_field_head(1, self.type_url.len(), buf);
+        buf.extend_from_slice(self.type_url.as_bytes());
+        if body_len > 0 {
+            put_field_head(2, body_len, buf);
+        }
+        let body_start = buf.len();
+        write(buf);
+        let body = body_start..buf.len();
+        assert_eq!(body.len(), body_len, "a body is as long as announced");
+        let any_end = buf.len();
+        if !name.is_empty() {
+            put_field_head(3, name.len(), buf);
+            buf.extend_from_slice(name.as_bytes());
+        }
+        let version = content_version(&buf[body.clone()]);
+        buf[version_at..version_at + VERSION_LEN].copy_from_slice(version.as_bytes());
+        self.written.push(Written {
+            name,
+            version,
+            entry: start..buf.len(),
+            any: any_start..any_end,
+            body,
+        });
+    }
+
+    /// The resources in the order they were written.
+    pub fn finish(self) -> Vec<Arc<Resource>> {
+        let arena = frozen(self.buf);
+        self.written
+            .into_iter()
+            .map(|w| resource(&arena, w, 0))
+            .collect()
+    }
+
+    /// The resources by name, laid out in name order (of a name written
+    /// twice, the last). Copies the buffer once unless it was written in
+    /// that order.
+    pub fn finish_by_name(self) -> BTreeMap<String, Arc<Resource>> {
+        let in_order = self.written.windows(2).all(|w| w[0].name < w[1].name);
+        if in_order {
+            let arena = frozen(self.buf);
+            return self
+                .written
+                .into_iter()
+                .map(|w| (w.name.clone(), resource(&arena, w, 0)))
+                .collect();
+        }
+        let mut by_name: BTreeMap<String, Written> = BTreeMap::new();
+        for w in self.written {
+            by_name.insert(w.name.clone(), w);
+        }
+        let len = by_name.values().map(|w| w.entry.len()).sum();
+        let mut laid = Vec::with_capacity(len);
+        let mut placed = Vec::with_capacity(by_name.len());
+        for (name, w) in by_name {
+            // The entry moves from `w.entry.start` to the end of `laid`.
+            let at = laid.len();
+            laid.extend_from_slice(&self.buf[w.entry.clone()]);
+            placed.push((name, w, at));
+        }
+        let arena = Bytes::from(laid);
+        placed
+            .into_iter()
+            .map(|(name, w, at)| {
+                let shift = w.entry.start - at;
+                (name, resource(&arena, w, shift))
+            })
+            .collect()
+    }
+
+    /// The one resource written.
+    fn single(self) -> Arc<Resource> {
+        self.finish()
+            .pop()
+            .expect("a writer for one resource wrote one")
+    }
+}
+
+/// The buffer as an arena, without the room its growth left: resources keep
+/// their arena alive as long as they live.
+fn frozen(mut buf: Vec<u8>) -> Bytes {
+    if buf.capacity() - buf.len() > buf.len() / 8 {
+        buf.shrink_to_fit();
+    }
+    Bytes::from(buf)
+}
+
+/// The resource `w` describes, whose entry now lies `shift` bytes earlier in `arena`.
+fn resource(arena: &Bytes, w: Written, shift: usize) -> Arc<Resource> {
+    let moved = |r: Range<usize>| r.start - shift..r.end - shift;
+    Arc::new(Resource {
+        name: w.name,
+        version: w.version,
+        body: arena.slice(moved(w.body)),
+        arena: arena.clone(),
+        entry: moved(w.entry),
+        any: moved(w.any),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::service::discovery::v3 as ds;
+    use prost::Message;
+
+    fn cluster(name: &str) -> Cluster {
+        Cluster {
+            name: name.into(),
+            alt_stat_name: format!("{name};"),
+            ..Default::default()
+        }
+    }
+
+    /// Decodes a delta response made of `entries` only.
+    fn delta_resources(entries: &[u8]) -> Vec<ds::Resource> {
+        ds::DeltaDiscoveryResponse::decode(entries)
+            .unwrap()
+            .resources
+    }
+
+    #[test]
+    fn entries_decode_as_envoy_types_and_match_prost() {
+        let msg = cluster("outbound|80||a");
+        let r = Resource::encode("outbound|80||a".into(), &msg);
+        assert_eq!(r.body.as_ref(), msg.encode_to_vec());
+        assert_eq!(r.version, content_version(&msg.encode_to_vec()));
+        let e = r.delta_entry();
+        let decoded = delta_resources(&e.arena[e.range]);
+        let expected = ds::Resource {
+            name: "outbound|80||a".into(),
+            version: r.version.clone(),
+            resource: Some(envoy_types::pb::google::protobuf::Any {
+                type_url: ResourceType::Cluster.type_url().into(),
+                value: msg.encode_to_vec(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(decoded, vec![expected.clone()]);
+        // Byte for byte what prost writes for the same response.
+        let prost = ds::DeltaDiscoveryResponse {
+            resources: vec![expected.clone()],
+            ..Default::default()
+        };
+        assert_eq!(&e.arena[r.delta_entry().range], prost.encode_to_vec());
+        let s = r.sotw_entry();
+        let sotw = ds::DiscoveryResponse {
+            resources: vec![expected.resource.unwrap()],
+            ..Default::default()
+        };
+        assert_eq!(&s.arena[s.range], sotw.encode_to_vec());
+    }
+
+    #[test]
+    fn empty_bodies_and_names_are_left_out_as_prost_does() {
+        let r = Resource::from_body(ResourceType::Endpoint, String::new(), b"");
+        let e = r.delta_entry();
+        let prost = ds::DeltaDiscoveryResponse {
+            resources: vec![ds::Resource {
+                version: r.version.clone(),
+                resource: Some(envoy_types::pb::google::protobuf::Any {
+                    type_url: ResourceType::Endpoint.type_url().into(),
+                    value: Vec::new(),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(&e.arena[e.range], prost.encode_to_vec());
+    }
+
+    #[test]
+    fn a_set_is_laid_out_in_name_order_in_one_buffer() {
+        let mut w = ResourceWriter::for_type(ResourceType::Cluster);
+        for name in ["c", "a", "b", "a"] {
+            w.encode(name.to_string(), &cluster(&format!("{name}-body")));
+        }
+        // The second "a" replaced the first.
+        let body_of_last_a = cluster("a-body").encode_to_vec();
+        let set = w.finish_by_name();
+        assert_eq!(set.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(set["a"].body.as_ref(), body_of_last_a);
+        let spans: Vec<Span> = set.values().map(|r| r.delta_entry()).collect();
+        for pair in spans.windows(2) {
+            assert_eq!(pair[0].arena.as_ptr(), pair[1].arena.as_ptr());
+            assert_eq!(pair[0].range.end, pair[1].range.start, "next to each other");
+        }
+        let all = &spans[0].arena[spans[0].range.start..spans[2].range.end];
+        let names: Vec<String> = delta_resources(all).into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        for r in set.values() {
+            assert_eq!(r.version, content_version(&r.body));
+            let decoded = Cluster::decode(r.body.as_ref()).unwrap();
+            assert_eq!(decoded.name, format!("{}-body", r.name));
+        }
+    }
+
+    #[test]
+    fn a_set_written_in_order_is_laid_out_as_written() {
+        let mut w = ResourceWriter::for_type(ResourceType::Cluster);
+        w.encode("a".into(), &cluster("a"));
+        w.encode("b".into(), &cluster("b"));
+        let set = w.finish_by_name();
+        let (a, b) = (set["a"].delta_entry(), set["b"].delta_entry());
+        assert_eq!(a.arena.as_ptr(), b.arena.as_ptr());
+        assert_eq!((a.range.start, a.range.end), (0, b.range.start));
+        assert_eq!(b.range.end, a.arena.len());
+    }
+}
