@@ -2,7 +2,10 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use hashbrown::HashTable;
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -30,6 +33,36 @@ pub struct TypeSet {
     /// Diffs from earlier sets, computed once and shared by every stream that
     /// moves from that set to this one.
     diffs: Mutex<Vec<(Weak<TypeSet>, Arc<SetDiff>)>>,
+    /// `resources` hashed by name, built on the first lookup: streams look
+    /// up names one by one, thousands per subscription, and the B-tree
+    /// would compare each with a dozen long names sharing a prefix.
+    index: OnceLock<Index>,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    table: HashTable<Arc<Resource>>,
+    state: foldhash::fast::RandomState,
+}
+
+impl Index {
+    fn of(resources: &BTreeMap<String, Arc<Resource>>) -> Index {
+        let mut index = Index::default();
+        index.table.reserve(resources.len(), |_| 0);
+        for r in resources.values() {
+            let hash = index.state.hash_one(r.name.as_str());
+            let state = &index.state;
+            index
+                .table
+                .insert_unique(hash, r.clone(), |r| state.hash_one(r.name.as_str()));
+        }
+        index
+    }
+
+    fn get(&self, name: &str) -> Option<&Arc<Resource>> {
+        self.table
+            .find(self.state.hash_one(name), |r| r.name == name)
+    }
 }
 
 impl Clone for TypeSet {
@@ -38,6 +71,7 @@ impl Clone for TypeSet {
             resources: self.resources.clone(),
             version: self.version.clone(),
             diffs: Mutex::default(),
+            index: OnceLock::new(),
         }
     }
 }
@@ -49,6 +83,7 @@ impl TypeSet {
             resources,
             version,
             diffs: Mutex::default(),
+            index: OnceLock::new(),
         }
     }
 
@@ -72,11 +107,13 @@ impl TypeSet {
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
-        self.resources.get(name)
+        self.index
+            .get_or_init(|| Index::of(&self.resources))
+            .get(name)
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.resources.contains_key(name)
+        self.get(name).is_some()
     }
 
     pub fn version(&self) -> &str {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
-use super::held::{self, Held, Lacks};
+use super::held::{self, Forced, Held, Lacks};
 use super::names::NameSet;
 use super::{Event, Nonces, ProtocolError};
 use crate::cache::wire::{WireControlPlane, WireDeltaDiscoveryResponse};
@@ -31,7 +31,7 @@ struct TypeState {
     /// `held` and `told_absent` as of the latest ACK: what a NACK leaves.
     acked: (Held, BTreeSet<String>),
     /// Names to send again whatever the client holds (rules 8, 9 and 12).
-    force: BTreeSet<String>,
+    force: Forced,
     last_nonce: String,
     /// The latest response awaits its ACK or NACK.
     outstanding: bool,
@@ -405,6 +405,12 @@ impl DeltaStream {
             if st.names.contains(name) {
                 st.told_absent.insert(name.clone());
             }
+        }
+        if st.force.is_empty() {
+            // A hash set keeps its room when emptied: thousands of
+            // subscriptions arrive at once while a proxy connects, and the
+            // room would stay with every stream.
+            st.force = Forced::default();
         }
         st.last_nonce = nonce.clone();
         st.outstanding = true;

@@ -7,7 +7,7 @@
 //! streams making the same move. Only a reconnecting delta client, which says
 //! which versions it has, is tracked name by name until its first response.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
 use super::names::NameSet;
@@ -20,6 +20,10 @@ pub(crate) enum Held {
     /// Versions by name, as a reconnecting client reported them.
     Names(Arc<HashMap<String, String>>),
 }
+
+/// Names to send again whatever the client holds. Looked up for every
+/// resource a response may carry: hashed, not ordered.
+pub(crate) type Forced = HashSet<String, foldhash::fast::RandomState>;
 
 /// The empty set every new stream holds: one allocation, so the difference
 /// from it to a view's set is computed once and shared like any other.
@@ -60,7 +64,7 @@ impl Held {
         wants: impl Fn(&str) -> bool,
         scan: bool,
         names: &NameSet,
-        force: &BTreeSet<String>,
+        force: &Forced,
     ) -> Lacks {
         let mut out = Lacks::default();
         match self {
@@ -110,7 +114,7 @@ impl Held {
 pub(crate) fn rewarm(
     clusters: &mut Vec<String>,
     wants: impl Fn(&str) -> bool,
-    force: &mut BTreeSet<String>,
+    force: &mut Forced,
 ) {
     for name in clusters.drain(..) {
         if wants(&name) {
@@ -126,7 +130,7 @@ pub(crate) fn still_rejected(
     rejected: Option<&Arc<TypeSet>>,
     current: &Arc<TypeSet>,
     wants: impl Fn(&str) -> bool,
-    force: &BTreeSet<String>,
+    force: &Forced,
 ) -> bool {
     let Some(rejected) = rejected else {
         return false;

@@ -6,12 +6,11 @@
 //! is a pointer to a shared type set (`Held`), so a stream's memory does not
 //! grow with the size of the mesh.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
-use super::held::{self, Held};
+use super::held::{self, Forced, Held};
 use super::names::NameSet;
 use super::{Event, Nonces, ProtocolError};
 use crate::cache::wire::{WireControlPlane, WireDiscoveryResponse};
@@ -39,7 +38,7 @@ struct TypeState {
     /// `held` as of the latest ACK: what the client holds after a NACK.
     acked: Held,
     /// Names to send again whatever the client holds (rules 9 and 12).
-    force: BTreeSet<String>,
+    force: Forced,
     /// The set the client rejected; nothing is resent until something it
     /// wants changes from it (rule 4).
     nacked: Option<Arc<TypeSet>>,
@@ -305,7 +304,8 @@ impl SotwStream {
         let nonce = self.nonces.next();
         let st = &mut self.types[ty.index()];
         st.held = Held::Set(current);
-        st.force.clear();
+        // Not `clear`: a hash set keeps its room when emptied.
+        st.force = Forced::default();
         st.last_nonce = nonce.clone();
         st.outstanding = true;
         st.nacked = None;
