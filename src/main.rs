@@ -21,8 +21,22 @@ fn purge_freed_memory_at_once() {
     }
 }
 
+/// Memory is faulted in 4 KiB pages, not 2 MiB transparent huge pages:
+/// mimalloc asks for huge pages for its arenas where the system allows them
+/// on request, and a partly used huge page is resident all the same (14 MiB
+/// of a W1 mesh's 109 MiB before any proxy connects, BENCHMARKS.md). Set
+/// `MIMALLOC_ALLOW_THP` to leave the choice to mimalloc.
+fn no_transparent_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a
+        // flag on this process; a failure leaves huge pages allowed.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    }
+}
+
 fn main() {
     purge_freed_memory_at_once();
+    no_transparent_huge_pages();
     let cli = shmesh::config::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -2,7 +2,8 @@
 //!
 //! Requests come off the HTTP/2 body into a buffer that is let go after a
 //! large message (an EDS ACK naming every cluster), so a stream does not keep
-//! its largest request's worth of memory forever. Responses come from the
+//! its largest request's worth of memory forever. The fleet simulator reads
+//! responses the same way. Responses come from the
 //! stream's task as messages holding shared resource bodies and are written
 //! out only as HTTP/2 asks for more data, a chunk at a time: a stream holds at
 //! most one chunk of copied bytes, and large bodies (a route configuration
@@ -22,9 +23,9 @@ use crate::cache::wire::{ChunkWriter, Chunked};
 
 /// The gRPC message prefix: compressed flag and length.
 const PREFIX: usize = 5;
-/// Largest request accepted (Envoy's EDS request for a very large mesh names
+/// Largest message accepted (Envoy's EDS request for a very large mesh names
 /// every cluster).
-const MAX_REQUEST: usize = 64 * 1024 * 1024;
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// Copied response bytes gathered before they are handed to HTTP/2.
 const CHUNK: usize = 32 * 1024;
 /// A receive buffer grown beyond this is dropped once empty.
@@ -32,21 +33,22 @@ const KEEP_BUFFER: usize = 16 * 1024;
 
 type BoxBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Status>;
 
-/// The messages of a request body, decoded one at a time.
-pub struct RequestStream<T> {
+/// The messages of a gRPC body (a request's, or a response's in the
+/// simulator), decoded one at a time.
+pub struct MessageStream<T> {
     body: BoxBody,
     buf: BytesMut,
     ended: bool,
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T: prost::Message + Default> RequestStream<T> {
+impl<T: prost::Message + Default> MessageStream<T> {
     pub fn new<B>(body: B) -> Self
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<tonic::codegen::StdError>,
     {
-        RequestStream {
+        MessageStream {
             body: body
                 .map_err(|e| Status::from_error(e.into()))
                 .boxed_unsync(),
@@ -56,7 +58,8 @@ impl<T: prost::Message + Default> RequestStream<T> {
         }
     }
 
-    /// The next message; `None` when the client has closed its side.
+    /// The next message; `None` when the peer has closed its side (with an
+    /// OK status, if it sent one).
     pub async fn message(&mut self) -> Result<Option<T>, Status> {
         loop {
             if let Some(msg) = self.take()? {
@@ -66,15 +69,22 @@ impl<T: prost::Message + Default> RequestStream<T> {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
-                    Err(Status::internal("request body ended inside a message"))
+                    Err(Status::internal("body ended inside a message"))
                 };
             }
             match self.body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.put(data);
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.buf.put(data),
+                    Err(frame) => {
+                        let status = frame
+                            .into_trailers()
+                            .ok()
+                            .and_then(|t| Status::from_header_map(&t));
+                        if let Some(status) = status.filter(|s| s.code() != tonic::Code::Ok) {
+                            return Err(status);
+                        }
                     }
-                }
+                },
                 Some(Err(status)) => return Err(status),
                 None => self.ended = true,
             }
@@ -92,9 +102,9 @@ impl<T: prost::Message + Default> RequestStream<T> {
             ));
         }
         let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
-        if len > MAX_REQUEST {
+        if len > MAX_MESSAGE {
             return Err(Status::resource_exhausted(format!(
-                "request of {len} bytes is over the limit of {MAX_REQUEST}"
+                "message of {len} bytes is over the limit of {MAX_MESSAGE}"
             )));
         }
         if self.buf.len() < PREFIX + len {
@@ -105,9 +115,10 @@ impl<T: prost::Message + Default> RequestStream<T> {
             return Ok(None);
         }
         self.buf.advance(PREFIX);
-        let msg = T::decode(&self.buf[..len])
-            .map_err(|e| Status::internal(format!("cannot decode request: {e}")));
-        self.buf.advance(len);
+        // Decoded from shared bytes: `bytes` fields are slices of the buffer,
+        // not copies.
+        let msg = T::decode(self.buf.split_to(len).freeze())
+            .map_err(|e| Status::internal(format!("cannot decode message: {e}")));
         if self.buf.is_empty() {
             // Requests are rare once a proxy is in sync: hold no buffer between them.
             self.buf = BytesMut::new();
@@ -267,7 +278,7 @@ mod tests {
             .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
             .collect();
         let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
-        let mut stream = RequestStream::<DiscoveryRequest>::new(body);
+        let mut stream = MessageStream::<DiscoveryRequest>::new(body);
         assert_eq!(stream.message().await.unwrap(), Some(a));
         assert!(stream.buf.capacity() <= KEEP_BUFFER, "large buffer kept");
         assert_eq!(stream.message().await.unwrap(), Some(b));
@@ -282,7 +293,7 @@ mod tests {
         });
         cut.pop();
         let body = http_body_util::Full::new(Bytes::from(cut));
-        let mut stream = RequestStream::<DiscoveryRequest>::new(body);
+        let mut stream = MessageStream::<DiscoveryRequest>::new(body);
         assert_eq!(
             stream.message().await.unwrap_err().code(),
             tonic::Code::Internal
@@ -291,7 +302,7 @@ mod tests {
         let mut announced = vec![0];
         announced.extend_from_slice(&(60u32 << 20).to_be_bytes());
         let body = http_body_util::Full::new(Bytes::from(announced));
-        let mut stream = RequestStream::<DiscoveryRequest>::new(body);
+        let mut stream = MessageStream::<DiscoveryRequest>::new(body);
         assert!(stream.message().await.is_err());
         assert!(
             stream.buf.capacity() <= 2 << 20,
@@ -299,7 +310,7 @@ mod tests {
             stream.buf.capacity()
         );
         let body = http_body_util::Full::new(Bytes::from_static(&[1, 0, 0, 0, 0]));
-        let mut stream = RequestStream::<DiscoveryRequest>::new(body);
+        let mut stream = MessageStream::<DiscoveryRequest>::new(body);
         assert_eq!(
             stream.message().await.unwrap_err().code(),
             tonic::Code::Unimplemented

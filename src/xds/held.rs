@@ -111,11 +111,7 @@ impl Held {
 
 /// Rule 12: a cluster that was just sent warms until it gets its
 /// ClusterLoadAssignment, changed or not; those the client wants are forced.
-pub(crate) fn rewarm(
-    clusters: &mut Vec<String>,
-    wants: impl Fn(&str) -> bool,
-    force: &mut Forced,
-) {
+pub(crate) fn rewarm(clusters: &mut Vec<String>, wants: impl Fn(&str) -> bool, force: &mut Forced) {
     for name in clusters.drain(..) {
         if wants(&name) {
             force.insert(name);

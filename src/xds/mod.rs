@@ -9,7 +9,7 @@
 //! cite them as "rule N" from the project's xDS checklist.
 
 pub mod delta;
-mod grpc;
+pub mod grpc;
 mod held;
 pub mod listen;
 mod names;

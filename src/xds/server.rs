@@ -18,7 +18,7 @@ use tonic::Status;
 use tracing::{debug, info, warn, Instrument};
 
 use super::delta::DeltaStream;
-use super::grpc::{self, RequestStream, ResponseBody};
+use super::grpc::{self, MessageStream, ResponseBody};
 use super::node::view_of;
 use super::sotw::SotwStream;
 use super::{Event, ProtocolError};
@@ -211,7 +211,7 @@ where
     B::Error: Into<StdError> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    let incoming = RequestStream::new(req.into_body());
+    let incoming = MessageStream::new(req.into_body());
     tokio::spawn(run_stream::<M>(shared, incoming, tx));
     grpc::response(ResponseBody::new(rx))
 }
@@ -312,7 +312,7 @@ impl Machine for DeltaStream {
 
 async fn run_stream<M: Machine>(
     shared: Arc<Shared>,
-    mut incoming: RequestStream<M::Request>,
+    mut incoming: MessageStream<M::Request>,
     tx: mpsc::Sender<Result<M::Response, Status>>,
 ) {
     let first = match incoming.message().await {

@@ -29,8 +29,6 @@ use crate::fleet::Fleet;
 use crate::subs::{Item, Subs};
 use crate::wire::{self, DeltaResponse, SotwResponse};
 
-/// Large SotW responses (every cluster of a big mesh) exceed tonic's 4 MiB default.
-const MAX_MESSAGE: usize = 256 << 20;
 /// Reconnect attempts before a client gives up (each backs off, ≤ 3.2 s).
 const MAX_ATTEMPTS: u32 = 20;
 /// gRPC status code INVALID_ARGUMENT, sent in NACKs as Envoy does.
@@ -312,11 +310,10 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
             ..Default::default()
         });
     }
-    let mut stream =
-        match wire::sotw_stream(channel, UnboundedReceiverStream::new(rx), MAX_MESSAGE).await {
-            Ok(s) => s,
-            Err(e) => return Ended::StreamFailed(format!("opening: {}", status(&e))),
-        };
+    let mut stream = match wire::sotw_stream(channel, UnboundedReceiverStream::new(rx)).await {
+        Ok(s) => s,
+        Err(e) => return Ended::StreamFailed(format!("opening: {}", status(&e))),
+    };
     let _open = OpenGuard::new(fleet, me.idx);
     let mut held = Held::new(fleet);
     // Per type: the last version ACKed and the latest nonce, for requests.
@@ -419,11 +416,10 @@ async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> E
             ..Default::default()
         });
     }
-    let mut stream =
-        match wire::delta_stream(channel, UnboundedReceiverStream::new(rx), MAX_MESSAGE).await {
-            Ok(s) => s,
-            Err(e) => return Ended::StreamFailed(format!("opening: {}", status(&e))),
-        };
+    let mut stream = match wire::delta_stream(channel, UnboundedReceiverStream::new(rx)).await {
+        Ok(s) => s,
+        Err(e) => return Ended::StreamFailed(format!("opening: {}", status(&e))),
+    };
     let _open = OpenGuard::new(fleet, me.idx);
     let mut held = Held::new(fleet);
     loop {
