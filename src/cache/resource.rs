@@ -190,7 +190,10 @@ impl ResourceWriter {
         let arena = frozen(self.buf);
         self.written
             .into_iter()
-            .map(|w| resource(&arena, w, 0))
+            .map(|w| {
+                let at = w.entry.start;
+                resource(&arena, w, at, at)
+            })
             .collect()
     }
 
@@ -204,7 +207,10 @@ impl ResourceWriter {
             return self
                 .written
                 .into_iter()
-                .map(|w| (w.name.clone(), resource(&arena, w, 0)))
+                .map(|w| {
+                    let at = w.entry.start;
+                    (w.name.clone(), resource(&arena, w, at, at))
+                })
                 .collect();
         }
         let mut by_name: BTreeMap<String, Written> = BTreeMap::new();
@@ -224,8 +230,8 @@ impl ResourceWriter {
         placed
             .into_iter()
             .map(|(name, w, at)| {
-                let shift = w.entry.start - at;
-                (name, resource(&arena, w, shift))
+                let from = w.entry.start;
+                (name, resource(&arena, w, from, at))
             })
             .collect()
     }
@@ -247,9 +253,10 @@ fn frozen(mut buf: Vec<u8>) -> Bytes {
     Bytes::from(buf)
 }
 
-/// The resource `w` describes, whose entry now lies `shift` bytes earlier in `arena`.
-fn resource(arena: &Bytes, w: Written, shift: usize) -> Arc<Resource> {
-    let moved = |r: Range<usize>| r.start - shift..r.end - shift;
+/// The resource `w` describes, whose entry moved from offset `from` to `to`
+/// (later or earlier) in `arena`.
+fn resource(arena: &Bytes, w: Written, from: usize, to: usize) -> Arc<Resource> {
+    let moved = |r: Range<usize>| r.start - from + to..r.end - from + to;
     Arc::new(Resource {
         name: w.name,
         version: w.version,
