@@ -203,14 +203,10 @@ impl ResourceWriter {
     pub fn finish_by_name(self) -> BTreeMap<String, Arc<Resource>> {
         let in_order = self.written.windows(2).all(|w| w[0].name < w[1].name);
         if in_order {
-            let arena = frozen(self.buf);
             return self
-                .written
+                .finish()
                 .into_iter()
-                .map(|w| {
-                    let at = w.entry.start;
-                    (w.name.clone(), resource(&arena, w, at, at))
-                })
+                .map(|r| (r.name.clone(), r))
                 .collect();
         }
         let mut by_name: BTreeMap<String, Written> = BTreeMap::new();

@@ -275,22 +275,24 @@ fn stamp(generation: Option<i64>, version: &str) -> PolicyStamp {
 fn encode_all<M: prost::Message + prost::Name>(
     items: impl IntoIterator<Item = (String, M)>,
 ) -> Encoded {
-    let mut w = ResourceWriter::new(M::type_url());
-    for (name, msg) in items {
-        w.encode(name, &msg);
-    }
-    w.finish_by_name()
+    written(items).finish_by_name()
 }
 
 /// Encodes the resources a change touched (together, in one buffer).
 fn encode_each<M: prost::Message + prost::Name>(
     items: impl IntoIterator<Item = (String, M)>,
 ) -> Vec<Arc<Resource>> {
+    written(items).finish()
+}
+
+fn written<M: prost::Message + prost::Name>(
+    items: impl IntoIterator<Item = (String, M)>,
+) -> ResourceWriter {
     let mut w = ResourceWriter::new(M::type_url());
     for (name, msg) in items {
         w.encode(name, &msg);
     }
-    w.finish()
+    w
 }
 
 /// Packs a message into `Any` (for typed configs inside resources).

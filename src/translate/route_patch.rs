@@ -18,7 +18,7 @@ use prost::encoding::{decode_key, decode_varint, encode_key, encode_varint, Wire
 use prost::Message;
 
 use super::{route, ProxyView};
-use crate::cache::{Resource, ResourceType, Snapshot};
+use crate::cache::{Resource, ResourceType, ResourceWriter, Snapshot};
 use crate::model::{hosts, Model};
 
 /// `RouteConfiguration.virtual_hosts`.
@@ -36,27 +36,30 @@ pub fn changed_routes(
     prev: &Snapshot,
     patterns: &BTreeSet<String>,
 ) -> Option<Upserts> {
-    let mut configs = Vec::new();
-    for rc in prev.get(ResourceType::Route).iter() {
-        if let Some(body) = patch_route_configuration(model, view, &rc.body, patterns)? {
-            configs.push(Resource::from_body(
-                ResourceType::Route,
-                rc.name.clone(),
-                &body,
-            ));
-        }
-    }
-    let mut vhosts = Vec::new();
-    for vh in prev.get(ResourceType::VirtualHost).iter() {
-        if let Some(body) = rebuild(model, view, &vh.body, patterns)? {
-            vhosts.push(Resource::from_body(
-                ResourceType::VirtualHost,
-                vh.name.clone(),
-                &body,
-            ));
-        }
-    }
+    let configs = patched(prev, ResourceType::Route, |body| {
+        patch_route_configuration(model, view, body, patterns)
+    })?;
+    let vhosts = patched(prev, ResourceType::VirtualHost, |body| {
+        rebuild(model, view, body, patterns)
+    })?;
     Some((configs, vhosts))
+}
+
+/// The resources of type `ty` in `prev` whose bodies `patch` changes, with
+/// their new bodies (written together into one buffer); `None` if `patch`
+/// cannot take one apart.
+fn patched(
+    prev: &Snapshot,
+    ty: ResourceType,
+    mut patch: impl FnMut(&Bytes) -> Option<Option<Bytes>>,
+) -> Option<Vec<Arc<Resource>>> {
+    let mut w = ResourceWriter::for_type(ty);
+    for r in prev.get(ty).iter() {
+        if let Some(body) = patch(&r.body)? {
+            w.put_body(r.name.clone(), &body);
+        }
+    }
+    Some(w.finish())
 }
 
 /// The route configuration with its affected virtual hosts rebuilt, every
