@@ -4,6 +4,7 @@
 //! with `admin` reading the cache for health, metrics and debug dumps.
 
 pub mod admin;
+pub mod allocator;
 pub mod app;
 pub mod bootstrap;
 pub mod cache;

@@ -7,17 +7,13 @@ use clap::Parser;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
-/// `mi_option_purge_delay` in mimalloc.h's `mi_option_e`.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
 /// Freed pages go back to the system at once instead of after mimalloc's
 /// default 10 ms: pushes to thousands of streams free memory in bursts, and
 /// with the delay a fleet's resident size stayed ~10% above what it holds
 /// (BENCHMARKS.md). `MIMALLOC_PURGE_DELAY` still decides when it is set.
 fn purge_freed_memory_at_once() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets a plain integer option; called before any other thread runs.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+        shmesh::allocator::set_purge_delay(0);
     }
 }
 

@@ -6,7 +6,6 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use hashbrown::HashTable;
-
 use xxhash_rust::xxh3::Xxh3;
 
 use super::{Resource, ResourceType};
@@ -39,7 +38,7 @@ pub struct TypeSet {
     index: OnceLock<Index>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Index {
     table: HashTable<Arc<Resource>>,
     state: foldhash::fast::RandomState,
@@ -47,16 +46,13 @@ struct Index {
 
 impl Index {
     fn of(resources: &BTreeMap<String, Arc<Resource>>) -> Index {
-        let mut index = Index::default();
-        index.table.reserve(resources.len(), |_| 0);
+        let state = foldhash::fast::RandomState::default();
+        let mut table = HashTable::with_capacity(resources.len());
         for r in resources.values() {
-            let hash = index.state.hash_one(r.name.as_str());
-            let state = &index.state;
-            index
-                .table
-                .insert_unique(hash, r.clone(), |r| state.hash_one(r.name.as_str()));
+            let hash = state.hash_one(r.name.as_str());
+            table.insert_unique(hash, r.clone(), |r| state.hash_one(r.name.as_str()));
         }
-        index
+        Index { table, state }
     }
 
     fn get(&self, name: &str) -> Option<&Arc<Resource>> {

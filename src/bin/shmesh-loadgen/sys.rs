@@ -14,15 +14,11 @@ pub use shmesh::fd_limit::{raise_fd_limit, FdLimit};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc.h's `mi_option_e`.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
 /// Keeps freed memory instead of handing it back to the kernel (a negative
 /// purge delay never purges), so buffers are reused without page faults. The
 /// simulator's peak RSS is what it is either way.
 pub fn keep_freed_memory() {
-    // SAFETY: sets a plain integer option; called before any other thread runs.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    shmesh::allocator::set_purge_delay(-1);
 }
 
 /// Memory and CPU of one process, from `/proc/PID/status` and `/proc/PID/stat`.
