@@ -201,33 +201,55 @@ impl ResourceWriter {
     /// twice, the last). Copies the buffer once unless it was written in
     /// that order.
     pub fn finish_by_name(self) -> BTreeMap<String, Arc<Resource>> {
-        let in_order = self.written.windows(2).all(|w| w[0].name < w[1].name);
-        if in_order {
-            return self
-                .finish()
-                .into_iter()
-                .map(|r| (r.name.clone(), r))
-                .collect();
+        ResourceWriter::merge_by_name(vec![self])
+    }
+
+    /// The resources of several writers of one type as one set, laid out
+    /// in name order in one buffer (copied once, unless one writer wrote
+    /// them in that order). Of a name written twice, the last is kept,
+    /// taking the writers in the order given.
+    pub fn merge_by_name(mut writers: Vec<ResourceWriter>) -> BTreeMap<String, Arc<Resource>> {
+        if let [one] = writers.as_slice() {
+            if one.written.windows(2).all(|w| w[0].name < w[1].name) {
+                let one = writers.pop().expect("one writer");
+                return one
+                    .finish()
+                    .into_iter()
+                    .map(|r| (r.name.clone(), r))
+                    .collect();
+            }
         }
-        let mut by_name: BTreeMap<String, Written> = BTreeMap::new();
-        for w in self.written {
-            by_name.insert(w.name.clone(), w);
+        debug_assert!(writers.windows(2).all(|w| w[0].type_url == w[1].type_url));
+        let mut all: Vec<(usize, Written)> = Vec::new();
+        for (i, w) in writers.iter_mut().enumerate() {
+            all.extend(std::mem::take(&mut w.written).into_iter().map(|x| (i, x)));
         }
-        let len = by_name.values().map(|w| w.entry.len()).sum();
+        // Stable: of equal names, the last written stays last, and is kept.
+        all.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        let mut kept: Vec<(usize, Written)> = Vec::with_capacity(all.len());
+        for w in all {
+            match kept.last_mut() {
+                Some(last) if last.1.name == w.1.name => *last = w,
+                _ => kept.push(w),
+            }
+        }
+        let len = kept.iter().map(|(_, w)| w.entry.len()).sum();
         let mut laid = Vec::with_capacity(len);
-        let mut placed = Vec::with_capacity(by_name.len());
-        for (name, w) in by_name {
-            // The entry moves from `w.entry.start` to the end of `laid`.
+        let mut placed = Vec::with_capacity(kept.len());
+        for (i, w) in kept {
+            // The entry moves from `w.entry.start` in its writer's buffer to
+            // the end of `laid`.
             let at = laid.len();
-            laid.extend_from_slice(&self.buf[w.entry.clone()]);
-            placed.push((name, w, at));
+            laid.extend_from_slice(&writers[i].buf[w.entry.clone()]);
+            placed.push((w, at));
         }
         let arena = Bytes::from(laid);
         placed
             .into_iter()
-            .map(|(name, w, at)| {
+            .map(|(w, at)| {
                 let from = w.entry.start;
-                (name, resource(&arena, w, from, at))
+                let r = resource(&arena, w, from, at);
+                (r.name.clone(), r)
             })
             .collect()
     }
@@ -371,5 +393,31 @@ mod tests {
         assert_eq!(a.arena.as_ptr(), b.arena.as_ptr());
         assert_eq!((a.range.start, a.range.end), (0, b.range.start));
         assert_eq!(b.range.end, a.arena.len());
+    }
+
+    #[test]
+    fn writers_merge_into_one_set_in_name_order_and_the_later_wins() {
+        let write = |names: &[&str], tag: &str| {
+            let mut w = ResourceWriter::for_type(ResourceType::Cluster);
+            for name in names {
+                w.encode(name.to_string(), &cluster(&format!("{name}-{tag}")));
+            }
+            w
+        };
+        let set = ResourceWriter::merge_by_name(vec![
+            write(&["d", "a", "c"], "first"),
+            write(&["b", "c"], "second"),
+        ]);
+        assert_eq!(set.keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        let c = Cluster::decode(set["c"].body.as_ref()).unwrap();
+        assert_eq!(c.name, "c-second");
+        let spans: Vec<Span> = set.values().map(|r| r.delta_entry()).collect();
+        for pair in spans.windows(2) {
+            assert_eq!(pair[0].arena.as_ptr(), pair[1].arena.as_ptr());
+            assert_eq!(pair[0].range.end, pair[1].range.start, "next to each other");
+        }
+        for r in set.values() {
+            assert_eq!(r.version, content_version(&r.body));
+        }
     }
 }

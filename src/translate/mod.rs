@@ -18,6 +18,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3 as core;
@@ -67,49 +68,58 @@ impl fmt::Display for ProxyView {
     }
 }
 
-/// Meshes at least this large are translated on two threads.
+/// Meshes with fewer services are translated on the calling thread alone.
 const PARALLEL_FROM: usize = 256;
 
-/// Builds every resource of a view. Clusters and endpoints on one thread,
-/// listeners, routes and the policy record on another, for large meshes.
+/// At most this many threads translate one view.
+const MAX_THREADS: usize = 8;
+
+/// Services a cluster worker takes at a time.
+const CHUNK: usize = 64;
+
+/// Builds every resource of a view. For a large mesh, this thread builds
+/// listeners, routes and the policy record while the others build clusters
+/// and their endpoints a chunk of services at a time, and joins them when it
+/// is done; then the cluster and the endpoint set are laid out side by side.
 pub fn build(model: &Model, view: &ProxyView) -> Snapshot {
-    let clusters_and_endpoints = || {
-        // Each cluster is encoded as soon as it is built: the message trees
-        // of a large mesh would otherwise take hundreds of megabytes at once.
-        let mut clusters = ResourceWriter::for_type(ResourceType::Cluster);
-        let mut endpoints = ResourceWriter::for_type(ResourceType::Endpoint);
-        let services = visible_services(model, view)
-            .flat_map(|svc| cluster::service_clusters(model, view, svc))
-            .chain(cluster::fixed_clusters(view));
-        for built in services {
-            if built.eds {
-                let cla = endpoint::cluster_assignment(model, &built);
-                endpoints.encode(built.name.clone(), &cla);
-            }
-            clusters.encode(built.name, &*built.cluster);
-        }
-        (clusters.finish_by_name(), endpoints.finish_by_name())
+    let threads = if model.services().len() >= PARALLEL_FROM {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+    } else {
+        1
     };
-    let listeners_and_routes = || {
-        (
+    build_on(model, view, threads)
+}
+
+fn build_on(model: &Model, view: &ProxyView, threads: usize) -> Snapshot {
+    let services: Vec<&Arc<MeshService>> = visible_services(model, view).collect();
+    let work = ClusterWork {
+        model,
+        view,
+        services: &services,
+        next: AtomicUsize::new(0),
+    };
+    let ((listeners, (routes, vhosts), policies), parts) = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(|| work.run())).collect();
+        let rest = (
             encode_all(listener::listeners(model, view)),
             routes(model, view),
             policies(model, view),
-        )
-    };
-    let ((clusters, endpoints), (listeners, (routes, vhosts), policies)) =
-        if model.services().len() >= PARALLEL_FROM {
-            std::thread::scope(|scope| {
-                let other = scope.spawn(listeners_and_routes);
-                let mine = clusters_and_endpoints();
-                match other.join() {
-                    Ok(theirs) => (mine, theirs),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            })
-        } else {
-            (clusters_and_endpoints(), listeners_and_routes())
-        };
+        );
+        let mut parts = vec![work.run()];
+        parts.extend(helpers.into_iter().map(joined));
+        (rest, parts)
+    });
+    let (mut clusters, endpoints): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let mut fixed = ResourceWriter::for_type(ResourceType::Cluster);
+    for built in cluster::fixed_clusters(view) {
+        fixed.encode(built.name, &*built.cluster);
+    }
+    clusters.push(fixed);
+    let (clusters, endpoints) = in_parallel(
+        threads > 1,
+        || ResourceWriter::merge_by_name(clusters),
+        || ResourceWriter::merge_by_name(endpoints),
+    );
     let mut b = SnapshotBuilder::default();
     b.set(ResourceType::Cluster, clusters);
     b.set(ResourceType::Endpoint, endpoints);
@@ -118,6 +128,64 @@ pub fn build(model: &Model, view: &ProxyView) -> Snapshot {
     b.set(ResourceType::VirtualHost, vhosts);
     b.policies(policies);
     b.build()
+}
+
+/// The services' clusters and endpoints, shared out among threads.
+struct ClusterWork<'a> {
+    model: &'a Model,
+    view: &'a ProxyView,
+    services: &'a [&'a Arc<MeshService>],
+    /// The first service no thread has taken yet.
+    next: AtomicUsize,
+}
+
+impl ClusterWork<'_> {
+    /// Builds clusters and endpoints a chunk of services at a time until no
+    /// service is left. Each is encoded as soon as it is built: the message
+    /// trees of a large mesh would otherwise take hundreds of megabytes.
+    fn run(&self) -> (ResourceWriter, ResourceWriter) {
+        let mut clusters = ResourceWriter::for_type(ResourceType::Cluster);
+        let mut endpoints = ResourceWriter::for_type(ResourceType::Endpoint);
+        loop {
+            let start = self.next.fetch_add(CHUNK, Ordering::Relaxed);
+            if start >= self.services.len() {
+                break;
+            }
+            let end = (start + CHUNK).min(self.services.len());
+            for svc in &self.services[start..end] {
+                for built in cluster::service_clusters(self.model, self.view, svc) {
+                    if built.eds {
+                        let cla = endpoint::cluster_assignment(self.model, &built);
+                        endpoints.encode(built.name.clone(), &cla);
+                    }
+                    clusters.encode(built.name, &*built.cluster);
+                }
+            }
+        }
+        (clusters, endpoints)
+    }
+}
+
+/// Runs `here` on this thread and `there` on another when `parallel`.
+fn in_parallel<A, B: Send>(
+    parallel: bool,
+    here: impl FnOnce() -> A,
+    there: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if !parallel {
+        return (here(), there());
+    }
+    std::thread::scope(|scope| {
+        let other = scope.spawn(there);
+        (here(), joined(other))
+    })
+}
+
+/// What a scoped thread returned; its panic goes on in this thread.
+fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 type Encoded = BTreeMap<String, Arc<Resource>>;
@@ -250,18 +318,47 @@ fn sees(svc: &MeshService, namespace: &str, scope: &Scope) -> bool {
 /// The VirtualServices and DestinationRules that shape what the view receives:
 /// those that apply to a service it sees.
 pub fn policies(model: &Model, view: &ProxyView) -> Policies {
-    let mut out = Policies::new();
+    // Collected, then sorted once: a map built key by key would compare
+    // thousands of keys that share their first twenty bytes.
+    let mut out = Vec::new();
     for svc in visible_services(model, view) {
         if let Some(vs) = model.virtual_service(&svc.hostname, &view.namespace) {
-            out.entry(format!("VirtualService/{}/{}", vs.namespace, vs.name))
-                .or_insert_with(|| stamp(vs.generation, &vs.version));
+            out.push(policy_entry(
+                "VirtualService",
+                vs.namespace.as_str(),
+                &vs.name,
+                vs.generation,
+                &vs.version,
+            ));
         }
         if let Some(dr) = model.destination_rule(&svc.hostname, &view.namespace) {
-            out.entry(format!("DestinationRule/{}/{}", dr.namespace, dr.name))
-                .or_insert_with(|| stamp(dr.generation, &dr.version));
+            out.push(policy_entry(
+                "DestinationRule",
+                &dr.namespace,
+                &dr.name,
+                dr.generation,
+                &dr.version,
+            ));
         }
     }
-    out
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.dedup_by(|a, b| a.0 == b.0);
+    out.into_iter().collect()
+}
+
+/// A policy as `Kind/namespace/name` and the version the view applies.
+fn policy_entry(
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    generation: Option<i64>,
+    version: &str,
+) -> (String, PolicyStamp) {
+    let mut key = String::with_capacity(kind.len() + namespace.len() + name.len() + 2);
+    for part in [kind, "/", namespace, "/", name] {
+        key.push_str(part);
+    }
+    (key, stamp(generation, version))
 }
 
 fn stamp(generation: Option<i64>, version: &str) -> PolicyStamp {

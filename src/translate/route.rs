@@ -47,7 +47,7 @@ fn visible_http<'a>(model: &'a Model, view: &ProxyView) -> impl Iterator<Item = 
 /// One route configuration per HTTP port, named by the port.
 fn capture(model: &Model, view: &ProxyView) -> Vec<(String, r::RouteConfiguration)> {
     let mut by_port: BTreeMap<u16, Vec<r::VirtualHost>> = BTreeMap::new();
-    let mut seen: BTreeMap<u16, HashSet<String>> = BTreeMap::new();
+    let mut seen: BTreeMap<u16, Domains> = BTreeMap::new();
     for svc in visible_http(model, view) {
         for port in svc.ports.iter().filter(|p| p.protocol.is_http()) {
             let seen = seen.entry(port.number).or_default();
@@ -70,7 +70,7 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, r::RouteConfiguratio
 /// every HTTP port, by `host:port`; a host without port means the service's
 /// port 80, or its first HTTP port when it has no port 80.
 fn explicit(model: &Model, view: &ProxyView) -> (String, r::RouteConfiguration) {
-    let mut seen = HashSet::new();
+    let mut seen = Domains::default();
     let mut vhosts = Vec::new();
     for svc in visible_http(model, view) {
         let http_ports: Vec<u16> = svc
@@ -163,6 +163,9 @@ fn route_configuration(name: String, virtual_hosts: Vec<r::VirtualHost>) -> r::R
     }
 }
 
+/// Domains already taken in one route configuration.
+type Domains = HashSet<String, foldhash::fast::RandomState>;
+
 /// Domains a caller may use for `svc` on `port`: every name (FQDN and short
 /// forms for this namespace) and the VIP, each with `:port` and, when
 /// `bare`, also without. Names already taken in this route configuration are
@@ -172,21 +175,23 @@ fn domains(
     port: u16,
     proxy_ns: &str,
     bare: bool,
-    seen: &mut HashSet<String>,
+    seen: &mut Domains,
 ) -> Vec<String> {
     let mut names = hosts::alternate_names(&svc.hostname, proxy_ns);
     names.extend(svc.vip.clone());
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(names.len() * 2);
+    let mut take = |domain: String| {
+        if !seen.contains(&domain) {
+            seen.insert(domain.clone());
+            out.push(domain);
+        }
+    };
     for n in names {
-        let mut candidates = vec![format!("{n}:{port}")];
+        let with_port = format!("{n}:{port}");
         if bare {
-            candidates.insert(0, n);
+            take(n);
         }
-        for c in candidates {
-            if seen.insert(c.clone()) {
-                out.push(c);
-            }
-        }
+        take(with_port);
     }
     out
 }

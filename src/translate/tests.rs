@@ -495,3 +495,58 @@ fn a_virtual_service_change_rebuilds_only_its_hosts_and_equals_a_full_translatio
         }
     }
 }
+
+/// `count` services in two namespaces, each with three subsets, and a
+/// weighted VirtualService on every third.
+fn mesh(count: usize) -> String {
+    let mut out = String::new();
+    for i in 0..count {
+        let ns = ["default", "other"][i % 2];
+        out.push_str(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: {ns}}}\nspec:\n  selector: {{app: s{i}}}\n  ports: [{{name: http, port: 8080}}, {{name: grpc, port: 9090}}]\n---\n"
+        ));
+        for p in 0..3 {
+            out.push_str(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: s{i}-{p}, namespace: {ns}, labels: {{app: s{i}, version: v{p}}}}}\nstatus: {{podIP: 10.0.{}.{p}}}\n---\n",
+                i % 250
+            ));
+        }
+        out.push_str(&format!(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: s{i}, namespace: {ns}}}\nspec:\n  host: s{i}\n  subsets:\n  - {{name: v0, labels: {{version: v0}}}}\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n---\n"
+        ));
+        if i % 3 == 0 {
+            out.push_str(&format!(
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: s{i}, namespace: {ns}}}\nspec:\n  hosts: [s{i}]\n  http:\n  - route:\n    - {{destination: {{host: s{i}, subset: v0}}, weight: 70}}\n    - {{destination: {{host: s{i}, subset: v2}}, weight: 30}}\n---\n"
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_translation_shared_out_among_threads_equals_one_made_on_one() {
+    let m = model(&mesh(300));
+    let v = view("default");
+    let alone = super::build_on(&m, &v, 1);
+    for threads in [2, 3] {
+        let shared = super::build_on(&m, &v, threads);
+        assert_eq!(alone.version(), shared.version(), "{threads} threads");
+        for ty in ResourceType::ALL {
+            let entries = |s: &Snapshot| -> Vec<(String, String, Vec<u8>)> {
+                s.get(ty)
+                    .iter()
+                    .map(|r| (r.name.clone(), r.version.clone(), r.body.to_vec()))
+                    .collect()
+            };
+            assert_eq!(entries(&alone), entries(&shared), "{threads} threads, {ty}");
+            // Still one buffer in name order, so new clients get a few slices.
+            let spans: Vec<_> = shared.get(ty).iter().map(|r| r.delta_entry()).collect();
+            for pair in spans.windows(2) {
+                assert_eq!(pair[0].arena.as_ptr(), pair[1].arena.as_ptr(), "{ty}");
+                assert_eq!(pair[0].range.end, pair[1].range.start, "{ty}");
+            }
+        }
+        assert_eq!(alone.policies(), shared.policies());
+    }
+    assert_eq!(alone.get(ResourceType::Cluster).len(), 300 * 2 * 4 + 2);
+}
