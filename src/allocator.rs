@@ -3,9 +3,43 @@
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_e`.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// The purge delay `shmesh serve` runs with: freed pages go back to the
+/// system within a millisecond. Pushes to thousands of streams free memory
+/// in bursts, and with mimalloc's default 10 ms a fleet's resident size
+/// stayed ~10% above what it holds (BENCHMARKS.md, finding 16).
+pub const SERVE_PURGE_DELAY_MS: i64 = 1;
+
 /// How long mimalloc keeps freed pages before handing them back to the
 /// system: 0 at once, a negative delay never. Call before other threads run.
 pub fn set_purge_delay(ms: i64) {
     // SAFETY: sets a plain integer option.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms as _) };
+}
+
+fn purge_delay() -> i64 {
+    // SAFETY: reads a plain integer option.
+    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) as i64 }
+}
+
+/// Runs `work` with freed pages kept for reuse, then hands every free page
+/// back at once. A translation frees and takes again hundreds of megabytes
+/// of short-lived message trees and buffers; returned to the system as they
+/// are freed, each page came back through a fault, and a full translation of
+/// 10,000 services took ~40% longer (BENCHMARKS.md, finding 21).
+///
+/// The delay is one process-wide option: streams that free memory while
+/// `work` runs keep their pages until the collection too. Meant for one
+/// caller at a time (the translator task).
+pub fn holding_freed_pages<T>(work: impl FnOnce() -> T) -> T {
+    struct Restore(i64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            set_purge_delay(self.0);
+            // SAFETY: a plain call into the allocator, from any thread.
+            unsafe { libmimalloc_sys::mi_collect(true) };
+        }
+    }
+    let _restore = Restore(purge_delay());
+    set_purge_delay(-1);
+    work()
 }

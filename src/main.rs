@@ -7,13 +7,12 @@ use clap::Parser;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
-/// Freed pages go back to the system at once instead of after mimalloc's
-/// default 10 ms: pushes to thousands of streams free memory in bursts, and
-/// with the delay a fleet's resident size stayed ~10% above what it holds
-/// (BENCHMARKS.md). `MIMALLOC_PURGE_DELAY` still decides when it is set.
-fn purge_freed_memory_at_once() {
+/// Freed pages go back to the system within a millisecond
+/// (`shmesh::allocator::SERVE_PURGE_DELAY_MS` says why).
+/// `MIMALLOC_PURGE_DELAY` still decides when it is set.
+fn purge_freed_memory_soon() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        shmesh::allocator::set_purge_delay(0);
+        shmesh::allocator::set_purge_delay(shmesh::allocator::SERVE_PURGE_DELAY_MS);
     }
 }
 
@@ -31,7 +30,7 @@ fn no_transparent_huge_pages() {
 }
 
 fn main() {
-    purge_freed_memory_at_once();
+    purge_freed_memory_soon();
     no_transparent_huge_pages();
     let cli = shmesh::config::Cli::parse();
     tracing_subscriber::fmt()

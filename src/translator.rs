@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::allocator;
 use crate::cache::{PolicyStamp, Snapshot};
 use crate::metrics::Metrics;
 use crate::model::{analyze, Change, Dirty, Kind, Model, Problem};
@@ -199,8 +200,10 @@ async fn run(
 
 /// Runs CPU-heavy work (applying changes, translating) without holding up
 /// the runtime's other tasks: on a multi-threaded runtime the worker hands
-/// its queue to another thread while this runs.
+/// its queue to another thread while this runs. Freed memory is reused
+/// while it runs and handed back after.
 fn heavy<T>(f: impl FnOnce() -> T) -> T {
+    let f = || allocator::holding_freed_pages(f);
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
