@@ -172,7 +172,8 @@ async fn run(
             },
             Some(view) = new_views.recv() => {
                 if ready {
-                    let snap = Arc::new(heavy(|| translate::build(&model, &view)));
+                    let snap = heavy(|| translate::build(&model, &view));
+                    let snap = Arc::new(snap.sharing_sets_with(snapshots.values().map(|s| &**s)));
                     Metrics::inc(&metrics.translations);
                     publish(&handle, &view, &snap);
                     snapshots.insert(view, snap);
@@ -239,7 +240,8 @@ fn rebuild_all(
     let views = live_views(handle);
     snapshots.retain(|v, _| views.contains(v));
     for view in views {
-        let snap = Arc::new(translate::build(model, &view));
+        let snap = translate::build(model, &view);
+        let snap = Arc::new(snap.sharing_sets_with(snapshots.values().map(|s| &**s)));
         Metrics::inc(&metrics.translations);
         publish(handle, &view, &snap);
         snapshots.insert(view, snap);
@@ -261,7 +263,7 @@ fn update_all(
             None => translate::build(model, &view),
         };
         Metrics::inc(&metrics.translations);
-        let next = Arc::new(next);
+        let next = Arc::new(next.sharing_sets_with(snapshots.values().map(|s| &**s)));
         publish(handle, &view, &next);
         snapshots.insert(view, next);
     }

@@ -102,6 +102,18 @@ impl TypeSet {
         d
     }
 
+    /// Whether both sets hold the same resources: the same names with the
+    /// same content versions.
+    fn same_as(&self, other: &TypeSet) -> bool {
+        self.version == other.version
+            && self.resources.len() == other.resources.len()
+            && self
+                .resources
+                .values()
+                .zip(other.resources.values())
+                .all(|(a, b)| a.name == b.name && a.version == b.version)
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
         self.index
             .get_or_init(|| Index::of(&self.resources))
@@ -254,6 +266,21 @@ impl Snapshot {
         &self.policies
     }
 
+    /// This snapshot with every type set that equals one of `others`'
+    /// replaced by that one: views that see the same services (every
+    /// namespace of a mesh without Sidecars) then hold one copy of their
+    /// clusters and endpoints, and their streams share one diff per change.
+    pub fn sharing_sets_with<'a>(mut self, others: impl Iterator<Item = &'a Snapshot>) -> Snapshot {
+        for other in others {
+            for (mine, theirs) in self.sets.iter_mut().zip(&other.sets) {
+                if !Arc::ptr_eq(mine, theirs) && mine.same_as(theirs) {
+                    *mine = theirs.clone();
+                }
+            }
+        }
+        self
+    }
+
     pub fn builder(&self) -> SnapshotBuilder {
         SnapshotBuilder {
             sets: self.sets.clone(),
@@ -396,5 +423,44 @@ mod tests {
         let eds = s2.get(ResourceType::Endpoint);
         assert_eq!(eds.len(), 1);
         assert_eq!(eds.get("a").unwrap().body.as_ref(), b"2");
+    }
+
+    #[test]
+    fn equal_sets_of_other_snapshots_are_shared() {
+        let snapshot = |eds: &[u8], rds: &[u8]| {
+            let mut b = SnapshotBuilder::default();
+            b.set(ResourceType::Endpoint, [("a".into(), res("a", eds))].into());
+            b.set(ResourceType::Route, [("80".into(), res("80", rds))].into());
+            b.build()
+        };
+        let first = snapshot(b"1", b"x");
+        let second = snapshot(b"1", b"y").sharing_sets_with([&first].into_iter());
+        assert!(Arc::ptr_eq(
+            first.set(ResourceType::Endpoint),
+            second.set(ResourceType::Endpoint)
+        ));
+        assert!(!Arc::ptr_eq(
+            first.set(ResourceType::Route),
+            second.set(ResourceType::Route)
+        ));
+        assert_eq!(
+            second
+                .get(ResourceType::Route)
+                .get("80")
+                .unwrap()
+                .body
+                .as_ref(),
+            b"y"
+        );
+        let changed = snapshot(b"2", b"x").sharing_sets_with([&first].into_iter());
+        assert_eq!(
+            changed
+                .get(ResourceType::Endpoint)
+                .get("a")
+                .unwrap()
+                .body
+                .as_ref(),
+            b"2"
+        );
     }
 }
