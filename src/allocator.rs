@@ -43,3 +43,20 @@ pub fn holding_freed_pages<T>(work: impl FnOnce() -> T) -> T {
     set_purge_delay(-1);
     work()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freed_pages_are_held_only_while_the_work_runs() {
+        let before = purge_delay();
+        set_purge_delay(7);
+        assert_eq!(holding_freed_pages(purge_delay), -1);
+        assert_eq!(purge_delay(), 7);
+        let failed = std::panic::catch_unwind(|| holding_freed_pages(|| panic!("work failed")));
+        assert!(failed.is_err());
+        assert_eq!(purge_delay(), 7, "restored when the work panics too");
+        set_purge_delay(before);
+    }
+}
