@@ -173,10 +173,7 @@ async fn run(
             Some(view) = new_views.recv() => {
                 if ready {
                     let snap = heavy(|| translate::build(&model, &view));
-                    let snap = Arc::new(snap.sharing_sets_with(snapshots.values().map(|s| &**s)));
-                    Metrics::inc(&metrics.translations);
-                    publish(&handle, &view, &snap);
-                    snapshots.insert(view, snap);
+                    install(&handle, &mut snapshots, &metrics, view, snap);
                 }
             }
             _ = sleep => {
@@ -241,10 +238,7 @@ fn rebuild_all(
     snapshots.retain(|v, _| views.contains(v));
     for view in views {
         let snap = translate::build(model, &view);
-        let snap = Arc::new(snap.sharing_sets_with(snapshots.values().map(|s| &**s)));
-        Metrics::inc(&metrics.translations);
-        publish(handle, &view, &snap);
-        snapshots.insert(view, snap);
+        install(handle, snapshots, metrics, view, snap);
     }
 }
 
@@ -262,11 +256,23 @@ fn update_all(
             Some(prev) => translate::update(model, &view, prev, dirty),
             None => translate::build(model, &view),
         };
-        Metrics::inc(&metrics.translations);
-        let next = Arc::new(next.sharing_sets_with(snapshots.values().map(|s| &**s)));
-        publish(handle, &view, &next);
-        snapshots.insert(view, next);
+        install(handle, snapshots, metrics, view, next);
     }
+}
+
+/// Makes `snap` the view's snapshot: it takes over the type sets other views
+/// hold alike, is counted, and goes to the view's streams.
+fn install(
+    handle: &Translator,
+    snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
+    metrics: &Metrics,
+    view: ProxyView,
+    snap: Snapshot,
+) {
+    let snap = Arc::new(snap.sharing_sets_with(snapshots.values().map(|s| &**s)));
+    Metrics::inc(&metrics.translations);
+    publish(handle, &view, &snap);
+    snapshots.insert(view, snap);
 }
 
 /// Records the policies in force, for rollout tracking.
