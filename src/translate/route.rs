@@ -181,8 +181,7 @@ fn domains(
     names.extend(svc.vip.clone());
     let mut out = Vec::with_capacity(names.len() * 2);
     let mut take = |domain: String| {
-        if !seen.contains(&domain) {
-            seen.insert(domain.clone());
+        if seen.insert(domain.clone()) {
             out.push(domain);
         }
     };
