@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::model::Kind;
+use crate::model::{policy_key, Kind};
 use crate::translator::{PolicyInfo, Translator};
 use crate::xds::server::Registry;
 
@@ -65,7 +65,7 @@ pub fn report(
     namespace: &str,
     name: &str,
 ) -> Option<Report> {
-    let key = format!("{kind}/{namespace}/{name}");
+    let key = policy_key(kind, namespace, name);
     let policies = translator.policies();
     policies
         .get(&key)

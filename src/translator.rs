@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use crate::allocator;
 use crate::cache::{PolicyStamp, Snapshot};
 use crate::metrics::Metrics;
-use crate::model::{analyze, Change, Dirty, Kind, Model, Problem};
+use crate::model::{analyze, policy_key, Change, Dirty, Kind, Model, Problem};
 use crate::translate::{self, ProxyView};
 use crate::xds::server::ViewSource;
 
@@ -298,7 +298,7 @@ fn record_policies(handle: &Translator, model: &Model) {
     });
     for (kind, namespace, name, generation, version) in vs.chain(dr) {
         out.insert(
-            format!("{kind}/{namespace}/{name}"),
+            policy_key(kind, namespace, name),
             PolicyInfo {
                 kind,
                 namespace: namespace.clone(),

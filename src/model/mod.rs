@@ -94,6 +94,17 @@ impl fmt::Display for Kind {
     }
 }
 
+/// The key of a routing policy in snapshots and rollout reports:
+/// `Kind/namespace/name`.
+pub fn policy_key(kind: Kind, namespace: &str, name: &str) -> String {
+    let kind = kind.as_str();
+    let mut key = String::with_capacity(kind.len() + namespace.len() + name.len() + 2);
+    for part in [kind, "/", namespace, "/", name] {
+        key.push_str(part);
+    }
+    key
+}
+
 /// Identity of an object: kind, namespace, name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {

@@ -27,7 +27,7 @@ use envoy_types::pb::google::protobuf::Any;
 use crate::cache::{
     Policies, PolicyStamp, Resource, ResourceType, ResourceWriter, Snapshot, SnapshotBuilder,
 };
-use crate::model::{Dirty, MeshService, Model, Scope};
+use crate::model::{policy_key, Dirty, Kind, MeshService, Model, Policy, Scope};
 
 /// How a proxy receives outbound traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -323,22 +323,10 @@ pub fn policies(model: &Model, view: &ProxyView) -> Policies {
     let mut out = Vec::new();
     for svc in visible_services(model, view) {
         if let Some(vs) = model.virtual_service(&svc.hostname, &view.namespace) {
-            out.push(policy_entry(
-                "VirtualService",
-                vs.namespace.as_str(),
-                &vs.name,
-                vs.generation,
-                &vs.version,
-            ));
+            out.push(policy_entry(Kind::VirtualService, vs));
         }
         if let Some(dr) = model.destination_rule(&svc.hostname, &view.namespace) {
-            out.push(policy_entry(
-                "DestinationRule",
-                &dr.namespace,
-                &dr.name,
-                dr.generation,
-                &dr.version,
-            ));
+            out.push(policy_entry(Kind::DestinationRule, dr));
         }
     }
     out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -346,26 +334,14 @@ pub fn policies(model: &Model, view: &ProxyView) -> Policies {
     out.into_iter().collect()
 }
 
-/// A policy as `Kind/namespace/name` and the version the view applies.
-fn policy_entry(
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    generation: Option<i64>,
-    version: &str,
-) -> (String, PolicyStamp) {
-    let mut key = String::with_capacity(kind.len() + namespace.len() + name.len() + 2);
-    for part in [kind, "/", namespace, "/", name] {
-        key.push_str(part);
-    }
-    (key, stamp(generation, version))
-}
-
-fn stamp(generation: Option<i64>, version: &str) -> PolicyStamp {
-    PolicyStamp {
-        generation,
-        version: version.to_string(),
-    }
+/// A policy under its key, with the version of it the view applies.
+fn policy_entry<T>(kind: Kind, policy: &Policy<T>) -> (String, PolicyStamp) {
+    let key = policy_key(kind, &policy.namespace, &policy.name);
+    let stamp = PolicyStamp {
+        generation: policy.generation,
+        version: policy.version.clone(),
+    };
+    (key, stamp)
 }
 
 /// Encodes a whole type set into one buffer, laid out in name order.
