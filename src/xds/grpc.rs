@@ -22,7 +22,15 @@ use tonic::Status;
 use crate::cache::wire::{ChunkWriter, Chunked};
 
 /// The gRPC message prefix: compressed flag and length.
-const PREFIX: usize = 5;
+pub const PREFIX: usize = 5;
+
+/// Writes the prefix of an uncompressed gRPC message of `len` bytes: the
+/// compression flag (none), then the length, big-endian.
+pub fn put_prefix(len: usize, buf: &mut impl BufMut) {
+    buf.put_u8(0);
+    buf.put_u32(len as u32);
+}
+
 /// Largest message accepted (Envoy's EDS request for a very large mesh names
 /// every cluster).
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -178,9 +186,7 @@ impl<M: Chunked + Unpin> ResponseBody<M> {
             return;
         };
         if *step == 0 {
-            let buf = self.out.small();
-            buf.put_u8(0);
-            buf.put_u32(msg.encoded_len() as u32);
+            put_prefix(msg.encoded_len(), self.out.small());
         }
         let steps = msg.steps();
         while *step < steps && self.out.pending() < CHUNK && !self.out.has_chunks() {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use http_body::Frame;
 use http_body_util::StreamBody;
-use shmesh::xds::grpc::MessageStream;
+use shmesh::xds::grpc::{self, MessageStream};
 use tokio_stream::StreamExt;
 use tonic::codegen::{http, Service};
 use tonic::transport::Channel;
@@ -119,9 +119,8 @@ where
         .map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;
     let frames = requests.map(|req| {
         let len = req.encoded_len();
-        let mut buf = Vec::with_capacity(5 + len);
-        buf.push(0);
-        buf.extend_from_slice(&(len as u32).to_be_bytes());
+        let mut buf = Vec::with_capacity(grpc::PREFIX + len);
+        grpc::put_prefix(len, &mut buf);
         req.encode_raw(&mut buf);
         Ok::<_, tonic::Status>(Frame::data(Bytes::from(buf)))
     });
