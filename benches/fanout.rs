@@ -31,7 +31,7 @@ fn snapshot(n: usize, generation: u32) -> Arc<Snapshot> {
                 cluster_name: format!("{name}-{tag}"),
                 ..Default::default()
             };
-            (name.clone(), Resource::encode(name, &cla))
+            Resource::encode(name, &cla)
         })
         .collect();
     b.set(ResourceType::Endpoint, resources);
@@ -51,7 +51,7 @@ fn fan_out(c: &mut Criterion) {
                     resource_names_subscribe: first
                         .get(ResourceType::Endpoint)
                         .names()
-                        .cloned()
+                        .map(String::from)
                         .collect(),
                     ..Default::default()
                 };
@@ -84,7 +84,11 @@ fn fan_out_sotw(c: &mut Criterion) {
     group.sample_size(10);
     for streams in [1_000, 10_000] {
         let first = snapshot(1_000, 0);
-        let names: Vec<String> = first.get(ResourceType::Endpoint).names().cloned().collect();
+        let names: Vec<String> = first
+            .get(ResourceType::Endpoint)
+            .names()
+            .map(String::from)
+            .collect();
         let mut machines: Vec<SotwStream> = (0..streams)
             .map(|_| {
                 let mut m = SotwStream::new(first.clone(), "bench");

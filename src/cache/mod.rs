@@ -11,7 +11,7 @@ mod snapshot;
 mod types;
 pub mod wire;
 
-pub use resource::{content_version, Resource, ResourceWriter, Span};
+pub use resource::{content_version, ByName, Resource, ResourceWriter, Span};
 pub use snapshot::{
     set_version as content_version_of, Policies, PolicyStamp, Snapshot, SnapshotBuilder, TypeSet,
 };

@@ -16,7 +16,6 @@
 //! next to each other and go out as a few large shared slices instead of
 //! thousands of small copies per stream (`super::wire::Entries`).
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -200,7 +199,7 @@ impl ResourceWriter {
     /// The resources by name, laid out in name order (of a name written
     /// twice, the last). Copies the buffer once unless it was written in
     /// that order.
-    pub fn finish_by_name(self) -> BTreeMap<String, Arc<Resource>> {
+    pub fn finish_by_name(self) -> ByName {
         ResourceWriter::merge_by_name(vec![self])
     }
 
@@ -208,15 +207,11 @@ impl ResourceWriter {
     /// in name order in one buffer (copied once, unless one writer wrote
     /// them in that order). Of a name written twice, the last is kept,
     /// taking the writers in the order given.
-    pub fn merge_by_name(mut writers: Vec<ResourceWriter>) -> BTreeMap<String, Arc<Resource>> {
+    pub fn merge_by_name(mut writers: Vec<ResourceWriter>) -> ByName {
         if let [one] = writers.as_slice() {
             if one.written.windows(2).all(|w| w[0].name < w[1].name) {
                 let one = writers.pop().expect("one writer");
-                return one
-                    .finish()
-                    .into_iter()
-                    .map(|r| (r.name.clone(), r))
-                    .collect();
+                return ByName(one.finish());
             }
         }
         debug_assert!(writers.windows(2).all(|w| w[0].type_url == w[1].type_url));
@@ -244,14 +239,15 @@ impl ResourceWriter {
             placed.push((w, at));
         }
         let arena = Bytes::from(laid);
-        placed
-            .into_iter()
-            .map(|(w, at)| {
-                let from = w.entry.start;
-                let r = resource(&arena, w, from, at);
-                (r.name.clone(), r)
-            })
-            .collect()
+        ByName(
+            placed
+                .into_iter()
+                .map(|(w, at)| {
+                    let from = w.entry.start;
+                    resource(&arena, w, from, at)
+                })
+                .collect(),
+        )
     }
 
     /// The one resource written.
@@ -259,6 +255,120 @@ impl ResourceWriter {
         self.finish()
             .pop()
             .expect("a writer for one resource wrote one")
+    }
+}
+
+/// Resources in name order, one per name: a type set's contents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ByName(Vec<Arc<Resource>>);
+
+impl ByName {
+    /// The resource named `name`, found by binary search.
+    pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
+        self.position(name).ok().map(|i| &self.0[i])
+    }
+
+    /// Where `name` is, or would go.
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|r| r.name.as_str().cmp(name))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Arc<Resource>> {
+        self.0.iter()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|r| r.name.as_str())
+    }
+
+    /// The resources whose names start with `prefix`.
+    pub fn with_prefix<'a>(&'a self, prefix: &str) -> &'a [Arc<Resource>] {
+        let start = self.0.partition_point(|r| r.name.as_str() < prefix);
+        let len = self.0[start..].partition_point(|r| r.name.starts_with(prefix));
+        &self.0[start..start + len]
+    }
+
+    /// This set with `upserts` put in (replacing resources of the same name)
+    /// and `removed` taken out; `None` when that changes nothing, an upsert
+    /// equal in version to the resource it replaces counting as no change
+    /// (the existing one stays, so sets keep sharing it).
+    pub fn patched(
+        &self,
+        upserts: impl IntoIterator<Item = Arc<Resource>>,
+        removed: impl IntoIterator<Item = String>,
+    ) -> Option<ByName> {
+        let upserts: ByName = upserts
+            .into_iter()
+            .filter(|r| self.get(&r.name).is_none_or(|old| old.version != r.version))
+            .collect();
+        let mut removed: Vec<String> = removed
+            .into_iter()
+            .filter(|n| self.get(n).is_some() && upserts.get(n).is_none())
+            .collect();
+        if upserts.is_empty() && removed.is_empty() {
+            return None;
+        }
+        removed.sort_unstable();
+        let mut out = Vec::with_capacity(self.len() + upserts.len());
+        let mut new = upserts.0.into_iter().peekable();
+        let mut gone = removed.iter().peekable();
+        for r in &self.0 {
+            while let Some(n) = new.next_if(|n| n.name < r.name) {
+                out.push(n);
+            }
+            if gone.next_if(|g| **g == r.name).is_some() {
+                continue;
+            }
+            match new.next_if(|n| n.name == r.name) {
+                Some(n) => out.push(n),
+                None => out.push(r.clone()),
+            }
+        }
+        out.extend(new);
+        Some(ByName(out))
+    }
+}
+
+/// Sorts by name; of a name given twice, the last is kept.
+impl FromIterator<Arc<Resource>> for ByName {
+    fn from_iter<I: IntoIterator<Item = Arc<Resource>>>(iter: I) -> ByName {
+        let mut all: Vec<Arc<Resource>> = iter.into_iter().collect();
+        if all.windows(2).all(|w| w[0].name < w[1].name) {
+            return ByName(all);
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut kept: Vec<Arc<Resource>> = Vec::with_capacity(all.len());
+        for r in all {
+            match kept.last_mut() {
+                Some(last) if last.name == r.name => *last = r,
+                _ => kept.push(r),
+            }
+        }
+        ByName(kept)
+    }
+}
+
+impl<'a> IntoIterator for &'a ByName {
+    type Item = &'a Arc<Resource>;
+    type IntoIter = std::slice::Iter<'a, Arc<Resource>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl IntoIterator for ByName {
+    type Item = Arc<Resource>;
+    type IntoIter = std::vec::IntoIter<Arc<Resource>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 
@@ -366,9 +476,9 @@ mod tests {
         // The second "a" replaced the first.
         let body_of_last_a = cluster("a-body").encode_to_vec();
         let set = w.finish_by_name();
-        assert_eq!(set.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
-        assert_eq!(set["a"].body.as_ref(), body_of_last_a);
-        let spans: Vec<Span> = set.values().map(|r| r.delta_entry()).collect();
+        assert_eq!(set.names().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(set.get("a").unwrap().body.as_ref(), body_of_last_a);
+        let spans: Vec<Span> = set.iter().map(|r| r.delta_entry()).collect();
         for pair in spans.windows(2) {
             assert_eq!(pair[0].arena.as_ptr(), pair[1].arena.as_ptr());
             assert_eq!(pair[0].range.end, pair[1].range.start, "next to each other");
@@ -376,7 +486,7 @@ mod tests {
         let all = &spans[0].arena[spans[0].range.start..spans[2].range.end];
         let names: Vec<String> = delta_resources(all).into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["a", "b", "c"]);
-        for r in set.values() {
+        for r in set.iter() {
             assert_eq!(r.version, content_version(&r.body));
             let decoded = Cluster::decode(r.body.as_ref()).unwrap();
             assert_eq!(decoded.name, format!("{}-body", r.name));
@@ -389,7 +499,10 @@ mod tests {
         w.encode("a".into(), &cluster("a"));
         w.encode("b".into(), &cluster("b"));
         let set = w.finish_by_name();
-        let (a, b) = (set["a"].delta_entry(), set["b"].delta_entry());
+        let (a, b) = (
+            set.get("a").unwrap().delta_entry(),
+            set.get("b").unwrap().delta_entry(),
+        );
         assert_eq!(a.arena.as_ptr(), b.arena.as_ptr());
         assert_eq!((a.range.start, a.range.end), (0, b.range.start));
         assert_eq!(b.range.end, a.arena.len());
@@ -408,16 +521,50 @@ mod tests {
             write(&["d", "a", "c"], "first"),
             write(&["b", "c"], "second"),
         ]);
-        assert_eq!(set.keys().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
-        let c = Cluster::decode(set["c"].body.as_ref()).unwrap();
+        assert_eq!(set.names().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        let c = Cluster::decode(set.get("c").unwrap().body.as_ref()).unwrap();
         assert_eq!(c.name, "c-second");
-        let spans: Vec<Span> = set.values().map(|r| r.delta_entry()).collect();
+        let spans: Vec<Span> = set.iter().map(|r| r.delta_entry()).collect();
         for pair in spans.windows(2) {
             assert_eq!(pair[0].arena.as_ptr(), pair[1].arena.as_ptr());
             assert_eq!(pair[0].range.end, pair[1].range.start, "next to each other");
         }
-        for r in set.values() {
+        for r in set.iter() {
             assert_eq!(r.version, content_version(&r.body));
         }
+    }
+
+    #[test]
+    fn a_patched_set_stays_in_name_order_and_keeps_what_did_not_change() {
+        let r = |name: &str, body: &str| {
+            Resource::from_body(ResourceType::Endpoint, name.into(), body.as_bytes())
+        };
+        let set: ByName = [r("f", "1"), r("b", "1"), r("d", "1"), r("b", "0")]
+            .into_iter()
+            .collect();
+        assert_eq!(set.names().collect::<Vec<_>>(), ["b", "d", "f"]);
+        assert_eq!(
+            set.get("b").unwrap().body.as_ref(),
+            b"0",
+            "the last b is kept"
+        );
+        let patched = set
+            .patched(
+                [r("g", "1"), r("b", "0"), r("a", "1"), r("d", "2")],
+                ["f".to_string(), "missing".to_string()],
+            )
+            .expect("a change");
+        assert_eq!(patched.names().collect::<Vec<_>>(), ["a", "b", "d", "g"]);
+        assert!(Arc::ptr_eq(
+            patched.get("b").unwrap(),
+            set.get("b").unwrap()
+        ));
+        assert_eq!(patched.get("d").unwrap().body.as_ref(), b"2");
+        assert_eq!(set.with_prefix("d").len(), 1);
+        assert!(set.with_prefix("c").is_empty());
+        // Upserting what is there and removing what is not changes nothing.
+        assert!(set
+            .patched([r("d", "1")], ["missing".to_string()])
+            .is_none());
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::resource::ByName;
 use super::{Resource, ResourceType};
 
 /// What changed from one set to another.
@@ -26,14 +27,14 @@ const DIFF_MEMO: usize = 8;
 /// All resources of one type for one view, by name.
 #[derive(Debug, Default)]
 pub struct TypeSet {
-    resources: BTreeMap<String, Arc<Resource>>,
+    resources: ByName,
     /// Hash over every (name, version): changes iff the set changes.
     version: String,
     /// Diffs from earlier sets, computed once and shared by every stream that
     /// moves from that set to this one.
     diffs: Mutex<Vec<(Weak<TypeSet>, Arc<SetDiff>)>>,
     /// `resources` hashed by name, built on the first lookup: streams look
-    /// up names one by one, thousands per subscription, and the B-tree
+    /// up names one by one, thousands per subscription, and a binary search
     /// would compare each with a dozen long names sharing a prefix.
     index: OnceLock<Index>,
 }
@@ -45,10 +46,10 @@ struct Index {
 }
 
 impl Index {
-    fn of(resources: &BTreeMap<String, Arc<Resource>>) -> Index {
+    fn of(resources: &ByName) -> Index {
         let state = foldhash::fast::RandomState::default();
         let mut table = HashTable::with_capacity(resources.len());
-        for r in resources.values() {
+        for r in resources {
             let hash = state.hash_one(r.name.as_str());
             table.insert_unique(hash, r.clone(), |r| state.hash_one(r.name.as_str()));
         }
@@ -73,8 +74,8 @@ impl Clone for TypeSet {
 }
 
 impl TypeSet {
-    pub fn from_map(resources: BTreeMap<String, Arc<Resource>>) -> TypeSet {
-        let version = set_version(resources.values());
+    pub fn new(resources: ByName) -> TypeSet {
+        let version = set_version(resources.iter());
         TypeSet {
             resources,
             version,
@@ -109,8 +110,8 @@ impl TypeSet {
             && self.resources.len() == other.resources.len()
             && self
                 .resources
-                .values()
-                .zip(other.resources.values())
+                .iter()
+                .zip(other.resources.iter())
                 .all(|(a, b)| a.name == b.name && a.version == b.version)
     }
 
@@ -137,7 +138,7 @@ impl TypeSet {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Resource>> {
-        self.resources.values()
+        self.resources.iter()
     }
 
     /// Resources named `namespace/...`.
@@ -145,45 +146,36 @@ impl TypeSet {
         &'a self,
         namespace: &'a str,
     ) -> impl Iterator<Item = &'a Arc<Resource>> {
-        let prefix = format!("{namespace}/");
         self.resources
-            .range(prefix.clone()..)
-            .take_while(move |(n, _)| n.starts_with(&prefix))
-            .filter(move |(n, _)| super::namespace_of(n) == Some(namespace))
-            .map(|(_, r)| r)
+            .with_prefix(&format!("{namespace}/"))
+            .iter()
+            .filter(move |r| super::namespace_of(&r.name) == Some(namespace))
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &String> {
-        self.resources.keys()
-    }
-
-    pub fn map(&self) -> &BTreeMap<String, Arc<Resource>> {
-        &self.resources
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.resources.names()
     }
 }
 
-/// Walks two name-ordered maps side by side.
-fn merge_diff(
-    old: &BTreeMap<String, Arc<Resource>>,
-    new: &BTreeMap<String, Arc<Resource>>,
-) -> SetDiff {
+/// Walks two name-ordered sets side by side.
+fn merge_diff(old: &ByName, new: &ByName) -> SetDiff {
     let mut out = SetDiff::default();
     let mut a = old.iter().peekable();
     let mut b = new.iter().peekable();
     loop {
         match (a.peek(), b.peek()) {
             (None, None) => break,
-            (Some((name, _)), None) => {
-                out.removed.push((*name).clone());
+            (Some(ra), None) => {
+                out.removed.push(ra.name.clone());
                 a.next();
             }
-            (None, Some((_, r))) => {
-                out.changed.push((*r).clone());
+            (None, Some(rb)) => {
+                out.changed.push((*rb).clone());
                 b.next();
             }
-            (Some((na, ra)), Some((nb, rb))) => match na.cmp(nb) {
+            (Some(ra), Some(rb)) => match ra.name.cmp(&rb.name) {
                 Ordering::Less => {
-                    out.removed.push((*na).clone());
+                    out.removed.push(ra.name.clone());
                     a.next();
                 }
                 Ordering::Greater => {
@@ -305,8 +297,8 @@ impl SnapshotBuilder {
     }
 
     /// Replaces every resource of `ty`.
-    pub fn set(&mut self, ty: ResourceType, resources: BTreeMap<String, Arc<Resource>>) {
-        self.sets[ty.index()] = Arc::new(TypeSet::from_map(resources));
+    pub fn set(&mut self, ty: ResourceType, resources: ByName) {
+        self.sets[ty.index()] = Arc::new(TypeSet::new(resources));
     }
 
     /// Inserts or replaces resources of `ty` and removes `removed`, keeping the rest.
@@ -316,29 +308,11 @@ impl SnapshotBuilder {
         upserts: impl IntoIterator<Item = Arc<Resource>>,
         removed: impl IntoIterator<Item = String>,
     ) {
-        let mut map: Option<BTreeMap<String, Arc<Resource>>> = None;
         let current = &self.sets[ty.index()];
-        for name in removed {
-            if current.resources.contains_key(&name) {
-                map.get_or_insert_with(|| current.resources.clone())
-                    .remove(&name);
-            }
-        }
-        for r in upserts {
-            // An unchanged resource keeps its existing allocation, so views and
-            // snapshots keep sharing it, and an unchanged set is not copied.
-            if current
-                .resources
-                .get(&r.name)
-                .is_some_and(|old| old.version == r.version)
-            {
-                continue;
-            }
-            map.get_or_insert_with(|| current.resources.clone())
-                .insert(r.name.clone(), r);
-        }
-        if let Some(map) = map {
-            self.sets[ty.index()] = Arc::new(TypeSet::from_map(map));
+        // An unchanged resource keeps its existing allocation, so views and
+        // snapshots keep sharing it, and an unchanged set is not copied.
+        if let Some(patched) = current.resources.patched(upserts, removed) {
+            self.sets[ty.index()] = Arc::new(TypeSet::new(patched));
         }
     }
 
@@ -371,10 +345,10 @@ mod tests {
 
     #[test]
     fn set_version_tracks_names_and_contents() {
-        let one = TypeSet::from_map([("a".into(), res("a", b"1"))].into());
-        let same = TypeSet::from_map([("a".into(), res("a", b"1"))].into());
-        let changed = TypeSet::from_map([("a".into(), res("a", b"2"))].into());
-        let renamed = TypeSet::from_map([("b".into(), res("b", b"1"))].into());
+        let one = TypeSet::new([res("a", b"1")].into_iter().collect());
+        let same = TypeSet::new([res("a", b"1")].into_iter().collect());
+        let changed = TypeSet::new([res("a", b"2")].into_iter().collect());
+        let renamed = TypeSet::new([res("b", b"1")].into_iter().collect());
         assert_eq!(one.version(), same.version());
         assert_ne!(one.version(), changed.version());
         assert_ne!(one.version(), renamed.version());
@@ -382,21 +356,15 @@ mod tests {
 
     #[test]
     fn diff_is_computed_once_and_shared() {
-        let old = Arc::new(TypeSet::from_map(
-            [
-                ("a".into(), res("a", b"1")),
-                ("b".into(), res("b", b"1")),
-                ("c".into(), res("c", b"1")),
-            ]
-            .into(),
+        let old = Arc::new(TypeSet::new(
+            [res("a", b"1"), res("b", b"1"), res("c", b"1")]
+                .into_iter()
+                .collect(),
         ));
-        let new = Arc::new(TypeSet::from_map(
-            [
-                ("a".into(), res("a", b"1")),
-                ("b".into(), res("b", b"2")),
-                ("d".into(), res("d", b"1")),
-            ]
-            .into(),
+        let new = Arc::new(TypeSet::new(
+            [res("a", b"1"), res("b", b"2"), res("d", b"1")]
+                .into_iter()
+                .collect(),
         ));
         let d = new.diff_from(&old);
         let changed: Vec<&str> = d.changed.iter().map(|r| r.name.as_str()).collect();
@@ -414,7 +382,7 @@ mod tests {
         let mut b = SnapshotBuilder::default();
         b.set(
             ResourceType::Endpoint,
-            [("a".into(), res("a", b"1")), ("b".into(), res("b", b"1"))].into(),
+            [res("a", b"1"), res("b", b"1")].into_iter().collect(),
         );
         let s = b.build();
         let mut b = s.builder();
@@ -429,8 +397,11 @@ mod tests {
     fn equal_sets_of_other_snapshots_are_shared() {
         let snapshot = |eds: &[u8], rds: &[u8]| {
             let mut b = SnapshotBuilder::default();
-            b.set(ResourceType::Endpoint, [("a".into(), res("a", eds))].into());
-            b.set(ResourceType::Route, [("80".into(), res("80", rds))].into());
+            b.set(
+                ResourceType::Endpoint,
+                [res("a", eds)].into_iter().collect(),
+            );
+            b.set(ResourceType::Route, [res("80", rds)].into_iter().collect());
             b.build()
         };
         let first = snapshot(b"1", b"x");

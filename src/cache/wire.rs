@@ -305,7 +305,7 @@ mod tests {
         for (name, len) in items {
             w.put_body(name.to_string(), &vec![7u8; *len]);
         }
-        w.finish_by_name().into_values().collect()
+        w.finish_by_name().into_iter().collect()
     }
 
     fn any(r: &Resource) -> Any {

@@ -15,7 +15,6 @@ mod route_patch;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,7 +24,8 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::google::protobuf::Any;
 
 use crate::cache::{
-    Policies, PolicyStamp, Resource, ResourceType, ResourceWriter, Snapshot, SnapshotBuilder,
+    ByName, Policies, PolicyStamp, Resource, ResourceType, ResourceWriter, Snapshot,
+    SnapshotBuilder,
 };
 use crate::model::{policy_key, Dirty, Kind, MeshService, Model, Policy, Scope};
 
@@ -188,14 +188,12 @@ fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-type Encoded = BTreeMap<String, Arc<Resource>>;
-
 /// The view's route configurations and, when it uses VHDS, their virtual
 /// hosts as resources of their own.
-fn routes(model: &Model, view: &ProxyView) -> (Encoded, Encoded) {
+fn routes(model: &Model, view: &ProxyView) -> (ByName, ByName) {
     let configs = route::route_configs(model, view);
     if !view.vhds {
-        return (encode_all(configs), Encoded::new());
+        return (encode_all(configs), ByName::default());
     }
     let mut shells = ResourceWriter::for_type(ResourceType::Route);
     let mut vhosts = ResourceWriter::for_type(ResourceType::VirtualHost);
@@ -235,20 +233,20 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         let hosts: Vec<&str> = dirty.config.iter().map(String::as_str).collect();
         let fresh = cluster::clusters(model, view, &hosts);
         let stale =
-            |name: &String| names::cluster_host(name).is_some_and(|h| dirty.config.contains(h));
+            |name: &str| names::cluster_host(name).is_some_and(|h| dirty.config.contains(h));
         let removed_clusters: Vec<String> = prev
             .get(ResourceType::Cluster)
             .names()
             .filter(|n| stale(n))
-            .filter(|n| !fresh.iter().any(|c| &c.name == *n))
-            .cloned()
+            .filter(|n| !fresh.iter().any(|c| c.name == *n))
+            .map(String::from)
             .collect();
         let removed_cla: Vec<String> = prev
             .get(ResourceType::Endpoint)
             .names()
             .filter(|n| stale(n))
-            .filter(|n| !fresh.iter().any(|c| &c.name == *n))
-            .cloned()
+            .filter(|n| !fresh.iter().any(|c| c.name == *n))
+            .map(String::from)
             .collect();
         let assignments = endpoint::assignments(model, view, &fresh);
         b.patch(
@@ -347,7 +345,7 @@ fn policy_entry<T>(kind: Kind, policy: &Policy<T>) -> (String, PolicyStamp) {
 /// Encodes a whole type set into one buffer, laid out in name order.
 fn encode_all<M: prost::Message + prost::Name>(
     items: impl IntoIterator<Item = (String, M)>,
-) -> Encoded {
+) -> ByName {
     written(items).finish_by_name()
 }
 

@@ -323,7 +323,7 @@ fn endpoint_change_touches_only_its_assignments() {
 #[test]
 fn capture_mode_listeners() {
     let snap = build(&model(REVIEWS), &view("default"));
-    let names: Vec<&String> = snap.get(ResourceType::Listener).names().collect();
+    let names: Vec<&str> = snap.get(ResourceType::Listener).names().collect();
     assert_eq!(names, vec!["0.0.0.0_9080", "virtualOutbound"]);
 }
 
@@ -335,7 +335,7 @@ fn sidecar_egress_hosts_scope_what_a_proxy_sees() {
             .get(ResourceType::Cluster)
             .names()
             .filter(|n| n.starts_with("outbound"))
-            .cloned()
+            .map(String::from)
             .collect()
     };
     let mut m = model(yaml);
@@ -358,7 +358,7 @@ fn sidecar_egress_hosts_scope_what_a_proxy_sees() {
     let dirty = m.apply(changes);
     assert!(dirty.scope);
     let after = update(&m, &v, &before, &dirty);
-    let names: Vec<&String> = after
+    let names: Vec<&str> = after
         .get(ResourceType::Cluster)
         .names()
         .filter(|n| n.starts_with("outbound"))

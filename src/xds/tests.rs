@@ -5,7 +5,7 @@
 //! covered here: the node is handled by the server before a request reaches a
 //! machine, and shmesh does not implement TTLs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -23,7 +23,7 @@ use super::delta::{self, DeltaStream};
 use super::sotw::{self, SotwStream};
 use super::{Event, ProtocolError};
 use crate::cache::wire::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
-use crate::cache::{Resource, ResourceType, Snapshot, SnapshotBuilder};
+use crate::cache::{ByName, Resource, ResourceType, Snapshot, SnapshotBuilder};
 
 const CDS: ResourceType = ResourceType::Cluster;
 const EDS: ResourceType = ResourceType::Endpoint;
@@ -93,11 +93,11 @@ type Spec<'a> = &'a [(ResourceType, &'a [(&'a str, &'a str)])];
 fn snapshot(spec: Spec<'_>) -> Arc<Snapshot> {
     let mut b = SnapshotBuilder::default();
     for (ty, items) in spec {
-        let map: BTreeMap<String, Arc<Resource>> = items
+        let set: ByName = items
             .iter()
-            .map(|(name, tag)| (name.to_string(), resource(*ty, name, tag)))
+            .map(|(name, tag)| resource(*ty, name, tag))
             .collect();
-        b.set(*ty, map);
+        b.set(*ty, set);
     }
     Arc::new(b.build())
 }
