@@ -79,6 +79,7 @@ fn fan_out(c: &mut Criterion) {
 
 fn fan_out_sotw(c: &mut Criterion) {
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use shmesh::xds::request::SotwRequest;
     use shmesh::xds::sotw::SotwStream;
     let mut group = c.benchmark_group("fanout_one_endpoint_change_sotw");
     group.sample_size(10);
@@ -97,7 +98,7 @@ fn fan_out_sotw(c: &mut Criterion) {
                     resource_names: names.clone(),
                     ..Default::default()
                 };
-                let _ = m.on_request(&req);
+                let _ = m.on_request(&SotwRequest::from(&req));
                 m
             })
             .collect();

@@ -2,8 +2,9 @@
 //! requests and new snapshots into responses without doing any I/O, and the
 //! service (`server`) that only moves messages between the network, the state
 //! machines and the cache. `listen` accepts proxies' HTTP/2 connections and
-//! `grpc` frames the messages on each stream; `names` holds subscriptions as
-//! sets shared between streams.
+//! `grpc` frames the messages on each stream; `request` reads SotW requests
+//! without copying their names; `names` holds subscriptions as sets shared
+//! between streams.
 //!
 //! The rules each machine follows are Envoy's `xds_protocol.rst`; the comments
 //! cite them as "rule N" from the project's xDS checklist.
@@ -14,6 +15,7 @@ mod held;
 pub mod listen;
 mod names;
 pub mod node;
+pub mod request;
 pub mod server;
 pub mod sotw;
 #[cfg(test)]
@@ -41,6 +43,9 @@ pub enum ProtocolError {
     /// The type URL names a resource type shmesh does not serve.
     #[error("unknown resource type {0:?}")]
     UnknownType(String),
+    /// A resource name is not a protobuf string.
+    #[error("resource name {name:?} in a request for {type_url} is not UTF-8")]
+    NameNotUtf8 { type_url: String, name: String },
 }
 
 /// Nonces are per stream and fresh for every response (rule 1).

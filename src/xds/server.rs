@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use dashmap::DashMap;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use tokio::sync::{mpsc, watch};
 use tonic::codegen::{http, Body, BoxFuture, StdError};
 use tonic::Status;
@@ -20,6 +20,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::delta::DeltaStream;
 use super::grpc::{self, MessageStream, ResponseBody};
 use super::node::view_of;
+use super::request::SotwRequest;
 use super::sotw::SotwStream;
 use super::{Event, ProtocolError};
 use crate::cache::wire::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
@@ -239,19 +240,19 @@ pub trait Machine: Send + 'static {
 }
 
 impl Machine for SotwStream {
-    type Request = DiscoveryRequest;
+    type Request = SotwRequest;
     type Response = WireDiscoveryResponse;
     const PROTOCOL: &'static str = "sotw";
     const VHDS: bool = false;
     fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self {
         SotwStream::new(snapshot, control_plane)
     }
-    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+    fn node(req: &SotwRequest) -> Option<&Node> {
         req.node.as_ref()
     }
     fn request(
         &mut self,
-        req: &DiscoveryRequest,
+        req: &SotwRequest,
     ) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError> {
         self.on_request(req).map(|o| (o.responses, o.events))
     }

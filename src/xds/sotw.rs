@@ -8,10 +8,9 @@
 
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-
 use super::held::{self, Forced, Held};
 use super::names::NameSet;
+use super::request::SotwRequest;
 use super::{Event, Nonces, ProtocolError};
 use crate::cache::wire::{WireControlPlane, WireDiscoveryResponse};
 use crate::cache::{Resource, ResourceType, Snapshot, TypeSet};
@@ -77,9 +76,10 @@ impl SotwStream {
     }
 
     /// Handles one request from the client.
-    pub fn on_request(&mut self, req: &DiscoveryRequest) -> Result<Output, ProtocolError> {
+    pub fn on_request(&mut self, req: &SotwRequest) -> Result<Output, ProtocolError> {
         let ty = ResourceType::from_type_url(&req.type_url)
             .ok_or_else(|| ProtocolError::UnknownType(req.type_url.clone()))?;
+        let names = req.resource_names()?;
         let mut out = Output::default();
         let current = self.snapshot.set(ty).clone();
         let st = &mut self.types[ty.index()];
@@ -121,19 +121,15 @@ impl SotwStream {
 
         // Subscriptions: the newest request carries the whole list.
         // A client repeats its whole list with every ACK: usually the same set.
-        let explicit = st.names.replaced(
-            req.resource_names
-                .iter()
-                .map(String::as_str)
-                .filter(|n| *n != "*"),
-        );
-        let star = req.resource_names.iter().any(|n| n == "*");
+        let explicit = st
+            .names
+            .replaced(names.iter().copied().filter(|n| *n != "*"));
+        let star = names.contains(&"*");
         // Rule 8: `*`, or an empty first request, means all; the legacy form
         // ends once the client names anything, `*` included (an empty list
         // after `*` unsubscribes, it does not keep the wildcard).
-        let wildcard =
-            ty.wildcard_capable() && (star || (req.resource_names.is_empty() && !st.named));
-        st.named |= !req.resource_names.is_empty();
+        let wildcard = ty.wildcard_capable() && (star || (names.is_empty() && !st.named));
+        st.named |= !names.is_empty();
         let added: Vec<String> = if explicit == st.names {
             Vec::new()
         } else {

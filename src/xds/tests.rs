@@ -20,6 +20,7 @@ use envoy_types::pb::google::rpc::Status;
 use prost::Message;
 
 use super::delta::{self, DeltaStream};
+use super::request::SotwRequest;
 use super::sotw::{self, SotwStream};
 use super::{Event, ProtocolError};
 use crate::cache::wire::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
@@ -106,7 +107,11 @@ fn strings(names: &[&str]) -> Vec<String> {
     names.iter().map(|n| n.to_string()).collect()
 }
 
-fn sotw_req(ty: ResourceType, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
+fn sotw_req(ty: ResourceType, names: &[&str], version: &str, nonce: &str) -> SotwRequest {
+    SotwRequest::from(&full_sotw_req(ty, names, version, nonce))
+}
+
+fn full_sotw_req(ty: ResourceType, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
     DiscoveryRequest {
         version_info: version.to_string(),
         resource_names: strings(names),
@@ -123,19 +128,19 @@ fn nack(
     version: &str,
     nonce: &str,
     message: &str,
-) -> DiscoveryRequest {
-    DiscoveryRequest {
+) -> SotwRequest {
+    SotwRequest::from(&DiscoveryRequest {
         error_detail: Some(Status {
             code: 3,
             message: message.to_string(),
             ..Default::default()
         }),
-        ..sotw_req(ty, names, version, nonce)
-    }
+        ..full_sotw_req(ty, names, version, nonce)
+    })
 }
 
 /// The ACK a SotW client sends for `resp`, keeping the subscription `names`.
-fn sotw_ack(resp: &WireDiscoveryResponse, names: &[&str]) -> DiscoveryRequest {
+fn sotw_ack(resp: &WireDiscoveryResponse, names: &[&str]) -> SotwRequest {
     let ty = ResourceType::from_type_url(&resp.type_url).unwrap();
     sotw_req(ty, names, &resp.version_info, &resp.nonce)
 }
@@ -1759,10 +1764,10 @@ fn rule_14_delta_reconnect_skips_resources_the_client_has() {
 fn unknown_type_url_is_a_protocol_error() {
     let url = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
     let mut s = SotwStream::new(base(), "test");
-    let req = DiscoveryRequest {
+    let req = SotwRequest::from(&DiscoveryRequest {
         type_url: url.into(),
         ..Default::default()
-    };
+    });
     assert_eq!(
         s.on_request(&req).unwrap_err(),
         ProtocolError::UnknownType(url.into())
