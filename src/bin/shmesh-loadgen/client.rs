@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::{node::UserAgentVersionType, Node};
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
@@ -27,7 +28,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::fleet::Fleet;
 use crate::subs::{Item, Subs};
-use crate::wire::{self, DeltaResponse, SotwResponse};
+use crate::wire::{self, DeltaResponse, SotwRequest, SotwResponse};
 
 /// Reconnect attempts before a client gives up (each backs off, ≤ 3.2 s).
 const MAX_ATTEMPTS: u32 = 20;
@@ -304,10 +305,13 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
         .enumerate()
     {
         // An empty name list on the first request is the wildcard (rule 8).
-        let _ = tx.send(DiscoveryRequest {
-            node: (i == 0).then(|| node.clone()),
-            type_url: ty.type_url().to_string(),
-            ..Default::default()
+        let _ = tx.send(SotwRequest {
+            head: DiscoveryRequest {
+                node: (i == 0).then(|| node.clone()),
+                type_url: ty.type_url().to_string(),
+                ..Default::default()
+            },
+            names: Bytes::new(),
         });
     }
     let mut stream = match wire::sotw_stream(channel, UnboundedReceiverStream::new(rx)).await {
@@ -335,11 +339,14 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
             .collect();
         let Some(ty) = ResourceType::from_type_url(&resp.type_url) else {
             fleet.counters.nacks.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send(DiscoveryRequest {
-                type_url: resp.type_url.clone(),
-                response_nonce: resp.nonce.clone(),
-                error_detail: Some(nack(format!("unknown type {}", resp.type_url))),
-                ..Default::default()
+            let _ = tx.send(SotwRequest {
+                head: DiscoveryRequest {
+                    type_url: resp.type_url.clone(),
+                    response_nonce: resp.nonce.clone(),
+                    error_detail: Some(nack(format!("unknown type {}", resp.type_url))),
+                    ..Default::default()
+                },
+                names: Bytes::new(),
             });
             continue;
         };
@@ -358,12 +365,15 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
                 }
                 Err(e) => {
                     fleet.counters.nacks.fetch_add(1, Ordering::Relaxed);
-                    let _ = tx.send(DiscoveryRequest {
-                        type_url: resp.type_url.clone(),
-                        version_info: version[i].clone(),
-                        response_nonce: resp.nonce.clone(),
-                        error_detail: Some(nack(e)),
-                        ..Default::default()
+                    let _ = tx.send(SotwRequest {
+                        head: DiscoveryRequest {
+                            type_url: resp.type_url.clone(),
+                            version_info: version[i].clone(),
+                            response_nonce: resp.nonce.clone(),
+                            error_detail: Some(nack(e)),
+                            ..Default::default()
+                        },
+                        names: Bytes::new(),
                     });
                     continue;
                 }
@@ -372,16 +382,18 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
         version[i] = resp.version_info.clone();
         // The ACK repeats the full subscription of the type (empty = wildcard).
         let names = match ty {
-            ResourceType::Endpoint | ResourceType::Route => held.wanted(ty).names.clone(),
-            _ => Vec::new(),
+            ResourceType::Endpoint | ResourceType::Route => held.wanted(ty).encoded_names.clone(),
+            _ => Bytes::new(),
         };
         if tx
-            .send(DiscoveryRequest {
-                type_url: resp.type_url.clone(),
-                version_info: resp.version_info.clone(),
-                response_nonce: resp.nonce.clone(),
-                resource_names: names,
-                ..Default::default()
+            .send(SotwRequest {
+                head: DiscoveryRequest {
+                    type_url: resp.type_url.clone(),
+                    version_info: resp.version_info.clone(),
+                    response_nonce: resp.nonce.clone(),
+                    ..Default::default()
+                },
+                names,
             })
             .is_err()
         {
@@ -390,12 +402,14 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
         let at = fleet.now_us();
         if let Some(dep) = resubscribe {
             let d = dep.index();
-            let _ = tx.send(DiscoveryRequest {
-                type_url: dep.type_url().to_string(),
-                version_info: version[d].clone(),
-                response_nonce: nonce[d].clone(),
-                resource_names: held.wanted(dep).names.clone(),
-                ..Default::default()
+            let _ = tx.send(SotwRequest {
+                head: DiscoveryRequest {
+                    type_url: dep.type_url().to_string(),
+                    version_info: version[d].clone(),
+                    response_nonce: nonce[d].clone(),
+                    ..Default::default()
+                },
+                names: held.wanted(dep).encoded_names.clone(),
             });
         }
         held.note_ack(fleet, me.idx, ty, items.len());

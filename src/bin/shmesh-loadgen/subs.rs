@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::DiscoveryType;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -51,6 +52,8 @@ pub struct Subs {
     by_resource: BTreeMap<String, Vec<String>>,
     /// The union, sorted, without duplicates: what to subscribe to.
     pub names: Vec<String>,
+    /// `names` encoded for SotW requests, which repeat them with every ACK.
+    pub encoded_names: Bytes,
 }
 
 impl Subs {
@@ -61,6 +64,7 @@ impl Subs {
         Subs {
             id,
             by_resource,
+            encoded_names: crate::wire::encode_names(&names),
             names,
         }
     }

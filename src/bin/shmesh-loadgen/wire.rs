@@ -8,6 +8,10 @@
 //! on. The field numbers are those of `envoy.service.discovery.v3`;
 //! messages the simulator does not look into (`control_plane`) are kept as
 //! raw bytes so that `encoded_len` still counts them.
+//!
+//! Requests go the other way cheaply too: a SotW ACK repeats the client's
+//! whole subscription, so each subscription's names are encoded once
+//! ([`encode_names`]) and appended to every request that carries them.
 
 use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
@@ -77,13 +81,58 @@ pub struct DeltaResponse {
     pub control_plane: Bytes,
 }
 
+/// A SotW request whose resource names were encoded ahead of it.
+#[derive(Debug, Default)]
+pub struct SotwRequest {
+    /// Everything but the names (its `resource_names` left empty).
+    pub head: DiscoveryRequest,
+    /// `resource_names` entries as [`encode_names`] wrote them.
+    pub names: Bytes,
+}
+
+/// `names` as the `resource_names` entries (field 3) of a `DiscoveryRequest`:
+/// appended to an encoded request, they are its names (protobuf fields may
+/// come in any order).
+pub fn encode_names(names: &[String]) -> Bytes {
+    let mut buf = Vec::new();
+    prost::encoding::string::encode_repeated(3, names, &mut buf);
+    Bytes::from(buf)
+}
+
+/// A request as one gRPC message.
+pub trait Outgoing: Send + 'static {
+    fn framed(&self) -> Bytes;
+}
+
+impl Outgoing for SotwRequest {
+    fn framed(&self) -> Bytes {
+        framed(&self.head, &self.names)
+    }
+}
+
+impl Outgoing for DeltaDiscoveryRequest {
+    fn framed(&self) -> Bytes {
+        framed(self, &[])
+    }
+}
+
+/// `msg` encoded with `tail` after it, behind the gRPC prefix.
+fn framed(msg: &impl prost::Message, tail: &[u8]) -> Bytes {
+    let len = msg.encoded_len() + tail.len();
+    let mut buf = Vec::with_capacity(grpc::PREFIX + len);
+    grpc::put_prefix(len, &mut buf);
+    msg.encode_raw(&mut buf);
+    buf.extend_from_slice(tail);
+    Bytes::from(buf)
+}
+
 /// Opens `StreamAggregatedResources` on `channel`.
 pub async fn sotw_stream<S>(
     channel: Channel,
     requests: S,
 ) -> Result<MessageStream<SotwResponse>, tonic::Status>
 where
-    S: tokio_stream::Stream<Item = DiscoveryRequest> + Send + 'static,
+    S: tokio_stream::Stream<Item = SotwRequest> + Send + 'static,
 {
     call(channel, requests, SOTW_PATH).await
 }
@@ -110,20 +159,14 @@ async fn call<Req, Resp, S>(
     path: &'static str,
 ) -> Result<MessageStream<Resp>, tonic::Status>
 where
-    Req: prost::Message + Send + Sync + 'static,
+    Req: Outgoing,
     Resp: prost::Message + Default + Send + Sync + 'static,
     S: tokio_stream::Stream<Item = Req> + Send + 'static,
 {
     std::future::poll_fn(|cx| channel.poll_ready(cx))
         .await
         .map_err(|e| tonic::Status::unavailable(format!("channel not ready: {e}")))?;
-    let frames = requests.map(|req| {
-        let len = req.encoded_len();
-        let mut buf = Vec::with_capacity(grpc::PREFIX + len);
-        grpc::put_prefix(len, &mut buf);
-        req.encode_raw(&mut buf);
-        Ok::<_, tonic::Status>(Frame::data(Bytes::from(buf)))
-    });
+    let frames = requests.map(|req| Ok::<_, tonic::Status>(Frame::data(req.framed())));
     let req = http::Request::builder()
         .method(http::Method::POST)
         .uri(path)
@@ -201,5 +244,30 @@ mod tests {
         );
         assert_eq!(lean.removed_resources, vec!["gone"]);
         assert_eq!(lean.encoded_len(), bytes.len());
+    }
+
+    #[test]
+    fn a_request_with_names_encoded_ahead_is_the_full_request() {
+        let names = vec!["outbound|80||a".to_string(), "outbound|80||b".to_string()];
+        let head = full::DiscoveryRequest {
+            version_info: "v1".into(),
+            type_url: "t".into(),
+            response_nonce: "3".into(),
+            ..Default::default()
+        };
+        let sent = SotwRequest {
+            head: head.clone(),
+            names: encode_names(&names),
+        }
+        .framed();
+        let expected = full::DiscoveryRequest {
+            resource_names: names,
+            ..head
+        };
+        assert_eq!(sent[0], 0, "uncompressed");
+        let len = u32::from_be_bytes([sent[1], sent[2], sent[3], sent[4]]) as usize;
+        assert_eq!(len, sent.len() - grpc::PREFIX);
+        let decoded = full::DiscoveryRequest::decode(&sent[grpc::PREFIX..]).unwrap();
+        assert_eq!(decoded, expected);
     }
 }
