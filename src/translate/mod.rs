@@ -146,6 +146,7 @@ impl ClusterWork<'_> {
     fn run(&self) -> (ResourceWriter, ResourceWriter) {
         let mut clusters = ResourceWriter::for_type(ResourceType::Cluster);
         let mut endpoints = ResourceWriter::for_type(ResourceType::Endpoint);
+        let mut assignments = endpoint::Assignments::default();
         loop {
             let start = self.next.fetch_add(CHUNK, Ordering::Relaxed);
             if start >= self.services.len() {
@@ -155,8 +156,8 @@ impl ClusterWork<'_> {
             for svc in &self.services[start..end] {
                 for built in cluster::service_clusters(self.model, self.view, svc) {
                     if built.eds {
-                        let cla = endpoint::cluster_assignment(self.model, &built);
-                        endpoints.encode(built.name.clone(), &cla);
+                        let cla = assignments.encode(self.model, &built);
+                        endpoints.put_body(built.name.clone(), cla);
                     }
                     clusters.encode(built.name, &*built.cluster);
                 }
@@ -248,10 +249,9 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
             .filter(|n| !fresh.iter().any(|c| c.name == *n))
             .map(String::from)
             .collect();
-        let assignments = endpoint::assignments(model, view, &fresh);
         b.patch(
             ResourceType::Endpoint,
-            encode_each(assignments),
+            endpoint::assignments(model, &fresh),
             removed_cla,
         );
         b.patch(
@@ -269,7 +269,7 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         let clusters = cluster::clusters(model, view, &endpoint_only);
         b.patch(
             ResourceType::Endpoint,
-            encode_each(endpoint::assignments(model, view, &clusters)),
+            endpoint::assignments(model, &clusters),
             Vec::new(),
         );
     }
