@@ -136,6 +136,13 @@ impl ResourceWriter {
         ResourceWriter::new(ty.type_url())
     }
 
+    /// A writer with room for `bytes` of framed resources.
+    pub fn with_capacity(ty: ResourceType, bytes: usize) -> ResourceWriter {
+        let mut w = ResourceWriter::for_type(ty);
+        w.buf.reserve(bytes);
+        w
+    }
+
     /// Encodes `msg` as the resource `name`.
     pub fn encode<M: prost::Message>(&mut self, name: String, msg: &M) {
         self.put(name, msg.encoded_len(), |buf| msg.encode_raw(buf));
@@ -204,46 +211,31 @@ impl ResourceWriter {
             .collect()
     }
 
-    /// The resources by name, laid out in name order (of a name written
-    /// twice, the last). Copies the buffer once unless it was written in
-    /// that order.
-    pub fn finish_by_name(self) -> ByName {
-        ResourceWriter::merge_by_name(vec![self])
-    }
-
-    /// The resources of several writers of one type as one set, laid out
-    /// in name order in one buffer (copied once, unless one writer wrote
-    /// them in that order). Of a name written twice, the last is kept,
-    /// taking the writers in the order given.
-    pub fn merge_by_name(mut writers: Vec<ResourceWriter>) -> ByName {
-        if let [one] = writers.as_slice() {
-            if one.written.windows(2).all(|w| w[0].name < w[1].name) {
-                let one = writers.pop().expect("one writer");
-                return ByName(one.finish());
-            }
+    /// The resources by name, laid out in name order in one buffer (of a
+    /// name written twice, the last). Copies the buffer once unless it was
+    /// written in that order.
+    pub fn finish_by_name(mut self) -> ByName {
+        if self.written.windows(2).all(|w| w[0].name < w[1].name) {
+            return ByName(self.finish());
         }
-        debug_assert!(writers.windows(2).all(|w| w[0].type_url == w[1].type_url));
-        let mut all: Vec<(usize, Written)> = Vec::new();
-        for (i, w) in writers.iter_mut().enumerate() {
-            all.extend(std::mem::take(&mut w.written).into_iter().map(|x| (i, x)));
-        }
+        let mut all = std::mem::take(&mut self.written);
         // Stable: of equal names, the last written stays last, and is kept.
-        all.sort_by(|a, b| a.1.name.cmp(&b.1.name));
-        let mut kept: Vec<(usize, Written)> = Vec::with_capacity(all.len());
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut kept: Vec<Written> = Vec::with_capacity(all.len());
         for w in all {
             match kept.last_mut() {
-                Some(last) if last.1.name == w.1.name => *last = w,
+                Some(last) if last.name == w.name => *last = w,
                 _ => kept.push(w),
             }
         }
-        let len = kept.iter().map(|(_, w)| w.entry.len()).sum();
+        let len = kept.iter().map(|w| w.entry.len()).sum();
         let mut laid = Vec::with_capacity(len);
         let mut placed = Vec::with_capacity(kept.len());
-        for (i, w) in kept {
-            // The entry moves from `w.entry.start` in its writer's buffer to
+        for w in kept {
+            // The entry moves from `w.entry.start` in the writer's buffer to
             // the end of `laid`.
             let at = laid.len();
-            laid.extend_from_slice(&writers[i].buf[w.entry.clone()]);
+            laid.extend_from_slice(&self.buf[w.entry.clone()]);
             placed.push((w, at));
         }
         let arena = Bytes::from(laid);
@@ -256,6 +248,11 @@ impl ResourceWriter {
                 })
                 .collect(),
         )
+    }
+
+    /// Bytes written so far.
+    pub fn written_len(&self) -> usize {
+        self.buf.len()
     }
 
     /// The one resource written.
@@ -342,6 +339,50 @@ impl ByName {
         }
         out.extend(new);
         Some(ByName(out))
+    }
+}
+
+impl ByName {
+    /// One set of the resources of `runs`; of a name in more than one, the
+    /// one in the last run is kept. Nothing is copied: resources stay in
+    /// the buffers their runs were laid out in. Runs made from neighbouring
+    /// parts of a name-ordered input (chunks of a mesh's services) take
+    /// turns in long stretches, so after a comparison with the next run in
+    /// line most resources cost one more.
+    pub fn merge(runs: Vec<ByName>) -> ByName {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let total = runs.iter().map(ByName::len).sum();
+        let mut out: Vec<Arc<Resource>> = Vec::with_capacity(total);
+        // Heads of the runs not yet used up: (name, run, position).
+        let mut heads: BinaryHeap<Reverse<(&str, usize, usize)>> = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, run)| !run.is_empty())
+            .map(|(i, run)| Reverse((run.0[0].name.as_str(), i, 0)))
+            .collect();
+        while let Some(Reverse((_, run, mut at))) = heads.pop() {
+            let items = &runs[run].0;
+            loop {
+                out.push(items[at].clone());
+                at += 1;
+                let Some(next) = items.get(at) else { break };
+                let key = (next.name.as_str(), run, at);
+                if heads.peek().is_some_and(|Reverse(other)| *other < key) {
+                    heads.push(Reverse(key));
+                    break;
+                }
+            }
+        }
+        // Equal names come out side by side, the later run's last.
+        let mut kept: Vec<Arc<Resource>> = Vec::with_capacity(out.len());
+        for r in out {
+            match kept.last_mut() {
+                Some(last) if last.name == r.name => *last = r,
+                _ => kept.push(r),
+            }
+        }
+        ByName(kept)
     }
 }
 
@@ -525,29 +566,46 @@ mod tests {
     }
 
     #[test]
-    fn writers_merge_into_one_set_in_name_order_and_the_later_wins() {
-        let write = |names: &[&str], tag: &str| {
+    fn runs_merge_into_one_set_in_name_order_without_moving_bytes() {
+        let run = |names: &[&str], tag: &str| {
             let mut w = ResourceWriter::for_type(ResourceType::Cluster);
             for name in names {
                 w.encode(name.to_string(), &cluster(&format!("{name}-{tag}")));
             }
-            w
+            w.finish_by_name()
         };
-        let set = ResourceWriter::merge_by_name(vec![
-            write(&["d", "a", "c"], "first"),
-            write(&["b", "c"], "second"),
-        ]);
-        assert_eq!(set.names().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        let runs = vec![
+            run(&["d", "a", "c", "e"], "first"),
+            run(&["b", "c", "f"], "second"),
+            run(&[], "empty"),
+            run(&["a2", "a3"], "third"),
+        ];
+        let arenas: Vec<*const u8> = runs
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .next()
+                    .map_or(std::ptr::null(), |x| x.delta_entry().arena.as_ptr())
+            })
+            .collect();
+        let set = ByName::merge(runs);
+        assert_eq!(
+            set.names().collect::<Vec<_>>(),
+            ["a", "a2", "a3", "b", "c", "d", "e", "f"]
+        );
         let c = Cluster::decode(set.get("c").unwrap().body.as_ref()).unwrap();
-        assert_eq!(c.name, "c-second");
-        let spans: Vec<Span> = set.iter().map(|r| r.delta_entry()).collect();
-        for pair in spans.windows(2) {
-            assert_eq!(pair[0].arena.as_ptr(), pair[1].arena.as_ptr());
-            assert_eq!(pair[0].range.end, pair[1].range.start, "next to each other");
-        }
+        assert_eq!(c.name, "c-second", "the later run wins");
+        // Each resource stays in its run's buffer; neighbours from one run
+        // stay next to each other.
+        let of = |name: &str| set.get(name).unwrap().delta_entry().arena.as_ptr();
+        assert_eq!(of("a"), arenas[0]);
+        assert_eq!((of("a2"), of("f")), (arenas[3], arenas[1]));
+        let (d, e) = (set.get("d").unwrap(), set.get("e").unwrap());
+        assert_eq!(d.delta_entry().range.end, e.delta_entry().range.start);
         for r in set.iter() {
             assert_eq!(r.version, content_version(&r.body));
         }
+        assert!(ByName::merge(Vec::new()).is_empty());
     }
 
     #[test]

@@ -80,7 +80,8 @@ const CHUNK: usize = 64;
 /// Builds every resource of a view. For a large mesh, this thread builds
 /// listeners, routes and the policy record while the others build clusters
 /// and their endpoints a chunk of services at a time, and joins them when it
-/// is done; then the cluster and the endpoint set are laid out side by side.
+/// is done; then the chunks' clusters and endpoints are merged into one set
+/// each.
 pub fn build(model: &Model, view: &ProxyView) -> Snapshot {
     let threads = if model.services().len() >= PARALLEL_FROM {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
@@ -105,20 +106,25 @@ fn build_on(model: &Model, view: &ProxyView, threads: usize) -> Snapshot {
             routes(model, view),
             policies(model, view),
         );
-        let mut parts = vec![work.run()];
-        parts.extend(helpers.into_iter().map(joined));
+        let mut parts = work.run();
+        parts.extend(helpers.into_iter().flat_map(joined));
         (rest, parts)
     });
-    let (mut clusters, endpoints): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    let mut chunks = parts;
+    chunks.sort_unstable_by_key(|c| c.first);
+    let (mut clusters, endpoints): (Vec<_>, Vec<_>) = chunks
+        .into_iter()
+        .map(|c| (c.clusters, c.endpoints))
+        .unzip();
     let mut fixed = ResourceWriter::for_type(ResourceType::Cluster);
     for built in cluster::fixed_clusters(view) {
         fixed.encode(built.name, &*built.cluster);
     }
-    clusters.push(fixed);
+    clusters.push(fixed.finish_by_name());
     let (clusters, endpoints) = in_parallel(
         threads > 1,
-        || ResourceWriter::merge_by_name(clusters),
-        || ResourceWriter::merge_by_name(endpoints),
+        || ByName::merge(clusters),
+        || ByName::merge(endpoints),
     );
     let mut b = SnapshotBuilder::default();
     b.set(ResourceType::Cluster, clusters);
@@ -139,20 +145,34 @@ struct ClusterWork<'a> {
     next: AtomicUsize,
 }
 
+/// The clusters and endpoints of one chunk of services, each laid out in
+/// name order in a buffer of its own.
+struct Chunk {
+    /// Index of the chunk's first service: chunks merge in this order.
+    first: usize,
+    clusters: ByName,
+    endpoints: ByName,
+}
+
 impl ClusterWork<'_> {
     /// Builds clusters and endpoints a chunk of services at a time until no
-    /// service is left. Each is encoded as soon as it is built: the message
-    /// trees of a large mesh would otherwise take hundreds of megabytes.
-    fn run(&self) -> (ResourceWriter, ResourceWriter) {
-        let mut clusters = ResourceWriter::for_type(ResourceType::Cluster);
-        let mut endpoints = ResourceWriter::for_type(ResourceType::Endpoint);
+    /// service is left. Each is encoded as soon as it is built (the message
+    /// trees of a large mesh would otherwise take hundreds of megabytes),
+    /// and each chunk is laid out in name order while its bytes are fresh
+    /// in the cache: merging the chunks afterwards moves no bytes.
+    fn run(&self) -> Vec<Chunk> {
+        let mut out = Vec::new();
         let mut assignments = endpoint::Assignments::default();
+        let (mut cluster_room, mut endpoint_room) = (0, 0);
         loop {
             let start = self.next.fetch_add(CHUNK, Ordering::Relaxed);
             if start >= self.services.len() {
                 break;
             }
             let end = (start + CHUNK).min(self.services.len());
+            let mut clusters = ResourceWriter::with_capacity(ResourceType::Cluster, cluster_room);
+            let mut endpoints =
+                ResourceWriter::with_capacity(ResourceType::Endpoint, endpoint_room);
             for svc in &self.services[start..end] {
                 for built in cluster::service_clusters(self.model, self.view, svc) {
                     if built.eds {
@@ -162,8 +182,14 @@ impl ClusterWork<'_> {
                     clusters.encode(built.name, &*built.cluster);
                 }
             }
+            (cluster_room, endpoint_room) = (clusters.written_len(), endpoints.written_len());
+            out.push(Chunk {
+                first: start,
+                clusters: clusters.finish_by_name(),
+                endpoints: endpoints.finish_by_name(),
+            });
         }
-        (clusters, endpoints)
+        out
     }
 }
 
