@@ -136,13 +136,6 @@ impl ResourceWriter {
         ResourceWriter::new(ty.type_url())
     }
 
-    /// A writer with room for `bytes` of framed resources.
-    pub fn with_capacity(ty: ResourceType, bytes: usize) -> ResourceWriter {
-        let mut w = ResourceWriter::for_type(ty);
-        w.buf.reserve(bytes);
-        w
-    }
-
     /// Encodes `msg` as the resource `name`.
     pub fn encode<M: prost::Message>(&mut self, name: String, msg: &M) {
         self.put(name, msg.encoded_len(), |buf| msg.encode_raw(buf));
@@ -218,6 +211,14 @@ impl ResourceWriter {
         if self.written.windows(2).all(|w| w[0].name < w[1].name) {
             return ByName(self.finish());
         }
+        self.take_by_name()
+    }
+
+    /// The resources written so far, laid out by name in a buffer of their
+    /// own as `finish_by_name` does, leaving this writer empty with its room
+    /// kept for more: a writer reused this way is written into memory that
+    /// is already mapped and warm.
+    pub fn take_by_name(&mut self) -> ByName {
         let mut all = std::mem::take(&mut self.written);
         // Stable: of equal names, the last written stays last, and is kept.
         all.sort_by(|a, b| a.name.cmp(&b.name));
@@ -232,12 +233,13 @@ impl ResourceWriter {
         let mut laid = Vec::with_capacity(len);
         let mut placed = Vec::with_capacity(kept.len());
         for w in kept {
-            // The entry moves from `w.entry.start` in the writer's buffer to
-            // the end of `laid`.
+            // The entry moves from `w.entry.start` in this writer's buffer
+            // to the end of `laid`.
             let at = laid.len();
             laid.extend_from_slice(&self.buf[w.entry.clone()]);
             placed.push((w, at));
         }
+        self.buf.clear();
         let arena = Bytes::from(laid);
         ByName(
             placed
@@ -248,11 +250,6 @@ impl ResourceWriter {
                 })
                 .collect(),
         )
-    }
-
-    /// Bytes written so far.
-    pub fn written_len(&self) -> usize {
-        self.buf.len()
     }
 
     /// The one resource written.
@@ -563,6 +560,23 @@ mod tests {
         assert_eq!(a.arena.as_ptr(), b.arena.as_ptr());
         assert_eq!((a.range.start, a.range.end), (0, b.range.start));
         assert_eq!(b.range.end, a.arena.len());
+    }
+
+    #[test]
+    fn a_writer_taken_from_starts_again_empty() {
+        let mut w = ResourceWriter::for_type(ResourceType::Cluster);
+        w.encode("b".into(), &cluster("b1"));
+        w.encode("a".into(), &cluster("a1"));
+        let first = w.take_by_name();
+        w.encode("c".into(), &cluster("c2"));
+        let second = w.take_by_name();
+        assert_eq!(first.names().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(second.names().collect::<Vec<_>>(), ["c"]);
+        let c = second.get("c").unwrap();
+        assert_eq!(Cluster::decode(c.body.as_ref()).unwrap().name, "c2");
+        assert_eq!(c.delta_entry().range, 0..c.delta_entry().arena.len());
+        assert_eq!(first.get("a").unwrap().body, cluster("a1").encode_to_vec());
+        assert!(w.take_by_name().is_empty());
     }
 
     #[test]

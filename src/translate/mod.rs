@@ -163,16 +163,14 @@ impl ClusterWork<'_> {
     fn run(&self) -> Vec<Chunk> {
         let mut out = Vec::new();
         let mut assignments = endpoint::Assignments::default();
-        let (mut cluster_room, mut endpoint_room) = (0, 0);
+        let mut clusters = ResourceWriter::for_type(ResourceType::Cluster);
+        let mut endpoints = ResourceWriter::for_type(ResourceType::Endpoint);
         loop {
             let start = self.next.fetch_add(CHUNK, Ordering::Relaxed);
             if start >= self.services.len() {
                 break;
             }
             let end = (start + CHUNK).min(self.services.len());
-            let mut clusters = ResourceWriter::with_capacity(ResourceType::Cluster, cluster_room);
-            let mut endpoints =
-                ResourceWriter::with_capacity(ResourceType::Endpoint, endpoint_room);
             for svc in &self.services[start..end] {
                 for built in cluster::service_clusters(self.model, self.view, svc) {
                     if built.eds {
@@ -182,11 +180,10 @@ impl ClusterWork<'_> {
                     clusters.encode(built.name, &*built.cluster);
                 }
             }
-            (cluster_room, endpoint_room) = (clusters.written_len(), endpoints.written_len());
             out.push(Chunk {
                 first: start,
-                clusters: clusters.finish_by_name(),
-                endpoints: endpoints.finish_by_name(),
+                clusters: clusters.take_by_name(),
+                endpoints: endpoints.take_by_name(),
             });
         }
         out
