@@ -287,6 +287,10 @@ impl ByName {
         self.0.iter()
     }
 
+    pub fn as_slice(&self) -> &[Arc<Resource>] {
+        &self.0
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|r| r.name.as_str())
     }

@@ -39,26 +39,32 @@ pub struct TypeSet {
     index: OnceLock<Index>,
 }
 
+/// Positions in a set's `resources`, hashed by name.
 #[derive(Debug)]
 struct Index {
-    table: HashTable<Arc<Resource>>,
+    table: HashTable<u32>,
     state: foldhash::fast::RandomState,
 }
 
 impl Index {
-    fn of(resources: &ByName) -> Index {
+    fn of(resources: &[Arc<Resource>]) -> Index {
         let state = foldhash::fast::RandomState::default();
         let mut table = HashTable::with_capacity(resources.len());
-        for r in resources {
+        for (i, r) in resources.iter().enumerate() {
             let hash = state.hash_one(r.name.as_str());
-            table.insert_unique(hash, r.clone(), |r| state.hash_one(r.name.as_str()));
+            table.insert_unique(hash, i as u32, |&i| {
+                state.hash_one(resources[i as usize].name.as_str())
+            });
         }
         Index { table, state }
     }
 
-    fn get(&self, name: &str) -> Option<&Arc<Resource>> {
+    fn position(&self, resources: &[Arc<Resource>], name: &str) -> Option<usize> {
         self.table
-            .find(self.state.hash_one(name), |r| r.name == name)
+            .find(self.state.hash_one(name), |&i| {
+                resources[i as usize].name == name
+            })
+            .map(|&i| i as usize)
     }
 }
 
@@ -116,9 +122,21 @@ impl TypeSet {
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
+        self.position(name).map(|i| &self.resources.as_slice()[i])
+    }
+
+    /// Where `name` is in name order: sorting positions orders by name
+    /// without comparing names.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        let all = self.resources.as_slice();
         self.index
-            .get_or_init(|| Index::of(&self.resources))
-            .get(name)
+            .get_or_init(|| Index::of(all))
+            .position(all, name)
+    }
+
+    /// The resource at `position` in name order.
+    pub fn at(&self, position: usize) -> &Arc<Resource> {
+        &self.resources.as_slice()[position]
     }
 
     pub fn contains(&self, name: &str) -> bool {

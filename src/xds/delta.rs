@@ -65,7 +65,8 @@ impl TypeState {
         // existed is reported when it is (re)subscribed, which forces it. So
         // only forced names need looking at, not every subscription.
         for name in &self.force {
-            if self.names.contains(name) && !current.contains(name) && !lacks.removed.contains(name)
+            // Most forced names exist: asked first, that ends the test.
+            if !current.contains(name) && self.names.contains(name) && !lacks.removed.contains(name)
             {
                 lacks.removed.push(name.clone());
             }
@@ -397,8 +398,12 @@ impl DeltaStream {
         // that follow it: once applied, it holds the current set.
         st.held = Held::Set(current);
         for r in &lacks.upserts {
-            st.told_absent.remove(&r.name);
-            st.force.remove(&r.name);
+            if !st.told_absent.is_empty() {
+                st.told_absent.remove(&r.name);
+            }
+            if !st.force.is_empty() {
+                st.force.remove(&r.name);
+            }
         }
         for name in &lacks.removed {
             st.force.remove(name);

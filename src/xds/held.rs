@@ -96,12 +96,14 @@ impl Held {
                 out.removed.sort();
             }
         }
-        let forced: Vec<Arc<Resource>> = force
-            .iter()
-            .filter_map(|n| current.get(n))
-            .cloned()
-            .collect();
-        if !forced.is_empty() {
+        // Forced names are a hash set: put in name order by their positions
+        // in the set, which compares numbers, not thousands of long names.
+        let mut forced: Vec<usize> = force.iter().filter_map(|n| current.position(n)).collect();
+        forced.sort_unstable();
+        let forced = forced.into_iter().map(|i| current.at(i).clone());
+        if out.upserts.is_empty() {
+            out.upserts = forced.collect();
+        } else if forced.len() > 0 {
             out.upserts.extend(forced);
             out.upserts.sort_by(|a, b| a.name.cmp(&b.name));
         }
