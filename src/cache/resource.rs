@@ -302,54 +302,12 @@ impl ByName {
         &self.0[start..start + len]
     }
 
-    /// This set with `upserts` put in (replacing resources of the same name)
-    /// and `removed` taken out; `None` when that changes nothing, an upsert
-    /// equal in version to the resource it replaces counting as no change
-    /// (the existing one stays, so sets keep sharing it).
-    pub fn patched(
-        &self,
-        upserts: impl IntoIterator<Item = Arc<Resource>>,
-        removed: impl IntoIterator<Item = String>,
-    ) -> Option<ByName> {
-        let upserts: ByName = upserts
-            .into_iter()
-            .filter(|r| self.get(&r.name).is_none_or(|old| old.version != r.version))
-            .collect();
-        let mut removed: Vec<String> = removed
-            .into_iter()
-            .filter(|n| self.get(n).is_some() && upserts.get(n).is_none())
-            .collect();
-        if upserts.is_empty() && removed.is_empty() {
-            return None;
-        }
-        removed.sort_unstable();
-        let mut out = Vec::with_capacity(self.len() + upserts.len());
-        let mut new = upserts.0.into_iter().peekable();
-        let mut gone = removed.iter().peekable();
-        for r in &self.0 {
-            while let Some(n) = new.next_if(|n| n.name < r.name) {
-                out.push(n);
-            }
-            if gone.next_if(|g| **g == r.name).is_some() {
-                continue;
-            }
-            match new.next_if(|n| n.name == r.name) {
-                Some(n) => out.push(n),
-                None => out.push(r.clone()),
-            }
-        }
-        out.extend(new);
-        Some(ByName(out))
-    }
-}
-
-impl ByName {
     /// One set of the resources of `runs`; of a name in more than one, the
     /// one in the last run is kept. Nothing is copied: resources stay in
-    /// the buffers their runs were laid out in. Runs made from neighbouring
-    /// parts of a name-ordered input (chunks of a mesh's services) take
-    /// turns in long stretches, so after a comparison with the next run in
-    /// line most resources cost one more.
+    /// the buffers their runs were laid out in. Runs cut from a name-ordered
+    /// input (chunks of a mesh's services) interleave in long stretches: a
+    /// run is taken from until its next name passes the smallest name the
+    /// other runs have left, so most resources cost one comparison.
     pub fn merge(runs: Vec<ByName>) -> ByName {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
@@ -384,6 +342,48 @@ impl ByName {
             }
         }
         ByName(kept)
+    }
+
+    /// This set with `upserts` put in (replacing resources of the same name)
+    /// and `removed` taken out; `None` when that changes nothing, an upsert
+    /// equal in version to the resource it replaces counting as no change
+    /// (the existing one stays, so sets keep sharing it).
+    pub fn patched(
+        &self,
+        upserts: impl IntoIterator<Item = Arc<Resource>>,
+        removed: impl IntoIterator<Item = String>,
+    ) -> Option<ByName> {
+        let upserts: ByName = upserts
+            .into_iter()
+            .filter(|r| self.get(&r.name).is_none_or(|old| old.version != r.version))
+            .collect();
+        let mut removed: Vec<String> = removed
+            .into_iter()
+            .filter(|n| self.get(n).is_some() && upserts.get(n).is_none())
+            .collect();
+        if upserts.is_empty() && removed.is_empty() {
+            return None;
+        }
+        // Each name once, in the order the set holds them.
+        removed.sort_unstable();
+        removed.dedup();
+        let mut out = Vec::with_capacity(self.len() + upserts.len());
+        let mut new = upserts.0.into_iter().peekable();
+        let mut gone = removed.iter().peekable();
+        for r in &self.0 {
+            while let Some(n) = new.next_if(|n| n.name < r.name) {
+                out.push(n);
+            }
+            if gone.next_if(|g| **g == r.name).is_some() {
+                continue;
+            }
+            match new.next_if(|n| n.name == r.name) {
+                Some(n) => out.push(n),
+                None => out.push(r.clone()),
+            }
+        }
+        out.extend(new);
+        Some(ByName(out))
     }
 }
 
@@ -654,6 +654,11 @@ mod tests {
         assert_eq!(patched.get("d").unwrap().body.as_ref(), b"2");
         assert_eq!(set.with_prefix("d").len(), 1);
         assert!(set.with_prefix("c").is_empty());
+        // A name removed twice is removed once, and the rest still go.
+        let fewer = set
+            .patched([], ["b".to_string(), "b".to_string(), "f".to_string()])
+            .expect("a change");
+        assert_eq!(fewer.names().collect::<Vec<_>>(), ["d"]);
         // Upserting what is there and removing what is not changes nothing.
         assert!(set
             .patched([r("d", "1")], ["missing".to_string()])
