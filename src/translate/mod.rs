@@ -99,18 +99,17 @@ fn build_on(model: &Model, view: &ProxyView, threads: usize) -> Snapshot {
         services: &services,
         next: AtomicUsize::new(0),
     };
-    let ((listeners, (routes, vhosts), policies), parts) = std::thread::scope(|scope| {
+    let ((listeners, (routes, vhosts), policies), mut chunks) = std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(|| work.run())).collect();
         let rest = (
             encode_all(listener::listeners(model, view)),
             routes(model, view),
             policies(model, view),
         );
-        let mut parts = work.run();
-        parts.extend(helpers.into_iter().flat_map(joined));
-        (rest, parts)
+        let mut chunks = work.run();
+        chunks.extend(helpers.into_iter().flat_map(joined));
+        (rest, chunks)
     });
-    let mut chunks = parts;
     chunks.sort_unstable_by_key(|c| c.first);
     let (mut clusters, endpoints): (Vec<_>, Vec<_>) = chunks
         .into_iter()
