@@ -181,16 +181,23 @@ async fn run(
                 let started = Instant::now();
                 let changes = std::mem::take(&mut batch);
                 let count = changes.len();
-                let dirty = heavy(|| model.apply(changes));
-                if !ready || dirty.is_empty() {
-                    continue;
+                // One heavy stretch for the batch: freed memory is handed
+                // back once, after the views are updated.
+                let applied = heavy(|| {
+                    let dirty = model.apply(changes);
+                    if !ready || dirty.is_empty() {
+                        return false;
+                    }
+                    report_warnings(&handle, &model, &metrics, &mut warned);
+                    if dirty.routes || !dirty.vs_hosts.is_empty() || !dirty.config.is_empty() {
+                        record_policies(&handle, &model);
+                    }
+                    update_all(&handle, &model, &mut snapshots, &dirty, &metrics);
+                    true
+                });
+                if applied {
+                    debug!(changes = count, elapsed_us = started.elapsed().as_micros() as u64, "applied");
                 }
-                report_warnings(&handle, &model, &metrics, &mut warned);
-                if dirty.routes || !dirty.vs_hosts.is_empty() || !dirty.config.is_empty() {
-                    record_policies(&handle, &model);
-                }
-                heavy(|| update_all(&handle, &model, &mut snapshots, &dirty, &metrics));
-                debug!(changes = count, elapsed_us = started.elapsed().as_micros() as u64, "applied");
             }
         }
     }
