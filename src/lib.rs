@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod rollout;
 pub mod sources;
+pub mod text;
 pub mod translate;
 pub mod translator;
 pub mod xds;

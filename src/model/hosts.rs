@@ -5,11 +5,13 @@
 //! `reviews.default.svc.cluster.local`), while the short names a proxy may *call*
 //! (`reviews`, `reviews.default`) depend on the proxy's own namespace.
 
+use crate::text::concat;
+
 pub const DOMAIN_SUFFIX: &str = "cluster.local";
 
 /// FQDN of a Kubernetes Service.
 pub fn service_fqdn(name: &str, namespace: &str) -> String {
-    format!("{name}.{namespace}.svc.{DOMAIN_SUFFIX}")
+    concat(&[name, ".", namespace, ".svc.", DOMAIN_SUFFIX])
 }
 
 /// Resolves a host written in a config object of `namespace` to an FQDN, as
@@ -48,7 +50,10 @@ pub fn specificity(pattern: &str) -> usize {
 /// search paths give (`name`, only in the same namespace; `name.ns`, `name.ns.svc`).
 pub fn alternate_names(fqdn: &str, proxy_namespace: &str) -> Vec<String> {
     let mut names = vec![fqdn.to_string()];
-    let Some(base) = fqdn.strip_suffix(&format!(".svc.{DOMAIN_SUFFIX}")) else {
+    let Some(base) = fqdn
+        .strip_suffix(DOMAIN_SUFFIX)
+        .and_then(|f| f.strip_suffix(".svc."))
+    else {
         return names;
     };
     let Some((name, namespace)) = base.split_once('.') else {
@@ -60,8 +65,8 @@ pub fn alternate_names(fqdn: &str, proxy_namespace: &str) -> Vec<String> {
     if namespace == proxy_namespace {
         names.push(name.to_string());
     }
-    names.push(format!("{name}.{namespace}"));
-    names.push(format!("{name}.{namespace}.svc"));
+    names.push(concat(&[name, ".", namespace]));
+    names.push(concat(&[name, ".", namespace, ".svc"]));
     names
 }
 

@@ -169,7 +169,7 @@ fn service_cluster(
     let name = names::outbound_cluster(port.number, subset, &svc.hostname);
     let mut cl = c::Cluster {
         name: name.clone(),
-        alt_stat_name: format!("{name};"),
+        alt_stat_name: crate::text::concat(&[&name, ";"]),
         connect_timeout: Some(duration(DEFAULT_CONNECT_TIMEOUT)),
         lb_policy: cluster::LbPolicy::LeastRequest as i32,
         circuit_breakers: Some(default_circuit_breakers()),

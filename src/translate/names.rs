@@ -1,8 +1,17 @@
 //! Resource names as Istio writes them, so dashboards and tools keep working.
 
+use crate::text::{concat, Decimal};
+
 /// `outbound|9080|v1|reviews.default.svc.cluster.local`
 pub fn outbound_cluster(port: u16, subset: &str, host: &str) -> String {
-    format!("outbound|{port}|{subset}|{host}")
+    concat(&[
+        "outbound|",
+        Decimal::new(port).as_str(),
+        "|",
+        subset,
+        "|",
+        host,
+    ])
 }
 
 /// The host of an `outbound|...` cluster name.
@@ -23,12 +32,17 @@ pub const HTTP_PROXY_ROUTE: &str = "http_proxy";
 
 /// `0.0.0.0_9080`
 pub fn listener(address: &str, port: u16) -> String {
-    format!("{address}_{port}")
+    concat(&[address, "_", Decimal::new(port).as_str()])
 }
 
 /// `reviews.default.svc.cluster.local:9080`
 pub fn virtual_host(host: &str, port: u16) -> String {
-    format!("{host}:{port}")
+    with_port(host, port)
+}
+
+/// `host:port`
+pub fn with_port(host: &str, port: u16) -> String {
+    concat(&[host, ":", Decimal::new(port).as_str()])
 }
 
 #[cfg(test)]

@@ -100,7 +100,7 @@ pub fn proxyless_names(model: &Model, view: &ProxyView) -> Vec<String> {
     for svc in visible_http(model, view) {
         for port in svc.ports.iter().filter(|p| p.protocol.is_http()) {
             for alias in hosts::alternate_names(&svc.hostname, &view.namespace) {
-                out.push(format!("{alias}:{}", port.number));
+                out.push(names::with_port(&alias, port.number));
             }
         }
     }
@@ -115,7 +115,7 @@ fn proxyless(model: &Model, view: &ProxyView) -> Vec<(String, r::RouteConfigurat
         for port in svc.ports.iter().filter(|p| p.protocol.is_http()) {
             let vh = virtual_host(model, view, svc, port.number, vec!["*".to_string()]);
             for alias in hosts::alternate_names(&svc.hostname, &view.namespace) {
-                let name = format!("{alias}:{}", port.number);
+                let name = names::with_port(&alias, port.number);
                 out.push((name.clone(), route_configuration(name, vec![vh.clone()])));
             }
         }
@@ -147,7 +147,7 @@ pub fn delegate_to_vhds(
     let hosts = delegated
         .into_iter()
         .map(|mut vh| {
-            vh.name = format!("{}/{}", rc.name, vh.name);
+            vh.name = crate::text::concat(&[&rc.name, "/", &vh.name]);
             (vh.name.clone(), vh)
         })
         .collect();
@@ -186,7 +186,7 @@ fn domains(
         }
     };
     for n in names {
-        let with_port = format!("{n}:{port}");
+        let with_port = names::with_port(&n, port);
         if bare {
             take(n);
         }
@@ -305,7 +305,7 @@ fn route(
     port: u16,
 ) -> r::Route {
     let name = match (&http.name, m.and_then(|m| m.name.as_ref())) {
-        (Some(h), Some(mn)) => format!("{h}.{mn}"),
+        (Some(h), Some(mn)) => crate::text::concat(&[h, ".", mn]),
         (Some(h), None) => h.clone(),
         (None, Some(mn)) => mn.clone(),
         (None, None) => String::new(),
