@@ -19,7 +19,7 @@ use mesh::{changes, mesh_yaml, view};
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn full_translation(c: &mut Criterion) {
-    shmesh::allocator::set_purge_delay(shmesh::allocator::SERVE_PURGE_DELAY_MS);
+    shmesh::allocator::use_serve_settings();
     let mut group = c.benchmark_group("full_translation");
     group.sample_size(10);
     for services in [1_000, 10_000] {

@@ -7,7 +7,7 @@
 //! `cargo bench --bench translate_timing -- [services] [iterations]`
 //! (default 10000 and 15).
 
-use shmesh::allocator::{holding_freed_pages, set_purge_delay, SERVE_PURGE_DELAY_MS};
+use shmesh::allocator::{holding_freed_pages, use_serve_settings};
 use shmesh::model::Model;
 use shmesh::translate::build;
 use std::time::Instant;
@@ -35,9 +35,7 @@ fn min_and_median(mut v: Vec<f64>) -> (f64, f64) {
 }
 
 fn main() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        set_purge_delay(SERVE_PURGE_DELAY_MS);
-    }
+    use_serve_settings();
     // `cargo bench` passes `--bench`; numbers are ours.
     let numbers: Vec<usize> = std::env::args().filter_map(|a| a.parse().ok()).collect();
     let services = numbers.first().copied().unwrap_or(10_000);

@@ -16,6 +16,28 @@ pub fn set_purge_delay(ms: i64) {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, ms as _) };
 }
 
+/// The settings `shmesh serve` runs with, for it and for the benches that
+/// stand in for it; call first thing in `main`. Environment variables keep
+/// their say: `MIMALLOC_PURGE_DELAY` sets the delay, and `MIMALLOC_ALLOW_THP`
+/// leaves huge pages to mimalloc.
+///
+/// - Freed pages go back to the system within `SERVE_PURGE_DELAY_MS`.
+/// - Memory is faulted in 4 KiB pages, not 2 MiB transparent huge pages:
+///   mimalloc asks for huge pages for its arenas where the system allows them
+///   on request, and a partly used huge page is resident all the same (14 MiB
+///   of a W1 mesh's 109 MiB before any proxy connects, BENCHMARKS.md,
+///   finding 19).
+pub fn use_serve_settings() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        set_purge_delay(SERVE_PURGE_DELAY_MS);
+    }
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a
+        // flag on this process; a failure leaves huge pages allowed.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    }
+}
+
 fn purge_delay() -> i64 {
     // SAFETY: reads a plain integer option.
     unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) as i64 }
