@@ -222,17 +222,11 @@ impl ResourceWriter {
         let mut all = std::mem::take(&mut self.written);
         // Stable: of equal names, the last written stays last, and is kept.
         all.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut kept: Vec<Written> = Vec::with_capacity(all.len());
-        for w in all {
-            match kept.last_mut() {
-                Some(last) if last.name == w.name => *last = w,
-                _ => kept.push(w),
-            }
-        }
-        let len = kept.iter().map(|w| w.entry.len()).sum();
+        keep_last_of_each_name(&mut all, |w| &w.name);
+        let len = all.iter().map(|w| w.entry.len()).sum();
         let mut laid = Vec::with_capacity(len);
-        let mut placed = Vec::with_capacity(kept.len());
-        for w in kept {
+        let mut placed = Vec::with_capacity(all.len());
+        for w in all {
             // The entry moves from `w.entry.start` in this writer's buffer
             // to the end of `laid`.
             let at = laid.len();
@@ -334,14 +328,8 @@ impl ByName {
             }
         }
         // Equal names come out side by side, the later run's last.
-        let mut kept: Vec<Arc<Resource>> = Vec::with_capacity(out.len());
-        for r in out {
-            match kept.last_mut() {
-                Some(last) if last.name == r.name => *last = r,
-                _ => kept.push(r),
-            }
-        }
-        ByName(kept)
+        keep_last_of_each_name(&mut out, |r| &r.name);
+        ByName(out)
     }
 
     /// This set with `upserts` put in (replacing resources of the same name)
@@ -395,14 +383,8 @@ impl FromIterator<Arc<Resource>> for ByName {
             return ByName(all);
         }
         all.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut kept: Vec<Arc<Resource>> = Vec::with_capacity(all.len());
-        for r in all {
-            match kept.last_mut() {
-                Some(last) if last.name == r.name => *last = r,
-                _ => kept.push(r),
-            }
-        }
-        ByName(kept)
+        keep_last_of_each_name(&mut all, |r| &r.name);
+        ByName(all)
     }
 }
 
@@ -420,6 +402,18 @@ impl IntoIterator for ByName {
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
+}
+
+/// Of neighbours with equal names (as a stable sort by name leaves them, in
+/// the order given), keeps the last.
+fn keep_last_of_each_name<T>(items: &mut Vec<T>, name: impl Fn(&T) -> &str) {
+    items.dedup_by(|later, kept| {
+        let same = name(later) == name(kept);
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
 }
 
 /// The buffer as an arena, without the room its growth left: resources keep
