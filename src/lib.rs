@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod allocator;
 pub mod app;
+pub mod blocking;
 pub mod bootstrap;
 pub mod cache;
 pub mod config;

@@ -208,11 +208,7 @@ async fn run(
 /// its queue to another thread while this runs. Freed memory is reused
 /// while it runs and handed back after.
 fn heavy<T>(f: impl FnOnce() -> T) -> T {
-    let f = || allocator::holding_freed_pages(f);
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
+    crate::blocking::in_place(|| allocator::holding_freed_pages(f))
 }
 
 fn publish(handle: &Translator, view: &ProxyView, snap: &Arc<Snapshot>) {

@@ -60,9 +60,13 @@ impl FileSet {
     }
 
     /// Rescans the directories; returns the changes since the last scan.
+    /// Objects are compared only when a file's content changed, or a file
+    /// came or went: the periodic rescan of an unchanged mesh reads and
+    /// hashes its files and stops there.
     pub fn rescan(&mut self) -> Vec<Change> {
         let mut seen = BTreeSet::new();
         let mut unreadable = Vec::new();
+        let mut changed = false;
         for dir in self.dirs.clone() {
             let mut paths = Vec::new();
             if let Err(e) = collect(&dir, &mut paths) {
@@ -73,11 +77,15 @@ impl FileSet {
             }
             for path in paths {
                 seen.insert(path.clone());
-                self.load(&path);
+                changed |= self.load(&path);
             }
         }
+        let held = self.files.len();
         self.files
             .retain(|p, _| seen.contains(p) || unreadable.iter().any(|d| p.starts_with(d)));
+        if !changed && self.files.len() == held {
+            return Vec::new();
+        }
         self.diff()
     }
 
@@ -414,10 +422,11 @@ pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Input>) {
             }
             _ = poll.tick() => {}
         }
-        let changes = match touched.map(|paths| set.files_only(paths)) {
+        // Reading a thousand files takes milliseconds the streams should not wait for.
+        let changes = crate::blocking::in_place(|| match touched.map(|p| set.files_only(p)) {
             Some(Some(files)) => set.reload(&files),
             _ => set.rescan(),
-        };
+        });
         let problems = set.problems();
         if problems != reported {
             reported = problems.clone();
