@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use shmesh::allocator::holding_freed_pages;
 use shmesh::model::Model;
-use shmesh::translate::{build, update};
+use shmesh::translate::{build, update, ProxyView};
 
 #[path = "support/mesh.rs"]
 mod mesh;
@@ -53,6 +53,38 @@ fn endpoint_change(c: &mut Criterion) {
     });
 }
 
+/// A canary step: one VirtualService's weights shift, as Flagger or Argo
+/// Rollouts would write them, for a view with whole route configurations and
+/// for one that takes its virtual hosts over VHDS.
+fn weight_change(c: &mut Criterion) {
+    let mut model = Model::new();
+    model.apply(changes(&mesh_yaml(1000)));
+    let shifted = |w: u32| {
+        changes(&format!(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: svc-7}}\nspec:\n  hosts: [svc-7]\n  http:\n  - route:\n    - {{destination: {{host: svc-7, subset: v0}}, weight: {w}}}\n    - {{destination: {{host: svc-7, subset: v1}}, weight: {}}}\n",
+            100 - w
+        ))
+    };
+    let steps = [shifted(80), shifted(90)];
+    for vhds in [false, true] {
+        let v = ProxyView { vhds, ..view() };
+        let snapshot = build(&model, &v);
+        let mut i = 0;
+        let name = if vhds {
+            "weight_change_1000_services_vhds"
+        } else {
+            "weight_change_1000_services"
+        };
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                i += 1;
+                let dirty = model.apply(steps[i % 2].clone());
+                update(&model, &v, &snapshot, &dirty)
+            })
+        });
+    }
+}
+
 fn endpoint_change_parts(c: &mut Criterion) {
     let mut model = Model::new();
     model.apply(changes(&mesh_yaml(1000)));
@@ -79,6 +111,7 @@ criterion_group!(
     benches,
     full_translation,
     endpoint_change,
+    weight_change,
     endpoint_change_parts
 );
 criterion_main!(benches);
