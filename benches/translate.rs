@@ -6,7 +6,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use shmesh::allocator::holding_freed_pages;
-use shmesh::model::Model;
+use shmesh::cache::Snapshot;
+use shmesh::model::{Change, Model};
 use shmesh::translate::{build, update, ProxyView};
 
 #[path = "support/mesh.rs"]
@@ -34,66 +35,69 @@ fn full_translation(c: &mut Criterion) {
     group.finish();
 }
 
-fn endpoint_change(c: &mut Criterion) {
-    let mut model = Model::new();
-    model.apply(changes(&mesh_yaml(1000)));
-    let v = view();
-    let snapshot = build(&model, &v);
-    let moved = [
-        changes("apiVersion: v1\nkind: Pod\nmetadata: {name: svc-7-3, labels: {app: svc-7, version: v0}}\nstatus: {podIP: 10.200.0.1}\n"),
-        changes("apiVersion: v1\nkind: Pod\nmetadata: {name: svc-7-3, labels: {app: svc-7, version: v0}}\nstatus: {podIP: 10.200.0.2}\n"),
-    ];
-    let mut i = 0;
-    c.bench_function("endpoint_change_1000_services", |b| {
-        b.iter(|| {
-            i += 1;
-            let dirty = model.apply(moved[i % 2].clone());
-            update(&model, &v, &snapshot, &dirty)
-        })
-    });
+/// A pod of svc-7 moving between two addresses and back.
+fn pod_moves() -> [Vec<Change>; 2] {
+    let moved = |ip: &str| {
+        changes(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: svc-7-3, labels: {{app: svc-7, version: v0}}}}\nstatus: {{podIP: {ip}}}\n"
+        ))
+    };
+    [moved("10.200.0.1"), moved("10.200.0.2")]
 }
 
-/// A canary step: one VirtualService's weights shift, as Flagger or Argo
-/// Rollouts would write them, for a view with whole route configurations and
-/// for one that takes its virtual hosts over VHDS.
-fn weight_change(c: &mut Criterion) {
-    let mut model = Model::new();
-    model.apply(changes(&mesh_yaml(1000)));
+/// A canary step and back: svc-7's VirtualService shifts its weights, as
+/// Flagger or Argo Rollouts would write them.
+fn weight_shifts() -> [Vec<Change>; 2] {
     let shifted = |w: u32| {
         changes(&format!(
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: svc-7}}\nspec:\n  hosts: [svc-7]\n  http:\n  - route:\n    - {{destination: {{host: svc-7, subset: v0}}, weight: {w}}}\n    - {{destination: {{host: svc-7, subset: v1}}, weight: {}}}\n",
             100 - w
         ))
     };
-    let steps = [shifted(80), shifted(90)];
-    for vhds in [false, true] {
-        let v = ProxyView { vhds, ..view() };
-        let snapshot = build(&model, &v);
-        let mut i = 0;
-        let name = if vhds {
-            "weight_change_1000_services_vhds"
-        } else {
-            "weight_change_1000_services"
-        };
-        c.bench_function(name, |b| {
-            b.iter(|| {
-                i += 1;
-                let dirty = model.apply(steps[i % 2].clone());
-                update(&model, &v, &snapshot, &dirty)
-            })
-        });
-    }
+    [shifted(80), shifted(90)]
 }
 
-fn endpoint_change_parts(c: &mut Criterion) {
+/// A mesh of 1,000 services, and the view's snapshot of it.
+fn mesh_and_snapshot(v: &ProxyView) -> (Model, Snapshot) {
     let mut model = Model::new();
     model.apply(changes(&mesh_yaml(1000)));
+    let snapshot = build(&model, v);
+    (model, snapshot)
+}
+
+/// One change through the model and the view's incremental update,
+/// alternating between the two `steps` so that each one changes something.
+fn bench_update(c: &mut Criterion, name: &str, v: ProxyView, steps: [Vec<Change>; 2]) {
+    let (mut model, snapshot) = mesh_and_snapshot(&v);
+    let mut i = 0;
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            i += 1;
+            let dirty = model.apply(steps[i % 2].clone());
+            update(&model, &v, &snapshot, &dirty)
+        })
+    });
+}
+
+fn endpoint_change(c: &mut Criterion) {
+    bench_update(c, "endpoint_change_1000_services", view(), pod_moves());
+}
+
+/// With whole route configurations, and with virtual hosts over VHDS.
+fn weight_change(c: &mut Criterion) {
+    bench_update(c, "weight_change_1000_services", view(), weight_shifts());
+    let vhds = ProxyView {
+        vhds: true,
+        ..view()
+    };
+    bench_update(c, "weight_change_1000_services_vhds", vhds, weight_shifts());
+}
+
+/// The endpoint change's two halves on their own.
+fn endpoint_change_parts(c: &mut Criterion) {
     let v = view();
-    let snapshot = build(&model, &v);
-    let moved = [
-        changes("apiVersion: v1\nkind: Pod\nmetadata: {name: svc-7-3, labels: {app: svc-7, version: v0}}\nstatus: {podIP: 10.200.0.1}\n"),
-        changes("apiVersion: v1\nkind: Pod\nmetadata: {name: svc-7-3, labels: {app: svc-7, version: v0}}\nstatus: {podIP: 10.200.0.2}\n"),
-    ];
+    let (mut model, snapshot) = mesh_and_snapshot(&v);
+    let moved = pod_moves();
     let mut i = 0;
     c.bench_function("model_apply_only", |b| {
         b.iter(|| {
