@@ -64,11 +64,9 @@ impl TypeState {
         // Names that vanished are in the diff already; a name that never
         // existed is reported when it is (re)subscribed, which forces it. So
         // only forced names need looking at, not every subscription.
-        for name in &self.force {
-            // Most forced names exist: asked first, that ends the test.
-            if !current.contains(name) && self.names.contains(name) && !lacks.removed.contains(name)
-            {
-                lacks.removed.push(name.clone());
+        for name in std::mem::take(&mut lacks.forced_absent) {
+            if self.names.contains(&name) && !lacks.removed.contains(&name) {
+                lacks.removed.push(name);
             }
         }
         lacks.removed.sort();
@@ -230,11 +228,8 @@ impl DeltaStream {
             }
             // Rule 9: a (re)subscribed name is always sent, unless the client
             // said on this first request that it has the current version.
-            // A name the client holds nothing of goes out with the difference
-            // anyway; only one it may hold, or one that does not exist
-            // (rule 7), needs forcing.
             let reported = first && req.initial_resource_versions.contains_key(name);
-            if !reported && (st.held.may_hold(name) || !current.contains(name)) {
+            if !reported && st.held.must_force(name, &current) {
                 st.force.insert(name.clone());
             }
         }
@@ -337,7 +332,7 @@ impl DeltaStream {
             if !lacks.upserts.is_empty() {
                 let upserts = Lacks {
                     upserts: lacks.upserts,
-                    removed: Vec::new(),
+                    ..Default::default()
                 };
                 out.responses.extend(self.respond(ty, upserts, false));
             } else {
@@ -347,8 +342,8 @@ impl DeltaStream {
         }
         for (ty, removed) in removals.into_iter().rev() {
             let d = Lacks {
-                upserts: Vec::new(),
                 removed,
+                ..Default::default()
             };
             out.responses.extend(self.respond(ty, d, false));
         }
@@ -373,7 +368,7 @@ impl DeltaStream {
             let rest = lacks.upserts.split_off(fit);
             let chunk = Lacks {
                 upserts: std::mem::replace(&mut lacks.upserts, rest),
-                removed: Vec::new(),
+                ..Default::default()
             };
             out.extend(self.respond_one(ty, chunk, answer));
         }

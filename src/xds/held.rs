@@ -42,16 +42,25 @@ pub(crate) struct Lacks {
     pub upserts: Vec<Arc<Resource>>,
     /// Names it holds that `current` no longer has.
     pub removed: Vec<String>,
+    /// Forced names that `current` does not have.
+    pub forced_absent: Vec<String>,
 }
 
 impl Held {
-    /// Whether the client may hold a version of `name`: as far as the
-    /// stream knows, a name for which this says no is held at no version.
-    pub fn may_hold(&self, name: &str) -> bool {
-        match self {
+    /// Whether a (re)subscribed `name` must be forced out (rule 9): the
+    /// client may hold a version of it, so the difference from what it
+    /// holds could leave it out, or `current` lacks it, so it is to be
+    /// reported absent (rule 7). A name the client holds nothing of goes out
+    /// with the difference anyway.
+    pub fn must_force(&self, name: &str, current: &Arc<TypeSet>) -> bool {
+        let may_hold = match self {
+            // Holding `current` itself, every name is in it (held) or not
+            // (absent): forced either way, with no lookup.
+            Held::Set(set) if Arc::ptr_eq(set, current) => return true,
             Held::Set(set) => set.contains(name),
             Held::Names(versions) => versions.contains_key(name),
-        }
+        };
+        may_hold || !current.contains(name)
     }
 
     /// What a client wanting `wants` and holding `self` lacks to be on
@@ -98,7 +107,13 @@ impl Held {
         }
         // Forced names are a hash set: put in name order by their positions
         // in the set, which compares numbers, not thousands of long names.
-        let mut forced: Vec<usize> = force.iter().filter_map(|n| current.position(n)).collect();
+        let mut forced = Vec::with_capacity(force.len());
+        for name in force {
+            match current.position(name) {
+                Some(at) => forced.push(at),
+                None => out.forced_absent.push(name.clone()),
+            }
+        }
         forced.sort_unstable();
         let forced = forced.into_iter().map(|i| current.at(i).clone());
         if out.upserts.is_empty() {
