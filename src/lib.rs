@@ -15,6 +15,7 @@ pub mod jsonpb;
 pub mod meshgen;
 pub mod metrics;
 pub mod model;
+pub mod protobuf;
 pub mod rollout;
 pub mod sources;
 pub mod text;

@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::config::route::v3::VirtualHost;
-use prost::encoding::{decode_key, decode_varint, encode_key, encode_varint, WireType};
+use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::Message;
 
 use super::{route, ProxyView};
 use crate::cache::{Resource, ResourceType, ResourceWriter, Snapshot};
 use crate::model::{hosts, Model};
+use crate::protobuf::next_field;
 
 /// `RouteConfiguration.virtual_hosts`.
 const VIRTUAL_HOSTS: u32 = 2;
@@ -90,44 +91,6 @@ fn patch_route_configuration(
         pos = field.end;
     }
     Some(changed.then(|| out.freeze()))
-}
-
-/// One top-level field of an encoded message.
-struct Field {
-    tag: u32,
-    wire_type: WireType,
-    /// Where a length-delimited value's bytes are (empty for other types).
-    value: std::ops::Range<usize>,
-    /// Where the next field starts.
-    end: usize,
-}
-
-/// The field starting at `pos`; `None` if the bytes do not parse (or use
-/// groups, which Envoy's messages never do).
-fn next_field(body: &[u8], pos: usize) -> Option<Field> {
-    let mut rest = body.get(pos..)?;
-    let (tag, wire_type) = decode_key(&mut rest).ok()?;
-    let mut value = 0..0;
-    match wire_type {
-        WireType::Varint => {
-            decode_varint(&mut rest).ok()?;
-        }
-        WireType::SixtyFourBit => rest = rest.get(8..)?,
-        WireType::ThirtyTwoBit => rest = rest.get(4..)?,
-        WireType::LengthDelimited => {
-            let len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
-            let start = body.len() - rest.len();
-            rest = rest.get(len..)?;
-            value = start..start + len;
-        }
-        WireType::StartGroup | WireType::EndGroup => return None,
-    }
-    Some(Field {
-        tag,
-        wire_type,
-        value,
-        end: body.len() - rest.len(),
-    })
 }
 
 /// Only a virtual host's name; prost skips the other fields.

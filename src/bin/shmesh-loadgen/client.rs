@@ -334,7 +334,7 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
             .iter()
             .map(|a| Item {
                 name: None,
-                body: &a.value,
+                body: wire::sotw_body(a),
             })
             .collect();
         let Some(ty) = ResourceType::from_type_url(&resp.type_url) else {
@@ -445,13 +445,7 @@ async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> E
         let items: Vec<Item<'_>> = resp
             .resources
             .iter()
-            .filter_map(|r| {
-                r.resource.as_ref().map(|a| Item {
-                    // A name that is not UTF-8 falls back to the one in the body.
-                    name: std::str::from_utf8(&r.name).ok(),
-                    body: &a.value,
-                })
-            })
+            .filter_map(|r| wire::delta_item(r))
             .collect();
         // The type, and for CDS/LDS the subscriptions the update implies.
         let outcome = match ResourceType::from_type_url(&resp.type_url) {

@@ -2,10 +2,11 @@
 //!
 //! A simulated proxy never needs most of a response decoded: resource bodies
 //! are only scanned for change markers (and, for CDS and LDS, decoded by
-//! [`crate::subs`]). Declaring them `Bytes` lets prost slice them out of
-//! tonic's receive buffer instead of allocating and copying every resource,
-//! which is most of what a fleet of thousands would otherwise spend its CPU
-//! on. The field numbers are those of `envoy.service.discovery.v3`;
+//! [`crate::subs`]). Each response entry stays one `Bytes` slice of the
+//! receive buffer, and its name and body are read in place from it
+//! ([`delta_item`], [`sotw_body`]) instead of being allocated, copied or
+//! even sliced field by field, which is most of what a fleet of thousands
+//! would otherwise spend its CPU on. The field numbers are those of `envoy.service.discovery.v3`;
 //! messages the simulator does not look into (`control_plane`) are kept as
 //! raw bytes so that `encoded_len` still counts them.
 //!
@@ -17,7 +18,10 @@ use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use http_body::Frame;
 use http_body_util::StreamBody;
+use shmesh::protobuf;
 use shmesh::xds::grpc::{self, MessageStream};
+
+use crate::subs::Item;
 use tokio_stream::StreamExt;
 use tonic::codegen::{http, Service};
 use tonic::transport::Channel;
@@ -27,22 +31,14 @@ const SOTW_PATH: &str =
 const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
-/// `google.protobuf.Any`, both fields left undecoded.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RawAny {
-    #[prost(bytes = "bytes", tag = "1")]
-    pub type_url: Bytes,
-    #[prost(bytes = "bytes", tag = "2")]
-    pub value: Bytes,
-}
-
 /// `DiscoveryResponse` (SotW).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct SotwResponse {
     #[prost(string, tag = "1")]
     pub version_info: String,
-    #[prost(message, repeated, tag = "2")]
-    pub resources: Vec<RawAny>,
+    /// Each an encoded `google.protobuf.Any`, read with [`sotw_body`].
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub resources: Vec<Bytes>,
     #[prost(string, tag = "4")]
     pub type_url: String,
     #[prost(string, tag = "5")]
@@ -52,24 +48,14 @@ pub struct SotwResponse {
     pub control_plane: Bytes,
 }
 
-/// `Resource` of a delta response.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct DeltaResource {
-    #[prost(bytes = "bytes", tag = "1")]
-    pub version: Bytes,
-    #[prost(message, optional, tag = "2")]
-    pub resource: Option<RawAny>,
-    #[prost(bytes = "bytes", tag = "3")]
-    pub name: Bytes,
-}
-
 /// `DeltaDiscoveryResponse`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct DeltaResponse {
     #[prost(string, tag = "1")]
     pub system_version_info: String,
-    #[prost(message, repeated, tag = "2")]
-    pub resources: Vec<DeltaResource>,
+    /// Each an encoded `Resource`, read with [`delta_item`].
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub resources: Vec<Bytes>,
     #[prost(string, tag = "4")]
     pub type_url: String,
     #[prost(string, tag = "5")]
@@ -79,6 +65,29 @@ pub struct DeltaResponse {
     /// `ControlPlane`, raw.
     #[prost(bytes = "bytes", tag = "7")]
     pub control_plane: Bytes,
+}
+
+/// `google.protobuf.Any.value`.
+const ANY_VALUE: u32 = 2;
+/// `Resource.resource` and `Resource.name`.
+const RESOURCE_BODY: u32 = 2;
+const RESOURCE_NAME: u32 = 3;
+
+/// The resource inside a SotW response entry (an `Any`).
+pub fn sotw_body(any: &[u8]) -> &[u8] {
+    protobuf::bytes_field(any, ANY_VALUE).unwrap_or_default()
+}
+
+/// The name and resource of a delta response entry; `None` for an entry
+/// without a resource. A name that is not UTF-8 is left out (the one in the
+/// body stands).
+pub fn delta_item(resource: &[u8]) -> Option<Item<'_>> {
+    let any = protobuf::bytes_field(resource, RESOURCE_BODY)?;
+    Some(Item {
+        name: protobuf::bytes_field(resource, RESOURCE_NAME)
+            .and_then(|n| std::str::from_utf8(n).ok()),
+        body: sotw_body(any),
+    })
 }
 
 /// A SotW request whose resource names were encoded ahead of it.
@@ -219,7 +228,7 @@ mod tests {
             (lean.version_info.as_str(), lean.nonce.as_str()),
             ("v1", "n")
         );
-        assert_eq!(lean.resources[0].value.as_ref(), &[1, 2, 3]);
+        assert_eq!(sotw_body(&lean.resources[0]), &[1, 2, 3]);
         assert_eq!(lean.encoded_len(), bytes.len());
 
         let delta = full::DeltaDiscoveryResponse {
@@ -237,11 +246,13 @@ mod tests {
         };
         let bytes = delta.encode_to_vec();
         let lean = DeltaResponse::decode(bytes.as_slice()).unwrap();
-        assert_eq!(lean.resources[0].name.as_ref(), b"a");
-        assert_eq!(
-            lean.resources[0].resource.as_ref().unwrap().value.as_ref(),
-            &[1, 2, 3]
-        );
+        let item = delta_item(&lean.resources[0]).expect("a resource");
+        assert_eq!((item.name, item.body), (Some("a"), &[1, 2, 3][..]));
+        let removal = full::Resource {
+            name: "b".into(),
+            ..Default::default()
+        };
+        assert!(delta_item(&removal.encode_to_vec()).is_none());
         assert_eq!(lean.removed_resources, vec!["gone"]);
         assert_eq!(lean.encoded_len(), bytes.len());
     }
