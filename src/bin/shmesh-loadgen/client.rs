@@ -305,14 +305,14 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
         .enumerate()
     {
         // An empty name list on the first request is the wildcard (rule 8).
-        let _ = tx.send(SotwRequest {
-            head: DiscoveryRequest {
+        let _ = tx.send(
+            DiscoveryRequest {
                 node: (i == 0).then(|| node.clone()),
                 type_url: ty.type_url().to_string(),
                 ..Default::default()
-            },
-            names: Bytes::new(),
-        });
+            }
+            .into(),
+        );
     }
     let mut stream = match wire::sotw_stream(channel, UnboundedReceiverStream::new(rx)).await {
         Ok(s) => s,
@@ -339,15 +339,15 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
             .collect();
         let Some(ty) = ResourceType::from_type_url(&resp.type_url) else {
             fleet.counters.nacks.fetch_add(1, Ordering::Relaxed);
-            let _ = tx.send(SotwRequest {
-                head: DiscoveryRequest {
+            let _ = tx.send(
+                DiscoveryRequest {
                     type_url: resp.type_url.clone(),
                     response_nonce: resp.nonce.clone(),
                     error_detail: Some(nack(format!("unknown type {}", resp.type_url))),
                     ..Default::default()
-                },
-                names: Bytes::new(),
-            });
+                }
+                .into(),
+            );
             continue;
         };
         let i = ty.index();
@@ -365,16 +365,16 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
                 }
                 Err(e) => {
                     fleet.counters.nacks.fetch_add(1, Ordering::Relaxed);
-                    let _ = tx.send(SotwRequest {
-                        head: DiscoveryRequest {
+                    let _ = tx.send(
+                        DiscoveryRequest {
                             type_url: resp.type_url.clone(),
                             version_info: version[i].clone(),
                             response_nonce: resp.nonce.clone(),
                             error_detail: Some(nack(e)),
                             ..Default::default()
-                        },
-                        names: Bytes::new(),
-                    });
+                        }
+                        .into(),
+                    );
                     continue;
                 }
             }

@@ -99,6 +99,16 @@ pub struct SotwRequest {
     pub names: Bytes,
 }
 
+impl From<DiscoveryRequest> for SotwRequest {
+    /// A request carrying its own names, or none (a wildcard or a NACK).
+    fn from(head: DiscoveryRequest) -> Self {
+        SotwRequest {
+            head,
+            names: Bytes::new(),
+        }
+    }
+}
+
 /// `names` as the `resource_names` entries (field 3) of a `DiscoveryRequest`:
 /// appended to an encoded request, they are its names (protobuf fields may
 /// come in any order).
