@@ -20,7 +20,7 @@ use prost::Message;
 use super::{route, ProxyView};
 use crate::cache::{Resource, ResourceType, ResourceWriter, Snapshot};
 use crate::model::{hosts, Model};
-use crate::protobuf::next_field;
+use crate::protobuf::{bytes_field, next_field};
 
 /// `RouteConfiguration.virtual_hosts`.
 const VIRTUAL_HOSTS: u32 = 2;
@@ -93,12 +93,8 @@ fn patch_route_configuration(
     Some(changed.then(|| out.freeze()))
 }
 
-/// Only a virtual host's name; prost skips the other fields.
-#[derive(Clone, PartialEq, Message)]
-struct VirtualHostName {
-    #[prost(string, tag = "1")]
-    name: String,
-}
+/// `VirtualHost.name`.
+const VIRTUAL_HOST_NAME: u32 = 1;
 
 /// The virtual host encoded again if a changed VirtualService covers its
 /// service and its content differs; `Some(None)` if it stays as it is.
@@ -108,10 +104,11 @@ fn rebuild(
     body: &Bytes,
     patterns: &BTreeSet<String>,
 ) -> Option<Option<Bytes>> {
-    let name = VirtualHostName::decode(body.clone()).ok()?.name;
+    // Read in place: most virtual hosts stay as they are.
+    let name = std::str::from_utf8(bytes_field(body, VIRTUAL_HOST_NAME)?).ok()?;
     // `host:port`, or `<route configuration>/host:port` over VHDS; the
     // catch-all `allow_any` belongs to no service.
-    let own = name.rsplit_once('/').map_or(name.as_str(), |(_, n)| n);
+    let own = name.rsplit_once('/').map_or(name, |(_, n)| n);
     let Some((host, port)) = own.rsplit_once(':') else {
         return Some(None);
     };
@@ -122,7 +119,7 @@ fn rebuild(
     let svc = model.service(host)?;
     let old = VirtualHost::decode(body.clone()).ok()?;
     let mut new = route::virtual_host(model, view, svc, port, old.domains);
-    new.name = name;
+    new.name = old.name;
     let encoded = new.encode_to_vec();
     Some((encoded != body[..]).then(|| Bytes::from(encoded)))
 }
