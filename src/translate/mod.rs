@@ -17,6 +17,7 @@ mod tests;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -304,14 +305,15 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
             Some((configs, vhosts)) => {
                 b.patch(ResourceType::Route, configs, Vec::new());
                 b.patch(ResourceType::VirtualHost, vhosts, Vec::new());
+                b.policies(collect_policies(model, view, Some(prev.policies())));
             }
             None => {
                 let (routes, vhosts) = routes(model, view);
                 b.set(ResourceType::Route, routes);
                 b.set(ResourceType::VirtualHost, vhosts);
+                b.policies(policies(model, view));
             }
         }
-        b.policies(policies(model, view));
     }
     b.build()
 }
@@ -338,12 +340,31 @@ fn sees(svc: &MeshService, namespace: &str, scope: &Scope) -> bool {
 /// The VirtualServices and DestinationRules that shape what the view receives:
 /// those that apply to a service it sees.
 pub fn policies(model: &Model, view: &ProxyView) -> Policies {
+    collect_policies(model, view, None)
+}
+
+/// `policies`, taking the DestinationRules from `rules_from` when only
+/// VirtualServices changed since it was recorded: which rules apply to which
+/// service, and their versions, are then as they were.
+fn collect_policies(model: &Model, view: &ProxyView, rules_from: Option<&Policies>) -> Policies {
     // Collected, then sorted once: a map built key by key would compare
     // thousands of keys that share their first twenty bytes.
     let mut out = Vec::new();
+    if let Some(prev) = rules_from {
+        let prefix = crate::text::concat(&[Kind::DestinationRule.as_str(), "/"]);
+        let from = (Bound::Included(prefix.as_str()), Bound::Unbounded);
+        out.extend(
+            prev.range::<str, _>(from)
+                .take_while(|(key, _)| key.starts_with(&prefix))
+                .map(|(key, stamp)| (key.clone(), stamp.clone())),
+        );
+    }
     for svc in visible_services(model, view) {
         if let Some(vs) = model.virtual_service(&svc.hostname, &view.namespace) {
             out.push(policy_entry(Kind::VirtualService, vs));
+        }
+        if rules_from.is_some() {
+            continue;
         }
         if let Some(dr) = model.destination_rule(&svc.hostname, &view.namespace) {
             out.push(policy_entry(Kind::DestinationRule, dr));

@@ -471,6 +471,7 @@ fn a_virtual_service_change_rebuilds_only_its_hosts_and_equals_a_full_translatio
                 };
                 assert_eq!(bodies(&after), bodies(&full), "{v} {ty}");
             }
+            assert_eq!(after.policies(), full.policies(), "{v}");
             let changed = if vhds && mode != ListenerMode::Proxyless {
                 ResourceType::VirtualHost
             } else {
@@ -493,6 +494,56 @@ fn a_virtual_service_change_rebuilds_only_its_hosts_and_equals_a_full_translatio
                 );
             }
         }
+    }
+}
+
+#[test]
+fn the_policy_record_after_virtual_services_move_equals_a_full_translation() {
+    let rule = |host: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {host}, namespace: default}}\nspec:\n  host: {host}\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n")
+    };
+    let vs = |name: &str, hosts: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  hosts: [{hosts}]\n  http:\n  - route:\n    - destination: {{host: reviews}}\n")
+    };
+    let v = view("default");
+    let mut m = model(&format!("{REVIEWS}---\n{RATINGS}"));
+    m.apply(changes(
+        "dr.yaml",
+        &format!("{}---\n{}", rule("reviews"), rule("ratings")),
+    ));
+    m.apply(changes("a.yaml", &vs("a", "reviews")));
+    let mut snap = build(&m, &v);
+    // A second VirtualService takes ratings, then reviews too (more
+    // specific names win nothing here: the older one keeps reviews), then
+    // the first one goes.
+    let steps = [
+        ("b.yaml", vs("b", "ratings")),
+        ("b.yaml", vs("b", "ratings, reviews")),
+        ("a.yaml", String::new()),
+    ];
+    for (file, yaml) in steps {
+        let dirty = if yaml.is_empty() {
+            m.apply(vec![Change::Delete(crate::model::ObjectKey {
+                kind: Kind::VirtualService,
+                namespace: "default".into(),
+                name: "a".into(),
+            })])
+        } else {
+            m.apply(changes(file, &yaml))
+        };
+        assert!(dirty.config.is_empty() && !dirty.routes, "{dirty:?}");
+        snap = update(&m, &v, &snap, &dirty);
+        assert_eq!(
+            snap.policies(),
+            build(&m, &v).policies(),
+            "after {file}: {yaml}"
+        );
+        assert!(
+            snap.policies()
+                .keys()
+                .any(|k| k.starts_with("DestinationRule/")),
+            "the rules stay recorded"
+        );
     }
 }
 
