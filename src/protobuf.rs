@@ -88,7 +88,7 @@ mod tests {
         assert_eq!(bytes_field(&bytes, 3), Some(&b"outbound|80||a"[..]));
         let any = bytes_field(&bytes, 2).expect("resource");
         assert_eq!(bytes_field(any, 2), Some(&[1, 2, 3][..]));
-        assert_eq!(bytes_field(&bytes, 8), None, "aliases are absent");
+        assert_eq!(bytes_field(&bytes, 4), None, "no aliases were written");
 
         let mut pos = 0;
         let mut tags = Vec::new();

@@ -513,9 +513,8 @@ fn the_policy_record_after_virtual_services_move_equals_a_full_translation() {
     ));
     m.apply(changes("a.yaml", &vs("a", "reviews")));
     let mut snap = build(&m, &v);
-    // A second VirtualService takes ratings, then reviews too (more
-    // specific names win nothing here: the older one keeps reviews), then
-    // the first one goes.
+    // A second VirtualService takes ratings, then claims reviews too,
+    // which the first one holds; then the first one goes.
     let steps = [
         ("b.yaml", vs("b", "ratings")),
         ("b.yaml", vs("b", "ratings, reviews")),

@@ -6,9 +6,10 @@
 //! receive buffer, and its name and body are read in place from it
 //! ([`delta_item`], [`sotw_body`]) instead of being allocated, copied or
 //! even sliced field by field, which is most of what a fleet of thousands
-//! would otherwise spend its CPU on. The field numbers are those of `envoy.service.discovery.v3`;
-//! messages the simulator does not look into (`control_plane`) are kept as
-//! raw bytes so that `encoded_len` still counts them.
+//! would otherwise spend its CPU on. The field numbers are those of
+//! `envoy.service.discovery.v3`; messages the simulator does not look into
+//! (`control_plane`) are kept as raw bytes so that `encoded_len` still
+//! counts them.
 //!
 //! Requests go the other way cheaply too: a SotW ACK repeats the client's
 //! whole subscription, so each subscription's names are encoded once
@@ -20,11 +21,11 @@ use http_body::Frame;
 use http_body_util::StreamBody;
 use shmesh::protobuf;
 use shmesh::xds::grpc::{self, MessageStream};
-
-use crate::subs::Item;
 use tokio_stream::StreamExt;
 use tonic::codegen::{http, Service};
 use tonic::transport::Channel;
+
+use crate::subs::Item;
 
 const SOTW_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
