@@ -148,19 +148,37 @@ impl FileSet {
         if keys.is_empty() {
             return Vec::new();
         }
-        self.diff_keys(&keys)
+        self.diff_keys(&keys, paths)
     }
 
-    /// `diff` for `keys` only: where each now comes from (the first file
-    /// holding it), and whether that differs from what is in force.
-    fn diff_keys(&mut self, keys: &BTreeSet<ObjectKey>) -> Vec<Change> {
+    /// `diff` for `keys` only, after `reloaded` were read again: where each
+    /// now comes from (the first file holding it), and whether that differs
+    /// from what is in force. Only the files that held a key (the one in
+    /// force and its duplicates) or were reloaded can hold it now, so only
+    /// they are asked, not every file of the mesh.
+    fn diff_keys(&mut self, keys: &BTreeSet<ObjectKey>, reloaded: &[PathBuf]) -> Vec<Change> {
+        let candidates: Vec<BTreeSet<PathBuf>> = keys
+            .iter()
+            .map(|key| {
+                let mut paths: BTreeSet<PathBuf> = reloaded.iter().cloned().collect();
+                paths.extend(self.current.get(key).map(|(path, _)| path.clone()));
+                let duplicated = self.duplicates.range((key.clone(), PathBuf::new())..);
+                paths.extend(
+                    duplicated
+                        .take_while(|((k, _), _)| k == key)
+                        .map(|((_, path), _)| path.clone()),
+                );
+                paths
+            })
+            .collect();
         let mut changes = Vec::new();
         self.duplicates.retain(|(k, _), _| !keys.contains(k));
-        for key in keys {
-            let mut holders = self
-                .files
-                .iter()
-                .filter_map(|(path, f)| f.objects.get(key).map(|p| (path, p)));
+        for (key, paths) in keys.iter().zip(candidates) {
+            // In path order, as a full rescan meets the files.
+            let mut holders = paths.iter().filter_map(|path| {
+                let held = self.files.get(path)?.objects.get(key)?;
+                Some((path, held))
+            });
             let winner = holders.next().map(|(path, p)| (path.clone(), p.clone()));
             if let Some((first, _)) = &winner {
                 let first = first.display().to_string();
@@ -539,6 +557,51 @@ mod tests {
             .map(|(k, o)| (k.clone(), o.clone()))
             .collect();
         assert_eq!(incremental, rescanned);
+    }
+
+    #[test]
+    fn the_next_file_defining_an_object_takes_over_as_a_full_rescan_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| dir.path().join(format!("{n}.yaml")))
+            .collect();
+        // a, c and d define the same Service (each a different port); b something else.
+        for (path, port) in [(&paths[0], 80), (&paths[2], 82), (&paths[3], 83)] {
+            std::fs::write(path, SVC.replace("port: 80", &format!("port: {port}"))).unwrap();
+        }
+        std::fs::write(&paths[1], VS_GOOD).unwrap();
+        let mut set = FileSet::new(vec![dir.path().to_path_buf()]);
+        set.rescan();
+        let same_as_full = |set: &FileSet| {
+            let mut full = FileSet::new(vec![dir.path().to_path_buf()]);
+            full.rescan();
+            let objects = |s: &FileSet| -> Vec<_> {
+                s.objects().map(|(k, o)| (k.clone(), o.clone())).collect()
+            };
+            objects(set) == objects(&full) && set.duplicates.len() == full.duplicates.len()
+        };
+        // The first definition goes: the next one in path order (c, not d) takes over.
+        std::fs::remove_file(&paths[0]).unwrap();
+        let changes = set.reload(std::slice::from_ref(&paths[0]));
+        assert!(
+            matches!(&changes[..], [Change::Upsert(_, _, origin)] if origin.to_string().contains("c.yaml")),
+            "{changes:?}"
+        );
+        assert!(same_as_full(&set));
+        // b now defines it too, and comes first.
+        std::fs::write(&paths[1], format!("{VS_GOOD}---\n{SVC}")).unwrap();
+        let changes = set.reload(std::slice::from_ref(&paths[1]));
+        assert!(
+            matches!(&changes[..], [Change::Upsert(_, _, origin)] if origin.to_string().contains("b.yaml")),
+            "{changes:?}"
+        );
+        assert!(same_as_full(&set));
+        // c goes: b still wins, d stays a duplicate.
+        std::fs::remove_file(&paths[2]).unwrap();
+        assert!(set.reload(std::slice::from_ref(&paths[2])).is_empty());
+        assert!(same_as_full(&set));
+        assert_eq!(set.duplicates.len(), 1);
     }
 
     #[test]
