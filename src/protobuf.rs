@@ -1,11 +1,50 @@
-//! Reading an encoded protobuf message's fields in place, without decoding
-//! it: for taking a message apart around the part that changes (a route
-//! configuration's virtual hosts), and for looking at the one field wanted
-//! (a simulated proxy reading resource names and bodies).
+//! Protobuf fields read and written directly, without message types.
+//!
+//! Reading: an encoded message's fields in place, without decoding it, for
+//! taking a message apart around the part that changes (a route
+//! configuration's virtual hosts) and for looking at the one field wanted (a
+//! simulated proxy reading resource names and bodies).
+//!
+//! Writing: the heads and lengths of length-delimited fields, for messages
+//! written straight to bytes (response entries, endpoint assignments, the
+//! fields of a response around its shared resources), as prost writes them.
 
 use std::ops::Range;
 
-use prost::encoding::{decode_key, decode_varint, WireType};
+use bytes::BufMut;
+use prost::encoding::{
+    decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, WireType,
+};
+
+/// Length of a length-delimited field of `len` bytes whose tag is below 16
+/// (a one-byte key).
+pub fn field_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+/// The key and length of the length-delimited field `tag` of `len` bytes.
+pub fn put_field_head(tag: u32, len: usize, buf: &mut impl BufMut) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(len as u64, buf);
+}
+
+/// Length of a string field whose tag is below 16: none when empty, as
+/// proto3 leaves an empty string out.
+pub fn str_field_len(value: &str) -> usize {
+    if value.is_empty() {
+        0
+    } else {
+        field_len(value.len())
+    }
+}
+
+/// A proto3 string field: left out when empty, as prost writes it.
+pub fn put_str_field(tag: u32, value: &str, buf: &mut impl BufMut) {
+    if !value.is_empty() {
+        put_field_head(tag, value.len(), buf);
+        buf.put_slice(value.as_bytes());
+    }
+}
 
 /// One top-level field of an encoded message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,9 +20,9 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 
 use super::ResourceType;
+use crate::protobuf::{field_len, put_field_head};
 
 /// One encoded resource. Shared (`Arc`) between snapshots and streams.
 #[derive(Debug, PartialEq, Eq)]
@@ -95,16 +95,6 @@ pub fn content_version(bytes: &[u8]) -> String {
 
 /// Length of every version `content_version` makes.
 const VERSION_LEN: usize = 16;
-
-/// Length of a length-delimited field of `len` bytes with a one-byte key.
-fn field_len(len: usize) -> usize {
-    1 + encoded_len_varint(len as u64) + len
-}
-
-fn put_field_head(tag: u32, len: usize, buf: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(len as u64, buf);
-}
 
 /// Where one written resource lies in the writer's buffer.
 struct Written {

@@ -12,9 +12,10 @@ use std::collections::VecDeque;
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
-use prost::encoding::{self, WireType};
+use prost::encoding;
 
 use super::Span;
+use crate::protobuf::{put_str_field, str_field_len};
 
 /// `envoy.config.core.v3.ControlPlane`.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -213,23 +214,6 @@ pub trait Chunked {
     }
 }
 
-/// A proto3 string field: absent when empty, as prost writes it.
-fn put_string(tag: u32, value: &str, buf: &mut BytesMut) {
-    if !value.is_empty() {
-        encoding::encode_key(tag, WireType::LengthDelimited, buf);
-        encoding::encode_varint(value.len() as u64, buf);
-        buf.extend_from_slice(value.as_bytes());
-    }
-}
-
-fn string_len(tag: u32, value: &str) -> usize {
-    if value.is_empty() {
-        0
-    } else {
-        encoding::key_len(tag) + encoding::encoded_len_varint(value.len() as u64) + value.len()
-    }
-}
-
 fn control_plane_len(tag: u32, cp: &Option<WireControlPlane>) -> usize {
     cp.as_ref()
         .map_or(0, |cp| encoding::message::encoded_len(tag, cp))
@@ -241,21 +225,21 @@ impl Chunked for WireDiscoveryResponse {
     }
 
     fn write_head(&self, buf: &mut BytesMut) {
-        put_string(1, &self.version_info, buf);
+        put_str_field(1, &self.version_info, buf);
     }
 
     fn write_tail(&self, buf: &mut BytesMut) {
-        put_string(4, &self.type_url, buf);
-        put_string(5, &self.nonce, buf);
+        put_str_field(4, &self.type_url, buf);
+        put_str_field(5, &self.nonce, buf);
         if let Some(cp) = &self.control_plane {
             encoding::message::encode(6, cp, buf);
         }
     }
 
     fn fields_len(&self) -> usize {
-        string_len(1, &self.version_info)
-            + string_len(4, &self.type_url)
-            + string_len(5, &self.nonce)
+        str_field_len(&self.version_info)
+            + str_field_len(&self.type_url)
+            + str_field_len(&self.nonce)
             + control_plane_len(6, &self.control_plane)
     }
 }
@@ -266,12 +250,12 @@ impl Chunked for WireDeltaDiscoveryResponse {
     }
 
     fn write_head(&self, buf: &mut BytesMut) {
-        put_string(1, &self.system_version_info, buf);
+        put_str_field(1, &self.system_version_info, buf);
     }
 
     fn write_tail(&self, buf: &mut BytesMut) {
-        put_string(4, &self.type_url, buf);
-        put_string(5, &self.nonce, buf);
+        put_str_field(4, &self.type_url, buf);
+        put_str_field(5, &self.nonce, buf);
         encoding::string::encode_repeated(6, &self.removed_resources, buf);
         if let Some(cp) = &self.control_plane {
             encoding::message::encode(7, cp, buf);
@@ -279,9 +263,9 @@ impl Chunked for WireDeltaDiscoveryResponse {
     }
 
     fn fields_len(&self) -> usize {
-        string_len(1, &self.system_version_info)
-            + string_len(4, &self.type_url)
-            + string_len(5, &self.nonce)
+        str_field_len(&self.system_version_info)
+            + str_field_len(&self.type_url)
+            + str_field_len(&self.nonce)
             + encoding::string::encoded_len_repeated(6, &self.removed_resources)
             + control_plane_len(7, &self.control_plane)
     }

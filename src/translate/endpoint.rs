@@ -20,6 +20,7 @@ use super::{socket_address, u32_value};
 use crate::cache::{Resource, ResourceType, ResourceWriter};
 use crate::model::objects::Labels;
 use crate::model::{Endpoint, Health, Model};
+use crate::protobuf::{field_len, put_field_head, put_str_field, str_field_len};
 
 /// The assignment of every EDS cluster in `clusters`, encoded.
 pub fn assignments(model: &Model, clusters: &[BuiltCluster]) -> Vec<std::sync::Arc<Resource>> {
@@ -90,22 +91,23 @@ impl Assignments {
             picked.sort_by(|a, b| all[*a].locality.cmp(&all[*b].locality));
         }
         self.body.clear();
-        put_str(1, name, &mut self.body);
+        put_str_field(1, name, &mut self.body);
         for group in picked.chunk_by(|a, b| all[*a].locality == all[*b].locality) {
             let locality = &all[group[0]].locality;
-            let locality_len =
-                str_len(&locality.region) + str_len(&locality.zone) + str_len(&locality.subzone);
+            let locality_len = str_field_len(&locality.region)
+                + str_field_len(&locality.zone)
+                + str_field_len(&locality.subzone);
             let weight = group
                 .iter()
                 .fold(0u32, |acc, i| acc.saturating_add(all[*i].weight.max(1)));
             let endpoints_len: usize = group.iter().map(|i| self.at[*i].len()).sum();
             let group_len =
                 field_len(locality_len) + endpoints_len + field_len(u32_value_len(weight));
-            put_head(2, group_len, &mut self.body);
-            put_head(1, locality_len, &mut self.body);
-            put_str(1, &locality.region, &mut self.body);
-            put_str(2, &locality.zone, &mut self.body);
-            put_str(3, &locality.subzone, &mut self.body);
+            put_field_head(2, group_len, &mut self.body);
+            put_field_head(1, locality_len, &mut self.body);
+            put_str_field(1, &locality.region, &mut self.body);
+            put_str_field(2, &locality.zone, &mut self.body);
+            put_str_field(3, &locality.subzone, &mut self.body);
             for i in group {
                 self.body
                     .extend_from_slice(&self.encoded[self.at[*i].clone()]);
@@ -125,7 +127,7 @@ fn selects(subset: Option<&Labels>, ep: &Endpoint) -> bool {
 /// fields in tag order as prost writes them.
 fn put_lb_endpoint(ep: &Endpoint, buf: &mut Vec<u8>) {
     let health = health_status(ep.health) as u64;
-    let socket_len = str_len(&ep.address) + 1 + encoded_len_varint(ep.port as u64);
+    let socket_len = str_field_len(&ep.address) + 1 + encoded_len_varint(ep.port as u64);
     let address_len = field_len(socket_len);
     let endpoint_len = field_len(address_len);
     let weight_len = (ep.weight > 0).then(|| field_len(u32_value_len(ep.weight)));
@@ -135,11 +137,11 @@ fn put_lb_endpoint(ep: &Endpoint, buf: &mut Vec<u8>) {
         0
     } + weight_len.unwrap_or(0)
         + field_len(endpoint_len);
-    put_head(2, len, buf);
-    put_head(1, endpoint_len, buf);
-    put_head(1, address_len, buf);
-    put_head(1, socket_len, buf);
-    put_str(2, &ep.address, buf);
+    put_field_head(2, len, buf);
+    put_field_head(1, endpoint_len, buf);
+    put_field_head(1, address_len, buf);
+    put_field_head(1, socket_len, buf);
+    put_str_field(2, &ep.address, buf);
     // The port is a oneof member: written even when 0.
     encode_key(3, WireType::Varint, buf);
     encode_varint(ep.port as u64, buf);
@@ -152,20 +154,6 @@ fn put_lb_endpoint(ep: &Endpoint, buf: &mut Vec<u8>) {
     }
 }
 
-/// Length of a length-delimited field with a one-byte key.
-fn field_len(len: usize) -> usize {
-    1 + encoded_len_varint(len as u64) + len
-}
-
-/// Length of a string field (one-byte key), left out when empty as proto3 does.
-fn str_len(s: &str) -> usize {
-    if s.is_empty() {
-        0
-    } else {
-        field_len(s.len())
-    }
-}
-
 fn u32_value_len(value: u32) -> usize {
     if value == 0 {
         0
@@ -174,21 +162,9 @@ fn u32_value_len(value: u32) -> usize {
     }
 }
 
-fn put_head(tag: u32, len: usize, buf: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(len as u64, buf);
-}
-
-fn put_str(tag: u32, s: &str, buf: &mut Vec<u8>) {
-    if !s.is_empty() {
-        put_head(tag, s.len(), buf);
-        buf.extend_from_slice(s.as_bytes());
-    }
-}
-
 /// A `google.protobuf.UInt32Value` field.
 fn put_u32_value(tag: u32, value: u32, buf: &mut Vec<u8>) {
-    put_head(tag, u32_value_len(value), buf);
+    put_field_head(tag, u32_value_len(value), buf);
     if value != 0 {
         encode_key(1, WireType::Varint, buf);
         encode_varint(value as u64, buf);

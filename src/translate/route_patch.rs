@@ -14,13 +14,13 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::config::route::v3::VirtualHost;
-use prost::encoding::{encode_key, encode_varint, WireType};
+use prost::encoding::WireType;
 use prost::Message;
 
 use super::{route, ProxyView};
 use crate::cache::{Resource, ResourceType, ResourceWriter, Snapshot};
 use crate::model::{hosts, Model};
-use crate::protobuf::{bytes_field, next_field};
+use crate::protobuf::{bytes_field, next_field, put_field_head};
 
 /// `RouteConfiguration.virtual_hosts`.
 const VIRTUAL_HOSTS: u32 = 2;
@@ -79,8 +79,7 @@ fn patch_route_configuration(
         if field.tag == VIRTUAL_HOSTS && field.wire_type == WireType::LengthDelimited {
             let vhost = body.slice(field.value.clone());
             if let Some(new) = rebuild(model, view, &vhost, patterns)? {
-                encode_key(VIRTUAL_HOSTS, WireType::LengthDelimited, &mut out);
-                encode_varint(new.len() as u64, &mut out);
+                put_field_head(VIRTUAL_HOSTS, new.len(), &mut out);
                 out.put_slice(&new);
                 changed = true;
                 pos = field.end;
