@@ -72,6 +72,44 @@ impl TypeState {
         lacks.removed.sort();
         lacks
     }
+
+    /// What a client is sent in the step every proxy takes many times while
+    /// it connects: holding the whole current set, it subscribes to names it
+    /// had not. Every one of them goes out (rule 9) or is reported absent
+    /// (rule 7), so the response is where they sit in the set, which the
+    /// first stream taking the same step works out for all (`NameSet::placed`).
+    /// `None` when the request is not that step; `names` is already changed.
+    fn newly_subscribed(
+        &self,
+        before: &NameSet,
+        req: &DeltaDiscoveryRequest,
+        first: bool,
+        current: &Arc<TypeSet>,
+    ) -> Option<Lacks> {
+        let holds_current = matches!(&self.held, Held::Set(s) if Arc::ptr_eq(s, current));
+        let subscribed = req.resource_names_subscribe.len();
+        // Every name in the request new to the set: none repeated or held
+        // before, and no `*`, which the set does not count.
+        let all_new = subscribed > 0 && self.names.len() == before.len() + subscribed;
+        if first
+            || !holds_current
+            || !all_new
+            || !self.force.is_empty()
+            || !req.resource_names_unsubscribe.is_empty()
+        {
+            return None;
+        }
+        let placed = before.placed(&self.names, current);
+        Some(Lacks {
+            upserts: placed
+                .positions
+                .iter()
+                .map(|&at| current.at(at as usize).clone())
+                .collect(),
+            removed: placed.absent.to_vec(),
+            forced_absent: Vec::new(),
+        })
+    }
 }
 
 /// The names in a subscription list, without `*`.
@@ -212,10 +250,18 @@ impl DeltaStream {
             }
             return Ok(out);
         }
+        let before = st.names.clone();
         st.names = st.names.changed(
             names_in(&req.resource_names_subscribe),
             names_in(&req.resource_names_unsubscribe),
         );
+        if let Some(lacks) = st.newly_subscribed(&before, req, first, &current) {
+            out.responses.extend(self.respond(ty, lacks, false));
+            if ty == ResourceType::Route {
+                out.responses.extend(self.follow_routes(req));
+            }
+            return Ok(out);
+        }
         for name in &req.resource_names_subscribe {
             if name == "*" {
                 if !st.wildcard && !first {

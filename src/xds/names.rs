@@ -6,9 +6,14 @@
 //! naming the same resources point at one sorted, immutable list, and a
 //! stream's subscriptions cost a pointer however large the mesh. A change
 //! builds a new set (rare: subscriptions move with the mesh, not with ACKs).
+//! A set also remembers where the names of each step taken from it sit in
+//! the type sets the streams hold (`placed`), so that the thousands of names
+//! a fleet subscribes to are looked up once per view, not once per proxy.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
+
+use crate::cache::TypeSet;
 
 #[derive(Debug)]
 struct Names {
@@ -21,6 +26,26 @@ struct Names {
     /// proxy on a view subscribes in the same steps as the mesh arrives, so
     /// the first stream builds each step and the others reuse it.
     moves: Mutex<Vec<Move>>,
+    /// Where the names of recent steps from this set sit in type sets.
+    placements: Mutex<Vec<Placement>>,
+}
+
+#[derive(Debug)]
+struct Placement {
+    to: Weak<Names>,
+    set: Weak<TypeSet>,
+    placed: Arc<Placed>,
+}
+
+/// Where the names a step added sit in one type set: what a client that
+/// holds that whole set is sent when it takes the step, since every newly
+/// subscribed name is sent (rule 9) or reported absent (rule 7).
+#[derive(Debug, Default)]
+pub(crate) struct Placed {
+    /// Positions in the set, in name order.
+    pub positions: Box<[u32]>,
+    /// Added names the set does not have, in name order.
+    pub absent: Box<[String]>,
 }
 
 #[derive(Debug)]
@@ -109,6 +134,7 @@ impl NameSet {
             sorted: sorted.into_boxed_slice(),
             digest,
             moves: Mutex::default(),
+            placements: Mutex::default(),
         });
         bucket.push(Arc::downgrade(&set));
         interner.recent_names += set.sorted.len();
@@ -195,6 +221,44 @@ impl NameSet {
         to
     }
 
+    /// Where the names `to` has and this set lacks sit in `set`: worked out by
+    /// the first stream that takes the step from this set to `to` holding
+    /// `set`, and shared with the streams that follow it.
+    pub fn placed(&self, to: &NameSet, set: &Arc<TypeSet>) -> Arc<Placed> {
+        let (to_key, set_key) = (Arc::downgrade(&to.0), Arc::downgrade(set));
+        let mut memo = self.0.placements.lock().unwrap_or_else(|e| e.into_inner());
+        memo.retain(|p| p.to.strong_count() > 0 && p.set.strong_count() > 0);
+        if let Some(p) = memo
+            .iter()
+            .find(|p| Weak::ptr_eq(&p.to, &to_key) && Weak::ptr_eq(&p.set, &set_key))
+        {
+            return p.placed.clone();
+        }
+        let (mut positions, mut absent) = (Vec::new(), Vec::new());
+        for name in to.iter().filter(|n| !self.contains(n)) {
+            match set.position(name) {
+                Some(at) => positions.push(at as u32),
+                None => absent.push(name.to_string()),
+            }
+        }
+        // Both are in name order already; sorted again so as not to rely on
+        // the two orders being the same.
+        positions.sort_unstable();
+        let placed = Arc::new(Placed {
+            positions: positions.into(),
+            absent: absent.into(),
+        });
+        if memo.len() >= MOVES {
+            memo.remove(0);
+        }
+        memo.push(Placement {
+            to: to_key,
+            set: set_key,
+            placed: placed.clone(),
+        });
+        placed
+    }
+
     /// The set of `wanted`, reusing this set's strings for names it holds.
     fn rebuilt(&self, wanted: BTreeSet<&str>) -> NameSet {
         let sorted = wanted
@@ -246,6 +310,43 @@ mod tests {
         let again = a.changed(["c"].into_iter(), ["a", "nope"].into_iter());
         assert!(Arc::ptr_eq(&again.0, &b.0));
         assert_eq!(a.0.moves.lock().unwrap().len(), 1);
+    }
+
+    fn clusters(names: &[&str]) -> Arc<TypeSet> {
+        use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+        let set = names
+            .iter()
+            .map(|n| {
+                let cluster = Cluster {
+                    name: n.to_string(),
+                    ..Default::default()
+                };
+                crate::cache::Resource::encode(n.to_string(), &cluster)
+            })
+            .collect();
+        Arc::new(TypeSet::new(set))
+    }
+
+    #[test]
+    fn a_step_is_placed_once_per_type_set() {
+        let from = NameSet::default().changed(["b"].into_iter(), [].into_iter());
+        let to = from.changed(["d", "a", "zz", "c"].into_iter(), [].into_iter());
+        let set = clusters(&["a", "b", "c", "d"]);
+        let placed = from.placed(&to, &set);
+        // Only the added names, by position in the set; "zz" is not there.
+        assert_eq!(&*placed.positions, &[0, 2, 3]);
+        assert_eq!(&*placed.absent, &["zz".to_string()]);
+        // The next stream taking the step on the same set shares the work.
+        assert!(Arc::ptr_eq(&placed, &from.placed(&to, &set)));
+        // On another set the names sit elsewhere.
+        let other = clusters(&["c", "zz"]);
+        let there = from.placed(&to, &other);
+        assert_eq!(&*there.positions, &[0, 1]);
+        assert_eq!(&*there.absent, &["a".to_string(), "d".to_string()]);
+        // A set that is gone takes its placements with it.
+        drop(other);
+        from.placed(&to, &set);
+        assert_eq!(from.0.placements.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -1424,6 +1424,30 @@ fn rule_09_delta_resubscribed_name_is_always_sent() {
     assert_eq!(delta_summary(&out), vec![d(EDS, &[], &["nope"])]);
 }
 
+#[test]
+fn streams_taking_the_same_subscription_steps_each_get_the_current_resources() {
+    // Proxies of one view subscribe in the same steps; where the names of a
+    // step sit is shared between them, and must follow the snapshot.
+    let steps = |snap: &Arc<Snapshot>| {
+        let mut s = DeltaStream::new(snap.clone(), "test");
+        let resp = delta_subscribe(&mut s, EDS, &["a"]);
+        let out = s
+            .on_request(&delta_req(EDS, &["nope", "b"], &[], &resp.nonce))
+            .unwrap();
+        (delta_summary(&out), delta_tags(&out.responses[0]))
+    };
+    let first = base();
+    let (summary, tags) = steps(&first);
+    assert_eq!(summary, vec![d(EDS, &["b"], &["nope"])]);
+    assert_eq!(tags, pairs(&[("b", "1")]));
+    assert_eq!(steps(&first), (summary, tags));
+    // The same steps on a snapshot where "b" changed and "nope" exists.
+    let later = snapshot(&[(EDS, &[("a", "1"), ("b", "changed"), ("nope", "1")])]);
+    let (summary, later_tags) = steps(&later);
+    assert_eq!(summary, vec![d(EDS, &["b", "nope"], &[])]);
+    assert_eq!(later_tags, pairs(&[("b", "changed"), ("nope", "1")]));
+}
+
 // ---------------------------------------------------------------------------
 // Rule 10: never the same name twice in one response. (Every helper that reads
 // a response also asserts this.)
