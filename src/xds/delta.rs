@@ -73,33 +73,38 @@ impl TypeState {
         lacks
     }
 
-    /// What a client is sent in the step every proxy takes many times while
-    /// it connects: holding the whole current set, it subscribes to names it
-    /// had not. Every one of them goes out (rule 9) or is reported absent
-    /// (rule 7), so the response is where they sit in the set, which the
+    /// What a client is sent in the steps every proxy takes while it
+    /// connects: it subscribes to names it had not, holding either the whole
+    /// current set or, with nothing else subscribed, nothing. Every new name
+    /// goes out (rule 9) or is reported absent (rule 7), and nothing else
+    /// does, so the response is where the names sit in the set, which the
     /// first stream taking the same step works out for all (`NameSet::placed`).
-    /// `None` when the request is not that step; `names` is already changed.
+    /// `None` when the request is not such a step; `names` is already changed.
     fn newly_subscribed(
         &self,
         before: &NameSet,
         req: &DeltaDiscoveryRequest,
-        first: bool,
         current: &Arc<TypeSet>,
     ) -> Option<Lacks> {
-        let holds_current = matches!(&self.held, Held::Set(s) if Arc::ptr_eq(s, current));
+        let holds_only_new = match &self.held {
+            Held::Set(held) if Arc::ptr_eq(held, current) => true,
+            // Holding nothing, it lacks everything it wants: only the new
+            // names, unless it wants more than those.
+            Held::Set(held) => held.is_empty() && before.len() == 0 && !self.wildcard,
+            Held::Names(_) => false,
+        };
         let subscribed = req.resource_names_subscribe.len();
         // Every name in the request new to the set: none repeated or held
         // before, and no `*`, which the set does not count.
         let all_new = subscribed > 0 && self.names.len() == before.len() + subscribed;
-        if first
-            || !holds_current
+        if !holds_only_new
             || !all_new
             || !self.force.is_empty()
             || !req.resource_names_unsubscribe.is_empty()
         {
             return None;
         }
-        let placed = before.placed(&self.names, current);
+        let placed = self.names.placed(before, current);
         Some(Lacks {
             upserts: placed
                 .positions
@@ -255,7 +260,7 @@ impl DeltaStream {
             names_in(&req.resource_names_subscribe),
             names_in(&req.resource_names_unsubscribe),
         );
-        if let Some(lacks) = st.newly_subscribed(&before, req, first, &current) {
+        if let Some(lacks) = st.newly_subscribed(&before, req, &current) {
             out.responses.extend(self.respond(ty, lacks, false));
             if ty == ResourceType::Route {
                 out.responses.extend(self.follow_routes(req));

@@ -6,7 +6,7 @@
 //! naming the same resources point at one sorted, immutable list, and a
 //! stream's subscriptions cost a pointer however large the mesh. A change
 //! builds a new set (rare: subscriptions move with the mesh, not with ACKs).
-//! A set also remembers where the names of each step taken from it sit in
+//! A set also remembers where the names of each step that led to it sit in
 //! the type sets the streams hold (`placed`), so that the thousands of names
 //! a fleet subscribes to are looked up once per view, not once per proxy.
 
@@ -26,13 +26,13 @@ struct Names {
     /// proxy on a view subscribes in the same steps as the mesh arrives, so
     /// the first stream builds each step and the others reuse it.
     moves: Mutex<Vec<Move>>,
-    /// Where the names of recent steps from this set sit in type sets.
+    /// Where the names of recent steps to this set sit in type sets.
     placements: Mutex<Vec<Placement>>,
 }
 
 #[derive(Debug)]
 struct Placement {
-    to: Weak<Names>,
+    from: Weak<Names>,
     set: Weak<TypeSet>,
     placed: Arc<Placed>,
 }
@@ -221,21 +221,22 @@ impl NameSet {
         to
     }
 
-    /// Where the names `to` has and this set lacks sit in `set`: worked out by
-    /// the first stream that takes the step from this set to `to` holding
-    /// `set`, and shared with the streams that follow it.
-    pub fn placed(&self, to: &NameSet, set: &Arc<TypeSet>) -> Arc<Placed> {
-        let (to_key, set_key) = (Arc::downgrade(&to.0), Arc::downgrade(set));
+    /// Where the names this set has and `from` lacks sit in `set`: worked out
+    /// by the first stream that takes the step from `from` to this set holding
+    /// `set`, and shared with the streams that follow it. (Kept here, not with
+    /// `from`: every proxy starts from the empty set, whatever its view.)
+    pub fn placed(&self, from: &NameSet, set: &Arc<TypeSet>) -> Arc<Placed> {
+        let (from_key, set_key) = (Arc::downgrade(&from.0), Arc::downgrade(set));
         let mut memo = self.0.placements.lock().unwrap_or_else(|e| e.into_inner());
-        memo.retain(|p| p.to.strong_count() > 0 && p.set.strong_count() > 0);
+        memo.retain(|p| p.from.strong_count() > 0 && p.set.strong_count() > 0);
         if let Some(p) = memo
             .iter()
-            .find(|p| Weak::ptr_eq(&p.to, &to_key) && Weak::ptr_eq(&p.set, &set_key))
+            .find(|p| Weak::ptr_eq(&p.from, &from_key) && Weak::ptr_eq(&p.set, &set_key))
         {
             return p.placed.clone();
         }
         let (mut positions, mut absent) = (Vec::new(), Vec::new());
-        for name in to.iter().filter(|n| !self.contains(n)) {
+        for name in self.iter().filter(|n| !from.contains(n)) {
             match set.position(name) {
                 Some(at) => positions.push(at as u32),
                 None => absent.push(name.to_string()),
@@ -252,7 +253,7 @@ impl NameSet {
             memo.remove(0);
         }
         memo.push(Placement {
-            to: to_key,
+            from: from_key,
             set: set_key,
             placed: placed.clone(),
         });
@@ -332,21 +333,21 @@ mod tests {
         let from = NameSet::default().changed(["b"].into_iter(), [].into_iter());
         let to = from.changed(["d", "a", "zz", "c"].into_iter(), [].into_iter());
         let set = clusters(&["a", "b", "c", "d"]);
-        let placed = from.placed(&to, &set);
+        let placed = to.placed(&from, &set);
         // Only the added names, by position in the set; "zz" is not there.
         assert_eq!(&*placed.positions, &[0, 2, 3]);
         assert_eq!(&*placed.absent, &["zz".to_string()]);
         // The next stream taking the step on the same set shares the work.
-        assert!(Arc::ptr_eq(&placed, &from.placed(&to, &set)));
+        assert!(Arc::ptr_eq(&placed, &to.placed(&from, &set)));
         // On another set the names sit elsewhere.
         let other = clusters(&["c", "zz"]);
-        let there = from.placed(&to, &other);
+        let there = to.placed(&from, &other);
         assert_eq!(&*there.positions, &[0, 1]);
         assert_eq!(&*there.absent, &["a".to_string(), "d".to_string()]);
         // A set that is gone takes its placements with it.
         drop(other);
-        from.placed(&to, &set);
-        assert_eq!(from.0.placements.lock().unwrap().len(), 1);
+        to.placed(&from, &set);
+        assert_eq!(to.0.placements.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -1448,6 +1448,20 @@ fn streams_taking_the_same_subscription_steps_each_get_the_current_resources() {
     assert_eq!(later_tags, pairs(&[("b", "changed"), ("nope", "1")]));
 }
 
+#[test]
+fn a_wildcard_client_holding_nothing_that_names_a_resource_gets_the_whole_set() {
+    // Having rejected its first response, the client holds nothing, and
+    // wants everything as well as the name: only naming "a" would leave
+    // out "b" and "c".
+    let mut s = DeltaStream::new(base(), "test");
+    let out = s.on_request(&delta_req(CDS, &[], &[], "")).unwrap();
+    assert_eq!(delta_summary(&out), vec![d(CDS, &["a", "b", "c"], &[])]);
+    let nonce = out.responses[0].nonce.clone();
+    s.on_request(&delta_nack(CDS, &nonce, "rejected")).unwrap();
+    let out = s.on_request(&delta_req(CDS, &["a"], &[], &nonce)).unwrap();
+    assert_eq!(delta_summary(&out), vec![d(CDS, &["a", "b", "c"], &[])]);
+}
+
 // ---------------------------------------------------------------------------
 // Rule 10: never the same name twice in one response. (Every helper that reads
 // a response also asserts this.)
