@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use shmesh::cache::wire::Chunked;
 use shmesh::cache::{Resource, ResourceType, Snapshot, SnapshotBuilder};
 use shmesh::xds::delta::DeltaStream;
+use shmesh::xds::request::DeltaRequest;
 
 /// The allocator the `shmesh` binary runs with.
 #[global_allocator]
@@ -55,7 +56,7 @@ fn fan_out(c: &mut Criterion) {
                         .collect(),
                     ..Default::default()
                 };
-                let _ = m.on_request(&req);
+                let _ = m.on_request(&DeltaRequest::from(&req));
                 m
             })
             .collect();

@@ -8,10 +8,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
-
 use super::held::{self, Forced, Held, Lacks};
 use super::names::NameSet;
+use super::request::DeltaRequest;
 use super::{Event, Nonces, ProtocolError};
 use crate::cache::wire::{WireControlPlane, WireDeltaDiscoveryResponse};
 use crate::cache::{namespace_of, Resource, ResourceType, Snapshot, TypeSet};
@@ -83,7 +82,8 @@ impl TypeState {
     fn newly_subscribed(
         &self,
         before: &NameSet,
-        req: &DeltaDiscoveryRequest,
+        subscribe: &[&str],
+        unsubscribe: &[&str],
         current: &Arc<TypeSet>,
     ) -> Option<Lacks> {
         let holds_only_new = match &self.held {
@@ -93,15 +93,11 @@ impl TypeState {
             Held::Set(held) => held.is_empty() && before.len() == 0 && !self.wildcard,
             Held::Names(_) => false,
         };
-        let subscribed = req.resource_names_subscribe.len();
+        let subscribed = subscribe.len();
         // Every name in the request new to the set: none repeated or held
         // before, and no `*`, which the set does not count.
         let all_new = subscribed > 0 && self.names.len() == before.len() + subscribed;
-        if !holds_only_new
-            || !all_new
-            || !self.force.is_empty()
-            || !req.resource_names_unsubscribe.is_empty()
-        {
+        if !holds_only_new || !all_new || !self.force.is_empty() || !unsubscribe.is_empty() {
             return None;
         }
         let placed = self.names.placed(before, current);
@@ -118,8 +114,8 @@ impl TypeState {
 }
 
 /// The names in a subscription list, without `*`.
-fn names_in(list: &[String]) -> impl Iterator<Item = &str> + Clone {
-    list.iter().map(String::as_str).filter(|n| *n != "*")
+fn names_in<'a>(list: &'a [&'a str]) -> impl Iterator<Item = &'a str> + Clone {
+    list.iter().copied().filter(|n| *n != "*")
 }
 
 /// Most resource bytes in one delta response (a single larger resource goes
@@ -173,13 +169,14 @@ impl DeltaStream {
         }
     }
 
-    pub fn on_request(&mut self, req: &DeltaDiscoveryRequest) -> Result<Output, ProtocolError> {
+    pub fn on_request(&mut self, req: &DeltaRequest) -> Result<Output, ProtocolError> {
         let ty = ResourceType::from_type_url(&req.type_url)
             .ok_or_else(|| ProtocolError::UnknownType(req.type_url.clone()))?;
+        let (subscribe, unsubscribe) = (req.subscribe()?, req.unsubscribe()?);
         tracing::trace!(
             %ty,
-            subscribe = ?req.resource_names_subscribe,
-            unsubscribe = ?req.resource_names_unsubscribe,
+            ?subscribe,
+            ?unsubscribe,
             initial = req.initial_resource_versions.len(),
             nonce = %req.response_nonce,
             nack = req.error_detail.is_some(),
@@ -241,7 +238,7 @@ impl DeltaStream {
             // example: after the empty first request, subscribing to "A"
             // "continues the existing subscription to `*`"; Envoy keeps `*`
             // in its own subscription state and does not send it again).
-            if ty.wildcard_capable() && req.resource_names_subscribe.is_empty() {
+            if ty.wildcard_capable() && subscribe.is_empty() {
                 st.wildcard = true;
             }
         }
@@ -256,18 +253,18 @@ impl DeltaStream {
             return Ok(out);
         }
         let before = st.names.clone();
-        st.names = st.names.changed(
-            names_in(&req.resource_names_subscribe),
-            names_in(&req.resource_names_unsubscribe),
-        );
-        if let Some(lacks) = st.newly_subscribed(&before, req, &current) {
+        st.names = st
+            .names
+            .changed(names_in(&subscribe), names_in(&unsubscribe));
+        if let Some(lacks) = st.newly_subscribed(&before, &subscribe, &unsubscribe, &current) {
             out.responses.extend(self.respond(ty, lacks, false));
             if ty == ResourceType::Route {
-                out.responses.extend(self.follow_routes(req));
+                out.responses
+                    .extend(self.follow_routes(&subscribe, &unsubscribe));
             }
             return Ok(out);
         }
-        for name in &req.resource_names_subscribe {
+        for &name in &subscribe {
             if name == "*" {
                 if !st.wildcard && !first {
                     // Newly wildcard: everything is newly subscribed (rule 9),
@@ -281,10 +278,10 @@ impl DeltaStream {
             // said on this first request that it has the current version.
             let reported = first && req.initial_resource_versions.contains_key(name);
             if !reported && st.held.must_force(name, &current) {
-                st.force.insert(name.clone());
+                st.force.insert(name.to_string());
             }
         }
-        for name in &req.resource_names_unsubscribe {
+        for &name in &unsubscribe {
             if name == "*" {
                 st.wildcard = false;
             } else {
@@ -293,15 +290,13 @@ impl DeltaStream {
             if st.wants(name) {
                 // Rule 8: unsubscribing a name that `*` still covers must be
                 // answered with the resource as it stands.
-                st.force.insert(name.clone());
+                st.force.insert(name.to_string());
             } else {
                 st.force.remove(name);
             }
         }
 
-        let only_ack = req.resource_names_subscribe.is_empty()
-            && req.resource_names_unsubscribe.is_empty()
-            && !first;
+        let only_ack = subscribe.is_empty() && unsubscribe.is_empty() && !first;
         if only_ack {
             return Ok(out);
         }
@@ -310,7 +305,8 @@ impl DeltaStream {
             out.responses.extend(self.respond(ty, lacks, first));
         }
         if ty == ResourceType::Route {
-            out.responses.extend(self.follow_routes(req));
+            out.responses
+                .extend(self.follow_routes(&subscribe, &unsubscribe));
         }
         Ok(out)
     }
@@ -319,15 +315,19 @@ impl DeltaStream {
     /// subscribes to. Envoy opens a VHDS watch for each route configuration
     /// that names VHDS once it has that configuration, so the virtual hosts
     /// of a (re)subscribed one go out after it, whatever the client held.
-    fn follow_routes(&mut self, req: &DeltaDiscoveryRequest) -> Vec<WireDeltaDiscoveryResponse> {
+    fn follow_routes(
+        &mut self,
+        subscribe: &[&str],
+        unsubscribe: &[&str],
+    ) -> Vec<WireDeltaDiscoveryResponse> {
         let current = self.snapshot.set(ResourceType::VirtualHost).clone();
         let routes = self.types[ResourceType::Route.index()].names.clone();
         let st = &mut self.types[ResourceType::VirtualHost.index()];
         st.names = routes;
-        for name in names_in(&req.resource_names_unsubscribe) {
+        for name in names_in(unsubscribe) {
             st.force.retain(|n| namespace_of(n) != Some(name));
         }
-        for name in names_in(&req.resource_names_subscribe) {
+        for name in names_in(subscribe) {
             st.force
                 .extend(current.in_namespace(name).map(|r| r.name.clone()));
         }

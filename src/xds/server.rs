@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 
 use dashmap::DashMap;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use tokio::sync::{mpsc, watch};
 use tonic::codegen::{http, Body, BoxFuture, StdError};
 use tonic::Status;
@@ -20,7 +19,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::delta::DeltaStream;
 use super::grpc::{self, MessageStream, ResponseBody};
 use super::node::view_of;
-use super::request::SotwRequest;
+use super::request::{DeltaRequest, SotwRequest};
 use super::sotw::SotwStream;
 use super::{Event, ProtocolError};
 use crate::cache::wire::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
@@ -276,19 +275,19 @@ impl Machine for SotwStream {
 }
 
 impl Machine for DeltaStream {
-    type Request = DeltaDiscoveryRequest;
+    type Request = DeltaRequest;
     type Response = WireDeltaDiscoveryResponse;
     const PROTOCOL: &'static str = "delta";
     const VHDS: bool = true;
     fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self {
         DeltaStream::new(snapshot, control_plane)
     }
-    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+    fn node(req: &DeltaRequest) -> Option<&Node> {
         req.node.as_ref()
     }
     fn request(
         &mut self,
-        req: &DeltaDiscoveryRequest,
+        req: &DeltaRequest,
     ) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError> {
         self.on_request(req).map(|o| (o.responses, o.events))
     }

@@ -20,7 +20,7 @@ use envoy_types::pb::google::rpc::Status;
 use prost::Message;
 
 use super::delta::{self, DeltaStream};
-use super::request::SotwRequest;
+use super::request::{DeltaRequest, SotwRequest};
 use super::sotw::{self, SotwStream};
 use super::{Event, ProtocolError};
 use crate::cache::wire::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
@@ -150,6 +150,15 @@ fn delta_req(
     subscribe: &[&str],
     unsubscribe: &[&str],
     nonce: &str,
+) -> DeltaRequest {
+    DeltaRequest::from(&full_delta_req(ty, subscribe, unsubscribe, nonce))
+}
+
+fn full_delta_req(
+    ty: ResourceType,
+    subscribe: &[&str],
+    unsubscribe: &[&str],
+    nonce: &str,
 ) -> DeltaDiscoveryRequest {
     DeltaDiscoveryRequest {
         type_url: ty.type_url().to_string(),
@@ -160,18 +169,18 @@ fn delta_req(
     }
 }
 
-fn delta_nack(ty: ResourceType, nonce: &str, message: &str) -> DeltaDiscoveryRequest {
-    DeltaDiscoveryRequest {
+fn delta_nack(ty: ResourceType, nonce: &str, message: &str) -> DeltaRequest {
+    DeltaRequest::from(&DeltaDiscoveryRequest {
         error_detail: Some(Status {
             code: 3,
             message: message.to_string(),
             ..Default::default()
         }),
-        ..delta_req(ty, &[], &[], nonce)
-    }
+        ..full_delta_req(ty, &[], &[], nonce)
+    })
 }
 
-fn delta_ack(resp: &WireDeltaDiscoveryResponse) -> DeltaDiscoveryRequest {
+fn delta_ack(resp: &WireDeltaDiscoveryResponse) -> DeltaRequest {
     let ty = ResourceType::from_type_url(&resp.type_url).unwrap();
     delta_req(ty, &[], &[], &resp.nonce)
 }
@@ -1759,9 +1768,9 @@ fn rule_14_delta_reconnect_skips_resources_the_client_has() {
             ("gone".to_string(), "x".to_string()),
         ]
         .into(),
-        ..delta_req(CDS, &[], &[], "")
+        ..full_delta_req(CDS, &[], &[], "")
     };
-    let out = s.on_request(&req).unwrap();
+    let out = s.on_request(&DeltaRequest::from(&req)).unwrap();
     assert_eq!(delta_summary(&out), vec![d(CDS, &["b", "c"], &["gone"])]);
     delta_ack_all(&mut s, &out);
 
@@ -1772,9 +1781,9 @@ fn rule_14_delta_reconnect_skips_resources_the_client_has() {
             ("b".to_string(), version_of(&snap, EDS, "b")),
         ]
         .into(),
-        ..delta_req(EDS, &["a", "b", "c"], &[], "")
+        ..full_delta_req(EDS, &["a", "b", "c"], &[], "")
     };
-    let out = s.on_request(&req).unwrap();
+    let out = s.on_request(&DeltaRequest::from(&req)).unwrap();
     assert_eq!(delta_summary(&out), vec![d(EDS, &["c"], &[])]);
 
     // Everything current: one empty response, then only real changes.
@@ -1785,9 +1794,9 @@ fn rule_14_delta_reconnect_skips_resources_the_client_has() {
             .iter()
             .map(|r| (r.name.clone(), r.version.clone()))
             .collect(),
-        ..delta_req(LDS, &[], &[], "")
+        ..full_delta_req(LDS, &[], &[], "")
     };
-    let out = s.on_request(&req).unwrap();
+    let out = s.on_request(&DeltaRequest::from(&req)).unwrap();
     assert_eq!(delta_summary(&out), vec![d(LDS, &[], &[])]);
     delta_ack_all(&mut s, &out);
     let out = s.on_snapshot(snapshot(&[(LDS, &[("l1", "1"), ("l2", "2")])]));
@@ -1816,7 +1825,7 @@ fn unknown_type_url_is_a_protocol_error() {
         ..Default::default()
     };
     assert_eq!(
-        s.on_request(&req).unwrap_err(),
+        s.on_request(&DeltaRequest::from(&req)).unwrap_err(),
         ProtocolError::UnknownType(url.into())
     );
 }
