@@ -10,7 +10,7 @@
 //! the type sets the streams hold (`placed`), so that the thousands of names
 //! a fleet subscribes to are looked up once per view, not once per proxy.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use crate::cache::TypeSet;
@@ -20,7 +20,9 @@ struct Names {
     sorted: Box<[Arc<str>]>,
     /// Looked up for every resource a response may carry: a fast seeded
     /// hash, not SipHash.
-    index: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    /// Each name's position in `sorted`.
+    index: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
+    /// `digest_of` the names, whatever their order.
     digest: u64,
     /// Recent changes made from this set and the sets they led to: every
     /// proxy on a view subscribes in the same steps as the mesh arrives, so
@@ -102,13 +104,12 @@ static INTERNED: LazyLock<Mutex<Interner>> = LazyLock::new(|| {
     })
 });
 
-fn digest_of(sorted: &[Arc<str>]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for n in sorted {
-        h.update(n.as_bytes());
-        h.update(&[0]);
-    }
-    h.digest()
+/// A hash of a list of names that does not depend on their order, so that a
+/// list as a client sent it finds the interned set without being sorted.
+fn digest_of<'a>(names: impl Iterator<Item = &'a str>) -> u64 {
+    names
+        .map(|n| xxhash_rust::xxh3::xxh3_64(n.as_bytes()))
+        .fold(0, u64::wrapping_add)
 }
 
 fn same_list<'a>(kept: &[Box<str>], list: impl Iterator<Item = &'a str>) -> bool {
@@ -118,7 +119,7 @@ fn same_list<'a>(kept: &[Box<str>], list: impl Iterator<Item = &'a str>) -> bool
 impl NameSet {
     /// The shared set holding `sorted` (sorted, no duplicates).
     fn intern(sorted: Vec<Arc<str>>) -> NameSet {
-        let digest = digest_of(&sorted);
+        let digest = digest_of(sorted.iter().map(|n| &**n));
         let mut interner = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = interner.sets.entry(digest).or_default();
         bucket.retain(|w| w.strong_count() > 0);
@@ -130,7 +131,11 @@ impl NameSet {
             return NameSet(same);
         }
         let set = Arc::new(Names {
-            index: sorted.iter().cloned().collect(),
+            index: sorted
+                .iter()
+                .enumerate()
+                .map(|(at, n)| (n.clone(), at as u32))
+                .collect(),
             sorted: sorted.into_boxed_slice(),
             digest,
             moves: Mutex::default(),
@@ -156,7 +161,7 @@ impl NameSet {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.0.index.contains(name)
+        self.0.index.contains_key(name)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
@@ -174,16 +179,52 @@ impl NameSet {
 
     /// Exactly `names` (in any order, duplicates allowed): this same set when
     /// it already holds exactly those, which is checked without building
-    /// anything (a SotW client repeats its whole list with every ACK).
+    /// anything (a SotW client repeats its whole list with every ACK), or
+    /// another interned set holding exactly those, found the same way (the
+    /// proxies of a view name the same thousands of resources).
     pub fn replaced<'a>(&self, names: impl Iterator<Item = &'a str> + Clone) -> NameSet {
         if names.clone().eq(self.iter()) {
             return self.clone();
         }
-        let wanted: BTreeSet<&str> = names.collect();
-        if wanted.len() == self.len() && wanted.iter().all(|n| self.contains(n)) {
+        let digest = digest_of(names.clone());
+        if self.holds_exactly(digest, names.clone()) {
             return self.clone();
         }
-        self.rebuilt(wanted)
+        let candidates: Vec<NameSet> = {
+            let interner = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+            let bucket = interner.sets.get(&digest).into_iter().flatten();
+            bucket.filter_map(Weak::upgrade).map(NameSet).collect()
+        };
+        let interned = candidates
+            .into_iter()
+            .find(|set| set.holds_exactly(digest, names.clone()));
+        if let Some(same) = interned {
+            return same;
+        }
+        self.rebuilt(names.collect())
+    }
+
+    /// Whether this set is exactly the names in `names`, whose `digest_of` is
+    /// `digest`: each of them in the set, and every name of the set among them.
+    /// (A list naming something twice has another digest, and is left to be
+    /// built.)
+    fn holds_exactly<'a>(&self, digest: u64, names: impl Iterator<Item = &'a str>) -> bool {
+        if self.0.digest != digest {
+            return false;
+        }
+        let mut seen = vec![false; self.len()];
+        let mut count = 0;
+        for name in names {
+            match self.0.index.get(name) {
+                Some(&at) if !seen[at as usize] => {
+                    seen[at as usize] = true;
+                    count += 1;
+                }
+                Some(_) => {}
+                None => return false,
+            }
+        }
+        count == self.len()
     }
 
     /// This set with `add` added and `remove` taken out.
@@ -264,8 +305,8 @@ impl NameSet {
     fn rebuilt(&self, wanted: BTreeSet<&str>) -> NameSet {
         let sorted = wanted
             .into_iter()
-            .map(|n| match self.0.index.get(n) {
-                Some(kept) => kept.clone(),
+            .map(|n| match self.0.index.get_key_value(n) {
+                Some((kept, _)) => kept.clone(),
                 None => Arc::from(n),
             })
             .collect();
@@ -298,6 +339,27 @@ mod tests {
         let more = a.replaced(["x", "y", "z"].into_iter());
         assert_eq!(more.len(), 3);
         assert_eq!(a.replaced([].into_iter()).len(), 0);
+    }
+
+    #[test]
+    fn a_list_in_any_order_finds_the_interned_set() {
+        let unique = format!("order-{}", std::process::id());
+        let names: Vec<String> = (0..50).map(|i| format!("{unique}-{i}")).collect();
+        let built = NameSet::default().replaced(names.iter().map(String::as_str));
+        // Another stream's list, in another order, from another set.
+        let other = NameSet::default().replaced(["x"].into_iter());
+        let found = other.replaced(names.iter().rev().map(String::as_str));
+        assert!(Arc::ptr_eq(&found.0, &built.0));
+        // Naming one name twice and leaving another out is another set.
+        let mut short: Vec<&str> = names.iter().map(String::as_str).collect();
+        short[0] = short[1];
+        let fewer = built.replaced(short.iter().copied());
+        assert_eq!(fewer.len(), 49);
+        assert!(!fewer.contains(&names[0]));
+        assert_eq!(
+            built.replaced(short.iter().copied().chain([&*names[0]])),
+            built
+        );
     }
 
     #[test]

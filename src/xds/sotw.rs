@@ -47,6 +47,31 @@ impl TypeState {
     fn wants(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
     }
+
+    /// The resources of `current` the client wants at a version it does not
+    /// hold, and the forced ones (EDS and RDS, which go out by difference).
+    fn lacks(&self, current: &Arc<TypeSet>) -> Vec<Arc<Resource>> {
+        let holds_nothing = matches!(&self.held, Held::Set(held) if held.is_empty());
+        if holds_nothing && !self.wildcard && self.force.is_empty() {
+            // What it names, as every proxy of its view names it: where the
+            // names sit in the set is worked out once for all of them.
+            let placed = self.names.placed(&NameSet::default(), current);
+            return placed
+                .positions
+                .iter()
+                .map(|&at| current.at(at as usize).clone())
+                .collect();
+        }
+        self.held
+            .lacks(
+                current,
+                |n| self.wants(n),
+                self.wildcard,
+                &self.names,
+                &self.force,
+            )
+            .upserts
+    }
 }
 
 /// One SotW stream.
@@ -130,7 +155,8 @@ impl SotwStream {
         // after `*` unsubscribes, it does not keep the wildcard).
         let wildcard = ty.wildcard_capable() && (star || (names.is_empty() && !st.named));
         st.named |= !names.is_empty();
-        let added: Vec<String> = if explicit == st.names {
+        // Only a later request can add names: the first is answered whole.
+        let added: Vec<String> = if first || explicit == st.names {
             Vec::new()
         } else {
             explicit
@@ -274,10 +300,7 @@ impl SotwStream {
         let mut resources: Vec<Arc<Resource>> = if full {
             self.interest(ty).cloned().collect()
         } else {
-            let st = &self.types[ty.index()];
-            st.held
-                .lacks(&current, |n| st.wants(n), st.wildcard, &st.names, &st.force)
-                .upserts
+            self.types[ty.index()].lacks(&current)
         };
         if !full && resources.is_empty() {
             // A subscription to names that do not exist yet: nothing to send
