@@ -11,6 +11,7 @@ use tracing::info;
 use crate::config::{Api, BootstrapArgs, Command, ServeArgs, TranslateArgs};
 use crate::metrics::Metrics;
 use crate::model::{analyze, Model};
+use crate::xds::pacing::PushSlots;
 use crate::xds::server::{AdsServer, Registry, Shared};
 use crate::{admin, bootstrap, jsonpb, rollout, sources, translate, translator};
 
@@ -84,12 +85,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             metrics: metrics.clone(),
         }),
     ));
+    let push_slots = PushSlots::new(args.push_slots, args.push_ack_timeout, metrics.clone());
     let shared = Arc::new(Shared {
         views: translator,
         metrics,
         registry,
         control_plane: format!("shmesh-{}", env!("CARGO_PKG_VERSION")),
-        push_slots: Arc::new(tokio::sync::Semaphore::new(crate::xds::server::PUSH_SLOTS)),
+        push_slots,
         vhds: args.vhds,
     });
     crate::xds::listen::serve(xds, AdsServer::new(shared), shutdown_signal()).await;

@@ -53,6 +53,15 @@ pub struct ServeArgs {
     /// `<port>/<host>:<port>` (Envoy requires the VHDS resource name).
     #[arg(long, env = "SHMESH_VHDS")]
     pub vhds: bool,
+    /// How many streams may push at once, each until its proxy has applied
+    /// what it was sent; the others wait their turn.
+    #[arg(long, env = "SHMESH_PUSH_SLOTS", default_value_t = 128)]
+    pub push_slots: usize,
+    /// How long a stream keeps its push slot waiting for its proxy's ACK. A
+    /// stream whose proxy takes longer pushes without a slot until the proxy
+    /// catches up, so stuck proxies do not hold up the others.
+    #[arg(long, env = "SHMESH_PUSH_ACK_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub push_ack_timeout: Duration,
     /// Write the bound xDS and admin addresses to this file (for scripts and tests using port 0).
     #[arg(long, env = "SHMESH_ADDRESS_FILE")]
     pub address_file: Option<PathBuf>,

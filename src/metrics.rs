@@ -12,6 +12,8 @@ pub struct Metrics {
     pub pushes: [AtomicU64; ResourceType::COUNT],
     pub acks: [AtomicU64; ResourceType::COUNT],
     pub nacks: [AtomicU64; ResourceType::COUNT],
+    /// Pushes whose proxy did not catch up within the push slot's time.
+    pub push_ack_timeouts: AtomicU64,
     pub translations: AtomicU64,
     pub config_errors: AtomicU64,
     pub config_warnings: AtomicU64,
@@ -49,6 +51,11 @@ impl Metrics {
                 ));
             }
         }
+        out.push_str("# TYPE shmesh_xds_push_ack_timeouts_total counter\n");
+        out.push_str(&format!(
+            "shmesh_xds_push_ack_timeouts_total {}\n",
+            g(&self.push_ack_timeouts)
+        ));
         out.push_str("# TYPE shmesh_translations_total counter\n");
         out.push_str(&format!(
             "shmesh_translations_total {}\n",

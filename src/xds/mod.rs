@@ -2,9 +2,9 @@
 //! requests and new snapshots into responses without doing any I/O, and the
 //! service (`server`) that only moves messages between the network, the state
 //! machines and the cache. `listen` accepts proxies' HTTP/2 connections and
-//! `grpc` frames the messages on each stream; `request` reads SotW requests
+//! `grpc` frames the messages on each stream; `request` reads requests
 //! without copying their names; `names` holds subscriptions as sets shared
-//! between streams.
+//! between streams; `pacing` bounds how many streams push at once.
 //!
 //! The rules each machine follows are Envoy's `xds_protocol.rst`; the comments
 //! cite them as "rule N" from the project's xDS checklist.
@@ -15,6 +15,7 @@ mod held;
 pub mod listen;
 mod names;
 pub mod node;
+pub mod pacing;
 pub mod request;
 pub mod server;
 pub mod sotw;

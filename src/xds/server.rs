@@ -19,6 +19,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::delta::DeltaStream;
 use super::grpc::{self, MessageStream, ResponseBody};
 use super::node::view_of;
+use super::pacing::{Pace, PushSlots};
 use super::request::{DeltaRequest, SotwRequest};
 use super::sotw::SotwStream;
 use super::{Event, ProtocolError};
@@ -150,18 +151,11 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     pub control_plane: String,
-    /// Streams that may have a push in flight (sent, not yet ACKed) at once.
-    /// Without a bound, a change to a large route configuration, or a fleet
-    /// connecting together after a restart, would encode and buffer every
-    /// proxy's copy at the same time; with it, memory is bounded by the slots
-    /// and the rest of the fleet follows as slots free up.
-    pub push_slots: Arc<tokio::sync::Semaphore>,
+    /// Streams that may push at once (`pacing`).
+    pub push_slots: PushSlots,
     /// Delta clients with listeners get their virtual hosts over VHDS.
     pub vhds: bool,
 }
-
-/// How many streams may have a push in flight at once.
-pub const PUSH_SLOTS: usize = 128;
 
 #[derive(Clone)]
 pub struct AdsServer {
@@ -372,7 +366,8 @@ async fn run_stream<M: Machine>(
             },
         );
         shared.registry.bump();
-        let mut slot = hold_push_slot(&shared).await;
+        let mut pace = Pace::default();
+        pace.before_push(&shared.push_slots).await;
         let mut machine = M::create(snapshot, shared.control_plane.clone());
         let mut result = machine.request(&first);
         loop {
@@ -389,11 +384,8 @@ async fn run_stream<M: Machine>(
                 break;
             }
             track_sync(&shared.registry, id, &machine);
-            if slot.is_some() && machine.in_sync() {
-                // Applied: let the next stream push.
-                if let Some(done) = slot.take() {
-                    let _ = done.send(());
-                }
+            if machine.in_sync() {
+                pace.caught_up();
             }
             result = tokio::select! {
                 msg = incoming.message() => match msg {
@@ -408,10 +400,8 @@ async fn run_stream<M: Machine>(
                     if changed.is_err() {
                         break;
                     }
-                    if slot.as_ref().is_none_or(|s| s.is_closed()) {
-                        // Newer snapshots arriving meanwhile replace this one.
-                        slot = hold_push_slot(&shared).await;
-                    }
+                    // Newer snapshots arriving while it waits replace this one.
+                    pace.before_push(&shared.push_slots).await;
                     let latest = rx.borrow_and_update().clone();
                     match latest {
                         Some(s) => {
@@ -433,23 +423,6 @@ async fn run_stream<M: Machine>(
     }
     .instrument(span)
     .await
-}
-
-/// Longest a stream may hold a push slot: a client that never ACKs must not
-/// keep others waiting.
-const PUSH_SLOT_MAX: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Waits for a push slot; the slot is given back when the returned sender
-/// fires or the stream ends, or after `PUSH_SLOT_MAX` at the latest (then the
-/// sender reports closed).
-async fn hold_push_slot(shared: &Shared) -> Option<tokio::sync::oneshot::Sender<()>> {
-    let permit = shared.push_slots.clone().acquire_owned().await.ok()?;
-    let (done, synced) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _permit = permit;
-        let _ = tokio::time::timeout(PUSH_SLOT_MAX, synced).await;
-    });
-    Some(done)
 }
 
 /// Records the snapshot the proxy has now fully applied, if it has.
