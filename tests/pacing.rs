@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::xds_client::{SotwClient, CDS};
-use common::{free_port, http_get, mesh, Envoy, Shmesh, Upstream};
+use common::{free_port, http_get, mesh, Envoy, Shmesh};
 
 fn ack_timeouts(shmesh: &Shmesh) -> u64 {
     let (status, body) = shmesh.admin_get("/metrics");
@@ -29,19 +29,8 @@ fn extra_service(name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_that_never_acks_holds_up_the_others_once_at_most() {
-    let v1 = Upstream::start("127.0.0.11", "v1");
-    let v2 = Upstream::start("127.0.0.12", "v2");
-    let dir = tempfile::tempdir().expect("dir");
-    mesh::write_atomic(
-        dir.path(),
-        "mesh.yaml",
-        &mesh::reviews(&[("v1", v1.addr()), ("v2", v2.addr())]),
-    );
-    mesh::write_atomic(
-        dir.path(),
-        "vs.yaml",
-        &mesh::weighted_vs("v1", &[("v1", 100)]),
-    );
+    let reviews = mesh::ReviewsOnV1::write();
+    let dir = &reviews.dir;
     // One slot: a stream holding it holds up every other.
     let shmesh = Shmesh::start_with(
         dir.path(),

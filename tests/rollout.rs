@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::xds_client::{SotwClient, CDS, LDS};
-use common::{free_port, http_get, mesh, Envoy, Shmesh, Upstream};
+use common::{free_port, http_get, mesh, Envoy, Shmesh};
 
 fn rollout(shmesh: &Shmesh) -> serde_json::Value {
     let (status, body) =
@@ -26,19 +26,8 @@ fn names(v: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_waits_for_every_proxy() {
-    let v1 = Upstream::start("127.0.0.11", "v1");
-    let v2 = Upstream::start("127.0.0.12", "v2");
-    let dir = tempfile::tempdir().expect("dir");
-    mesh::write_atomic(
-        dir.path(),
-        "mesh.yaml",
-        &mesh::reviews(&[("v1", v1.addr()), ("v2", v2.addr())]),
-    );
-    mesh::write_atomic(
-        dir.path(),
-        "vs.yaml",
-        &mesh::weighted_vs("v1", &[("v1", 100)]),
-    );
+    let reviews = mesh::ReviewsOnV1::write();
+    let dir = &reviews.dir;
     let shmesh = Shmesh::start(dir.path());
     let listener: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
         .parse()

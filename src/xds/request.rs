@@ -110,22 +110,30 @@ impl From<&DeltaDiscoveryRequest> for DeltaRequest {
 mod tests {
     use super::*;
 
+    fn node() -> Node {
+        Node {
+            id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local".into(),
+            ..Default::default()
+        }
+    }
+
+    fn rejected() -> Status {
+        Status {
+            code: 3,
+            message: "bad".into(),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn reads_what_a_discovery_request_wrote_with_names_as_slices() {
         let full = DiscoveryRequest {
             version_info: "v1".into(),
-            node: Some(Node {
-                id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local".into(),
-                ..Default::default()
-            }),
+            node: Some(node()),
             resource_names: vec!["outbound|80||a".into(), "outbound|80||b".into()],
             type_url: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment".into(),
             response_nonce: "7".into(),
-            error_detail: Some(Status {
-                code: 3,
-                message: "bad".into(),
-                ..Default::default()
-            }),
+            error_detail: Some(rejected()),
             ..Default::default()
         };
         let wire = Bytes::from(full.encode_to_vec());
@@ -152,20 +160,13 @@ mod tests {
     #[test]
     fn reads_what_a_delta_discovery_request_wrote_with_names_as_slices() {
         let full = DeltaDiscoveryRequest {
-            node: Some(Node {
-                id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local".into(),
-                ..Default::default()
-            }),
+            node: Some(node()),
             type_url: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment".into(),
             resource_names_subscribe: vec!["outbound|80||a".into(), "outbound|80||b".into()],
             resource_names_unsubscribe: vec!["outbound|80||c".into()],
             initial_resource_versions: [("outbound|80||a".to_string(), "v1".to_string())].into(),
             response_nonce: "7".into(),
-            error_detail: Some(Status {
-                code: 3,
-                message: "bad".into(),
-                ..Default::default()
-            }),
+            error_detail: Some(rejected()),
             ..Default::default()
         };
         let wire = Bytes::from(full.encode_to_vec());

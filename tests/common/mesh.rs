@@ -4,6 +4,31 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use super::Upstream;
+
+/// `reviews` v1 and v2 on two real upstreams, with every request routed to
+/// v1, in a directory of their own. The upstreams serve while this lives.
+pub struct ReviewsOnV1 {
+    pub dir: tempfile::TempDir,
+    pub v1: Upstream,
+    pub v2: Upstream,
+}
+
+impl ReviewsOnV1 {
+    pub fn write() -> ReviewsOnV1 {
+        let v1 = Upstream::start("127.0.0.11", "v1");
+        let v2 = Upstream::start("127.0.0.12", "v2");
+        let dir = tempfile::tempdir().expect("dir");
+        write_atomic(
+            dir.path(),
+            "mesh.yaml",
+            &reviews(&[("v1", v1.addr()), ("v2", v2.addr())]),
+        );
+        write_atomic(dir.path(), "vs.yaml", &weighted_vs("v1", &[("v1", 100)]));
+        ReviewsOnV1 { dir, v1, v2 }
+    }
+}
+
 /// Service `reviews` (port 9080) in `default`, one Pod and EndpointSlice per
 /// version pointing at the given upstream, and a DestinationRule with one
 /// subset per version.
