@@ -14,5 +14,6 @@ pub mod wire;
 pub use resource::{content_version, ByName, Resource, ResourceWriter, Span};
 pub use snapshot::{
     set_version as content_version_of, Policies, PolicyStamp, Snapshot, SnapshotBuilder, TypeSet,
+    VsOfHost,
 };
 pub use types::{namespace_of, ResourceType};

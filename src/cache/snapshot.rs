@@ -246,6 +246,11 @@ pub struct PolicyStamp {
 /// Policies by `Kind/namespace/name`.
 pub type Policies = BTreeMap<String, PolicyStamp>;
 
+/// The VirtualService (`Kind/namespace/name`) each host a view sees resolved
+/// to, for the hosts that have one: a VirtualService change then resolves
+/// again only the hosts it touched.
+pub type VsOfHost = BTreeMap<String, String>;
+
 /// Everything one view of the mesh receives: one `TypeSet` per resource type,
 /// and the policies it was built from. Type sets are shared between successive
 /// snapshots until they change.
@@ -254,6 +259,7 @@ pub struct Snapshot {
     sets: [Arc<TypeSet>; ResourceType::COUNT],
     version: String,
     policies: Arc<Policies>,
+    vs_of_host: Arc<VsOfHost>,
 }
 
 impl Snapshot {
@@ -276,6 +282,11 @@ impl Snapshot {
         &self.policies
     }
 
+    /// The VirtualService each host resolved to when `policies` were taken.
+    pub fn vs_of_host(&self) -> &Arc<VsOfHost> {
+        &self.vs_of_host
+    }
+
     /// This snapshot with every type set that equals one of `others`'
     /// replaced by that one: views that see the same services (every
     /// namespace of a mesh without Sidecars) then hold one copy of their
@@ -295,6 +306,7 @@ impl Snapshot {
         SnapshotBuilder {
             sets: self.sets.clone(),
             policies: self.policies.clone(),
+            vs_of_host: self.vs_of_host.clone(),
         }
     }
 }
@@ -304,13 +316,18 @@ impl Snapshot {
 pub struct SnapshotBuilder {
     sets: [Arc<TypeSet>; ResourceType::COUNT],
     policies: Arc<Policies>,
+    vs_of_host: Arc<VsOfHost>,
 }
 
 impl SnapshotBuilder {
-    /// Records the policies the snapshot applies.
-    pub fn policies(&mut self, policies: Policies) {
+    /// Records the policies the snapshot applies, and the VirtualService
+    /// each host resolved to.
+    pub fn policies(&mut self, policies: Policies, vs_of_host: VsOfHost) {
         if *self.policies != policies {
             self.policies = Arc::new(policies);
+        }
+        if *self.vs_of_host != vs_of_host {
+            self.vs_of_host = Arc::new(vs_of_host);
         }
     }
 
@@ -343,6 +360,7 @@ impl SnapshotBuilder {
             sets: self.sets,
             version: format!("{:016x}", h.digest()),
             policies: self.policies,
+            vs_of_host: self.vs_of_host,
         }
     }
 }

@@ -15,9 +15,9 @@ mod route_patch;
 #[cfg(test)]
 mod tests;
 
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
-use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -26,9 +26,9 @@ use envoy_types::pb::google::protobuf::Any;
 
 use crate::cache::{
     ByName, Policies, PolicyStamp, Resource, ResourceType, ResourceWriter, Snapshot,
-    SnapshotBuilder,
+    SnapshotBuilder, VsOfHost,
 };
-use crate::model::{policy_key, Dirty, Kind, MeshService, Model, Policy, Scope};
+use crate::model::{hosts, policy_key, Dirty, Kind, MeshService, Model, Policy, Scope};
 
 /// How a proxy receives outbound traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,7 +132,8 @@ fn build_on(model: &Model, view: &ProxyView, threads: usize) -> Snapshot {
     b.set(ResourceType::Listener, listeners);
     b.set(ResourceType::Route, routes);
     b.set(ResourceType::VirtualHost, vhosts);
-    b.policies(policies);
+    let (policies, vs_of_host) = policies;
+    b.policies(policies, vs_of_host);
     b.build()
 }
 
@@ -305,13 +306,15 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
             Some((configs, vhosts)) => {
                 b.patch(ResourceType::Route, configs, Vec::new());
                 b.patch(ResourceType::VirtualHost, vhosts, Vec::new());
-                b.policies(collect_policies(model, view, Some(prev.policies())));
+                let (policies, vs_of_host) = repatched_policies(model, view, prev, &dirty.vs_hosts);
+                b.policies(policies, vs_of_host);
             }
             None => {
                 let (routes, vhosts) = routes(model, view);
                 b.set(ResourceType::Route, routes);
                 b.set(ResourceType::VirtualHost, vhosts);
-                b.policies(policies(model, view));
+                let (policies, vs_of_host) = policies(model, view);
+                b.policies(policies, vs_of_host);
             }
         }
     }
@@ -338,33 +341,18 @@ fn sees(svc: &MeshService, namespace: &str, scope: &Scope) -> bool {
 }
 
 /// The VirtualServices and DestinationRules that shape what the view receives:
-/// those that apply to a service it sees.
-pub fn policies(model: &Model, view: &ProxyView) -> Policies {
-    collect_policies(model, view, None)
-}
-
-/// `policies`, taking the DestinationRules from `rules_from` when only
-/// VirtualServices changed since it was recorded: which rules apply to which
-/// service, and their versions, are then as they were.
-fn collect_policies(model: &Model, view: &ProxyView, rules_from: Option<&Policies>) -> Policies {
+/// those that apply to a service it sees; and the VirtualService each of
+/// those services resolved to.
+pub fn policies(model: &Model, view: &ProxyView) -> (Policies, VsOfHost) {
     // Collected, then sorted once: a map built key by key would compare
     // thousands of keys that share their first twenty bytes.
     let mut out = Vec::new();
-    if let Some(prev) = rules_from {
-        let prefix = crate::text::concat(&[Kind::DestinationRule.as_str(), "/"]);
-        let from = (Bound::Included(prefix.as_str()), Bound::Unbounded);
-        out.extend(
-            prev.range::<str, _>(from)
-                .take_while(|(key, _)| key.starts_with(&prefix))
-                .map(|(key, stamp)| (key.clone(), stamp.clone())),
-        );
-    }
+    let mut vs_of_host = VsOfHost::new();
     for svc in visible_services(model, view) {
         if let Some(vs) = model.virtual_service(&svc.hostname, &view.namespace) {
-            out.push(policy_entry(Kind::VirtualService, vs));
-        }
-        if rules_from.is_some() {
-            continue;
+            let (key, stamp) = policy_entry(Kind::VirtualService, vs);
+            vs_of_host.insert(svc.hostname.clone(), key.clone());
+            out.push((key, stamp));
         }
         if let Some(dr) = model.destination_rule(&svc.hostname, &view.namespace) {
             out.push(policy_entry(Kind::DestinationRule, dr));
@@ -372,7 +360,70 @@ fn collect_policies(model: &Model, view: &ProxyView, rules_from: Option<&Policie
     }
     out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     out.dedup_by(|a, b| a.0 == b.0);
-    out.into_iter().collect()
+    (out.into_iter().collect(), vs_of_host)
+}
+
+/// `policies` after only VirtualServices changed, those covering
+/// `patterns`: the services they match are resolved again, and everything
+/// else is as `prev` recorded it. A service whose VirtualService may have
+/// changed is matched by a pattern of the VirtualService before or after
+/// the change, so no other service's choice can have moved, and a
+/// VirtualService still chosen by an untouched service did not change.
+fn repatched_policies(
+    model: &Model,
+    view: &ProxyView,
+    prev: &Snapshot,
+    patterns: &BTreeSet<String>,
+) -> (Policies, VsOfHost) {
+    let mut vs_of_host = (**prev.vs_of_host()).clone();
+    let mut fresh = Policies::new();
+    for svc in visible_matching(model, view, patterns) {
+        match model.virtual_service(&svc.hostname, &view.namespace) {
+            Some(vs) => {
+                let (key, stamp) = policy_entry(Kind::VirtualService, vs);
+                vs_of_host.insert(svc.hostname.clone(), key.clone());
+                fresh.insert(key, stamp);
+            }
+            None => {
+                vs_of_host.remove(&svc.hostname);
+            }
+        }
+    }
+    let chosen: HashSet<&str> = vs_of_host.values().map(String::as_str).collect();
+    let vs_prefix = crate::text::concat(&[Kind::VirtualService.as_str(), "/"]);
+    let kept = prev.policies().iter().filter(|(key, _)| {
+        !key.starts_with(&vs_prefix) || (chosen.contains(key.as_str()) && !fresh.contains_key(*key))
+    });
+    let mut out: Policies = kept.map(|(k, v)| (k.clone(), v.clone())).collect();
+    out.extend(fresh);
+    (out, vs_of_host)
+}
+
+/// The services the view sees whose host one of `patterns` matches.
+fn visible_matching<'a>(
+    model: &'a Model,
+    view: &ProxyView,
+    patterns: &BTreeSet<String>,
+) -> Vec<&'a Arc<MeshService>> {
+    let scope = model.egress_scope(&view.namespace);
+    let seen = |svc: &&Arc<MeshService>| sees(svc, &view.namespace, &scope);
+    if patterns.iter().any(|p| p.starts_with('*')) {
+        let matched =
+            |svc: &&Arc<MeshService>| patterns.iter().any(|p| hosts::matches(p, &svc.hostname));
+        model
+            .services()
+            .values()
+            .filter(matched)
+            .filter(seen)
+            .collect()
+    } else {
+        // Exact hosts: looked up, not searched for.
+        patterns
+            .iter()
+            .filter_map(|p| model.service(p))
+            .filter(seen)
+            .collect()
+    }
 }
 
 /// A policy under its key, with the version of it the view applies.

@@ -514,29 +514,31 @@ fn the_policy_record_after_virtual_services_move_equals_a_full_translation() {
     m.apply(changes("a.yaml", &vs("a", "reviews")));
     let mut snap = build(&m, &v);
     // A second VirtualService takes ratings, then claims reviews too,
-    // which the first one holds; then the first one goes.
+    // which the first one holds; one for every host of the namespace comes
+    // and loses to both; then they go, and it takes over, and goes too.
     let steps = [
-        ("b.yaml", vs("b", "ratings")),
-        ("b.yaml", vs("b", "ratings, reviews")),
-        ("a.yaml", String::new()),
+        ("b", vs("b", "ratings")),
+        ("b", vs("b", "ratings, reviews")),
+        ("c", vs("c", "\"*.default.svc.cluster.local\"")),
+        ("a", String::new()),
+        ("b", String::new()),
+        ("c", String::new()),
     ];
-    for (file, yaml) in steps {
+    for (name, yaml) in steps {
         let dirty = if yaml.is_empty() {
             m.apply(vec![Change::Delete(crate::model::ObjectKey {
                 kind: Kind::VirtualService,
                 namespace: "default".into(),
-                name: "a".into(),
+                name: name.into(),
             })])
         } else {
-            m.apply(changes(file, &yaml))
+            m.apply(changes(&format!("{name}.yaml"), &yaml))
         };
         assert!(dirty.config.is_empty() && !dirty.routes, "{dirty:?}");
         snap = update(&m, &v, &snap, &dirty);
-        assert_eq!(
-            snap.policies(),
-            build(&m, &v).policies(),
-            "after {file}: {yaml}"
-        );
+        let full = build(&m, &v);
+        assert_eq!(snap.policies(), full.policies(), "after {name}: {yaml}");
+        assert_eq!(snap.vs_of_host(), full.vs_of_host(), "after {name}: {yaml}");
         assert!(
             snap.policies()
                 .keys()
@@ -544,6 +546,7 @@ fn the_policy_record_after_virtual_services_move_equals_a_full_translation() {
             "the rules stay recorded"
         );
     }
+    assert!(snap.vs_of_host().is_empty());
 }
 
 /// `count` services in two namespaces, each with three subsets, and a
