@@ -50,7 +50,7 @@ fn report_of(key: &str, info: &PolicyInfo, registry: &Registry) -> Report {
         namespace: info.namespace.clone(),
         name: info.name.clone(),
         generation: info.stamp.generation,
-        version: info.stamp.version.clone(),
+        version: info.stamp.version.to_string(),
         live: rollout.pending.is_empty(),
         acked: rollout.acked,
         pending: rollout.pending,

@@ -308,7 +308,7 @@ fn record_policies(handle: &Translator, model: &Model) {
                 name: name.clone(),
                 stamp: PolicyStamp {
                     generation,
-                    version: version.clone(),
+                    version: version.as_str().into(),
                 },
                 source: model.origin(kind, namespace, name).source,
             },

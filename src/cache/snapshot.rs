@@ -240,16 +240,17 @@ pub struct PolicyStamp {
     /// `metadata.generation`, where the object has one (Kubernetes objects).
     pub generation: Option<i64>,
     /// Content hash of the policy's spec.
-    pub version: String,
+    pub version: Arc<str>,
 }
 
-/// Policies by `Kind/namespace/name`.
-pub type Policies = BTreeMap<String, PolicyStamp>;
+/// Policies by `Kind/namespace/name`. Keys and versions are shared, so a
+/// view's record is copied cheaply when one entry changes.
+pub type Policies = BTreeMap<Arc<str>, PolicyStamp>;
 
 /// The VirtualService (`Kind/namespace/name`) each host a view sees resolved
 /// to, for the hosts that have one: a VirtualService change then resolves
 /// again only the hosts it touched.
-pub type VsOfHost = BTreeMap<String, String>;
+pub type VsOfHost = BTreeMap<String, Arc<str>>;
 
 /// Everything one view of the mesh receives: one `TypeSet` per resource type,
 /// and the policies it was built from. Type sets are shared between successive

@@ -389,10 +389,11 @@ fn repatched_policies(
             }
         }
     }
-    let chosen: HashSet<&str> = vs_of_host.values().map(String::as_str).collect();
+    let chosen: HashSet<&str> = vs_of_host.values().map(|k| &**k).collect();
     let vs_prefix = crate::text::concat(&[Kind::VirtualService.as_str(), "/"]);
-    let kept = prev.policies().iter().filter(|(key, _)| {
-        !key.starts_with(&vs_prefix) || (chosen.contains(key.as_str()) && !fresh.contains_key(*key))
+    let kept = prev.policies().iter().filter(|&(key, _)| {
+        let key: &str = key;
+        !key.starts_with(&vs_prefix) || (chosen.contains(key) && !fresh.contains_key(key))
     });
     let mut out: Policies = kept.map(|(k, v)| (k.clone(), v.clone())).collect();
     out.extend(fresh);
@@ -427,11 +428,11 @@ fn visible_matching<'a>(
 }
 
 /// A policy under its key, with the version of it the view applies.
-fn policy_entry<T>(kind: Kind, policy: &Policy<T>) -> (String, PolicyStamp) {
-    let key = policy_key(kind, &policy.namespace, &policy.name);
+fn policy_entry<T>(kind: Kind, policy: &Policy<T>) -> (Arc<str>, PolicyStamp) {
+    let key = policy_key(kind, &policy.namespace, &policy.name).into();
     let stamp = PolicyStamp {
         generation: policy.generation,
-        version: policy.version.clone(),
+        version: policy.version.as_str().into(),
     };
     (key, stamp)
 }
