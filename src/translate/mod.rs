@@ -406,23 +406,17 @@ fn visible_matching<'a>(
     view: &ProxyView,
     patterns: &BTreeSet<String>,
 ) -> Vec<&'a Arc<MeshService>> {
-    let scope = model.egress_scope(&view.namespace);
-    let seen = |svc: &&Arc<MeshService>| sees(svc, &view.namespace, &scope);
     if patterns.iter().any(|p| p.starts_with('*')) {
         let matched =
             |svc: &&Arc<MeshService>| patterns.iter().any(|p| hosts::matches(p, &svc.hostname));
-        model
-            .services()
-            .values()
-            .filter(matched)
-            .filter(seen)
-            .collect()
+        visible_services(model, view).filter(matched).collect()
     } else {
         // Exact hosts: looked up, not searched for.
+        let scope = model.egress_scope(&view.namespace);
         patterns
             .iter()
             .filter_map(|p| model.service(p))
-            .filter(seen)
+            .filter(|svc| sees(svc, &view.namespace, &scope))
             .collect()
     }
 }

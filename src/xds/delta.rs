@@ -102,11 +102,7 @@ impl TypeState {
         }
         let placed = self.names.placed(before, current);
         Some(Lacks {
-            upserts: placed
-                .positions
-                .iter()
-                .map(|&at| current.at(at as usize).clone())
-                .collect(),
+            upserts: placed.resources_in(current),
             removed: placed.absent.to_vec(),
             forced_absent: Vec::new(),
         })

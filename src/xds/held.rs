@@ -75,6 +75,18 @@ impl Held {
         names: &NameSet,
         force: &Forced,
     ) -> Lacks {
+        if let Held::Set(held) = self {
+            if held.is_empty() && !scan && force.is_empty() {
+                // Holding nothing, it lacks what it names: where those names
+                // sit in `current`, worked out once for every stream naming
+                // the same ones (a SotW proxy's first request names them all).
+                let placed = names.placed(&NameSet::default(), current);
+                return Lacks {
+                    upserts: placed.resources_in(current),
+                    ..Default::default()
+                };
+            }
+        }
         let mut out = Lacks::default();
         match self {
             Held::Set(held) => {

@@ -13,7 +13,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
-use crate::cache::TypeSet;
+use crate::cache::{Resource, TypeSet};
 
 #[derive(Debug)]
 struct Names {
@@ -48,6 +48,16 @@ pub(crate) struct Placed {
     pub positions: Box<[u32]>,
     /// Added names the set does not have, in name order.
     pub absent: Box<[String]>,
+}
+
+impl Placed {
+    /// The resources at `positions` in `set`, the set they were placed in.
+    pub fn resources_in(&self, set: &TypeSet) -> Vec<Arc<Resource>> {
+        self.positions
+            .iter()
+            .map(|&at| set.at(at as usize).clone())
+            .collect()
+    }
 }
 
 #[derive(Debug)]

@@ -91,7 +91,8 @@ impl Pace {
     }
 
     /// Whether the stream holds a slot.
-    pub fn holds_slot(&self) -> bool {
+    #[cfg(test)]
+    fn holds_slot(&self) -> bool {
         self.slot.as_ref().is_some_and(|s| !s.is_closed())
     }
 }

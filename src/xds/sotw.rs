@@ -47,31 +47,6 @@ impl TypeState {
     fn wants(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
     }
-
-    /// The resources of `current` the client wants at a version it does not
-    /// hold, and the forced ones (EDS and RDS, which go out by difference).
-    fn lacks(&self, current: &Arc<TypeSet>) -> Vec<Arc<Resource>> {
-        let holds_nothing = matches!(&self.held, Held::Set(held) if held.is_empty());
-        if holds_nothing && !self.wildcard && self.force.is_empty() {
-            // What it names, as every proxy of its view names it: where the
-            // names sit in the set is worked out once for all of them.
-            let placed = self.names.placed(&NameSet::default(), current);
-            return placed
-                .positions
-                .iter()
-                .map(|&at| current.at(at as usize).clone())
-                .collect();
-        }
-        self.held
-            .lacks(
-                current,
-                |n| self.wants(n),
-                self.wildcard,
-                &self.names,
-                &self.force,
-            )
-            .upserts
-    }
 }
 
 /// One SotW stream.
@@ -300,7 +275,10 @@ impl SotwStream {
         let mut resources: Vec<Arc<Resource>> = if full {
             self.interest(ty).cloned().collect()
         } else {
-            self.types[ty.index()].lacks(&current)
+            let st = &self.types[ty.index()];
+            st.held
+                .lacks(&current, |n| st.wants(n), st.wildcard, &st.names, &st.force)
+                .upserts
         };
         if !full && resources.is_empty() {
             // A subscription to names that do not exist yet: nothing to send
