@@ -11,10 +11,10 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
-use shmesh::cache::wire::Chunked;
-use shmesh::cache::{Resource, ResourceType, Snapshot, SnapshotBuilder};
-use shmesh::xds::delta::DeltaStream;
-use shmesh::xds::request::DeltaRequest;
+use shmesh_cache::wire::Chunked;
+use shmesh_cache::{Resource, ResourceType, Snapshot, SnapshotBuilder};
+use shmesh_xds::delta::DeltaStream;
+use shmesh_xds::request::DeltaRequest;
 
 /// The allocator the `shmesh` binary runs with.
 #[global_allocator]
@@ -80,8 +80,8 @@ fn fan_out(c: &mut Criterion) {
 
 fn fan_out_sotw(c: &mut Criterion) {
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-    use shmesh::xds::request::SotwRequest;
-    use shmesh::xds::sotw::SotwStream;
+    use shmesh_xds::request::SotwRequest;
+    use shmesh_xds::sotw::SotwStream;
     let mut group = c.benchmark_group("fanout_one_endpoint_change_sotw");
     group.sample_size(10);
     for streams in [1_000, 10_000] {

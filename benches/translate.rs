@@ -6,9 +6,9 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use shmesh::allocator::holding_freed_pages;
-use shmesh::cache::Snapshot;
-use shmesh::model::{Change, Model};
-use shmesh::translate::{build, update, ProxyView};
+use shmesh_cache::Snapshot;
+use shmesh_model::{Change, Model};
+use shmesh_translate::{build, update, ProxyView};
 
 #[path = "support/mesh.rs"]
 mod mesh;

@@ -8,8 +8,8 @@
 //! (default 10000 and 15).
 
 use shmesh::allocator::{holding_freed_pages, use_serve_settings};
-use shmesh::model::Model;
-use shmesh::translate::build;
+use shmesh_model::Model;
+use shmesh_translate::build;
 use std::time::Instant;
 
 #[path = "support/mesh.rs"]

@@ -12,7 +12,7 @@
 #      default 900), SYNC_TIMEOUT (s to wait for the fleet to sync before the
 #      changes, default TIMEOUT), EXTRA (more loadgen flags)
 #
-# Build first: cargo build --release --bin shmesh --bin shmesh-loadgen
+# Build first: cargo build --release -p shmesh -p shmesh-loadgen
 set -euo pipefail
 
 workload=${1:?usage: $0 w1-delta|w1-sotw|w1-vhds|w2|w2-mux|smoke [OUTDIR]}

@@ -10,10 +10,11 @@ use tracing::info;
 
 use crate::config::{Api, BootstrapArgs, Command, ServeArgs, TranslateArgs};
 use crate::metrics::Metrics;
-use crate::model::{analyze, Model};
-use crate::xds::pacing::PushSlots;
-use crate::xds::server::{AdsServer, Registry, Shared};
-use crate::{admin, bootstrap, jsonpb, rollout, sources, translate, translator};
+use crate::{admin, bootstrap, jsonpb, rollout, sources, translator};
+use shmesh_model::{analyze, Model};
+use shmesh_translate as translate;
+use shmesh_xds::pacing::PushSlots;
+use shmesh_xds::server::{AdsServer, Registry, Shared};
 
 /// Runs a command; returns the process exit code.
 pub async fn run(command: Command) -> anyhow::Result<i32> {
@@ -42,9 +43,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         names.insert(sources::files::SOURCE);
     }
     if args.kubernetes {
-        names.insert(sources::kube::SOURCE);
+        names.insert(crate::kubernetes::SOURCE);
     }
-    let (translator, inputs, _task) = translator::spawn(names, args.debounce, metrics.clone());
+    let (translator, inputs, _task) =
+        translator::spawn(names, args.debounce, args.vhds, metrics.clone());
     if !args.config_dirs.is_empty() {
         tokio::spawn(sources::files::run(
             args.config_dirs.clone(),
@@ -85,16 +87,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             metrics: metrics.clone(),
         }),
     ));
-    let push_slots = PushSlots::new(args.push_slots, args.push_ack_timeout, metrics.clone());
+    let push_slots = PushSlots::new(args.push_slots, args.push_ack_timeout, metrics.xds.clone());
     let shared = Arc::new(Shared {
         views: translator,
-        metrics,
+        metrics: metrics.xds.clone(),
         registry,
         control_plane: format!("shmesh-{}", env!("CARGO_PKG_VERSION")),
         push_slots,
-        vhds: args.vhds,
     });
-    crate::xds::listen::serve(xds, AdsServer::new(shared), shutdown_signal()).await;
+    shmesh_xds::listen::serve(xds, AdsServer::new(shared), shutdown_signal()).await;
     info!("shut down");
     Ok(())
 }
@@ -120,7 +121,7 @@ fn start_status_writer(
 /// the Kubernetes source. Returns the client for other users of the API.
 async fn start_kubernetes(
     args: &ServeArgs,
-    inputs: mpsc::Sender<translator::Input>,
+    inputs: mpsc::Sender<sources::Update>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<kube::Client> {
     let client = kube::Client::try_default()
@@ -172,7 +173,7 @@ async fn shutdown_signal() {
 }
 
 /// Loads manifests into a model, as `serve` would at start-up.
-fn load(paths: &[std::path::PathBuf]) -> (Model, Vec<crate::model::Problem>) {
+fn load(paths: &[std::path::PathBuf]) -> (Model, Vec<shmesh_api::Problem>) {
     let (changes, mut problems) = sources::files::load_once(paths);
     let mut model = Model::new();
     model.apply(changes);
@@ -225,7 +226,7 @@ fn translate_view(args: &TranslateArgs) -> anyhow::Result<translate::ProxyView> 
         },
         ..Default::default()
     };
-    let mut view = crate::xds::node::view_of(&node).map_err(anyhow::Error::msg)?;
+    let mut view = shmesh_translate::node::view_of(&node).map_err(anyhow::Error::msg)?;
     if let Some(addr) = args.outbound_listener {
         view.mode = translate::ListenerMode::Explicit(addr);
     }

@@ -9,8 +9,8 @@ use envoy_types::pb::envoy::config::endpoint::v3 as e;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uhttp;
 use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
 
-use crate::translate::{ads, any, duration, socket_address};
-use crate::xds::node::OUTBOUND_LISTENER_KEY;
+use shmesh_translate::node::OUTBOUND_LISTENER_KEY;
+use shmesh_translate::{ads, any, duration, socket_address};
 
 /// The static cluster that reaches shmesh.
 pub const XDS_CLUSTER: &str = "xds-grpc";

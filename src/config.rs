@@ -140,5 +140,5 @@ pub struct BootstrapArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::model::duration::parse(s)
+    shmesh_api::duration::parse(s)
 }

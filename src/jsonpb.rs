@@ -11,7 +11,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 
-use crate::cache::{ResourceType, Snapshot};
+use shmesh_cache::{ResourceType, Snapshot};
 
 static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
 
@@ -107,10 +107,10 @@ pub fn config_dump(snapshot: &Snapshot) -> Result<serde_json::Value, String> {
     };
     let dump = admin::ConfigDump {
         configs: vec![
-            crate::translate::any(&clusters),
-            crate::translate::any(&endpoints),
-            crate::translate::any(&listeners),
-            crate::translate::any(&routes),
+            shmesh_translate::any(&clusters),
+            shmesh_translate::any(&endpoints),
+            shmesh_translate::any(&listeners),
+            shmesh_translate::any(&routes),
         ],
     };
     message_to_json(&dump)

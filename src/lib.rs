@@ -1,24 +1,22 @@
 //! shmesh: an Envoy xDS control plane that speaks Istio's traffic API.
 //!
-//! Data flows one way: `sources` → `model` → `translate` → `cache` → `xds`,
-//! with `admin` reading the cache for health, metrics and debug dumps.
+//! This crate is the wiring around the workspace's libraries: data flows one
+//! way, from `sources` (files, Kubernetes) through `shmesh_api` (parsing and
+//! validation) into `shmesh_model`, then `translator` runs
+//! `shmesh_translate` into `shmesh_cache` snapshots that `shmesh_xds` streams
+//! to proxies; `admin` and `rollout` read the translator and the streams'
+//! registry. docs/architecture.md draws the whole map.
 
 pub mod admin;
 pub mod allocator;
 pub mod app;
 pub mod blocking;
 pub mod bootstrap;
-pub mod cache;
 pub mod config;
 pub mod fd_limit;
 pub mod jsonpb;
-pub mod meshgen;
+pub mod kubernetes;
 pub mod metrics;
-pub mod model;
-pub mod protobuf;
 pub mod rollout;
 pub mod sources;
-pub mod text;
-pub mod translate;
 pub mod translator;
-pub mod xds;

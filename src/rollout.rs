@@ -24,9 +24,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::model::{policy_key, Kind};
 use crate::translator::{PolicyInfo, Translator};
-use crate::xds::server::Registry;
+use shmesh_api::{policy_key, Kind};
+use shmesh_xds::server::Registry;
 
 /// A policy's progress towards every proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -198,8 +198,7 @@ pub async fn write_status(
             let Some(generation) = info.stamp.generation else {
                 continue;
             };
-            if info.source != crate::sources::kube::SOURCE || written.get(key) == Some(&generation)
-            {
+            if info.source != crate::kubernetes::SOURCE || written.get(key) == Some(&generation) {
                 continue;
             }
             let report = report_of(key, info, &registry);
@@ -226,7 +225,7 @@ async fn patch_status(
     if !matches!(info.kind, Kind::VirtualService | Kind::DestinationRule) {
         return Ok(());
     }
-    let ar = crate::sources::kube::api_resource(info.kind);
+    let ar = crate::kubernetes::api_resource(info.kind);
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &info.namespace, &ar);
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let status = serde_json::json!({

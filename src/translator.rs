@@ -14,21 +14,14 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::allocator;
-use crate::cache::{PolicyStamp, Snapshot};
 use crate::metrics::Metrics;
-use crate::model::{analyze, policy_key, Change, Dirty, Kind, Model, Problem};
-use crate::translate::{self, ProxyView};
-use crate::xds::server::ViewSource;
-
-/// What sources send to the translator.
-#[derive(Debug)]
-pub enum Input {
-    Changes(Vec<Change>),
-    /// A source has delivered its complete initial state.
-    Synced(&'static str),
-    /// Problems a source found in its input (replacing its earlier report).
-    Problems(&'static str, Vec<Problem>),
-}
+use crate::sources::Update;
+use shmesh_api::{policy_key, Kind, Problem};
+use shmesh_cache::{PolicyStamp, Snapshot};
+use shmesh_model::{analyze, Change, Dirty, Model};
+use shmesh_translate::node::{view_of, NodeError};
+use shmesh_translate::{self as translate, ListenerMode, ProxyView};
+use shmesh_xds::server::ViewSource;
 
 type Watches = HashMap<ProxyView, watch::Sender<Option<Arc<Snapshot>>>>;
 
@@ -42,6 +35,8 @@ pub struct Translator {
     pub warnings: Mutex<Vec<Problem>>,
     /// Every VirtualService and DestinationRule in force, by `Kind/ns/name`.
     policies: Mutex<Arc<BTreeMap<String, PolicyInfo>>>,
+    /// Delta clients with listeners get their virtual hosts over VHDS.
+    vhds: bool,
 }
 
 /// A routing policy in force, and where it came from.
@@ -56,6 +51,22 @@ pub struct PolicyInfo {
 }
 
 impl ViewSource for Translator {
+    type View = ProxyView;
+    type Error = NodeError;
+
+    fn view_of(
+        &self,
+        node: &envoy_types::pb::envoy::config::core::v3::Node,
+        vhds_capable: bool,
+    ) -> Result<ProxyView, NodeError> {
+        let view = view_of(node)?;
+        Ok(ProxyView {
+            // Proxyless gRPC clients do not implement VHDS.
+            vhds: self.vhds && vhds_capable && view.mode != ListenerMode::Proxyless,
+            ..view
+        })
+    }
+
     fn watch(&self, view: &ProxyView) -> watch::Receiver<Option<Arc<Snapshot>>> {
         let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = watches.get(view) {
@@ -91,10 +102,11 @@ impl Translator {
 pub fn spawn(
     sources: BTreeSet<&'static str>,
     debounce: Duration,
+    vhds: bool,
     metrics: Arc<Metrics>,
 ) -> (
     Arc<Translator>,
-    mpsc::Sender<Input>,
+    mpsc::Sender<Update>,
     tokio::task::JoinHandle<()>,
 ) {
     let (input_tx, input_rx) = mpsc::channel(1024);
@@ -107,6 +119,7 @@ pub fn spawn(
         problems: Mutex::new(HashMap::new()),
         warnings: Mutex::new(Vec::new()),
         policies: Mutex::new(Arc::default()),
+        vhds,
     });
     let task = tokio::spawn(run(
         handle.clone(),
@@ -124,7 +137,7 @@ async fn run(
     mut pending_sources: BTreeSet<&'static str>,
     debounce: Duration,
     metrics: Arc<Metrics>,
-    mut inputs: mpsc::Receiver<Input>,
+    mut inputs: mpsc::Receiver<Update>,
     mut new_views: mpsc::UnboundedReceiver<ProxyView>,
 ) {
     let mut model = Model::new();
@@ -143,13 +156,13 @@ async fn run(
         tokio::select! {
             input = inputs.recv() => match input {
                 None => return,
-                Some(Input::Changes(changes)) => {
+                Some(Update::Changes(changes)) => {
                     batch.extend(changes);
                     if deadline.is_none() {
                         deadline = Some(tokio::time::Instant::now() + debounce);
                     }
                 }
-                Some(Input::Synced(source)) => {
+                Some(Update::Synced(source)) => {
                     pending_sources.remove(source);
                     if !ready && pending_sources.is_empty() {
                         // Apply everything known before declaring readiness.
@@ -164,7 +177,7 @@ async fn run(
                         heavy(|| rebuild_all(&handle, &model, &mut snapshots, &metrics));
                     }
                 }
-                Some(Input::Problems(source, problems)) => {
+                Some(Update::Problems(source, problems)) => {
                     if let Ok(mut p) = handle.problems.lock() {
                         p.insert(source, problems);
                     }

@@ -15,10 +15,10 @@ use envoy_types::pb::envoy::config::listener::v3 as l;
 use envoy_types::pb::envoy::config::route::v3 as r;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use prost::{Message, Name};
-use shmesh::cache::{ResourceType, Snapshot};
-use shmesh::model::parse::{parse_text, Outcome};
-use shmesh::model::{Change, Model};
-use shmesh::translate::{any, build, ListenerMode, ProxyView};
+use shmesh_api::parse::{parse_text, Outcome};
+use shmesh_cache::{ResourceType, Snapshot};
+use shmesh_model::{Change, Model};
+use shmesh_translate::{any, build, ListenerMode, ProxyView};
 
 fn bookinfo() -> Model {
     let mut model = Model::new();

@@ -4,9 +4,9 @@
 
 use std::panic;
 
-use shmesh::model::parse::{parse_text, Outcome};
-use shmesh::model::{analyze, Change, Model};
-use shmesh::translate::{build, ListenerMode, ProxyView};
+use shmesh_api::parse::{parse_text, Outcome};
+use shmesh_model::{analyze, Change, Model};
+use shmesh_translate::{build, ListenerMode, ProxyView};
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 struct Rng(u64);

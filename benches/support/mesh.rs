@@ -1,8 +1,8 @@
 //! The synthetic mesh the translation benches share.
 
-use shmesh::model::parse::{parse_text, Outcome};
-use shmesh::model::Change;
-use shmesh::translate::{ListenerMode, ProxyView};
+use shmesh_api::parse::{parse_text, Outcome};
+use shmesh_model::Change;
+use shmesh_translate::{ListenerMode, ProxyView};
 
 /// `services` services in namespace `default`, each with 10 pods over 3 versions.
 pub fn mesh_yaml(services: usize) -> String {

@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
 use crate::translator::Translator;
-use crate::xds::server::Registry;
+use shmesh_xds::server::Registry;
 
 pub struct AdminState {
     pub translator: Arc<Translator>,
@@ -116,8 +116,8 @@ fn rollout(state: &AdminState, query: &str) -> Response<Full<Bytes>> {
     };
     let namespace = params.get("namespace").copied().unwrap_or("default");
     let kind = match *kind {
-        "VirtualService" => crate::model::Kind::VirtualService,
-        "DestinationRule" => crate::model::Kind::DestinationRule,
+        "VirtualService" => shmesh_api::Kind::VirtualService,
+        "DestinationRule" => shmesh_api::Kind::DestinationRule,
         other => {
             return text(
                 StatusCode::BAD_REQUEST,

@@ -17,9 +17,10 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::model::parse::{parse_text, Outcome, Parsed};
-use crate::model::{Change, Object, ObjectKey, Problem};
-use crate::translator::Input;
+use super::Update;
+use shmesh_api::parse::{parse_text, Outcome, Parsed};
+use shmesh_api::{Object, ObjectKey, Problem};
+use shmesh_model::Change;
 
 pub const SOURCE: &str = "files";
 
@@ -388,14 +389,14 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Loads the directories, sends the initial state, then watches for changes
 /// until the translator goes away.
-pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Input>) {
+pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Update>) {
     let mut set = FileSet::new(dirs.clone());
     let changes = set.rescan();
     info!(dirs = ?dirs, objects = changes.len(), "loaded config files");
     let mut reported = set.problems();
-    let _ = tx.send(Input::Problems(SOURCE, reported.clone())).await;
-    if tx.send(Input::Changes(changes)).await.is_err()
-        || tx.send(Input::Synced(SOURCE)).await.is_err()
+    let _ = tx.send(Update::Problems(SOURCE, reported.clone())).await;
+    if tx.send(Update::Changes(changes)).await.is_err()
+        || tx.send(Update::Synced(SOURCE)).await.is_err()
     {
         return;
     }
@@ -448,13 +449,13 @@ pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Input>) {
         let problems = set.problems();
         if problems != reported {
             reported = problems.clone();
-            let _ = tx.send(Input::Problems(SOURCE, problems)).await;
+            let _ = tx.send(Update::Problems(SOURCE, problems)).await;
         }
         if changes.is_empty() {
             continue;
         }
         debug!(changes = changes.len(), "config files changed");
-        if tx.send(Input::Changes(changes)).await.is_err() {
+        if tx.send(Update::Changes(changes)).await.is_err() {
             break;
         }
     }

@@ -8,7 +8,7 @@
 //! resourceVersion. kube-rs resumes a broken watch from the last event or
 //! bookmark and relists after 410 Gone; meanwhile the model keeps serving the
 //! last state. Every object goes through `model::parse::decode`, the same path
-//! as files, and reaches the translator as `Input::Changes`. A relist sends
+//! as files, and reaches the translator as `Update::Changes`. A relist sends
 //! every object again: the model ignores upserts equal to what it holds, so
 //! relisting an unchanged cluster pushes nothing. Objects missing from a
 //! relist are deleted.
@@ -35,49 +35,24 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use tokio::sync::{mpsc, Mutex};
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
+use super::Update;
+use crate::kubernetes::{api_resource, SOURCE};
 use crate::metrics::Metrics;
-use crate::model::parse::{decode, Outcome};
-use crate::model::{Change, Kind, ObjectKey, Origin, Problem};
-use crate::translator::Input;
-
-pub const SOURCE: &str = "kubernetes";
+use shmesh_api::parse::{decode, Outcome};
+use shmesh_api::{Kind, ObjectKey, Origin, Problem};
+use shmesh_model::Change;
 
 /// Changes go to the translator in batches of at most this many, so a relist
 /// of a large cluster is many bounded messages and the translator's channel
 /// applies back-pressure.
 const MAX_BATCH: usize = 500;
 
-/// Where the API server serves a kind shmesh reads.
-pub fn api_resource(kind: Kind) -> ApiResource {
-    let (group, version, plural) = match kind {
-        Kind::Service => ("", "v1", "services"),
-        Kind::Pod => ("", "v1", "pods"),
-        Kind::EndpointSlice => ("discovery.k8s.io", "v1", "endpointslices"),
-        Kind::VirtualService => ("networking.istio.io", "v1", "virtualservices"),
-        Kind::DestinationRule => ("networking.istio.io", "v1", "destinationrules"),
-        Kind::ServiceEntry => ("networking.istio.io", "v1", "serviceentries"),
-        Kind::WorkloadEntry => ("networking.istio.io", "v1", "workloadentries"),
-        Kind::Sidecar => ("networking.istio.io", "v1", "sidecars"),
-    };
-    ApiResource {
-        group: group.to_string(),
-        version: version.to_string(),
-        api_version: if group.is_empty() {
-            version.to_string()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.as_str().to_string(),
-        plural: plural.to_string(),
-    }
-}
-
 /// Watches every kind shmesh reads (in `namespaces`, or all namespaces when
 /// empty) and feeds the translator until it goes away.
 pub async fn run(
     client: Client,
     namespaces: Vec<String>,
-    tx: mpsc::Sender<Input>,
+    tx: mpsc::Sender<Update>,
     metrics: Arc<Metrics>,
 ) {
     let targets = targets(namespaces);
@@ -142,7 +117,7 @@ struct Target {
 
 /// What the watches of this source share.
 struct Shared {
-    tx: mpsc::Sender<Input>,
+    tx: mpsc::Sender<Update>,
     metrics: Arc<Metrics>,
     /// Watches that have not finished their first list yet.
     unsynced: AtomicUsize,
@@ -157,7 +132,7 @@ impl Shared {
             return true;
         }
         self.tx
-            .send(Input::Changes(std::mem::take(batch)))
+            .send(Update::Changes(std::mem::take(batch)))
             .await
             .is_ok()
     }
@@ -170,7 +145,7 @@ impl Shared {
             return true;
         }
         info!("every Kubernetes watch has its first full list");
-        self.tx.send(Input::Synced(SOURCE)).await.is_ok()
+        self.tx.send(Update::Synced(SOURCE)).await.is_ok()
     }
 
     /// Replaces one watch's problems and reports the source's full list.
@@ -179,7 +154,7 @@ impl Shared {
         all.insert(watch, problems);
         let list: Vec<Problem> = all.values().flatten().cloned().collect();
         // Sent under the lock, so two watches' reports cannot overtake each other.
-        self.tx.send(Input::Problems(SOURCE, list)).await.is_ok()
+        self.tx.send(Update::Problems(SOURCE, list)).await.is_ok()
     }
 }
 

@@ -29,6 +29,29 @@ pub use http::{http_get, http_request, HttpClient, Response, DEFAULT_TIMEOUT};
 pub use shmesh::Shmesh;
 pub use upstream::{RecordedRequest, Reply, Upstream};
 
+/// The `shmesh` binary under test. Cargo names it to the root package's own
+/// tests; the other packages' tests (the fleet simulator's) find it beside
+/// their own executables in the target directory, where
+/// `cargo test --workspace` has built it.
+pub fn shmesh_binary() -> std::path::PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_shmesh") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/PROFILE/deps/TEST → target/PROFILE/shmesh
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("shmesh"))
+        .expect("the test runs from a target directory");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        path.display()
+    );
+    path
+}
+
 /// A port that was free on `ip` a moment ago (bind `ip:0`, read the port,
 /// release it). Another process may grab it before it is reused, so prefer
 /// binding port 0 directly where the consumer supports it.

@@ -40,7 +40,7 @@ impl Shmesh {
         let addr_file = dir.path().join("addresses");
         let log = dir.path().join("shmesh.log");
         let log_file = std::fs::File::create(&log).expect("create shmesh log");
-        let child = Command::new(env!("CARGO_BIN_EXE_shmesh"))
+        let child = Command::new(super::shmesh_binary())
             .arg("serve")
             .args(args)
             .args([

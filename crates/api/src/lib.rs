@@ -1,0 +1,126 @@
+//! The objects shmesh reads: Kubernetes Services, EndpointSlices and Pods,
+//! and Istio's networking objects. Each is a schema (serde), parsed from
+//! YAML or JSON with the file and line it came from, and validated as Istio
+//! validates it.
+//!
+//! Sources (files, the Kubernetes API) hand text or JSON values in through
+//! `parse`; what comes out is an `Object` for the model, or a `Problem` that
+//! names file, line, kind, object and field. This crate knows serde only:
+//! neither the service graph nor Envoy nor Kubernetes clients.
+
+pub mod duration;
+pub mod objects;
+pub mod parse;
+pub mod problem;
+pub mod validate;
+
+use std::fmt;
+
+pub use problem::{Origin, Problem, Severity};
+
+use objects::*;
+
+/// The kinds shmesh reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Service,
+    EndpointSlice,
+    Pod,
+    VirtualService,
+    DestinationRule,
+    ServiceEntry,
+    WorkloadEntry,
+    Sidecar,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Pod,
+        Kind::VirtualService,
+        Kind::DestinationRule,
+        Kind::ServiceEntry,
+        Kind::WorkloadEntry,
+        Kind::Sidecar,
+    ];
+
+    /// The kind named by `apiVersion` and `kind`, if shmesh reads it.
+    pub fn from_api(api_version: &str, kind: &str) -> Option<Kind> {
+        let istio = matches!(
+            api_version,
+            "networking.istio.io/v1"
+                | "networking.istio.io/v1beta1"
+                | "networking.istio.io/v1alpha3"
+        );
+        match (api_version, kind) {
+            ("v1", "Service") => Some(Kind::Service),
+            ("v1", "Pod") => Some(Kind::Pod),
+            ("discovery.k8s.io/v1", "EndpointSlice") => Some(Kind::EndpointSlice),
+            (_, "VirtualService") if istio => Some(Kind::VirtualService),
+            (_, "DestinationRule") if istio => Some(Kind::DestinationRule),
+            (_, "ServiceEntry") if istio => Some(Kind::ServiceEntry),
+            (_, "WorkloadEntry") if istio => Some(Kind::WorkloadEntry),
+            (_, "Sidecar") if istio => Some(Kind::Sidecar),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Pod => "Pod",
+            Kind::VirtualService => "VirtualService",
+            Kind::DestinationRule => "DestinationRule",
+            Kind::ServiceEntry => "ServiceEntry",
+            Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::Sidecar => "Sidecar",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The key of a routing policy in snapshots and rollout reports:
+/// `Kind/namespace/name`.
+pub fn policy_key(kind: Kind, namespace: &str, name: &str) -> String {
+    let kind = kind.as_str();
+    let mut key = String::with_capacity(kind.len() + namespace.len() + name.len() + 2);
+    for part in [kind, "/", namespace, "/", name] {
+        key.push_str(part);
+    }
+    key
+}
+
+/// Identity of an object: kind, namespace, name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// A decoded, valid object. Always held in an `Arc`, so variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    Service(Service),
+    EndpointSlice(EndpointSlice),
+    Pod(Pod),
+    VirtualService(VirtualService),
+    DestinationRule(DestinationRule),
+    ServiceEntry(ServiceEntry),
+    WorkloadEntry(WorkloadEntry),
+    Sidecar(Sidecar),
+}

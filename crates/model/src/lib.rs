@@ -1,0 +1,868 @@
+//! The service graph: services, their ports and endpoints, and the Istio
+//! routing policies that apply to them.
+//!
+//! Sources (files, Kubernetes) feed accepted objects in through `Model::apply`;
+//! the translator reads services, endpoints and policies out. The model knows
+//! neither Kubernetes clients nor Envoy protos. `apply` reports what it touched
+//! (`Dirty`) so the translator only rebuilds what changed.
+
+pub mod analyze;
+mod endpoints;
+pub mod hosts;
+mod label_index;
+mod service;
+pub mod text;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+pub use endpoints::{Endpoint, Health, Locality};
+pub use service::{MeshService, Protocol, Resolution, ServicePort, TargetPort};
+
+use label_index::LabelIndex;
+use shmesh_api::objects::*;
+use shmesh_api::{Kind, Object, ObjectKey, Origin};
+
+/// One change to the model.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Upsert(ObjectKey, Arc<Object>, Origin),
+    Delete(ObjectKey),
+}
+
+/// What a batch of changes touched.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    /// Hosts whose service definition or DestinationRule changed (clusters,
+    /// listeners, routes and endpoints of these hosts).
+    pub config: BTreeSet<String>,
+    /// Hosts whose endpoints changed.
+    pub endpoints: BTreeSet<String>,
+    /// Route configurations must be rebuilt whole (a DestinationRule's hash
+    /// policy may be in any route).
+    pub routes: bool,
+    /// Host patterns of VirtualServices that changed (before and after):
+    /// only the virtual hosts of matching services need building again.
+    pub vs_hosts: BTreeSet<String>,
+    /// What some proxies may see changed (a Sidecar): rebuild every view.
+    pub scope: bool,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.config.is_empty()
+            && self.endpoints.is_empty()
+            && !self.routes
+            && self.vs_hosts.is_empty()
+            && !self.scope
+    }
+
+    pub fn merge(&mut self, other: Dirty) {
+        self.config.extend(other.config);
+        self.endpoints.extend(other.endpoints);
+        self.routes |= other.routes;
+        self.vs_hosts.extend(other.vs_hosts);
+        self.scope |= other.scope;
+    }
+
+    /// Everything: used at start-up.
+    pub fn everything(model: &Model) -> Dirty {
+        Dirty {
+            config: model.services.keys().cloned().collect(),
+            endpoints: BTreeSet::new(),
+            routes: true,
+            vs_hosts: BTreeSet::new(),
+            scope: true,
+        }
+    }
+}
+
+/// A stored VirtualService or DestinationRule with the hosts it names resolved.
+#[derive(Debug, Clone)]
+pub struct Policy<T> {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    /// Content hash of the spec: tells versions apart where there is no generation.
+    pub version: String,
+    pub spec: T,
+    /// Hosts resolved to FQDNs relative to the object's namespace.
+    pub hosts: Vec<String>,
+    /// Namespaces this object is visible to; `None` is everywhere.
+    pub export_to: Option<BTreeSet<String>>,
+}
+
+impl<T> Policy<T> {
+    pub fn visible_to(&self, namespace: &str) -> bool {
+        visible(&self.export_to, namespace)
+    }
+}
+
+/// A content hash of a spec. Specs are plain data with ordered maps, so their
+/// debug form is deterministic.
+fn spec_version(spec: &impl fmt::Debug) -> String {
+    format!(
+        "{:016x}",
+        xxhash_rust::xxh3::xxh3_64(format!("{spec:?}").as_bytes())
+    )
+}
+
+fn visible(export_to: &Option<BTreeSet<String>>, namespace: &str) -> bool {
+    export_to.as_ref().is_none_or(|set| set.contains(namespace))
+}
+
+/// `exportTo` as a set of namespaces (`.` is the object's own); `*` or empty is everywhere.
+fn export_set(export_to: &[String], own: &str) -> Option<BTreeSet<String>> {
+    if export_to.is_empty() || export_to.iter().any(|e| e == "*") {
+        return None;
+    }
+    Some(
+        export_to
+            .iter()
+            .map(|e| if e == "." { own.to_string() } else { e.clone() })
+            .collect(),
+    )
+}
+
+type Name = (String, String);
+
+/// Maps keyed by names from the mesh's own config: foldhash, seeded per
+/// process, at a fraction of SipHash's cost on the translator's hot path.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Policies by the hosts they name, so a lookup by host neither scans them
+/// all nor goes back to the policy maps: exact hosts in a map, wildcard
+/// patterns in a short list. Holds the same `Arc`s as the policy maps.
+#[derive(Debug, Clone)]
+struct HostIndex<T> {
+    exact: FastMap<String, Vec<Arc<Policy<T>>>>,
+    wildcard: Vec<Arc<Policy<T>>>,
+}
+
+impl<T> Default for HostIndex<T> {
+    fn default() -> Self {
+        HostIndex {
+            exact: FastMap::default(),
+            wildcard: Vec::new(),
+        }
+    }
+}
+
+impl<T> HostIndex<T> {
+    fn insert(&mut self, policy: &Arc<Policy<T>>) {
+        for h in &policy.hosts {
+            let list = if h.starts_with('*') {
+                &mut self.wildcard
+            } else {
+                self.exact.entry(h.clone()).or_default()
+            };
+            if !list.iter().any(|p| Arc::ptr_eq(p, policy)) {
+                list.push(policy.clone());
+            }
+        }
+    }
+
+    /// Forgets `policy` (found by namespace and name) under each of its hosts.
+    fn remove(&mut self, policy: &Policy<T>) {
+        let other = |p: &Arc<Policy<T>>| p.namespace != policy.namespace || p.name != policy.name;
+        for h in &policy.hosts {
+            if h.starts_with('*') {
+                self.wildcard.retain(other);
+            } else if let Some(list) = self.exact.get_mut(h) {
+                list.retain(other);
+                if list.is_empty() {
+                    self.exact.remove(h);
+                }
+            }
+        }
+    }
+
+    /// Policies that may cover `host`: those naming it exactly, and every wildcard.
+    fn candidates<'a>(&'a self, host: &str) -> impl Iterator<Item = &'a Arc<Policy<T>>> {
+        self.exact
+            .get(host)
+            .into_iter()
+            .flatten()
+            .chain(self.wildcard.iter())
+    }
+}
+
+/// The service graph. One writer (`apply`), read by the translator.
+#[derive(Debug, Default, Clone)]
+pub struct Model {
+    k8s_services: BTreeMap<Name, Arc<Service>>,
+    service_entries: BTreeMap<Name, Arc<ServiceEntry>>,
+    slices: BTreeMap<Name, Arc<EndpointSlice>>,
+    pods: BTreeMap<Name, Arc<Pod>>,
+    workload_entries: BTreeMap<Name, Arc<WorkloadEntry>>,
+    virtual_services: BTreeMap<Name, Arc<Policy<VirtualServiceSpec>>>,
+    destination_rules: BTreeMap<Name, Arc<Policy<DestinationRuleSpec>>>,
+    vs_by_host: HostIndex<VirtualServiceSpec>,
+    dr_by_host: HostIndex<DestinationRuleSpec>,
+    /// Namespace-wide Sidecars (without a workload selector), by namespace.
+    sidecars: BTreeMap<Name, Arc<Sidecar>>,
+    /// Where a Sidecar applies to every namespace without its own.
+    root_namespace: String,
+
+    /// Services by FQDN (Kubernetes Services win over ServiceEntries).
+    services: BTreeMap<String, Arc<MeshService>>,
+    /// Endpoints of each service, by service port number.
+    endpoints: FastMap<String, Arc<BTreeMap<u16, Vec<Endpoint>>>>,
+    /// Slices by (namespace, service name).
+    slices_by_service: FastMap<Name, BTreeSet<String>>,
+    /// Where each object came from, for messages.
+    origins: FastMap<ObjectKey, Origin>,
+    /// Pods and WorkloadEntries by label; services by selector label.
+    pod_labels: LabelIndex,
+    we_labels: LabelIndex,
+    service_selectors: LabelIndex,
+    /// Services whose EndpointSlices point at a pod: (namespace, pod) →
+    /// slice name → service host.
+    pod_refs: FastMap<Name, BTreeMap<String, String>>,
+}
+
+impl Model {
+    pub fn new() -> Model {
+        Model::default()
+    }
+
+    /// Applies a batch of changes and reports what they touched.
+    pub fn apply(&mut self, changes: impl IntoIterator<Item = Change>) -> Dirty {
+        let mut dirty = Dirty::default();
+        for change in changes {
+            self.apply_one(change, &mut dirty);
+        }
+        for host in dirty.config.iter().chain(dirty.endpoints.iter()) {
+            self.recompute_endpoints(host);
+        }
+        // Endpoint changes already covered by a config change need no separate work.
+        let config = dirty.config.clone();
+        dirty.endpoints.retain(|h| !config.contains(h));
+        dirty
+    }
+
+    fn apply_one(&mut self, change: Change, dirty: &mut Dirty) {
+        let (key, object) = match change {
+            Change::Upsert(key, object, origin) => {
+                self.origins.insert(key.clone(), origin);
+                (key, Some(object))
+            }
+            Change::Delete(key) => {
+                self.origins.remove(&key);
+                (key, None)
+            }
+        };
+        let name = (key.namespace.clone(), key.name.clone());
+        match key.kind {
+            Kind::Service => {
+                let new = object.and_then(|o| match &*o {
+                    Object::Service(s) => Some(Arc::new(s.clone())),
+                    _ => None,
+                });
+                let fqdn = hosts::service_fqdn(&key.name, &key.namespace);
+                if let Some(s) = new {
+                    if self.k8s_services.get(&name) == Some(&s) {
+                        return;
+                    }
+                    self.k8s_services.insert(name, s);
+                } else if self.k8s_services.remove(&name).is_none() {
+                    return;
+                }
+                self.rebuild_host(&fqdn);
+                dirty.config.insert(fqdn);
+            }
+            Kind::ServiceEntry => {
+                let new = object.and_then(|o| match &*o {
+                    Object::ServiceEntry(s) => Some(Arc::new(s.clone())),
+                    _ => None,
+                });
+                let mut touched: BTreeSet<String> = self
+                    .service_entries
+                    .get(&name)
+                    .map(|se| se.spec.hosts.iter().cloned().collect())
+                    .unwrap_or_default();
+                if let Some(se) = new {
+                    if self.service_entries.get(&name) == Some(&se) {
+                        return;
+                    }
+                    touched.extend(se.spec.hosts.iter().cloned());
+                    self.service_entries.insert(name, se);
+                } else if self.service_entries.remove(&name).is_none() {
+                    return;
+                }
+                for host in touched {
+                    self.rebuild_host(&host);
+                    dirty.config.insert(host);
+                }
+            }
+            Kind::EndpointSlice => {
+                let old = self.slices.get(&name).cloned();
+                let new = object.and_then(|o| match &*o {
+                    Object::EndpointSlice(s) => Some(Arc::new(s.clone())),
+                    _ => None,
+                });
+                if old == new {
+                    return;
+                }
+                for slice in old.iter().chain(new.iter()) {
+                    if let Some(svc) = slice_service(slice) {
+                        dirty
+                            .endpoints
+                            .insert(hosts::service_fqdn(&svc, &key.namespace));
+                    }
+                }
+                if let Some(old) = old.as_deref() {
+                    if let Some(svc) = slice_service(old) {
+                        if let Some(set) = self
+                            .slices_by_service
+                            .get_mut(&(key.namespace.clone(), svc))
+                        {
+                            set.remove(&key.name);
+                        }
+                    }
+                    for pod in slice_pods(old, &key.namespace) {
+                        if let Some(refs) = self.pod_refs.get_mut(&pod) {
+                            refs.remove(&key.name);
+                            if refs.is_empty() {
+                                self.pod_refs.remove(&pod);
+                            }
+                        }
+                    }
+                }
+                if let Some(slice) = new.as_deref() {
+                    if let Some(svc) = slice_service(slice) {
+                        let host = hosts::service_fqdn(&svc, &key.namespace);
+                        for pod in slice_pods(slice, &key.namespace) {
+                            self.pod_refs
+                                .entry(pod)
+                                .or_default()
+                                .insert(key.name.clone(), host.clone());
+                        }
+                    }
+                }
+                match new {
+                    Some(slice) => {
+                        if let Some(svc) = slice_service(&slice) {
+                            self.slices_by_service
+                                .entry((key.namespace.clone(), svc))
+                                .or_default()
+                                .insert(key.name.clone());
+                        }
+                        self.slices.insert(name, slice);
+                    }
+                    None => {
+                        self.slices.remove(&name);
+                    }
+                }
+            }
+            Kind::Pod => {
+                let old = self.pods.get(&name).cloned();
+                let new = object.and_then(|o| match &*o {
+                    Object::Pod(p) => Some(Arc::new(p.clone())),
+                    _ => None,
+                });
+                if old == new {
+                    return;
+                }
+                let labels: Vec<&Labels> = old
+                    .iter()
+                    .chain(new.iter())
+                    .map(|p| &p.metadata.labels)
+                    .collect();
+                let affected = self.hosts_selecting(&key.namespace, &labels, Some(&key.name));
+                dirty.endpoints.extend(affected);
+                if let Some(old) = &old {
+                    self.pod_labels
+                        .remove(&key.namespace, &old.metadata.labels, &key.name);
+                }
+                match new {
+                    Some(p) => {
+                        self.pod_labels
+                            .insert(&key.namespace, &p.metadata.labels, &key.name);
+                        self.pods.insert(name, p);
+                    }
+                    None => {
+                        self.pods.remove(&name);
+                    }
+                }
+            }
+            Kind::WorkloadEntry => {
+                let old = self.workload_entries.get(&name).cloned();
+                let new = object.and_then(|o| match &*o {
+                    Object::WorkloadEntry(w) => Some(Arc::new(w.clone())),
+                    _ => None,
+                });
+                if old == new {
+                    return;
+                }
+                let labels: Vec<&Labels> = old
+                    .iter()
+                    .chain(new.iter())
+                    .map(|w| &w.spec.labels)
+                    .collect();
+                let affected = self.hosts_selecting(&key.namespace, &labels, None);
+                dirty.endpoints.extend(affected);
+                if let Some(old) = &old {
+                    self.we_labels
+                        .remove(&key.namespace, &old.spec.labels, &key.name);
+                }
+                match new {
+                    Some(w) => {
+                        self.we_labels
+                            .insert(&key.namespace, &w.spec.labels, &key.name);
+                        self.workload_entries.insert(name, w);
+                    }
+                    None => {
+                        self.workload_entries.remove(&name);
+                    }
+                }
+            }
+            Kind::VirtualService => {
+                let new = object.and_then(|o| match &*o {
+                    Object::VirtualService(vs) => Some(vs.clone()),
+                    _ => None,
+                });
+                match new {
+                    Some(vs) => {
+                        let policy = Policy {
+                            hosts: vs
+                                .spec
+                                .hosts
+                                .iter()
+                                .map(|h| hosts::resolve(h, &key.namespace))
+                                .collect(),
+                            export_to: export_set(&vs.spec.export_to, &key.namespace),
+                            namespace: key.namespace.clone(),
+                            name: key.name.clone(),
+                            generation: vs.metadata.generation,
+                            version: spec_version(&vs.spec),
+                            spec: vs.spec,
+                        };
+                        if let Some(old) = self.virtual_services.get(&name) {
+                            if old.spec == policy.spec && old.generation == policy.generation {
+                                return;
+                            }
+                        }
+                        if let Some(old) = self.virtual_services.get(&name) {
+                            self.vs_by_host.remove(old);
+                            dirty.vs_hosts.extend(old.hosts.iter().cloned());
+                        }
+                        let policy = Arc::new(policy);
+                        self.vs_by_host.insert(&policy);
+                        dirty.vs_hosts.extend(policy.hosts.iter().cloned());
+                        self.virtual_services.insert(name, policy);
+                    }
+                    None => {
+                        if let Some(old) = self.virtual_services.remove(&name) {
+                            self.vs_by_host.remove(&old);
+                            dirty.vs_hosts.extend(old.hosts.iter().cloned());
+                        }
+                    }
+                }
+            }
+            Kind::Sidecar => {
+                let new = object.and_then(|o| match &*o {
+                    Object::Sidecar(sc) => Some(Arc::new(sc.clone())),
+                    _ => None,
+                });
+                let old = match new {
+                    Some(sc) => self.sidecars.insert(name, sc.clone()).filter(|o| *o == sc),
+                    None => match self.sidecars.remove(&name) {
+                        Some(_) => None,
+                        None => return,
+                    },
+                };
+                if old.is_none() {
+                    dirty.scope = true;
+                }
+            }
+            Kind::DestinationRule => {
+                let new = object.and_then(|o| match &*o {
+                    Object::DestinationRule(dr) => Some(dr.clone()),
+                    _ => None,
+                });
+                let mut patterns: Vec<String> = self
+                    .destination_rules
+                    .get(&name)
+                    .map(|dr| dr.hosts.clone())
+                    .unwrap_or_default();
+                match new {
+                    Some(dr) => {
+                        let host = hosts::resolve(&dr.spec.host, &key.namespace);
+                        let policy = Policy {
+                            hosts: vec![host.clone()],
+                            export_to: export_set(&dr.spec.export_to, &key.namespace),
+                            namespace: key.namespace.clone(),
+                            name: key.name.clone(),
+                            generation: dr.metadata.generation,
+                            version: spec_version(&dr.spec),
+                            spec: dr.spec,
+                        };
+                        if let Some(old) = self.destination_rules.get(&name) {
+                            if old.spec == policy.spec && old.generation == policy.generation {
+                                return;
+                            }
+                        }
+                        patterns.push(host);
+                        if let Some(old) = self.destination_rules.get(&name) {
+                            self.dr_by_host.remove(old);
+                        }
+                        let policy = Arc::new(policy);
+                        self.dr_by_host.insert(&policy);
+                        self.destination_rules.insert(name, policy);
+                    }
+                    None => match self.destination_rules.remove(&name) {
+                        Some(old) => self.dr_by_host.remove(&old),
+                        None => return,
+                    },
+                }
+                for pattern in patterns {
+                    if !pattern.starts_with('*') {
+                        // An exact host: one lookup instead of a pass over every service.
+                        if self.services.contains_key(&pattern) {
+                            dirty.config.insert(pattern);
+                        }
+                        continue;
+                    }
+                    let hit: Vec<String> = self
+                        .services
+                        .keys()
+                        .filter(|h| hosts::matches(&pattern, h))
+                        .cloned()
+                        .collect();
+                    dirty.config.extend(hit);
+                }
+                // Routes carry hash policies taken from DestinationRules.
+                dirty.routes = true;
+            }
+        }
+    }
+
+    /// Recomputes the service for `host` from the Service and ServiceEntries that define it.
+    fn rebuild_host(&mut self, host: &str) {
+        let from_k8s = host
+            .strip_suffix(&format!(".svc.{}", hosts::DOMAIN_SUFFIX))
+            .and_then(|base| base.split_once('.'))
+            .and_then(|(name, ns)| self.k8s_services.get(&(ns.to_string(), name.to_string())))
+            .map(|s| MeshService::from_k8s(s));
+        let service = from_k8s.or_else(|| {
+            self.service_entries
+                .values()
+                .find(|se| se.spec.hosts.iter().any(|h| h == host))
+                .map(|se| MeshService::from_service_entry(se, host))
+        });
+        if let Some(old) = self.services.get(host) {
+            if let Some(sel) = old.selector() {
+                self.service_selectors.remove(&old.namespace, sel, host);
+            }
+        }
+        match service {
+            Some(s) => {
+                if let Some(sel) = s.selector() {
+                    self.service_selectors.insert(&s.namespace, sel, host);
+                }
+                self.services.insert(host.to_string(), Arc::new(s));
+            }
+            None => {
+                self.services.remove(host);
+                self.endpoints.remove(host);
+            }
+        }
+    }
+
+    /// Hosts of services in `namespace` whose selector matches any of `labels`,
+    /// plus (for pods) services whose slices point at pod `pod_name`.
+    fn hosts_selecting(
+        &self,
+        namespace: &str,
+        labels: &[&Labels],
+        pod_name: Option<&str>,
+    ) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for l in labels {
+            for host in self.service_selectors.any_of(namespace, l) {
+                let selected = self
+                    .services
+                    .get(&host)
+                    .and_then(|svc| svc.selector())
+                    .is_some_and(|sel| selects(sel, l));
+                if selected {
+                    out.insert(host);
+                }
+            }
+        }
+        if let Some(refs) =
+            pod_name.and_then(|p| self.pod_refs.get(&(namespace.to_string(), p.to_string())))
+        {
+            out.extend(refs.values().cloned());
+        }
+        out
+    }
+
+    fn recompute_endpoints(&mut self, host: &str) {
+        match self.services.get(host) {
+            Some(svc) => {
+                let eps = endpoints::compute(self, svc);
+                self.endpoints.insert(host.to_string(), Arc::new(eps));
+            }
+            None => {
+                self.endpoints.remove(host);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// Where an object came from (file and line, or the cluster).
+    pub fn origin(&self, kind: Kind, namespace: &str, name: &str) -> Origin {
+        let key = ObjectKey {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        self.origins.get(&key).cloned().unwrap_or_default()
+    }
+
+    /// Sets the namespace whose Sidecar applies to namespaces without one
+    /// (Istio's `rootNamespace`, `istio-system` by default).
+    pub fn set_root_namespace(&mut self, namespace: &str) {
+        self.root_namespace = namespace.to_string();
+    }
+
+    /// What proxies of `namespace` may reach, from the namespace's Sidecar or
+    /// the root namespace's. Sidecars with a workload selector need the proxy's
+    /// labels and are not applied.
+    pub fn egress_scope(&self, namespace: &str) -> Scope {
+        let root = if self.root_namespace.is_empty() {
+            "istio-system"
+        } else {
+            self.root_namespace.as_str()
+        };
+        let namespace_wide = |ns: &str| {
+            self.sidecars
+                .range((ns.to_string(), String::new())..)
+                .take_while(|((n, _), _)| n == ns)
+                .map(|(_, sc)| sc)
+                .find(|sc| sc.spec.workload_selector.is_none())
+        };
+        let Some(sidecar) = namespace_wide(namespace).or_else(|| namespace_wide(root)) else {
+            return Scope::everything();
+        };
+        let mut hosts = Vec::new();
+        for egress in &sidecar.spec.egress {
+            for h in &egress.hosts {
+                if let Some((ns, dns)) = h.split_once('/') {
+                    let ns = match ns {
+                        "." => namespace.to_string(),
+                        "~" => continue,
+                        other => other.to_string(),
+                    };
+                    hosts.push((ns, dns.to_string()));
+                }
+            }
+        }
+        Scope { hosts: Some(hosts) }
+    }
+
+    /// Every service, by FQDN.
+    pub fn services(&self) -> &BTreeMap<String, Arc<MeshService>> {
+        &self.services
+    }
+
+    pub fn service(&self, host: &str) -> Option<&Arc<MeshService>> {
+        self.services.get(host)
+    }
+
+    /// Endpoints of `host` on service port `port`.
+    pub fn endpoints(&self, host: &str, port: u16) -> &[Endpoint] {
+        self.endpoints
+            .get(host)
+            .and_then(|m| m.get(&port))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    pub fn virtual_services(&self) -> impl Iterator<Item = &Arc<Policy<VirtualServiceSpec>>> {
+        self.virtual_services.values()
+    }
+
+    pub fn destination_rules(&self) -> impl Iterator<Item = &Arc<Policy<DestinationRuleSpec>>> {
+        self.destination_rules.values()
+    }
+
+    /// The namespace of the service called `host` (empty when unknown).
+    fn service_namespace(&self, host: &str) -> &str {
+        self.services
+            .get(host)
+            .map(|s| s.namespace.as_str())
+            .unwrap_or("")
+    }
+
+    /// The DestinationRule that applies to `host` for a proxy in `proxy_ns`:
+    /// the most specific host match, preferring the proxy's namespace, then the
+    /// service's, then any other (by namespace and name), as Istio does.
+    pub fn destination_rule(
+        &self,
+        host: &str,
+        proxy_ns: &str,
+    ) -> Option<&Arc<Policy<DestinationRuleSpec>>> {
+        let candidates = self
+            .dr_by_host
+            .candidates(host)
+            .filter(|dr| dr.visible_to(proxy_ns) && hosts::matches(&dr.hosts[0], host))
+            .map(|dr| (dr, hosts::specificity(&dr.hosts[0])));
+        preferred(candidates, proxy_ns, || self.service_namespace(host))
+    }
+
+    /// The VirtualService whose hosts cover `host` for a proxy in `proxy_ns`
+    /// (bound to the mesh), preferring the most specific host, then the proxy's
+    /// namespace, then the service's namespace, then namespace/name order.
+    pub fn virtual_service(
+        &self,
+        host: &str,
+        proxy_ns: &str,
+    ) -> Option<&Arc<Policy<VirtualServiceSpec>>> {
+        let candidates = self
+            .vs_by_host
+            .candidates(host)
+            .filter(|vs| vs.visible_to(proxy_ns) && applies_to_mesh(&vs.spec))
+            .filter_map(|vs| {
+                let spec = vs
+                    .hosts
+                    .iter()
+                    .filter(|h| hosts::matches(h, host))
+                    .map(|h| hosts::specificity(h))
+                    .max()?;
+                Some((vs, spec))
+            });
+        preferred(candidates, proxy_ns, || self.service_namespace(host))
+    }
+
+    pub(crate) fn slices_of(&self, namespace: &str, service: &str) -> Vec<&Arc<EndpointSlice>> {
+        self.slices_by_service
+            .get(&(namespace.to_string(), service.to_string()))
+            .into_iter()
+            .flatten()
+            .filter_map(|s| self.slices.get(&(namespace.to_string(), s.clone())))
+            .collect()
+    }
+
+    /// Pods in `namespace` whose labels match `selector`.
+    pub(crate) fn pods_selected(&self, namespace: &str, selector: &Labels) -> Vec<&Arc<Pod>> {
+        self.pod_labels
+            .candidates(namespace, selector)
+            .into_iter()
+            .filter_map(|n| self.pods.get(&(namespace.to_string(), n)))
+            .filter(|p| selects(selector, &p.metadata.labels))
+            .collect()
+    }
+
+    pub(crate) fn pod(&self, namespace: &str, name: &str) -> Option<&Arc<Pod>> {
+        self.pods.get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// WorkloadEntries in `namespace` whose labels match `selector`.
+    pub(crate) fn workload_entries_selected(
+        &self,
+        namespace: &str,
+        selector: &Labels,
+    ) -> Vec<&Arc<WorkloadEntry>> {
+        self.we_labels
+            .candidates(namespace, selector)
+            .into_iter()
+            .filter_map(|n| self.workload_entries.get(&(namespace.to_string(), n)))
+            .filter(|w| selects(selector, &w.spec.labels))
+            .collect()
+    }
+}
+
+/// What a proxy may reach, from Sidecar `egress.hosts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// (namespace or `*`, host pattern) pairs; `None` is everything.
+    hosts: Option<Vec<(String, String)>>,
+}
+
+impl Scope {
+    pub fn everything() -> Scope {
+        Scope { hosts: None }
+    }
+
+    /// Whether a service of `namespace` called `host` is in scope.
+    pub fn allows(&self, namespace: &str, host: &str) -> bool {
+        match &self.hosts {
+            None => true,
+            Some(hosts) => hosts.iter().any(|(ns, pattern)| {
+                (ns == "*" || ns == namespace) && hosts::matches(pattern, host)
+            }),
+        }
+    }
+}
+
+/// Of several policies covering a host, the one Istio applies: the most
+/// specific host, then one in the proxy's namespace, then in the service's,
+/// then the first by namespace and name.
+fn preferred<'a, T>(
+    mut candidates: impl Iterator<Item = (&'a Arc<Policy<T>>, usize)>,
+    proxy_ns: &str,
+    service_ns: impl FnOnce() -> &'a str,
+) -> Option<&'a Arc<Policy<T>>> {
+    let first = candidates.next()?;
+    let Some(second) = candidates.next() else {
+        // Nearly every host has one policy: no namespace to look up.
+        return Some(first.0);
+    };
+    let service_ns = service_ns();
+    let rank = |p: &Policy<T>| {
+        if p.namespace == proxy_ns {
+            2
+        } else if p.namespace == service_ns {
+            1
+        } else {
+            0
+        }
+    };
+    [first, second]
+        .into_iter()
+        .chain(candidates)
+        .max_by(|(a, sa), (b, sb)| {
+            sa.cmp(sb)
+                .then_with(|| rank(a).cmp(&rank(b)))
+                .then_with(|| (&b.namespace, &b.name).cmp(&(&a.namespace, &a.name)))
+        })
+        .map(|(p, _)| p)
+}
+
+/// A VirtualService applies to sidecars when it names no gateways or names `mesh`.
+pub fn applies_to_mesh(vs: &VirtualServiceSpec) -> bool {
+    vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh")
+}
+
+/// Kubernetes selector semantics: every selector label present with the same value.
+/// An empty selector selects nothing here (as for Service selectors).
+pub fn selects(selector: &Labels, labels: &Labels) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The pods (namespace, name) a slice's endpoints point at.
+fn slice_pods(slice: &EndpointSlice, namespace: &str) -> Vec<Name> {
+    slice
+        .endpoints
+        .iter()
+        .filter_map(|e| e.target_ref.as_ref())
+        .filter(|r| r.kind.as_deref().unwrap_or("Pod") == "Pod")
+        .filter_map(|r| {
+            let ns = r.namespace.clone().unwrap_or_else(|| namespace.to_string());
+            Some((ns, r.name.clone()?))
+        })
+        .collect()
+}
+
+fn slice_service(slice: &EndpointSlice) -> Option<String> {
+    slice
+        .metadata
+        .labels
+        .get("kubernetes.io/service-name")
+        .cloned()
+}

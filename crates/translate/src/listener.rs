@@ -1,0 +1,204 @@
+//! Listeners for each listener mode.
+//!
+//! - capture: `virtualOutbound` (bound on 15001, hands connections to the
+//!   listener for their original destination, else passes them through) and
+//!   one unbound `0.0.0.0_PORT` listener per HTTP port routing with RDS `"PORT"`;
+//!   TCP service ports get `VIP_PORT` (or `0.0.0.0_PORT`) with a TCP proxy.
+//! - explicit: one bound listener on the address the node asked for, routing
+//!   every visible service by Host header with RDS `http_proxy`.
+//! - proxyless: `api_listener`s named `host:port` for gRPC clients.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::listener::v3 as l;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
+use envoy_types::pb::google::protobuf::BoolValue;
+
+use super::{ads, any, names, route, socket_address, ListenerMode, ProxyView};
+use shmesh_model::Model;
+
+pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
+    match &view.mode {
+        ListenerMode::Capture => capture(model, view),
+        ListenerMode::Explicit(addr) => vec![explicit(*addr)],
+        ListenerMode::Proxyless => proxyless(model, view),
+    }
+}
+
+fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
+    let mut out: BTreeMap<String, l::Listener> = BTreeMap::new();
+    out.insert(names::VIRTUAL_OUTBOUND.to_string(), virtual_outbound());
+    let mut tcp_ports = Vec::new();
+    for svc in super::visible_services(model, view) {
+        for port in &svc.ports {
+            if port.protocol.is_http() {
+                let name = names::listener("0.0.0.0", port.number);
+                out.entry(name.clone()).or_insert_with(|| l::Listener {
+                    name: name.clone(),
+                    address: Some(socket_address("0.0.0.0", port.number)),
+                    bind_to_port: Some(BoolValue { value: false }),
+                    traffic_direction: core::TrafficDirection::Outbound as i32,
+                    filter_chains: vec![l::FilterChain {
+                        filters: vec![http_filter(
+                            &format!("outbound_0.0.0.0_{}", port.number),
+                            &port.number.to_string(),
+                        )],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                });
+            } else {
+                tcp_ports.push((svc, port));
+            }
+        }
+    }
+    // TCP listeners are keyed by the service VIP; without one they take the
+    // wildcard address unless an HTTP listener already holds that port.
+    for (svc, port) in tcp_ports {
+        let address = svc.vip.clone().unwrap_or_else(|| "0.0.0.0".to_string());
+        let name = names::listener(&address, port.number);
+        if out.contains_key(&name) {
+            continue;
+        }
+        let cluster = names::outbound_cluster(port.number, "", &svc.hostname);
+        out.insert(
+            name.clone(),
+            l::Listener {
+                name,
+                address: Some(socket_address(&address, port.number)),
+                bind_to_port: Some(BoolValue { value: false }),
+                traffic_direction: core::TrafficDirection::Outbound as i32,
+                filter_chains: vec![l::FilterChain {
+                    filters: vec![tcp_proxy(&cluster)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+    }
+    out.into_iter().collect()
+}
+
+fn virtual_outbound() -> l::Listener {
+    l::Listener {
+        name: names::VIRTUAL_OUTBOUND.to_string(),
+        address: Some(socket_address("0.0.0.0", names::VIRTUAL_OUTBOUND_PORT)),
+        use_original_dst: Some(BoolValue { value: true }),
+        traffic_direction: core::TrafficDirection::Outbound as i32,
+        filter_chains: vec![l::FilterChain {
+            name: "virtualOutbound-catchall-tcp".to_string(),
+            filters: vec![tcp_proxy(names::PASSTHROUGH)],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn explicit(addr: SocketAddr) -> (String, l::Listener) {
+    let ip = addr.ip().to_string();
+    let name = names::listener(&ip, addr.port());
+    let listener = l::Listener {
+        name: name.clone(),
+        address: Some(socket_address(&ip, addr.port())),
+        traffic_direction: core::TrafficDirection::Outbound as i32,
+        filter_chains: vec![l::FilterChain {
+            filters: vec![http_filter(
+                &format!("outbound_{name}"),
+                names::HTTP_PROXY_ROUTE,
+            )],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    (name, listener)
+}
+
+fn proxyless(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
+    route::proxyless_names(model, view)
+        .into_iter()
+        .map(|name| {
+            let listener = l::Listener {
+                name: name.clone(),
+                api_listener: Some(l::ApiListener {
+                    api_listener: Some(any(&http_connection_manager(&name, &name, false))),
+                }),
+                ..Default::default()
+            };
+            (name, listener)
+        })
+        .collect()
+}
+
+/// Istio's outbound HTTP connection manager, routing with RDS over ADS.
+pub fn http_connection_manager(
+    stat_prefix: &str,
+    route_config: &str,
+    sidecar: bool,
+) -> hcm::HttpConnectionManager {
+    let router = hcm::HttpFilter {
+        name: "envoy.filters.http.router".to_string(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+            &Router::default(),
+        ))),
+        ..Default::default()
+    };
+    // Sidecars carry the fault filter, configured per route by VirtualService
+    // `fault`; proxyless gRPC clients get the router alone.
+    let http_filters = if sidecar {
+        let fault = hcm::HttpFilter {
+            name: route::FAULT_FILTER.to_string(),
+            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+                &HttpFault::default(),
+            ))),
+            ..Default::default()
+        };
+        vec![fault, router]
+    } else {
+        vec![router]
+    };
+    hcm::HttpConnectionManager {
+        stat_prefix: stat_prefix.to_string(),
+        codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
+            hcm::Rds {
+                config_source: Some(ads()),
+                route_config_name: route_config.to_string(),
+            },
+        )),
+        http_filters,
+        use_remote_address: Some(BoolValue { value: false }),
+        normalize_path: Some(BoolValue { value: true }),
+        upgrade_configs: vec![hcm::http_connection_manager::UpgradeConfig {
+            upgrade_type: "websocket".to_string(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn http_filter(stat_prefix: &str, route_config: &str) -> l::Filter {
+    l::Filter {
+        name: "envoy.filters.network.http_connection_manager".to_string(),
+        config_type: Some(l::filter::ConfigType::TypedConfig(any(
+            &http_connection_manager(stat_prefix, route_config, true),
+        ))),
+    }
+}
+
+fn tcp_proxy(cluster: &str) -> l::Filter {
+    l::Filter {
+        name: "envoy.filters.network.tcp_proxy".to_string(),
+        config_type: Some(l::filter::ConfigType::TypedConfig(any(&tcp::TcpProxy {
+            stat_prefix: cluster.to_string(),
+            cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(
+                cluster.to_string(),
+            )),
+            ..Default::default()
+        }))),
+    }
+}

@@ -1,0 +1,59 @@
+//! Resource names as Istio writes them, so dashboards and tools keep working.
+
+use shmesh_model::text::{concat, Decimal};
+
+/// `outbound|9080|v1|reviews.default.svc.cluster.local`
+pub fn outbound_cluster(port: u16, subset: &str, host: &str) -> String {
+    concat(&[
+        "outbound|",
+        Decimal::new(port).as_str(),
+        "|",
+        subset,
+        "|",
+        host,
+    ])
+}
+
+/// The host of an `outbound|...` cluster name.
+pub fn cluster_host(name: &str) -> Option<&str> {
+    let mut parts = name.splitn(4, '|');
+    (parts.next()? == "outbound").then_some(())?;
+    parts.next()?;
+    parts.next()?;
+    parts.next()
+}
+
+pub const BLACKHOLE: &str = "BlackHoleCluster";
+pub const PASSTHROUGH: &str = "PassthroughCluster";
+pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
+pub const VIRTUAL_OUTBOUND_PORT: u16 = 15001;
+/// Route configuration of the explicit (non-capture) outbound listener.
+pub const HTTP_PROXY_ROUTE: &str = "http_proxy";
+
+/// `0.0.0.0_9080`
+pub fn listener(address: &str, port: u16) -> String {
+    concat(&[address, "_", Decimal::new(port).as_str()])
+}
+
+/// `reviews.default.svc.cluster.local:9080`
+pub fn virtual_host(host: &str, port: u16) -> String {
+    with_port(host, port)
+}
+
+/// `host:port`
+pub fn with_port(host: &str, port: u16) -> String {
+    concat(&[host, ":", Decimal::new(port).as_str()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_names() {
+        let n = outbound_cluster(9080, "v1", "reviews.default.svc.cluster.local");
+        assert_eq!(n, "outbound|9080|v1|reviews.default.svc.cluster.local");
+        assert_eq!(cluster_host(&n), Some("reviews.default.svc.cluster.local"));
+        assert_eq!(cluster_host("BlackHoleCluster"), None);
+    }
+}

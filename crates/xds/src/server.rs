@@ -1,0 +1,502 @@
+//! The service for `StreamAggregatedResources` and
+//! `DeltaAggregatedResources`. It only moves messages: requests to the
+//! stream's state machine, new snapshots from the cache's watch to the same
+//! machine, responses to the client. A slow client holds back only its own
+//! stream: the watch keeps the latest snapshot, never a queue of them.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use dashmap::DashMap;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use tokio::sync::{mpsc, watch};
+use tonic::codegen::{http, Body, BoxFuture, StdError};
+use tonic::Status;
+use tracing::{debug, info, warn, Instrument};
+
+use super::delta::DeltaStream;
+use super::grpc::{self, MessageStream, ResponseBody};
+use super::pacing::{Pace, PushSlots};
+use super::request::{DeltaRequest, SotwRequest};
+use super::sotw::SotwStream;
+use super::{Event, ProtocolError};
+use crate::metrics::{self, XdsMetrics};
+use shmesh_cache::wire::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
+use shmesh_cache::{PolicyStamp, ResourceType, Snapshot};
+
+pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+/// Responses waiting for a slow client, per stream; beyond this the stream
+/// stops taking new snapshots (only the latest is kept) until the client reads.
+const STREAM_BUFFER: usize = 8;
+
+/// Where streams get the snapshot of their view. The server knows views only
+/// through this trait: what a view holds, and how a node maps to one, is the
+/// translation's business.
+pub trait ViewSource: Send + Sync + 'static {
+    /// What proxies that receive the same configuration have in common.
+    type View: std::fmt::Display + Send + Sync + 'static;
+    /// Why a node has no view; the stream ends with it as an invalid argument.
+    type Error: std::error::Error + Send + 'static;
+    /// The view `node` receives, on a stream whose protocol can carry VHDS
+    /// (`vhds_capable`: Envoy takes VHDS over delta ADS only).
+    fn view_of(&self, node: &Node, vhds_capable: bool) -> Result<Self::View, Self::Error>;
+    /// A watch over the view's latest snapshot; `None` until the mesh is fully
+    /// known, so no proxy is ever told the mesh is empty because a cache was cold.
+    fn watch(&self, view: &Self::View) -> watch::Receiver<Option<Arc<Snapshot>>>;
+}
+
+/// What the admin server shows about one connected proxy.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProxyStatus {
+    pub stream: u64,
+    pub node_id: String,
+    pub view: String,
+    pub protocol: &'static str,
+    /// Version of the snapshot the stream is on.
+    pub snapshot_version: String,
+    /// Last version the proxy ACKed, per type (cds, eds, lds, rds).
+    pub acked: std::collections::BTreeMap<&'static str, String>,
+    /// Last version sent, per type.
+    pub sent: std::collections::BTreeMap<&'static str, String>,
+    pub last_nack: Option<String>,
+}
+
+/// A connected stream as the registry keeps it.
+#[derive(Debug)]
+struct StreamEntry {
+    status: ProxyStatus,
+    /// The snapshot the stream is on.
+    current: Arc<Snapshot>,
+    /// The latest snapshot the proxy had fully applied (every response ACKed).
+    synced: Option<Arc<Snapshot>>,
+}
+
+/// Which connected proxies have applied a given version of a policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rollout {
+    /// Node ids of proxies that receive the policy and have ACKed the version.
+    pub acked: Vec<String>,
+    /// Node ids of proxies that receive the policy but have not ACKed it yet.
+    pub pending: Vec<String>,
+}
+
+/// Connected proxies, for debug views and rollout (ACK) tracking.
+#[derive(Debug)]
+pub struct Registry {
+    streams: DashMap<u64, StreamEntry>,
+    next: AtomicU64,
+    /// Bumped whenever a proxy connects, leaves, or finishes applying a snapshot.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            streams: DashMap::new(),
+            next: AtomicU64::new(0),
+            changes: watch::channel(0).0,
+        }
+    }
+}
+
+impl Registry {
+    pub fn list(&self) -> Vec<ProxyStatus> {
+        let mut v: Vec<ProxyStatus> = self
+            .streams
+            .iter()
+            .map(|e| e.value().status.clone())
+            .collect();
+        v.sort_by_key(|s| s.stream);
+        v
+    }
+
+    /// Wakes whenever rollout progress may have changed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Progress of policy `key` (`Kind/namespace/name`) towards `live`: every
+    /// proxy whose current snapshot applies the policy, split by whether the
+    /// snapshot it last fully applied has the policy at a version `live` accepts.
+    pub fn rollout(&self, key: &str, live: impl Fn(&PolicyStamp) -> bool) -> Rollout {
+        let mut out = Rollout::default();
+        for e in self.streams.iter() {
+            if !e.current.policies().contains_key(key) {
+                continue;
+            }
+            let applied = e
+                .synced
+                .as_ref()
+                .and_then(|s| s.policies().get(key))
+                .is_some_and(&live);
+            let node = e.status.node_id.clone();
+            if applied {
+                out.acked.push(node);
+            } else {
+                out.pending.push(node);
+            }
+        }
+        out.acked.sort();
+        out.pending.sort();
+        out
+    }
+}
+
+/// Shared by every stream.
+pub struct Shared<S> {
+    pub views: Arc<S>,
+    pub metrics: Arc<XdsMetrics>,
+    pub registry: Arc<Registry>,
+    pub control_plane: String,
+    /// Streams that may push at once (`pacing`).
+    pub push_slots: PushSlots,
+}
+
+pub struct AdsServer<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for AdsServer<S> {
+    fn clone(&self) -> Self {
+        AdsServer {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: ViewSource> AdsServer<S> {
+    pub fn new(shared: Arc<Shared<S>>) -> AdsServer<S> {
+        AdsServer { shared }
+    }
+}
+
+impl<S> tonic::server::NamedService for AdsServer<S> {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+impl<S: ViewSource, B> tonic::codegen::Service<http::Request<B>> for AdsServer<S>
+where
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let shared = self.shared.clone();
+        match req.uri().path() {
+            SOTW_PATH => Box::pin(async move { Ok(start_stream::<SotwStream, S, B>(shared, req)) }),
+            DELTA_PATH => {
+                Box::pin(async move { Ok(start_stream::<DeltaStream, S, B>(shared, req)) })
+            }
+            _ => Box::pin(async move { Ok(Status::unimplemented("unknown method").into_http()) }),
+        }
+    }
+}
+
+/// Starts the stream's task and answers with the body it feeds.
+fn start_stream<M: Machine, S: ViewSource, B>(
+    shared: Arc<Shared<S>>,
+    req: http::Request<B>,
+) -> http::Response<tonic::body::Body>
+where
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let incoming = MessageStream::new(req.into_body());
+    tokio::spawn(run_stream::<M, S>(shared, incoming, tx));
+    grpc::response(ResponseBody::new(rx))
+}
+
+/// What the stream loop needs of a protocol state machine.
+pub trait Machine: Send + 'static {
+    type Request: prost::Message + Default + Send + 'static;
+    type Response: Chunked + Send + Unpin + 'static;
+    const PROTOCOL: &'static str;
+    /// The protocol can carry VHDS (Envoy accepts it over delta ADS only).
+    const VHDS: bool;
+    fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self;
+    fn node(req: &Self::Request) -> Option<&Node>;
+    fn request(
+        &mut self,
+        req: &Self::Request,
+    ) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError>;
+    fn snapshot(&mut self, snapshot: Arc<Snapshot>) -> (Vec<Self::Response>, Vec<Event>);
+    fn describe(resp: &Self::Response) -> (ResourceType, String);
+    /// Every response ACKed, none rejected.
+    fn in_sync(&self) -> bool;
+    /// The snapshot the machine is on.
+    fn current(&self) -> &Arc<Snapshot>;
+    fn gauge(metrics: &XdsMetrics) -> &AtomicU64;
+}
+
+impl Machine for SotwStream {
+    type Request = SotwRequest;
+    type Response = WireDiscoveryResponse;
+    const PROTOCOL: &'static str = "sotw";
+    const VHDS: bool = false;
+    fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self {
+        SotwStream::new(snapshot, control_plane)
+    }
+    fn node(req: &SotwRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn request(
+        &mut self,
+        req: &SotwRequest,
+    ) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError> {
+        self.on_request(req).map(|o| (o.responses, o.events))
+    }
+    fn snapshot(&mut self, snapshot: Arc<Snapshot>) -> (Vec<Self::Response>, Vec<Event>) {
+        let o = self.on_snapshot(snapshot);
+        (o.responses, o.events)
+    }
+    fn describe(resp: &WireDiscoveryResponse) -> (ResourceType, String) {
+        let ty = ResourceType::from_type_url(&resp.type_url).unwrap_or(ResourceType::Cluster);
+        (ty, resp.version_info.clone())
+    }
+    fn in_sync(&self) -> bool {
+        SotwStream::in_sync(self)
+    }
+    fn current(&self) -> &Arc<Snapshot> {
+        SotwStream::snapshot(self)
+    }
+    fn gauge(metrics: &XdsMetrics) -> &AtomicU64 {
+        &metrics.streams_sotw
+    }
+}
+
+impl Machine for DeltaStream {
+    type Request = DeltaRequest;
+    type Response = WireDeltaDiscoveryResponse;
+    const PROTOCOL: &'static str = "delta";
+    const VHDS: bool = true;
+    fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self {
+        DeltaStream::new(snapshot, control_plane)
+    }
+    fn node(req: &DeltaRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn request(
+        &mut self,
+        req: &DeltaRequest,
+    ) -> Result<(Vec<Self::Response>, Vec<Event>), ProtocolError> {
+        self.on_request(req).map(|o| (o.responses, o.events))
+    }
+    fn snapshot(&mut self, snapshot: Arc<Snapshot>) -> (Vec<Self::Response>, Vec<Event>) {
+        let o = self.on_snapshot(snapshot);
+        (o.responses, o.events)
+    }
+    fn describe(resp: &WireDeltaDiscoveryResponse) -> (ResourceType, String) {
+        let ty = ResourceType::from_type_url(&resp.type_url).unwrap_or(ResourceType::Cluster);
+        (ty, resp.system_version_info.clone())
+    }
+    fn in_sync(&self) -> bool {
+        DeltaStream::in_sync(self)
+    }
+    fn current(&self) -> &Arc<Snapshot> {
+        DeltaStream::snapshot(self)
+    }
+    fn gauge(metrics: &XdsMetrics) -> &AtomicU64 {
+        &metrics.streams_delta
+    }
+}
+
+async fn run_stream<M: Machine, S: ViewSource>(
+    shared: Arc<Shared<S>>,
+    mut incoming: MessageStream<M::Request>,
+    tx: mpsc::Sender<Result<M::Response, Status>>,
+) {
+    let first = match incoming.message().await {
+        Ok(Some(req)) => req,
+        _ => return,
+    };
+    // Rule 15: only the first request is sure to carry the node.
+    let Some(node) = M::node(&first).cloned() else {
+        let _ = tx
+            .send(Err(Status::invalid_argument(
+                "the first request must carry node",
+            )))
+            .await;
+        return;
+    };
+    let view = match shared.views.view_of(&node, M::VHDS) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
+            return;
+        }
+    };
+    let id = shared.registry.next.fetch_add(1, Ordering::Relaxed) + 1;
+    let span = tracing::info_span!("xds", stream = id, node = %node.id, view = %view, protocol = M::PROTOCOL);
+    async move {
+        let mut rx = shared.views.watch(&view);
+        // Hold every response until the mesh is known.
+        let snapshot = loop {
+            if let Some(s) = rx.borrow_and_update().clone() {
+                break s;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        };
+        info!("connected");
+        metrics::inc(M::gauge(&shared.metrics));
+        shared.registry.streams.insert(
+            id,
+            StreamEntry {
+                status: ProxyStatus {
+                    stream: id,
+                    node_id: node.id.clone(),
+                    view: view.to_string(),
+                    protocol: M::PROTOCOL,
+                    snapshot_version: snapshot.version(),
+                    acked: Default::default(),
+                    sent: Default::default(),
+                    last_nack: None,
+                },
+                current: snapshot.clone(),
+                synced: None,
+            },
+        );
+        shared.registry.bump();
+        let mut pace = Pace::default();
+        pace.before_push(&shared.push_slots).await;
+        let mut machine = M::create(snapshot, shared.control_plane.clone());
+        let mut result = machine.request(&first);
+        loop {
+            let (responses, events) = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "closing stream");
+                    let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
+                    break;
+                }
+            };
+            record(&shared, id, &events);
+            if !send::<M, S>(&shared, id, &tx, responses).await {
+                break;
+            }
+            track_sync(&shared.registry, id, &machine);
+            if machine.in_sync() {
+                pace.caught_up();
+            }
+            result = tokio::select! {
+                msg = incoming.message() => match msg {
+                    Ok(Some(req)) => machine.request(&req),
+                    Ok(None) => break,
+                    Err(status) => {
+                        debug!(%status, "stream ended");
+                        break;
+                    }
+                },
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    // Newer snapshots arriving while it waits replace this one.
+                    pace.before_push(&shared.push_slots).await;
+                    let latest = rx.borrow_and_update().clone();
+                    match latest {
+                        Some(s) => {
+                            if let Some(mut st) = shared.registry.streams.get_mut(&id) {
+                                st.status.snapshot_version = s.version();
+                                st.current = s.clone();
+                            }
+                            Ok(machine.snapshot(s))
+                        }
+                        None => Ok((Vec::new(), Vec::new())),
+                    }
+                }
+            };
+        }
+        shared.registry.streams.remove(&id);
+        shared.registry.bump();
+        M::gauge(&shared.metrics).fetch_sub(1, Ordering::Relaxed);
+        info!("disconnected");
+    }
+    .instrument(span)
+    .await
+}
+
+/// Records the snapshot the proxy has now fully applied, if it has.
+fn track_sync<M: Machine>(registry: &Registry, id: u64, machine: &M) {
+    if !machine.in_sync() {
+        return;
+    }
+    let current = machine.current();
+    let changed = match registry.streams.get_mut(&id) {
+        Some(mut e) => {
+            let same = e.synced.as_ref().is_some_and(|s| Arc::ptr_eq(s, current));
+            if !same {
+                e.synced = Some(current.clone());
+            }
+            !same
+        }
+        None => false,
+    };
+    if changed {
+        registry.bump();
+    }
+}
+
+async fn send<M: Machine, S>(
+    shared: &Shared<S>,
+    id: u64,
+    tx: &mpsc::Sender<Result<M::Response, Status>>,
+    responses: Vec<M::Response>,
+) -> bool {
+    for resp in responses {
+        let (ty, version) = M::describe(&resp);
+        metrics::inc(&shared.metrics.pushes[ty.index()]);
+        if let Some(mut st) = shared.registry.streams.get_mut(&id) {
+            st.status.sent.insert(ty.short(), version.clone());
+        }
+        debug!(type = %ty, %version, "push");
+        if tx.send(Ok(resp)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+fn record<S>(shared: &Shared<S>, id: u64, events: &[Event]) {
+    for event in events {
+        match event {
+            Event::Ack { ty, version } => {
+                metrics::inc(&shared.metrics.acks[ty.index()]);
+                if let Some(mut st) = shared.registry.streams.get_mut(&id) {
+                    st.status.acked.insert(ty.short(), version.clone());
+                }
+            }
+            Event::Nack {
+                ty,
+                version,
+                nonce,
+                message,
+            } => {
+                metrics::inc(&shared.metrics.nacks[ty.index()]);
+                warn!(type = %ty, last_good_version = %version, %nonce, %message, "proxy rejected configuration (NACK)");
+                if let Some(mut st) = shared.registry.streams.get_mut(&id) {
+                    st.status.last_nack = Some(format!("{ty}: {message}"));
+                }
+            }
+        }
+    }
+}
