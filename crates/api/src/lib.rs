@@ -9,10 +9,20 @@
 //! neither the service graph nor Envoy nor Kubernetes clients.
 
 pub mod duration;
+pub mod meta;
 pub mod objects;
 pub mod parse;
 pub mod problem;
 pub mod validate;
+
+pub mod destination_rule;
+pub mod endpoint_slice;
+pub mod pod;
+pub mod service;
+pub mod service_entry;
+pub mod sidecar;
+pub mod virtual_service;
+pub mod workload_entry;
 
 use std::fmt;
 

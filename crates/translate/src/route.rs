@@ -22,7 +22,7 @@ use shmesh_api::objects::{
     Destination, HeaderOperations, Headers, HttpFaultInjection, HttpMatchRequest, HttpRetry,
     HttpRoute, LoadBalancerSettings, StringMatch,
 };
-use shmesh_api::validate::grpc_code;
+use shmesh_api::virtual_service::grpc_code;
 use shmesh_model::{hosts, MeshService, Model, Policy};
 
 /// Istio's default retry conditions.

@@ -1,0 +1,399 @@
+//! Istio `DestinationRule` (networking.istio.io): subsets of a host's
+//! endpoints and the traffic policy (load balancing, connection pool,
+//! outlier detection) for the host, each subset and each port.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use crate::duration;
+use crate::meta::*;
+use crate::validate::{check_label, Validator};
+use crate::virtual_service::PortSelector;
+
+pub type DestinationRule = IstioObject<DestinationRuleSpec>;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationRuleSpec {
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub traffic_policy: Option<TrafficPolicy>,
+    #[serde(default)]
+    pub subsets: Vec<Subset>,
+    #[serde(default)]
+    pub export_to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Subset {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub traffic_policy: Option<TrafficPolicy>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficPolicy {
+    #[serde(default)]
+    pub load_balancer: Option<LoadBalancerSettings>,
+    #[serde(default)]
+    pub connection_pool: Option<ConnectionPoolSettings>,
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetection>,
+    #[serde(default)]
+    pub port_level_settings: Vec<PortTrafficPolicy>,
+    #[serde(default)]
+    pub tls: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PortTrafficPolicy {
+    #[serde(default)]
+    pub port: Option<PortSelector>,
+    #[serde(default)]
+    pub load_balancer: Option<LoadBalancerSettings>,
+    #[serde(default)]
+    pub connection_pool: Option<ConnectionPoolSettings>,
+    #[serde(default)]
+    pub outlier_detection: Option<OutlierDetection>,
+    #[serde(default)]
+    pub tls: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerSettings {
+    #[serde(default)]
+    pub simple: Option<String>,
+    #[serde(default)]
+    pub consistent_hash: Option<ConsistentHash>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsistentHash {
+    #[serde(default)]
+    pub http_header_name: Option<String>,
+    #[serde(default)]
+    pub http_cookie: Option<HttpCookie>,
+    #[serde(default)]
+    pub use_source_ip: Option<bool>,
+    #[serde(default)]
+    pub http_query_parameter_name: Option<String>,
+    #[serde(default)]
+    pub ring_hash: Option<RingHash>,
+    #[serde(default)]
+    pub maglev: Option<Maglev>,
+    #[serde(default)]
+    pub minimum_ring_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCookie {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RingHash {
+    #[serde(default)]
+    pub minimum_ring_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Maglev {
+    #[serde(default)]
+    pub table_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionPoolSettings {
+    #[serde(default)]
+    pub tcp: Option<TcpSettings>,
+    #[serde(default)]
+    pub http: Option<HttpSettings>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpSettings {
+    #[serde(default)]
+    pub max_connections: Option<i64>,
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    #[serde(default)]
+    pub max_connection_duration: Option<String>,
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpSettings {
+    #[serde(default)]
+    pub http1_max_pending_requests: Option<i64>,
+    #[serde(default)]
+    pub http2_max_requests: Option<i64>,
+    #[serde(default)]
+    pub max_requests_per_connection: Option<i64>,
+    #[serde(default)]
+    pub max_retries: Option<i64>,
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    #[serde(default)]
+    pub h2_upgrade_policy: Option<String>,
+    #[serde(default)]
+    pub max_concurrent_streams: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutlierDetection {
+    #[serde(default)]
+    pub consecutive_errors: Option<i64>,
+    #[serde(default)]
+    pub consecutive_gateway_errors: Option<i64>,
+    #[serde(default, rename = "consecutive5xxErrors")]
+    pub consecutive_5xx_errors: Option<i64>,
+    #[serde(default)]
+    pub split_external_local_origin_errors: Option<bool>,
+    #[serde(default)]
+    pub consecutive_local_origin_failures: Option<i64>,
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub base_ejection_time: Option<String>,
+    #[serde(default)]
+    pub max_ejection_percent: Option<i64>,
+    #[serde(default)]
+    pub min_health_percent: Option<i64>,
+}
+
+const LB_SIMPLE: &[&str] = &[
+    "UNSPECIFIED",
+    "LEAST_CONN",
+    "RANDOM",
+    "PASSTHROUGH",
+    "ROUND_ROBIN",
+    "LEAST_REQUEST",
+];
+
+impl Validator {
+    pub(crate) fn destination_rule(&mut self, dr: &DestinationRuleSpec) {
+        if dr.host.is_empty() {
+            self.err("spec.host", "host is required");
+        } else {
+            self.host("spec.host".into(), &dr.host, true);
+        }
+        if let Some(tp) = &dr.traffic_policy {
+            self.traffic_policy("spec.trafficPolicy", tp);
+        }
+        let mut names = BTreeSet::new();
+        for (i, s) in dr.subsets.iter().enumerate() {
+            let f = format!("spec.subsets[{i}]");
+            if s.name.is_empty() {
+                self.err(format!("{f}.name"), "subset name is required");
+            } else if let Err(reason) = check_label(&s.name) {
+                self.err(format!("{f}.name"), reason);
+            } else if !names.insert(s.name.as_str()) {
+                self.err(
+                    format!("{f}.name"),
+                    format!("duplicate subset name {:?}", s.name),
+                );
+            }
+            if let Some(tp) = &s.traffic_policy {
+                self.traffic_policy(&format!("{f}.trafficPolicy"), tp);
+            }
+        }
+    }
+
+    pub(crate) fn traffic_policy(&mut self, f: &str, tp: &TrafficPolicy) {
+        self.policy_parts(
+            f,
+            &tp.load_balancer,
+            &tp.connection_pool,
+            &tp.outlier_detection,
+        );
+        let mut ports = BTreeSet::new();
+        for (i, pl) in tp.port_level_settings.iter().enumerate() {
+            let pf = format!("{f}.portLevelSettings[{i}]");
+            match pl.port.as_ref().and_then(|p| p.number) {
+                None => self.err(format!("{pf}.port"), "port number is required"),
+                Some(n) => {
+                    self.port(format!("{pf}.port.number"), n);
+                    if !ports.insert(n) {
+                        self.err(
+                            format!("{pf}.port"),
+                            format!("duplicate settings for port {n}"),
+                        );
+                    }
+                }
+            }
+            self.policy_parts(
+                &pf,
+                &pl.load_balancer,
+                &pl.connection_pool,
+                &pl.outlier_detection,
+            );
+        }
+    }
+
+    pub(crate) fn policy_parts(
+        &mut self,
+        f: &str,
+        lb: &Option<LoadBalancerSettings>,
+        pool: &Option<ConnectionPoolSettings>,
+        outlier: &Option<OutlierDetection>,
+    ) {
+        if let Some(lb) = lb {
+            let lf = format!("{f}.loadBalancer");
+            if let Some(s) = &lb.simple {
+                if !LB_SIMPLE.contains(&s.as_str()) {
+                    self.err(
+                        format!("{lf}.simple"),
+                        format!("unknown load balancer {s:?}"),
+                    );
+                }
+                if lb.consistent_hash.is_some() {
+                    self.err(lf.clone(), "simple and consistentHash cannot both be set");
+                }
+            }
+            if let Some(ch) = &lb.consistent_hash {
+                let keys = [
+                    ch.http_header_name.is_some(),
+                    ch.http_cookie.is_some(),
+                    ch.use_source_ip.unwrap_or(false),
+                    ch.http_query_parameter_name.is_some(),
+                ]
+                .iter()
+                .filter(|b| **b)
+                .count();
+                if keys != 1 {
+                    self.err(
+                        format!("{lf}.consistentHash"),
+                        "exactly one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName is required",
+                    );
+                }
+                if let Some(c) = &ch.http_cookie {
+                    if c.name.is_empty() {
+                        self.err(
+                            format!("{lf}.consistentHash.httpCookie.name"),
+                            "cookie name is required",
+                        );
+                    }
+                    if let Some(ttl) = &c.ttl {
+                        if let Err(e) = duration::parse(ttl) {
+                            self.err(format!("{lf}.consistentHash.httpCookie.ttl"), e);
+                        }
+                    }
+                }
+                if ch.ring_hash.is_some() && ch.maglev.is_some() {
+                    self.err(
+                        format!("{lf}.consistentHash"),
+                        "ringHash and maglev cannot both be set",
+                    );
+                }
+            }
+        }
+        if let Some(pool) = pool {
+            let pf = format!("{f}.connectionPool");
+            if let Some(tcp) = &pool.tcp {
+                self.non_negative(format!("{pf}.tcp.maxConnections"), tcp.max_connections);
+                self.duration(
+                    format!("{pf}.tcp.connectTimeout"),
+                    tcp.connect_timeout.as_ref(),
+                );
+                self.duration(
+                    format!("{pf}.tcp.maxConnectionDuration"),
+                    tcp.max_connection_duration.as_ref(),
+                );
+                self.duration(format!("{pf}.tcp.idleTimeout"), tcp.idle_timeout.as_ref());
+            }
+            if let Some(http) = &pool.http {
+                self.non_negative(
+                    format!("{pf}.http.http1MaxPendingRequests"),
+                    http.http1_max_pending_requests,
+                );
+                self.non_negative(
+                    format!("{pf}.http.http2MaxRequests"),
+                    http.http2_max_requests,
+                );
+                self.non_negative(
+                    format!("{pf}.http.maxRequestsPerConnection"),
+                    http.max_requests_per_connection,
+                );
+                self.non_negative(format!("{pf}.http.maxRetries"), http.max_retries);
+                self.non_negative(
+                    format!("{pf}.http.maxConcurrentStreams"),
+                    http.max_concurrent_streams,
+                );
+                self.duration(format!("{pf}.http.idleTimeout"), http.idle_timeout.as_ref());
+                if let Some(p) = &http.h2_upgrade_policy {
+                    if !["DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"].contains(&p.as_str()) {
+                        self.err(
+                            format!("{pf}.http.h2UpgradePolicy"),
+                            format!("unknown policy {p:?}"),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(o) = outlier {
+            let of = format!("{f}.outlierDetection");
+            self.non_negative(format!("{of}.consecutiveErrors"), o.consecutive_errors);
+            self.non_negative(
+                format!("{of}.consecutiveGatewayErrors"),
+                o.consecutive_gateway_errors,
+            );
+            self.non_negative(
+                format!("{of}.consecutive5xxErrors"),
+                o.consecutive_5xx_errors,
+            );
+            self.non_negative(
+                format!("{of}.consecutiveLocalOriginFailures"),
+                o.consecutive_local_origin_failures,
+            );
+            self.duration(format!("{of}.interval"), o.interval.as_ref());
+            self.duration(
+                format!("{of}.baseEjectionTime"),
+                o.base_ejection_time.as_ref(),
+            );
+            self.percent(format!("{of}.maxEjectionPercent"), o.max_ejection_percent);
+            self.percent(format!("{of}.minHealthPercent"), o.min_health_percent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::problems;
+
+    #[test]
+    fn destination_rule_rules() {
+        let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec:\n  host: reviews\n  trafficPolicy:\n    loadBalancer: {simple: FASTEST}\n    outlierDetection: {maxEjectionPercent: 150}\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v1, labels: {version: v2}}\n  - {name: Bad_Name}\n";
+        assert_eq!(
+            problems(dr),
+            vec![
+                "spec.trafficPolicy.loadBalancer.simple: unknown load balancer \"FASTEST\"",
+                "spec.trafficPolicy.outlierDetection.maxEjectionPercent: 150 is not a percentage in 0-100",
+                "spec.subsets[1].name: duplicate subset name \"v1\"",
+                "spec.subsets[2].name: \"Bad_Name\" is not a DNS label (letters, digits and '-', not at either end)",
+            ]
+        );
+    }
+}

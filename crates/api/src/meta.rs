@@ -1,0 +1,44 @@
+//! What every object has: metadata, labels, and the shape Istio's objects
+//! share (`metadata` and a `spec`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+pub type Labels = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub generation: Option<i64>,
+    #[serde(default)]
+    pub resource_version: Option<String>,
+}
+
+/// A port given by number or by name (`targetPort`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum IntOrString {
+    Int(i64),
+    String(String),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct IstioObject<S> {
+    pub metadata: ObjectMeta,
+    pub spec: S,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadSelector {
+    #[serde(default)]
+    pub labels: Labels,
+}

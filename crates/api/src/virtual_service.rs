@@ -1,0 +1,609 @@
+//! Istio `VirtualService` (networking.istio.io): HTTP routing for a set of
+//! hosts: matches, weighted destinations, rewrites, redirects, header changes,
+//! retries, timeouts, fault injection and mirroring.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::duration;
+use crate::meta::*;
+use crate::validate::{check_label, Validator};
+
+pub type VirtualService = IstioObject<VirtualServiceSpec>;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualServiceSpec {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub http: Vec<HttpRoute>,
+    #[serde(default)]
+    pub export_to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRoute {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "match")]
+    pub match_: Vec<HttpMatchRequest>,
+    #[serde(default)]
+    pub route: Vec<HttpRouteDestination>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub retries: Option<HttpRetry>,
+    #[serde(default)]
+    pub redirect: Option<serde_json::Value>,
+    #[serde(default)]
+    pub direct_response: Option<serde_json::Value>,
+    #[serde(default)]
+    pub rewrite: Option<HttpRewrite>,
+    #[serde(default)]
+    pub headers: Option<Headers>,
+    #[serde(default)]
+    pub mirror: Option<Destination>,
+    #[serde(default)]
+    pub mirror_percentage: Option<Percent>,
+    #[serde(default)]
+    pub mirrors: Vec<HttpMirrorPolicy>,
+    #[serde(default)]
+    pub fault: Option<HttpFaultInjection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRewrite {
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub uri_regex_rewrite: Option<RegexRewrite>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct RegexRewrite {
+    #[serde(default, rename = "match")]
+    pub match_: String,
+    #[serde(default)]
+    pub rewrite: String,
+}
+
+/// Header manipulation for requests and responses.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Headers {
+    #[serde(default)]
+    pub request: Option<HeaderOperations>,
+    #[serde(default)]
+    pub response: Option<HeaderOperations>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct HeaderOperations {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct Percent {
+    #[serde(default)]
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct HttpMirrorPolicy {
+    #[serde(default)]
+    pub destination: Option<Destination>,
+    #[serde(default)]
+    pub percentage: Option<Percent>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct HttpFaultInjection {
+    #[serde(default)]
+    pub delay: Option<FaultDelay>,
+    #[serde(default)]
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultDelay {
+    #[serde(default)]
+    pub fixed_delay: Option<String>,
+    #[serde(default)]
+    pub percentage: Option<Percent>,
+    /// Deprecated integer percentage.
+    #[serde(default)]
+    pub percent: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultAbort {
+    #[serde(default)]
+    pub http_status: Option<i64>,
+    #[serde(default)]
+    pub grpc_status: Option<String>,
+    #[serde(default)]
+    pub percentage: Option<Percent>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpMatchRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub uri: Option<StringMatch>,
+    #[serde(default)]
+    pub method: Option<StringMatch>,
+    #[serde(default)]
+    pub authority: Option<StringMatch>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, StringMatch>,
+    #[serde(default)]
+    pub without_headers: BTreeMap<String, StringMatch>,
+    #[serde(default)]
+    pub query_params: BTreeMap<String, StringMatch>,
+    #[serde(default)]
+    pub port: Option<i64>,
+    #[serde(default)]
+    pub ignore_uri_case: bool,
+    #[serde(default)]
+    pub source_labels: Labels,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub source_namespace: Option<String>,
+}
+
+/// Istio's `StringMatch`: exactly one of `exact`, `prefix`, `regex`.
+/// An empty object matches presence only (for headers).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StringMatch {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteDestination {
+    #[serde(default)]
+    pub destination: Option<Destination>,
+    #[serde(default)]
+    pub weight: Option<i64>,
+    #[serde(default)]
+    pub headers: Option<Headers>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub subset: Option<String>,
+    #[serde(default)]
+    pub port: Option<PortSelector>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PortSelector {
+    #[serde(default)]
+    pub number: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRetry {
+    #[serde(default)]
+    pub attempts: Option<i64>,
+    #[serde(default)]
+    pub per_try_timeout: Option<String>,
+    #[serde(default)]
+    pub retry_on: Option<String>,
+    #[serde(default)]
+    pub retry_remote_localities: Option<bool>,
+}
+
+/// Envoy retry policies Istio accepts in `retryOn`, besides HTTP status codes.
+const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
+/// The numeric code of a gRPC status name (`UNAVAILABLE`) or number.
+pub fn grpc_code(status: &str) -> Option<u32> {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    if let Ok(n) = status.parse::<u32>() {
+        return (n < 17).then_some(n);
+    }
+    NAMES.iter().position(|n| *n == status).map(|i| i as u32)
+}
+
+impl Validator {
+    pub(crate) fn virtual_service(&mut self, vs: &VirtualServiceSpec) {
+        if vs.hosts.is_empty() {
+            self.err("spec.hosts", "at least one host is required");
+        }
+        let mesh_bound = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+        for (i, h) in vs.hosts.iter().enumerate() {
+            if h == "*" && mesh_bound {
+                self.err(
+                    format!("spec.hosts[{i}]"),
+                    "wildcard host * is not allowed for virtual services bound to the mesh gateway",
+                );
+            } else {
+                self.host(format!("spec.hosts[{i}]"), h, true);
+            }
+        }
+        for (i, http) in vs.http.iter().enumerate() {
+            self.http_route(&format!("spec.http[{i}]"), http);
+        }
+    }
+
+    pub(crate) fn http_route(&mut self, f: &str, http: &HttpRoute) {
+        let has_route = !http.route.is_empty();
+        if !has_route && http.redirect.is_none() && http.direct_response.is_none() {
+            self.err(
+                f.to_string(),
+                "HTTP route, redirect or direct response is required",
+            );
+        }
+        if has_route && http.redirect.is_some() {
+            self.err(
+                format!("{f}.redirect"),
+                "HTTP route cannot contain both route and redirect",
+            );
+        }
+        for (j, m) in http.match_.iter().enumerate() {
+            let mf = format!("{f}.match[{j}]");
+            for (name, sm) in [
+                ("uri", &m.uri),
+                ("method", &m.method),
+                ("authority", &m.authority),
+            ] {
+                if let Some(sm) = sm {
+                    self.string_match(format!("{mf}.{name}"), sm);
+                }
+            }
+            for (field, map) in [
+                ("headers", &m.headers),
+                ("withoutHeaders", &m.without_headers),
+                ("queryParams", &m.query_params),
+            ] {
+                for (k, sm) in map {
+                    if k.is_empty() {
+                        self.err(format!("{mf}.{field}"), "empty name");
+                    }
+                    self.string_match(format!("{mf}.{field}.{k}"), sm);
+                }
+            }
+            if let Some(p) = m.port {
+                self.port(format!("{mf}.port"), p);
+            }
+        }
+        let mut total: i64 = 0;
+        for (k, r) in http.route.iter().enumerate() {
+            let rf = format!("{f}.route[{k}]");
+            match &r.destination {
+                None => self.err(format!("{rf}.destination"), "destination is required"),
+                Some(d) => self.destination(&format!("{rf}.destination"), d),
+            }
+            if let Some(w) = r.weight {
+                if w < 0 {
+                    self.err(format!("{rf}.weight"), format!("weight {w} is negative"));
+                } else if w > i32::MAX as i64 {
+                    self.err(
+                        format!("{rf}.weight"),
+                        format!("weight {w} exceeds {}", i32::MAX),
+                    );
+                }
+                total = total.saturating_add(w.max(0));
+            }
+        }
+        if http.route.len() > 1 && total == 0 {
+            self.err(format!("{f}.route"), "total destination weight is 0");
+        } else if total > u32::MAX as i64 {
+            self.err(
+                format!("{f}.route"),
+                format!("total destination weight {total} exceeds {}", u32::MAX),
+            );
+        }
+        if let Some(rw) = &http.rewrite {
+            if http.redirect.is_some() {
+                self.err(
+                    format!("{f}.rewrite"),
+                    "rewrite cannot be used with redirect",
+                );
+            }
+            if rw.uri.is_some() && rw.uri_regex_rewrite.is_some() {
+                self.err(
+                    format!("{f}.rewrite"),
+                    "uri and uriRegexRewrite cannot both be set",
+                );
+            }
+            if let Some(re) = &rw.uri_regex_rewrite {
+                self.regex(format!("{f}.rewrite.uriRegexRewrite.match"), &re.match_);
+            }
+        }
+        self.headers(&format!("{f}.headers"), http.headers.as_ref());
+        for (k, r) in http.route.iter().enumerate() {
+            self.headers(&format!("{f}.route[{k}].headers"), r.headers.as_ref());
+        }
+        if let Some(m) = &http.mirror {
+            self.destination(&format!("{f}.mirror"), m);
+        }
+        self.percentage(
+            format!("{f}.mirrorPercentage"),
+            http.mirror_percentage.as_ref(),
+        );
+        for (k, m) in http.mirrors.iter().enumerate() {
+            match &m.destination {
+                None => self.err(
+                    format!("{f}.mirrors[{k}].destination"),
+                    "destination is required",
+                ),
+                Some(d) => self.destination(&format!("{f}.mirrors[{k}].destination"), d),
+            }
+            self.percentage(
+                format!("{f}.mirrors[{k}].percentage"),
+                m.percentage.as_ref(),
+            );
+        }
+        if http.mirror.is_some() && !http.mirrors.is_empty() {
+            self.err(
+                format!("{f}.mirrors"),
+                "mirror and mirrors cannot both be set",
+            );
+        }
+        if let Some(fault) = &http.fault {
+            if fault.delay.is_none() && fault.abort.is_none() {
+                self.err(format!("{f}.fault"), "one of delay or abort is required");
+            }
+            if let Some(d) = &fault.delay {
+                match &d.fixed_delay {
+                    None => self.err(
+                        format!("{f}.fault.delay.fixedDelay"),
+                        "fixedDelay is required",
+                    ),
+                    Some(_) => self.duration(
+                        format!("{f}.fault.delay.fixedDelay"),
+                        d.fixed_delay.as_ref(),
+                    ),
+                }
+                self.percentage(format!("{f}.fault.delay.percentage"), d.percentage.as_ref());
+                self.percent(format!("{f}.fault.delay.percent"), d.percent);
+            }
+            if let Some(a) = &fault.abort {
+                match (a.http_status, &a.grpc_status) {
+                    (Some(code), None) if !(200..=599).contains(&code) => self.err(
+                        format!("{f}.fault.abort.httpStatus"),
+                        format!("{code} is not an HTTP status 200-599"),
+                    ),
+                    (None, Some(code)) if grpc_code(code).is_none() => self.err(
+                        format!("{f}.fault.abort.grpcStatus"),
+                        format!("unknown gRPC status {code:?}"),
+                    ),
+                    (None, None) => self.err(
+                        format!("{f}.fault.abort"),
+                        "httpStatus or grpcStatus is required",
+                    ),
+                    (Some(_), Some(_)) => self.err(
+                        format!("{f}.fault.abort"),
+                        "only one of httpStatus or grpcStatus may be set",
+                    ),
+                    _ => {}
+                }
+                self.percentage(format!("{f}.fault.abort.percentage"), a.percentage.as_ref());
+            }
+        }
+        if let Some(t) = &http.timeout {
+            if let Err(e) = duration::parse(t) {
+                self.err(format!("{f}.timeout"), e);
+            }
+        }
+        if let Some(r) = &http.retries {
+            self.non_negative(format!("{f}.retries.attempts"), r.attempts);
+            self.duration(
+                format!("{f}.retries.perTryTimeout"),
+                r.per_try_timeout.as_ref(),
+            );
+            if let Some(on) = &r.retry_on {
+                for cond in on.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+                    let is_code = cond.parse::<u32>().is_ok_and(|c| (100..=599).contains(&c));
+                    if !is_code && !RETRY_ON.contains(&cond) {
+                        self.err(
+                            format!("{f}.retries.retryOn"),
+                            format!("unknown retry condition {cond:?}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn headers(&mut self, f: &str, headers: Option<&Headers>) {
+        let Some(h) = headers else { return };
+        for (side, ops) in [("request", &h.request), ("response", &h.response)] {
+            let Some(ops) = ops else { continue };
+            for (op, names) in [
+                ("set", ops.set.keys().collect::<Vec<_>>()),
+                ("add", ops.add.keys().collect()),
+                ("remove", ops.remove.iter().collect()),
+            ] {
+                for name in names {
+                    let valid = !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.:!#$%&'*+^`|~".contains(&b));
+                    if !valid {
+                        self.err(
+                            format!("{f}.{side}.{op}"),
+                            format!("invalid header name {name:?}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn percentage(&mut self, field: String, p: Option<&Percent>) {
+        if let Some(p) = p {
+            if !(0.0..=100.0).contains(&p.value) {
+                self.err(field, format!("{} is not a percentage in 0-100", p.value));
+            }
+        }
+    }
+
+    pub(crate) fn destination(&mut self, f: &str, d: &Destination) {
+        if d.host.is_empty() {
+            self.err(format!("{f}.host"), "destination host is required");
+        } else {
+            self.host(format!("{f}.host"), &d.host, false);
+        }
+        if let Some(s) = &d.subset {
+            if let Err(reason) = check_label(s) {
+                self.err(format!("{f}.subset"), reason);
+            }
+        }
+        if let Some(p) = &d.port {
+            if let Some(n) = p.number {
+                self.port(format!("{f}.port.number"), n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::problems;
+
+    const VS_HEAD: &str = "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [reviews]\n  http:\n";
+
+    #[test]
+    fn relative_weights_are_valid() {
+        let vs = format!("{VS_HEAD}  - route:\n    - {{destination: {{host: reviews, subset: v1}}, weight: 50}}\n    - {{destination: {{host: reviews, subset: v2}}, weight: 40}}\n");
+        assert!(problems(&vs).is_empty(), "{:?}", problems(&vs));
+    }
+
+    #[test]
+    fn negative_weight_is_rejected() {
+        let vs = format!("{VS_HEAD}  - route:\n    - {{destination: {{host: reviews}}, weight: -10}}\n    - {{destination: {{host: reviews}}, weight: 110}}\n");
+        assert_eq!(
+            problems(&vs),
+            vec!["spec.http[0].route[0].weight: weight -10 is negative"]
+        );
+    }
+
+    #[test]
+    fn zero_total_weight_is_rejected() {
+        let vs = format!("{VS_HEAD}  - route:\n    - {{destination: {{host: reviews}}, weight: 0}}\n    - {{destination: {{host: reviews}}, weight: 0}}\n");
+        assert_eq!(
+            problems(&vs),
+            vec!["spec.http[0].route: total destination weight is 0"]
+        );
+    }
+
+    #[test]
+    fn destination_without_host_is_rejected() {
+        let vs = format!("{VS_HEAD}  - route:\n    - {{destination: {{subset: v1}}}}\n");
+        assert_eq!(
+            problems(&vs),
+            vec!["spec.http[0].route[0].destination.host: destination host is required"]
+        );
+    }
+
+    #[test]
+    fn invalid_regex_is_rejected() {
+        let vs = format!("{VS_HEAD}  - match:\n    - uri: {{regex: \"/a(b\"}}\n    route:\n    - {{destination: {{host: reviews}}}}\n");
+        let p = problems(&vs);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("spec.http[0].match[0].uri.regex: invalid regex"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn route_required() {
+        let vs = format!("{VS_HEAD}  - name: nothing\n");
+        assert_eq!(
+            problems(&vs),
+            vec!["spec.http[0]: HTTP route, redirect or direct response is required"]
+        );
+    }
+
+    #[test]
+    fn bad_retry_condition() {
+        let vs = format!("{VS_HEAD}  - route:\n    - {{destination: {{host: reviews}}}}\n    retries: {{attempts: 3, retryOn: \"5xx,sometimes\"}}\n");
+        assert_eq!(
+            problems(&vs),
+            vec!["spec.http[0].retries.retryOn: unknown retry condition \"sometimes\""]
+        );
+    }
+
+    #[test]
+    fn fault_and_mirror_rules() {
+        let vs = format!("{VS_HEAD}  - route:\n    - {{destination: {{host: reviews}}}}\n    fault:\n      abort: {{httpStatus: 700}}\n      delay: {{percentage: {{value: 150}}}}\n    mirror: {{subset: v2}}\n    headers:\n      request: {{set: {{\"bad header\": x}}}}\n");
+        assert_eq!(
+            problems(&vs),
+            vec![
+                "spec.http[0].headers.request.set: invalid header name \"bad header\"",
+                "spec.http[0].mirror.host: destination host is required",
+                "spec.http[0].fault.delay.fixedDelay: fixedDelay is required",
+                "spec.http[0].fault.delay.percentage: 150 is not a percentage in 0-100",
+                "spec.http[0].fault.abort.httpStatus: 700 is not an HTTP status 200-599",
+            ]
+        );
+    }
+}
