@@ -7,10 +7,12 @@
 //! (`Dirty`) so the translator only rebuilds what changed.
 
 pub mod analyze;
+mod apply;
 mod endpoints;
 pub mod hosts;
 mod label_index;
 mod service;
+pub mod store;
 pub mod text;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -23,6 +25,7 @@ pub use service::{MeshService, Protocol, Resolution, ServicePort, TargetPort};
 use label_index::LabelIndex;
 use shmesh_api::objects::*;
 use shmesh_api::{Kind, Object, ObjectKey, Origin};
+use store::{Name, Store};
 
 /// One change to the model.
 #[derive(Debug, Clone)]
@@ -125,8 +128,6 @@ fn export_set(export_to: &[String], own: &str) -> Option<BTreeSet<String>> {
     )
 }
 
-type Name = (String, String);
-
 /// Maps keyed by names from the mesh's own config: foldhash, seeded per
 /// process, at a fraction of SipHash's cost on the translator's hot path.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -191,17 +192,17 @@ impl<T> HostIndex<T> {
 /// The service graph. One writer (`apply`), read by the translator.
 #[derive(Debug, Default, Clone)]
 pub struct Model {
-    k8s_services: BTreeMap<Name, Arc<Service>>,
-    service_entries: BTreeMap<Name, Arc<ServiceEntry>>,
-    slices: BTreeMap<Name, Arc<EndpointSlice>>,
-    pods: BTreeMap<Name, Arc<Pod>>,
-    workload_entries: BTreeMap<Name, Arc<WorkloadEntry>>,
-    virtual_services: BTreeMap<Name, Arc<Policy<VirtualServiceSpec>>>,
-    destination_rules: BTreeMap<Name, Arc<Policy<DestinationRuleSpec>>>,
+    k8s_services: Store<Service>,
+    service_entries: Store<ServiceEntry>,
+    slices: Store<EndpointSlice>,
+    pods: Store<Pod>,
+    workload_entries: Store<WorkloadEntry>,
+    virtual_services: Store<Policy<VirtualServiceSpec>>,
+    destination_rules: Store<Policy<DestinationRuleSpec>>,
     vs_by_host: HostIndex<VirtualServiceSpec>,
     dr_by_host: HostIndex<DestinationRuleSpec>,
     /// Namespace-wide Sidecars (without a workload selector), by namespace.
-    sidecars: BTreeMap<Name, Arc<Sidecar>>,
+    sidecars: Store<Sidecar>,
     /// Where a Sidecar applies to every namespace without its own.
     root_namespace: String,
 
@@ -242,6 +243,8 @@ impl Model {
         dirty
     }
 
+    /// Records where the object came from and hands the change to its
+    /// kind's apply function (`apply/`).
     fn apply_one(&mut self, change: Change, dirty: &mut Dirty) {
         let (key, object) = match change {
             Change::Upsert(key, object, origin) => {
@@ -253,290 +256,27 @@ impl Model {
                 (key, None)
             }
         };
-        let name = (key.namespace.clone(), key.name.clone());
-        match key.kind {
-            Kind::Service => {
-                let new = object.and_then(|o| match &*o {
-                    Object::Service(s) => Some(Arc::new(s.clone())),
+        // The object, when it is of the key's kind; `None` deletes.
+        macro_rules! typed {
+            ($variant:ident) => {
+                object.as_deref().and_then(|o| match o {
+                    Object::$variant(x) => Some(x),
                     _ => None,
-                });
-                let fqdn = hosts::service_fqdn(&key.name, &key.namespace);
-                if let Some(s) = new {
-                    if self.k8s_services.get(&name) == Some(&s) {
-                        return;
-                    }
-                    self.k8s_services.insert(name, s);
-                } else if self.k8s_services.remove(&name).is_none() {
-                    return;
-                }
-                self.rebuild_host(&fqdn);
-                dirty.config.insert(fqdn);
-            }
-            Kind::ServiceEntry => {
-                let new = object.and_then(|o| match &*o {
-                    Object::ServiceEntry(s) => Some(Arc::new(s.clone())),
-                    _ => None,
-                });
-                let mut touched: BTreeSet<String> = self
-                    .service_entries
-                    .get(&name)
-                    .map(|se| se.spec.hosts.iter().cloned().collect())
-                    .unwrap_or_default();
-                if let Some(se) = new {
-                    if self.service_entries.get(&name) == Some(&se) {
-                        return;
-                    }
-                    touched.extend(se.spec.hosts.iter().cloned());
-                    self.service_entries.insert(name, se);
-                } else if self.service_entries.remove(&name).is_none() {
-                    return;
-                }
-                for host in touched {
-                    self.rebuild_host(&host);
-                    dirty.config.insert(host);
-                }
-            }
-            Kind::EndpointSlice => {
-                let old = self.slices.get(&name).cloned();
-                let new = object.and_then(|o| match &*o {
-                    Object::EndpointSlice(s) => Some(Arc::new(s.clone())),
-                    _ => None,
-                });
-                if old == new {
-                    return;
-                }
-                for slice in old.iter().chain(new.iter()) {
-                    if let Some(svc) = slice_service(slice) {
-                        dirty
-                            .endpoints
-                            .insert(hosts::service_fqdn(&svc, &key.namespace));
-                    }
-                }
-                if let Some(old) = old.as_deref() {
-                    if let Some(svc) = slice_service(old) {
-                        if let Some(set) = self
-                            .slices_by_service
-                            .get_mut(&(key.namespace.clone(), svc))
-                        {
-                            set.remove(&key.name);
-                        }
-                    }
-                    for pod in slice_pods(old, &key.namespace) {
-                        if let Some(refs) = self.pod_refs.get_mut(&pod) {
-                            refs.remove(&key.name);
-                            if refs.is_empty() {
-                                self.pod_refs.remove(&pod);
-                            }
-                        }
-                    }
-                }
-                if let Some(slice) = new.as_deref() {
-                    if let Some(svc) = slice_service(slice) {
-                        let host = hosts::service_fqdn(&svc, &key.namespace);
-                        for pod in slice_pods(slice, &key.namespace) {
-                            self.pod_refs
-                                .entry(pod)
-                                .or_default()
-                                .insert(key.name.clone(), host.clone());
-                        }
-                    }
-                }
-                match new {
-                    Some(slice) => {
-                        if let Some(svc) = slice_service(&slice) {
-                            self.slices_by_service
-                                .entry((key.namespace.clone(), svc))
-                                .or_default()
-                                .insert(key.name.clone());
-                        }
-                        self.slices.insert(name, slice);
-                    }
-                    None => {
-                        self.slices.remove(&name);
-                    }
-                }
-            }
-            Kind::Pod => {
-                let old = self.pods.get(&name).cloned();
-                let new = object.and_then(|o| match &*o {
-                    Object::Pod(p) => Some(Arc::new(p.clone())),
-                    _ => None,
-                });
-                if old == new {
-                    return;
-                }
-                let labels: Vec<&Labels> = old
-                    .iter()
-                    .chain(new.iter())
-                    .map(|p| &p.metadata.labels)
-                    .collect();
-                let affected = self.hosts_selecting(&key.namespace, &labels, Some(&key.name));
-                dirty.endpoints.extend(affected);
-                if let Some(old) = &old {
-                    self.pod_labels
-                        .remove(&key.namespace, &old.metadata.labels, &key.name);
-                }
-                match new {
-                    Some(p) => {
-                        self.pod_labels
-                            .insert(&key.namespace, &p.metadata.labels, &key.name);
-                        self.pods.insert(name, p);
-                    }
-                    None => {
-                        self.pods.remove(&name);
-                    }
-                }
-            }
-            Kind::WorkloadEntry => {
-                let old = self.workload_entries.get(&name).cloned();
-                let new = object.and_then(|o| match &*o {
-                    Object::WorkloadEntry(w) => Some(Arc::new(w.clone())),
-                    _ => None,
-                });
-                if old == new {
-                    return;
-                }
-                let labels: Vec<&Labels> = old
-                    .iter()
-                    .chain(new.iter())
-                    .map(|w| &w.spec.labels)
-                    .collect();
-                let affected = self.hosts_selecting(&key.namespace, &labels, None);
-                dirty.endpoints.extend(affected);
-                if let Some(old) = &old {
-                    self.we_labels
-                        .remove(&key.namespace, &old.spec.labels, &key.name);
-                }
-                match new {
-                    Some(w) => {
-                        self.we_labels
-                            .insert(&key.namespace, &w.spec.labels, &key.name);
-                        self.workload_entries.insert(name, w);
-                    }
-                    None => {
-                        self.workload_entries.remove(&name);
-                    }
-                }
-            }
-            Kind::VirtualService => {
-                let new = object.and_then(|o| match &*o {
-                    Object::VirtualService(vs) => Some(vs.clone()),
-                    _ => None,
-                });
-                match new {
-                    Some(vs) => {
-                        let policy = Policy {
-                            hosts: vs
-                                .spec
-                                .hosts
-                                .iter()
-                                .map(|h| hosts::resolve(h, &key.namespace))
-                                .collect(),
-                            export_to: export_set(&vs.spec.export_to, &key.namespace),
-                            namespace: key.namespace.clone(),
-                            name: key.name.clone(),
-                            generation: vs.metadata.generation,
-                            version: spec_version(&vs.spec),
-                            spec: vs.spec,
-                        };
-                        if let Some(old) = self.virtual_services.get(&name) {
-                            if old.spec == policy.spec && old.generation == policy.generation {
-                                return;
-                            }
-                        }
-                        if let Some(old) = self.virtual_services.get(&name) {
-                            self.vs_by_host.remove(old);
-                            dirty.vs_hosts.extend(old.hosts.iter().cloned());
-                        }
-                        let policy = Arc::new(policy);
-                        self.vs_by_host.insert(&policy);
-                        dirty.vs_hosts.extend(policy.hosts.iter().cloned());
-                        self.virtual_services.insert(name, policy);
-                    }
-                    None => {
-                        if let Some(old) = self.virtual_services.remove(&name) {
-                            self.vs_by_host.remove(&old);
-                            dirty.vs_hosts.extend(old.hosts.iter().cloned());
-                        }
-                    }
-                }
-            }
-            Kind::Sidecar => {
-                let new = object.and_then(|o| match &*o {
-                    Object::Sidecar(sc) => Some(Arc::new(sc.clone())),
-                    _ => None,
-                });
-                let old = match new {
-                    Some(sc) => self.sidecars.insert(name, sc.clone()).filter(|o| *o == sc),
-                    None => match self.sidecars.remove(&name) {
-                        Some(_) => None,
-                        None => return,
-                    },
-                };
-                if old.is_none() {
-                    dirty.scope = true;
-                }
-            }
-            Kind::DestinationRule => {
-                let new = object.and_then(|o| match &*o {
-                    Object::DestinationRule(dr) => Some(dr.clone()),
-                    _ => None,
-                });
-                let mut patterns: Vec<String> = self
-                    .destination_rules
-                    .get(&name)
-                    .map(|dr| dr.hosts.clone())
-                    .unwrap_or_default();
-                match new {
-                    Some(dr) => {
-                        let host = hosts::resolve(&dr.spec.host, &key.namespace);
-                        let policy = Policy {
-                            hosts: vec![host.clone()],
-                            export_to: export_set(&dr.spec.export_to, &key.namespace),
-                            namespace: key.namespace.clone(),
-                            name: key.name.clone(),
-                            generation: dr.metadata.generation,
-                            version: spec_version(&dr.spec),
-                            spec: dr.spec,
-                        };
-                        if let Some(old) = self.destination_rules.get(&name) {
-                            if old.spec == policy.spec && old.generation == policy.generation {
-                                return;
-                            }
-                        }
-                        patterns.push(host);
-                        if let Some(old) = self.destination_rules.get(&name) {
-                            self.dr_by_host.remove(old);
-                        }
-                        let policy = Arc::new(policy);
-                        self.dr_by_host.insert(&policy);
-                        self.destination_rules.insert(name, policy);
-                    }
-                    None => match self.destination_rules.remove(&name) {
-                        Some(old) => self.dr_by_host.remove(&old),
-                        None => return,
-                    },
-                }
-                for pattern in patterns {
-                    if !pattern.starts_with('*') {
-                        // An exact host: one lookup instead of a pass over every service.
-                        if self.services.contains_key(&pattern) {
-                            dirty.config.insert(pattern);
-                        }
-                        continue;
-                    }
-                    let hit: Vec<String> = self
-                        .services
-                        .keys()
-                        .filter(|h| hosts::matches(&pattern, h))
-                        .cloned()
-                        .collect();
-                    dirty.config.extend(hit);
-                }
-                // Routes carry hash policies taken from DestinationRules.
-                dirty.routes = true;
-            }
+                })
+            };
         }
+        let name = (key.namespace, key.name);
+        let touched = match key.kind {
+            Kind::Service => self.apply_service(name, typed!(Service)),
+            Kind::ServiceEntry => self.apply_service_entry(name, typed!(ServiceEntry)),
+            Kind::EndpointSlice => self.apply_endpoint_slice(name, typed!(EndpointSlice)),
+            Kind::Pod => self.apply_pod(name, typed!(Pod)),
+            Kind::WorkloadEntry => self.apply_workload_entry(name, typed!(WorkloadEntry)),
+            Kind::VirtualService => self.apply_virtual_service(name, typed!(VirtualService)),
+            Kind::DestinationRule => self.apply_destination_rule(name, typed!(DestinationRule)),
+            Kind::Sidecar => self.apply_sidecar(name, typed!(Sidecar)),
+        };
+        dirty.merge(touched);
     }
 
     /// Recomputes the service for `host` from the Service and ServiceEntries that define it.
@@ -641,9 +381,7 @@ impl Model {
         };
         let namespace_wide = |ns: &str| {
             self.sidecars
-                .range((ns.to_string(), String::new())..)
-                .take_while(|((n, _), _)| n == ns)
-                .map(|(_, sc)| sc)
+                .in_namespace(ns)
                 .find(|sc| sc.spec.workload_selector.is_none())
         };
         let Some(sidecar) = namespace_wide(namespace).or_else(|| namespace_wide(root)) else {

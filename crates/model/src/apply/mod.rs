@@ -1,0 +1,41 @@
+//! One apply function per kind: each stores the object (or forgets it),
+//! updates the indexes the graph derives from it, and reports in a `Dirty`
+//! what the change touched, so the translator rebuilds only that. An upsert
+//! equal to what is stored touches nothing.
+//!
+//! `Model::apply` dispatches here by kind; each file's tests check what its
+//! function reports.
+
+mod destination_rule;
+mod endpoint_slice;
+mod pod;
+mod service;
+mod service_entry;
+mod sidecar;
+mod virtual_service;
+mod workload_entry;
+
+#[cfg(test)]
+pub(crate) mod test_objects {
+    //! Objects for the apply tests, parsed from YAML as sources parse them.
+
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use shmesh_api::parse::{parse_text, Outcome};
+    use shmesh_api::Object;
+
+    /// The one object `yaml` holds; panics on anything else.
+    pub fn object(yaml: &str) -> Arc<Object> {
+        let mut outcomes = parse_text("test.yaml", yaml);
+        match (outcomes.pop(), outcomes.is_empty()) {
+            (Some(Outcome::Object(parsed)), true) => parsed.object,
+            (other, _) => panic!("not one valid object: {other:?}"),
+        }
+    }
+
+    /// A set of hosts, as `Dirty` holds them.
+    pub fn hosts(hosts: &[&str]) -> BTreeSet<String> {
+        hosts.iter().map(|h| h.to_string()).collect()
+    }
+}

@@ -1,0 +1,70 @@
+//! A Kubernetes Service defines the mesh service `NAME.NAMESPACE.svc.cluster.local`.
+
+use std::sync::Arc;
+
+use shmesh_api::service::Service;
+
+use crate::hosts;
+use crate::store::Name;
+use crate::{Dirty, Model};
+
+impl Model {
+    /// Touches the service's FQDN: its clusters, listeners, routes and endpoints.
+    pub(crate) fn apply_service(&mut self, name: Name, new: Option<&Service>) -> Dirty {
+        let mut dirty = Dirty::default();
+        let fqdn = hosts::service_fqdn(&name.1, &name.0);
+        if let Some(s) = new {
+            if self.k8s_services.get(&name).is_some_and(|old| **old == *s) {
+                return dirty;
+            }
+            self.k8s_services.insert(name, Arc::new(s.clone()));
+        } else if self.k8s_services.remove(&name).is_none() {
+            return dirty;
+        }
+        self.rebuild_host(&fqdn);
+        dirty.config.insert(fqdn);
+        dirty
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shmesh_api::Object;
+
+    use super::*;
+    use crate::apply::test_objects::{hosts, object};
+
+    fn service(yaml: &str) -> Service {
+        match &*object(yaml) {
+            Object::Service(s) => s.clone(),
+            other => panic!("not a Service: {other:?}"),
+        }
+    }
+
+    const REVIEWS: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n";
+
+    #[test]
+    fn reports_the_service_host_once_per_real_change() {
+        let mut model = Model::new();
+        let name = ("shop".to_string(), "reviews".to_string());
+        let svc = service(REVIEWS);
+        let host = hosts(&["reviews.shop.svc.cluster.local"]);
+
+        let added = model.apply_service(name.clone(), Some(&svc));
+        assert_eq!(added.config, host);
+        assert!(model.service("reviews.shop.svc.cluster.local").is_some());
+        // The same object again touches nothing.
+        assert!(model.apply_service(name.clone(), Some(&svc)).is_empty());
+
+        let changed = service(&REVIEWS.replace("9080", "9090"));
+        assert_eq!(
+            model.apply_service(name.clone(), Some(&changed)).config,
+            host
+        );
+
+        assert_eq!(model.apply_service(name.clone(), None).config, host);
+        assert!(model.service("reviews.shop.svc.cluster.local").is_none());
+        // Deleting what is not there touches nothing.
+        assert!(model.apply_service(name, None).is_empty());
+    }
+}
