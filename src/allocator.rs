@@ -51,7 +51,7 @@ fn purge_delay() -> i64 {
 ///
 /// The delay is one process-wide option: streams that free memory while
 /// `work` runs keep their pages until the collection too. Meant for one
-/// caller at a time (the translator task).
+/// caller at a time (the views task).
 pub fn holding_freed_pages<T>(work: impl FnOnce() -> T) -> T {
     struct Restore(i64);
     impl Drop for Restore {

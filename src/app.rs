@@ -1,4 +1,4 @@
-//! Wiring: starts the sources, the translator, the xDS server and the admin
+//! Wiring: starts the sources, the views task, the xDS server and the admin
 //! server, and runs the one-shot commands.
 
 use std::collections::BTreeSet;
@@ -10,7 +10,7 @@ use tracing::info;
 
 use crate::config::{Api, BootstrapArgs, Command, ServeArgs, TranslateArgs};
 use crate::metrics::Metrics;
-use crate::{admin, bootstrap, jsonpb, rollout, sources, translator};
+use crate::{admin, bootstrap, jsonpb, rollout, sources, views};
 use shmesh_model::{analyze, Model};
 use shmesh_translate as translate;
 use shmesh_xds::pacing::PushSlots;
@@ -37,7 +37,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::default());
     let registry = Arc::new(Registry::default());
-    // The translator answers no proxy until every source named here has synced.
+    // The views task answers no proxy until every source named here has synced.
     let mut names = BTreeSet::new();
     if !args.config_dirs.is_empty() {
         names.insert(sources::files::SOURCE);
@@ -45,18 +45,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.kubernetes {
         names.insert(crate::kubernetes::SOURCE);
     }
-    let (translator, inputs, _task) =
-        translator::spawn(names, args.debounce, args.vhds, metrics.clone());
+    let (views, updates, _task) = views::spawn(names, args.debounce, args.vhds, metrics.clone());
     if !args.config_dirs.is_empty() {
         tokio::spawn(sources::files::run(
             args.config_dirs.clone(),
-            inputs.clone(),
+            updates.clone(),
         ));
     }
     if args.kubernetes {
-        let client = start_kubernetes(&args, inputs.clone(), metrics.clone()).await?;
+        let client = start_kubernetes(&args, updates.clone(), metrics.clone()).await?;
         if !args.no_status {
-            start_status_writer(&args, client, translator.clone(), registry.clone());
+            start_status_writer(&args, client, views.clone(), registry.clone());
         }
     }
 
@@ -82,14 +81,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(admin::serve(
         admin_listener,
         Arc::new(admin::AdminState {
-            translator: translator.clone(),
+            views: views.clone(),
             registry: registry.clone(),
             metrics: metrics.clone(),
         }),
     ));
     let push_slots = PushSlots::new(args.push_slots, args.push_ack_timeout, metrics.xds.clone());
     let shared = Arc::new(Shared {
-        views: translator,
+        views,
         metrics: metrics.xds.clone(),
         registry,
         control_plane: format!("shmesh-{}", env!("CARGO_PKG_VERSION")),
@@ -105,7 +104,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn start_status_writer(
     args: &ServeArgs,
     client: kube::Client,
-    translator: Arc<translator::Translator>,
+    views: Arc<views::Views>,
     registry: Arc<Registry>,
 ) {
     let identity = args.identity.clone().unwrap_or_else(|| {
@@ -114,14 +113,14 @@ fn start_status_writer(
     });
     info!(%identity, lease_namespace = %args.lease_namespace, "status writer candidate");
     let leader = rollout::elect(client.clone(), args.lease_namespace.clone(), identity);
-    tokio::spawn(rollout::write_status(client, translator, registry, leader));
+    tokio::spawn(rollout::write_status(client, views, registry, leader));
 }
 
 /// Connects to the API server (in-cluster config, or KUBECONFIG) and starts
 /// the Kubernetes source. Returns the client for other users of the API.
 async fn start_kubernetes(
     args: &ServeArgs,
-    inputs: mpsc::Sender<sources::Update>,
+    updates: mpsc::Sender<sources::Update>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<kube::Client> {
     let client = kube::Client::try_default()
@@ -130,7 +129,7 @@ async fn start_kubernetes(
     tokio::spawn(sources::kube::run(
         client.clone(),
         args.watch_namespaces.clone(),
-        inputs,
+        updates,
         metrics,
     ));
     Ok(client)

@@ -2,9 +2,9 @@
 //!
 //! This crate is the wiring around the workspace's libraries: data flows one
 //! way, from `sources` (files, Kubernetes) through `shmesh_api` (parsing and
-//! validation) into `shmesh_model`, then `translator` runs
+//! validation) into `shmesh_model`, then the `views` task runs
 //! `shmesh_translate` into `shmesh_cache` snapshots that `shmesh_xds` streams
-//! to proxies; `admin` and `rollout` read the translator and the streams'
+//! to proxies; `admin` and `rollout` read the views and the streams'
 //! registry. docs/architecture.md draws the whole map.
 
 pub mod admin;
@@ -19,4 +19,4 @@ pub mod kubernetes;
 pub mod metrics;
 pub mod rollout;
 pub mod sources;
-pub mod translator;
+pub mod views;

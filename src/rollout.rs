@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::translator::{PolicyInfo, Translator};
+use crate::views::{PolicyInfo, Views};
 use shmesh_api::{policy_key, Kind};
 use shmesh_xds::server::Registry;
 
@@ -59,22 +59,22 @@ fn report_of(key: &str, info: &PolicyInfo, registry: &Registry) -> Report {
 
 /// The rollout of one policy, if it exists.
 pub fn report(
-    translator: &Translator,
+    views: &Views,
     registry: &Registry,
     kind: Kind,
     namespace: &str,
     name: &str,
 ) -> Option<Report> {
     let key = policy_key(kind, namespace, name);
-    let policies = translator.policies();
+    let policies = views.policies();
     policies
         .get(&key)
         .map(|info| report_of(&key, info, registry))
 }
 
 /// The rollout of every policy.
-pub fn reports(translator: &Translator, registry: &Registry) -> Vec<Report> {
-    translator
+pub fn reports(views: &Views, registry: &Registry) -> Vec<Report> {
+    views
         .policies()
         .iter()
         .map(|(key, info)| report_of(key, info, registry))
@@ -172,7 +172,7 @@ async fn try_lead(leases: &Api<Lease>, identity: &str) -> Result<bool, kube::Err
 /// whose current generation every receiving proxy has applied.
 pub async fn write_status(
     client: kube::Client,
-    translator: Arc<Translator>,
+    views: Arc<Views>,
     registry: Arc<Registry>,
     mut leader: watch::Receiver<bool>,
 ) {
@@ -192,7 +192,7 @@ pub async fn write_status(
             written.clear();
             continue;
         }
-        let policies = translator.policies();
+        let policies = views.policies();
         written.retain(|key, _| policies.contains_key(key));
         for (key, info) in policies.iter() {
             let Some(generation) = info.stamp.generation else {

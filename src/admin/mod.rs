@@ -15,11 +15,11 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
-use crate::translator::Translator;
+use crate::views::Views;
 use shmesh_xds::server::Registry;
 
 pub struct AdminState {
-    pub translator: Arc<Translator>,
+    pub views: Arc<Views>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
 }
@@ -73,7 +73,7 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if *state.translator.ready().borrow() {
+            if *state.views.ready().borrow() {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(
@@ -87,13 +87,13 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/debug/rollout" => rollout(state, req.uri().query().unwrap_or("")),
         "/debug/problems" => {
             let errors: Vec<String> = state
-                .translator
+                .views
                 .problems
                 .lock()
                 .map(|p| p.values().flatten().map(|p| p.to_string()).collect())
                 .unwrap_or_default();
             let warnings: Vec<String> = state
-                .translator
+                .views
                 .warnings
                 .lock()
                 .map(|w| w.iter().map(|p| p.to_string()).collect())
@@ -112,7 +112,7 @@ fn rollout(state: &AdminState, query: &str) -> Response<Full<Bytes>> {
         .filter_map(|kv| kv.split_once('='))
         .collect();
     let (Some(kind), Some(name)) = (params.get("kind"), params.get("name")) else {
-        return json(&crate::rollout::reports(&state.translator, &state.registry));
+        return json(&crate::rollout::reports(&state.views, &state.registry));
     };
     let namespace = params.get("namespace").copied().unwrap_or("default");
     let kind = match *kind {
@@ -125,7 +125,7 @@ fn rollout(state: &AdminState, query: &str) -> Response<Full<Bytes>> {
             )
         }
     };
-    match crate::rollout::report(&state.translator, &state.registry, kind, namespace, name) {
+    match crate::rollout::report(&state.views, &state.registry, kind, namespace, name) {
         Some(r) => json(&r),
         None => text(
             StatusCode::NOT_FOUND,

@@ -28,7 +28,7 @@ pub const SOURCE: &str = "files";
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// Events arriving this close together are one change (an editor's save, a
 /// ConfigMap swap). Short: it adds to every change's latency, and changes
-/// that straddle it are still applied together by the translator's debounce.
+/// that straddle it are still applied together by the views task's debounce.
 const SETTLE: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Default)]
@@ -388,7 +388,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 /// Loads the directories, sends the initial state, then watches for changes
-/// until the translator goes away.
+/// until the views task goes away.
 pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Update>) {
     let mut set = FileSet::new(dirs.clone());
     let changes = set.rescan();

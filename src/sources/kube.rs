@@ -8,7 +8,7 @@
 //! resourceVersion. kube-rs resumes a broken watch from the last event or
 //! bookmark and relists after 410 Gone; meanwhile the model keeps serving the
 //! last state. Every object goes through `model::parse::decode`, the same path
-//! as files, and reaches the translator as `Update::Changes`. A relist sends
+//! as files, and reaches the views task as `Update::Changes`. A relist sends
 //! every object again: the model ignores upserts equal to what it holds, so
 //! relisting an unchanged cluster pushes nothing. Objects missing from a
 //! relist are deleted.
@@ -42,13 +42,13 @@ use shmesh_api::parse::{decode, Outcome};
 use shmesh_api::{Kind, ObjectKey, Origin, Problem};
 use shmesh_model::Change;
 
-/// Changes go to the translator in batches of at most this many, so a relist
-/// of a large cluster is many bounded messages and the translator's channel
+/// Changes go to the views task in batches of at most this many, so a relist
+/// of a large cluster is many bounded messages and the views task's channel
 /// applies back-pressure.
 const MAX_BATCH: usize = 500;
 
 /// Watches every kind shmesh reads (in `namespaces`, or all namespaces when
-/// empty) and feeds the translator until it goes away.
+/// empty) and feeds the views task until it goes away.
 pub async fn run(
     client: Client,
     namespaces: Vec<String>,
@@ -76,7 +76,7 @@ pub async fn run(
         );
         tasks.spawn(watch(target, api, shared.clone()).instrument(span));
     }
-    // Watch tasks end only when the translator is gone.
+    // Watch tasks end only when the views task is gone.
     while let Some(done) = tasks.join_next().await {
         if let Err(e) = done {
             error!(error = %e, "a Kubernetes watch task failed");
@@ -121,12 +121,12 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Watches that have not finished their first list yet.
     unsynced: AtomicUsize,
-    /// Each watch's current problems; the translator gets them all at once.
+    /// Each watch's current problems; the views task gets them all at once.
     problems: Mutex<BTreeMap<usize, Vec<Problem>>>,
 }
 
 impl Shared {
-    /// Sends and clears `batch`; false once the translator is gone.
+    /// Sends and clears `batch`; false once the views task is gone.
     async fn flush(&self, batch: &mut Vec<Change>) -> bool {
         if batch.is_empty() {
             return true;
@@ -170,7 +170,7 @@ struct Watch {
     missing: bool,
 }
 
-/// Runs one watcher until the translator goes away.
+/// Runs one watcher until the views task goes away.
 async fn watch(target: Target, api: Api<DynamicObject>, shared: Arc<Shared>) {
     let watch = Watch {
         state: WatchState::new(target.kind),
@@ -248,7 +248,7 @@ impl Watch {
 
     /// Sends changed problems, and the batch when a list is complete or the
     /// batch is full; the first complete list counts towards readiness.
-    /// False once the translator is gone.
+    /// False once the views task is gone.
     async fn publish(&mut self, listed: bool) -> bool {
         if let Some(problems) = self.state.take_problems() {
             if !self.shared.report(self.target.id, problems).await {

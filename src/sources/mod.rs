@@ -1,5 +1,5 @@
 //! Sources turn the outside world (files on disk, the Kubernetes API) into
-//! model changes. Each sends `Update`s down a channel; the translator task
+//! model changes. Each sends `Update`s down a channel; the views task task
 //! holds the other end. Sources know nothing of what happens downstream.
 
 pub mod files;

@@ -1,10 +1,14 @@
-//! The one writer: owns the model, applies batches of changes from the
-//! sources, and keeps one snapshot per proxy view up to date.
+//! The views task: the one writer of the model. It applies the sources'
+//! updates and keeps one snapshot per proxy view up to date.
 //!
-//! Changes arriving within the debounce window are applied together, then
-//! every live view is updated incrementally (`translate::update`) and published
-//! on its watch channel only if its content changed. Streams read the watches
+//! When to apply is decided by `batching` (the debounce window, waiting for
+//! every source's first complete state), with no I/O; this task only moves
+//! messages and runs the work. After a batch, every live view is updated
+//! incrementally (`shmesh_translate::update`) and published on its watch
+//! channel only if its content changed. Streams read the watches
 //! (`ViewSource`); a view nobody watches any more is dropped.
+
+mod batching;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -16,17 +20,19 @@ use tracing::{debug, info, warn};
 use crate::allocator;
 use crate::metrics::Metrics;
 use crate::sources::Update;
+use batching::{Batching, Work};
 use shmesh_api::{policy_key, Kind, Problem};
 use shmesh_cache::{PolicyStamp, Snapshot};
-use shmesh_model::{analyze, Change, Dirty, Model};
+use shmesh_model::{analyze, Dirty, Model};
 use shmesh_translate::node::{view_of, NodeError};
 use shmesh_translate::{self as translate, ListenerMode, ProxyView};
 use shmesh_xds::server::ViewSource;
 
 type Watches = HashMap<ProxyView, watch::Sender<Option<Arc<Snapshot>>>>;
 
-/// Handle for streams to watch views and for sources to send input.
-pub struct Translator {
+/// Handle for streams to watch views, and for the admin server and the
+/// status writer to read what the task found.
+pub struct Views {
     watches: Mutex<Watches>,
     new_views: mpsc::UnboundedSender<ProxyView>,
     ready: watch::Sender<bool>,
@@ -50,7 +56,7 @@ pub struct PolicyInfo {
     pub source: String,
 }
 
-impl ViewSource for Translator {
+impl ViewSource for Views {
     type View = ProxyView;
     type Error = NodeError;
 
@@ -74,13 +80,13 @@ impl ViewSource for Translator {
         }
         let (tx, rx) = watch::channel(None);
         watches.insert(view.clone(), tx);
-        // The translator task builds the first snapshot of the view.
+        // The task builds the first snapshot of the view.
         let _ = self.new_views.send(view.clone());
         rx
     }
 }
 
-impl Translator {
+impl Views {
     /// Whether every source has synced (`/readyz`).
     pub fn ready(&self) -> watch::Receiver<bool> {
         self.ready.subscribe()
@@ -90,14 +96,9 @@ impl Translator {
     pub fn policies(&self) -> Arc<BTreeMap<String, PolicyInfo>> {
         self.policies.lock().map(|p| p.clone()).unwrap_or_default()
     }
-
-    /// Number of views being served.
-    pub fn views(&self) -> usize {
-        self.watches.lock().map(|w| w.len()).unwrap_or(0)
-    }
 }
 
-/// Starts the translator task. `sources` names every source that must sync
+/// Starts the views task. `sources` names every source that must sync
 /// before any proxy is answered.
 pub fn spawn(
     sources: BTreeSet<&'static str>,
@@ -105,14 +106,14 @@ pub fn spawn(
     vhds: bool,
     metrics: Arc<Metrics>,
 ) -> (
-    Arc<Translator>,
+    Arc<Views>,
     mpsc::Sender<Update>,
     tokio::task::JoinHandle<()>,
 ) {
-    let (input_tx, input_rx) = mpsc::channel(1024);
+    let (update_tx, update_rx) = mpsc::channel(1024);
     let (view_tx, view_rx) = mpsc::unbounded_channel();
     let (ready_tx, _) = watch::channel(false);
-    let handle = Arc::new(Translator {
+    let handle = Arc::new(Views {
         watches: Mutex::new(HashMap::new()),
         new_views: view_tx,
         ready: ready_tx,
@@ -126,79 +127,82 @@ pub fn spawn(
         sources,
         debounce,
         metrics,
-        input_rx,
+        update_rx,
         view_rx,
     ));
-    (handle, input_tx, task)
+    (handle, update_tx, task)
 }
 
 async fn run(
-    handle: Arc<Translator>,
-    mut pending_sources: BTreeSet<&'static str>,
+    handle: Arc<Views>,
+    sources: BTreeSet<&'static str>,
     debounce: Duration,
     metrics: Arc<Metrics>,
-    mut inputs: mpsc::Receiver<Update>,
+    mut updates: mpsc::Receiver<Update>,
     mut new_views: mpsc::UnboundedReceiver<ProxyView>,
 ) {
     let mut model = Model::new();
     let mut snapshots: HashMap<ProxyView, Arc<Snapshot>> = HashMap::new();
-    let mut batch: Vec<Change> = Vec::new();
-    let mut deadline: Option<tokio::time::Instant> = None;
-    let mut ready = pending_sources.is_empty();
+    let mut batching = Batching::new(sources, debounce);
     let mut warned: BTreeSet<String> = BTreeSet::new();
+    // The clock the runtime keeps (paused in tests).
+    let now = || tokio::time::Instant::now().into_std();
     loop {
-        let sleep = async {
+        let deadline = batching.deadline();
+        let sleep = async move {
             match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
+                Some(d) => tokio::time::sleep_until(d.into()).await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            input = inputs.recv() => match input {
+        let work = tokio::select! {
+            update = updates.recv() => match update {
                 None => return,
                 Some(Update::Changes(changes)) => {
-                    batch.extend(changes);
-                    if deadline.is_none() {
-                        deadline = Some(tokio::time::Instant::now() + debounce);
-                    }
+                    batching.changes(changes, now());
+                    None
                 }
-                Some(Update::Synced(source)) => {
-                    pending_sources.remove(source);
-                    if !ready && pending_sources.is_empty() {
-                        // Apply everything known before declaring readiness.
-                        let dirty = heavy(|| model.apply(std::mem::take(&mut batch)));
-                        deadline = None;
-                        report_warnings(&handle, &model, &metrics, &mut warned);
-                        record_policies(&handle, &model);
-                        debug!(?dirty, "initial state applied");
-                        ready = true;
-                        handle.ready.send_replace(true);
-                        info!(services = model.services().len(), "all sources synced; serving");
-                        heavy(|| rebuild_all(&handle, &model, &mut snapshots, &metrics));
-                    }
-                }
+                Some(Update::Synced(source)) => batching.synced(source),
                 Some(Update::Problems(source, problems)) => {
                     if let Ok(mut p) = handle.problems.lock() {
                         p.insert(source, problems);
                     }
+                    None
                 }
             },
             Some(view) = new_views.recv() => {
-                if ready {
-                    let snap = heavy(|| translate::build(&model, &view));
+                if batching.serving() {
+                    let snap = cpu_bound(|| translate::build(&model, &view));
                     install(&handle, &mut snapshots, &metrics, view, snap);
                 }
+                None
             }
-            _ = sleep => {
-                deadline = None;
+            _ = sleep => batching.due(now()),
+        };
+        match work {
+            None => {}
+            Some(Work::Start(changes)) => {
+                // Apply everything known before declaring readiness.
+                let dirty = cpu_bound(|| model.apply(changes));
+                report_warnings(&handle, &model, &metrics, &mut warned);
+                record_policies(&handle, &model);
+                debug!(?dirty, "initial state applied");
+                handle.ready.send_replace(true);
+                info!(
+                    services = model.services().len(),
+                    "all sources synced; serving"
+                );
+                cpu_bound(|| rebuild_all(&handle, &model, &mut snapshots, &metrics));
+            }
+            Some(Work::Apply(changes)) => {
                 let started = Instant::now();
-                let changes = std::mem::take(&mut batch);
                 let count = changes.len();
-                // One heavy stretch for the batch: freed memory is handed
+                let serving = batching.serving();
+                // One CPU-bound stretch for the batch: freed memory is handed
                 // back once, after the views are updated.
-                let applied = heavy(|| {
+                let applied = cpu_bound(|| {
                     let dirty = model.apply(changes);
-                    if !ready || dirty.is_empty() {
+                    if !serving || dirty.is_empty() {
                         return false;
                     }
                     report_warnings(&handle, &model, &metrics, &mut warned);
@@ -209,22 +213,26 @@ async fn run(
                     true
                 });
                 if applied {
-                    debug!(changes = count, elapsed_us = started.elapsed().as_micros() as u64, "applied");
+                    debug!(
+                        changes = count,
+                        elapsed_us = started.elapsed().as_micros() as u64,
+                        "applied"
+                    );
                 }
             }
         }
     }
 }
 
-/// Runs CPU-heavy work (applying changes, translating) without holding up
+/// Runs CPU-bound work (applying changes, translating) without holding up
 /// the runtime's other tasks: on a multi-threaded runtime the worker hands
 /// its queue to another thread while this runs. Freed memory is reused
 /// while it runs and handed back after.
-fn heavy<T>(f: impl FnOnce() -> T) -> T {
+fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
     crate::blocking::in_place(|| allocator::holding_freed_pages(f))
 }
 
-fn publish(handle: &Translator, view: &ProxyView, snap: &Arc<Snapshot>) {
+fn publish(handle: &Views, view: &ProxyView, snap: &Arc<Snapshot>) {
     let watches = handle.watches.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(tx) = watches.get(view) {
         tx.send_if_modified(|cur| {
@@ -238,14 +246,14 @@ fn publish(handle: &Translator, view: &ProxyView, snap: &Arc<Snapshot>) {
 }
 
 /// Views still watched; the others are dropped.
-fn live_views(handle: &Translator) -> Vec<ProxyView> {
+fn live_views(handle: &Views) -> Vec<ProxyView> {
     let mut watches = handle.watches.lock().unwrap_or_else(|e| e.into_inner());
     watches.retain(|_, tx| tx.receiver_count() > 0);
     watches.keys().cloned().collect()
 }
 
 fn rebuild_all(
-    handle: &Translator,
+    handle: &Views,
     model: &Model,
     snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
     metrics: &Metrics,
@@ -259,7 +267,7 @@ fn rebuild_all(
 }
 
 fn update_all(
-    handle: &Translator,
+    handle: &Views,
     model: &Model,
     snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
     dirty: &Dirty,
@@ -279,7 +287,7 @@ fn update_all(
 /// Makes `snap` the view's snapshot: it takes over the type sets other views
 /// hold alike, is counted, and goes to the view's streams.
 fn install(
-    handle: &Translator,
+    handle: &Views,
     snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
     metrics: &Metrics,
     view: ProxyView,
@@ -292,7 +300,7 @@ fn install(
 }
 
 /// Records the policies in force, for rollout tracking.
-fn record_policies(handle: &Translator, model: &Model) {
+fn record_policies(handle: &Views, model: &Model) {
     let mut out = BTreeMap::new();
     let vs = model.virtual_services().map(|p| {
         (
@@ -334,7 +342,7 @@ fn record_policies(handle: &Translator, model: &Model) {
 
 /// Logs each reference warning once, when it first appears.
 fn report_warnings(
-    handle: &Translator,
+    handle: &Views,
     model: &Model,
     metrics: &Metrics,
     warned: &mut BTreeSet<String>,
