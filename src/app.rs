@@ -2,10 +2,13 @@
 //! server, and runs the one-shot commands.
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::info;
 
 use crate::config::{Api, BootstrapArgs, Command, ServeArgs, TranslateArgs};
@@ -27,6 +30,47 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    build(args).await?.run_until(shutdown_signal()).await;
+    info!("shut down");
+    Ok(())
+}
+
+/// A running `shmesh serve`: the addresses it bound, what tests and tools may
+/// read of it, and the way to stop it.
+pub struct Bound {
+    pub xds_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub views: Arc<views::Views>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    /// Tells the xDS listener to stop.
+    stop_xds: oneshot::Sender<()>,
+    /// The xDS listener: it returns once its connections have drained.
+    xds: JoinHandle<()>,
+    /// Sources, the views task, the status writer and the admin server.
+    tasks: JoinSet<()>,
+}
+
+impl Bound {
+    /// Serves until `signal` completes, then shuts down.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+
+    /// Stops accepting proxies, tells the connected ones to go (HTTP/2
+    /// GOAWAY) and gives their streams a moment to end, then stops every task.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop_xds.send(());
+        let _ = self.xds.await;
+        self.tasks.shutdown().await;
+    }
+}
+
+/// Starts everything `shmesh serve` runs: the sources, the views task, the
+/// status writer in Kubernetes mode, the admin server and the xDS server.
+/// Returns once both addresses are bound.
+pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
     if args.config_dirs.is_empty() && !args.kubernetes {
         anyhow::bail!("nothing to serve: give --config-dir DIR and/or --kubernetes");
     }
@@ -37,6 +81,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::default());
     let registry = Arc::new(Registry::default());
+    let mut tasks = JoinSet::new();
     // The views task answers no proxy until every source named here has synced.
     let mut names = BTreeSet::new();
     if !args.config_dirs.is_empty() {
@@ -45,17 +90,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.kubernetes {
         names.insert(crate::kubernetes::SOURCE);
     }
-    let (views, updates, _task) = views::spawn(names, args.debounce, args.vhds, metrics.clone());
+    let (views, updates, views_task) = views::new(names, args.debounce, args.vhds, metrics.clone());
+    tasks.spawn(views_task);
     if !args.config_dirs.is_empty() {
-        tokio::spawn(sources::files::run(
+        tasks.spawn(sources::files::run(
             args.config_dirs.clone(),
             updates.clone(),
         ));
     }
     if args.kubernetes {
-        let client = start_kubernetes(&args, updates.clone(), metrics.clone()).await?;
+        let client = kubernetes_client().await?;
+        tasks.spawn(sources::kube::run(
+            client.clone(),
+            args.watch_namespaces.clone(),
+            updates.clone(),
+            metrics.clone(),
+        ));
         if !args.no_status {
-            start_status_writer(&args, client, views.clone(), registry.clone());
+            tasks.spawn(status_writer(
+                &args,
+                client,
+                views.clone(),
+                registry.clone(),
+            ));
         }
     }
 
@@ -78,7 +135,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         std::fs::write(path, format!("xds={xds_addr}\nadmin={admin_addr}\n"))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    tokio::spawn(admin::serve(
+    tasks.spawn(admin::serve(
         admin_listener,
         Arc::new(admin::AdminState {
             views: views.clone(),
@@ -88,51 +145,54 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ));
     let push_slots = PushSlots::new(args.push_slots, args.push_ack_timeout, metrics.xds.clone());
     let shared = Arc::new(Shared {
-        views,
+        views: views.clone(),
         metrics: metrics.xds.clone(),
-        registry,
+        registry: registry.clone(),
         control_plane: format!("shmesh-{}", env!("CARGO_PKG_VERSION")),
         push_slots,
     });
-    shmesh_xds::listen::serve(xds, AdsServer::new(shared), shutdown_signal()).await;
-    info!("shut down");
-    Ok(())
+    let (stop_xds, stopped) = oneshot::channel::<()>();
+    let xds = tokio::spawn(shmesh_xds::listen::serve(
+        xds,
+        AdsServer::new(shared),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Ok(Bound {
+        xds_addr,
+        admin_addr,
+        views,
+        registry,
+        metrics,
+        stop_xds,
+        xds,
+        tasks,
+    })
 }
 
 /// Elects one replica (by Lease) to write rollout status onto VirtualServices
 /// and DestinationRules once every proxy has applied them.
-fn start_status_writer(
+fn status_writer(
     args: &ServeArgs,
     client: kube::Client,
     views: Arc<views::Views>,
     registry: Arc<Registry>,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let identity = args.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
     info!(%identity, lease_namespace = %args.lease_namespace, "status writer candidate");
     let leader = rollout::elect(client.clone(), args.lease_namespace.clone(), identity);
-    tokio::spawn(rollout::write_status(client, views, registry, leader));
+    rollout::write_status(client, views, registry, leader)
 }
 
-/// Connects to the API server (in-cluster config, or KUBECONFIG) and starts
-/// the Kubernetes source. Returns the client for other users of the API.
-async fn start_kubernetes(
-    args: &ServeArgs,
-    updates: mpsc::Sender<sources::Update>,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<kube::Client> {
-    let client = kube::Client::try_default()
+/// Connects to the API server (in-cluster config, or KUBECONFIG).
+async fn kubernetes_client() -> anyhow::Result<kube::Client> {
+    kube::Client::try_default()
         .await
-        .context("--kubernetes: no in-cluster config and no usable KUBECONFIG")?;
-    tokio::spawn(sources::kube::run(
-        client.clone(),
-        args.watch_namespaces.clone(),
-        updates,
-        metrics,
-    ));
-    Ok(client)
+        .context("--kubernetes: no in-cluster config and no usable KUBECONFIG")
 }
 
 /// How many connections may wait to be accepted: a fleet reconnecting after a

@@ -109,7 +109,11 @@ pub fn elect(client: kube::Client, namespace: String, identity: String) -> watch
                 info!(leading, %identity, "status writer leadership changed");
             }
             tx.send_replace(leading);
-            tokio::time::sleep(RENEW_EVERY).await;
+            // Ends with the status writer that reads the watch.
+            tokio::select! {
+                _ = tokio::time::sleep(RENEW_EVERY) => {}
+                _ = tx.closed() => return,
+            }
         }
     });
     rx

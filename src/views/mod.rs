@@ -11,6 +11,7 @@
 mod batching;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,9 +99,10 @@ impl Views {
     }
 }
 
-/// Starts the views task. `sources` names every source that must sync
-/// before any proxy is answered.
-pub fn spawn(
+/// The views task and its handle. `sources` names every source that must
+/// sync before any proxy is answered. The task runs until it is dropped or
+/// every sender of updates is gone.
+pub fn new(
     sources: BTreeSet<&'static str>,
     debounce: Duration,
     vhds: bool,
@@ -108,7 +110,7 @@ pub fn spawn(
 ) -> (
     Arc<Views>,
     mpsc::Sender<Update>,
-    tokio::task::JoinHandle<()>,
+    impl Future<Output = ()> + Send + 'static,
 ) {
     let (update_tx, update_rx) = mpsc::channel(1024);
     let (view_tx, view_rx) = mpsc::unbounded_channel();
@@ -122,14 +124,14 @@ pub fn spawn(
         policies: Mutex::new(Arc::default()),
         vhds,
     });
-    let task = tokio::spawn(run(
+    let task = run(
         handle.clone(),
         sources,
         debounce,
         metrics,
         update_rx,
         view_rx,
-    ));
+    );
     (handle, update_tx, task)
 }
 

@@ -80,6 +80,18 @@ impl SotwClient {
         }
     }
 
+    /// Whether the server ended the stream within `timeout` (a clean end or
+    /// an error status), as opposed to staying open.
+    pub async fn ended(&mut self, timeout: Duration) -> bool {
+        loop {
+            match tokio::time::timeout(timeout, self.responses.message()).await {
+                Err(_) => return false,
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None)) | Ok(Err(_)) => return true,
+            }
+        }
+    }
+
     /// ACKs `resp`, keeping `names` subscribed.
     pub async fn ack(&mut self, resp: &DiscoveryResponse, names: &[&str]) {
         let (ty, version, nonce) = (
