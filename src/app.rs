@@ -269,7 +269,7 @@ fn translate_cmd(args: TranslateArgs) -> anyhow::Result<()> {
         view.namespace = ns;
     }
     let snapshot = translate::build(&model, &view);
-    let dump = jsonpb::config_dump(&snapshot).map_err(anyhow::Error::msg)?;
+    let dump = jsonpb::config_dump(&snapshot)?;
     println!("{}", serde_json::to_string_pretty(&dump)?);
     Ok(())
 }
@@ -302,7 +302,7 @@ fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
         outbound_listener: args.outbound_listener,
         admin_addr: args.admin_addr,
     };
-    let json = bootstrap::bootstrap_json(&opts).map_err(anyhow::Error::msg)?;
+    let json = bootstrap::bootstrap_json(&opts)?;
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())
 }

@@ -129,6 +129,6 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
 }
 
 /// The bootstrap as JSON (which Envoy also reads as YAML).
-pub fn bootstrap_json(o: &Options) -> Result<serde_json::Value, String> {
+pub fn bootstrap_json(o: &Options) -> Result<serde_json::Value, crate::jsonpb::JsonError> {
     crate::jsonpb::message_to_json(&bootstrap(o))
 }

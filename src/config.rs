@@ -139,6 +139,6 @@ pub struct BootstrapArgs {
     pub admin_addr: SocketAddr,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+fn parse_duration(s: &str) -> Result<Duration, shmesh_api::duration::DurationError> {
     shmesh_api::duration::parse(s)
 }

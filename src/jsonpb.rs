@@ -24,22 +24,48 @@ fn pool() -> &'static DescriptorPool {
     })
 }
 
+/// Why a message could not be printed as JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    /// The message type is not among the descriptors `build.rs` compiled.
+    #[error("no descriptor for {0}")]
+    UnknownType(String),
+    /// The bytes are not a valid encoding of the message.
+    #[error("decoding {message}: {source}")]
+    Decode {
+        message: String,
+        source: prost::DecodeError,
+    },
+    /// The message holds something protobuf's JSON mapping cannot print (an
+    /// `Any` of an unknown type).
+    #[error("printing {message}: {source}")]
+    Print {
+        message: String,
+        source: serde_json::Error,
+    },
+}
+
 /// Decodes `bytes` as the message `full_name` and prints it as JSON.
-pub fn to_json(full_name: &str, bytes: &[u8]) -> Result<serde_json::Value, String> {
+pub fn to_json(full_name: &str, bytes: &[u8]) -> Result<serde_json::Value, JsonError> {
     let desc = pool()
         .get_message_by_name(full_name)
-        .ok_or_else(|| format!("no descriptor for {full_name}"))?;
-    let msg =
-        DynamicMessage::decode(desc, bytes).map_err(|e| format!("decoding {full_name}: {e}"))?;
+        .ok_or_else(|| JsonError::UnknownType(full_name.to_string()))?;
+    let msg = DynamicMessage::decode(desc, bytes).map_err(|source| JsonError::Decode {
+        message: full_name.to_string(),
+        source,
+    })?;
     let opts = SerializeOptions::new()
         .use_proto_field_name(true)
         .stringify_64_bit_integers(true);
     msg.serialize_with_options(serde_json::value::Serializer, &opts)
-        .map_err(|e| format!("printing {full_name}: {e}"))
+        .map_err(|source| JsonError::Print {
+            message: full_name.to_string(),
+            source,
+        })
 }
 
 /// Prints any prost message that has a descriptor.
-pub fn message_to_json<M: Message + prost::Name>(msg: &M) -> Result<serde_json::Value, String> {
+pub fn message_to_json<M: Message + prost::Name>(msg: &M) -> Result<serde_json::Value, JsonError> {
     to_json(&M::full_name(), &msg.encode_to_vec())
 }
 
@@ -52,7 +78,7 @@ fn any(ty: ResourceType, body: &[u8]) -> Any {
 
 /// The snapshot as an `envoy.admin.v3.ConfigDump`, the shape of Envoy's
 /// `/config_dump`: what a proxy with this view receives.
-pub fn config_dump(snapshot: &Snapshot) -> Result<serde_json::Value, String> {
+pub fn config_dump(snapshot: &Snapshot) -> Result<serde_json::Value, JsonError> {
     let clusters = admin::ClustersConfigDump {
         dynamic_active_clusters: snapshot
             .get(ResourceType::Cluster)

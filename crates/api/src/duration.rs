@@ -3,30 +3,56 @@
 
 use std::time::Duration;
 
+/// Why a text is not a duration Istio accepts. The message names the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Nothing was given.
+    #[error("empty duration")]
+    Empty,
+    /// Durations are never negative.
+    #[error("duration {0:?} is negative")]
+    Negative(String),
+    /// A number with no unit after it.
+    #[error("duration {0:?} lacks a unit (e.g. 10s, 100ms)")]
+    MissingUnit(String),
+    /// A unit with no number before it.
+    #[error("invalid duration {0:?}")]
+    MissingNumber(String),
+    /// A number that does not parse (`1.2.3s`).
+    #[error("invalid number in duration {0:?}")]
+    InvalidNumber(String),
+    /// A unit other than `ns`, `us` (`µs`), `ms`, `s`, `m` and `h`.
+    #[error("unknown unit {unit:?} in duration {duration:?}")]
+    UnknownUnit { unit: String, duration: String },
+    /// Longer than protobuf's Duration holds (10,000 years).
+    #[error("duration {0:?} is out of range")]
+    OutOfRange(String),
+}
+
 /// Parses `"10s"`, `"0.5s"`, `"100ms"`, `"1h2m3.5s"`, `"250us"`, `"0"`.
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
     }
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     if s.starts_with('-') {
-        return Err(format!("duration {s:?} is negative"));
+        return Err(DurationError::Negative(s.to_string()));
     }
     let mut rest = s;
     let mut total = 0f64;
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("duration {s:?} lacks a unit (e.g. 10s, 100ms)"))?;
+            .ok_or_else(|| DurationError::MissingUnit(s.to_string()))?;
         if num_len == 0 {
-            return Err(format!("invalid duration {s:?}"));
+            return Err(DurationError::MissingNumber(s.to_string()));
         }
         let value: f64 = rest[..num_len]
             .parse()
-            .map_err(|_| format!("invalid number in duration {s:?}"))?;
+            .map_err(|_| DurationError::InvalidNumber(s.to_string()))?;
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -38,13 +64,18 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            other => return Err(format!("unknown unit {other:?} in duration {s:?}")),
+            other => {
+                return Err(DurationError::UnknownUnit {
+                    unit: other.to_string(),
+                    duration: s.to_string(),
+                })
+            }
         };
         total += value * scale;
         rest = &rest[unit_len..];
     }
     if !total.is_finite() || total > 315_576_000_000.0 {
-        return Err(format!("duration {s:?} is out of range"));
+        return Err(DurationError::OutOfRange(s.to_string()));
     }
     Ok(Duration::from_secs_f64(total))
 }

@@ -42,8 +42,10 @@ pub const PROTOCOLS: &[&str] = &[
 ];
 
 impl Validator {
-    pub(crate) fn err(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.problems.push(Problem::error(field, reason));
+    /// `reason` is a message or an error whose message says what is wrong.
+    pub(crate) fn err(&mut self, field: impl Into<String>, reason: impl ToString) {
+        self.problems
+            .push(Problem::error(field, reason.to_string()));
     }
 
     pub(crate) fn port(&mut self, field: String, port: i64) {
@@ -142,38 +144,68 @@ impl Validator {
     }
 }
 
+/// Why a text is not a host name or DNS label Istio accepts. The message
+/// names the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// No host at all.
+    #[error("host is empty")]
+    EmptyHost,
+    /// Beyond DNS's 255 characters.
+    #[error("host {0:?} is longer than 255 characters")]
+    HostTooLong(String),
+    /// `*` where only a specific host may stand.
+    #[error("wildcard host is not allowed here")]
+    Wildcard,
+    /// `*.suffix` where only a specific host may stand.
+    #[error("wildcard host {0:?} is not allowed here")]
+    WildcardSuffix(String),
+    /// One of the host's labels is not a DNS label.
+    #[error("invalid host {host:?}: {label}")]
+    Host { host: String, label: Box<NameError> },
+    /// Empty, or longer than 63 characters.
+    #[error("{0:?} is not a DNS label of 1-63 characters")]
+    LabelLength(String),
+    /// Characters other than letters, digits and `-`, or `-` at either end.
+    #[error("{0:?} is not a DNS label (letters, digits and '-', not at either end)")]
+    LabelCharacters(String),
+}
+
 /// A DNS name, optionally with a leading `*` label; or a wildcard.
-pub fn check_host(host: &str, allow_wildcard: bool) -> Result<(), String> {
+pub fn check_host(host: &str, allow_wildcard: bool) -> Result<(), NameError> {
     if host.is_empty() {
-        return Err("host is empty".into());
+        return Err(NameError::EmptyHost);
     }
     if host.len() > 255 {
-        return Err(format!("host {host:?} is longer than 255 characters"));
+        return Err(NameError::HostTooLong(host.to_string()));
     }
     let rest = if host == "*" {
         return if allow_wildcard {
             Ok(())
         } else {
-            Err("wildcard host is not allowed here".into())
+            Err(NameError::Wildcard)
         };
     } else if let Some(rest) = host.strip_prefix("*.") {
         if !allow_wildcard {
-            return Err(format!("wildcard host {host:?} is not allowed here"));
+            return Err(NameError::WildcardSuffix(host.to_string()));
         }
         rest
     } else {
         host
     };
     for label in rest.split('.') {
-        check_label(label).map_err(|e| format!("invalid host {host:?}: {e}"))?;
+        check_label(label).map_err(|e| NameError::Host {
+            host: host.to_string(),
+            label: Box::new(e),
+        })?;
     }
     Ok(())
 }
 
 /// A DNS-1123 label (Istio lets uppercase through for hosts and subset names).
-pub fn check_label(label: &str) -> Result<(), String> {
+pub fn check_label(label: &str) -> Result<(), NameError> {
     if label.is_empty() || label.len() > 63 {
-        return Err(format!("{label:?} is not a DNS label of 1-63 characters"));
+        return Err(NameError::LabelLength(label.to_string()));
     }
     let ok = label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         && !label.starts_with('-')
@@ -181,9 +213,7 @@ pub fn check_label(label: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{label:?} is not a DNS label (letters, digits and '-', not at either end)"
-        ))
+        Err(NameError::LabelCharacters(label.to_string()))
     }
 }
 

@@ -67,14 +67,14 @@ pub struct Identity {
 }
 
 /// How a client reaches the control plane from `local_ip`.
-pub fn endpoint(cfg: &Config, local_ip: Option<IpAddr>) -> Result<Endpoint, String> {
+pub fn endpoint(cfg: &Config, local_ip: Option<IpAddr>) -> anyhow::Result<Endpoint> {
     Endpoint::from_shared(cfg.uri.clone())
         .map(|e| {
             e.local_address(local_ip)
                 .connect_timeout(cfg.connect_timeout)
                 .tcp_nodelay(true)
         })
-        .map_err(|e| format!("endpoint {}: {}", cfg.uri, chain(&e)))
+        .map_err(|e| anyhow::anyhow!("endpoint {}: {}", cfg.uri, chain(&e)))
 }
 
 /// Why a session ended, with the error's text.
@@ -119,7 +119,9 @@ pub async fn run(
     let endpoint = match endpoint(&cfg, me.local_ip) {
         Ok(e) => e,
         Err(e) => {
-            fleet.counters.fail(&fleet.counters.connect_errors, e);
+            fleet
+                .counters
+                .fail(&fleet.counters.connect_errors, e.to_string());
             return;
         }
     };

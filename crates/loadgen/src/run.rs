@@ -113,10 +113,10 @@ pub struct RunArgs {
 
 /// Runs the fleet; `Err` only for setup problems (bad arguments, unreadable
 /// mesh directory), never for what the control plane did.
-pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, String> {
+pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> anyhow::Result<Report> {
     let n = args.clients;
     if n == 0 {
-        return Err("--clients must be at least 1".into());
+        anyhow::bail!("--clients must be at least 1");
     }
     let namespaces: Vec<Arc<str>> = match &args.namespace {
         Some(ns) => vec![ns.as_str().into()],
@@ -138,13 +138,13 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
     let spec = match (&args.mesh_dir, changes) {
         (Some(dir), _) => Some(
             meshgen::read_spec(dir)
-                .map_err(|e| format!("{}: not a gen-mesh directory: {e}", dir.display()))?,
+                .map_err(|e| anyhow::anyhow!("{}: not a gen-mesh directory: {e}", dir.display()))?,
         ),
         (None, 0) => None,
-        (None, _) => return Err("--changes needs --mesh-dir".into()),
+        (None, _) => anyhow::bail!("--changes needs --mesh-dir"),
     };
     if args.connect_rate <= 0.0 {
-        return Err("--connect-rate must be positive".into());
+        anyhow::bail!("--connect-rate must be positive");
     }
 
     let fleet = Arc::new(Fleet::new(n));
@@ -156,12 +156,13 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
     });
     let cp = match args.pid {
         Some(pid) => Some(Arc::new(
-            sys::Sampler::open(&pid.to_string()).map_err(|e| format!("--pid {pid}: {e}"))?,
+            sys::Sampler::open(&pid.to_string())
+                .map_err(|e| anyhow::anyhow!("--pid {pid}: {e}"))?,
         )),
         None => None,
     };
-    let me_sampler = sys::Sampler::open("self").map_err(|e| format!("/proc/self: {e}"))?;
-    let machine = sys::MachineCpu::open().map_err(|e| format!("/proc/stat: {e}"))?;
+    let me_sampler = sys::Sampler::open("self").map_err(|e| anyhow::anyhow!("/proc/self: {e}"))?;
+    let machine = sys::MachineCpu::open().map_err(|e| anyhow::anyhow!("/proc/stat: {e}"))?;
     let cp_sample = || cp.as_ref().and_then(|s| s.sample());
     let baseline = cp_sample();
     let me_start = me_sampler.sample().unwrap_or_default();
@@ -268,7 +269,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> Result<Report, St
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("loadgen: {e}; no more changes");
-                    driver_errors.push(e);
+                    driver_errors.push(e.to_string());
                     break;
                 }
             };
@@ -464,7 +465,7 @@ fn prepare(
     kind: ChangeKind,
     k: usize,
     client_namespaces: &[Arc<str>],
-) -> Result<PendingChange, String> {
+) -> anyhow::Result<PendingChange> {
     let with_clients: Vec<usize> = (0..spec.namespaces)
         .filter(|i| {
             let name = MeshSpec::namespace(*i);
@@ -477,7 +478,7 @@ fn prepare(
         with_clients
     };
     let generation =
-        meshgen::next_generation(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        meshgen::next_generation(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     let result = match kind {
         ChangeKind::Endpoint => {
             let ns = pool[k % pool.len()];
@@ -489,12 +490,12 @@ fn prepare(
             let target = (0..spec.virtual_services.max(1))
                 .filter_map(|o| spec.virtual_service_target(k + o))
                 .find(|(ns, _)| pool.contains(ns))
-                .ok_or("--change weights: no VirtualService in a namespace with clients (gen-mesh --virtual-services)")?;
+                .ok_or_else(|| anyhow::anyhow!("--change weights: no VirtualService in a namespace with clients (gen-mesh --virtual-services)"))?;
             meshgen::prepare_shift_weights(dir, target.0, target.1, generation)
         }
-        ChangeKind::None => return Err("no change to make".into()),
+        ChangeKind::None => anyhow::bail!("no change to make"),
     };
-    result.map_err(|e| format!("preparing change {k}: {e}"))
+    result.map_err(|e| anyhow::anyhow!("preparing change {k}: {e}"))
 }
 
 fn change_report(track: &ChangeTrack, kind: ChangeKind, t0_us: u64, bytes: u64) -> ChangeReport {

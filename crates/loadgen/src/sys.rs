@@ -141,19 +141,19 @@ impl MachineCpu {
 }
 
 /// Parses `127.0.0.2-127.0.0.31` (inclusive) or a single address.
-pub fn parse_ip_range(s: &str) -> Result<Vec<IpAddr>, String> {
+pub fn parse_ip_range(s: &str) -> anyhow::Result<Vec<IpAddr>> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
     let parse = |x: &str| {
         x.trim()
             .parse::<Ipv4Addr>()
-            .map_err(|e| format!("{x:?}: {e}"))
+            .map_err(|e| anyhow::anyhow!("{x:?}: {e}"))
     };
     let (a, b) = (u32::from(parse(a)?), u32::from(parse(b)?));
     if b < a {
-        return Err(format!("{s}: range ends before it starts"));
+        anyhow::bail!("{s}: range ends before it starts");
     }
     if b - a >= 1 << 16 {
-        return Err(format!("{s}: more than 65536 addresses"));
+        anyhow::bail!("{s}: more than 65536 addresses");
     }
     Ok((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))).collect())
 }

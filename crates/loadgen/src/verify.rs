@@ -48,7 +48,7 @@ pub async fn check(admin: SocketAddr, clients: usize, timeout: Duration) -> Veri
             Err(e) if Instant::now() >= deadline => {
                 return Verify {
                     polls,
-                    error: Some(e),
+                    error: Some(e.to_string()),
                     ..Default::default()
                 }
             }
@@ -85,13 +85,13 @@ pub async fn check(admin: SocketAddr, clients: usize, timeout: Duration) -> Veri
     }
 }
 
-async fn poll(admin: SocketAddr) -> Result<Vec<serde_json::Value>, String> {
+async fn poll(admin: SocketAddr) -> anyhow::Result<Vec<serde_json::Value>> {
     let body = get(admin, "/debug/proxies").await?;
-    serde_json::from_slice(&body).map_err(|e| format!("/debug/proxies: {e}"))
+    serde_json::from_slice(&body).map_err(|e| anyhow::anyhow!("/debug/proxies: {e}"))
 }
 
-async fn get(addr: SocketAddr, path: &str) -> Result<Bytes, String> {
-    let err = |e: &dyn std::fmt::Display| format!("GET http://{addr}{path}: {e}");
+async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Bytes> {
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("GET http://{addr}{path}: {e}");
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| err(&e))?;
