@@ -6,7 +6,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// The purge delay `shmesh serve` runs with: freed pages go back to the
 /// system within a millisecond. Pushes to thousands of streams free memory
 /// in bursts, and with mimalloc's default 10 ms a fleet's resident size
-/// stayed ~10% above what it holds (BENCHMARKS.md, finding 16).
+/// stayed ~10% above what it holds (docs/performance-notes.md, Allocator).
 pub const SERVE_PURGE_DELAY_MS: i64 = 1;
 
 /// How long mimalloc keeps freed pages before handing them back to the
@@ -25,8 +25,8 @@ pub fn set_purge_delay(ms: i64) {
 /// - Memory is faulted in 4 KiB pages, not 2 MiB transparent huge pages:
 ///   mimalloc asks for huge pages for its arenas where the system allows them
 ///   on request, and a partly used huge page is resident all the same (14 MiB
-///   of a W1 mesh's 109 MiB before any proxy connects, BENCHMARKS.md,
-///   finding 19).
+///   of a W1 mesh's 109 MiB before any proxy connects,
+///   docs/performance-notes.md, Allocator).
 pub fn use_serve_settings() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         set_purge_delay(SERVE_PURGE_DELAY_MS);
@@ -47,7 +47,7 @@ fn purge_delay() -> i64 {
 /// back at once. A translation frees and takes again hundreds of megabytes
 /// of short-lived message trees and buffers; returned to the system as they
 /// are freed, each page came back through a fault, and a full translation of
-/// 10,000 services took ~40% longer (BENCHMARKS.md, finding 21).
+/// 10,000 services took ~40% longer (docs/performance-notes.md, Allocator).
 ///
 /// The delay is one process-wide option: streams that free memory while
 /// `work` runs keep their pages until the collection too. Meant for one

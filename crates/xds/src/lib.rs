@@ -7,7 +7,7 @@
 //! between streams; `pacing` bounds how many streams push at once.
 //!
 //! The rules each machine follows are Envoy's `xds_protocol.rst`; the comments
-//! cite them as "rule N" from the project's xDS checklist.
+//! cite them as "rule N" of docs/xds-rules.md.
 
 pub mod delta;
 pub mod grpc;

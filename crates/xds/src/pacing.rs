@@ -3,10 +3,11 @@
 //!
 //! A change reaches every stream of a view at the same moment. Pushed all
 //! together, every response would be in flight at once and every proxy's
-//! turn would end late (BENCHMARKS.md: 4,096 slots made the fleet's p99
-//! worse than 128, and its peak memory larger). So a stream takes one of a
-//! bounded number of slots (`--push-slots`) to push, and gives it back once
-//! its proxy has applied everything it was sent; the fleet follows in turns.
+//! turn would end late (docs/performance-notes.md, Push and fan-out: 4,096
+//! slots made the fleet's p99 worse than 128, and its peak memory larger).
+//! So a stream takes one of a bounded number of slots (`--push-slots`) to
+//! push, and gives it back once its proxy has applied everything it was
+//! sent; the fleet follows in turns.
 //!
 //! A proxy that does not ACK (paused, throttled, or gone quiet behind a live
 //! connection) must not keep a slot the others wait for. A slot is held at

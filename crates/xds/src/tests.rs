@@ -1,5 +1,5 @@
-//! Unit tests of the two stream state machines against the project's xDS
-//! checklist (`XDS_RULES.md`). Each test is named after the rule it checks.
+//! Unit tests of the two stream state machines against the xDS protocol
+//! rules of docs/xds-rules.md. Each test is named after the rule it checks.
 //!
 //! Rules 15 (keep `node` per stream) and 16 (TTL/heartbeat, optional) are not
 //! covered here: the node is handled by the server before a request reaches a
@@ -1804,7 +1804,7 @@ fn rule_14_delta_reconnect_skips_resources_the_client_has() {
 }
 
 // ---------------------------------------------------------------------------
-// Not a checklist rule: types shmesh does not serve end the stream.
+// Not one of docs/xds-rules.md: types shmesh does not serve end the stream.
 // ---------------------------------------------------------------------------
 
 #[test]
