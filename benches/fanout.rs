@@ -11,10 +11,11 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
-use shmesh_cache::wire::Chunked;
+use shmesh_cache::responses::Chunked;
 use shmesh_cache::{Resource, ResourceType, Snapshot, SnapshotBuilder};
 use shmesh_xds::delta::DeltaStream;
 use shmesh_xds::request::DeltaRequest;
+use shmesh_xds::NameSets;
 
 /// The allocator the `shmesh` binary runs with.
 #[global_allocator]
@@ -44,9 +45,11 @@ fn fan_out(c: &mut Criterion) {
     group.sample_size(10);
     for streams in [1_000, 10_000] {
         let first = snapshot(1_000, 0);
+        // One server's interned subscriptions, shared by its streams.
+        let name_sets = Arc::new(NameSets::default());
         let mut machines: Vec<DeltaStream> = (0..streams)
             .map(|_| {
-                let mut m = DeltaStream::new(first.clone(), "bench");
+                let mut m = DeltaStream::new(first.clone(), "bench", name_sets.clone());
                 let req = DeltaDiscoveryRequest {
                     type_url: ResourceType::Endpoint.type_url().to_string(),
                     resource_names_subscribe: first
@@ -86,6 +89,7 @@ fn fan_out_sotw(c: &mut Criterion) {
     group.sample_size(10);
     for streams in [1_000, 10_000] {
         let first = snapshot(1_000, 0);
+        let name_sets = Arc::new(NameSets::default());
         let names: Vec<String> = first
             .get(ResourceType::Endpoint)
             .names()
@@ -93,7 +97,7 @@ fn fan_out_sotw(c: &mut Criterion) {
             .collect();
         let mut machines: Vec<SotwStream> = (0..streams)
             .map(|_| {
-                let mut m = SotwStream::new(first.clone(), "bench");
+                let mut m = SotwStream::new(first.clone(), "bench", name_sets.clone());
                 let req = DiscoveryRequest {
                     type_url: ResourceType::Endpoint.type_url().to_string(),
                     resource_names: names.clone(),

@@ -150,6 +150,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         registry: registry.clone(),
         control_plane: format!("shmesh-{}", env!("CARGO_PKG_VERSION")),
         push_slots,
+        name_sets: Arc::default(),
     });
     let (stop_xds, stopped) = oneshot::channel::<()>();
     let xds = tokio::spawn(shmesh_xds::listen::serve(

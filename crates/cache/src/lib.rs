@@ -8,11 +8,11 @@
 
 pub mod protobuf;
 mod resource;
+pub mod responses;
 mod snapshot;
 mod types;
-pub mod wire;
 
-pub use resource::{content_version, ByName, Resource, ResourceWriter, Span};
+pub use resource::{content_version, Resource, ResourceWriter, SortedResources, Span};
 pub use snapshot::{
     set_version as content_version_of, Policies, PolicyStamp, Snapshot, SnapshotBuilder, TypeSet,
     VsOfHost,

@@ -14,7 +14,7 @@
 //! resource itself. A whole type set is laid out in name order, so the
 //! resources a new client lacks, which a set's diff lists in name order, lie
 //! next to each other and go out as a few large shared slices instead of
-//! thousands of small copies per stream (`super::wire::Entries`).
+//! thousands of small copies per stream (`super::responses::Entries`).
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -197,9 +197,9 @@ impl ResourceWriter {
     /// The resources by name, laid out in name order in one buffer (of a
     /// name written twice, the last). Copies the buffer once unless it was
     /// written in that order.
-    pub fn finish_by_name(mut self) -> ByName {
+    pub fn finish_by_name(mut self) -> SortedResources {
         if self.written.windows(2).all(|w| w[0].name < w[1].name) {
-            return ByName(self.finish());
+            return SortedResources(self.finish());
         }
         self.take_by_name()
     }
@@ -208,7 +208,7 @@ impl ResourceWriter {
     /// own as `finish_by_name` does, leaving this writer empty with its room
     /// kept for more: a writer reused this way is written into memory that
     /// is already mapped and warm.
-    pub fn take_by_name(&mut self) -> ByName {
+    pub fn take_by_name(&mut self) -> SortedResources {
         let mut all = std::mem::take(&mut self.written);
         // Stable: of equal names, the last written stays last, and is kept.
         all.sort_by(|a, b| a.name.cmp(&b.name));
@@ -225,7 +225,7 @@ impl ResourceWriter {
         }
         self.buf.clear();
         let arena = Bytes::from(laid);
-        ByName(
+        SortedResources(
             placed
                 .into_iter()
                 .map(|(w, at)| {
@@ -246,9 +246,9 @@ impl ResourceWriter {
 
 /// Resources in name order, one per name: a type set's contents.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ByName(Vec<Arc<Resource>>);
+pub struct SortedResources(Vec<Arc<Resource>>);
 
-impl ByName {
+impl SortedResources {
     /// The resource named `name`, found by binary search.
     pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
         self.position(name).ok().map(|i| &self.0[i])
@@ -292,10 +292,10 @@ impl ByName {
     /// input (chunks of a mesh's services) interleave in long stretches: a
     /// run is taken from until its next name passes the smallest name the
     /// other runs have left, so most resources cost one comparison.
-    pub fn merge(runs: Vec<ByName>) -> ByName {
+    pub fn merge(runs: Vec<SortedResources>) -> SortedResources {
         use std::cmp::Reverse;
         use std::collections::BinaryHeap;
-        let total = runs.iter().map(ByName::len).sum();
+        let total = runs.iter().map(SortedResources::len).sum();
         let mut out: Vec<Arc<Resource>> = Vec::with_capacity(total);
         // Heads of the runs not yet used up: (name, run, position).
         let mut heads: BinaryHeap<Reverse<(&str, usize, usize)>> = runs
@@ -319,7 +319,7 @@ impl ByName {
         }
         // Equal names come out side by side, the later run's last.
         keep_last_of_each_name(&mut out, |r| &r.name);
-        ByName(out)
+        SortedResources(out)
     }
 
     /// This set with `upserts` put in (replacing resources of the same name)
@@ -330,8 +330,8 @@ impl ByName {
         &self,
         upserts: impl IntoIterator<Item = Arc<Resource>>,
         removed: impl IntoIterator<Item = String>,
-    ) -> Option<ByName> {
-        let upserts: ByName = upserts
+    ) -> Option<SortedResources> {
+        let upserts: SortedResources = upserts
             .into_iter()
             .filter(|r| self.get(&r.name).is_none_or(|old| old.version != r.version))
             .collect();
@@ -361,24 +361,24 @@ impl ByName {
             }
         }
         out.extend(new);
-        Some(ByName(out))
+        Some(SortedResources(out))
     }
 }
 
 /// Sorts by name; of a name given twice, the last is kept.
-impl FromIterator<Arc<Resource>> for ByName {
-    fn from_iter<I: IntoIterator<Item = Arc<Resource>>>(iter: I) -> ByName {
+impl FromIterator<Arc<Resource>> for SortedResources {
+    fn from_iter<I: IntoIterator<Item = Arc<Resource>>>(iter: I) -> SortedResources {
         let mut all: Vec<Arc<Resource>> = iter.into_iter().collect();
         if all.windows(2).all(|w| w[0].name < w[1].name) {
-            return ByName(all);
+            return SortedResources(all);
         }
         all.sort_by(|a, b| a.name.cmp(&b.name));
         keep_last_of_each_name(&mut all, |r| &r.name);
-        ByName(all)
+        SortedResources(all)
     }
 }
 
-impl<'a> IntoIterator for &'a ByName {
+impl<'a> IntoIterator for &'a SortedResources {
     type Item = &'a Arc<Resource>;
     type IntoIter = std::slice::Iter<'a, Arc<Resource>>;
     fn into_iter(self) -> Self::IntoIter {
@@ -386,7 +386,7 @@ impl<'a> IntoIterator for &'a ByName {
     }
 }
 
-impl IntoIterator for ByName {
+impl IntoIterator for SortedResources {
     type Item = Arc<Resource>;
     type IntoIter = std::vec::IntoIter<Arc<Resource>>;
     fn into_iter(self) -> Self::IntoIter {
@@ -590,7 +590,7 @@ mod tests {
                     .map_or(std::ptr::null(), |x| x.delta_entry().arena.as_ptr())
             })
             .collect();
-        let set = ByName::merge(runs);
+        let set = SortedResources::merge(runs);
         assert_eq!(
             set.names().collect::<Vec<_>>(),
             ["a", "a2", "a3", "b", "c", "d", "e", "f"]
@@ -607,7 +607,7 @@ mod tests {
         for r in set.iter() {
             assert_eq!(r.version, content_version(&r.body));
         }
-        assert!(ByName::merge(Vec::new()).is_empty());
+        assert!(SortedResources::merge(Vec::new()).is_empty());
     }
 
     #[test]
@@ -615,7 +615,7 @@ mod tests {
         let r = |name: &str, body: &str| {
             Resource::from_body(ResourceType::Endpoint, name.into(), body.as_bytes())
         };
-        let set: ByName = [r("f", "1"), r("b", "1"), r("d", "1"), r("b", "0")]
+        let set: SortedResources = [r("f", "1"), r("b", "1"), r("d", "1"), r("b", "0")]
             .into_iter()
             .collect();
         assert_eq!(set.names().collect::<Vec<_>>(), ["b", "d", "f"]);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::resource::ByName;
+use super::resource::SortedResources;
 use super::{Resource, ResourceType};
 
 /// What changed from one set to another.
@@ -27,7 +27,7 @@ const DIFF_MEMO: usize = 8;
 /// All resources of one type for one view, by name.
 #[derive(Debug, Default)]
 pub struct TypeSet {
-    resources: ByName,
+    resources: SortedResources,
     /// Hash over every (name, version): changes iff the set changes.
     version: String,
     /// Diffs from earlier sets, computed once and shared by every stream that
@@ -80,7 +80,7 @@ impl Clone for TypeSet {
 }
 
 impl TypeSet {
-    pub fn new(resources: ByName) -> TypeSet {
+    pub fn new(resources: SortedResources) -> TypeSet {
         let version = set_version(resources.iter());
         TypeSet {
             resources,
@@ -176,7 +176,7 @@ impl TypeSet {
 }
 
 /// Walks two name-ordered sets side by side.
-fn merge_diff(old: &ByName, new: &ByName) -> SetDiff {
+fn merge_diff(old: &SortedResources, new: &SortedResources) -> SetDiff {
     let mut out = SetDiff::default();
     let mut a = old.iter().peekable();
     let mut b = new.iter().peekable();
@@ -333,7 +333,7 @@ impl SnapshotBuilder {
     }
 
     /// Replaces every resource of `ty`.
-    pub fn set(&mut self, ty: ResourceType, resources: ByName) {
+    pub fn set(&mut self, ty: ResourceType, resources: SortedResources) {
         self.sets[ty.index()] = Arc::new(TypeSet::new(resources));
     }
 

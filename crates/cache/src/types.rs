@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A resource type served over ADS, in make-before-break push order
-/// (CDS, EDS, LDS, RDS, VHDS; see XDS rule 13).
+/// (CDS, EDS, LDS, RDS, VHDS; rule 13 of docs/xds-rules.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceType {
     Cluster,

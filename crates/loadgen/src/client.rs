@@ -26,9 +26,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::ads::{self, DeltaResponse, SotwRequest, SotwResponse};
 use crate::fleet::Fleet;
 use crate::subs::{Item, Subs};
-use crate::wire::{self, DeltaResponse, SotwRequest, SotwResponse};
 
 /// Reconnect attempts before a client gives up (each backs off, ≤ 3.2 s).
 const MAX_ATTEMPTS: u32 = 20;
@@ -316,7 +316,7 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
             .into(),
         );
     }
-    let mut stream = match wire::sotw_stream(channel, UnboundedReceiverStream::new(rx)).await {
+    let mut stream = match ads::sotw_stream(channel, UnboundedReceiverStream::new(rx)).await {
         Ok(s) => s,
         Err(e) => return Ended::StreamFailed(format!("opening: {}", status(&e))),
     };
@@ -336,7 +336,7 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
             .iter()
             .map(|a| Item {
                 name: None,
-                body: wire::sotw_body(a),
+                body: ads::sotw_body(a),
             })
             .collect();
         let Some(ty) = ResourceType::from_type_url(&resp.type_url) else {
@@ -432,7 +432,7 @@ async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> E
             ..Default::default()
         });
     }
-    let mut stream = match wire::delta_stream(channel, UnboundedReceiverStream::new(rx)).await {
+    let mut stream = match ads::delta_stream(channel, UnboundedReceiverStream::new(rx)).await {
         Ok(s) => s,
         Err(e) => return Ended::StreamFailed(format!("opening: {}", status(&e))),
     };
@@ -447,7 +447,7 @@ async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> E
         let items: Vec<Item<'_>> = resp
             .resources
             .iter()
-            .filter_map(|r| wire::delta_item(r))
+            .filter_map(|r| ads::delta_item(r))
             .collect();
         // The type, and for CDS/LDS the subscriptions the update implies.
         let outcome = match ResourceType::from_type_url(&resp.type_url) {

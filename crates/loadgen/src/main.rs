@@ -11,6 +11,7 @@
 //! It uses only shmesh's public library API, so it measures shmesh (or any
 //! other control plane fed the same directory) from the outside.
 
+mod ads;
 mod client;
 mod fleet;
 mod report;
@@ -18,7 +19,6 @@ mod run;
 mod subs;
 mod sys;
 mod verify;
-mod wire;
 
 use std::path::PathBuf;
 

@@ -64,7 +64,7 @@ impl Subs {
         Subs {
             id,
             by_resource,
-            encoded_names: crate::wire::encode_names(&names),
+            encoded_names: crate::ads::encode_names(&names),
             names,
         }
     }

@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uhttp;
 use envoy_types::pb::envoy::r#type::v3::Percent;
 
-use super::{ads, any, duration, names, u32_value, ProxyView};
+use super::{ads, any, duration, istio_names, u32_value, ProxyView};
 use shmesh_api::duration as dur;
 use shmesh_api::objects::{
     ConnectionPoolSettings, Labels, LoadBalancerSettings, OutlierDetection, TrafficPolicy,
@@ -166,7 +166,7 @@ fn service_cluster(
     subset_labels: Option<&Labels>,
     policy: &Effective,
 ) -> BuiltCluster {
-    let name = names::outbound_cluster(port.number, subset, &svc.hostname);
+    let name = istio_names::outbound_cluster(port.number, subset, &svc.hostname);
     let mut cl = c::Cluster {
         name: name.clone(),
         alt_stat_name: shmesh_model::text::concat(&[&name, ";"]),
@@ -439,7 +439,7 @@ fn apply_outlier(cl: &mut c::Cluster, o: &OutlierDetection) {
 
 fn blackhole() -> c::Cluster {
     c::Cluster {
-        name: names::BLACKHOLE.to_string(),
+        name: istio_names::BLACKHOLE.to_string(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::Static as i32,
         )),
@@ -450,7 +450,7 @@ fn blackhole() -> c::Cluster {
 
 fn passthrough() -> c::Cluster {
     c::Cluster {
-        name: names::PASSTHROUGH.to_string(),
+        name: istio_names::PASSTHROUGH.to_string(),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::OriginalDst as i32,
         )),

@@ -8,8 +8,8 @@
 
 pub mod cluster;
 pub mod endpoint;
+pub mod istio_names;
 pub mod listener;
-pub mod names;
 pub mod node;
 pub mod route;
 mod route_patch;
@@ -27,8 +27,8 @@ use envoy_types::pb::google::protobuf::Any;
 
 use shmesh_api::{policy_key, Kind};
 use shmesh_cache::{
-    ByName, Policies, PolicyStamp, Resource, ResourceType, ResourceWriter, Snapshot,
-    SnapshotBuilder, VsOfHost,
+    Policies, PolicyStamp, Resource, ResourceType, ResourceWriter, Snapshot, SnapshotBuilder,
+    SortedResources, VsOfHost,
 };
 use shmesh_model::{hosts, Dirty, MeshService, Model, Policy, Scope};
 
@@ -125,8 +125,8 @@ fn build_on(model: &Model, view: &ProxyView, threads: usize) -> Snapshot {
     clusters.push(fixed.finish_by_name());
     let (clusters, endpoints) = in_parallel(
         threads > 1,
-        || ByName::merge(clusters),
-        || ByName::merge(endpoints),
+        || SortedResources::merge(clusters),
+        || SortedResources::merge(endpoints),
     );
     let mut b = SnapshotBuilder::default();
     b.set(ResourceType::Cluster, clusters);
@@ -153,8 +153,8 @@ struct ClusterWork<'a> {
 struct Chunk {
     /// Index of the chunk's first service: chunks merge in this order.
     first: usize,
-    clusters: ByName,
-    endpoints: ByName,
+    clusters: SortedResources,
+    endpoints: SortedResources,
 }
 
 impl ClusterWork<'_> {
@@ -217,10 +217,10 @@ fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
 
 /// The view's route configurations and, when it uses VHDS, their virtual
 /// hosts as resources of their own.
-fn routes(model: &Model, view: &ProxyView) -> (ByName, ByName) {
+fn routes(model: &Model, view: &ProxyView) -> (SortedResources, SortedResources) {
     let configs = route::route_configs(model, view);
     if !view.vhds {
-        return (encode_all(configs), ByName::default());
+        return (encode_all(configs), SortedResources::default());
     }
     let mut shells = ResourceWriter::for_type(ResourceType::Route);
     let mut vhosts = ResourceWriter::for_type(ResourceType::VirtualHost);
@@ -260,7 +260,7 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         let hosts: Vec<&str> = dirty.config.iter().map(String::as_str).collect();
         let fresh = cluster::clusters(model, view, &hosts);
         let stale =
-            |name: &str| names::cluster_host(name).is_some_and(|h| dirty.config.contains(h));
+            |name: &str| istio_names::cluster_host(name).is_some_and(|h| dirty.config.contains(h));
         let removed_clusters: Vec<String> = prev
             .get(ResourceType::Cluster)
             .names()
@@ -436,7 +436,7 @@ fn policy_entry<T>(kind: Kind, policy: &Policy<T>) -> (Arc<str>, PolicyStamp) {
 /// Encodes a whole type set into one buffer, laid out in name order.
 fn encode_all<M: prost::Message + prost::Name>(
     items: impl IntoIterator<Item = (String, M)>,
-) -> ByName {
+) -> SortedResources {
     written(items).finish_by_name()
 }
 

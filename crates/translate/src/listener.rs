@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use envoy_types::pb::google::protobuf::BoolValue;
 
-use super::{ads, any, names, route, socket_address, ListenerMode, ProxyView};
+use super::{ads, any, istio_names, route, socket_address, ListenerMode, ProxyView};
 use shmesh_model::Model;
 
 pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
@@ -32,12 +32,15 @@ pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> 
 
 fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
     let mut out: BTreeMap<String, l::Listener> = BTreeMap::new();
-    out.insert(names::VIRTUAL_OUTBOUND.to_string(), virtual_outbound());
+    out.insert(
+        istio_names::VIRTUAL_OUTBOUND.to_string(),
+        virtual_outbound(),
+    );
     let mut tcp_ports = Vec::new();
     for svc in super::visible_services(model, view) {
         for port in &svc.ports {
             if port.protocol.is_http() {
-                let name = names::listener("0.0.0.0", port.number);
+                let name = istio_names::listener("0.0.0.0", port.number);
                 out.entry(name.clone()).or_insert_with(|| l::Listener {
                     name: name.clone(),
                     address: Some(socket_address("0.0.0.0", port.number)),
@@ -61,11 +64,11 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
     // wildcard address unless an HTTP listener already holds that port.
     for (svc, port) in tcp_ports {
         let address = svc.vip.clone().unwrap_or_else(|| "0.0.0.0".to_string());
-        let name = names::listener(&address, port.number);
+        let name = istio_names::listener(&address, port.number);
         if out.contains_key(&name) {
             continue;
         }
-        let cluster = names::outbound_cluster(port.number, "", &svc.hostname);
+        let cluster = istio_names::outbound_cluster(port.number, "", &svc.hostname);
         out.insert(
             name.clone(),
             l::Listener {
@@ -86,13 +89,16 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
 
 fn virtual_outbound() -> l::Listener {
     l::Listener {
-        name: names::VIRTUAL_OUTBOUND.to_string(),
-        address: Some(socket_address("0.0.0.0", names::VIRTUAL_OUTBOUND_PORT)),
+        name: istio_names::VIRTUAL_OUTBOUND.to_string(),
+        address: Some(socket_address(
+            "0.0.0.0",
+            istio_names::VIRTUAL_OUTBOUND_PORT,
+        )),
         use_original_dst: Some(BoolValue { value: true }),
         traffic_direction: core::TrafficDirection::Outbound as i32,
         filter_chains: vec![l::FilterChain {
             name: "virtualOutbound-catchall-tcp".to_string(),
-            filters: vec![tcp_proxy(names::PASSTHROUGH)],
+            filters: vec![tcp_proxy(istio_names::PASSTHROUGH)],
             ..Default::default()
         }],
         ..Default::default()
@@ -101,7 +107,7 @@ fn virtual_outbound() -> l::Listener {
 
 fn explicit(addr: SocketAddr) -> (String, l::Listener) {
     let ip = addr.ip().to_string();
-    let name = names::listener(&ip, addr.port());
+    let name = istio_names::listener(&ip, addr.port());
     let listener = l::Listener {
         name: name.clone(),
         address: Some(socket_address(&ip, addr.port())),
@@ -109,7 +115,7 @@ fn explicit(addr: SocketAddr) -> (String, l::Listener) {
         filter_chains: vec![l::FilterChain {
             filters: vec![http_filter(
                 &format!("outbound_{name}"),
-                names::HTTP_PROXY_ROUTE,
+                istio_names::HTTP_PROXY_ROUTE,
             )],
             ..Default::default()
         }],

@@ -16,7 +16,7 @@ use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::Previou
 use envoy_types::pb::envoy::r#type::matcher::v3 as m;
 use envoy_types::pb::google::protobuf::BoolValue;
 
-use super::{any, duration, names, u32_value, ListenerMode, ProxyView};
+use super::{any, duration, istio_names, u32_value, ListenerMode, ProxyView};
 use shmesh_api::duration as dur;
 use shmesh_api::objects::{
     Destination, HeaderOperations, Headers, HttpFaultInjection, HttpMatchRequest, HttpRetry,
@@ -89,7 +89,7 @@ fn explicit(model: &Model, view: &ProxyView) -> (String, r::RouteConfiguration) 
             vhosts.push(virtual_host(model, view, svc, port, domains));
         }
     }
-    let name = names::HTTP_PROXY_ROUTE.to_string();
+    let name = istio_names::HTTP_PROXY_ROUTE.to_string();
     (name.clone(), route_configuration(name, vhosts))
 }
 
@@ -100,7 +100,7 @@ pub fn proxyless_names(model: &Model, view: &ProxyView) -> Vec<String> {
     for svc in visible_http(model, view) {
         for port in svc.ports.iter().filter(|p| p.protocol.is_http()) {
             for alias in hosts::alternate_names(&svc.hostname, &view.namespace) {
-                out.push(names::with_port(&alias, port.number));
+                out.push(istio_names::with_port(&alias, port.number));
             }
         }
     }
@@ -115,7 +115,7 @@ fn proxyless(model: &Model, view: &ProxyView) -> Vec<(String, r::RouteConfigurat
         for port in svc.ports.iter().filter(|p| p.protocol.is_http()) {
             let vh = virtual_host(model, view, svc, port.number, vec!["*".to_string()]);
             for alias in hosts::alternate_names(&svc.hostname, &view.namespace) {
-                let name = names::with_port(&alias, port.number);
+                let name = istio_names::with_port(&alias, port.number);
                 out.push((name.clone(), route_configuration(name, vec![vh.clone()])));
             }
         }
@@ -186,7 +186,7 @@ fn domains(
         }
     };
     for n in names {
-        let with_port = names::with_port(&n, port);
+        let with_port = istio_names::with_port(&n, port);
         if bare {
             take(n);
         }
@@ -204,7 +204,7 @@ fn allow_any() -> r::VirtualHost {
             r#match: Some(prefix_match("/")),
             action: Some(r::route::Action::Route(r::RouteAction {
                 cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
-                    names::PASSTHROUGH.to_string(),
+                    istio_names::PASSTHROUGH.to_string(),
                 )),
                 timeout: Some(duration(std::time::Duration::ZERO)),
                 ..Default::default()
@@ -228,7 +228,7 @@ pub(super) fn virtual_host(
         None => vec![default_route(model, view, svc, port)],
     };
     r::VirtualHost {
-        name: names::virtual_host(&svc.hostname, port),
+        name: istio_names::virtual_host(&svc.hostname, port),
         domains,
         routes,
         include_request_attempt_count: true,
@@ -237,7 +237,7 @@ pub(super) fn virtual_host(
 }
 
 fn default_route(model: &Model, view: &ProxyView, svc: &MeshService, port: u16) -> r::Route {
-    let cluster = names::outbound_cluster(port, "", &svc.hostname);
+    let cluster = istio_names::outbound_cluster(port, "", &svc.hostname);
     let mut action = r::RouteAction {
         cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster)),
         retry_policy: retry_policy(None),
@@ -463,7 +463,8 @@ fn route_action(
         }
         let host = hosts::resolve(&d.host, &vs.namespace);
         let dst_port = destination_port(model, &host, d, port);
-        let cluster = names::outbound_cluster(dst_port, d.subset.as_deref().unwrap_or(""), &host);
+        let cluster =
+            istio_names::outbound_cluster(dst_port, d.subset.as_deref().unwrap_or(""), &host);
         if first.is_none() {
             first = Some((d, host));
         }
@@ -536,7 +537,7 @@ fn route_action(
         action
             .request_mirror_policies
             .push(route_action::RequestMirrorPolicy {
-                cluster: names::outbound_cluster(
+                cluster: istio_names::outbound_cluster(
                     dst_port,
                     d.subset.as_deref().unwrap_or(""),
                     &host,

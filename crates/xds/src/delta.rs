@@ -1,21 +1,21 @@
 //! Incremental (delta) ADS, one stream: requests and snapshots in, responses out.
 //!
 //! Per type the stream keeps the client's subscriptions and what the client
-//! holds, as far as the server knows (`Held`: usually a pointer to a shared
+//! holds, as far as the server knows (`ClientVersions`: usually a pointer to a shared
 //! type set); each response carries exactly the difference between that and
 //! the newest snapshot.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::held::{self, Forced, Held, Lacks};
-use super::names::NameSet;
+use super::client_versions::{self, ClientVersions, Difference, Forced};
+use super::name_set::{NameSet, NameSets};
 use super::request::DeltaRequest;
 use super::{Event, Nonces, ProtocolError};
-use shmesh_cache::wire::{WireControlPlane, WireDeltaDiscoveryResponse};
+use shmesh_cache::responses::{WireControlPlane, WireDeltaDiscoveryResponse};
 use shmesh_cache::{namespace_of, Resource, ResourceType, Snapshot, TypeSet};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct TypeState {
     requested: bool,
     wildcard: bool,
@@ -24,11 +24,11 @@ struct TypeState {
     by_namespace: bool,
     names: NameSet,
     /// What the client holds once it applies what was sent.
-    held: Held,
+    versions: ClientVersions,
     /// Subscribed names the client was told do not exist (rule 7).
     told_absent: BTreeSet<String>,
-    /// `held` and `told_absent` as of the latest ACK: what a NACK leaves.
-    acked: (Held, BTreeSet<String>),
+    /// `versions` and `told_absent` as of the latest ACK: what a NACK leaves.
+    acked: (ClientVersions, BTreeSet<String>),
     /// Names to send again whatever the client holds (rules 8, 9 and 12).
     force: Forced,
     last_nonce: String,
@@ -44,6 +44,25 @@ struct TypeState {
 }
 
 impl TypeState {
+    /// A type the client has not subscribed to yet.
+    fn new(ty: ResourceType, nothing: NameSet) -> TypeState {
+        TypeState {
+            requested: false,
+            wildcard: false,
+            by_namespace: ty.by_namespace(),
+            names: nothing,
+            versions: ClientVersions::default(),
+            told_absent: BTreeSet::new(),
+            acked: (ClientVersions::default(), BTreeSet::new()),
+            force: Forced::default(),
+            last_nonce: String::new(),
+            outstanding: false,
+            last_version: String::new(),
+            acked_version: String::new(),
+            nacked: None,
+        }
+    }
+
     fn wants(&self, name: &str) -> bool {
         self.wildcard
             || self.names.contains(name)
@@ -52,24 +71,25 @@ impl TypeState {
 
     /// What the client lacks to be on `current`, including subscribed names
     /// it has not yet been told do not exist (rule 7).
-    fn lacks(&self, current: &Arc<TypeSet>) -> Lacks {
-        let mut lacks = self.held.lacks(
+    fn difference(&self, current: &Arc<TypeSet>, sets: &NameSets) -> Difference {
+        let mut diff = self.versions.difference(
             current,
             |n| self.wants(n),
             self.wildcard || self.by_namespace,
             &self.names,
             &self.force,
+            sets,
         );
         // Names that vanished are in the diff already; a name that never
         // existed is reported when it is (re)subscribed, which forces it. So
         // only forced names need looking at, not every subscription.
-        for name in std::mem::take(&mut lacks.forced_absent) {
-            if self.names.contains(&name) && !lacks.removed.contains(&name) {
-                lacks.removed.push(name);
+        for name in std::mem::take(&mut diff.forced_absent) {
+            if self.names.contains(&name) && !diff.removed.contains(&name) {
+                diff.removed.push(name);
             }
         }
-        lacks.removed.sort();
-        lacks
+        diff.removed.sort();
+        diff
     }
 
     /// What a client is sent in the steps every proxy takes while it
@@ -77,7 +97,7 @@ impl TypeState {
     /// current set or, with nothing else subscribed, nothing. Every new name
     /// goes out (rule 9) or is reported absent (rule 7), and nothing else
     /// does, so the response is where the names sit in the set, which the
-    /// first stream taking the same step works out for all (`NameSet::placed`).
+    /// first stream taking the same step works out for all (`NameSet::added_names_in`).
     /// `None` when the request is not such a step; `names` is already changed.
     fn newly_subscribed(
         &self,
@@ -85,13 +105,13 @@ impl TypeState {
         subscribe: &[&str],
         unsubscribe: &[&str],
         current: &Arc<TypeSet>,
-    ) -> Option<Lacks> {
-        let holds_only_new = match &self.held {
-            Held::Set(held) if Arc::ptr_eq(held, current) => true,
+    ) -> Option<Difference> {
+        let holds_only_new = match &self.versions {
+            ClientVersions::Set(held) if Arc::ptr_eq(held, current) => true,
             // Holding nothing, it lacks everything it wants: only the new
             // names, unless it wants more than those.
-            Held::Set(held) => held.is_empty() && before.len() == 0 && !self.wildcard,
-            Held::Names(_) => false,
+            ClientVersions::Set(held) => held.is_empty() && before.len() == 0 && !self.wildcard,
+            ClientVersions::Names(_) => false,
         };
         let subscribed = subscribe.len();
         // Every name in the request new to the set: none repeated or held
@@ -100,10 +120,10 @@ impl TypeState {
         if !holds_only_new || !all_new || !self.force.is_empty() || !unsubscribe.is_empty() {
             return None;
         }
-        let placed = self.names.placed(before, current);
-        Some(Lacks {
-            upserts: placed.resources_in(current),
-            removed: placed.absent.to_vec(),
+        let added = self.names.added_names_in(before, current);
+        Some(Difference {
+            upserts: added.resources_in(current),
+            removed: added.absent.to_vec(),
             forced_absent: Vec::new(),
         })
     }
@@ -143,6 +163,8 @@ pub struct DeltaStream {
     types: [TypeState; ResourceType::COUNT],
     nonces: Nonces,
     control_plane: String,
+    /// The server's interned subscriptions.
+    name_sets: Arc<NameSets>,
 }
 
 #[derive(Debug, Default)]
@@ -152,16 +174,17 @@ pub struct Output {
 }
 
 impl DeltaStream {
-    pub fn new(snapshot: Arc<Snapshot>, control_plane: impl Into<String>) -> DeltaStream {
-        let mut types: [TypeState; ResourceType::COUNT] = Default::default();
-        for ty in ResourceType::ALL {
-            types[ty.index()].by_namespace = ty.by_namespace();
-        }
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        control_plane: impl Into<String>,
+        name_sets: Arc<NameSets>,
+    ) -> DeltaStream {
         DeltaStream {
             snapshot,
-            types,
+            types: std::array::from_fn(|i| TypeState::new(ResourceType::ALL[i], name_sets.empty())),
             nonces: Nonces::default(),
             control_plane: control_plane.into(),
+            name_sets,
         }
     }
 
@@ -203,12 +226,12 @@ impl DeltaStream {
                     // The whole response was rejected: the client holds what
                     // it last ACKed, and everything else in that response must
                     // go out again with the next change.
-                    (st.held, st.told_absent) = st.acked.clone();
+                    (st.versions, st.told_absent) = st.acked.clone();
                     st.nacked = Some(current.clone());
                 }
                 None => {
                     st.acked_version = st.last_version.clone();
-                    st.acked = (st.held.clone(), st.told_absent.clone());
+                    st.acked = (st.versions.clone(), st.told_absent.clone());
                     out.events.push(Event::Ack {
                         ty,
                         version: st.acked_version.clone(),
@@ -225,7 +248,7 @@ impl DeltaStream {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                st.held = Held::Names(Arc::new(versions));
+                st.versions = ClientVersions::Names(Arc::new(versions));
             }
             // Rule 8: an empty first request for LDS/CDS is a (legacy) wildcard.
             // Only a first request can be one, so naming anything later ends
@@ -243,17 +266,19 @@ impl DeltaStream {
             // names in VHDS requests: Envoy's first VHDS request names
             // nothing, and on-demand requests are not served.
             if first {
-                let lacks = st.lacks(&current);
-                out.responses.extend(self.respond(ty, lacks, true));
+                let diff = st.difference(&current, &self.name_sets);
+                out.responses.extend(self.respond(ty, diff, true));
             }
             return Ok(out);
         }
         let before = st.names.clone();
-        st.names = st
-            .names
-            .changed(names_in(&subscribe), names_in(&unsubscribe));
-        if let Some(lacks) = st.newly_subscribed(&before, &subscribe, &unsubscribe, &current) {
-            out.responses.extend(self.respond(ty, lacks, false));
+        st.names = st.names.changed(
+            &self.name_sets,
+            names_in(&subscribe),
+            names_in(&unsubscribe),
+        );
+        if let Some(diff) = st.newly_subscribed(&before, &subscribe, &unsubscribe, &current) {
+            out.responses.extend(self.respond(ty, diff, false));
             if ty == ResourceType::Route {
                 out.responses
                     .extend(self.follow_routes(&subscribe, &unsubscribe));
@@ -265,7 +290,7 @@ impl DeltaStream {
                 if !st.wildcard && !first {
                     // Newly wildcard: everything is newly subscribed (rule 9),
                     // and what the stream knows it holds covered fewer names.
-                    st.held = Held::default();
+                    st.versions = ClientVersions::default();
                 }
                 st.wildcard = true;
                 continue;
@@ -273,7 +298,7 @@ impl DeltaStream {
             // Rule 9: a (re)subscribed name is always sent, unless the client
             // said on this first request that it has the current version.
             let reported = first && req.initial_resource_versions.contains_key(name);
-            if !reported && st.held.must_force(name, &current) {
+            if !reported && st.versions.must_force(name, &current) {
                 st.force.insert(name.to_string());
             }
         }
@@ -296,9 +321,9 @@ impl DeltaStream {
         if only_ack {
             return Ok(out);
         }
-        let lacks = st.lacks(&current);
-        if first || !lacks.upserts.is_empty() || !lacks.removed.is_empty() {
-            out.responses.extend(self.respond(ty, lacks, first));
+        let diff = st.difference(&current, &self.name_sets);
+        if first || !diff.upserts.is_empty() || !diff.removed.is_empty() {
+            out.responses.extend(self.respond(ty, diff, first));
         }
         if ty == ResourceType::Route {
             out.responses
@@ -330,11 +355,11 @@ impl DeltaStream {
         if !st.requested {
             return Vec::new();
         }
-        let lacks = st.lacks(&current);
-        if lacks.upserts.is_empty() && lacks.removed.is_empty() {
+        let diff = st.difference(&current, &self.name_sets);
+        if diff.upserts.is_empty() && diff.removed.is_empty() {
             return Vec::new();
         }
-        self.respond(ResourceType::VirtualHost, lacks, false)
+        self.respond(ResourceType::VirtualHost, diff, false)
     }
 
     /// Moves the stream to a new snapshot. Upserts go out in make-before-break
@@ -354,41 +379,46 @@ impl DeltaStream {
             if ty == ResourceType::Endpoint {
                 let wildcard = st.wildcard;
                 let names = &st.names;
-                held::rewarm(
+                client_versions::rewarm(
                     &mut rewarm,
                     |n| wildcard || names.contains(n),
                     &mut st.force,
                 );
             }
-            if held::still_rejected(st.nacked.as_ref(), &current, |n| st.wants(n), &st.force) {
+            if client_versions::still_rejected(
+                st.nacked.as_ref(),
+                &current,
+                |n| st.wants(n),
+                &st.force,
+            ) {
                 continue;
             }
-            let lacks = st.lacks(&current);
+            let diff = st.difference(&current, &self.name_sets);
             if ty == ResourceType::Cluster {
-                rewarm = lacks.upserts.iter().map(|r| r.name.clone()).collect();
+                rewarm = diff.upserts.iter().map(|r| r.name.clone()).collect();
             }
-            if lacks.upserts.is_empty() && lacks.removed.is_empty() {
+            if diff.upserts.is_empty() && diff.removed.is_empty() {
                 // Nothing the client wants changed: it holds the new set.
-                st.held = Held::Set(current);
+                st.versions = ClientVersions::Set(current);
                 continue;
             }
-            let removed = lacks.removed;
+            let removed = diff.removed;
             if !removed.is_empty() {
                 removals.push((ty, removed));
             }
-            if !lacks.upserts.is_empty() {
-                let upserts = Lacks {
-                    upserts: lacks.upserts,
+            if !diff.upserts.is_empty() {
+                let upserts = Difference {
+                    upserts: diff.upserts,
                     ..Default::default()
                 };
                 out.responses.extend(self.respond(ty, upserts, false));
             } else {
                 // Only removals: the client holds the rest of the new set.
-                self.types[ty.index()].held = Held::Set(current);
+                self.types[ty.index()].versions = ClientVersions::Set(current);
             }
         }
         for (ty, removed) in removals.into_iter().rev() {
-            let d = Lacks {
+            let d = Difference {
                 removed,
                 ..Default::default()
             };
@@ -397,39 +427,39 @@ impl DeltaStream {
         out
     }
 
-    /// Responses carrying `lacks`, each at most `MAX_RESPONSE_BYTES` of
+    /// Responses carrying `difference`, each at most `MAX_RESPONSE_BYTES` of
     /// resources. Removals go with the last.
     /// `answer`: send one response even when there is nothing to carry.
     fn respond(
         &mut self,
         ty: ResourceType,
-        mut lacks: Lacks,
+        mut diff: Difference,
         answer: bool,
     ) -> Vec<WireDeltaDiscoveryResponse> {
         let mut out = Vec::new();
         loop {
-            let fit = fitting(&lacks.upserts);
-            if fit >= lacks.upserts.len() {
+            let fit = fitting(&diff.upserts);
+            if fit >= diff.upserts.len() {
                 break;
             }
-            let rest = lacks.upserts.split_off(fit);
-            let chunk = Lacks {
-                upserts: std::mem::replace(&mut lacks.upserts, rest),
+            let rest = diff.upserts.split_off(fit);
+            let chunk = Difference {
+                upserts: std::mem::replace(&mut diff.upserts, rest),
                 ..Default::default()
             };
             out.extend(self.respond_one(ty, chunk, answer));
         }
-        out.extend(self.respond_one(ty, lacks, answer && out.is_empty()));
+        out.extend(self.respond_one(ty, diff, answer && out.is_empty()));
         out
     }
 
     fn respond_one(
         &mut self,
         ty: ResourceType,
-        lacks: Lacks,
+        diff: Difference,
         answer: bool,
     ) -> Option<WireDeltaDiscoveryResponse> {
-        if lacks.upserts.is_empty() && lacks.removed.is_empty() && !answer {
+        if diff.upserts.is_empty() && diff.removed.is_empty() && !answer {
             return None;
         }
         let nonce = self.nonces.next();
@@ -438,8 +468,8 @@ impl DeltaStream {
         let st = &mut self.types[ty.index()];
         // Everything the client lacked is in this response or the removals
         // that follow it: once applied, it holds the current set.
-        st.held = Held::Set(current);
-        for r in &lacks.upserts {
+        st.versions = ClientVersions::Set(current);
+        for r in &diff.upserts {
             if !st.told_absent.is_empty() {
                 st.told_absent.remove(&r.name);
             }
@@ -447,7 +477,7 @@ impl DeltaStream {
                 st.force.remove(&r.name);
             }
         }
-        for name in &lacks.removed {
+        for name in &diff.removed {
             st.force.remove(name);
             if st.names.contains(name) {
                 st.told_absent.insert(name.clone());
@@ -465,10 +495,10 @@ impl DeltaStream {
         st.nacked = None;
         Some(WireDeltaDiscoveryResponse {
             system_version_info,
-            resources: lacks.upserts.iter().map(|r| r.delta_entry()).collect(),
+            resources: diff.upserts.iter().map(|r| r.delta_entry()).collect(),
             type_url: ty.type_url().to_string(),
             nonce,
-            removed_resources: lacks.removed,
+            removed_resources: diff.removed,
             control_plane: Some(WireControlPlane {
                 identifier: self.control_plane.clone(),
             }),

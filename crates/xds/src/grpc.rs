@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tonic::codegen::http::{self, HeaderMap, HeaderValue};
 use tonic::Status;
 
-use shmesh_cache::wire::{ChunkWriter, Chunked};
+use shmesh_cache::responses::{ChunkWriter, Chunked};
 
 /// The gRPC message prefix: compressed flag and length.
 pub const PREFIX: usize = 5;
@@ -251,7 +251,7 @@ impl<M: Chunked + Unpin> Body for ResponseBody<M> {
 mod tests {
     use super::*;
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-    use shmesh_cache::wire::WireDiscoveryResponse;
+    use shmesh_cache::responses::WireDiscoveryResponse;
     use shmesh_cache::{Resource, ResourceType};
 
     fn framed(msg: &impl prost::Message) -> Vec<u8> {

@@ -9,12 +9,12 @@
 //! The rules each machine follows are Envoy's `xds_protocol.rst`; the comments
 //! cite them as "rule N" of docs/xds-rules.md.
 
+mod client_versions;
 pub mod delta;
 pub mod grpc;
-mod held;
 pub mod listen;
 pub mod metrics;
-mod names;
+mod name_set;
 pub mod pacing;
 pub mod request;
 pub mod server;
@@ -22,6 +22,7 @@ pub mod sotw;
 #[cfg(test)]
 mod tests;
 
+pub use name_set::NameSets;
 use shmesh_cache::ResourceType;
 
 /// Something a stream's client did that the server should record.

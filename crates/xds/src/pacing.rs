@@ -61,14 +61,14 @@ impl PushSlots {
 
 /// One stream's place in the turns.
 #[derive(Debug, Default)]
-pub struct Pace {
+pub struct StreamSlot {
     /// The slot held; fires to give it back.
     slot: Option<oneshot::Sender<()>>,
     /// A slot ran out before the proxy caught up: push without one.
     unpaced: bool,
 }
 
-impl Pace {
+impl StreamSlot {
     /// Before pushing: waits for a slot, unless the stream holds one or its
     /// proxy is behind on a slot that ran out.
     pub async fn before_push(&mut self, slots: &PushSlots) {
@@ -116,7 +116,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stream_that_caught_up_gives_its_slot_to_the_next() {
         let (slots, metrics) = slots(1, Duration::from_secs(5));
-        let (mut a, mut b) = (Pace::default(), Pace::default());
+        let (mut a, mut b) = (StreamSlot::default(), StreamSlot::default());
         a.before_push(&slots).await;
         assert!(a.holds_slot());
         a.caught_up();
@@ -132,7 +132,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stuck_stream_waits_out_one_timeout_then_pushes_without_a_slot() {
         let (slots, metrics) = slots(1, Duration::from_secs(5));
-        let (mut stuck, mut other) = (Pace::default(), Pace::default());
+        let (mut stuck, mut other) = (StreamSlot::default(), StreamSlot::default());
         stuck.before_push(&slots).await;
         // The other stream waits for the slot until the stuck one's runs out.
         let start = tokio::time::Instant::now();

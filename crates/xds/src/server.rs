@@ -18,12 +18,13 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::delta::DeltaStream;
 use super::grpc::{self, MessageStream, ResponseBody};
-use super::pacing::{Pace, PushSlots};
+use super::name_set::NameSets;
+use super::pacing::{PushSlots, StreamSlot};
 use super::request::{DeltaRequest, SotwRequest};
 use super::sotw::SotwStream;
 use super::{Event, ProtocolError};
 use crate::metrics::{self, XdsMetrics};
-use shmesh_cache::wire::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
+use shmesh_cache::responses::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
 use shmesh_cache::{PolicyStamp, ResourceType, Snapshot};
 
 pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
@@ -160,6 +161,9 @@ pub struct Shared<S> {
     pub control_plane: String,
     /// Streams that may push at once (`pacing`).
     pub push_slots: PushSlots,
+    /// The subscriptions every stream names, interned: streams naming the
+    /// same resources share one set.
+    pub name_sets: Arc<NameSets>,
 }
 
 pub struct AdsServer<S> {
@@ -231,7 +235,7 @@ pub trait Machine: Send + 'static {
     const PROTOCOL: &'static str;
     /// The protocol can carry VHDS (Envoy accepts it over delta ADS only).
     const VHDS: bool;
-    fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self;
+    fn create(snapshot: Arc<Snapshot>, control_plane: String, name_sets: Arc<NameSets>) -> Self;
     fn node(req: &Self::Request) -> Option<&Node>;
     fn request(
         &mut self,
@@ -251,8 +255,8 @@ impl Machine for SotwStream {
     type Response = WireDiscoveryResponse;
     const PROTOCOL: &'static str = "sotw";
     const VHDS: bool = false;
-    fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self {
-        SotwStream::new(snapshot, control_plane)
+    fn create(snapshot: Arc<Snapshot>, control_plane: String, name_sets: Arc<NameSets>) -> Self {
+        SotwStream::new(snapshot, control_plane, name_sets)
     }
     fn node(req: &SotwRequest) -> Option<&Node> {
         req.node.as_ref()
@@ -287,8 +291,8 @@ impl Machine for DeltaStream {
     type Response = WireDeltaDiscoveryResponse;
     const PROTOCOL: &'static str = "delta";
     const VHDS: bool = true;
-    fn create(snapshot: Arc<Snapshot>, control_plane: String) -> Self {
-        DeltaStream::new(snapshot, control_plane)
+    fn create(snapshot: Arc<Snapshot>, control_plane: String, name_sets: Arc<NameSets>) -> Self {
+        DeltaStream::new(snapshot, control_plane, name_sets)
     }
     fn node(req: &DeltaRequest) -> Option<&Node> {
         req.node.as_ref()
@@ -376,9 +380,13 @@ async fn run_stream<M: Machine, S: ViewSource>(
             },
         );
         shared.registry.bump();
-        let mut pace = Pace::default();
-        pace.before_push(&shared.push_slots).await;
-        let mut machine = M::create(snapshot, shared.control_plane.clone());
+        let mut slot = StreamSlot::default();
+        slot.before_push(&shared.push_slots).await;
+        let mut machine = M::create(
+            snapshot,
+            shared.control_plane.clone(),
+            shared.name_sets.clone(),
+        );
         let mut result = machine.request(&first);
         loop {
             let (responses, events) = match result {
@@ -395,7 +403,7 @@ async fn run_stream<M: Machine, S: ViewSource>(
             }
             track_sync(&shared.registry, id, &machine);
             if machine.in_sync() {
-                pace.caught_up();
+                slot.caught_up();
             }
             result = tokio::select! {
                 msg = incoming.message() => match msg {
@@ -411,7 +419,7 @@ async fn run_stream<M: Machine, S: ViewSource>(
                         break;
                     }
                     // Newer snapshots arriving while it waits replace this one.
-                    pace.before_push(&shared.push_slots).await;
+                    slot.before_push(&shared.push_slots).await;
                     let latest = rx.borrow_and_update().clone();
                     match latest {
                         Some(s) => {

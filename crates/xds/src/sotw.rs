@@ -3,19 +3,19 @@
 //! Per type the stream keeps what the client asked for and what it holds,
 //! never a queue: a new snapshot replaces the old one, and only the difference
 //! between what the client holds and the newest snapshot is sent. What it holds
-//! is a pointer to a shared type set (`Held`), so a stream's memory does not
+//! is a pointer to a shared type set (`ClientVersions`), so a stream's memory does not
 //! grow with the size of the mesh.
 
 use std::sync::Arc;
 
-use super::held::{self, Forced, Held};
-use super::names::NameSet;
+use super::client_versions::{self, ClientVersions, Forced};
+use super::name_set::{NameSet, NameSets};
 use super::request::SotwRequest;
 use super::{Event, Nonces, ProtocolError};
-use shmesh_cache::wire::{WireControlPlane, WireDiscoveryResponse};
+use shmesh_cache::responses::{WireControlPlane, WireDiscoveryResponse};
 use shmesh_cache::{Resource, ResourceType, Snapshot, TypeSet};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct TypeState {
     /// The client has sent a request for this type.
     requested: bool,
@@ -33,9 +33,9 @@ struct TypeState {
     /// The latest response awaits its ACK or NACK.
     outstanding: bool,
     /// What the client holds once it applies what was sent.
-    held: Held,
-    /// `held` as of the latest ACK: what the client holds after a NACK.
-    acked: Held,
+    versions: ClientVersions,
+    /// `versions` as of the latest ACK: what the client holds after a NACK.
+    acked: ClientVersions,
     /// Names to send again whatever the client holds (rules 9 and 12).
     force: Forced,
     /// The set the client rejected; nothing is resent until something it
@@ -44,6 +44,22 @@ struct TypeState {
 }
 
 impl TypeState {
+    /// A type the client has not asked for yet: it names nothing.
+    fn new(nothing: NameSet) -> TypeState {
+        TypeState {
+            requested: false,
+            wildcard: false,
+            named: false,
+            names: nothing,
+            last_nonce: String::new(),
+            outstanding: false,
+            versions: ClientVersions::default(),
+            acked: ClientVersions::default(),
+            force: Forced::default(),
+            nacked: None,
+        }
+    }
+
     fn wants(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
     }
@@ -56,6 +72,8 @@ pub struct SotwStream {
     types: [TypeState; ResourceType::COUNT],
     nonces: Nonces,
     control_plane: String,
+    /// The server's interned subscriptions.
+    name_sets: Arc<NameSets>,
 }
 
 /// What one input produced.
@@ -66,12 +84,17 @@ pub struct Output {
 }
 
 impl SotwStream {
-    pub fn new(snapshot: Arc<Snapshot>, control_plane: impl Into<String>) -> SotwStream {
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        control_plane: impl Into<String>,
+        name_sets: Arc<NameSets>,
+    ) -> SotwStream {
         SotwStream {
             snapshot,
-            types: Default::default(),
+            types: std::array::from_fn(|_| TypeState::new(name_sets.empty())),
             nonces: Nonces::default(),
             control_plane: control_plane.into(),
+            name_sets,
         }
     }
 
@@ -106,11 +129,11 @@ impl SotwStream {
                     // The client kept its previous config: it holds what it
                     // last ACKed, and nothing is resent until something it
                     // wants changes from what it rejected.
-                    st.held = st.acked.clone();
+                    st.versions = st.acked.clone();
                     st.nacked = Some(current.clone());
                 }
                 None => {
-                    st.acked = st.held.clone();
+                    st.acked = st.versions.clone();
                     out.events.push(Event::Ack {
                         ty,
                         version: req.version_info.clone(),
@@ -123,7 +146,7 @@ impl SotwStream {
         // A client repeats its whole list with every ACK: usually the same set.
         let explicit = st
             .names
-            .replaced(names.iter().copied().filter(|n| *n != "*"));
+            .replaced(&self.name_sets, names.iter().copied().filter(|n| *n != "*"));
         let star = names.contains(&"*");
         // Rule 8: `*`, or an empty first request, means all; the legacy form
         // ends once the client names anything, `*` included (an empty list
@@ -148,8 +171,8 @@ impl SotwStream {
             // Rule 14: a reconnecting client that already has this version needs nothing.
             if !req.version_info.is_empty() && req.version_info == self.interest_version(ty) {
                 let st = &mut self.types[ty.index()];
-                st.held = Held::Set(current.clone());
-                st.acked = st.held.clone();
+                st.versions = ClientVersions::Set(current.clone());
+                st.acked = st.versions.clone();
                 return Ok(out);
             }
             out.responses.extend(self.respond(ty, Vec::new(), true));
@@ -159,7 +182,7 @@ impl SotwStream {
         if !added.is_empty() || became_wildcard {
             let st = &mut self.types[ty.index()];
             if became_wildcard {
-                st.held = Held::default();
+                st.versions = ClientVersions::default();
             }
             st.force.extend(added);
             out.responses.extend(self.respond(ty, Vec::new(), true));
@@ -184,39 +207,48 @@ impl SotwStream {
             if ty == ResourceType::Endpoint {
                 let wildcard = st.wildcard;
                 let names = &st.names;
-                held::rewarm(
+                client_versions::rewarm(
                     &mut rewarm,
                     |n| wildcard || names.contains(n),
                     &mut st.force,
                 );
             }
-            if held::still_rejected(st.nacked.as_ref(), &current, |n| st.wants(n), &st.force) {
+            if client_versions::still_rejected(
+                st.nacked.as_ref(),
+                &current,
+                |n| st.wants(n),
+                &st.force,
+            ) {
                 continue;
             }
-            let lacks = st
-                .held
-                .lacks(&current, |n| st.wants(n), st.wildcard, &st.names, &st.force);
+            let diff = st.versions.difference(
+                &current,
+                |n| st.wants(n),
+                st.wildcard,
+                &st.names,
+                &st.force,
+                &self.name_sets,
+            );
             // Removed resources stay in the first full set so nothing that
             // routes still use disappears before the routes move.
             let kept: Vec<Arc<Resource>> = if ty.sotw_full_set() {
-                let held = &st.held;
-                lacks
-                    .removed
+                let held = &st.versions;
+                diff.removed
                     .iter()
                     .filter_map(|n| match held {
-                        Held::Set(s) => s.get(n).cloned(),
-                        Held::Names(_) => None,
+                        ClientVersions::Set(s) => s.get(n).cloned(),
+                        ClientVersions::Names(_) => None,
                     })
                     .collect()
             } else {
                 Vec::new()
             };
             if ty == ResourceType::Cluster {
-                rewarm = lacks.upserts.iter().map(|r| r.name.clone()).collect();
+                rewarm = diff.upserts.iter().map(|r| r.name.clone()).collect();
             }
-            if lacks.upserts.is_empty() && kept.is_empty() {
+            if diff.upserts.is_empty() && kept.is_empty() {
                 // Nothing the client wants changed: it holds the new set.
-                st.held = Held::Set(current);
+                st.versions = ClientVersions::Set(current);
                 continue;
             }
             if !kept.is_empty() {
@@ -276,8 +308,15 @@ impl SotwStream {
             self.interest(ty).cloned().collect()
         } else {
             let st = &self.types[ty.index()];
-            st.held
-                .lacks(&current, |n| st.wants(n), st.wildcard, &st.names, &st.force)
+            st.versions
+                .difference(
+                    &current,
+                    |n| st.wants(n),
+                    st.wildcard,
+                    &st.names,
+                    &st.force,
+                    &self.name_sets,
+                )
                 .upserts
         };
         if !full && resources.is_empty() {
@@ -300,7 +339,7 @@ impl SotwStream {
         };
         let nonce = self.nonces.next();
         let st = &mut self.types[ty.index()];
-        st.held = Held::Set(current);
+        st.versions = ClientVersions::Set(current);
         // Not `clear`: a hash set keeps its room when emptied.
         st.force = Forced::default();
         st.last_nonce = nonce.clone();

@@ -22,9 +22,19 @@ use prost::Message;
 use super::delta::{self, DeltaStream};
 use super::request::{DeltaRequest, SotwRequest};
 use super::sotw::{self, SotwStream};
-use super::{Event, ProtocolError};
-use shmesh_cache::wire::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
-use shmesh_cache::{ByName, Resource, ResourceType, Snapshot, SnapshotBuilder};
+use super::{Event, NameSets, ProtocolError};
+use shmesh_cache::responses::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
+use shmesh_cache::{Resource, ResourceType, Snapshot, SnapshotBuilder, SortedResources};
+
+/// The interned subscriptions of one test's server: each test runs on its
+/// own thread, so streams of a test share sets as a server's do, and no
+/// test sees another's.
+fn name_sets() -> Arc<NameSets> {
+    thread_local! {
+        static NAME_SETS: Arc<NameSets> = Arc::default();
+    }
+    NAME_SETS.with(Arc::clone)
+}
 
 const CDS: ResourceType = ResourceType::Cluster;
 const EDS: ResourceType = ResourceType::Endpoint;
@@ -94,7 +104,7 @@ type Spec<'a> = &'a [(ResourceType, &'a [(&'a str, &'a str)])];
 fn snapshot(spec: Spec<'_>) -> Arc<Snapshot> {
     let mut b = SnapshotBuilder::default();
     for (ty, items) in spec {
-        let set: ByName = items
+        let set: SortedResources = items
             .iter()
             .map(|(name, tag)| resource(*ty, name, tag))
             .collect();
@@ -427,7 +437,7 @@ fn sotw_steady(snap: Arc<Snapshot>) -> (SotwStream, HashMap<ResourceType, Vec<&'
         (RDS, vec!["r1", "r2"]),
     ]
     .into();
-    let mut s = SotwStream::new(snap, "test");
+    let mut s = SotwStream::new(snap, "test", name_sets());
     for ty in [CDS, EDS, LDS, RDS] {
         sotw_subscribe(&mut s, ty, &names[&ty]);
     }
@@ -436,7 +446,7 @@ fn sotw_steady(snap: Arc<Snapshot>) -> (SotwStream, HashMap<ResourceType, Vec<&'
 
 /// A delta stream like Envoy's: CDS and LDS by (legacy) wildcard, EDS and RDS by name, all ACKed.
 fn delta_steady(snap: Arc<Snapshot>) -> DeltaStream {
-    let mut s = DeltaStream::new(snap, "test");
+    let mut s = DeltaStream::new(snap, "test", name_sets());
     delta_subscribe(&mut s, CDS, &[]);
     delta_subscribe(&mut s, EDS, &["a", "b", "c"]);
     delta_subscribe(&mut s, LDS, &[]);
@@ -451,8 +461,8 @@ fn delta_steady(snap: Arc<Snapshot>) -> DeltaStream {
 #[test]
 fn rule_01_sotw_versions_belong_to_resources_not_streams() {
     let snap = base();
-    let mut one = SotwStream::new(snap.clone(), "test");
-    let mut two = SotwStream::new(snap.clone(), "test");
+    let mut one = SotwStream::new(snap.clone(), "test", name_sets());
+    let mut two = SotwStream::new(snap.clone(), "test", name_sets());
     let cds1 = sotw_subscribe(&mut one, CDS, &[]);
     // The second stream subscribes to other things first: its nonces move on,
     // the versions do not.
@@ -469,7 +479,7 @@ fn rule_01_sotw_versions_belong_to_resources_not_streams() {
         (LDS, &[("l1", "1"), ("l2", "1")]),
         (RDS, &[("r1", "1"), ("r2", "1")]),
     ]);
-    let mut three = SotwStream::new(eds_changed, "test");
+    let mut three = SotwStream::new(eds_changed, "test", name_sets());
     let cds3 = sotw_subscribe(&mut three, CDS, &[]);
     assert_eq!(cds3.version_info, cds1.version_info);
 }
@@ -501,7 +511,7 @@ fn rule_01_sotw_every_response_has_a_fresh_nonce() {
         (LDS, &[("l1", "4"), ("l2", "1")]),
         (RDS, &[("r1", "4"), ("r2", "1")]),
     ]);
-    let mut fresh = SotwStream::new(last.clone(), "test");
+    let mut fresh = SotwStream::new(last.clone(), "test", name_sets());
     let cds = sotw_subscribe(&mut fresh, CDS, &[]);
     assert_eq!(cds.version_info, last.get(CDS).version());
 }
@@ -509,8 +519,8 @@ fn rule_01_sotw_every_response_has_a_fresh_nonce() {
 #[test]
 fn rule_01_delta_versions_belong_to_resources_not_streams() {
     let snap = base();
-    let mut one = DeltaStream::new(snap.clone(), "test");
-    let mut two = DeltaStream::new(snap.clone(), "test");
+    let mut one = DeltaStream::new(snap.clone(), "test", name_sets());
+    let mut two = DeltaStream::new(snap.clone(), "test", name_sets());
     let r1 = delta_subscribe(&mut one, CDS, &[]);
     delta_subscribe(&mut two, LDS, &[]);
     delta_subscribe(&mut two, EDS, &["a"]);
@@ -555,7 +565,7 @@ fn rule_01_delta_every_response_has_a_fresh_nonce() {
 
 #[test]
 fn rule_02_sotw_ignores_stale_nonce() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let first = sotw_subscribe(&mut s, EDS, &["a"]);
     let out = s.on_snapshot(snapshot(&[(EDS, &[("a", "2"), ("b", "1")])]));
     assert_eq!(sotw_summary(&out), vec![(EDS, strings(&["a"]))]);
@@ -608,7 +618,7 @@ fn rule_02_sotw_ignores_stale_nonce() {
 
 #[test]
 fn rule_02_sotw_nonce_from_an_earlier_stream_is_not_stale_before_anything_was_sent() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     // A reconnecting client may carry the nonce of its previous stream.
     let out = s.on_request(&sotw_req(EDS, &["a"], "", "77")).unwrap();
     assert_eq!(sotw_summary(&out), vec![(EDS, strings(&["a"]))]);
@@ -624,7 +634,7 @@ fn rule_02_sotw_nonce_from_an_earlier_stream_is_not_stale_before_anything_was_se
 
 #[test]
 fn rule_03_delta_applies_subscriptions_with_stale_nonce() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let first = delta_subscribe(&mut s, EDS, &["a"]);
     let out = s.on_snapshot(snapshot(&[(EDS, &[("a", "2"), ("b", "1"), ("c", "1")])]));
     assert_eq!(delta_summary(&out), vec![d(EDS, &["a"], &[])]);
@@ -734,7 +744,7 @@ fn rule_04_sotw_nack_is_recorded_and_not_resent_until_config_changes() {
 
 #[test]
 fn rule_04_sotw_nack_of_eds_is_not_resent_when_only_unwatched_resources_change() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let first = sotw_subscribe(&mut s, EDS, &["a"]);
     let out = s.on_snapshot(snapshot(&[(EDS, &[("a", "bad"), ("b", "1")])]));
     assert_eq!(sotw_summary(&out), vec![(EDS, strings(&["a"]))]);
@@ -768,7 +778,7 @@ fn rule_04_sotw_nack_of_eds_is_not_resent_when_only_unwatched_resources_change()
 
 #[test]
 fn rule_04_sotw_ack_and_nack_are_told_by_error_detail_not_version() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let first = sotw_subscribe(&mut s, EDS, &["a"]);
     // The client adds `b`; it ACKs the response with a version other than the
     // one it last applied (as allowed), which is still an ACK.
@@ -893,7 +903,7 @@ fn rule_04_delta_nack_is_recorded_and_not_resent_until_config_changes() {
 
 #[test]
 fn rule_04_delta_ack_reports_the_version_of_the_acked_response() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let out = s.on_request(&delta_req(EDS, &["a"], &[], "")).unwrap();
     let resp = out.responses[0].clone();
     let sent_version = resp.system_version_info.clone();
@@ -949,7 +959,7 @@ fn rule_05_sotw_sends_nothing_when_nothing_changed() {
 
 #[test]
 fn rule_05_sotw_dropping_star_forgets_resources_no_longer_wanted() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let resp = sotw_subscribe(&mut s, CDS, &["*", "a"]);
     assert_eq!(sotw_names(&resp), strings(&["a", "b", "c"]));
     // The client keeps only `a`.
@@ -1064,7 +1074,7 @@ fn rule_06_sotw_eds_and_rds_carry_only_what_changed() {
     );
     // The version says what the client holds of its subscription afterwards:
     // a client reconnecting with it, for the same names, needs nothing more.
-    let mut again = SotwStream::new(next.clone(), "test");
+    let mut again = SotwStream::new(next.clone(), "test", name_sets());
     let out2 = again
         .on_request(&sotw_req(
             EDS,
@@ -1079,7 +1089,7 @@ fn rule_06_sotw_eds_and_rds_carry_only_what_changed() {
 #[test]
 fn rule_06_sotw_named_lds_carries_the_named_set_only() {
     // gRPC clients ask for their listener by name.
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let resp = sotw_subscribe(&mut s, LDS, &["l1"]);
     assert_eq!(sotw_names(&resp), strings(&["l1"]));
     // `l2` changes: not this client's business.
@@ -1124,7 +1134,7 @@ fn rule_07_delta_sends_changed_resources_individually_and_deletions_as_removed()
 
 #[test]
 fn rule_07_delta_reports_missing_subscribed_name() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let out = s
         .on_request(&delta_req(EDS, &["a", "missing"], &[], ""))
         .unwrap();
@@ -1147,7 +1157,7 @@ fn rule_07_delta_reports_missing_subscribed_name() {
 
 #[test]
 fn rule_08_sotw_star_means_all() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let resp = sotw_subscribe(&mut s, CDS, &["*"]);
     assert_eq!(sotw_names(&resp), strings(&["a", "b", "c"]));
     assert_eq!(s.subscriptions(CDS), (true, vec![]));
@@ -1164,7 +1174,7 @@ fn rule_08_sotw_star_means_all() {
 
 #[test]
 fn rule_08_sotw_legacy_empty_first_request_means_all() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let resp = sotw_subscribe(&mut s, LDS, &[]);
     assert_eq!(sotw_names(&resp), strings(&["l1", "l2"]));
     assert_eq!(s.subscriptions(LDS), (true, vec![]));
@@ -1181,7 +1191,7 @@ fn rule_08_sotw_legacy_empty_first_request_means_all() {
 
 #[test]
 fn rule_08_sotw_wildcard_is_only_for_cds_and_lds() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let out = s.on_request(&sotw_req(EDS, &[], "", "")).unwrap();
     assert!(
         out.responses.is_empty(),
@@ -1195,7 +1205,7 @@ fn rule_08_sotw_wildcard_is_only_for_cds_and_lds() {
 
 #[test]
 fn rule_08_sotw_legacy_wildcard_ends_when_a_name_is_subscribed() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let resp = sotw_subscribe(&mut s, CDS, &[]);
     assert_eq!(sotw_names(&resp), strings(&["a", "b", "c"]));
     // Naming `a` ends the legacy wildcard: the full set is now just `a`.
@@ -1226,7 +1236,7 @@ fn rule_08_sotw_legacy_wildcard_ends_when_a_name_is_subscribed() {
 fn rule_08_sotw_empty_list_after_explicit_star_unsubscribes() {
     // xds_protocol.rst: once the client subscribed to any name, `*` included,
     // clearing the list is an unsubscription, not the legacy wildcard.
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let resp = sotw_subscribe(&mut s, CDS, &["*"]);
     let out = s
         .on_request(&sotw_req(CDS, &[], &resp.version_info, &resp.nonce))
@@ -1239,7 +1249,7 @@ fn rule_08_sotw_empty_list_after_explicit_star_unsubscribes() {
 
 #[test]
 fn rule_08_sotw_star_and_names_together() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let resp = sotw_subscribe(&mut s, CDS, &["*", "a"]);
     assert_eq!(sotw_names(&resp), strings(&["a", "b", "c"]));
     // Dropping `a` while `*` still covers it: the client keeps it, nothing to send,
@@ -1258,7 +1268,7 @@ fn rule_08_sotw_star_and_names_together() {
 
 #[test]
 fn rule_08_delta_star_means_all() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let resp = delta_subscribe(&mut s, CDS, &["*"]);
     assert_eq!(delta_read(&resp), d(CDS, &["a", "b", "c"], &[]));
     let out = s.on_snapshot(snapshot(&[(
@@ -1270,7 +1280,7 @@ fn rule_08_delta_star_means_all() {
 
 #[test]
 fn rule_08_delta_legacy_empty_first_request_means_all() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let resp = delta_subscribe(&mut s, LDS, &[]);
     assert_eq!(delta_read(&resp), d(LDS, &["l1", "l2"], &[]));
     let out = s.on_snapshot(snapshot(&[(LDS, &[("l2", "1"), ("l3", "1")])]));
@@ -1294,7 +1304,7 @@ fn rule_08_delta_legacy_empty_first_request_means_all() {
 #[test]
 fn rule_08_delta_legacy_wildcard_semantics_end_when_a_name_is_subscribed() {
     // The incremental example of xds_protocol.rst, step by step.
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     // 1. Empty subscribe: `*`.
     let resp = delta_subscribe(&mut s, CDS, &[]);
     assert_eq!(delta_read(&resp), d(CDS, &["a", "b", "c"], &[]));
@@ -1338,7 +1348,7 @@ fn rule_08_delta_legacy_wildcard_semantics_end_when_a_name_is_subscribed() {
 
 #[test]
 fn rule_08_delta_unsubscribing_name_covered_by_star_is_answered() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let resp = delta_subscribe(&mut s, CDS, &["*", "a"]);
     assert_eq!(delta_read(&resp), d(CDS, &["a", "b", "c"], &[]));
     // Unsubscribing `a`, still covered by `*`: the server answers with `a`.
@@ -1351,7 +1361,7 @@ fn rule_08_delta_unsubscribing_name_covered_by_star_is_answered() {
 
 #[test]
 fn rule_08_delta_unsubscribing_name_not_covered_is_not_answered() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let resp = delta_subscribe(&mut s, EDS, &["a", "b"]);
     let out = s
         .on_request(&delta_req(EDS, &[], &["a"], &resp.nonce))
@@ -1370,7 +1380,7 @@ fn rule_08_delta_unsubscribing_name_not_covered_is_not_answered() {
 
 #[test]
 fn rule_09_sotw_resubscribed_name_is_always_sent() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let resp = sotw_subscribe(&mut s, EDS, &["a", "b"]);
     // Drop `a`, then ask again: `a` is sent although it did not change.
     let out = s
@@ -1386,7 +1396,7 @@ fn rule_09_sotw_resubscribed_name_is_always_sent() {
 
 #[test]
 fn rule_09_sotw_added_name_on_full_set_type_resends_the_set() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let resp = sotw_subscribe(&mut s, LDS, &["l1"]);
     let out = s
         .on_request(&sotw_req(
@@ -1408,7 +1418,7 @@ fn rule_09_sotw_added_name_on_full_set_type_resends_the_set() {
 
 #[test]
 fn rule_09_delta_resubscribed_name_is_always_sent() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let resp = delta_subscribe(&mut s, EDS, &["a", "b"]);
     // Subscribing again to a name the server believes the client holds.
     let out = s
@@ -1438,7 +1448,7 @@ fn streams_taking_the_same_subscription_steps_each_get_the_current_resources() {
     // Proxies of one view subscribe in the same steps; where the names of a
     // step sit is shared between them, and must follow the snapshot.
     let steps = |snap: &Arc<Snapshot>| {
-        let mut s = DeltaStream::new(snap.clone(), "test");
+        let mut s = DeltaStream::new(snap.clone(), "test", name_sets());
         let resp = delta_subscribe(&mut s, EDS, &["a"]);
         let out = s
             .on_request(&delta_req(EDS, &["nope", "b"], &[], &resp.nonce))
@@ -1462,7 +1472,7 @@ fn a_wildcard_client_holding_nothing_that_names_a_resource_gets_the_whole_set() 
     // Having rejected its first response, the client holds nothing, and
     // wants everything as well as the name: only naming "a" would leave
     // out "b" and "c".
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let out = s.on_request(&delta_req(CDS, &[], &[], "")).unwrap();
     assert_eq!(delta_summary(&out), vec![d(CDS, &["a", "b", "c"], &[])]);
     let nonce = out.responses[0].nonce.clone();
@@ -1478,7 +1488,7 @@ fn a_wildcard_client_holding_nothing_that_names_a_resource_gets_the_whole_set() 
 
 #[test]
 fn rule_10_sotw_no_duplicate_names() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let out = s
         .on_request(&sotw_req(CDS, &["a", "*", "a"], "", ""))
         .unwrap();
@@ -1504,7 +1514,7 @@ fn rule_10_sotw_no_duplicate_names() {
 
 #[test]
 fn rule_10_delta_no_duplicate_names() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let out = s
         .on_request(&delta_req(CDS, &["a", "*", "a"], &[], ""))
         .unwrap();
@@ -1524,7 +1534,7 @@ fn rule_10_delta_no_duplicate_names() {
 
 #[test]
 fn rule_11_sotw_sends_a_name_requested_before_it_exists() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let out = s
         .on_request(&sotw_req(EDS, &["a", "later"], "", ""))
         .unwrap();
@@ -1558,7 +1568,7 @@ fn rule_11_sotw_sends_a_name_requested_before_it_exists() {
 
 #[test]
 fn rule_11_delta_sends_a_name_requested_before_it_exists() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let out = s.on_request(&delta_req(EDS, &["later"], &[], "")).unwrap();
     assert_eq!(delta_summary(&out), vec![d(EDS, &[], &["later"])]);
     delta_ack_all(&mut s, &out);
@@ -1657,7 +1667,7 @@ fn mbb_after() -> Arc<Snapshot> {
 
 #[test]
 fn rule_13_sotw_make_before_break_order() {
-    let mut s = SotwStream::new(mbb_before(), "test");
+    let mut s = SotwStream::new(mbb_before(), "test", name_sets());
     sotw_subscribe(&mut s, CDS, &[]);
     sotw_subscribe(&mut s, EDS, &["a", "old"]);
     sotw_subscribe(&mut s, LDS, &[]);
@@ -1692,7 +1702,7 @@ fn rule_13_sotw_make_before_break_order() {
 
 #[test]
 fn rule_13_delta_make_before_break_order() {
-    let mut s = DeltaStream::new(mbb_before(), "test");
+    let mut s = DeltaStream::new(mbb_before(), "test", name_sets());
     delta_subscribe(&mut s, CDS, &[]);
     delta_subscribe(&mut s, EDS, &["a", "old"]);
     delta_subscribe(&mut s, LDS, &[]);
@@ -1720,12 +1730,12 @@ fn rule_13_delta_make_before_break_order() {
 #[test]
 fn rule_14_sotw_reconnect_with_current_version_skips_initial_send() {
     let snap = base();
-    let mut old = SotwStream::new(snap.clone(), "test");
+    let mut old = SotwStream::new(snap.clone(), "test", name_sets());
     let cds = sotw_subscribe(&mut old, CDS, &[]);
     let eds = sotw_subscribe(&mut old, EDS, &["a", "b"]);
 
     // A new stream: the client sends the versions it has.
-    let mut s = SotwStream::new(snap.clone(), "test");
+    let mut s = SotwStream::new(snap.clone(), "test", name_sets());
     let out = s
         .on_request(&sotw_req(CDS, &[], &cds.version_info, ""))
         .unwrap();
@@ -1748,7 +1758,7 @@ fn rule_14_sotw_reconnect_with_current_version_skips_initial_send() {
     assert_eq!(sotw_summary(&out), vec![(EDS, strings(&["b"]))]);
 
     // A client asking for different names than its version covers gets them.
-    let mut s = SotwStream::new(snap, "test");
+    let mut s = SotwStream::new(snap, "test", name_sets());
     let out = s
         .on_request(&sotw_req(EDS, &["a", "b", "c"], &eds.version_info, ""))
         .unwrap();
@@ -1758,7 +1768,7 @@ fn rule_14_sotw_reconnect_with_current_version_skips_initial_send() {
 #[test]
 fn rule_14_delta_reconnect_skips_resources_the_client_has() {
     let snap = base();
-    let mut s = DeltaStream::new(snap.clone(), "test");
+    let mut s = DeltaStream::new(snap.clone(), "test", name_sets());
     // Legacy wildcard CDS: has `a` at the current version, `b` at an old one,
     // and `gone`, which no longer exists; lacks `c`.
     let req = DeltaDiscoveryRequest {
@@ -1787,7 +1797,7 @@ fn rule_14_delta_reconnect_skips_resources_the_client_has() {
     assert_eq!(delta_summary(&out), vec![d(EDS, &["c"], &[])]);
 
     // Everything current: one empty response, then only real changes.
-    let mut s = DeltaStream::new(snap.clone(), "test");
+    let mut s = DeltaStream::new(snap.clone(), "test", name_sets());
     let req = DeltaDiscoveryRequest {
         initial_resource_versions: snap
             .get(LDS)
@@ -1810,7 +1820,7 @@ fn rule_14_delta_reconnect_skips_resources_the_client_has() {
 #[test]
 fn unknown_type_url_is_a_protocol_error() {
     let url = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     let req = SotwRequest::from(&DiscoveryRequest {
         type_url: url.into(),
         ..Default::default()
@@ -1819,7 +1829,7 @@ fn unknown_type_url_is_a_protocol_error() {
         s.on_request(&req).unwrap_err(),
         ProtocolError::UnknownType(url.into())
     );
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let req = DeltaDiscoveryRequest {
         type_url: url.into(),
         ..Default::default()
@@ -1836,7 +1846,7 @@ fn unknown_type_url_is_a_protocol_error() {
 
 #[test]
 fn rule_13_sotw_make_before_break_holds_after_a_nack() {
-    let mut s = SotwStream::new(mbb_before(), "test");
+    let mut s = SotwStream::new(mbb_before(), "test", name_sets());
     sotw_subscribe(&mut s, CDS, &[]);
     sotw_subscribe(&mut s, EDS, &["a", "old"]);
     sotw_subscribe(&mut s, LDS, &[]);
@@ -1895,7 +1905,7 @@ fn rule_12_sotw_changed_cluster_gets_assignment_while_eds_is_rejected() {
 
 #[test]
 fn sotw_in_sync_after_every_ack_and_not_after_a_nack() {
-    let mut s = SotwStream::new(base(), "test");
+    let mut s = SotwStream::new(base(), "test", name_sets());
     assert!(!s.in_sync(), "nothing requested yet");
     let out = s.on_request(&sotw_req(CDS, &[], "", "")).unwrap();
     assert!(!s.in_sync(), "response not ACKed yet");
@@ -1916,7 +1926,7 @@ fn sotw_in_sync_after_every_ack_and_not_after_a_nack() {
 
 #[test]
 fn delta_in_sync_after_every_ack_and_not_after_a_nack() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     assert!(!s.in_sync());
     let out = s.on_request(&delta_req(CDS, &[], &[], "")).unwrap();
     assert!(!s.in_sync());
@@ -1937,7 +1947,7 @@ fn delta_in_sync_after_every_ack_and_not_after_a_nack() {
 
 #[test]
 fn rule_09_delta_late_wildcard_sends_everything() {
-    let mut s = DeltaStream::new(base(), "test");
+    let mut s = DeltaStream::new(base(), "test", name_sets());
     let out = s.on_request(&delta_req(CDS, &["a"], &[], "")).unwrap();
     assert_eq!(delta_summary(&out), vec![d(CDS, &["a"], &[])]);
     s.on_request(&delta_ack(&out.responses[0])).unwrap();
@@ -1951,7 +1961,7 @@ fn delta_large_sets_go_out_in_bounded_responses() {
     let names: Vec<String> = (0..30).map(|i| format!("c{i:02}")).collect();
     let big = "x".repeat(100 * 1024);
     let items: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), big.as_str())).collect();
-    let mut s = DeltaStream::new(snapshot(&[(CDS, &items)]), "test");
+    let mut s = DeltaStream::new(snapshot(&[(CDS, &items)]), "test", name_sets());
     let out = s.on_request(&delta_req(CDS, &[], &[], "")).unwrap();
     assert!(
         out.responses.len() >= 3,
@@ -1989,7 +1999,7 @@ fn vhds_start(s: &mut DeltaStream) -> WireDeltaDiscoveryResponse {
 #[test]
 fn vhds_sends_the_virtual_hosts_of_subscribed_route_configurations() {
     let snap = with_vhosts(&[("9080/a", "1"), ("9080/b", "1"), ("8080/c", "1")]);
-    let mut s = DeltaStream::new(snap, "test");
+    let mut s = DeltaStream::new(snap, "test", name_sets());
     delta_subscribe(&mut s, RDS, &["9080"]);
     let resp = vhds_start(&mut s);
     assert_eq!(delta_read(&resp), d(VHDS, &["9080/a", "9080/b"], &[]));
@@ -2014,7 +2024,7 @@ fn vhds_sends_the_virtual_hosts_of_subscribed_route_configurations() {
 #[test]
 fn vhds_a_newly_subscribed_route_configurations_hosts_follow_it() {
     let snap = with_vhosts(&[("9080/a", "1"), ("8080/c", "1")]);
-    let mut s = DeltaStream::new(snap, "test");
+    let mut s = DeltaStream::new(snap, "test", name_sets());
     delta_subscribe(&mut s, RDS, &["9080"]);
     vhds_start(&mut s);
     let out = s.on_request(&delta_req(RDS, &["8080"], &[], "")).unwrap();
@@ -2041,7 +2051,7 @@ fn vhds_a_newly_subscribed_route_configurations_hosts_follow_it() {
 
 #[test]
 fn vhds_a_route_configuration_without_virtual_hosts_is_still_answered() {
-    let mut s = DeltaStream::new(with_vhosts(&[]), "test");
+    let mut s = DeltaStream::new(with_vhosts(&[]), "test", name_sets());
     delta_subscribe(&mut s, RDS, &["9080"]);
     let resp = vhds_start(&mut s);
     assert_eq!(delta_read(&resp), d(VHDS, &[], &[]));

@@ -10,11 +10,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
-use super::names::NameSet;
+use super::name_set::{NameSet, NameSets};
 use shmesh_cache::{Resource, TypeSet};
 
 #[derive(Debug, Clone)]
-pub(crate) enum Held {
+pub(crate) enum ClientVersions {
     /// For every name the client wants, the version in this set (absent: none).
     Set(Arc<TypeSet>),
     /// Versions by name, as a reconnecting client reported them.
@@ -29,15 +29,15 @@ pub(crate) type Forced = HashSet<String, foldhash::fast::RandomState>;
 /// from it to a view's set is computed once and shared like any other.
 static NOTHING: LazyLock<Arc<TypeSet>> = LazyLock::new(Arc::default);
 
-impl Default for Held {
+impl Default for ClientVersions {
     fn default() -> Self {
-        Held::Set(NOTHING.clone())
+        ClientVersions::Set(NOTHING.clone())
     }
 }
 
 /// What a client lacks to be on `current`.
 #[derive(Debug, Default)]
-pub(crate) struct Lacks {
+pub(crate) struct Difference {
     /// Resources it wants at a version it does not hold, in name order.
     pub upserts: Vec<Arc<Resource>>,
     /// Names it holds that `current` no longer has.
@@ -46,7 +46,7 @@ pub(crate) struct Lacks {
     pub forced_absent: Vec<String>,
 }
 
-impl Held {
+impl ClientVersions {
     /// Whether a (re)subscribed `name` must be forced out (rule 9): the
     /// client may hold a version of it, so the difference from what it
     /// holds could leave it out, or `current` lacks it, so it is to be
@@ -56,9 +56,9 @@ impl Held {
         let may_hold = match self {
             // Holding `current` itself, every name is in it (held) or not
             // (absent): forced either way, with no lookup.
-            Held::Set(set) if Arc::ptr_eq(set, current) => return true,
-            Held::Set(set) => set.contains(name),
-            Held::Names(versions) => versions.contains_key(name),
+            ClientVersions::Set(set) if Arc::ptr_eq(set, current) => return true,
+            ClientVersions::Set(set) => set.contains(name),
+            ClientVersions::Names(versions) => versions.contains_key(name),
         };
         may_hold || !current.contains(name)
     }
@@ -67,29 +67,30 @@ impl Held {
     /// `current`, plus the `force`d names it must get again whatever it holds.
     /// `scan`: what the client wants is found by looking through `current`
     /// (wildcard and namespace subscriptions), not by looking up `names`.
-    pub fn lacks(
+    pub fn difference(
         &self,
         current: &Arc<TypeSet>,
         wants: impl Fn(&str) -> bool,
         scan: bool,
         names: &NameSet,
         force: &Forced,
-    ) -> Lacks {
-        if let Held::Set(held) = self {
+        sets: &NameSets,
+    ) -> Difference {
+        if let ClientVersions::Set(held) = self {
             if held.is_empty() && !scan && force.is_empty() {
                 // Holding nothing, it lacks what it names: where those names
                 // sit in `current`, worked out once for every stream naming
                 // the same ones (a SotW proxy's first request names them all).
-                let placed = names.placed(&NameSet::default(), current);
-                return Lacks {
-                    upserts: placed.resources_in(current),
+                let added = names.added_names_in(&sets.empty(), current);
+                return Difference {
+                    upserts: added.resources_in(current),
                     ..Default::default()
                 };
             }
         }
-        let mut out = Lacks::default();
+        let mut out = Difference::default();
         match self {
-            Held::Set(held) => {
+            ClientVersions::Set(held) => {
                 let diff = current.diff_from(held);
                 out.upserts = diff
                     .changed
@@ -99,7 +100,7 @@ impl Held {
                     .collect();
                 out.removed = diff.removed.iter().filter(|n| wants(n)).cloned().collect();
             }
-            Held::Names(held) => {
+            ClientVersions::Names(held) => {
                 let interest: Box<dyn Iterator<Item = &Arc<Resource>>> = if scan {
                     Box::new(current.iter().filter(|r| wants(&r.name)))
                 } else {

@@ -2,16 +2,17 @@
 //!
 //! Envoy subscribes to the ClusterLoadAssignment of every cluster it has, so
 //! in a large mesh each stream names thousands of resources, and usually the
-//! very same ones as every other proxy on its view. Sets are interned: streams
+//! very same ones as every other proxy on its view. Sets are interned in the
+//! server's `NameSets`, which every stream's machine is given: streams
 //! naming the same resources point at one sorted, immutable list, and a
 //! stream's subscriptions cost a pointer however large the mesh. A change
 //! builds a new set (rare: subscriptions move with the mesh, not with ACKs).
 //! A set also remembers where the names of each step that led to it sit in
-//! the type sets the streams hold (`placed`), so that the thousands of names
+//! the type sets the streams hold (`added_names_in`), so that the thousands of names
 //! a fleet subscribes to are looked up once per view, not once per proxy.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use shmesh_cache::{Resource, TypeSet};
 
@@ -27,31 +28,31 @@ struct Names {
     /// Recent changes made from this set and the sets they led to: every
     /// proxy on a view subscribes in the same steps as the mesh arrives, so
     /// the first stream builds each step and the others reuse it.
-    moves: Mutex<Vec<Move>>,
+    steps: Mutex<Vec<Step>>,
     /// Where the names of recent steps to this set sit in type sets.
-    placements: Mutex<Vec<Placement>>,
+    added_names_memo: Mutex<Vec<AddedNamesMemo>>,
 }
 
 #[derive(Debug)]
-struct Placement {
+struct AddedNamesMemo {
     from: Weak<Names>,
     set: Weak<TypeSet>,
-    placed: Arc<Placed>,
+    added: Arc<AddedNames>,
 }
 
 /// Where the names a step added sit in one type set: what a client that
 /// holds that whole set is sent when it takes the step, since every newly
 /// subscribed name is sent (rule 9) or reported absent (rule 7).
 #[derive(Debug, Default)]
-pub(crate) struct Placed {
+pub(crate) struct AddedNames {
     /// Positions in the set, in name order.
     pub positions: Box<[u32]>,
     /// Added names the set does not have, in name order.
     pub absent: Box<[String]>,
 }
 
-impl Placed {
-    /// The resources at `positions` in `set`, the set they were placed in.
+impl AddedNames {
+    /// The resources at `positions` in `set`, the set they were looked up in.
     pub fn resources_in(&self, set: &TypeSet) -> Vec<Arc<Resource>> {
         self.positions
             .iter()
@@ -61,24 +62,18 @@ impl Placed {
 }
 
 #[derive(Debug)]
-struct Move {
+struct Step {
     add: Box<[Box<str>]>,
     remove: Box<[Box<str>]>,
     to: Weak<Names>,
 }
 
 /// How many changes a set remembers.
-const MOVES: usize = 8;
+const STEPS_KEPT: usize = 8;
 
 /// A sorted set of names, shared by every stream that names the same ones.
 #[derive(Debug, Clone)]
 pub(crate) struct NameSet(Arc<Names>);
-
-impl Default for NameSet {
-    fn default() -> Self {
-        NameSet::intern(Vec::new())
-    }
-}
 
 impl PartialEq for NameSet {
     fn eq(&self, other: &Self) -> bool {
@@ -89,8 +84,20 @@ impl PartialEq for NameSet {
 
 impl Eq for NameSet {}
 
-/// Interned sets by digest; entries die with their last stream.
-struct Interner {
+/// The interned name sets of one server, shared by its streams: streams
+/// naming the same resources get the same set. Entries die with their last
+/// stream (or soon after, see `recent`).
+#[derive(Debug)]
+pub struct NameSets {
+    interned: Mutex<Interned>,
+    /// The set every stream starts from, so that the first step of every
+    /// stream of a view starts from the same set.
+    empty: NameSet,
+}
+
+/// Interned sets by digest.
+#[derive(Debug, Default)]
+struct Interned {
     sets: HashMap<u64, Vec<Weak<Names>>>,
     /// Insertions since dead entries were last swept out.
     since_sweep: usize,
@@ -105,15 +112,6 @@ struct Interner {
 /// Names the recently built sets may hold in all.
 const RECENT_NAMES: usize = 64 * 1024;
 
-static INTERNED: LazyLock<Mutex<Interner>> = LazyLock::new(|| {
-    Mutex::new(Interner {
-        sets: HashMap::new(),
-        since_sweep: 0,
-        recent: VecDeque::new(),
-        recent_names: 0,
-    })
-});
-
 /// A hash of a list of names that does not depend on their order, so that a
 /// list as a client sent it finds the interned set without being sorted.
 fn digest_of<'a>(names: impl Iterator<Item = &'a str>) -> u64 {
@@ -126,11 +124,32 @@ fn same_list<'a>(kept: &[Box<str>], list: impl Iterator<Item = &'a str>) -> bool
     kept.iter().map(|s| &**s).eq(list)
 }
 
-impl NameSet {
+impl Default for NameSets {
+    fn default() -> Self {
+        let empty = Names::new(Vec::new());
+        let mut interned = Interned::default();
+        interned
+            .sets
+            .entry(empty.digest)
+            .or_default()
+            .push(Arc::downgrade(&empty));
+        NameSets {
+            interned: Mutex::new(interned),
+            empty: NameSet(empty),
+        }
+    }
+}
+
+impl NameSets {
+    /// The set with no names.
+    pub(crate) fn empty(&self) -> NameSet {
+        self.empty.clone()
+    }
+
     /// The shared set holding `sorted` (sorted, no duplicates).
-    fn intern(sorted: Vec<Arc<str>>) -> NameSet {
+    fn intern(&self, sorted: Vec<Arc<str>>) -> NameSet {
         let digest = digest_of(sorted.iter().map(|n| &**n));
-        let mut interner = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+        let mut interner = self.interned.lock().unwrap_or_else(|e| e.into_inner());
         let bucket = interner.sets.entry(digest).or_default();
         bucket.retain(|w| w.strong_count() > 0);
         if let Some(same) = bucket
@@ -140,17 +159,7 @@ impl NameSet {
         {
             return NameSet(same);
         }
-        let set = Arc::new(Names {
-            index: sorted
-                .iter()
-                .enumerate()
-                .map(|(at, n)| (n.clone(), at as u32))
-                .collect(),
-            sorted: sorted.into_boxed_slice(),
-            digest,
-            moves: Mutex::default(),
-            placements: Mutex::default(),
-        });
+        let set = Names::new(sorted);
         bucket.push(Arc::downgrade(&set));
         interner.recent_names += set.sorted.len();
         interner.recent.push_back(set.clone());
@@ -170,6 +179,31 @@ impl NameSet {
         NameSet(set)
     }
 
+    /// The interned sets whose names have `digest`.
+    fn with_digest(&self, digest: u64) -> Vec<NameSet> {
+        let interner = self.interned.lock().unwrap_or_else(|e| e.into_inner());
+        let bucket = interner.sets.get(&digest).into_iter().flatten();
+        bucket.filter_map(Weak::upgrade).map(NameSet).collect()
+    }
+}
+
+impl Names {
+    fn new(sorted: Vec<Arc<str>>) -> Arc<Names> {
+        Arc::new(Names {
+            index: sorted
+                .iter()
+                .enumerate()
+                .map(|(at, n)| (n.clone(), at as u32))
+                .collect(),
+            digest: digest_of(sorted.iter().map(|n| &**n)),
+            sorted: sorted.into_boxed_slice(),
+            steps: Mutex::default(),
+            added_names_memo: Mutex::default(),
+        })
+    }
+}
+
+impl NameSet {
     pub fn contains(&self, name: &str) -> bool {
         self.0.index.contains_key(name)
     }
@@ -192,7 +226,11 @@ impl NameSet {
     /// anything (a SotW client repeats its whole list with every ACK), or
     /// another interned set holding exactly those, found the same way (the
     /// proxies of a view name the same thousands of resources).
-    pub fn replaced<'a>(&self, names: impl Iterator<Item = &'a str> + Clone) -> NameSet {
+    pub fn replaced<'a>(
+        &self,
+        sets: &NameSets,
+        names: impl Iterator<Item = &'a str> + Clone,
+    ) -> NameSet {
         if names.clone().eq(self.iter()) {
             return self.clone();
         }
@@ -200,18 +238,14 @@ impl NameSet {
         if self.holds_exactly(digest, names.clone()) {
             return self.clone();
         }
-        let candidates: Vec<NameSet> = {
-            let interner = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
-            let bucket = interner.sets.get(&digest).into_iter().flatten();
-            bucket.filter_map(Weak::upgrade).map(NameSet).collect()
-        };
-        let interned = candidates
+        let interned = sets
+            .with_digest(digest)
             .into_iter()
             .find(|set| set.holds_exactly(digest, names.clone()));
         if let Some(same) = interned {
             return same;
         }
-        self.rebuilt(names.collect())
+        self.rebuilt(sets, names.collect())
     }
 
     /// Whether this set is exactly the names in `names`, whose `digest_of` is
@@ -240,31 +274,32 @@ impl NameSet {
     /// This set with `add` added and `remove` taken out.
     pub fn changed<'a>(
         &'a self,
+        sets: &NameSets,
         add: impl Iterator<Item = &'a str> + Clone,
         remove: impl Iterator<Item = &'a str> + Clone,
     ) -> NameSet {
         if add.clone().all(|n| self.contains(n)) && !remove.clone().any(|n| self.contains(n)) {
             return self.clone();
         }
-        let mut moves = self.0.moves.lock().unwrap_or_else(|e| e.into_inner());
-        moves.retain(|m| m.to.strong_count() > 0);
-        let known = moves
+        let mut steps = self.0.steps.lock().unwrap_or_else(|e| e.into_inner());
+        steps.retain(|m| m.to.strong_count() > 0);
+        let known = steps
             .iter()
             .find(|m| same_list(&m.add, add.clone()) && same_list(&m.remove, remove.clone()));
         if let Some(to) = known.and_then(|m| m.to.upgrade()) {
             return NameSet(to);
         }
-        drop(moves);
+        drop(steps);
         let mut wanted: BTreeSet<&str> = self.iter().chain(add.clone()).collect();
         for n in remove.clone() {
             wanted.remove(n);
         }
-        let to = self.rebuilt(wanted);
-        let mut moves = self.0.moves.lock().unwrap_or_else(|e| e.into_inner());
-        if moves.len() >= MOVES {
-            moves.remove(0);
+        let to = self.rebuilt(sets, wanted);
+        let mut steps = self.0.steps.lock().unwrap_or_else(|e| e.into_inner());
+        if steps.len() >= STEPS_KEPT {
+            steps.remove(0);
         }
-        moves.push(Move {
+        steps.push(Step {
             add: add.map(Box::from).collect(),
             remove: remove.map(Box::from).collect(),
             to: Arc::downgrade(&to.0),
@@ -276,15 +311,19 @@ impl NameSet {
     /// by the first stream that takes the step from `from` to this set holding
     /// `set`, and shared with the streams that follow it. (Kept here, not with
     /// `from`: every proxy starts from the empty set, whatever its view.)
-    pub fn placed(&self, from: &NameSet, set: &Arc<TypeSet>) -> Arc<Placed> {
+    pub fn added_names_in(&self, from: &NameSet, set: &Arc<TypeSet>) -> Arc<AddedNames> {
         let (from_key, set_key) = (Arc::downgrade(&from.0), Arc::downgrade(set));
-        let mut memo = self.0.placements.lock().unwrap_or_else(|e| e.into_inner());
+        let mut memo = self
+            .0
+            .added_names_memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         memo.retain(|p| p.from.strong_count() > 0 && p.set.strong_count() > 0);
         if let Some(p) = memo
             .iter()
             .find(|p| Weak::ptr_eq(&p.from, &from_key) && Weak::ptr_eq(&p.set, &set_key))
         {
-            return p.placed.clone();
+            return p.added.clone();
         }
         let (mut positions, mut absent) = (Vec::new(), Vec::new());
         for name in self.iter().filter(|n| !from.contains(n)) {
@@ -296,23 +335,23 @@ impl NameSet {
         // Both are in name order already; sorted again so as not to rely on
         // the two orders being the same.
         positions.sort_unstable();
-        let placed = Arc::new(Placed {
+        let added = Arc::new(AddedNames {
             positions: positions.into(),
             absent: absent.into(),
         });
-        if memo.len() >= MOVES {
+        if memo.len() >= STEPS_KEPT {
             memo.remove(0);
         }
-        memo.push(Placement {
+        memo.push(AddedNamesMemo {
             from: from_key,
             set: set_key,
-            placed: placed.clone(),
+            added: added.clone(),
         });
-        placed
+        added
     }
 
     /// The set of `wanted`, reusing this set's strings for names it holds.
-    fn rebuilt(&self, wanted: BTreeSet<&str>) -> NameSet {
+    fn rebuilt(&self, sets: &NameSets, wanted: BTreeSet<&str>) -> NameSet {
         let sorted = wanted
             .into_iter()
             .map(|n| match self.0.index.get_key_value(n) {
@@ -320,7 +359,7 @@ impl NameSet {
                 None => Arc::from(n),
             })
             .collect();
-        NameSet::intern(sorted)
+        sets.intern(sorted)
     }
 }
 
@@ -328,10 +367,15 @@ impl NameSet {
 mod tests {
     use super::*;
 
+    fn empty(sets: &NameSets) -> NameSet {
+        sets.empty()
+    }
+
     #[test]
     fn equal_names_share_one_set() {
-        let a = NameSet::default().replaced(["b", "a", "c"].into_iter());
-        let b = NameSet::default().changed(["c", "a", "b", "a"].into_iter(), [].into_iter());
+        let sets = NameSets::default();
+        let a = empty(&sets).replaced(&sets, ["b", "a", "c"].into_iter());
+        let b = empty(&sets).changed(&sets, ["c", "a", "b", "a"].into_iter(), [].into_iter());
         assert!(Arc::ptr_eq(&a.0, &b.0));
         assert_eq!(a.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(a.digest(), b.digest());
@@ -339,50 +383,53 @@ mod tests {
 
     #[test]
     fn replacing_with_the_same_names_keeps_the_set() {
-        let a = NameSet::default().replaced(["x", "y"].into_iter());
-        let again = a.replaced(["y", "x", "y"].into_iter());
+        let sets = NameSets::default();
+        let a = empty(&sets).replaced(&sets, ["x", "y"].into_iter());
+        let again = a.replaced(&sets, ["y", "x", "y"].into_iter());
         assert_eq!(again, a);
         // A duplicate standing in for a missing name is a different set.
-        let fewer = a.replaced(["x", "x"].into_iter());
-        assert_eq!(a.replaced(["x", "x", "y"].into_iter()), a);
+        let fewer = a.replaced(&sets, ["x", "x"].into_iter());
+        assert_eq!(a.replaced(&sets, ["x", "x", "y"].into_iter()), a);
         assert_eq!(fewer.iter().collect::<Vec<_>>(), ["x"]);
-        let more = a.replaced(["x", "y", "z"].into_iter());
+        let more = a.replaced(&sets, ["x", "y", "z"].into_iter());
         assert_eq!(more.len(), 3);
-        assert_eq!(a.replaced([].into_iter()).len(), 0);
+        assert_eq!(a.replaced(&sets, [].into_iter()).len(), 0);
     }
 
     #[test]
     fn a_list_in_any_order_finds_the_interned_set() {
+        let sets = NameSets::default();
         let unique = format!("order-{}", std::process::id());
         let names: Vec<String> = (0..50).map(|i| format!("{unique}-{i}")).collect();
-        let built = NameSet::default().replaced(names.iter().map(String::as_str));
+        let built = empty(&sets).replaced(&sets, names.iter().map(String::as_str));
         // Another stream's list, in another order, from another set.
-        let other = NameSet::default().replaced(["x"].into_iter());
-        let found = other.replaced(names.iter().rev().map(String::as_str));
+        let other = empty(&sets).replaced(&sets, ["x"].into_iter());
+        let found = other.replaced(&sets, names.iter().rev().map(String::as_str));
         assert!(Arc::ptr_eq(&found.0, &built.0));
         // Naming one name twice and leaving another out is another set.
         let mut short: Vec<&str> = names.iter().map(String::as_str).collect();
         short[0] = short[1];
-        let fewer = built.replaced(short.iter().copied());
+        let fewer = built.replaced(&sets, short.iter().copied());
         assert_eq!(fewer.len(), 49);
         assert!(!fewer.contains(&names[0]));
         assert_eq!(
-            built.replaced(short.iter().copied().chain([&*names[0]])),
+            built.replaced(&sets, short.iter().copied().chain([&*names[0]])),
             built
         );
     }
 
     #[test]
     fn changes_add_and_remove() {
-        let a = NameSet::default().changed(["a", "b"].into_iter(), [].into_iter());
-        let b = a.changed(["c"].into_iter(), ["a", "nope"].into_iter());
+        let sets = NameSets::default();
+        let a = empty(&sets).changed(&sets, ["a", "b"].into_iter(), [].into_iter());
+        let b = a.changed(&sets, ["c"].into_iter(), ["a", "nope"].into_iter());
         assert_eq!(b.iter().collect::<Vec<_>>(), ["b", "c"]);
         assert!(b.contains("c") && !b.contains("a"));
-        assert_eq!(a.changed(["a"].into_iter(), ["z"].into_iter()), a);
+        assert_eq!(a.changed(&sets, ["a"].into_iter(), ["z"].into_iter()), a);
         // The same change again is the same set, remembered.
-        let again = a.changed(["c"].into_iter(), ["a", "nope"].into_iter());
+        let again = a.changed(&sets, ["c"].into_iter(), ["a", "nope"].into_iter());
         assert!(Arc::ptr_eq(&again.0, &b.0));
-        assert_eq!(a.0.moves.lock().unwrap().len(), 1);
+        assert_eq!(a.0.steps.lock().unwrap().len(), 1);
     }
 
     fn clusters(names: &[&str]) -> Arc<TypeSet> {
@@ -401,42 +448,44 @@ mod tests {
     }
 
     #[test]
-    fn a_step_is_placed_once_per_type_set() {
-        let from = NameSet::default().changed(["b"].into_iter(), [].into_iter());
-        let to = from.changed(["d", "a", "zz", "c"].into_iter(), [].into_iter());
+    fn a_step_is_looked_up_once_per_type_set() {
+        let sets = NameSets::default();
+        let from = empty(&sets).changed(&sets, ["b"].into_iter(), [].into_iter());
+        let to = from.changed(&sets, ["d", "a", "zz", "c"].into_iter(), [].into_iter());
         let set = clusters(&["a", "b", "c", "d"]);
-        let placed = to.placed(&from, &set);
+        let added = to.added_names_in(&from, &set);
         // Only the added names, by position in the set; "zz" is not there.
-        assert_eq!(&*placed.positions, &[0, 2, 3]);
-        assert_eq!(&*placed.absent, &["zz".to_string()]);
+        assert_eq!(&*added.positions, &[0, 2, 3]);
+        assert_eq!(&*added.absent, &["zz".to_string()]);
         // The next stream taking the step on the same set shares the work.
-        assert!(Arc::ptr_eq(&placed, &to.placed(&from, &set)));
+        assert!(Arc::ptr_eq(&added, &to.added_names_in(&from, &set)));
         // On another set the names sit elsewhere.
         let other = clusters(&["c", "zz"]);
-        let there = to.placed(&from, &other);
+        let there = to.added_names_in(&from, &other);
         assert_eq!(&*there.positions, &[0, 1]);
         assert_eq!(&*there.absent, &["a".to_string(), "d".to_string()]);
-        // A set that is gone takes its placements with it.
+        // A set that is gone takes its added_names_memo with it.
         drop(other);
-        to.placed(&from, &set);
-        assert_eq!(to.0.placements.lock().unwrap().len(), 1);
+        to.added_names_in(&from, &set);
+        assert_eq!(to.0.added_names_memo.lock().unwrap().len(), 1);
     }
 
     #[test]
     fn sets_live_while_used_or_recently_built_then_go() {
+        let sets = NameSets::default();
         let unique = format!("only-here-{}", std::process::id());
-        let set = NameSet::default().replaced([unique.as_str()].into_iter());
+        let set = empty(&sets).replaced(&sets, [unique.as_str()].into_iter());
         let weak = Arc::downgrade(&set.0);
         drop(set);
         // Kept a while for the next stream taking the same step.
-        let again = NameSet::default().replaced([unique.as_str()].into_iter());
+        let again = empty(&sets).replaced(&sets, [unique.as_str()].into_iter());
         assert!(Arc::ptr_eq(&again.0, &weak.upgrade().unwrap()));
         drop(again);
         // Once enough other names were built, it goes.
         let many: Vec<String> = (0..=RECENT_NAMES)
             .map(|i| format!("{unique}-{i}"))
             .collect();
-        let _big = NameSet::default().replaced(many.iter().map(String::as_str));
+        let _big = empty(&sets).replaced(&sets, many.iter().map(String::as_str));
         assert!(weak.upgrade().is_none());
     }
 }
