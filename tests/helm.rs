@@ -195,7 +195,7 @@ fn show(key: &Key) -> String {
 /// Parses a multi-document YAML stream; empty documents (only comments, as
 /// `helm template` writes between objects) are skipped.
 fn parse_into(objects: &mut BTreeMap<Key, Value>, text: &str, origin: &str) {
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
         let value = Value::deserialize(doc)
             .unwrap_or_else(|e| panic!("{origin}: document {i} is not valid YAML: {e}"));
         if value.is_null() {

@@ -288,7 +288,7 @@ impl ApiServer {
 
     /// Applies every document of a multi-document YAML text.
     pub fn apply_yaml(&self, text: &str) {
-        for doc in serde_yaml::Deserializer::from_str(text) {
+        for doc in serde_norway::Deserializer::from_str(text) {
             let value = Value::deserialize(doc).expect("YAML fixture");
             if !value.is_null() {
                 self.apply(value);
