@@ -1,37 +1,39 @@
-//! Minimal blocking HTTP/1.1 client (and the wire parser shared with the test upstream).
-//!
-//! Integration tests send traffic *through Envoy* with these helpers:
+//! Blocking HTTP/1.1 client on hyper, for sending test traffic *through Envoy*
+//! (and to the Envoy and shmesh admin interfaces):
 //!
 //! * [`http_get`] / [`http_request`]: one request on a fresh connection with
 //!   `Connection: close` (simple, no state carried between requests);
 //! * [`HttpClient`]: one keep-alive connection reused across requests (for load
-//!   tests), reconnecting once when the server closed an idle connection.
+//!   tests), reconnecting when the server closed it.
 //!
-//! Everything is plain `std::net::TcpStream`, so it works the same from `#[test]`
-//! and `#[tokio::test]` functions. Every call is bounded by a timeout
-//! ([`DEFAULT_TIMEOUT`] unless changed) and reports failures as `Err(String)` with
-//! context instead of panicking.
+//! Connections are hyper client connections (`hyper::client::conn::http1`)
+//! driven by one small tokio runtime for the whole test process; the caller's
+//! thread only waits for the outcome, so the helpers work the same from
+//! `#[test]` and `#[tokio::test]` functions. Every call is bounded by a timeout
+//! ([`DEFAULT_TIMEOUT`] unless changed) and reports failures as `Err(String)`
+//! with context instead of panicking.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper_util::rt::TokioIo;
 
 /// Timeout applied to a whole request (connect + send + receive) by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Largest request/response head (start line + headers) accepted.
-const MAX_HEAD: usize = 1 << 20;
-/// Largest body accepted.
-const MAX_BODY: usize = 64 << 20;
 
 /// A parsed HTTP response.
 #[derive(Debug, Clone)]
 pub struct Response {
     /// Status code, e.g. `200`.
     pub status: u16,
-    /// Headers in wire order; names are lowercased, values are trimmed.
+    /// Headers in wire order, except that repeats of a name follow its first
+    /// occurrence; names are lowercased, values are trimmed.
     pub headers: Vec<(String, String)>,
     /// Body (decoded from chunked encoding if needed), lossily converted to UTF-8.
     pub body: String,
@@ -74,31 +76,33 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Response, String> {
-    let deadline = Instant::now() + DEFAULT_TIMEOUT;
-    let what = || format!("{method} http://{host}{path} via {proxy}");
-    let mut wire = Wire::connect(proxy, deadline).map_err(|e| format!("{}: {e}", what()))?;
-    let request = encode_request(method, host, path, headers, body, true);
-    wire.write_all(&request)
-        .map_err(|e| format!("{}: {e}", what()))?;
-    match wire.read_response(method) {
-        Ok(Some((response, _))) => Ok(response),
-        Ok(None) => Err(format!(
-            "{}: connection closed before any response byte",
-            what()
-        )),
-        Err(e) => Err(format!("{}: {e}", what())),
-    }
+    let what = format!("{method} http://{host}{path} via {proxy}");
+    let request = build_request(method, host, path, headers, body, true)
+        .map_err(|e| format!("{what}: {e}"))?;
+    let outcome = run(async move {
+        let exchange = async {
+            let mut sender = connect(proxy).await?;
+            exchange(&mut sender, request).await.map_err(|f| f.message)
+        };
+        match tokio::time::timeout(DEFAULT_TIMEOUT, exchange).await {
+            Ok(outcome) => outcome.map(|(response, _)| response),
+            Err(_) => Err(format!("timed out after {DEFAULT_TIMEOUT:?}")),
+        }
+    });
+    outcome.map_err(|e| format!("{what}: {e}"))
 }
 
 /// A keep-alive HTTP/1.1 client bound to one address (usually an Envoy listener).
 ///
-/// Requests are sent one at a time on a single connection. If a *reused*
-/// connection turns out to be closed by the server (write fails or EOF before
-/// any response byte), the client reconnects and resends the request once.
+/// Requests are sent one at a time on a single connection. A connection the
+/// server closed (`Connection: close`, or closed while idle) is replaced
+/// before the next request; if a *reused* connection turns out to be closed
+/// only while sending (nothing of a response received), the client
+/// reconnects and resends the request once.
 pub struct HttpClient {
     addr: SocketAddr,
     timeout: Duration,
-    conn: Option<Wire>,
+    conn: Option<SendRequest<Full<Bytes>>>,
     /// Connections opened so far (including the first one).
     connects: usize,
 }
@@ -147,82 +151,55 @@ impl HttpClient {
     ) -> Result<Response, String> {
         let addr = self.addr;
         let what = || format!("{method} http://{host}{path} via {addr}");
-        let request = encode_request(method, host, path, headers, body, false);
         let mut retried = false;
         loop {
-            let fresh = self.conn.is_none();
+            let request = build_request(method, host, path, headers, body, false)
+                .map_err(|e| format!("{}: {e}", what()))?;
+            let fresh = self.conn.as_ref().is_none_or(|conn| conn.is_closed());
             if fresh {
                 self.reconnect().map_err(|e| format!("{}: {e}", what()))?;
             }
-            let deadline = Instant::now() + self.timeout;
-            let wire = self
+            let mut sender = self
                 .conn
-                .as_mut()
+                .take()
                 .expect("HttpClient connection present after reconnect");
-            wire.deadline = Some(deadline);
-            let outcome = match wire.write_all(&request) {
-                Err(e) => Err((true, e)),
-                Ok(()) => match wire.read_response(method) {
-                    Ok(Some(r)) => Ok(r),
-                    Ok(None) => Err((true, "connection closed before any response byte".into())),
-                    Err(e) => Err((false, e)),
-                },
-            };
+            let timeout = self.timeout;
+            let (sender, outcome) = run(async move {
+                let outcome = tokio::time::timeout(timeout, exchange(&mut sender, request)).await;
+                (sender, outcome)
+            });
             match outcome {
-                Ok((response, keep_alive)) => {
-                    if !keep_alive {
-                        self.conn = None;
+                Ok(Ok((response, keep_alive))) => {
+                    if keep_alive {
+                        self.conn = Some(sender);
                     }
                     return Ok(response);
                 }
-                Err((closed_early, e)) => {
-                    self.conn = None;
-                    if closed_early && !fresh && !retried {
+                Ok(Err(failure)) => {
+                    if failure.closed_early && !fresh && !retried {
                         retried = true;
                         continue;
                     }
-                    return Err(format!("{}: {e}", what()));
+                    return Err(format!("{}: {}", what(), failure.message));
                 }
+                Err(_) => return Err(format!("{}: timed out after {timeout:?}", what())),
             }
         }
     }
 
     fn reconnect(&mut self) -> Result<(), String> {
-        let wire = Wire::connect(self.addr, Instant::now() + self.timeout)?;
-        self.conn = Some(wire);
+        self.conn = None;
+        let (addr, timeout) = (self.addr, self.timeout);
+        let sender = run(async move {
+            match tokio::time::timeout(timeout, connect(addr)).await {
+                Ok(connected) => connected,
+                Err(_) => Err(format!("connect to {addr} timed out after {timeout:?}")),
+            }
+        })?;
+        self.conn = Some(sender);
         self.connects += 1;
         Ok(())
     }
-}
-
-/// Builds an HTTP/1.1 request. `close` adds `Connection: close` unless the
-/// caller passed its own `connection` header.
-fn encode_request(
-    method: &str,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    close: bool,
-) -> Vec<u8> {
-    let mut out = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
-    for (name, value) in headers {
-        out.push_str(&format!("{name}: {value}\r\n"));
-    }
-    let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-    if close && !has("connection") {
-        out.push_str("Connection: close\r\n");
-    }
-    if (!body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH"))
-        && !has("content-length")
-        && !has("transfer-encoding")
-    {
-        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    out.push_str("\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
 }
 
 /// First value of header `name` (case-insensitive) in `headers`.
@@ -233,8 +210,121 @@ pub(super) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Op
         .map(|(_, v)| v.as_str())
 }
 
+/// `headers` as (lowercase name, trimmed value) pairs.
+pub(super) fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            (name.as_str().to_string(), value.trim().to_string())
+        })
+        .collect()
+}
+
+/// Runs `future` on the client runtime and waits for its output.
+fn run<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("test-http-client")
+            .enable_all()
+            .build()
+            .expect("runtime for the test HTTP client")
+    });
+    let (tx, rx) = mpsc::channel();
+    runtime.spawn(async move {
+        let _ = tx.send(future.await);
+    });
+    rx.recv()
+        .expect("the test HTTP client's task ended without an answer")
+}
+
+/// Opens a connection to `addr` and starts driving it on the runtime.
+async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect to {addr} failed: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("set_nodelay on {addr} failed: {e}"))?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP/1.1 handshake with {addr} failed: {e}"))?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Why an exchange failed; `closed_early` when the connection was found
+/// closed before any response arrived (so the request may be resent).
+struct Failure {
+    closed_early: bool,
+    message: String,
+}
+
+/// Sends `request` on `sender` and reads the whole response (`1xx` interim
+/// responses are skipped by hyper). Returns the response and whether the
+/// connection may be reused.
+async fn exchange(
+    sender: &mut SendRequest<Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<(Response, bool), Failure> {
+    if let Err(e) = sender.ready().await {
+        return Err(Failure {
+            closed_early: true,
+            message: format!("connection closed before sending: {e}"),
+        });
+    }
+    let response = sender.send_request(request).await.map_err(|e| Failure {
+        closed_early: closed_early(&e),
+        message: if e.is_incomplete_message() {
+            "connection closed before any response byte".to_string()
+        } else {
+            format!("request failed: {e}")
+        },
+    })?;
+    let (head, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| Failure {
+        closed_early: false,
+        message: format!("reading the body of a {} response failed: {e}", head.status),
+    })?;
+    let headers = header_pairs(&head.headers);
+    let keep_alive = if head.version == hyper::Version::HTTP_10 {
+        connection_has(&headers, "keep-alive")
+    } else {
+        !connection_has(&headers, "close")
+    };
+    let response = Response {
+        status: head.status.as_u16(),
+        headers,
+        body: String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+    };
+    Ok((response, keep_alive))
+}
+
+/// Whether `e` means the connection was gone before the request got any
+/// response: not sent at all, or closed or reset before a response head.
+fn closed_early(e: &hyper::Error) -> bool {
+    if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// Whether the `connection` header lists `token` (case-insensitive).
-pub(super) fn connection_has(headers: &[(String, String)], token: &str) -> bool {
+fn connection_has(headers: &[(String, String)], token: &str) -> bool {
     headers
         .iter()
         .filter(|(k, _)| k == "connection")
@@ -242,304 +332,41 @@ pub(super) fn connection_has(headers: &[(String, String)], token: &str) -> bool 
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Start line and headers of a request or response.
-#[derive(Debug)]
-pub(super) struct Head {
-    /// e.g. `GET / HTTP/1.1` or `HTTP/1.1 200 OK`.
-    pub start_line: String,
-    /// Lowercased names, trimmed values.
-    pub headers: Vec<(String, String)>,
-}
-
-/// A buffered TCP connection that tolerates read timeouts.
-///
-/// Reads give up either at `deadline` (client side) or as soon as `stop` is set
-/// (server side; the stream then has a short read timeout so the flag is polled).
-pub(super) struct Wire {
-    pub stream: TcpStream,
-    buf: Vec<u8>,
-    pub deadline: Option<Instant>,
-    pub stop: Option<Arc<AtomicBool>>,
-}
-
-impl Wire {
-    /// Connects to `addr`, failing at `deadline`.
-    pub fn connect(addr: SocketAddr, deadline: Instant) -> Result<Wire, String> {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(format!("timed out before connecting to {addr}"));
-        }
-        let stream = TcpStream::connect_timeout(&addr, remaining)
-            .map_err(|e| format!("connect to {addr} failed: {e}"))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("set_nodelay on {addr} failed: {e}"))?;
-        Ok(Wire {
-            stream,
-            buf: Vec::new(),
-            deadline: Some(deadline),
-            stop: None,
-        })
+/// Builds an HTTP/1.1 request with `Host: <host>` and the caller's headers.
+/// `close` adds `Connection: close` unless the caller passed its own
+/// `connection` header; a `Content-Length` is added for a non-empty body and
+/// for `POST`, `PUT` and `PATCH` unless the caller framed the body.
+fn build_request(
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    close: bool,
+) -> Result<hyper::Request<Full<Bytes>>, String> {
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, host)
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .map_err(|e| format!("invalid request: {e}"))?;
+    let map = request.headers_mut();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| format!("invalid header name {name:?}: {e}"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|e| format!("invalid value for header {name}: {e}"))?;
+        map.append(name, value);
     }
-
-    /// Wraps an accepted stream (server side).
-    pub fn server(stream: TcpStream, stop: Arc<AtomicBool>) -> Wire {
-        Wire {
-            stream,
-            buf: Vec::new(),
-            deadline: None,
-            stop: Some(stop),
-        }
+    let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    if close && !has("connection") {
+        map.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     }
-
-    /// Writes all of `data`, bounded by the deadline (or 5 s without one).
-    pub fn write_all(&mut self, data: &[u8]) -> Result<(), String> {
-        let timeout = match self.deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()),
-            None => DEFAULT_TIMEOUT,
-        };
-        if timeout.is_zero() {
-            return Err("timed out before sending".into());
-        }
-        self.stream
-            .set_write_timeout(Some(timeout))
-            .map_err(|e| format!("set_write_timeout failed: {e}"))?;
-        self.stream
-            .write_all(data)
-            .and_then(|()| self.stream.flush())
-            .map_err(|e| format!("write failed: {e}"))
+    if (!body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH"))
+        && !has("content-length")
+        && !has("transfer-encoding")
+    {
+        map.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
-
-    /// Reads more bytes into the buffer. `Ok(0)` means the peer closed
-    /// (EOF or reset).
-    fn fill(&mut self) -> Result<usize, String> {
-        let mut chunk = [0u8; 16 * 1024];
-        loop {
-            if let Some(stop) = &self.stop {
-                if stop.load(Ordering::SeqCst) {
-                    return Err("stopped".into());
-                }
-            }
-            if let Some(deadline) = self.deadline {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                if remaining.is_zero() {
-                    return Err(format!(
-                        "timed out waiting for data ({} bytes buffered)",
-                        self.buf.len()
-                    ));
-                }
-                self.stream
-                    .set_read_timeout(Some(remaining))
-                    .map_err(|e| format!("set_read_timeout failed: {e}"))?;
-            }
-            match self.stream.read(&mut chunk) {
-                Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
-                    return Ok(n);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::ConnectionReset
-                            | ErrorKind::ConnectionAborted
-                            | ErrorKind::BrokenPipe
-                    ) =>
-                {
-                    return Ok(0)
-                }
-                Err(e) => return Err(format!("read failed: {e}")),
-            }
-        }
-    }
-
-    /// Reads a start line + headers. `Ok(None)` if the peer closed before
-    /// sending a single byte (a clean end of a keep-alive connection).
-    pub fn read_head(&mut self) -> Result<Option<Head>, String> {
-        let end = loop {
-            if let Some(pos) = find(&self.buf, b"\r\n\r\n") {
-                break pos;
-            }
-            if self.buf.len() > MAX_HEAD {
-                return Err(format!("message head larger than {MAX_HEAD} bytes"));
-            }
-            if self.fill()? == 0 {
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                return Err(format!(
-                    "connection closed in the middle of a message head: {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ));
-            }
-        };
-        let raw: Vec<u8> = self.buf.drain(..end + 4).collect();
-        let text = String::from_utf8_lossy(&raw[..end]);
-        let mut lines = text.split("\r\n");
-        let start_line = lines.next().unwrap_or_default().to_string();
-        let mut headers = Vec::new();
-        for line in lines {
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| format!("malformed header line {line:?}"))?;
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-        Ok(Some(Head {
-            start_line,
-            headers,
-        }))
-    }
-
-    /// Reads one `\r\n`-terminated line (without the terminator).
-    fn read_line(&mut self) -> Result<String, String> {
-        loop {
-            if let Some(pos) = find(&self.buf, b"\r\n") {
-                let line: Vec<u8> = self.buf.drain(..pos + 2).collect();
-                return Ok(String::from_utf8_lossy(&line[..pos]).into_owned());
-            }
-            if self.buf.len() > MAX_HEAD {
-                return Err("line too long".into());
-            }
-            if self.fill()? == 0 {
-                return Err("connection closed in the middle of a line".into());
-            }
-        }
-    }
-
-    /// Reads exactly `n` bytes.
-    fn read_exact(&mut self, n: usize) -> Result<Vec<u8>, String> {
-        if n > MAX_BODY {
-            return Err(format!("body of {n} bytes exceeds {MAX_BODY}"));
-        }
-        while self.buf.len() < n {
-            if self.fill()? == 0 {
-                return Err(format!(
-                    "connection closed after {} of {n} body bytes",
-                    self.buf.len()
-                ));
-            }
-        }
-        Ok(self.buf.drain(..n).collect())
-    }
-
-    /// Decodes a chunked body (trailers are read and discarded).
-    fn read_chunked(&mut self) -> Result<Vec<u8>, String> {
-        let mut body = Vec::new();
-        loop {
-            let line = self.read_line()?;
-            let size_text = line.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|e| format!("bad chunk size {line:?}: {e}"))?;
-            if size == 0 {
-                // Trailers, up to an empty line.
-                while !self.read_line()?.is_empty() {}
-                return Ok(body);
-            }
-            if body.len() + size > MAX_BODY {
-                return Err(format!("chunked body exceeds {MAX_BODY} bytes"));
-            }
-            body.extend(self.read_exact(size)?);
-            let crlf = self.read_line()?;
-            if !crlf.is_empty() {
-                return Err(format!("missing CRLF after chunk, got {crlf:?}"));
-            }
-        }
-    }
-
-    /// Reads until the peer closes.
-    fn read_to_eof(&mut self) -> Result<Vec<u8>, String> {
-        while self.fill()? > 0 {
-            if self.buf.len() > MAX_BODY {
-                return Err(format!("body exceeds {MAX_BODY} bytes"));
-            }
-        }
-        Ok(std::mem::take(&mut self.buf))
-    }
-
-    /// Reads a body delimited by `Transfer-Encoding: chunked` or
-    /// `Content-Length`; `None` if neither is present.
-    fn read_framed_body(
-        &mut self,
-        headers: &[(String, String)],
-    ) -> Result<Option<Vec<u8>>, String> {
-        if let Some(te) = find_header(headers, "transfer-encoding") {
-            if te.to_ascii_lowercase().contains("chunked") {
-                return self.read_chunked().map(Some);
-            }
-        }
-        if let Some(cl) = find_header(headers, "content-length") {
-            let n: usize = cl
-                .parse()
-                .map_err(|e| format!("bad content-length {cl:?}: {e}"))?;
-            return self.read_exact(n).map(Some);
-        }
-        Ok(None)
-    }
-
-    /// Reads a request body (empty if not framed, as HTTP/1.1 requires).
-    pub fn read_request_body(&mut self, head: &Head) -> Result<Vec<u8>, String> {
-        Ok(self.read_framed_body(&head.headers)?.unwrap_or_default())
-    }
-
-    /// Reads a full response (skipping `1xx` interim responses). Returns the
-    /// response and whether the connection may be reused; `Ok(None)` if the
-    /// peer closed before sending anything.
-    pub fn read_response(&mut self, method: &str) -> Result<Option<(Response, bool)>, String> {
-        loop {
-            let Some(head) = self.read_head()? else {
-                return Ok(None);
-            };
-            let mut parts = head.start_line.splitn(3, ' ');
-            let version = parts.next().unwrap_or_default().to_string();
-            let status: u16 = parts
-                .next()
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e| format!("bad status line {:?}: {e}", head.start_line))?;
-            if !version.starts_with("HTTP/1.") {
-                return Err(format!("bad status line {:?}", head.start_line));
-            }
-            if (100..200).contains(&status) && status != 101 {
-                continue;
-            }
-            let mut keep_alive = if version == "HTTP/1.0" {
-                connection_has(&head.headers, "keep-alive")
-            } else {
-                !connection_has(&head.headers, "close")
-            };
-            let no_body = method.eq_ignore_ascii_case("HEAD")
-                || status == 204
-                || status == 304
-                || (100..200).contains(&status);
-            let body = if no_body {
-                Vec::new()
-            } else {
-                match self.read_framed_body(&head.headers)? {
-                    Some(body) => body,
-                    None => {
-                        keep_alive = false;
-                        self.read_to_eof()?
-                    }
-                }
-            };
-            let response = Response {
-                status,
-                headers: head.headers,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            };
-            return Ok(Some((response, keep_alive)));
-        }
-    }
-}
-
-/// Position of `needle` in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    Ok(request)
 }

@@ -2,10 +2,10 @@
 //!
 //! * [`envoy`]: find the Envoy binary and run a real Envoy from a bootstrap,
 //!   with admin-API helpers (`config_dump`, `stats`, `wait_until`, ...);
-//! * [`upstream`]: a tiny keep-alive HTTP/1.1 backend that identifies itself
-//!   (`x-upstream: <name>`) and counts requests;
-//! * [`http`]: a blocking HTTP/1.1 client (`http_get`, keep-alive `HttpClient`)
-//!   to send traffic through Envoy;
+//! * [`upstream`]: a tiny keep-alive HTTP/1.1 backend on hyper that identifies
+//!   itself (`x-upstream: <name>`) and counts requests;
+//! * [`http`]: a blocking HTTP/1.1 client on hyper (`http_get`, keep-alive
+//!   `HttpClient`) to send traffic through Envoy;
 //! * [`apiserver`]: a fake Kubernetes API server (list and watch) for the
 //!   real kube-rs client;
 //! * [`free_port`]: pick an unused port on a loopback IP.

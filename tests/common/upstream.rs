@@ -6,25 +6,34 @@
 //! [`Upstream::start_with`] lets a test choose the reply (status, headers, body)
 //! per request, e.g. to provoke retries or outlier detection.
 //!
-//! It is plain `std::thread` code (one thread per connection, keep-alive
-//! supported), so it works from `#[test]` and `#[tokio::test]` alike. It counts
-//! requests ([`Upstream::hits`]) and remembers the most recent ones
+//! Each upstream serves hyper server connections (HTTP/1.1, keep-alive) on a
+//! tokio runtime of its own, driven by a thread of its own, so it works from
+//! `#[test]` and `#[tokio::test]` alike. It counts requests
+//! ([`Upstream::hits`]) and remembers the most recent ones
 //! ([`Upstream::requests`]) so tests can inspect headers Envoy added or removed.
-//! Dropping it stops accepting and closes all open connections (bounded).
+//! Dropping it stops the runtime, which closes the listener and all open
+//! connections (waiting a bounded time for that).
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::http::{connection_has, find_header, Wire};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
+
+use super::http::{find_header, header_pairs};
 
 /// How many recent requests an [`Upstream`] remembers.
 const MAX_RECORDED: usize = 1000;
-/// How often idle connection threads check the stop flag.
-const POLL: Duration = Duration::from_millis(100);
+/// How long dropping an [`Upstream`] waits for its server to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request as received by an [`Upstream`].
 #[derive(Debug, Clone)]
@@ -32,7 +41,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// Request target, e.g. `/path?query`.
     pub path: String,
-    /// Lowercased names, trimmed values, wire order.
+    /// Lowercased names, trimmed values, wire order (repeats of a name
+    /// follow its first occurrence).
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     /// Client (Envoy) address of the connection.
@@ -46,8 +56,9 @@ impl RecordedRequest {
     }
 }
 
-/// What an [`Upstream`] handler answers. `x-upstream: <name>` and
-/// `content-length` are always added by the server.
+/// What an [`Upstream`] handler answers. `x-upstream: <name>`,
+/// `content-type: text/plain` and `content-length` are always added by the
+/// server; headers that are not valid HTTP are left out.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
@@ -74,15 +85,14 @@ impl Reply {
 
 type Handler = dyn Fn(&RecordedRequest) -> Reply + Send + Sync;
 
-/// State shared between the [`Upstream`] handle and its threads.
+/// State shared between the [`Upstream`] handle and its server.
 struct Shared {
     name: String,
-    stop: Arc<AtomicBool>,
+    /// `name` as the value of `x-upstream`.
+    name_header: HeaderValue,
     hits: AtomicUsize,
     recorded: Mutex<VecDeque<RecordedRequest>>,
-    /// Open connections (clones), so `Drop` can shut them down.
-    conns: Mutex<HashMap<u64, TcpStream>>,
-    next_conn: AtomicUsize,
+    open: AtomicUsize,
     handler: Box<Handler>,
 }
 
@@ -90,7 +100,10 @@ struct Shared {
 pub struct Upstream {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    /// Disconnected once the server thread has dropped its runtime.
+    stopped: mpsc::Receiver<()>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Upstream {
@@ -106,31 +119,58 @@ impl Upstream {
     where
         F: Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
     {
-        let listener = TcpListener::bind((ip, 0))
+        let name_header = HeaderValue::from_str(name)
+            .unwrap_or_else(|e| panic!("upstream {name:?}: not a header value: {e}"));
+        let listener = std::net::TcpListener::bind((ip, 0))
             .unwrap_or_else(|e| panic!("upstream {name}: cannot bind {ip}:0: {e}"));
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("upstream {name}: local_addr failed: {e}"));
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("upstream {name}: set_nonblocking failed: {e}"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("upstream {name}: cannot build a runtime: {e}"));
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)
+                .unwrap_or_else(|e| panic!("upstream {name}: cannot register listener: {e}"))
+        };
         let shared = Arc::new(Shared {
             name: name.to_string(),
-            stop: Arc::new(AtomicBool::new(false)),
+            name_header,
             hits: AtomicUsize::new(0),
             recorded: Mutex::new(VecDeque::new()),
-            conns: Mutex::new(HashMap::new()),
-            next_conn: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
             handler: Box::new(handler),
         });
-        let acceptor = {
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (stopped_tx, stopped) = mpsc::channel::<()>();
+        let thread = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
-                .name(format!("upstream-{name}-accept"))
-                .spawn(move || accept_loop(listener, shared))
-                .unwrap_or_else(|e| panic!("upstream {name}: cannot spawn accept thread: {e}"))
+                .name(format!("upstream-{name}"))
+                .spawn(move || {
+                    runtime.block_on(async {
+                        tokio::select! {
+                            _ = stop_rx => {}
+                            () = accept_loop(listener, shared) => {}
+                        }
+                    });
+                    // Dropping the runtime drops every connection, closing it.
+                    drop(runtime);
+                    drop(stopped_tx);
+                })
+                .unwrap_or_else(|e| panic!("upstream {name}: cannot spawn its thread: {e}"))
         };
         Upstream {
             addr,
             shared,
-            acceptor: Some(acceptor),
+            stop: Some(stop),
+            stopped,
+            thread: Some(thread),
         }
     }
 
@@ -168,149 +208,135 @@ impl Upstream {
 
     /// Number of currently open connections.
     pub fn open_connections(&self) -> usize {
-        lock(&self.shared.conns).len()
+        self.shared.open.load(Ordering::SeqCst)
     }
 }
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Unblock `accept()` by connecting to ourselves; only join if that
-        // worked, so dropping can never hang.
-        let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
-        if let Some(acceptor) = self.acceptor.take() {
-            if woke {
-                let _ = acceptor.join();
-            }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-        // Close every open connection so peers (Envoy) notice immediately;
-        // their threads exit on the resulting EOF / stop flag.
-        for (_, stream) in lock(&self.shared.conns).drain() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+        // Only join once the thread is done, so dropping can never hang.
+        let done = !matches!(
+            self.stopped.recv_timeout(STOP_TIMEOUT),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        if let Some(thread) = self.thread.take() {
+            if done {
+                let _ = thread.join();
+            }
         }
     }
 }
 
 /// Locks a mutex, ignoring poisoning (a panicking test thread must not
-/// cascade into the server threads).
+/// cascade into the server).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for stream in listener.incoming() {
-        if shared.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let Ok(stream) = stream else {
-            // Transient accept errors (e.g. EMFILE): back off briefly.
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        let id = shared.next_conn.fetch_add(1, Ordering::SeqCst) as u64;
-        if let Ok(clone) = stream.try_clone() {
-            lock(&shared.conns).insert(id, clone);
-        }
-        let conn_shared = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new()
-            .name(format!("upstream-{}-conn{id}", shared.name))
-            .spawn(move || {
-                serve_connection(stream, &conn_shared);
-                lock(&conn_shared.conns).remove(&id);
-            });
-        if spawned.is_err() {
-            lock(&shared.conns).remove(&id);
-        }
+/// Counts a connection as open for as long as it lives.
+struct OpenConnection(Arc<Shared>);
+
+impl OpenConnection {
+    fn new(shared: &Arc<Shared>) -> OpenConnection {
+        shared.open.fetch_add(1, Ordering::SeqCst);
+        OpenConnection(Arc::clone(shared))
     }
 }
 
-/// Serves requests on one keep-alive connection until the peer closes, asks
-/// to close, errors, or the upstream stops.
-fn serve_connection(stream: TcpStream, shared: &Shared) {
-    let peer = match stream.peer_addr() {
-        Ok(p) => p,
-        Err(_) => return,
-    };
-    if stream.set_read_timeout(Some(POLL)).is_err() || stream.set_nodelay(true).is_err() {
-        return;
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
-    let mut wire = Wire::server(stream, Arc::clone(&shared.stop));
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
     loop {
-        let head = match wire.read_head() {
-            Ok(Some(head)) => head,
-            Ok(None) | Err(_) => return,
-        };
-        let body = match wire.read_request_body(&head) {
-            Ok(body) => body,
-            Err(_) => return,
-        };
-        let mut parts = head.start_line.split(' ');
-        let method = parts.next().unwrap_or_default().to_string();
-        let path = parts.next().unwrap_or_default().to_string();
-        let version = parts.next().unwrap_or_default().to_string();
-        let keep_alive = if version == "HTTP/1.0" {
-            connection_has(&head.headers, "keep-alive")
-        } else {
-            !connection_has(&head.headers, "close")
-        };
-        let request = RecordedRequest {
-            method,
-            path,
-            headers: head.headers,
-            body,
-            peer,
-        };
-        let reply = (shared.handler)(&request);
-        let response = encode_reply(&shared.name, &reply, &request.method, keep_alive);
-        shared.hits.fetch_add(1, Ordering::SeqCst);
-        {
-            let mut recorded = lock(&shared.recorded);
-            if recorded.len() >= MAX_RECORDED {
-                recorded.pop_front();
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                // Transient accept errors (e.g. EMFILE): back off briefly.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
             }
-            recorded.push_back(request);
-        }
-        if wire.write_all(&response).is_err() || !keep_alive {
-            return;
-        }
+        };
+        let _ = stream.set_nodelay(true);
+        let open = OpenConnection::new(&shared);
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let _open = open;
+            let service =
+                hyper::service::service_fn(move |req| handle(Arc::clone(&shared), peer, req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 
-fn encode_reply(name: &str, reply: &Reply, method: &str, keep_alive: bool) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\nx-upstream: {name}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n",
-        reply.status,
-        reason(reply.status),
-        reply.body.len()
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Records one request and answers it with the handler's reply.
+async fn handle(
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, BoxError> {
+    let (head, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let request = RecordedRequest {
+        method: head.method.to_string(),
+        path: head.uri.to_string(),
+        headers: header_pairs(&head.headers),
+        body: body.to_vec(),
+        peer,
+    };
+    // The handler may block (a slow backend): off the runtime's thread, so
+    // other connections are still served meanwhile.
+    let (request, reply) = {
+        let shared = Arc::clone(&shared);
+        tokio::task::spawn_blocking(move || {
+            let reply = (shared.handler)(&request);
+            (request, reply)
+        })
+        .await?
+    };
+    let response = encode_reply(&shared, &reply);
+    shared.hits.fetch_add(1, Ordering::SeqCst);
+    {
+        let mut recorded = lock(&shared.recorded);
+        if recorded.len() >= MAX_RECORDED {
+            recorded.pop_front();
+        }
+        recorded.push_back(request);
+    }
+    Ok(response)
+}
+
+fn encode_reply(shared: &Shared, reply: &Reply) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(reply.body.clone())));
+    *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert("x-upstream", shared.name_header.clone());
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
     );
-    for (k, v) in &reply.headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
+    headers.insert(
+        hyper::header::CONTENT_LENGTH,
+        HeaderValue::from(reply.body.len()),
+    );
+    for (name, value) in &reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
     }
-    if !keep_alive {
-        out.push_str("connection: close\r\n");
-    }
-    out.push_str("\r\n");
-    if !method.eq_ignore_ascii_case("HEAD") {
-        out.push_str(&reply.body);
-    }
-    out.into_bytes()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
-    }
+    response
 }
