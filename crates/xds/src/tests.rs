@@ -455,6 +455,182 @@ fn delta_steady(snap: Arc<Snapshot>) -> DeltaStream {
 }
 
 // ---------------------------------------------------------------------------
+// Both protocols, driven alike: the cases that hold for SotW and delta alike
+// are written once and run over both.
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Sotw,
+    Delta,
+}
+
+const PROTOCOLS: [Protocol; 2] = [Protocol::Sotw, Protocol::Delta];
+
+/// A response of either protocol as the cases read it: its type, the
+/// `(name, tag)` of every resource in it, the names it removes (delta), its
+/// version (SotW `version_info`, delta `system_version_info`) and nonce.
+/// Reading it checks rule 10.
+#[derive(Debug, Clone)]
+struct Got {
+    ty: ResourceType,
+    entries: Vec<(String, String)>,
+    removed: Vec<String>,
+    version: String,
+    nonce: String,
+}
+
+impl Got {
+    fn from_sotw(resp: &WireDiscoveryResponse) -> Got {
+        Got {
+            ty: ResourceType::from_type_url(&resp.type_url).expect("known type url"),
+            entries: sotw_entries(resp),
+            removed: Vec::new(),
+            version: resp.version_info.clone(),
+            nonce: resp.nonce.clone(),
+        }
+    }
+
+    fn from_delta(resp: &WireDeltaDiscoveryResponse) -> Got {
+        let read = delta_read(resp);
+        Got {
+            ty: read.ty,
+            entries: delta_tags(resp),
+            removed: read.rm,
+            version: resp.system_version_info.clone(),
+            nonce: resp.nonce.clone(),
+        }
+    }
+}
+
+/// A stream of either protocol with its client's subscriptions. (A few per
+/// test: the variants' sizes do not matter.)
+#[allow(clippy::large_enum_variant)]
+enum Stream {
+    Sotw(SotwStream, HashMap<ResourceType, Vec<String>>),
+    Delta(DeltaStream),
+}
+
+impl Stream {
+    fn new(protocol: Protocol, snap: Arc<Snapshot>) -> Stream {
+        match protocol {
+            Protocol::Sotw => {
+                Stream::Sotw(SotwStream::new(snap, "test", name_sets()), HashMap::new())
+            }
+            Protocol::Delta => Stream::Delta(DeltaStream::new(snap, "test", name_sets())),
+        }
+    }
+
+    /// Subscribed like Envoy, with everything ACKed: CDS and LDS by
+    /// wildcard, EDS and RDS by the names `snap` has.
+    fn steady(protocol: Protocol, snap: Arc<Snapshot>) -> Stream {
+        let mut s = Stream::new(protocol, snap.clone());
+        for ty in [CDS, EDS, LDS, RDS] {
+            let names: Vec<String> = match ty {
+                CDS | LDS => Vec::new(),
+                _ => snap.get(ty).names().map(String::from).collect(),
+            };
+            s.subscribe(ty, &names.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        s
+    }
+
+    /// Subscribes to `names` of `ty` (a client's first request for the
+    /// type) and ACKs the one response that must come; returns it.
+    fn subscribe(&mut self, ty: ResourceType, names: &[&str]) -> Got {
+        match self {
+            Stream::Sotw(s, subscribed) => {
+                subscribed.insert(ty, strings(names));
+                Got::from_sotw(&sotw_subscribe(s, ty, names))
+            }
+            Stream::Delta(s) => Got::from_delta(&delta_subscribe(s, ty, names)),
+        }
+    }
+
+    fn snapshot(&mut self, snap: Arc<Snapshot>) -> Vec<Got> {
+        match self {
+            Stream::Sotw(s, _) => s
+                .on_snapshot(snap)
+                .responses
+                .iter()
+                .map(Got::from_sotw)
+                .collect(),
+            Stream::Delta(s) => s
+                .on_snapshot(snap)
+                .responses
+                .iter()
+                .map(Got::from_delta)
+                .collect(),
+        }
+    }
+
+    /// ACKs every response of `got`, asserting the ACKs are answered with nothing.
+    fn ack_all(&mut self, got: &[Got]) {
+        for g in got {
+            let answered = match self {
+                Stream::Sotw(s, subscribed) => {
+                    let names: Vec<&str> = subscribed[&g.ty].iter().map(String::as_str).collect();
+                    s.on_request(&sotw_req(g.ty, &names, &g.version, &g.nonce))
+                        .unwrap()
+                        .responses
+                        .len()
+                }
+                Stream::Delta(s) => s
+                    .on_request(&delta_req(g.ty, &[], &[], &g.nonce))
+                    .unwrap()
+                    .responses
+                    .len(),
+            };
+            assert_eq!(answered, 0, "an ACK is answered with nothing");
+        }
+    }
+
+    /// Rejects `got`, saying the client stays on `last_good`.
+    fn nack(&mut self, got: &Got, last_good: &str) -> Vec<Event> {
+        match self {
+            Stream::Sotw(s, subscribed) => {
+                let names: Vec<&str> = subscribed[&got.ty].iter().map(String::as_str).collect();
+                s.on_request(&nack(got.ty, &names, last_good, &got.nonce, "no"))
+                    .unwrap()
+                    .events
+            }
+            Stream::Delta(s) => {
+                s.on_request(&delta_nack(got.ty, &got.nonce, "no"))
+                    .unwrap()
+                    .events
+            }
+        }
+    }
+
+    /// The client asks for `ty` again without changing its subscription.
+    fn repeat_subscription(&mut self, ty: ResourceType) -> usize {
+        match self {
+            Stream::Sotw(s, subscribed) => {
+                // In another order: the same set all the same.
+                let mut names: Vec<&str> = subscribed[&ty].iter().map(String::as_str).collect();
+                names.reverse();
+                s.on_request(&sotw_req(ty, &names, "", ""))
+                    .unwrap()
+                    .responses
+                    .len()
+            }
+            Stream::Delta(s) => s
+                .on_request(&delta_req(ty, &[], &[], ""))
+                .unwrap()
+                .responses
+                .len(),
+        }
+    }
+
+    fn in_sync(&self) -> bool {
+        match self {
+            Stream::Sotw(s, _) => s.in_sync(),
+            Stream::Delta(s) => s.in_sync(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Rule 1: versions belong to resources per type; nonces are per stream and fresh.
 // ---------------------------------------------------------------------------
 
@@ -485,38 +661,6 @@ fn rule_01_sotw_versions_belong_to_resources_not_streams() {
 }
 
 #[test]
-fn rule_01_sotw_every_response_has_a_fresh_nonce() {
-    let (mut s, names) = sotw_steady(base());
-    let mut nonces = BTreeSet::new();
-    let mut count = 0;
-    for tag in ["2", "3", "4"] {
-        let out = s.on_snapshot(snapshot(&[
-            (CDS, &[("a", tag), ("b", "1"), ("c", "1")]),
-            (EDS, &[("a", tag), ("b", "1"), ("c", "1")]),
-            (LDS, &[("l1", tag), ("l2", "1")]),
-            (RDS, &[("r1", tag), ("r2", "1")]),
-        ]));
-        assert_eq!(out.responses.len(), 4);
-        for r in &out.responses {
-            nonces.insert(r.nonce.clone());
-            count += 1;
-        }
-        sotw_ack_all(&mut s, &out, &names);
-    }
-    assert_eq!(nonces.len(), count, "a nonce was reused: {nonces:?}");
-    // A new stream starts its own nonces; versions are the same as on the old one.
-    let last = snapshot(&[
-        (CDS, &[("a", "4"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "4"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "4"), ("l2", "1")]),
-        (RDS, &[("r1", "4"), ("r2", "1")]),
-    ]);
-    let mut fresh = SotwStream::new(last.clone(), "test", name_sets());
-    let cds = sotw_subscribe(&mut fresh, CDS, &[]);
-    assert_eq!(cds.version_info, last.get(CDS).version());
-}
-
-#[test]
 fn rule_01_delta_versions_belong_to_resources_not_streams() {
     let snap = base();
     let mut one = DeltaStream::new(snap.clone(), "test", name_sets());
@@ -538,25 +682,38 @@ fn rule_01_delta_versions_belong_to_resources_not_streams() {
 }
 
 #[test]
-fn rule_01_delta_every_response_has_a_fresh_nonce() {
-    let mut s = delta_steady(base());
-    let mut nonces = BTreeSet::new();
-    let mut count = 0;
-    for tag in ["2", "3", "4"] {
-        let out = s.on_snapshot(snapshot(&[
+fn rule_01_every_response_has_a_fresh_nonce() {
+    let tagged = |tag: &str| {
+        snapshot(&[
             (CDS, &[("a", tag), ("b", "1"), ("c", "1")]),
             (EDS, &[("a", tag), ("b", "1"), ("c", "1")]),
             (LDS, &[("l1", tag), ("l2", "1")]),
             (RDS, &[("r1", tag), ("r2", "1")]),
-        ]));
-        assert_eq!(out.responses.len(), 4);
-        for r in &out.responses {
-            nonces.insert(r.nonce.clone());
-            count += 1;
+        ])
+    };
+    for protocol in PROTOCOLS {
+        let mut s = Stream::steady(protocol, base());
+        let mut nonces = BTreeSet::new();
+        let mut count = 0;
+        for tag in ["2", "3", "4"] {
+            let got = s.snapshot(tagged(tag));
+            assert_eq!(got.len(), 4, "{protocol:?}");
+            for g in &got {
+                nonces.insert(g.nonce.clone());
+                count += 1;
+            }
+            s.ack_all(&got);
         }
-        delta_ack_all(&mut s, &out);
+        assert_eq!(
+            nonces.len(),
+            count,
+            "{protocol:?}: a nonce was reused: {nonces:?}"
+        );
+        // A new stream starts its own nonces; versions are the same as on the old one.
+        let last = tagged("4");
+        let cds = Stream::new(protocol, last.clone()).subscribe(CDS, &[]);
+        assert_eq!(cds.version, last.get(CDS).version(), "{protocol:?}");
     }
-    assert_eq!(nonces.len(), count, "a nonce was reused: {nonces:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -926,38 +1083,6 @@ fn rule_04_delta_ack_reports_the_version_of_the_acked_response() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn rule_05_sotw_sends_nothing_when_nothing_changed() {
-    // (`sotw_steady` already checks that every ACK is answered with nothing.)
-    let (mut s, names) = sotw_steady(base());
-    // A request repeating the subscription, without a nonce: nothing new.
-    let out = s
-        .on_request(&sotw_req(EDS, &["c", "b", "a"], "", ""))
-        .unwrap();
-    assert!(out.responses.is_empty());
-    // A snapshot equal in content.
-    assert!(s.on_snapshot(base()).responses.is_empty());
-    // A change only to resources nobody subscribed to.
-    let unwatched = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1"), ("zz", "9")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1"), ("rz", "9")]),
-    ]);
-    assert!(s.on_snapshot(unwatched).responses.is_empty());
-    // One assignment changes: one EDS response, with that assignment only.
-    let one = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "2"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
-    let out = s.on_snapshot(one.clone());
-    assert_eq!(sotw_summary(&out), vec![(EDS, strings(&["b"]))]);
-    sotw_ack_all(&mut s, &out, &names);
-    assert!(s.on_snapshot(one).responses.is_empty());
-}
-
-#[test]
 fn rule_05_sotw_dropping_star_forgets_resources_no_longer_wanted() {
     let mut s = SotwStream::new(base(), "test", name_sets());
     let resp = sotw_subscribe(&mut s, CDS, &["*", "a"]);
@@ -971,32 +1096,6 @@ fn rule_05_sotw_dropping_star_forgets_resources_no_longer_wanted() {
     // `b` goes away: nothing the client wants changed.
     let out = s.on_snapshot(snapshot(&[(CDS, &[("a", "1"), ("c", "1")])]));
     assert!(out.responses.is_empty(), "sent {:?}", sotw_summary(&out));
-}
-
-#[test]
-fn rule_05_delta_sends_nothing_when_nothing_changed() {
-    let mut s = delta_steady(base());
-    assert!(s.on_snapshot(base()).responses.is_empty());
-    let unwatched = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1"), ("zz", "9")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1"), ("rz", "9")]),
-    ]);
-    assert!(s.on_snapshot(unwatched).responses.is_empty());
-    let one = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "2"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
-    let out = s.on_snapshot(one.clone());
-    assert_eq!(delta_summary(&out), vec![d(EDS, &["b"], &[])]);
-    delta_ack_all(&mut s, &out);
-    assert!(s.on_snapshot(one).responses.is_empty());
-    // A request with no subscription change is only an ACK.
-    let again = s.on_request(&delta_req(EDS, &[], &[], "")).unwrap();
-    assert!(again.responses.is_empty());
 }
 
 // ---------------------------------------------------------------------------
@@ -1587,39 +1686,6 @@ fn rule_11_delta_sends_a_name_requested_before_it_exists() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn rule_12_sotw_changed_cluster_gets_its_assignment_resent() {
-    let (mut s, _) = sotw_steady(base());
-    let out = s.on_snapshot(snapshot(&[
-        (CDS, &[("a", "2"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]));
-    assert_eq!(
-        sotw_summary(&out),
-        vec![(CDS, strings(&["a", "b", "c"])), (EDS, strings(&["a"]))]
-    );
-    // The same assignment as before.
-    assert_eq!(sotw_entries(&out.responses[1]), pairs(&[("a", "1")]));
-}
-
-#[test]
-fn rule_12_delta_changed_cluster_gets_its_assignment_resent() {
-    let mut s = delta_steady(base());
-    let out = s.on_snapshot(snapshot(&[
-        (CDS, &[("a", "2"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]));
-    assert_eq!(
-        delta_summary(&out),
-        vec![d(CDS, &["a"], &[]), d(EDS, &["a"], &[])]
-    );
-    assert_eq!(delta_tags(&out.responses[1]), pairs(&[("a", "1")]));
-}
-
-#[test]
 fn rule_12_sotw_new_listener_gets_its_routes_after_it() {
     let (mut s, names) = sotw_steady(base());
     let out = s.on_snapshot(snapshot(&[
@@ -1665,62 +1731,154 @@ fn mbb_after() -> Arc<Snapshot> {
     ])
 }
 
-#[test]
-fn rule_13_sotw_make_before_break_order() {
-    let mut s = SotwStream::new(mbb_before(), "test", name_sets());
-    sotw_subscribe(&mut s, CDS, &[]);
-    sotw_subscribe(&mut s, EDS, &["a", "old"]);
-    sotw_subscribe(&mut s, LDS, &[]);
-    sotw_subscribe(&mut s, RDS, &["r", "rold"]);
-    let out = s.on_snapshot(mbb_after());
-    assert_eq!(
-        sotw_summary(&out),
-        vec![
-            // Additions and changes first, removed resources still present.
-            (CDS, strings(&["a", "new", "old"])),
-            (EDS, strings(&["a"])),
-            (LDS, strings(&["l", "lnew", "lold"])),
-            (RDS, strings(&["r"])),
-            // Then removals, dependents first: listeners, then clusters.
-            (LDS, strings(&["l", "lnew"])),
-            (CDS, strings(&["a", "new"])),
-        ]
-    );
-    // The kept resources are the old versions, the rest the new ones.
-    assert_eq!(
-        sotw_entries(&out.responses[0]),
-        pairs(&[("a", "2"), ("new", "1"), ("old", "1")])
-    );
-    // Each final set has the version of the new set.
-    let after = mbb_after();
-    assert_eq!(out.responses[4].version_info, after.get(LDS).version());
-    assert_eq!(out.responses[5].version_info, after.get(CDS).version());
-    // Nonces all differ.
-    let nonces: BTreeSet<&String> = out.responses.iter().map(|r| &r.nonce).collect();
-    assert_eq!(nonces.len(), 6);
+/// The base snapshot with `zz` and `rz` added: nobody subscribed to them.
+fn unwatched() -> Arc<Snapshot> {
+    snapshot(&[
+        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
+        (EDS, &[("a", "1"), ("b", "1"), ("c", "1"), ("zz", "9")]),
+        (LDS, &[("l1", "1"), ("l2", "1")]),
+        (RDS, &[("r1", "1"), ("r2", "1"), ("rz", "9")]),
+    ])
+}
+
+/// The base snapshot with assignment `b` changed.
+fn assignment_b_changed() -> Arc<Snapshot> {
+    snapshot(&[
+        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
+        (EDS, &[("a", "1"), ("b", "2"), ("c", "1")]),
+        (LDS, &[("l1", "1"), ("l2", "1")]),
+        (RDS, &[("r1", "1"), ("r2", "1")]),
+    ])
+}
+
+/// The base snapshot with cluster `a` changed, and its assignment not.
+fn cluster_a_changed() -> Arc<Snapshot> {
+    snapshot(&[
+        (CDS, &[("a", "2"), ("b", "1"), ("c", "1")]),
+        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
+        (LDS, &[("l1", "1"), ("l2", "1")]),
+        (RDS, &[("r1", "1"), ("r2", "1")]),
+    ])
+}
+
+/// Responses as the tables below write them: type, `(name, tag)` of each
+/// resource sent, names removed.
+type Sent = (ResourceType, Vec<(String, String)>, Vec<String>);
+
+fn tagged(ty: ResourceType, entries: &[(&str, &str)], removed: &[&str]) -> Sent {
+    (ty, pairs(entries), strings(removed))
+}
+
+/// A stream of each protocol, steady on `from` (`Stream::steady`), is sent
+/// `to`; each protocol must send exactly its list, in that order.
+struct SteadyChange {
+    rule: &'static str,
+    from: fn() -> Arc<Snapshot>,
+    to: fn() -> Arc<Snapshot>,
+    sotw: Vec<Sent>,
+    delta: Vec<Sent>,
+}
+
+fn steady_changes() -> Vec<SteadyChange> {
+    vec![
+        SteadyChange {
+            rule: "5: a snapshot equal in content sends nothing",
+            from: base,
+            to: base,
+            sotw: vec![],
+            delta: vec![],
+        },
+        SteadyChange {
+            rule: "5: a change only to resources nobody subscribed to sends nothing",
+            from: base,
+            to: unwatched,
+            sotw: vec![],
+            delta: vec![],
+        },
+        SteadyChange {
+            rule: "5: one assignment changes: one EDS response, with that assignment only",
+            from: base,
+            to: assignment_b_changed,
+            sotw: vec![tagged(EDS, &[("b", "2")], &[])],
+            delta: vec![tagged(EDS, &[("b", "2")], &[])],
+        },
+        SteadyChange {
+            rule: "12: a changed cluster gets its assignment again, unchanged",
+            from: base,
+            to: cluster_a_changed,
+            // SotW CDS carries the whole set (rule 6).
+            sotw: vec![
+                tagged(CDS, &[("a", "2"), ("b", "1"), ("c", "1")], &[]),
+                tagged(EDS, &[("a", "1")], &[]),
+            ],
+            delta: vec![
+                tagged(CDS, &[("a", "2")], &[]),
+                tagged(EDS, &[("a", "1")], &[]),
+            ],
+        },
+        SteadyChange {
+            rule: "13: make-before-break: CDS, EDS, LDS, RDS, then removals, dependents first",
+            from: mbb_before,
+            to: mbb_after,
+            sotw: vec![
+                // Additions and changes first, removed resources still
+                // present at their old versions.
+                tagged(CDS, &[("a", "2"), ("new", "1"), ("old", "1")], &[]),
+                tagged(EDS, &[("a", "2")], &[]),
+                tagged(LDS, &[("l", "2"), ("lnew", "1"), ("lold", "1")], &[]),
+                tagged(RDS, &[("r", "2")], &[]),
+                // Then the final sets: listeners, then clusters.
+                tagged(LDS, &[("l", "2"), ("lnew", "1")], &[]),
+                tagged(CDS, &[("a", "2"), ("new", "1")], &[]),
+            ],
+            delta: vec![
+                tagged(CDS, &[("a", "2"), ("new", "1")], &[]),
+                tagged(EDS, &[("a", "2")], &[]),
+                tagged(LDS, &[("l", "2"), ("lnew", "1")], &[]),
+                tagged(RDS, &[("r", "2")], &[]),
+                tagged(RDS, &[], &["rold"]),
+                tagged(LDS, &[], &["lold"]),
+                tagged(EDS, &[], &["old"]),
+                tagged(CDS, &[], &["old"]),
+            ],
+        },
+    ]
 }
 
 #[test]
-fn rule_13_delta_make_before_break_order() {
-    let mut s = DeltaStream::new(mbb_before(), "test", name_sets());
-    delta_subscribe(&mut s, CDS, &[]);
-    delta_subscribe(&mut s, EDS, &["a", "old"]);
-    delta_subscribe(&mut s, LDS, &[]);
-    delta_subscribe(&mut s, RDS, &["r", "rold"]);
-    let out = s.on_snapshot(mbb_after());
-    assert_eq!(
-        delta_summary(&out),
-        vec![
-            d(CDS, &["a", "new"], &[]),
-            d(EDS, &["a"], &[]),
-            d(LDS, &["l", "lnew"], &[]),
-            d(RDS, &["r"], &[]),
-            d(RDS, &[], &["rold"]),
-            d(LDS, &[], &["lold"]),
-            d(EDS, &[], &["old"]),
-            d(CDS, &[], &["old"]),
-        ]
-    );
+fn rules_05_12_13_steady_streams_are_sent_what_changed_in_order() {
+    for case in steady_changes() {
+        for protocol in PROTOCOLS {
+            let why = format!("{protocol:?}, rule {}", case.rule);
+            let mut s = Stream::steady(protocol, (case.from)());
+            // A request repeating a subscription is only an ACK.
+            assert_eq!(s.repeat_subscription(EDS), 0, "{why}");
+            let got = s.snapshot((case.to)());
+            let sent: Vec<Sent> = got
+                .iter()
+                .map(|g| (g.ty, g.entries.clone(), g.removed.clone()))
+                .collect();
+            let expected = match protocol {
+                Protocol::Sotw => &case.sotw,
+                Protocol::Delta => &case.delta,
+            };
+            assert_eq!(&sent, expected, "{why}");
+            let nonces: BTreeSet<&String> = got.iter().map(|g| &g.nonce).collect();
+            assert_eq!(nonces.len(), got.len(), "{why}: a nonce was reused");
+            if protocol == Protocol::Sotw {
+                // The last response of each type carries the new set's version.
+                let to = (case.to)();
+                for ty in [CDS, EDS, LDS, RDS] {
+                    if let Some(last) = got.iter().rev().find(|g| g.ty == ty && ty.sotw_full_set())
+                    {
+                        assert_eq!(last.version, to.get(ty).version(), "{why}: {ty}");
+                    }
+                }
+            }
+            s.ack_all(&got);
+            assert!(s.snapshot((case.to)()).is_empty(), "{why}: sent again");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1904,45 +2062,32 @@ fn rule_12_sotw_changed_cluster_gets_assignment_while_eds_is_rejected() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn sotw_in_sync_after_every_ack_and_not_after_a_nack() {
-    let mut s = SotwStream::new(base(), "test", name_sets());
-    assert!(!s.in_sync(), "nothing requested yet");
-    let out = s.on_request(&sotw_req(CDS, &[], "", "")).unwrap();
-    assert!(!s.in_sync(), "response not ACKed yet");
-    s.on_request(&sotw_ack(&out.responses[0], &[])).unwrap();
-    assert!(s.in_sync());
-    let changed = snapshot(&[
-        (CDS, &[("a", "2"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
-    let out = s.on_snapshot(changed);
-    assert!(!s.in_sync());
-    s.on_request(&nack(CDS, &[], "v", &out.responses[0].nonce, "no"))
-        .unwrap();
-    assert!(!s.in_sync(), "a rejected response is not applied");
-}
-
-#[test]
-fn delta_in_sync_after_every_ack_and_not_after_a_nack() {
-    let mut s = DeltaStream::new(base(), "test", name_sets());
-    assert!(!s.in_sync());
-    let out = s.on_request(&delta_req(CDS, &[], &[], "")).unwrap();
-    assert!(!s.in_sync());
-    s.on_request(&delta_ack(&out.responses[0])).unwrap();
-    assert!(s.in_sync());
-    let changed = snapshot(&[
-        (CDS, &[("a", "2"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
-    let out = s.on_snapshot(changed);
-    assert!(!s.in_sync());
-    s.on_request(&delta_nack(CDS, &out.responses[0].nonce, "no"))
-        .unwrap();
-    assert!(!s.in_sync());
+fn in_sync_after_every_ack_and_not_after_a_nack() {
+    for protocol in PROTOCOLS {
+        let mut s = Stream::new(protocol, base());
+        assert!(!s.in_sync(), "{protocol:?}: nothing requested yet");
+        let got = match &mut s {
+            Stream::Sotw(stream, subscribed) => {
+                subscribed.insert(CDS, Vec::new());
+                let out = stream.on_request(&sotw_req(CDS, &[], "", "")).unwrap();
+                Got::from_sotw(&out.responses[0])
+            }
+            Stream::Delta(stream) => {
+                let out = stream.on_request(&delta_req(CDS, &[], &[], "")).unwrap();
+                Got::from_delta(&out.responses[0])
+            }
+        };
+        assert!(!s.in_sync(), "{protocol:?}: response not ACKed yet");
+        s.ack_all(&[got]);
+        assert!(s.in_sync(), "{protocol:?}");
+        let got = s.snapshot(cluster_a_changed());
+        assert!(!s.in_sync(), "{protocol:?}");
+        s.nack(&got[0], "v");
+        assert!(
+            !s.in_sync(),
+            "{protocol:?}: a rejected response is not applied"
+        );
+    }
 }
 
 #[test]
