@@ -14,150 +14,106 @@ use crate::virtual_service::PortSelector;
 pub type DestinationRule = IstioObject<DestinationRuleSpec>;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct DestinationRuleSpec {
-    #[serde(default)]
     pub host: String,
-    #[serde(default)]
     pub traffic_policy: Option<TrafficPolicy>,
-    #[serde(default)]
     pub subsets: Vec<Subset>,
-    #[serde(default)]
     pub export_to: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Subset {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub labels: Labels,
-    #[serde(default)]
     pub traffic_policy: Option<TrafficPolicy>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct TrafficPolicy {
-    #[serde(default)]
     pub load_balancer: Option<LoadBalancerSettings>,
-    #[serde(default)]
     pub connection_pool: Option<ConnectionPoolSettings>,
-    #[serde(default)]
     pub outlier_detection: Option<OutlierDetection>,
-    #[serde(default)]
     pub port_level_settings: Vec<PortTrafficPolicy>,
-    #[serde(default)]
     pub tls: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct PortTrafficPolicy {
-    #[serde(default)]
     pub port: Option<PortSelector>,
-    #[serde(default)]
     pub load_balancer: Option<LoadBalancerSettings>,
-    #[serde(default)]
     pub connection_pool: Option<ConnectionPoolSettings>,
-    #[serde(default)]
     pub outlier_detection: Option<OutlierDetection>,
-    #[serde(default)]
     pub tls: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct LoadBalancerSettings {
-    #[serde(default)]
     pub simple: Option<String>,
-    #[serde(default)]
     pub consistent_hash: Option<ConsistentHash>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct ConsistentHash {
-    #[serde(default)]
     pub http_header_name: Option<String>,
-    #[serde(default)]
     pub http_cookie: Option<HttpCookie>,
-    #[serde(default)]
     pub use_source_ip: Option<bool>,
-    #[serde(default)]
     pub http_query_parameter_name: Option<String>,
-    #[serde(default)]
     pub ring_hash: Option<RingHash>,
-    #[serde(default)]
     pub maglev: Option<Maglev>,
-    #[serde(default)]
     pub minimum_ring_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpCookie {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub path: Option<String>,
-    #[serde(default)]
     pub ttl: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct RingHash {
-    #[serde(default)]
     pub minimum_ring_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Maglev {
-    #[serde(default)]
     pub table_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct ConnectionPoolSettings {
-    #[serde(default)]
     pub tcp: Option<TcpSettings>,
-    #[serde(default)]
     pub http: Option<HttpSettings>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct TcpSettings {
-    #[serde(default)]
     pub max_connections: Option<i64>,
-    #[serde(default)]
     pub connect_timeout: Option<String>,
-    #[serde(default)]
     pub max_connection_duration: Option<String>,
-    #[serde(default)]
     pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpSettings {
-    #[serde(default)]
     pub http1_max_pending_requests: Option<i64>,
-    #[serde(default)]
     pub http2_max_requests: Option<i64>,
-    #[serde(default)]
     pub max_requests_per_connection: Option<i64>,
-    #[serde(default)]
     pub max_retries: Option<i64>,
-    #[serde(default)]
     pub idle_timeout: Option<String>,
-    #[serde(default)]
     pub h2_upgrade_policy: Option<String>,
-    #[serde(default)]
     pub max_concurrent_streams: Option<i64>,
 }
 

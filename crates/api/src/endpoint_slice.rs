@@ -34,13 +34,10 @@ pub struct SliceEndpoint {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct SliceConditions {
-    #[serde(default)]
     pub ready: Option<bool>,
-    #[serde(default)]
     pub serving: Option<bool>,
-    #[serde(default)]
     pub terminating: Option<bool>,
 }
 

@@ -134,3 +134,38 @@ pub enum Object {
     WorkloadEntry(WorkloadEntry),
     Sidecar(Sidecar),
 }
+
+/// The Rust type of a kind's objects, to take one out of an `Object`.
+pub trait KindObject: Sized {
+    const KIND: Kind;
+    /// The object, when `object` is of this kind.
+    fn from_object(object: &Object) -> Option<&Self>;
+}
+
+/// `KindObject` for each variant of `Object`, whose type has the variant's name.
+macro_rules! kind_objects {
+    ($($variant:ident),* $(,)?) => {
+        $(
+            impl KindObject for objects::$variant {
+                const KIND: Kind = Kind::$variant;
+                fn from_object(object: &Object) -> Option<&Self> {
+                    match object {
+                        Object::$variant(o) => Some(o),
+                        _ => None,
+                    }
+                }
+            }
+        )*
+    };
+}
+
+kind_objects!(
+    Service,
+    EndpointSlice,
+    Pod,
+    VirtualService,
+    DestinationRule,
+    ServiceEntry,
+    WorkloadEntry,
+    Sidecar,
+);

@@ -8,17 +8,12 @@ use serde::Deserialize;
 pub type Labels = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct ObjectMeta {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
     pub labels: Labels,
-    #[serde(default)]
     pub generation: Option<i64>,
-    #[serde(default)]
     pub resource_version: Option<String>,
 }
 
@@ -37,8 +32,7 @@ pub struct IstioObject<S> {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct WorkloadSelector {
-    #[serde(default)]
     pub labels: Labels,
 }

@@ -58,7 +58,8 @@ pub fn parse_text(path: &str, text: &str) -> Vec<Outcome> {
         }) {
             continue;
         }
-        let value = match serde_json::Value::deserialize(serde_norway::Deserializer::from_str(doc)) {
+        let value = match serde_json::Value::deserialize(serde_norway::Deserializer::from_str(doc))
+        {
             Ok(v) => v,
             Err(e) => {
                 // An error at the end of input points past the last line.

@@ -17,18 +17,15 @@ pub struct Pod {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct PodSpec {
-    #[serde(default)]
     pub containers: Vec<Container>,
-    #[serde(default)]
     pub node_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Container {
-    #[serde(default)]
     pub ports: Vec<ContainerPort>,
 }
 

@@ -12,36 +12,24 @@ use crate::workload_entry::WorkloadEntrySpec;
 pub type ServiceEntry = IstioObject<ServiceEntrySpec>;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct ServiceEntrySpec {
-    #[serde(default)]
     pub hosts: Vec<String>,
-    #[serde(default)]
     pub addresses: Vec<String>,
-    #[serde(default)]
     pub ports: Vec<SePort>,
-    #[serde(default)]
     pub location: Option<String>,
-    #[serde(default)]
     pub resolution: Option<String>,
-    #[serde(default)]
     pub endpoints: Vec<WorkloadEntrySpec>,
-    #[serde(default)]
     pub workload_selector: Option<WorkloadSelector>,
-    #[serde(default)]
     pub export_to: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct SePort {
-    #[serde(default)]
     pub number: i64,
-    #[serde(default)]
     pub protocol: Option<String>,
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub target_port: Option<i64>,
 }
 

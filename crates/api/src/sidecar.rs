@@ -10,20 +10,17 @@ pub type Sidecar = IstioObject<SidecarSpec>;
 
 /// Istio's Sidecar: limits what the proxies of a namespace can reach.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct SidecarSpec {
-    #[serde(default)]
     pub workload_selector: Option<WorkloadSelector>,
-    #[serde(default)]
     pub egress: Vec<EgressListener>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct EgressListener {
     /// `namespace/dnsName` entries: `*`, `.` (the proxy's) or `~` (none) for the
     /// namespace; `*`, `*.suffix` or an FQDN for the name.
-    #[serde(default)]
     pub hosts: Vec<String>,
 }
 

@@ -13,15 +13,11 @@ use crate::validate::{check_label, Validator};
 pub type VirtualService = IstioObject<VirtualServiceSpec>;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct VirtualServiceSpec {
-    #[serde(default)]
     pub hosts: Vec<String>,
-    #[serde(default)]
     pub gateways: Vec<String>,
-    #[serde(default)]
     pub http: Vec<HttpRoute>,
-    #[serde(default)]
     pub export_to: Vec<String>,
 }
 
@@ -57,13 +53,10 @@ pub struct HttpRoute {
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpRewrite {
-    #[serde(default)]
     pub uri: Option<String>,
-    #[serde(default)]
     pub authority: Option<String>,
-    #[serde(default)]
     pub uri_regex_rewrite: Option<RegexRewrite>,
 }
 
@@ -77,94 +70,71 @@ pub struct RegexRewrite {
 
 /// Header manipulation for requests and responses.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Headers {
-    #[serde(default)]
     pub request: Option<HeaderOperations>,
-    #[serde(default)]
     pub response: Option<HeaderOperations>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct HeaderOperations {
-    #[serde(default)]
     pub set: BTreeMap<String, String>,
-    #[serde(default)]
     pub add: BTreeMap<String, String>,
-    #[serde(default)]
     pub remove: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Percent {
-    #[serde(default)]
     pub value: f64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct HttpMirrorPolicy {
-    #[serde(default)]
     pub destination: Option<Destination>,
-    #[serde(default)]
     pub percentage: Option<Percent>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct HttpFaultInjection {
-    #[serde(default)]
     pub delay: Option<FaultDelay>,
-    #[serde(default)]
     pub abort: Option<FaultAbort>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct FaultDelay {
-    #[serde(default)]
     pub fixed_delay: Option<String>,
-    #[serde(default)]
     pub percentage: Option<Percent>,
     /// Deprecated integer percentage.
-    #[serde(default)]
     pub percent: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct FaultAbort {
-    #[serde(default)]
     pub http_status: Option<i64>,
-    #[serde(default)]
     pub grpc_status: Option<String>,
-    #[serde(default)]
     pub percentage: Option<Percent>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpMatchRequest {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub uri: Option<StringMatch>,
-    #[serde(default)]
     pub method: Option<StringMatch>,
-    #[serde(default)]
     pub authority: Option<StringMatch>,
-    #[serde(default)]
     pub headers: BTreeMap<String, StringMatch>,
-    #[serde(default)]
     pub without_headers: BTreeMap<String, StringMatch>,
-    #[serde(default)]
     pub query_params: BTreeMap<String, StringMatch>,
-    #[serde(default)]
     pub port: Option<i64>,
-    #[serde(default)]
     pub ignore_uri_case: bool,
-    #[serde(default)]
     pub source_labels: Labels,
-    #[serde(default)]
     pub gateways: Vec<String>,
-    #[serde(default)]
     pub source_namespace: Option<String>,
 }
 
@@ -172,54 +142,41 @@ pub struct HttpMatchRequest {
 /// An empty object matches presence only (for headers).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[serde(default)]
 pub struct StringMatch {
-    #[serde(default)]
     pub exact: Option<String>,
-    #[serde(default)]
     pub prefix: Option<String>,
-    #[serde(default)]
     pub regex: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpRouteDestination {
-    #[serde(default)]
     pub destination: Option<Destination>,
-    #[serde(default)]
     pub weight: Option<i64>,
-    #[serde(default)]
     pub headers: Option<Headers>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct Destination {
-    #[serde(default)]
     pub host: String,
-    #[serde(default)]
     pub subset: Option<String>,
-    #[serde(default)]
     pub port: Option<PortSelector>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct PortSelector {
-    #[serde(default)]
     pub number: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct HttpRetry {
-    #[serde(default)]
     pub attempts: Option<i64>,
-    #[serde(default)]
     pub per_try_timeout: Option<String>,
-    #[serde(default)]
     pub retry_on: Option<String>,
-    #[serde(default)]
     pub retry_remote_localities: Option<bool>,
 }
 

@@ -12,19 +12,13 @@ use crate::validate::Validator;
 pub type WorkloadEntry = IstioObject<WorkloadEntrySpec>;
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(default, rename_all = "camelCase")]
 pub struct WorkloadEntrySpec {
-    #[serde(default)]
     pub address: Option<String>,
-    #[serde(default)]
     pub ports: BTreeMap<String, i64>,
-    #[serde(default)]
     pub labels: Labels,
-    #[serde(default)]
     pub locality: Option<String>,
-    #[serde(default)]
     pub weight: Option<i64>,
-    #[serde(default)]
     pub network: Option<String>,
 }
 

@@ -24,7 +24,7 @@ pub use service::{MeshService, Protocol, Resolution, ServicePort, TargetPort};
 
 use label_index::LabelIndex;
 use shmesh_api::objects::*;
-use shmesh_api::{Kind, Object, ObjectKey, Origin};
+use shmesh_api::{Kind, KindObject, Object, ObjectKey, Origin};
 use store::{Name, Store};
 
 /// One change to the model.
@@ -257,24 +257,19 @@ impl Model {
             }
         };
         // The object, when it is of the key's kind; `None` deletes.
-        macro_rules! typed {
-            ($variant:ident) => {
-                object.as_deref().and_then(|o| match o {
-                    Object::$variant(x) => Some(x),
-                    _ => None,
-                })
-            };
+        fn typed<T: KindObject>(object: &Option<Arc<Object>>) -> Option<&T> {
+            object.as_deref().and_then(T::from_object)
         }
         let name = (key.namespace, key.name);
         let touched = match key.kind {
-            Kind::Service => self.apply_service(name, typed!(Service)),
-            Kind::ServiceEntry => self.apply_service_entry(name, typed!(ServiceEntry)),
-            Kind::EndpointSlice => self.apply_endpoint_slice(name, typed!(EndpointSlice)),
-            Kind::Pod => self.apply_pod(name, typed!(Pod)),
-            Kind::WorkloadEntry => self.apply_workload_entry(name, typed!(WorkloadEntry)),
-            Kind::VirtualService => self.apply_virtual_service(name, typed!(VirtualService)),
-            Kind::DestinationRule => self.apply_destination_rule(name, typed!(DestinationRule)),
-            Kind::Sidecar => self.apply_sidecar(name, typed!(Sidecar)),
+            Kind::Service => self.apply_service(name, typed(&object)),
+            Kind::ServiceEntry => self.apply_service_entry(name, typed(&object)),
+            Kind::EndpointSlice => self.apply_endpoint_slice(name, typed(&object)),
+            Kind::Pod => self.apply_pod(name, typed(&object)),
+            Kind::WorkloadEntry => self.apply_workload_entry(name, typed(&object)),
+            Kind::VirtualService => self.apply_virtual_service(name, typed(&object)),
+            Kind::DestinationRule => self.apply_destination_rule(name, typed(&object)),
+            Kind::Sidecar => self.apply_sidecar(name, typed(&object)),
         };
         dirty.merge(touched);
     }

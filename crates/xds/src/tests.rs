@@ -420,11 +420,21 @@ fn delta_ack_all(s: &mut DeltaStream, out: &delta::Output) {
 
 /// The mesh most tests start from.
 fn base() -> Arc<Snapshot> {
+    base_with(&[])
+}
+
+/// The base snapshot with the tags (and so the versions) of the named
+/// resources changed: `(type, name, tag)`.
+fn base_with(changes: &[(ResourceType, &str, &str)]) -> Arc<Snapshot> {
+    let tag = |ty: ResourceType, name: &'static str| {
+        let changed = changes.iter().find(|(t, n, _)| *t == ty && *n == name);
+        (name, changed.map_or("1", |(_, _, tag)| *tag))
+    };
     snapshot(&[
-        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
+        (CDS, &[tag(CDS, "a"), tag(CDS, "b"), tag(CDS, "c")]),
+        (EDS, &[tag(EDS, "a"), tag(EDS, "b"), tag(EDS, "c")]),
+        (LDS, &[tag(LDS, "l1"), tag(LDS, "l2")]),
+        (RDS, &[tag(RDS, "r1"), tag(RDS, "r2")]),
     ])
 }
 
@@ -649,12 +659,7 @@ fn rule_01_sotw_versions_belong_to_resources_not_streams() {
     assert_eq!(cds1.version_info, snap.get(CDS).version());
 
     // A change to another type leaves the CDS version alone.
-    let eds_changed = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "2"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
+    let eds_changed = base_with(&[(EDS, "a", "2")]);
     let mut three = SotwStream::new(eds_changed, "test", name_sets());
     let cds3 = sotw_subscribe(&mut three, CDS, &[]);
     assert_eq!(cds3.version_info, cds1.version_info);
@@ -827,12 +832,7 @@ fn rule_03_delta_applies_subscriptions_with_stale_nonce() {
 fn rule_04_sotw_nack_is_recorded_and_not_resent_until_config_changes() {
     let (mut s, names) = sotw_steady(base());
     let good = s.snapshot().get(CDS).version().to_string();
-    let bad = snapshot(&[
-        (CDS, &[("a", "bad"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
+    let bad = base_with(&[(CDS, "a", "bad")]);
     let out = s.on_snapshot(bad.clone());
     // Rule 12 sends a's assignment along; ACK it.
     assert_eq!(
@@ -865,23 +865,13 @@ fn rule_04_sotw_nack_is_recorded_and_not_resent_until_config_changes() {
     // The same config again (a new snapshot with equal content): nothing.
     assert!(s.on_snapshot(bad.clone()).responses.is_empty());
     // Another type changes: only that type is sent.
-    let other = snapshot(&[
-        (CDS, &[("a", "bad"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "2"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
+    let other = base_with(&[(CDS, "a", "bad"), (LDS, "l1", "2")]);
     let out = s.on_snapshot(other);
     assert_eq!(sotw_summary(&out), vec![(LDS, strings(&["l1", "l2"]))]);
     sotw_ack_all(&mut s, &out, &names);
 
     // The clusters change: sent again, as a whole set.
-    let fixed = snapshot(&[
-        (CDS, &[("a", "fixed"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "2"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
+    let fixed = base_with(&[(CDS, "a", "fixed"), (LDS, "l1", "2")]);
     let out = s.on_snapshot(fixed.clone());
     assert_eq!(out.responses[0].type_url, CDS.type_url());
     assert_eq!(
@@ -995,12 +985,7 @@ fn rule_04_delta_nack_is_recorded_and_not_resent_until_config_changes() {
     // A NACK leaves the client on what it last ACKed.
     let mut s = delta_steady(base());
     let good = s.snapshot().get(CDS).version().to_string();
-    let bad = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "bad"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
+    let bad = base_with(&[(CDS, "b", "bad")]);
     let out = s.on_snapshot(bad.clone());
     assert_eq!(
         delta_summary(&out),
@@ -1031,12 +1016,7 @@ fn rule_04_delta_nack_is_recorded_and_not_resent_until_config_changes() {
     // Another cluster changes: the config changed, so everything the client
     // does not hold goes out, the rejected `b` included (the client rejected
     // the whole response and still holds the `b` it last ACKed).
-    let other = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "bad"), ("c", "2")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
+    let other = base_with(&[(CDS, "b", "bad"), (CDS, "c", "2")]);
     let out = s.on_snapshot(other);
     assert_eq!(
         delta_summary(&out),
@@ -1044,12 +1024,7 @@ fn rule_04_delta_nack_is_recorded_and_not_resent_until_config_changes() {
     );
     delta_ack_all(&mut s, &out);
     // `b` changes: sent.
-    let fixed = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "fixed"), ("c", "2")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
+    let fixed = base_with(&[(CDS, "b", "fixed"), (CDS, "c", "2")]);
     let out = s.on_snapshot(fixed);
     assert_eq!(
         delta_summary(&out),
@@ -1105,12 +1080,7 @@ fn rule_05_sotw_dropping_star_forgets_resources_no_longer_wanted() {
 #[test]
 fn rule_06_sotw_cds_and_lds_carry_the_whole_set() {
     let (mut s, names) = sotw_steady(base());
-    let next = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "2"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "2")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
+    let next = base_with(&[(CDS, "b", "2"), (LDS, "l2", "2")]);
     let out = s.on_snapshot(next.clone());
     // CDS, EDS (rule 12: b's assignment), LDS.
     assert_eq!(
@@ -1156,12 +1126,7 @@ fn rule_06_sotw_cds_and_lds_carry_the_whole_set() {
 #[test]
 fn rule_06_sotw_eds_and_rds_carry_only_what_changed() {
     let (mut s, _) = sotw_steady(base());
-    let next = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "2"), ("c", "2")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "2")]),
-    ]);
+    let next = base_with(&[(EDS, "b", "2"), (EDS, "c", "2"), (RDS, "r2", "2")]);
     let out = s.on_snapshot(next.clone());
     assert_eq!(
         sotw_summary(&out),
@@ -1205,12 +1170,7 @@ fn rule_06_sotw_named_lds_carries_the_named_set_only() {
 #[test]
 fn rule_07_delta_sends_changed_resources_individually_and_deletions_as_removed() {
     let mut s = delta_steady(base());
-    let next = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "2")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
+    let next = base_with(&[(LDS, "l2", "2")]);
     let out = s.on_snapshot(next);
     assert_eq!(delta_summary(&out), vec![d(LDS, &["l2"], &[])]);
     assert_eq!(delta_tags(&out.responses[0]), pairs(&[("l2", "2")]));
@@ -1743,22 +1703,12 @@ fn unwatched() -> Arc<Snapshot> {
 
 /// The base snapshot with assignment `b` changed.
 fn assignment_b_changed() -> Arc<Snapshot> {
-    snapshot(&[
-        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "2"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ])
+    base_with(&[(EDS, "b", "2")])
 }
 
 /// The base snapshot with cluster `a` changed, and its assignment not.
 fn cluster_a_changed() -> Arc<Snapshot> {
-    snapshot(&[
-        (CDS, &[("a", "2"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ])
+    base_with(&[(CDS, "a", "2")])
 }
 
 /// Responses as the tables below write them: type, `(name, tag)` of each
@@ -2032,24 +1982,14 @@ fn rule_13_sotw_make_before_break_holds_after_a_nack() {
 #[test]
 fn rule_12_sotw_changed_cluster_gets_assignment_while_eds_is_rejected() {
     let (mut s, _) = sotw_steady(base());
-    let eds_bad = snapshot(&[
-        (CDS, &[("a", "1"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "bad"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
+    let eds_bad = base_with(&[(EDS, "a", "bad")]);
     let out = s.on_snapshot(eds_bad);
     assert_eq!(sotw_summary(&out), vec![(EDS, strings(&["a"]))]);
     let eds = &out.responses[0];
     s.on_request(&nack(EDS, &["a", "b", "c"], "v0", &eds.nonce, "a: bad"))
         .unwrap();
     // Cluster `a` changes; its (still rejected) assignment must follow it.
-    let cluster_changed = snapshot(&[
-        (CDS, &[("a", "2"), ("b", "1"), ("c", "1")]),
-        (EDS, &[("a", "bad"), ("b", "1"), ("c", "1")]),
-        (LDS, &[("l1", "1"), ("l2", "1")]),
-        (RDS, &[("r1", "1"), ("r2", "1")]),
-    ]);
+    let cluster_changed = base_with(&[(CDS, "a", "2"), (EDS, "a", "bad")]);
     let out = s.on_snapshot(cluster_changed);
     assert_eq!(
         sotw_summary(&out),

@@ -77,17 +77,12 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use shmesh_api::Object;
-
     use super::*;
-    use crate::apply::test_objects::{hosts, object};
+    use crate::apply::test_objects::{hosts, typed};
 
     fn rule(host: &str, lb: &str) -> DestinationRule {
         let yaml = format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews, namespace: shop}}\nspec:\n  host: \"{host}\"\n  trafficPolicy: {{loadBalancer: {{simple: {lb}}}}}\n");
-        match &*object(&yaml) {
-            Object::DestinationRule(dr) => dr.clone(),
-            other => panic!("not a DestinationRule: {other:?}"),
-        }
+        typed(&yaml)
     }
 
     #[test]
@@ -95,10 +90,8 @@ mod tests {
         let mut model = Model::new();
         for svc in ["reviews", "ratings"] {
             let yaml = format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {svc}, namespace: shop}}\nspec:\n  selector: {{app: {svc}}}\n  ports: [{{name: http, port: 9080}}]\n");
-            let Object::Service(s) = &*object(&yaml) else {
-                panic!("not a Service")
-            };
-            model.apply_service(("shop".into(), svc.into()), Some(s));
+            let s = typed(&yaml);
+            model.apply_service(("shop".into(), svc.into()), Some(&s));
         }
         let name = ("shop".to_string(), "reviews".to_string());
         let reviews = hosts(&["reviews.shop.svc.cluster.local"]);

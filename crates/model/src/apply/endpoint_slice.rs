@@ -69,17 +69,12 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use shmesh_api::Object;
-
     use super::*;
-    use crate::apply::test_objects::{hosts, object};
+    use crate::apply::test_objects::{hosts, typed};
 
     fn slice(service: &str, ip: &str) -> EndpointSlice {
         let yaml = format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: slice-1\n  namespace: shop\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: IPv4\nendpoints:\n- addresses: [{ip}]\n  targetRef: {{kind: Pod, name: pod-1}}\nports: [{{name: http, port: 9080}}]\n");
-        match &*object(&yaml) {
-            Object::EndpointSlice(s) => s.clone(),
-            other => panic!("not an EndpointSlice: {other:?}"),
-        }
+        typed(&yaml)
     }
 
     #[test]

@@ -23,14 +23,23 @@ pub(crate) mod test_objects {
     use std::sync::Arc;
 
     use shmesh_api::parse::{parse_text, Outcome};
-    use shmesh_api::Object;
+    use shmesh_api::{KindObject, Object};
 
     /// The one object `yaml` holds; panics on anything else.
-    pub fn object(yaml: &str) -> Arc<Object> {
+    fn object(yaml: &str) -> Arc<Object> {
         let mut outcomes = parse_text("test.yaml", yaml);
         match (outcomes.pop(), outcomes.is_empty()) {
             (Some(Outcome::Object(parsed)), true) => parsed.object,
             (other, _) => panic!("not one valid object: {other:?}"),
+        }
+    }
+
+    /// The one object of kind `T` that `yaml` holds.
+    pub fn typed<T: KindObject + Clone>(yaml: &str) -> T {
+        let object = object(yaml);
+        match T::from_object(&object) {
+            Some(o) => o.clone(),
+            None => panic!("not a {}: {object:?}", T::KIND),
         }
     }
 

@@ -46,25 +46,17 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use shmesh_api::Object;
-
     use super::*;
-    use crate::apply::test_objects::{hosts, object};
+    use crate::apply::test_objects::{hosts, typed};
 
     fn pod(version: &str, ip: &str) -> Pod {
         let yaml = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: reviews-1\n  namespace: shop\n  labels: {{app: reviews, version: {version}}}\nstatus: {{podIP: {ip}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n");
-        match &*object(&yaml) {
-            Object::Pod(p) => p.clone(),
-            other => panic!("not a Pod: {other:?}"),
-        }
+        typed(&yaml)
     }
 
     fn service(name: &str, selector: &str) -> shmesh_api::service::Service {
         let yaml = format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  selector: {selector}\n  ports: [{{name: http, port: 9080}}]\n");
-        match &*object(&yaml) {
-            Object::Service(s) => s.clone(),
-            other => panic!("not a Service: {other:?}"),
-        }
+        typed(&yaml)
     }
 
     #[test]
@@ -110,10 +102,8 @@ mod tests {
 
         // A service without a selector whose slice points at the pod.
         let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: legacy-1\n  namespace: shop\n  labels: {kubernetes.io/service-name: legacy}\naddressType: IPv4\nendpoints:\n- addresses: [10.0.0.1]\n  targetRef: {kind: Pod, name: reviews-1}\nports: [{name: http, port: 9080}]\n";
-        let Object::EndpointSlice(slice) = &*object(slice) else {
-            panic!("not an EndpointSlice")
-        };
-        model.apply_endpoint_slice(("shop".into(), "legacy-1".into()), Some(slice));
+        let slice = typed(slice);
+        model.apply_endpoint_slice(("shop".into(), "legacy-1".into()), Some(&slice));
         assert_eq!(
             model.apply_pod(name, Some(&v1)).endpoints,
             hosts(&[

@@ -29,16 +29,11 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use shmesh_api::Object;
-
     use super::*;
-    use crate::apply::test_objects::{hosts, object};
+    use crate::apply::test_objects::{hosts, typed};
 
     fn service(yaml: &str) -> Service {
-        match &*object(yaml) {
-            Object::Service(s) => s.clone(),
-            other => panic!("not a Service: {other:?}"),
-        }
+        typed(yaml)
     }
 
     const REVIEWS: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n";

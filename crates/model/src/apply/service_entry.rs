@@ -41,17 +41,12 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use shmesh_api::Object;
-
     use super::*;
-    use crate::apply::test_objects::{hosts, object};
+    use crate::apply::test_objects::{hosts, typed};
 
     fn entry(hosts: &str) -> ServiceEntry {
         let yaml = format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: external, namespace: shop}}\nspec:\n  hosts: [{hosts}]\n  ports: [{{number: 443, name: https, protocol: HTTPS}}]\n  resolution: DNS\n");
-        match &*object(&yaml) {
-            Object::ServiceEntry(se) => se.clone(),
-            other => panic!("not a ServiceEntry: {other:?}"),
-        }
+        typed(&yaml)
     }
 
     #[test]

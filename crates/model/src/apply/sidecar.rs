@@ -30,17 +30,12 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use shmesh_api::Object;
-
     use super::*;
-    use crate::apply::test_objects::object;
+    use crate::apply::test_objects::typed;
 
     fn sidecar(hosts: &str) -> Sidecar {
         let yaml = format!("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: shop}}\nspec:\n  egress:\n  - hosts: [{hosts}]\n");
-        match &*object(&yaml) {
-            Object::Sidecar(sc) => sc.clone(),
-            other => panic!("not a Sidecar: {other:?}"),
-        }
+        typed(&yaml)
     }
 
     #[test]

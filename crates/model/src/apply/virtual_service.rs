@@ -57,17 +57,12 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use shmesh_api::Object;
-
     use super::*;
-    use crate::apply::test_objects::{hosts, object};
+    use crate::apply::test_objects::{hosts, typed};
 
     fn vs(hosts: &str, weight: u32) -> VirtualService {
         let yaml = format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews, namespace: shop}}\nspec:\n  hosts: [{hosts}]\n  http:\n  - route:\n    - {{destination: {{host: reviews, subset: v1}}, weight: {weight}}}\n    - {{destination: {{host: reviews, subset: v2}}, weight: {}}}\n", 100 - weight);
-        match &*object(&yaml) {
-            Object::VirtualService(vs) => vs.clone(),
-            other => panic!("not a VirtualService: {other:?}"),
-        }
+        typed(&yaml)
     }
 
     #[test]

@@ -49,27 +49,20 @@ impl Model {
 
 #[cfg(test)]
 mod tests {
-    use shmesh_api::Object;
-
     use super::*;
-    use crate::apply::test_objects::{hosts, object};
+    use crate::apply::test_objects::{hosts, typed};
 
     fn entry(app: &str) -> WorkloadEntry {
         let yaml = format!("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: vm-1, namespace: shop}}\nspec:\n  address: 10.1.0.1\n  labels: {{app: {app}}}\n");
-        match &*object(&yaml) {
-            Object::WorkloadEntry(w) => w.clone(),
-            other => panic!("not a WorkloadEntry: {other:?}"),
-        }
+        typed(&yaml)
     }
 
     #[test]
     fn reports_the_services_that_select_it_before_and_after() {
         let mut model = Model::new();
         let selecting = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: vms, namespace: shop}\nspec:\n  hosts: [vms.example.com]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: vm}}\n";
-        let Object::ServiceEntry(se) = &*object(selecting) else {
-            panic!("not a ServiceEntry")
-        };
-        model.apply_service_entry(("shop".into(), "vms".into()), Some(se));
+        let se = typed(selecting);
+        model.apply_service_entry(("shop".into(), "vms".into()), Some(&se));
         let name = ("shop".to_string(), "vm-1".to_string());
 
         let vm = entry("vm");
