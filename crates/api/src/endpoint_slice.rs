@@ -96,3 +96,36 @@ impl Validator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::problems;
+
+    fn slice(address_type: &str, addresses: &str, port: i64) -> String {
+        format!("apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: reviews-1\n  namespace: shop\n  labels: {{kubernetes.io/service-name: reviews}}\naddressType: {address_type}\nendpoints:\n- addresses: [{addresses}]\nports: [{{name: http, port: {port}}}]\n")
+    }
+
+    #[test]
+    fn addresses_of_the_slice_type_are_valid() {
+        assert!(problems(&slice("IPv4", "10.0.0.1, 10.0.0.2", 9080)).is_empty());
+        assert!(problems(&slice("FQDN", "reviews.example.com", 9080)).is_empty());
+    }
+
+    #[test]
+    fn addresses_must_match_the_type_and_ports_be_in_range() {
+        assert_eq!(
+            problems(&slice("IPv4", "reviews.example.com", 0)),
+            vec![
+                "endpoints[0].addresses[0]: \"reviews.example.com\" is not an IP address",
+                "ports[0].port: port 0 is out of range 1-65535",
+            ]
+        );
+        assert_eq!(
+            problems(&slice("Unix", "", 9080)),
+            vec![
+                "addressType: unknown address type \"Unix\"",
+                "endpoints[0].addresses: at least one address is required",
+            ]
+        );
+    }
+}

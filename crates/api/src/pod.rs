@@ -73,3 +73,30 @@ impl Validator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::problems;
+
+    fn pod(ip: &str, port: i64) -> String {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: reviews-1, namespace: shop, labels: {{app: reviews}}}}\nspec:\n  containers:\n  - name: app\n    ports: [{{name: http, containerPort: {port}}}]\nstatus: {{podIP: \"{ip}\"}}\n")
+    }
+
+    #[test]
+    fn an_ip_and_ports_in_range_are_valid() {
+        assert!(problems(&pod("10.0.0.1", 9080)).is_empty());
+        // A pod not yet scheduled has no IP.
+        assert!(problems(&pod("", 9080)).is_empty());
+    }
+
+    #[test]
+    fn the_ip_must_be_an_address_and_ports_in_range() {
+        assert_eq!(
+            problems(&pod("reviews-1", 70000)),
+            vec![
+                "status.podIP: \"reviews-1\" is not an IP address",
+                "spec.containers[0].ports[0].containerPort: port 70000 is out of range 1-65535",
+            ]
+        );
+    }
+}

@@ -73,3 +73,31 @@ impl Validator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::problems;
+
+    const HEAD: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec:\n  selector: {app: reviews}\n";
+
+    #[test]
+    fn named_ports_in_range_are_valid() {
+        let svc = format!("{HEAD}  ports:\n  - {{name: http, port: 9080, targetPort: http-alt}}\n  - {{name: grpc, port: 9090, targetPort: 9091}}\n");
+        assert!(problems(&svc).is_empty(), "{:?}", problems(&svc));
+    }
+
+    #[test]
+    fn ports_must_be_in_range_named_and_unique() {
+        let svc = format!("{HEAD}  ports:\n  - {{name: http, port: 0}}\n  - {{port: 80, targetPort: 70000}}\n  - {{name: http, port: 81, targetPort: \"\"}}\n");
+        assert_eq!(
+            problems(&svc),
+            vec![
+                "spec.ports[0].port: port 0 is out of range 1-65535",
+                "spec.ports[1].targetPort: port 70000 is out of range 1-65535",
+                "spec.ports[1].name: must be set when a Service has several ports",
+                "spec.ports[2].targetPort: empty port name",
+                "spec.ports[2].name: duplicate port name \"http\"",
+            ]
+        );
+    }
+}

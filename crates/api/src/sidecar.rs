@@ -52,3 +52,36 @@ impl Validator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::problems;
+
+    fn sidecar(hosts: &str) -> String {
+        format!("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: shop}}\nspec:\n  egress:\n  - hosts: [{hosts}]\n")
+    }
+
+    #[test]
+    fn namespace_and_host_pairs_are_valid() {
+        let sc =
+            sidecar("\"./*\", \"istio-system/*\", \"*/reviews.shop.svc.cluster.local\", \"~/*\"");
+        assert!(problems(&sc).is_empty(), "{:?}", problems(&sc));
+    }
+
+    #[test]
+    fn hosts_must_name_a_namespace_and_a_host() {
+        assert_eq!(
+            problems(&sidecar("reviews, \"/reviews\", \"Bad_NS/*\", \"./a..b\"")),
+            vec![
+                "spec.egress[0].hosts[0]: \"reviews\" is not of the form namespace/dnsName",
+                "spec.egress[0].hosts[1]: \"/reviews\" has an empty namespace",
+                "spec.egress[0].hosts[2]: \"Bad_NS\" is not a DNS label (letters, digits and '-', not at either end)",
+                "spec.egress[0].hosts[3]: invalid host \"a..b\": \"\" is not a DNS label of 1-63 characters",
+            ]
+        );
+        assert_eq!(
+            problems(&sidecar("")),
+            vec!["spec.egress[0].hosts: at least one host is required"]
+        );
+    }
+}

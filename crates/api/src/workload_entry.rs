@@ -40,3 +40,36 @@ impl Validator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::validate::problems;
+
+    fn entry(spec: &str) -> String {
+        format!("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: vm-1, namespace: shop}}\nspec: {spec}\n")
+    }
+
+    #[test]
+    fn an_address_with_ports_and_a_weight_is_valid() {
+        let we = entry("{address: 10.1.0.1, ports: {http: 8080}, labels: {app: vm}, weight: 3}");
+        assert!(problems(&we).is_empty(), "{:?}", problems(&we));
+        // A host name is an address too, outside a ServiceEntry's STATIC endpoints.
+        assert!(problems(&entry("{address: vm-1.example.com}")).is_empty());
+    }
+
+    #[test]
+    fn address_ports_and_weight_are_checked() {
+        assert_eq!(
+            problems(&entry("{ports: {http: 0}, weight: -1}")),
+            vec![
+                "spec.address: address is required",
+                "spec.ports.http: port 0 is out of range 1-65535",
+                "spec.weight: -1 must not be negative",
+            ]
+        );
+        assert_eq!(
+            problems(&entry("{address: 10.1.0.1, weight: 5000000000}")),
+            vec!["spec.weight: weight exceeds 4294967295"]
+        );
+    }
+}
