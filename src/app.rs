@@ -153,13 +153,15 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         name_sets: Arc::default(),
     });
     let (stop_xds, stopped) = oneshot::channel::<()>();
-    let xds = tokio::spawn(shmesh_xds::listen::serve(
-        xds,
-        AdsServer::new(shared),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let serve_xds = shmesh_xds::listen::serve(xds, AdsServer::new(shared), async move {
+        let _ = stopped.await;
+    });
+    // The accept loop runs on a thread of its own, outside the runtime's
+    // workers, as it did on the main thread when `serve` awaited it: on a
+    // worker, a synced W1 fleet took 7 MiB more (docs/performance-notes.md,
+    // Connections). Needs a multi-threaded runtime, whose workers drive I/O.
+    let runtime = tokio::runtime::Handle::current();
+    let xds = tokio::task::spawn_blocking(move || runtime.block_on(serve_xds));
     Ok(Bound {
         xds_addr,
         admin_addr,
