@@ -102,6 +102,27 @@ impl<T> Policy<T> {
     }
 }
 
+impl<T: Clone + fmt::Debug + PartialEq> Policy<T> {
+    /// The stored form of `object`, named `name`, whose hosts resolve to
+    /// `hosts` and which is exported to `export_to`.
+    fn new(name: &Name, object: &IstioObject<T>, hosts: Vec<String>, export_to: &[String]) -> Self {
+        Policy {
+            hosts,
+            export_to: export_set(export_to, &name.0),
+            namespace: name.0.clone(),
+            name: name.1.clone(),
+            generation: object.metadata.generation,
+            version: spec_version(&object.spec),
+            spec: object.spec.clone(),
+        }
+    }
+
+    /// Whether `object` is what this policy was made from.
+    fn made_from(&self, object: &IstioObject<T>) -> bool {
+        self.spec == object.spec && self.generation == object.metadata.generation
+    }
+}
+
 /// A content hash of a spec. Specs are plain data with ordered maps, so their
 /// debug form is deterministic.
 fn spec_version(spec: &impl fmt::Debug) -> String {

@@ -57,6 +57,26 @@ impl<T> Store<T> {
         self.objects.insert(name, object)
     }
 
+    /// Stores `new` under `name`, or forgets the object there when `new` is
+    /// `None`. Returns what was there before, or `None` when nothing changed
+    /// (`new` equals the stored object, or there was nothing to forget).
+    pub(crate) fn replace(&mut self, name: &Name, new: Option<&T>) -> Option<Option<Arc<T>>>
+    where
+        T: Clone + PartialEq,
+    {
+        let Some(object) = new else {
+            return self.objects.remove(name).map(Some);
+        };
+        match self.objects.get_mut(name) {
+            Some(old) if **old == *object => None,
+            Some(old) => Some(Some(std::mem::replace(old, Arc::new(object.clone())))),
+            None => {
+                self.objects.insert(name.clone(), Arc::new(object.clone()));
+                Some(None)
+            }
+        }
+    }
+
     pub(crate) fn remove(&mut self, name: &Name) -> Option<Arc<T>> {
         self.objects.remove(name)
     }

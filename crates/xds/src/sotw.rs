@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::client_versions::{self, ClientVersions, Forced};
+use super::client_versions::{self, ClientVersions, Difference, Forced};
 use super::name_set::{NameSet, NameSets};
 use super::request::SotwRequest;
 use super::{Event, Nonces, ProtocolError};
@@ -62,6 +62,18 @@ impl TypeState {
 
     fn wants(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
+    }
+
+    /// What the client lacks to be on `current`.
+    fn difference(&self, current: &Arc<TypeSet>, sets: &NameSets) -> Difference {
+        self.versions.difference(
+            current,
+            |n| self.wants(n),
+            self.wildcard,
+            &self.names,
+            &self.force,
+            sets,
+        )
     }
 }
 
@@ -221,14 +233,7 @@ impl SotwStream {
             ) {
                 continue;
             }
-            let diff = st.versions.difference(
-                &current,
-                |n| st.wants(n),
-                st.wildcard,
-                &st.names,
-                &st.force,
-                &self.name_sets,
-            );
+            let diff = st.difference(&current, &self.name_sets);
             // Removed resources stay in the first full set so nothing that
             // routes still use disappears before the routes move.
             let kept: Vec<Arc<Resource>> = if ty.sotw_full_set() {
@@ -307,16 +312,8 @@ impl SotwStream {
         let mut resources: Vec<Arc<Resource>> = if full {
             self.interest(ty).cloned().collect()
         } else {
-            let st = &self.types[ty.index()];
-            st.versions
-                .difference(
-                    &current,
-                    |n| st.wants(n),
-                    st.wildcard,
-                    &st.names,
-                    &st.force,
-                    &self.name_sets,
-                )
+            self.types[ty.index()]
+                .difference(&current, &self.name_sets)
                 .upserts
         };
         if !full && resources.is_empty() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use shmesh_api::destination_rule::DestinationRule;
 
 use crate::store::Name;
-use crate::{export_set, hosts, spec_version, Dirty, Model, Policy};
+use crate::{hosts, Dirty, Model, Policy};
 
 impl Model {
     /// Touches the services the rule's host covered and covers, and every
@@ -24,22 +24,15 @@ impl Model {
             .unwrap_or_default();
         match new {
             Some(dr) => {
-                let (namespace, dr_name) = (&name.0, &name.1);
-                if let Some(old) = self.destination_rules.get(&name) {
-                    if old.spec == dr.spec && old.generation == dr.metadata.generation {
-                        return dirty;
-                    }
+                if self
+                    .destination_rules
+                    .get(&name)
+                    .is_some_and(|old| old.made_from(dr))
+                {
+                    return dirty;
                 }
-                let host = hosts::resolve(&dr.spec.host, namespace);
-                let policy = Policy {
-                    hosts: vec![host.clone()],
-                    export_to: export_set(&dr.spec.export_to, namespace),
-                    namespace: namespace.clone(),
-                    name: dr_name.clone(),
-                    generation: dr.metadata.generation,
-                    version: spec_version(&dr.spec),
-                    spec: dr.spec.clone(),
-                };
+                let host = hosts::resolve(&dr.spec.host, &name.0);
+                let policy = Policy::new(&name, dr, vec![host.clone()], &dr.spec.export_to);
                 patterns.push(host);
                 if let Some(old) = self.destination_rules.get(&name) {
                     self.dr_by_host.remove(old);

@@ -1,8 +1,6 @@
 //! An EndpointSlice holds addresses of the Service named by its
 //! `kubernetes.io/service-name` label, and may point at pods.
 
-use std::sync::Arc;
-
 use shmesh_api::endpoint_slice::EndpointSlice;
 
 use crate::hosts;
@@ -17,10 +15,9 @@ impl Model {
         new: Option<&EndpointSlice>,
     ) -> Dirty {
         let mut dirty = Dirty::default();
-        let old = self.slices.get(&name).cloned();
-        if old.as_deref() == new {
+        let Some(old) = self.slices.replace(&name, new) else {
             return dirty;
-        }
+        };
         let (namespace, slice_name) = (&name.0, &name.1);
         for slice in old.as_deref().into_iter().chain(new) {
             if let Some(svc) = slice_service(slice) {
@@ -42,25 +39,19 @@ impl Model {
                 }
             }
         }
-        match new {
-            Some(slice) => {
-                if let Some(svc) = slice_service(slice) {
-                    let host = hosts::service_fqdn(&svc, namespace);
-                    for pod in slice_pods(slice, namespace) {
-                        self.pod_refs
-                            .entry(pod)
-                            .or_default()
-                            .insert(slice_name.clone(), host.clone());
-                    }
-                    self.slices_by_service
-                        .entry((namespace.clone(), svc))
+        if let Some(slice) = new {
+            if let Some(svc) = slice_service(slice) {
+                let host = hosts::service_fqdn(&svc, namespace);
+                for pod in slice_pods(slice, namespace) {
+                    self.pod_refs
+                        .entry(pod)
                         .or_default()
-                        .insert(slice_name.clone());
+                        .insert(slice_name.clone(), host.clone());
                 }
-                self.slices.insert(name, Arc::new(slice.clone()));
-            }
-            None => {
-                self.slices.remove(&name);
+                self.slices_by_service
+                    .entry((namespace.clone(), svc))
+                    .or_default()
+                    .insert(slice_name.clone());
             }
         }
         dirty

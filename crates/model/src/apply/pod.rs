@@ -1,8 +1,6 @@
 //! A Pod is an endpoint of the services whose selector matches its labels,
 //! and of those whose EndpointSlices point at it.
 
-use std::sync::Arc;
-
 use shmesh_api::meta::Labels;
 use shmesh_api::pod::Pod;
 
@@ -14,10 +12,9 @@ impl Model {
     /// selects it now, or whose slices point at it.
     pub(crate) fn apply_pod(&mut self, name: Name, new: Option<&Pod>) -> Dirty {
         let mut dirty = Dirty::default();
-        let old = self.pods.get(&name).cloned();
-        if old.as_deref() == new {
+        let Some(old) = self.pods.replace(&name, new) else {
             return dirty;
-        }
+        };
         let (namespace, pod_name) = (&name.0, &name.1);
         let labels: Vec<&Labels> = old
             .as_deref()
@@ -30,15 +27,9 @@ impl Model {
             self.pod_labels
                 .remove(namespace, &old.metadata.labels, pod_name);
         }
-        match new {
-            Some(p) => {
-                self.pod_labels
-                    .insert(namespace, &p.metadata.labels, pod_name);
-                self.pods.insert(name, Arc::new(p.clone()));
-            }
-            None => {
-                self.pods.remove(&name);
-            }
+        if let Some(p) = new {
+            self.pod_labels
+                .insert(namespace, &p.metadata.labels, pod_name);
         }
         dirty
     }

@@ -1,7 +1,5 @@
 //! A Kubernetes Service defines the mesh service `NAME.NAMESPACE.svc.cluster.local`.
 
-use std::sync::Arc;
-
 use shmesh_api::service::Service;
 
 use crate::hosts;
@@ -12,15 +10,10 @@ impl Model {
     /// Touches the service's FQDN: its clusters, listeners, routes and endpoints.
     pub(crate) fn apply_service(&mut self, name: Name, new: Option<&Service>) -> Dirty {
         let mut dirty = Dirty::default();
-        let fqdn = hosts::service_fqdn(&name.1, &name.0);
-        if let Some(s) = new {
-            if self.k8s_services.get(&name).is_some_and(|old| **old == *s) {
-                return dirty;
-            }
-            self.k8s_services.insert(name, Arc::new(s.clone()));
-        } else if self.k8s_services.remove(&name).is_none() {
+        if self.k8s_services.replace(&name, new).is_none() {
             return dirty;
         }
+        let fqdn = hosts::service_fqdn(&name.1, &name.0);
         self.rebuild_host(&fqdn);
         dirty.config.insert(fqdn);
         dirty

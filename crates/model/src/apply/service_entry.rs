@@ -2,7 +2,6 @@
 //! Kubernetes Service already defines the host).
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use shmesh_api::service_entry::ServiceEntry;
 
@@ -13,24 +12,15 @@ impl Model {
     /// Touches every host the entry named before and names now.
     pub(crate) fn apply_service_entry(&mut self, name: Name, new: Option<&ServiceEntry>) -> Dirty {
         let mut dirty = Dirty::default();
-        let mut touched: BTreeSet<String> = self
-            .service_entries
-            .get(&name)
-            .map(|se| se.spec.hosts.iter().cloned().collect())
-            .unwrap_or_default();
-        if let Some(se) = new {
-            if self
-                .service_entries
-                .get(&name)
-                .is_some_and(|old| **old == *se)
-            {
-                return dirty;
-            }
-            touched.extend(se.spec.hosts.iter().cloned());
-            self.service_entries.insert(name, Arc::new(se.clone()));
-        } else if self.service_entries.remove(&name).is_none() {
+        let Some(old) = self.service_entries.replace(&name, new) else {
             return dirty;
-        }
+        };
+        let touched: BTreeSet<String> = old
+            .as_deref()
+            .into_iter()
+            .chain(new)
+            .flat_map(|se| se.spec.hosts.iter().cloned())
+            .collect();
         for host in touched {
             self.rebuild_host(&host);
             dirty.config.insert(host);

@@ -1,8 +1,6 @@
 //! A Sidecar limits what the proxies of its namespace (or, in the root
 //! namespace, of every namespace without one) can reach.
 
-use std::sync::Arc;
-
 use shmesh_api::sidecar::Sidecar;
 
 use crate::store::Name;
@@ -11,20 +9,10 @@ use crate::{Dirty, Model};
 impl Model {
     /// Touches the scope of views: which proxies see which services.
     pub(crate) fn apply_sidecar(&mut self, name: Name, new: Option<&Sidecar>) -> Dirty {
-        let mut dirty = Dirty::default();
-        let unchanged = match new {
-            Some(sc) => {
-                let sc = Arc::new(sc.clone());
-                self.sidecars
-                    .insert(name, sc.clone())
-                    .is_some_and(|old| old == sc)
-            }
-            None => self.sidecars.remove(&name).is_none(),
-        };
-        if !unchanged {
-            dirty.scope = true;
+        Dirty {
+            scope: self.sidecars.replace(&name, new).is_some(),
+            ..Dirty::default()
         }
-        dirty
     }
 }
 

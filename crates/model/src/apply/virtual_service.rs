@@ -6,7 +6,7 @@ use std::sync::Arc;
 use shmesh_api::virtual_service::VirtualService;
 
 use crate::store::Name;
-use crate::{export_set, hosts, spec_version, Dirty, Model, Policy};
+use crate::{hosts, Dirty, Model, Policy};
 
 impl Model {
     /// Touches the host patterns the VirtualService named before and names now.
@@ -23,26 +23,15 @@ impl Model {
             }
             return dirty;
         };
-        let (namespace, vs_name) = (&name.0, &name.1);
-        if let Some(old) = self.virtual_services.get(&name) {
-            if old.spec == vs.spec && old.generation == vs.metadata.generation {
-                return dirty;
-            }
+        if self
+            .virtual_services
+            .get(&name)
+            .is_some_and(|old| old.made_from(vs))
+        {
+            return dirty;
         }
-        let policy = Policy {
-            hosts: vs
-                .spec
-                .hosts
-                .iter()
-                .map(|h| hosts::resolve(h, namespace))
-                .collect(),
-            export_to: export_set(&vs.spec.export_to, namespace),
-            namespace: namespace.clone(),
-            name: vs_name.clone(),
-            generation: vs.metadata.generation,
-            version: spec_version(&vs.spec),
-            spec: vs.spec.clone(),
-        };
+        let resolved = vs.spec.hosts.iter().map(|h| hosts::resolve(h, &name.0));
+        let policy = Policy::new(&name, vs, resolved.collect(), &vs.spec.export_to);
         if let Some(old) = self.virtual_services.get(&name) {
             self.vs_by_host.remove(old);
             dirty.vs_hosts.extend(old.hosts.iter().cloned());

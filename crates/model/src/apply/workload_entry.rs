@@ -1,8 +1,6 @@
 //! A WorkloadEntry is an endpoint of the services (Kubernetes Services and
 //! ServiceEntries with a workload selector) whose selector matches its labels.
 
-use std::sync::Arc;
-
 use shmesh_api::meta::Labels;
 use shmesh_api::workload_entry::WorkloadEntry;
 
@@ -18,10 +16,9 @@ impl Model {
         new: Option<&WorkloadEntry>,
     ) -> Dirty {
         let mut dirty = Dirty::default();
-        let old = self.workload_entries.get(&name).cloned();
-        if old.as_deref() == new {
+        let Some(old) = self.workload_entries.replace(&name, new) else {
             return dirty;
-        }
+        };
         let (namespace, entry_name) = (&name.0, &name.1);
         let labels: Vec<&Labels> = old
             .as_deref()
@@ -34,14 +31,8 @@ impl Model {
             self.we_labels
                 .remove(namespace, &old.spec.labels, entry_name);
         }
-        match new {
-            Some(w) => {
-                self.we_labels.insert(namespace, &w.spec.labels, entry_name);
-                self.workload_entries.insert(name, Arc::new(w.clone()));
-            }
-            None => {
-                self.workload_entries.remove(&name);
-            }
+        if let Some(w) = new {
+            self.we_labels.insert(namespace, &w.spec.labels, entry_name);
         }
         dirty
     }
