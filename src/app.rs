@@ -304,6 +304,8 @@ fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
         delta: args.api == Api::Delta,
         outbound_listener: args.outbound_listener,
         admin_addr: args.admin_addr,
+        labels: args.labels.into_iter().collect(),
+        instance_ip: args.ip,
     };
     let json = bootstrap::bootstrap_json(&opts)?;
     println!("{}", serde_json::to_string_pretty(&json)?);

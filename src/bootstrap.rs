@@ -1,6 +1,7 @@
 //! Envoy bootstraps that point a proxy at shmesh over ADS.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 
 use envoy_types::pb::envoy::config::bootstrap::v3 as b;
 use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
@@ -25,23 +26,40 @@ pub struct Options {
     pub delta: bool,
     pub outbound_listener: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
+    /// The workload's labels (Istio's `LABELS`).
+    pub labels: BTreeMap<String, String>,
+    /// The workload's address (Istio's `INSTANCE_IPS`).
+    pub instance_ip: Option<IpAddr>,
 }
 
 pub fn bootstrap(o: &Options) -> b::Bootstrap {
     let mut metadata = Struct::default();
     let mut put = |k: &str, v: String| {
-        metadata.fields.insert(
-            k.to_string(),
-            Value {
-                kind: Some(Kind::StringValue(v)),
-            },
-        );
+        metadata.fields.insert(k.to_string(), string_value(&v));
     };
     if let Some(ns) = &o.namespace {
         put("NAMESPACE", ns.clone());
     }
     if let Some(addr) = o.outbound_listener {
         put(OUTBOUND_LISTENER_KEY, addr.to_string());
+    }
+    if let Some(ip) = o.instance_ip {
+        put("INSTANCE_IPS", ip.to_string());
+    }
+    if !o.labels.is_empty() {
+        let labels = Struct {
+            fields: o
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), string_value(v)))
+                .collect(),
+        };
+        metadata.fields.insert(
+            "LABELS".to_string(),
+            Value {
+                kind: Some(Kind::StructValue(labels)),
+            },
+        );
     }
     let api_type = if o.delta {
         core::api_config_source::ApiType::DeltaGrpc
@@ -125,6 +143,12 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+fn string_value(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.to_string())),
     }
 }
 

@@ -137,6 +137,20 @@ pub struct BootstrapArgs {
     /// Envoy's admin address.
     #[arg(long, default_value = "127.0.0.1:15000")]
     pub admin_addr: SocketAddr,
+    /// A label of the workload, `KEY=VALUE` (repeatable): services that
+    /// select it shape the sidecar's inbound listener.
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// The workload's IP address (Istio's `INSTANCE_IPS`).
+    #[arg(long)]
+    pub ip: Option<std::net::IpAddr>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, shmesh_api::duration::DurationError> {

@@ -133,6 +133,7 @@ fn envoy_validates(mode: ListenerMode) {
             namespace: "default".into(),
             mode: mode.clone(),
             vhds: false,
+            labels: Default::default(),
         },
     );
     assert!(!snap.get(ResourceType::Listener).is_empty());

@@ -47,6 +47,7 @@ fn run_all(text: &str) {
                 namespace: "default".into(),
                 mode,
                 vhds: false,
+                labels: Default::default(),
             },
         );
         shmesh::jsonpb::config_dump(&snap).expect("every snapshot prints as JSON");

@@ -41,6 +41,7 @@ pub fn view() -> ProxyView {
     ProxyView {
         namespace: "default".into(),
         mode: ListenerMode::Capture,
+        labels: Default::default(),
         vhds: false,
     }
 }

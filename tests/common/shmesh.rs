@@ -136,6 +136,8 @@ impl Shmesh {
             delta,
             outbound_listener: Some(listener),
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
+            labels: Default::default(),
+            instance_ip: None,
         })
         .expect("bootstrap json")
     }

@@ -622,6 +622,7 @@ mod tests {
             namespace: ns.to_string(),
             mode: ListenerMode::Explicit("127.0.0.1:15001".parse().unwrap()),
             vhds: false,
+            labels: Default::default(),
         }
     }
 

@@ -20,7 +20,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use endpoints::{Endpoint, Health, Locality};
-pub use service::{MeshService, Protocol, Resolution, ServicePort, TargetPort};
+pub use service::{Backing, MeshService, Protocol, Resolution, ServicePort, TargetPort};
 
 use label_index::LabelIndex;
 use shmesh_api::objects::*;

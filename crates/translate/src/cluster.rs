@@ -274,7 +274,7 @@ impl HttpOptions {
 }
 
 /// Istio leaves circuit breakers effectively unlimited unless told otherwise.
-fn default_circuit_breakers() -> c::CircuitBreakers {
+pub(crate) fn default_circuit_breakers() -> c::CircuitBreakers {
     c::CircuitBreakers {
         thresholds: vec![c::circuit_breakers::Thresholds {
             max_connections: Some(u32_value(u32::MAX)),

@@ -23,10 +23,19 @@ pub fn cluster_host(name: &str) -> Option<&str> {
     parts.next()
 }
 
+/// `inbound|8080||`: the cluster to the app on its target port.
+pub fn inbound_cluster(port: u16) -> String {
+    concat(&["inbound|", Decimal::new(port).as_str(), "||"])
+}
+
 pub const BLACKHOLE: &str = "BlackHoleCluster";
 pub const PASSTHROUGH: &str = "PassthroughCluster";
 pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 pub const VIRTUAL_OUTBOUND_PORT: u16 = 15001;
+pub const VIRTUAL_INBOUND: &str = "virtualInbound";
+pub const VIRTUAL_INBOUND_PORT: u16 = 15006;
+/// Inbound connections to ports no service declares.
+pub const INBOUND_PASSTHROUGH: &str = "InboundPassthroughCluster";
 /// Route configuration of the explicit (non-capture) outbound listener.
 pub const HTTP_PROXY_ROUTE: &str = "http_proxy";
 
@@ -55,5 +64,7 @@ mod tests {
         assert_eq!(n, "outbound|9080|v1|reviews.default.svc.cluster.local");
         assert_eq!(cluster_host(&n), Some("reviews.default.svc.cluster.local"));
         assert_eq!(cluster_host("BlackHoleCluster"), None);
+        assert_eq!(inbound_cluster(8080), "inbound|8080||");
+        assert_eq!(cluster_host(&inbound_cluster(8080)), None);
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod endpoint;
+pub mod inbound;
 pub mod istio_names;
 pub mod listener;
 pub mod node;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::google::protobuf::Any;
 
+use shmesh_api::objects::Labels;
 use shmesh_api::{policy_key, Kind};
 use shmesh_cache::{
     Policies, PolicyStamp, Resource, ResourceType, ResourceWriter, Snapshot, SnapshotBuilder,
@@ -51,6 +53,10 @@ pub enum ListenerMode {
 pub struct ProxyView {
     pub namespace: String,
     pub mode: ListenerMode,
+    /// The workload's labels (node metadata `LABELS`): which services select
+    /// it decides its inbound listener and clusters. Replicas of one
+    /// workload carry the same labels and share a view.
+    pub labels: Labels,
     /// Route configurations leave their virtual hosts to VHDS (a delta ADS
     /// client, with the server's `--vhds`): a weight change then sends the
     /// one virtual host that changed instead of the port's whole table.
@@ -63,6 +69,13 @@ impl fmt::Display for ProxyView {
             ListenerMode::Capture => write!(f, "{}/capture", self.namespace)?,
             ListenerMode::Explicit(addr) => write!(f, "{}/explicit:{addr}", self.namespace)?,
             ListenerMode::Proxyless => write!(f, "{}/proxyless", self.namespace)?,
+        }
+        for (i, (k, v)) in self.labels.iter().enumerate() {
+            f.write_str(if i == 0 { "{" } else { "," })?;
+            write!(f, "{k}={v}")?;
+        }
+        if !self.labels.is_empty() {
+            f.write_str("}")?;
         }
         if self.vhds {
             f.write_str("+vhds")?;
@@ -119,7 +132,10 @@ fn build_on(model: &Model, view: &ProxyView, threads: usize) -> Snapshot {
         .map(|c| (c.clusters, c.endpoints))
         .unzip();
     let mut fixed = ResourceWriter::for_type(ResourceType::Cluster);
-    for built in cluster::fixed_clusters(view) {
+    for built in cluster::fixed_clusters(view)
+        .into_iter()
+        .chain(inbound::clusters(model, view))
+    {
         fixed.encode(built.name, &*built.cluster);
     }
     clusters.push(fixed.finish_by_name());
@@ -285,6 +301,32 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
             encode_each(fresh.into_iter().map(|c| (c.name.clone(), *c.cluster))),
             removed_clusters,
         );
+    }
+    // Services in the workload's namespace decide its inbound half; a
+    // named target port follows its endpoints.
+    let inbound_dirty = view.mode == ListenerMode::Capture
+        && !view.labels.is_empty()
+        && dirty
+            .config
+            .iter()
+            .chain(dirty.endpoints.iter())
+            .any(|h| in_namespace(model, h, &view.namespace));
+    if inbound_dirty {
+        let fresh = inbound::clusters(model, view);
+        let removed: Vec<String> = prev
+            .get(ResourceType::Cluster)
+            .names()
+            .filter(|n| n.starts_with("inbound|"))
+            .filter(|n| !fresh.iter().any(|c| c.name == *n))
+            .map(String::from)
+            .collect();
+        b.patch(
+            ResourceType::Cluster,
+            encode_each(fresh.into_iter().map(|c| (c.name, *c.cluster))),
+            removed,
+        );
+    }
+    if !dirty.config.is_empty() || inbound_dirty {
         b.set(
             ResourceType::Listener,
             encode_all(listener::listeners(model, view)),
@@ -321,6 +363,15 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         }
     }
     b.build()
+}
+
+/// Whether `host` is (or was, before the change removed it) a service of
+/// `namespace`. A removed service is not in the model: its host name tells.
+fn in_namespace(model: &Model, host: &str, namespace: &str) -> bool {
+    match model.service(host) {
+        Some(svc) => svc.namespace == namespace,
+        None => true,
+    }
 }
 
 /// Services a view sees: exported to its namespace and within the egress scope
@@ -478,11 +529,15 @@ pub fn ads() -> core::ConfigSource {
 
 pub fn socket_address(address: &str, port: u16) -> core::Address {
     core::Address {
-        address: Some(core::address::Address::SocketAddress(core::SocketAddress {
-            address: address.to_string(),
-            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(port as u32)),
-            ..Default::default()
-        })),
+        address: Some(core::address::Address::SocketAddress(socket(address, port))),
+    }
+}
+
+pub fn socket(address: &str, port: u16) -> core::SocketAddress {
+    core::SocketAddress {
+        address: address.to_string(),
+        port_specifier: Some(core::socket_address::PortSpecifier::PortValue(port as u32)),
+        ..Default::default()
     }
 }
 

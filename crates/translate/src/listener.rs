@@ -3,7 +3,8 @@
 //! - capture: `virtualOutbound` (bound on 15001, hands connections to the
 //!   listener for their original destination, else passes them through) and
 //!   one unbound `0.0.0.0_PORT` listener per HTTP port routing with RDS `"PORT"`;
-//!   TCP service ports get `VIP_PORT` (or `0.0.0.0_PORT`) with a TCP proxy.
+//!   TCP service ports get `VIP_PORT` (or `0.0.0.0_PORT`) with a TCP proxy;
+//!   and the inbound half, `virtualInbound` on 15006 (see `inbound`).
 //! - explicit: one bound listener on the address the node asked for, routing
 //!   every visible service by Host header with RDS `http_proxy`.
 //! - proxyless: `api_listener`s named `host:port` for gRPC clients.
@@ -35,6 +36,10 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
     out.insert(
         istio_names::VIRTUAL_OUTBOUND.to_string(),
         virtual_outbound(),
+    );
+    out.insert(
+        istio_names::VIRTUAL_INBOUND.to_string(),
+        super::inbound::virtual_inbound(model, view),
     );
     let mut tcp_ports = Vec::new();
     for svc in super::visible_services(model, view) {
@@ -146,13 +151,7 @@ pub fn http_connection_manager(
     route_config: &str,
     sidecar: bool,
 ) -> hcm::HttpConnectionManager {
-    let router = hcm::HttpFilter {
-        name: "envoy.filters.http.router".to_string(),
-        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
-            &Router::default(),
-        ))),
-        ..Default::default()
-    };
+    let router = router_filter();
     // Sidecars carry the fault filter, configured per route by VirtualService
     // `fault`; proxyless gRPC clients get the router alone.
     let http_filters = if sidecar {
@@ -187,6 +186,17 @@ pub fn http_connection_manager(
     }
 }
 
+/// Envoy's router, the last HTTP filter of every connection manager.
+pub(crate) fn router_filter() -> hcm::HttpFilter {
+    hcm::HttpFilter {
+        name: "envoy.filters.http.router".to_string(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+            &Router::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
 fn http_filter(stat_prefix: &str, route_config: &str) -> l::Filter {
     l::Filter {
         name: "envoy.filters.network.http_connection_manager".to_string(),
@@ -196,7 +206,7 @@ fn http_filter(stat_prefix: &str, route_config: &str) -> l::Filter {
     }
 }
 
-fn tcp_proxy(cluster: &str) -> l::Filter {
+pub(crate) fn tcp_proxy(cluster: &str) -> l::Filter {
     l::Filter {
         name: "envoy.filters.network.tcp_proxy".to_string(),
         config_type: Some(l::filter::ConfigType::TypedConfig(any(&tcp::TcpProxy {

@@ -1,10 +1,13 @@
 //! What a connecting node tells about itself: its namespace and how it wants
-//! its outbound listeners (capture, explicit, proxyless).
+//! its outbound listeners (capture, explicit, proxyless) and, for a sidecar
+//! under capture, its workload's labels.
 
 use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
+
+use shmesh_api::objects::Labels;
 
 use crate::{ListenerMode, ProxyView};
 
@@ -62,11 +65,39 @@ pub fn view_of(node: &Node) -> Result<ProxyView, NodeError> {
     } else {
         ListenerMode::Capture
     };
+    // Only a sidecar under capture has an inbound half for labels to shape.
+    let labels = if mode == ListenerMode::Capture {
+        labels(node)
+    } else {
+        Labels::new()
+    };
     Ok(ProxyView {
         namespace,
         mode,
+        labels,
         vhds: false,
     })
+}
+
+/// Istio's `LABELS` metadata: a struct of the workload's labels. Values
+/// that are not strings are not labels and are left out.
+fn labels(node: &Node) -> Labels {
+    let Some(Kind::StructValue(fields)) = node
+        .metadata
+        .as_ref()
+        .and_then(|m| m.fields.get("LABELS"))
+        .and_then(|v| v.kind.as_ref())
+    else {
+        return Labels::new();
+    };
+    fields
+        .fields
+        .iter()
+        .filter_map(|(k, v)| match &v.kind {
+            Some(Kind::StringValue(s)) => Some((k.clone(), s.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -135,5 +166,34 @@ mod tests {
             ListenerMode::Explicit("127.0.0.1:15080".parse().unwrap())
         );
         assert!(view_of(&node("a", &[(OUTBOUND_LISTENER_KEY, "nope")], "envoy")).is_err());
+    }
+
+    #[test]
+    fn labels_from_istio_metadata_for_sidecars_under_capture() {
+        let mut n = node("a", &[("NAMESPACE", "shop")], "envoy");
+        let labels = Struct {
+            fields: [("app", "cart"), ("version", "v2")]
+                .iter()
+                .map(|(k, v)| {
+                    let value = Value {
+                        kind: Some(Kind::StringValue(v.to_string())),
+                    };
+                    (k.to_string(), value)
+                })
+                .collect(),
+        };
+        let meta = n.metadata.as_mut().unwrap();
+        meta.fields.insert(
+            "LABELS".into(),
+            Value {
+                kind: Some(Kind::StructValue(labels)),
+            },
+        );
+        let view = view_of(&n).unwrap();
+        assert_eq!(view.labels.get("app").map(String::as_str), Some("cart"));
+        assert_eq!(view.labels.len(), 2);
+        // A gRPC client has no inbound half: its labels would only split views.
+        n.user_agent_name = "gRPC Go".into();
+        assert!(view_of(&n).unwrap().labels.is_empty());
     }
 }

@@ -13,7 +13,7 @@ use shmesh_api::parse::{parse_text, Outcome};
 use shmesh_cache::ResourceType;
 use shmesh_model::{Change, Model};
 
-fn model(yaml: &str) -> Model {
+pub(crate) fn model(yaml: &str) -> Model {
     let mut m = Model::new();
     let changes: Vec<Change> = parse_text("test.yaml", yaml)
         .into_iter()
@@ -26,15 +26,16 @@ fn model(yaml: &str) -> Model {
     m
 }
 
-fn view(ns: &str) -> ProxyView {
+pub(crate) fn view(ns: &str) -> ProxyView {
     ProxyView {
         namespace: ns.into(),
         mode: ListenerMode::Capture,
         vhds: false,
+        labels: Default::default(),
     }
 }
 
-fn decode<M: Message + Default>(snap: &Snapshot, ty: ResourceType, name: &str) -> M {
+pub(crate) fn decode<M: Message + Default>(snap: &Snapshot, ty: ResourceType, name: &str) -> M {
     let r = snap.get(ty).get(name).unwrap_or_else(|| {
         panic!(
             "{name} missing; have {:?}",
@@ -324,7 +325,10 @@ fn endpoint_change_touches_only_its_assignments() {
 fn capture_mode_listeners() {
     let snap = build(&model(REVIEWS), &view("default"));
     let names: Vec<&str> = snap.get(ResourceType::Listener).names().collect();
-    assert_eq!(names, vec!["0.0.0.0_9080", "virtualOutbound"]);
+    assert_eq!(
+        names,
+        vec!["0.0.0.0_9080", "virtualInbound", "virtualOutbound"]
+    );
 }
 
 #[test]
@@ -411,7 +415,7 @@ fn vhds_views_carry_virtual_hosts_as_resources() {
     assert!(whole.get(ResourceType::VirtualHost).is_empty());
 }
 
-fn changes(file: &str, yaml: &str) -> Vec<Change> {
+pub(crate) fn changes(file: &str, yaml: &str) -> Vec<Change> {
     parse_text(file, yaml)
         .into_iter()
         .map(|o| match o {
@@ -612,5 +616,6 @@ fn a_translation_shared_out_among_threads_equals_one_made_on_one() {
         }
         assert_eq!(alone.policies(), shared.policies());
     }
-    assert_eq!(alone.get(ResourceType::Cluster).len(), 300 * 2 * 4 + 2);
+    // Each service's clusters, BlackHole, Passthrough and InboundPassthrough.
+    assert_eq!(alone.get(ResourceType::Cluster).len(), 300 * 2 * 4 + 3);
 }
