@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::http::{http_request, Response};
+use super::http::{http_request_in, Response};
+use super::netns::Netns;
 
 /// How long [`Envoy::start`] waits for the admin interface to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -221,6 +222,11 @@ pub struct EnvoyOptions {
     pub drain_time_s: u32,
     /// Extra command-line arguments appended verbatim.
     pub extra_args: Vec<String>,
+    /// Run inside this network namespace (a pod's) instead of the test's.
+    pub netns: Option<Netns>,
+    /// Run as this user and group (a sidecar runs as Istio's proxy uid,
+    /// which capture lets through).
+    pub uid: Option<u32>,
 }
 
 impl Default for EnvoyOptions {
@@ -230,6 +236,8 @@ impl Default for EnvoyOptions {
             log_level: "warning".into(),
             drain_time_s: 1,
             extra_args: Vec::new(),
+            netns: None,
+            uid: None,
         }
     }
 }
@@ -241,6 +249,8 @@ pub struct Envoy {
     dir: tempfile::TempDir,
     admin: SocketAddr,
     base_id: u32,
+    /// The namespace the admin interface is reached in.
+    netns: Option<Netns>,
     /// Set once a panic message already included the full log, so `Drop`
     /// doesn't print it again.
     log_reported: AtomicBool,
@@ -258,11 +268,19 @@ impl Envoy {
     /// answer (Envoy may answer 503 until xDS delivers its config). Panics with
     /// Envoy's log if it exits or does not come up in time.
     pub fn start_with(bootstrap: &serde_json::Value, options: EnvoyOptions) -> Envoy {
-        let bin = envoy_binary();
+        let bin = match options.uid {
+            Some(_) => super::pod_network::runnable_by_anyone(&envoy_binary()),
+            None => envoy_binary(),
+        };
         let dir = tempfile::Builder::new()
             .prefix("shmesh-envoy-")
             .tempdir()
             .expect("create Envoy temp dir");
+        if let Some(uid) = options.uid {
+            // Envoy writes its log and admin address file here.
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))
+                .expect("hand the Envoy temp dir to the proxy user");
+        }
         let config = dir.path().join("bootstrap.json");
         let text = serde_json::to_string_pretty(bootstrap).expect("serialize Envoy bootstrap");
         std::fs::write(&config, text).expect("write Envoy bootstrap file");
@@ -271,7 +289,18 @@ impl Envoy {
         let stderr =
             std::fs::File::create(dir.path().join("stderr.txt")).expect("create Envoy stderr file");
         let base_id = unique_base_id();
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match (&options.netns, options.uid) {
+            (Some(netns), Some(uid)) => {
+                let mut cmd = netns.command("setpriv");
+                cmd.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={uid}"))
+                    .arg("--clear-groups")
+                    .arg(&bin);
+                cmd
+            }
+            (Some(netns), None) => netns.command(&bin),
+            (None, _) => Command::new(&bin),
+        };
         cmd.arg("-c")
             .arg(&config)
             .arg("--base-id")
@@ -301,6 +330,7 @@ impl Envoy {
             dir,
             admin: SocketAddr::from(([0, 0, 0, 0], 0)),
             base_id,
+            netns: options.netns.clone(),
             log_reported: AtomicBool::new(false),
         };
         envoy.wait_for_admin();
@@ -383,7 +413,15 @@ impl Envoy {
 
     /// One admin request; `Err` on transport failure.
     pub fn try_admin(&self, method: &str, path: &str) -> Result<Response, String> {
-        http_request(self.admin, method, "127.0.0.1", path, &[], b"")
+        http_request_in(
+            self.netns.as_ref(),
+            self.admin,
+            method,
+            "127.0.0.1",
+            path,
+            &[],
+            b"",
+        )
     }
 
     /// `GET <path>` on the admin interface; panics (with Envoy's log) if the

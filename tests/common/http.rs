@@ -24,6 +24,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 
+use super::netns::Netns;
+
 /// Timeout applied to a whole request (connect + send + receive) by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -76,12 +78,27 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Response, String> {
+    http_request_in(None, proxy, method, host, path, headers, body)
+}
+
+/// Like [`http_request`], connecting from inside network namespace `netns`
+/// (a pod's) when given.
+pub fn http_request_in(
+    netns: Option<&Netns>,
+    proxy: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, String> {
     let what = format!("{method} http://{host}{path} via {proxy}");
     let request = build_request(method, host, path, headers, body, true)
         .map_err(|e| format!("{what}: {e}"))?;
+    let netns = netns.cloned();
     let outcome = run(async move {
         let exchange = async {
-            let mut sender = connect(proxy).await?;
+            let mut sender = connect(proxy, netns).await?;
             exchange(&mut sender, request).await.map_err(|f| f.message)
         };
         match tokio::time::timeout(DEFAULT_TIMEOUT, exchange).await {
@@ -101,6 +118,8 @@ pub fn http_request(
 /// reconnects and resends the request once.
 pub struct HttpClient {
     addr: SocketAddr,
+    /// Where connections are opened from (the test's own namespace when `None`).
+    netns: Option<Netns>,
     timeout: Duration,
     conn: Option<SendRequest<Full<Bytes>>>,
     /// Connections opened so far (including the first one).
@@ -110,8 +129,14 @@ pub struct HttpClient {
 impl HttpClient {
     /// Opens a connection to `proxy` (bounded by [`DEFAULT_TIMEOUT`]).
     pub fn connect(proxy: SocketAddr) -> Result<HttpClient, String> {
+        HttpClient::connect_in(None, proxy)
+    }
+
+    /// Like [`HttpClient::connect`], from inside network namespace `netns`.
+    pub fn connect_in(netns: Option<Netns>, proxy: SocketAddr) -> Result<HttpClient, String> {
         let mut client = HttpClient {
             addr: proxy,
+            netns,
             timeout: DEFAULT_TIMEOUT,
             conn: None,
             connects: 0,
@@ -189,9 +214,9 @@ impl HttpClient {
 
     fn reconnect(&mut self) -> Result<(), String> {
         self.conn = None;
-        let (addr, timeout) = (self.addr, self.timeout);
+        let (addr, timeout, netns) = (self.addr, self.timeout, self.netns.clone());
         let sender = run(async move {
-            match tokio::time::timeout(timeout, connect(addr)).await {
+            match tokio::time::timeout(timeout, connect(addr, netns)).await {
                 Ok(connected) => connected,
                 Err(_) => Err(format!("connect to {addr} timed out after {timeout:?}")),
             }
@@ -241,10 +266,22 @@ fn run<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T
 }
 
 /// Opens a connection to `addr` and starts driving it on the runtime.
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect to {addr} failed: {e}"))?;
+async fn connect(
+    addr: SocketAddr,
+    netns: Option<Netns>,
+) -> Result<SendRequest<Full<Bytes>>, String> {
+    let failed = |e: std::io::Error| format!("connect to {addr} failed: {e}");
+    let stream = match netns {
+        None => tokio::net::TcpStream::connect(addr).await.map_err(failed)?,
+        Some(netns) => {
+            let opened = tokio::task::spawn_blocking(move || netns.connect(addr, DEFAULT_TIMEOUT))
+                .await
+                .map_err(|e| format!("connect to {addr}: {e}"))?
+                .map_err(failed)?;
+            opened.set_nonblocking(true).map_err(failed)?;
+            tokio::net::TcpStream::from_std(opened).map_err(failed)?
+        }
+    };
     stream
         .set_nodelay(true)
         .map_err(|e| format!("set_nodelay on {addr} failed: {e}"))?;

@@ -8,6 +8,8 @@
 //!   `HttpClient`) to send traffic through Envoy;
 //! * [`apiserver`]: a fake Kubernetes API server (list and watch) for the
 //!   real kube-rs client;
+//! * [`pod_network`]: pods as network namespaces on a bridge, with Istio's
+//!   capture rules, for sidecars under capture ([`netns`] reaches into them);
 //! * [`free_port`]: pick an unused port on a loopback IP.
 //!
 //! Everything binds port 0 (or asks the OS) rather than assuming fixed ports,
@@ -19,6 +21,8 @@ pub mod apiserver;
 pub mod envoy;
 pub mod http;
 pub mod mesh;
+pub mod netns;
+pub mod pod_network;
 pub mod shmesh;
 pub mod upstream;
 pub mod xds_client;

@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 
 use shmesh::bootstrap::{bootstrap_json, Options};
 
+use super::netns::Netns;
+
 pub struct Shmesh {
     child: Child,
     pub xds: SocketAddr,
     pub admin: SocketAddr,
     log: PathBuf,
+    /// Where the admin interface is reached (the test's own namespace when `None`).
+    netns: Option<Netns>,
     _dir: tempfile::TempDir,
 }
 
@@ -36,18 +40,41 @@ impl Shmesh {
     /// `KUBECONFIG`), xDS and admin on ports the OS picks, and returns once it
     /// has bound them, ready or not.
     pub fn spawn<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Shmesh {
+        Self::spawn_at(None, "127.0.0.1", args, env)
+    }
+
+    /// `shmesh serve --config-dir <dir>` inside network namespace `netns`
+    /// (a test cluster's node), serving on `ip`; ready when it returns.
+    pub fn start_in(netns: &Netns, ip: &str, config_dir: &Path) -> Shmesh {
+        let args = [OsStr::new("--config-dir"), config_dir.as_os_str()];
+        let me = Self::spawn_at(Some(netns), ip, &args, &[]);
+        me.wait_ready();
+        me
+    }
+
+    fn spawn_at<S: AsRef<OsStr>>(
+        netns: Option<&Netns>,
+        ip: &str,
+        args: &[S],
+        env: &[(&str, &str)],
+    ) -> Shmesh {
         let dir = tempfile::tempdir().expect("tempdir for shmesh");
         let addr_file = dir.path().join("addresses");
         let log = dir.path().join("shmesh.log");
         let log_file = std::fs::File::create(&log).expect("create shmesh log");
-        let child = Command::new(super::shmesh_binary())
+        let any_port = format!("{ip}:0");
+        let mut command = match netns {
+            Some(netns) => netns.command(super::shmesh_binary()),
+            None => Command::new(super::shmesh_binary()),
+        };
+        let child = command
             .arg("serve")
             .args(args)
             .args([
                 "--xds-addr",
-                "127.0.0.1:0",
+                &any_port,
                 "--admin-addr",
-                "127.0.0.1:0",
+                &any_port,
                 "--address-file",
             ])
             .arg(&addr_file)
@@ -62,6 +89,7 @@ impl Shmesh {
             xds: "0.0.0.0:0".parse().expect("addr"),
             admin: "0.0.0.0:0".parse().expect("addr"),
             log,
+            netns: netns.cloned(),
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -98,7 +126,15 @@ impl Shmesh {
     }
 
     pub fn admin_get(&self, path: &str) -> (u16, String) {
-        match super::http_get(self.admin, "shmesh", path, &[]) {
+        match super::http::http_request_in(
+            self.netns.as_ref(),
+            self.admin,
+            "GET",
+            "shmesh",
+            path,
+            &[],
+            b"",
+        ) {
             Ok(r) => (r.status, r.body),
             Err(_) => (0, String::new()),
         }

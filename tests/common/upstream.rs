@@ -119,10 +119,24 @@ impl Upstream {
     where
         F: Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
     {
+        Upstream::serve(ip, 0, name, handler)
+    }
+
+    /// Starts an upstream on `<ip>:<port>` (an app in a pod, where the port
+    /// is the pod's own) answering as [`Upstream::start`] does.
+    pub fn start_at(ip: &str, port: u16, name: &str) -> Upstream {
+        let body = name.to_string();
+        Upstream::serve(ip, port, name, move |_| Reply::new(200, body.clone()))
+    }
+
+    fn serve<F>(ip: &str, port: u16, name: &str, handler: F) -> Upstream
+    where
+        F: Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    {
         let name_header = HeaderValue::from_str(name)
             .unwrap_or_else(|e| panic!("upstream {name:?}: not a header value: {e}"));
-        let listener = std::net::TcpListener::bind((ip, 0))
-            .unwrap_or_else(|e| panic!("upstream {name}: cannot bind {ip}:0: {e}"));
+        let listener = std::net::TcpListener::bind((ip, port))
+            .unwrap_or_else(|e| panic!("upstream {name}: cannot bind {ip}:{port}: {e}"));
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("upstream {name}: local_addr failed: {e}"));

@@ -99,7 +99,9 @@ pub fn clusters(model: &Model, view: &ProxyView) -> Vec<BuiltCluster> {
         .iter()
         .map(|p| {
             let name = istio_names::inbound_cluster(p.port);
-            built(original_destination(&name, p.protocol.is_http2()), p.port)
+            let mut cluster = original_destination(&name, p.protocol.is_http2());
+            cluster.alt_stat_name = format!("{name};");
+            built(cluster, p.port)
         })
         .collect();
     out.push(built(
@@ -143,7 +145,6 @@ fn original_destination(name: &str, http2: bool) -> c::Cluster {
     };
     c::Cluster {
         name: name.to_string(),
-        alt_stat_name: format!("{name};"),
         cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::OriginalDst as i32,
         )),

@@ -1,0 +1,354 @@
+//! Pods on this machine: network namespaces on a bridge, with Istio's
+//! traffic capture in the meshed ones.
+//!
+//! A test's cluster is one "node" namespace holding a bridge (10.77.0.1/24)
+//! and one namespace per pod, each with `lo`, an `eth0` veth into the
+//! bridge, a pod IP from 10.77.0.0/24 and a default route via the bridge.
+//! That range exists only inside the test's own namespaces: the machine's
+//! own interfaces and routes are never touched, and tests in parallel each
+//! have their own bridge. A Service's clusterIP needs no route of its own:
+//! a meshed pod's capture sends the connection to its sidecar first.
+//!
+//! [`PodNetwork::capture`] writes the nat rules Istio's `istio-iptables`
+//! writes: inbound TCP to 15006 except the ports Istio leaves alone,
+//! outbound TCP to 15001 except the proxy's own (uid and gid 1337), traffic
+//! to 127.0.0.1 and the inbound side's connections from 127.0.0.6.
+//!
+//! Needs root, `ip` and `iptables`; [`PodNetwork::create`] says why it
+//! cannot run and returns `None` elsewhere. Namespaces carry the test
+//! process's pid: dropping the network (also while a test panics) ends
+//! every process in them and deletes them, and namespaces a killed test
+//! process left behind are removed by the next one.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+use super::envoy::{Envoy, EnvoyOptions};
+use super::netns::Netns;
+use super::shmesh::Shmesh;
+
+/// The uid and gid Istio's sidecar runs as; capture lets its traffic through.
+pub const PROXY_UID: u32 = 1337;
+
+/// Ports Istio's capture leaves alone on the way in.
+const INBOUND_EXCLUDED: [u16; 4] = [15008, 15020, 15021, 15090];
+
+const PREFIX: &str = "shmt";
+
+pub struct PodNetwork {
+    prefix: String,
+    node: Netns,
+    pods: Mutex<Vec<Netns>>,
+    next_host: AtomicU8,
+}
+
+/// A pod: its namespace and IP.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub netns: Netns,
+}
+
+impl PodNetwork {
+    /// A fresh cluster for `test`, or `None` (with the reason on stderr)
+    /// where this machine cannot make one.
+    pub fn create(test: &str) -> Option<PodNetwork> {
+        if let Err(why) = can_run() {
+            eprintln!("skipped {test}: {why}");
+            return None;
+        }
+        remove_stale();
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("{PREFIX}{}x{n}", std::process::id());
+        let node = Netns::named(&format!("{prefix}-node"));
+        let network = PodNetwork {
+            prefix,
+            node: node.clone(),
+            pods: Mutex::new(Vec::new()),
+            next_host: AtomicU8::new(2),
+        };
+        ip(&["netns", "add", node.name()]);
+        ip(&["-n", node.name(), "link", "set", "lo", "up"]);
+        ip(&["-n", node.name(), "link", "add", "br0", "type", "bridge"]);
+        ip(&[
+            "-n",
+            node.name(),
+            "addr",
+            "add",
+            "10.77.0.1/24",
+            "dev",
+            "br0",
+        ]);
+        ip(&["-n", node.name(), "link", "set", "br0", "up"]);
+        Some(network)
+    }
+
+    /// The node's namespace, where the control plane runs.
+    pub fn node(&self) -> &Netns {
+        &self.node
+    }
+
+    /// The node's address on the bridge, which every pod reaches.
+    pub fn node_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 77, 0, 1)
+    }
+
+    /// A new pod with its own IP, no capture yet.
+    pub fn pod(&self, name: &str) -> Pod {
+        let host = self.next_host.fetch_add(1, Ordering::SeqCst);
+        assert!(host < 250, "a test cluster holds at most 248 pods");
+        let netns = Netns::named(&format!("{}-{name}", self.prefix));
+        ip(&["netns", "add", netns.name()]);
+        self.pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(netns.clone());
+        let veth = format!("veth{host}");
+        let node = self.node.name();
+        let pod = netns.name();
+        ip(&[
+            "-n", node, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", pod,
+        ]);
+        ip(&["-n", node, "link", "set", &veth, "master", "br0", "up"]);
+        let addr = Ipv4Addr::new(10, 77, 0, host);
+        ip(&["-n", pod, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            pod,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ]);
+        ip(&["-n", pod, "link", "set", "eth0", "up"]);
+        ip(&["-n", pod, "route", "add", "default", "via", "10.77.0.1"]);
+        Pod {
+            name: name.to_string(),
+            ip: addr,
+            netns,
+        }
+    }
+
+    /// Writes Istio's capture rules into `pod`'s namespace.
+    pub fn capture(&self, pod: &Pod) {
+        let mut rules = String::from(
+            "*nat\n\
+             :ISTIO_INBOUND - [0:0]\n\
+             :ISTIO_IN_REDIRECT - [0:0]\n\
+             :ISTIO_OUTPUT - [0:0]\n\
+             :ISTIO_REDIRECT - [0:0]\n\
+             -A PREROUTING -p tcp -j ISTIO_INBOUND\n\
+             -A OUTPUT -p tcp -j ISTIO_OUTPUT\n",
+        );
+        for port in INBOUND_EXCLUDED {
+            rules.push_str(&format!(
+                "-A ISTIO_INBOUND -p tcp --dport {port} -j RETURN\n"
+            ));
+        }
+        let uid = PROXY_UID;
+        rules.push_str(&format!(
+            "-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT\n\
+             -A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006\n\
+             -A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001\n\
+             -A ISTIO_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN\n\
+             -A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp ! --dport 15008 -m owner --uid-owner {uid} -j ISTIO_IN_REDIRECT\n\
+             -A ISTIO_OUTPUT -o lo -m owner ! --uid-owner {uid} -j RETURN\n\
+             -A ISTIO_OUTPUT -m owner --uid-owner {uid} -j RETURN\n\
+             -A ISTIO_OUTPUT ! -d 127.0.0.1/32 -o lo -p tcp -m owner --gid-owner {uid} -j ISTIO_IN_REDIRECT\n\
+             -A ISTIO_OUTPUT -o lo -m owner ! --gid-owner {uid} -j RETURN\n\
+             -A ISTIO_OUTPUT -m owner --gid-owner {uid} -j RETURN\n\
+             -A ISTIO_OUTPUT -d 127.0.0.1/32 -j RETURN\n\
+             -A ISTIO_OUTPUT -j ISTIO_REDIRECT\n\
+             COMMIT\n"
+        ));
+        let mut child = pod
+            .netns
+            .command("iptables-restore")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("iptables-restore in {}: {e}", pod.name));
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("piped stdin");
+            stdin
+                .write_all(rules.as_bytes())
+                .expect("write capture rules");
+        }
+        let out = child.wait_with_output().expect("iptables-restore ran");
+        assert!(
+            out.status.success(),
+            "iptables-restore in pod {} failed: {}\n{rules}",
+            pod.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// What a sidecar says about its workload.
+pub struct Workload<'a> {
+    pub namespace: &'a str,
+    pub labels: &'a [(&'a str, &'a str)],
+    /// Delta ADS, or state of the world.
+    pub delta: bool,
+}
+
+impl PodNetwork {
+    /// Meshes `pod` as Istio's injector would: capture rules, and an Envoy
+    /// running as the proxy's uid inside the pod, bootstrapped by
+    /// `shmesh bootstrap` to `shmesh` with an Istio-style node id.
+    pub fn sidecar(&self, pod: &Pod, shmesh: &Shmesh, workload: &Workload) -> Envoy {
+        self.capture(pod);
+        let node = format!(
+            "sidecar~{}~{}.{ns}~{ns}.svc.cluster.local",
+            pod.ip,
+            pod.name,
+            ns = workload.namespace
+        );
+        let mut cmd = Command::new(super::shmesh_binary());
+        cmd.args([
+            "bootstrap",
+            "--node",
+            &node,
+            "--namespace",
+            workload.namespace,
+        ])
+        .args(["--xds-addr", &shmesh.xds.to_string()])
+        .args(["--ip", &pod.ip.to_string()])
+        .args(["--admin-addr", "127.0.0.1:15000"])
+        .args(["--api", if workload.delta { "delta" } else { "sotw" }]);
+        for (k, v) in workload.labels {
+            cmd.args(["--label", &format!("{k}={v}")]);
+        }
+        let out = cmd.output().expect("run shmesh bootstrap");
+        assert!(
+            out.status.success(),
+            "shmesh bootstrap failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bootstrap: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("shmesh bootstrap prints JSON");
+        Envoy::start_with(
+            &bootstrap,
+            EnvoyOptions {
+                netns: Some(pod.netns.clone()),
+                uid: Some(PROXY_UID),
+                ..EnvoyOptions::default()
+            },
+        )
+    }
+}
+
+impl Drop for PodNetwork {
+    fn drop(&mut self) {
+        let pods = std::mem::take(&mut *self.pods.lock().unwrap_or_else(|p| p.into_inner()));
+        for netns in pods.iter().chain(std::iter::once(&self.node)) {
+            delete(netns.name());
+        }
+    }
+}
+
+/// Ends every process in namespace `name`, then deletes it.
+fn delete(name: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                // SAFETY: a plain kill(2) of a process in the test's namespace.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "del", name])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Deletes the namespaces of test processes that are gone (killed before
+/// their teardown could run).
+fn remove_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('x').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            delete(name);
+        }
+    }
+}
+
+fn can_run() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("pod networks need root (network namespaces, iptables)".into());
+    }
+    for tool in ["ip", "iptables-restore", "setpriv"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return Err(format!("`{tool}` is not installed"));
+        }
+    }
+    Ok(())
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip: {e}"));
+    assert!(
+        out.status.success(),
+        "ip {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `binary`, or a copy of it that a user other than root can run: the
+/// proxy's uid cannot reach into root's home, where pip may have put Envoy.
+pub fn runnable_by_anyone(binary: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let open_to_all = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.permissions().mode() & 0o001 != 0)
+    };
+    if binary.ancestors().all(open_to_all) {
+        return binary.to_path_buf();
+    }
+    let dir = std::env::temp_dir().join("shmesh-envoy-for-pods");
+    let copy = dir.join("envoy");
+    let len = binary.metadata().map(|m| m.len()).unwrap_or(0);
+    if copy.metadata().is_ok_and(|m| m.len() == len) {
+        return copy;
+    }
+    std::fs::create_dir_all(&dir).expect("create the Envoy copy's dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .expect("open the Envoy copy's dir");
+    // Copied under a name of this process's own, then renamed into place,
+    // so test binaries running in parallel never see half a copy.
+    let partial = dir.join(format!("envoy.{}", std::process::id()));
+    std::fs::copy(binary, &partial).expect("copy Envoy for the proxy user");
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+        .expect("make the Envoy copy executable");
+    std::fs::rename(&partial, &copy).expect("put the Envoy copy in place");
+    copy
+}

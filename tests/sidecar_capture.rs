@@ -1,0 +1,165 @@
+//! Sidecars under Istio's capture, in real pod network namespaces: a pod
+//! calls a service by its name and clusterIP through its own outbound
+//! capture and the destination's inbound capture; a pod outside the mesh
+//! reaches a meshed pod through its inbound capture; traffic to an address
+//! no service owns passes through. Real Envoys running as the proxy's uid,
+//! on delta and state-of-the-world ADS. Needs root (skipped otherwise).
+//!
+//! Envoy's cluster stats carry Istio's `alt_stat_name`, the cluster name
+//! and `;`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::http::http_request_in;
+use common::pod_network::{PodNetwork, Workload};
+use common::{mesh, Envoy, Response, Shmesh, Upstream};
+
+/// Service `b` of namespace `shop`: clusterIP 10.96.0.20, port 80 to the
+/// pods' 8080, selecting `app: b`; and its one pod.
+fn shop(b_ip: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: b, namespace: shop}}\nspec:\n  clusterIP: 10.96.0.20\n  selector: {{app: b}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: b-1, namespace: shop, labels: {{app: b}}}}\nstatus: {{podIP: {b_ip}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n"
+    )
+}
+
+const B_VIP: &str = "10.96.0.20:80";
+
+fn get(
+    netns: &common::netns::Netns,
+    to: SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<Response, String> {
+    http_request_in(Some(netns), to, "GET", host, path, &[], b"")
+}
+
+/// Repeats `f` every 100 ms until it returns true, for 30 s at most.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: not within 30 s");
+}
+
+fn counter(envoy: &Envoy, name: &str) -> u64 {
+    envoy.stat(name).unwrap_or(0)
+}
+
+fn both_directions(delta: bool) {
+    let Some(net) = PodNetwork::create("sidecar capture") else {
+        return;
+    };
+    let a = net.pod("a");
+    let b = net.pod("b");
+    let c = net.pod("c");
+    let dir = tempfile::tempdir().expect("config dir");
+    mesh::write_atomic(dir.path(), "shop.yaml", &shop(&b.ip.to_string()));
+    let shmesh = Shmesh::start_in(net.node(), &net.node_ip().to_string(), dir.path());
+    // The apps: b serves its service port; c, outside the mesh, serves 9000.
+    let app_b = b
+        .netns
+        .run(|| Upstream::start_at(&b.ip.to_string(), 8080, "b"));
+    let app_c = c
+        .netns
+        .run(|| Upstream::start_at(&c.ip.to_string(), 9000, "c"));
+    let workload = |app| Workload {
+        namespace: "shop",
+        labels: app,
+        delta,
+    };
+    let sidecar_a = net.sidecar(&a, &shmesh, &workload(&[("app", "a")]));
+    let sidecar_b = net.sidecar(&b, &shmesh, &workload(&[("app", "b")]));
+
+    // a → b by name and clusterIP: a's outbound capture, b's inbound capture.
+    let vip: SocketAddr = B_VIP.parse().expect("vip");
+    let mut last = String::new();
+    eventually("a reaches b through both sidecars", || {
+        match get(&a.netns, vip, "b.shop.svc.cluster.local", "/hello") {
+            Ok(r) if r.status == 200 => true,
+            Ok(r) => {
+                last = format!("{} {}", r.status, r.body);
+                false
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    let r = get(&a.netns, vip, "b", "/short-name").expect("a → b by its short name");
+    assert_eq!((r.status, r.body.as_str()), (200, "b"), "{last}");
+    let seen = app_b.last_request().expect("b's app saw the request");
+    assert_eq!(seen.path, "/short-name");
+    // The inbound cluster connects from 127.0.0.6, which only b's sidecar does.
+    assert_eq!(seen.peer.ip().to_string(), "127.0.0.6");
+    assert!(
+        counter(
+            &sidecar_a,
+            "cluster.outbound|80||b.shop.svc.cluster.local;.upstream_rq_200"
+        ) >= 2
+    );
+    assert!(counter(&sidecar_b, "cluster.inbound|8080||;.upstream_rq_200") >= 2);
+
+    // c, outside the mesh, dials b's pod directly: b's inbound capture takes it.
+    let before = counter(&sidecar_b, "cluster.inbound|8080||;.upstream_rq_200");
+    let pod_b: SocketAddr = format!("{}:8080", b.ip).parse().expect("addr");
+    let r = get(&c.netns, pod_b, "b", "/from-outside").expect("c → b");
+    assert_eq!((r.status, r.body.as_str()), (200, "b"));
+    assert_eq!(
+        app_b.last_request().expect("seen").peer.ip().to_string(),
+        "127.0.0.6"
+    );
+    assert_eq!(
+        counter(&sidecar_b, "cluster.inbound|8080||;.upstream_rq_200"),
+        before + 1
+    );
+
+    // a → c: no service owns c's address, so a's sidecar passes it through.
+    let pod_c: SocketAddr = format!("{}:9000", c.ip).parse().expect("addr");
+    let r = get(&a.netns, pod_c, "c", "/").expect("a → c");
+    assert_eq!((r.status, r.body.as_str()), (200, "c"));
+    assert!(counter(&sidecar_a, "cluster.PassthroughCluster.upstream_cx_total") >= 1);
+    // c saw a's pod address: the passthrough keeps the caller's source.
+    assert_eq!(app_c.last_request().expect("seen").peer.ip(), a.ip);
+
+    // b's own port nobody declared: inbound passthrough to b's app on 8081.
+    let extra = b
+        .netns
+        .run(|| Upstream::start_at(&b.ip.to_string(), 8081, "b-extra"));
+    let r = get(
+        &c.netns,
+        format!("{}:8081", b.ip).parse().expect("addr"),
+        "b",
+        "/",
+    )
+    .expect("c → b:8081");
+    assert_eq!((r.status, r.body.as_str()), (200, "b-extra"));
+    assert_eq!(
+        extra.last_request().expect("seen").peer.ip().to_string(),
+        "127.0.0.6"
+    );
+    assert!(
+        counter(
+            &sidecar_b,
+            "cluster.InboundPassthroughCluster.upstream_cx_total"
+        ) >= 1
+    );
+    drop(shmesh);
+}
+
+#[test]
+fn both_directions_under_capture_delta() {
+    both_directions(true);
+}
+
+#[test]
+fn both_directions_under_capture_sotw() {
+    both_directions(false);
+}
