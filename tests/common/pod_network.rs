@@ -15,7 +15,8 @@
 //! to 127.0.0.1 and the inbound side's connections from 127.0.0.6.
 //!
 //! Needs root, `ip` and `iptables`; [`PodNetwork::create`] says why it
-//! cannot run and returns `None` elsewhere. Namespaces carry the test
+//! cannot run and returns `None` elsewhere (and panics instead when
+//! `SHMESH_REQUIRE_POD_NETWORK` is set, as CI does). Namespaces carry the test
 //! process's pid: dropping the network (also while a test panics) ends
 //! every process in them and deletes them, and namespaces a killed test
 //! process left behind are removed by the next one.
@@ -58,6 +59,10 @@ impl PodNetwork {
     /// where this machine cannot make one.
     pub fn create(test: &str) -> Option<PodNetwork> {
         if let Err(why) = can_run() {
+            // CI sets this where it made sure the machine can.
+            if std::env::var_os("SHMESH_REQUIRE_POD_NETWORK").is_some() {
+                panic!("{test}: {why}");
+            }
             eprintln!("skipped {test}: {why}");
             return None;
         }
