@@ -20,6 +20,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::ServiceEntry => ("networking.istio.io", "v1", "serviceentries"),
         Kind::WorkloadEntry => ("networking.istio.io", "v1", "workloadentries"),
         Kind::Sidecar => ("networking.istio.io", "v1", "sidecars"),
+        Kind::PeerAuthentication => ("security.istio.io", "v1", "peerauthentications"),
     };
     ApiResource {
         group: group.to_string(),

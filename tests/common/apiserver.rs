@@ -93,7 +93,7 @@ const fn istio(kind: &'static str, plural: &'static str) -> Resource {
     }
 }
 
-const RESOURCES: [Resource; 8] = [
+const RESOURCES: [Resource; 9] = [
     builtin("Service", "v1", "/api/v1/", "services"),
     builtin("Pod", "v1", "/api/v1/", "pods"),
     builtin(
@@ -107,6 +107,13 @@ const RESOURCES: [Resource; 8] = [
     istio("ServiceEntry", "serviceentries"),
     istio("WorkloadEntry", "workloadentries"),
     istio("Sidecar", "sidecars"),
+    Resource {
+        kind: "PeerAuthentication",
+        api_version: "security.istio.io/v1",
+        prefix: "/apis/security.istio.io/v1/",
+        plural: "peerauthentications",
+        builtin: false,
+    },
 ];
 
 fn resource_of(kind: &str) -> Resource {

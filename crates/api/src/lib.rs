@@ -1,5 +1,5 @@
 //! The objects shmesh reads: Kubernetes Services, EndpointSlices and Pods,
-//! and Istio's networking objects. Each is a schema (serde), parsed from
+//! and Istio's networking and security objects. Each is a schema (serde), parsed from
 //! YAML or JSON with the file and line it came from, and validated as Istio
 //! validates it.
 //!
@@ -17,6 +17,7 @@ pub mod validate;
 
 pub mod destination_rule;
 pub mod endpoint_slice;
+pub mod peer_authentication;
 pub mod pod;
 pub mod service;
 pub mod service_entry;
@@ -41,10 +42,11 @@ pub enum Kind {
     ServiceEntry,
     WorkloadEntry,
     Sidecar,
+    PeerAuthentication,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -53,6 +55,7 @@ impl Kind {
         Kind::ServiceEntry,
         Kind::WorkloadEntry,
         Kind::Sidecar,
+        Kind::PeerAuthentication,
     ];
 
     /// The kind named by `apiVersion` and `kind`, if shmesh reads it.
@@ -72,6 +75,9 @@ impl Kind {
             (_, "ServiceEntry") if istio => Some(Kind::ServiceEntry),
             (_, "WorkloadEntry") if istio => Some(Kind::WorkloadEntry),
             (_, "Sidecar") if istio => Some(Kind::Sidecar),
+            ("security.istio.io/v1" | "security.istio.io/v1beta1", "PeerAuthentication") => {
+                Some(Kind::PeerAuthentication)
+            }
             _ => None,
         }
     }
@@ -86,6 +92,7 @@ impl Kind {
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::Sidecar => "Sidecar",
+            Kind::PeerAuthentication => "PeerAuthentication",
         }
     }
 }
@@ -133,6 +140,7 @@ pub enum Object {
     ServiceEntry(ServiceEntry),
     WorkloadEntry(WorkloadEntry),
     Sidecar(Sidecar),
+    PeerAuthentication(PeerAuthentication),
 }
 
 /// The Rust type of a kind's objects, to take one out of an `Object`.
@@ -168,4 +176,5 @@ kind_objects!(
     ServiceEntry,
     WorkloadEntry,
     Sidecar,
+    PeerAuthentication,
 );

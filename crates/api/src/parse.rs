@@ -243,6 +243,7 @@ fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Box<Problem>> {
         Kind::ServiceEntry => Object::ServiceEntry(de(value)?),
         Kind::WorkloadEntry => Object::WorkloadEntry(de(value)?),
         Kind::Sidecar => Object::Sidecar(de(value)?),
+        Kind::PeerAuthentication => Object::PeerAuthentication(de(value)?),
     })
 }
 

@@ -25,6 +25,7 @@ pub fn object(object: &Object) -> Vec<Problem> {
         Object::ServiceEntry(se) => v.service_entry(&se.spec),
         Object::WorkloadEntry(we) => v.workload_entry("spec", &we.spec, false),
         Object::Sidecar(sc) => v.sidecar(&sc.spec),
+        Object::PeerAuthentication(pa) => v.peer_authentication(&pa.spec),
     }
     v.problems
 }

@@ -11,6 +11,7 @@ mod apply;
 mod endpoints;
 pub mod hosts;
 mod label_index;
+pub mod security;
 mod service;
 pub mod store;
 pub mod text;
@@ -50,6 +51,9 @@ pub struct Dirty {
     pub vs_hosts: BTreeSet<String>,
     /// What some proxies may see changed (a Sidecar): rebuild every view.
     pub scope: bool,
+    /// Who takes mutual TLS changed (a PeerAuthentication): inbound
+    /// listeners and callers' TLS settings of every view.
+    pub security: bool,
 }
 
 impl Dirty {
@@ -59,6 +63,7 @@ impl Dirty {
             && !self.routes
             && self.vs_hosts.is_empty()
             && !self.scope
+            && !self.security
     }
 
     pub fn merge(&mut self, other: Dirty) {
@@ -67,6 +72,7 @@ impl Dirty {
         self.routes |= other.routes;
         self.vs_hosts.extend(other.vs_hosts);
         self.scope |= other.scope;
+        self.security |= other.security;
     }
 
     /// Everything: used at start-up.
@@ -77,6 +83,7 @@ impl Dirty {
             routes: true,
             vs_hosts: BTreeSet::new(),
             scope: true,
+            security: true,
         }
     }
 }
@@ -224,6 +231,7 @@ pub struct Model {
     dr_by_host: HostIndex<DestinationRuleSpec>,
     /// Namespace-wide Sidecars (without a workload selector), by namespace.
     sidecars: Store<Sidecar>,
+    peer_authentications: Store<PeerAuthentication>,
     /// Where a Sidecar applies to every namespace without its own.
     root_namespace: String,
 
@@ -291,6 +299,7 @@ impl Model {
             Kind::VirtualService => self.apply_virtual_service(name, typed(&object)),
             Kind::DestinationRule => self.apply_destination_rule(name, typed(&object)),
             Kind::Sidecar => self.apply_sidecar(name, typed(&object)),
+            Kind::PeerAuthentication => self.apply_peer_authentication(name, typed(&object)),
         };
         dirty.merge(touched);
     }
@@ -390,11 +399,7 @@ impl Model {
     /// the root namespace's. Sidecars with a workload selector need the proxy's
     /// labels and are not applied.
     pub fn egress_scope(&self, namespace: &str) -> Scope {
-        let root = if self.root_namespace.is_empty() {
-            "istio-system"
-        } else {
-            self.root_namespace.as_str()
-        };
+        let root = self.root();
         let namespace_wide = |ns: &str| {
             self.sidecars
                 .in_namespace(ns)
@@ -417,6 +422,15 @@ impl Model {
             }
         }
         Scope { hosts: Some(hosts) }
+    }
+
+    /// The root namespace: where mesh-wide Sidecars and PeerAuthentications live.
+    fn root(&self) -> &str {
+        if self.root_namespace.is_empty() {
+            "istio-system"
+        } else {
+            &self.root_namespace
+        }
     }
 
     /// Every service, by FQDN.

@@ -261,7 +261,8 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         });
     let mut config = dirty.config.clone();
     config.extend(inline);
-    if dirty.scope {
+    // Scope and security reach every resource kind of a view.
+    if dirty.scope || dirty.security {
         return build(model, view);
     }
     let dirty = &Dirty {
@@ -270,6 +271,7 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         routes: dirty.routes,
         vs_hosts: dirty.vs_hosts.clone(),
         scope: false,
+        security: false,
     };
     let mut b = prev.builder();
     if !dirty.config.is_empty() {

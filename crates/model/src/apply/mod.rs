@@ -8,6 +8,7 @@
 
 mod destination_rule;
 mod endpoint_slice;
+mod peer_authentication;
 mod pod;
 mod service;
 mod service_entry;

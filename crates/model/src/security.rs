@@ -1,0 +1,135 @@
+//! Which mutual TLS mode a workload's port takes, from the PeerAuthentications
+//! that cover it, as Istio resolves them: the workload's own policy (its
+//! port-level mode, then its mode), then its namespace's, then the mesh's
+//! (in the root namespace); `UNSET` defers to the next; PERMISSIVE when
+//! nothing says otherwise. Where several policies of one level match, the
+//! first by name applies.
+
+use shmesh_api::objects::Labels;
+use shmesh_api::peer_authentication::{MtlsMode, PeerAuthentication};
+
+use crate::{selects, Model};
+
+/// A workload's mTLS modes: the default for its ports and the exceptions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MtlsPolicy {
+    pub default: MtlsMode,
+    /// Ports whose mode differs from `default`.
+    pub ports: Vec<(u16, MtlsMode)>,
+}
+
+impl MtlsPolicy {
+    pub fn port(&self, port: u16) -> MtlsMode {
+        self.ports
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map_or(self.default, |(_, m)| *m)
+    }
+}
+
+impl Model {
+    /// The mTLS modes of a workload of `namespace` with `labels`.
+    pub fn mtls_policy(&self, namespace: &str, labels: &Labels) -> MtlsPolicy {
+        let workload = self
+            .peer_authentications
+            .in_namespace(namespace)
+            .find(|pa| {
+                pa.spec
+                    .match_labels()
+                    .is_some_and(|sel| selects(sel, labels))
+            });
+        let namespace_wide = |ns: &str| -> Option<&PeerAuthentication> {
+            self.peer_authentications
+                .in_namespace(ns)
+                .find(|pa| pa.spec.match_labels().is_none())
+                .map(|pa| &**pa)
+        };
+        let inherited = [namespace_wide(namespace), namespace_wide(self.root())]
+            .into_iter()
+            .flatten()
+            .map(|pa| pa.spec.mode())
+            .find(|m| *m != MtlsMode::Unset)
+            .unwrap_or(MtlsMode::Permissive);
+        let default = workload
+            .map(|pa| pa.spec.mode())
+            .filter(|m| *m != MtlsMode::Unset)
+            .unwrap_or(inherited);
+        let ports = workload
+            .map(|pa| {
+                pa.spec
+                    .port_modes()
+                    .map(|(p, m)| (p, if m == MtlsMode::Unset { default } else { m }))
+                    .filter(|(_, m)| *m != default)
+                    .collect()
+            })
+            .unwrap_or_default();
+        MtlsPolicy { default, ports }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::test_objects::typed;
+
+    fn with(policies: &[(&str, &str, &str)]) -> Model {
+        let mut model = Model::new();
+        for (ns, name, spec) in policies {
+            let yaml = format!("apiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}");
+            let pa: PeerAuthentication = typed(&yaml);
+            model.apply_peer_authentication((ns.to_string(), name.to_string()), Some(&pa));
+        }
+        model
+    }
+
+    fn labels(app: &str) -> Labels {
+        [("app".to_string(), app.to_string())].into()
+    }
+
+    #[test]
+    fn the_narrowest_policy_that_says_something_wins() {
+        let strict_mesh = ("istio-system", "default", "  mtls: {mode: STRICT}\n");
+        let model = with(&[strict_mesh]);
+        assert_eq!(
+            model.mtls_policy("shop", &labels("cart")).default,
+            MtlsMode::Strict
+        );
+
+        let model = with(&[strict_mesh, ("shop", "ns", "  mtls: {mode: PERMISSIVE}\n")]);
+        assert_eq!(
+            model.mtls_policy("shop", &labels("cart")).default,
+            MtlsMode::Permissive
+        );
+        assert_eq!(
+            model.mtls_policy("bank", &labels("cart")).default,
+            MtlsMode::Strict
+        );
+
+        let workload = (
+            "shop",
+            "cart",
+            "  selector: {matchLabels: {app: cart}}\n  mtls: {mode: UNSET}\n  portLevelMtls:\n    8080: {mode: DISABLE}\n    9090: {mode: UNSET}\n",
+        );
+        let model = with(&[strict_mesh, workload]);
+        let cart = model.mtls_policy("shop", &labels("cart"));
+        // UNSET defers to the namespace, then the mesh.
+        assert_eq!(cart.default, MtlsMode::Strict);
+        assert_eq!(cart.ports, vec![(8080, MtlsMode::Disable)]);
+        assert_eq!(cart.port(8080), MtlsMode::Disable);
+        assert_eq!(cart.port(9090), MtlsMode::Strict);
+        // Another workload of the namespace is not selected.
+        assert_eq!(model.mtls_policy("shop", &labels("web")).ports, vec![]);
+    }
+
+    #[test]
+    fn nothing_said_is_permissive() {
+        let model = with(&[("shop", "ns", "  mtls: {mode: UNSET}\n")]);
+        assert_eq!(
+            model.mtls_policy("shop", &labels("cart")),
+            MtlsPolicy {
+                default: MtlsMode::Permissive,
+                ports: vec![]
+            }
+        );
+    }
+}
