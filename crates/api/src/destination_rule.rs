@@ -37,7 +37,7 @@ pub struct TrafficPolicy {
     pub connection_pool: Option<ConnectionPoolSettings>,
     pub outlier_detection: Option<OutlierDetection>,
     pub port_level_settings: Vec<PortTrafficPolicy>,
-    pub tls: Option<serde_json::Value>,
+    pub tls: Option<ClientTlsSettings>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -47,7 +47,54 @@ pub struct PortTrafficPolicy {
     pub load_balancer: Option<LoadBalancerSettings>,
     pub connection_pool: Option<ConnectionPoolSettings>,
     pub outlier_detection: Option<OutlierDetection>,
-    pub tls: Option<serde_json::Value>,
+    pub tls: Option<ClientTlsSettings>,
+}
+
+/// How a sidecar connects to the destination (`trafficPolicy.tls`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClientTlsSettings {
+    /// DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL.
+    pub mode: Option<String>,
+    pub client_certificate: Option<String>,
+    pub private_key: Option<String>,
+    pub ca_certificates: Option<String>,
+    /// A Secret holding the client certificate and key (and CA).
+    pub credential_name: Option<String>,
+    pub subject_alt_names: Vec<String>,
+    pub sni: Option<String>,
+    pub insecure_skip_verify: Option<bool>,
+}
+
+/// `ClientTlsSettings.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientTlsMode {
+    Disable,
+    Simple,
+    Mutual,
+    IstioMutual,
+}
+
+impl ClientTlsMode {
+    pub fn parse(s: &str) -> Option<ClientTlsMode> {
+        match s {
+            "DISABLE" => Some(ClientTlsMode::Disable),
+            "SIMPLE" => Some(ClientTlsMode::Simple),
+            "MUTUAL" => Some(ClientTlsMode::Mutual),
+            "ISTIO_MUTUAL" => Some(ClientTlsMode::IstioMutual),
+            _ => None,
+        }
+    }
+}
+
+impl ClientTlsSettings {
+    /// The mode; DISABLE when missing (as Istio defaults it).
+    pub fn mode(&self) -> ClientTlsMode {
+        self.mode
+            .as_deref()
+            .and_then(ClientTlsMode::parse)
+            .unwrap_or(ClientTlsMode::Disable)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -185,6 +232,9 @@ impl Validator {
             &tp.connection_pool,
             &tp.outlier_detection,
         );
+        if let Some(tls) = &tp.tls {
+            self.client_tls(&format!("{f}.tls"), tls);
+        }
         let mut ports = BTreeSet::new();
         for (i, pl) in tp.port_level_settings.iter().enumerate() {
             let pf = format!("{f}.portLevelSettings[{i}]");
@@ -206,6 +256,59 @@ impl Validator {
                 &pl.connection_pool,
                 &pl.outlier_detection,
             );
+            if let Some(tls) = &pl.tls {
+                self.client_tls(&format!("{pf}.tls"), tls);
+            }
+        }
+    }
+
+    /// Istio's rules for `tls`: a known mode; MUTUAL needs a certificate and
+    /// key (from files or `credentialName`); ISTIO_MUTUAL brings its own and
+    /// takes no files.
+    fn client_tls(&mut self, f: &str, tls: &ClientTlsSettings) {
+        let Some(mode) = tls.mode.as_deref() else {
+            return;
+        };
+        let Some(mode) = ClientTlsMode::parse(mode) else {
+            self.err(
+                format!("{f}.mode"),
+                format!("{mode:?} is not one of DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL"),
+            );
+            return;
+        };
+        let files = [
+            ("clientCertificate", &tls.client_certificate),
+            ("privateKey", &tls.private_key),
+            ("caCertificates", &tls.ca_certificates),
+        ];
+        match mode {
+            ClientTlsMode::Mutual if tls.credential_name.is_none() => {
+                for (field, value) in &files[..2] {
+                    if value.as_deref().is_none_or(str::is_empty) {
+                        self.err(
+                            format!("{f}.{field}"),
+                            "required for MUTUAL without credentialName",
+                        );
+                    }
+                }
+            }
+            ClientTlsMode::IstioMutual => {
+                for (field, value) in files {
+                    if value.is_some() {
+                        self.err(
+                            format!("{f}.{field}"),
+                            "must not be set with ISTIO_MUTUAL (the workload's own certificate is used)",
+                        );
+                    }
+                }
+                if tls.credential_name.is_some() {
+                    self.err(
+                        format!("{f}.credentialName"),
+                        "must not be set with ISTIO_MUTUAL (the workload's own certificate is used)",
+                    );
+                }
+            }
+            _ => {}
         }
     }
 
@@ -350,6 +453,41 @@ mod tests {
                 "spec.subsets[1].name: duplicate subset name \"v1\"",
                 "spec.subsets[2].name: \"Bad_Name\" is not a DNS label (letters, digits and '-', not at either end)",
             ]
+        );
+    }
+
+    #[test]
+    fn tls_modes_and_their_required_fields() {
+        let dr = |tls: &str| {
+            format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: d}}\nspec:\n  host: reviews\n  trafficPolicy:\n    tls: {tls}\n")
+        };
+        for good in [
+            "{mode: ISTIO_MUTUAL, sni: reviews.example}",
+            "{mode: SIMPLE, caCertificates: /etc/ca.pem, subjectAltNames: [reviews.example]}",
+            "{mode: MUTUAL, credentialName: reviews-client}",
+            "{mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem}",
+            "{mode: DISABLE}",
+        ] {
+            assert!(
+                problems(&dr(good)).is_empty(),
+                "{good}: {:?}",
+                problems(&dr(good))
+            );
+        }
+        assert_eq!(
+            problems(&dr("{mode: MUTUAL}")),
+            vec![
+                "spec.trafficPolicy.tls.clientCertificate: required for MUTUAL without credentialName",
+                "spec.trafficPolicy.tls.privateKey: required for MUTUAL without credentialName",
+            ]
+        );
+        assert_eq!(
+            problems(&dr("{mode: ISTIO_MUTUAL, caCertificates: /ca.pem}")),
+            vec!["spec.trafficPolicy.tls.caCertificates: must not be set with ISTIO_MUTUAL (the workload's own certificate is used)"]
+        );
+        assert_eq!(
+            problems(&dr("{mode: TLS}")),
+            vec!["spec.trafficPolicy.tls.mode: \"TLS\" is not one of DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL"]
         );
     }
 }

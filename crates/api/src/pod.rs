@@ -1,5 +1,6 @@
 //! Kubernetes `Pod` (core/v1): its labels, IP, named container ports and
-//! readiness, for the endpoints of the services that select it.
+//! readiness and service account, for the endpoints of the services that
+//! select it.
 
 use serde::Deserialize;
 
@@ -21,6 +22,17 @@ pub struct Pod {
 pub struct PodSpec {
     pub containers: Vec<Container>,
     pub node_name: Option<String>,
+    /// The pod's identity (Kubernetes gives pods `default` when unset).
+    pub service_account_name: Option<String>,
+}
+
+impl PodSpec {
+    pub fn service_account(&self) -> &str {
+        self.service_account_name
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default")
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

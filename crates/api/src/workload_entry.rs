@@ -20,6 +20,8 @@ pub struct WorkloadEntrySpec {
     pub locality: Option<String>,
     pub weight: Option<i64>,
     pub network: Option<String>,
+    /// The workload's identity: `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`.
+    pub service_account: Option<String>,
 }
 
 impl Validator {

@@ -101,6 +101,8 @@ pub struct Endpoint {
     pub health: Health,
     /// Load-balancing weight; 0 means unset.
     pub weight: u32,
+    /// The workload's service account, where known: its identity.
+    pub service_account: Option<Arc<str>>,
 }
 
 /// Endpoints of `svc` for each of its ports, sorted so equal inputs give equal output.
@@ -161,6 +163,7 @@ fn kubernetes(
             let labels = pod
                 .map(|p| Arc::new(p.metadata.labels.clone()))
                 .unwrap_or_default();
+            let service_account: Option<Arc<str>> = pod.map(|p| p.spec.service_account().into());
             let locality = Locality::from_labels(&labels, e.zone.as_deref());
             for address in &e.addresses {
                 eps.push(Endpoint {
@@ -170,6 +173,7 @@ fn kubernetes(
                     locality: locality.clone(),
                     health,
                     weight: 0,
+                    service_account: service_account.clone(),
                 });
             }
         }
@@ -213,6 +217,7 @@ fn service_entry(
             locality: Locality::default(),
             health: Health::Healthy,
             weight: 0,
+            service_account: None,
         });
     }
     eps
@@ -261,6 +266,7 @@ fn pods(
             labels,
             health: Health::Healthy,
             weight: 0,
+            service_account: Some(pod.spec.service_account().into()),
         });
     }
     out
@@ -312,6 +318,7 @@ fn workload_endpoint(we: &WorkloadEntrySpec, port: &ServicePort, dns: bool) -> O
         labels,
         health: Health::Healthy,
         weight: we.weight.unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+        service_account: we.service_account.as_deref().map(Arc::from),
     })
 }
 

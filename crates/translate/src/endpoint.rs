@@ -245,6 +245,7 @@ mod tests {
                 Health::Healthy
             },
             weight,
+            service_account: None,
         }
     }
 
