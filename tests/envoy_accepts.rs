@@ -134,6 +134,7 @@ fn envoy_validates(mode: ListenerMode) {
             mode: mode.clone(),
             vhds: false,
             labels: Default::default(),
+            certificates: Default::default(),
         },
     );
     assert!(!snap.get(ResourceType::Listener).is_empty());

@@ -48,6 +48,7 @@ fn run_all(text: &str) {
                 mode,
                 vhds: false,
                 labels: Default::default(),
+                certificates: Default::default(),
             },
         );
         shmesh::jsonpb::config_dump(&snap).expect("every snapshot prints as JSON");

@@ -42,6 +42,7 @@ pub fn view() -> ProxyView {
         namespace: "default".into(),
         mode: ListenerMode::Capture,
         labels: Default::default(),
+        certificates: Default::default(),
         vhds: false,
     }
 }

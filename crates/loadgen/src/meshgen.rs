@@ -623,6 +623,7 @@ mod tests {
             mode: ListenerMode::Explicit("127.0.0.1:15001".parse().unwrap()),
             vhds: false,
             labels: Default::default(),
+            certificates: Default::default(),
         }
     }
 

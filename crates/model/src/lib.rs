@@ -234,6 +234,9 @@ pub struct Model {
     peer_authentications: Store<PeerAuthentication>,
     /// Where a Sidecar applies to every namespace without its own.
     root_namespace: String,
+    /// The trust domain of the mesh's SPIFFE identities (`cluster.local`
+    /// when empty).
+    trust_domain: String,
 
     /// Services by FQDN (Kubernetes Services win over ServiceEntries).
     services: BTreeMap<String, Arc<MeshService>>,
@@ -422,6 +425,19 @@ impl Model {
             }
         }
         Scope { hosts: Some(hosts) }
+    }
+
+    pub fn set_trust_domain(&mut self, trust_domain: &str) {
+        self.trust_domain = trust_domain.to_string();
+    }
+
+    /// The trust domain of workload identities, `cluster.local` by default.
+    pub fn trust_domain(&self) -> &str {
+        if self.trust_domain.is_empty() {
+            "cluster.local"
+        } else {
+            &self.trust_domain
+        }
     }
 
     /// The root namespace: where mesh-wide Sidecars and PeerAuthentications live.

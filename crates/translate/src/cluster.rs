@@ -11,10 +11,14 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uhttp;
 use envoy_types::pb::envoy::r#type::v3::Percent;
 
-use super::{ads, any, duration, istio_names, u32_value, ProxyView};
+use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
+use envoy_types::pb::google::protobuf::{value, Struct, Value};
+
+use super::{ads, any, duration, istio_names, tls, u32_value, ProxyView};
 use shmesh_api::duration as dur;
 use shmesh_api::objects::{
-    ConnectionPoolSettings, Labels, LoadBalancerSettings, OutlierDetection, TrafficPolicy,
+    ClientTlsMode, ClientTlsSettings, ConnectionPoolSettings, Labels, LoadBalancerSettings,
+    OutlierDetection, TrafficPolicy,
 };
 use shmesh_model::{Endpoint, MeshService, Model, Protocol, Resolution, ServicePort};
 
@@ -44,10 +48,14 @@ struct Effective {
     lb: Option<LoadBalancerSettings>,
     pool: Option<ConnectionPoolSettings>,
     outlier: Option<OutlierDetection>,
+    tls: Option<ClientTlsSettings>,
 }
 
 impl Effective {
     fn layer(&mut self, tp: &TrafficPolicy, port: u16) {
+        if tp.tls.is_some() {
+            self.tls = tp.tls.clone();
+        }
         if tp.load_balancer.is_some() {
             self.lb = tp.load_balancer.clone();
         }
@@ -70,6 +78,9 @@ impl Effective {
             }
             if pl.outlier_detection.is_some() {
                 self.outlier = pl.outlier_detection.clone();
+            }
+            if pl.tls.is_some() {
+                self.tls = pl.tls.clone();
             }
         }
     }
@@ -99,8 +110,10 @@ pub fn service_clusters(model: &Model, view: &ProxyView, svc: &MeshService) -> V
             base.layer(tp, port.number);
         }
         let endpoints = model.endpoints(&svc.hostname, port.number);
+        let sans = identities(model, svc, endpoints);
         let mut built = service_cluster(svc, port, "", None, &base);
-        with_inline_endpoints(&mut built, endpoints);
+        with_inline_endpoints(&mut built, model, svc, endpoints);
+        with_tls(&mut built, view, svc, port, "", base.tls.as_ref(), &sans);
         out.push(built);
         for subset in subsets {
             let mut eff = base.clone();
@@ -108,7 +121,16 @@ pub fn service_clusters(model: &Model, view: &ProxyView, svc: &MeshService) -> V
                 eff.layer(tp, port.number);
             }
             let mut built = service_cluster(svc, port, &subset.name, Some(&subset.labels), &eff);
-            with_inline_endpoints(&mut built, endpoints);
+            with_inline_endpoints(&mut built, model, svc, endpoints);
+            with_tls(
+                &mut built,
+                view,
+                svc,
+                port,
+                &subset.name,
+                eff.tls.as_ref(),
+                &sans,
+            );
             out.push(built);
         }
     }
@@ -223,13 +245,104 @@ fn service_cluster(
     }
 }
 
+/// The SPIFFE identities of a service's workloads: what a caller accepts
+/// from the other end of mutual TLS. Sorted, so equal inputs encode alike.
+fn identities(model: &Model, svc: &MeshService, endpoints: &[Endpoint]) -> Vec<String> {
+    let mut out: Vec<String> = endpoints
+        .iter()
+        .filter_map(|ep| ep.service_account.as_deref())
+        .map(|sa| tls::spiffe_id(model.trust_domain(), &svc.namespace, sa))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// How the cluster reaches its endpoints: as the DestinationRule's `tls`
+/// says, else with Istio's auto mTLS: mutual TLS to the endpoints whose
+/// metadata says they take it (`tlsMode: istio`), plaintext to the rest.
+/// A proxy without certificates speaks plaintext (and ISTIO_MUTUAL
+/// destinations refuse it).
+fn with_tls(
+    built: &mut BuiltCluster,
+    view: &ProxyView,
+    svc: &MeshService,
+    port: &ServicePort,
+    subset: &str,
+    settings: Option<&ClientTlsSettings>,
+    sans: &[String],
+) {
+    if view.mode == super::ListenerMode::Proxyless {
+        return;
+    }
+    let cl = &mut built.cluster;
+    let istio = || {
+        let mut alpn = tls::ISTIO_ALPN.to_vec();
+        if port.protocol.is_http() {
+            alpn.push(if port.protocol.is_http2() {
+                "istio-h2"
+            } else {
+                "istio-http/1.1"
+            });
+        }
+        let sni = tls::istio_sni(port.number, subset, &svc.hostname);
+        tls::upstream_istio_mutual(&view.certificates, sni, sans, &alpn)
+    };
+    match settings.map(ClientTlsSettings::mode) {
+        Some(ClientTlsMode::Disable) => {}
+        Some(ClientTlsMode::IstioMutual) => cl.transport_socket = istio(),
+        Some(ClientTlsMode::Simple | ClientTlsMode::Mutual) => {
+            let settings = settings.expect("a mode comes from settings");
+            cl.transport_socket = Some(tls::upstream_files(settings, &svc.hostname));
+        }
+        None => {
+            if let Some(mutual) = istio() {
+                cl.transport_socket_matches = vec![
+                    cluster::TransportSocketMatch {
+                        name: "tlsMode-istio".to_string(),
+                        r#match: Some(Struct {
+                            fields: [(
+                                "tlsMode".to_string(),
+                                Value {
+                                    kind: Some(value::Kind::StringValue("istio".to_string())),
+                                },
+                            )]
+                            .into(),
+                        }),
+                        transport_socket: Some(mutual),
+                    },
+                    cluster::TransportSocketMatch {
+                        name: "tlsMode-disabled".to_string(),
+                        r#match: Some(Struct::default()),
+                        transport_socket: Some(core::TransportSocket {
+                            name: "envoy.transport_sockets.raw_buffer".to_string(),
+                            config_type: Some(core::transport_socket::ConfigType::TypedConfig(
+                                any(&RawBuffer::default()),
+                            )),
+                        }),
+                    },
+                ];
+            }
+        }
+    }
+}
+
 /// Inline endpoints for DNS clusters (EDS clusters get theirs by EDS).
-fn with_inline_endpoints(built: &mut BuiltCluster, endpoints: &[Endpoint]) {
+fn with_inline_endpoints(
+    built: &mut BuiltCluster,
+    model: &Model,
+    svc: &MeshService,
+    endpoints: &[Endpoint],
+) {
+    let namespace = svc.namespace.as_str();
     if built.eds || built.cluster.lb_policy == cluster::LbPolicy::ClusterProvided as i32 {
         return;
     }
     let selected = super::endpoint::select(endpoints, built.subset.as_ref());
-    built.cluster.load_assignment = Some(super::endpoint::assignment(&built.name, &selected));
+    built.cluster.load_assignment =
+        Some(super::endpoint::assignment(&built.name, &selected, |ep| {
+            super::endpoint::istio_tls(model, namespace, ep)
+        }));
 }
 
 #[derive(Debug, Default)]

@@ -13,11 +13,15 @@ use std::ops::Range;
 
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as e;
+use std::sync::LazyLock;
+
+use envoy_types::pb::google::protobuf::{value, Struct, Value};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+use prost::Message;
 
 use super::cluster::BuiltCluster;
 use super::{socket_address, u32_value};
-use shmesh_api::objects::Labels;
+use shmesh_api::objects::{Labels, MtlsMode};
 use shmesh_cache::protobuf::{field_len, put_field_head, put_str_field, str_field_len};
 use shmesh_cache::{Resource, ResourceType, ResourceWriter};
 use shmesh_model::{Endpoint, Health, Model};
@@ -50,11 +54,13 @@ impl Assignments {
     /// from the endpoints `select` picks.
     pub fn encode(&mut self, model: &Model, cluster: &BuiltCluster) -> &[u8] {
         let all = model.endpoints(&cluster.host, cluster.port);
+        let namespace = model.service(&cluster.host).map_or("", |s| &s.namespace);
         self.encode_from(
             &cluster.name,
             (&cluster.host, cluster.port),
             all,
             cluster.subset.as_ref(),
+            |ep| istio_tls(model, namespace, ep),
         )
     }
 
@@ -66,6 +72,7 @@ impl Assignments {
         port_of: (&str, u16),
         all: &[Endpoint],
         subset: Option<&Labels>,
+        tls: impl Fn(&Endpoint) -> bool,
     ) -> &[u8] {
         let same_port = self
             .port_of
@@ -76,7 +83,7 @@ impl Assignments {
             self.at.clear();
             for ep in all {
                 let start = self.encoded.len();
-                put_lb_endpoint(ep, &mut self.encoded);
+                put_lb_endpoint(ep, tls(ep), &mut self.encoded);
                 self.at.push(start..self.encoded.len());
             }
             self.port_of = Some((port_of.0.to_string(), port_of.1));
@@ -125,17 +132,19 @@ fn selects(subset: Option<&Labels>, ep: &Endpoint) -> bool {
 
 /// `ep` as `lb_endpoint` builds it, framed as an `lb_endpoints` entry, its
 /// fields in tag order as prost writes them.
-fn put_lb_endpoint(ep: &Endpoint, buf: &mut Vec<u8>) {
+fn put_lb_endpoint(ep: &Endpoint, tls: bool, buf: &mut Vec<u8>) {
     let health = health_status(ep.health) as u64;
     let socket_len = str_field_len(&ep.address) + 1 + encoded_len_varint(ep.port as u64);
     let address_len = field_len(socket_len);
     let endpoint_len = field_len(address_len);
     let weight_len = (ep.weight > 0).then(|| field_len(u32_value_len(ep.weight)));
+    let metadata = if tls { tls_mode_metadata() } else { &[] };
     let len = if health != 0 {
         1 + encoded_len_varint(health)
     } else {
         0
     } + weight_len.unwrap_or(0)
+        + if tls { field_len(metadata.len()) } else { 0 }
         + field_len(endpoint_len);
     put_field_head(2, len, buf);
     put_field_head(1, endpoint_len, buf);
@@ -148,6 +157,10 @@ fn put_lb_endpoint(ep: &Endpoint, buf: &mut Vec<u8>) {
     if health != 0 {
         encode_key(2, WireType::Varint, buf);
         encode_varint(health, buf);
+    }
+    if tls {
+        put_field_head(3, metadata.len(), buf);
+        buf.extend_from_slice(metadata);
     }
     if ep.weight > 0 {
         put_u32_value(4, ep.weight, buf);
@@ -183,9 +196,52 @@ pub fn select<'a>(endpoints: &'a [Endpoint], subset: Option<&Labels>) -> Vec<&'a
     endpoints.iter().filter(|ep| selects(subset, ep)).collect()
 }
 
+/// The label Istio's injector gives a pod with a sidecar.
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
+/// Whether `ep`, an endpoint of a service of `namespace`, takes Istio's
+/// mutual TLS: its workload has a sidecar (`security.istio.io/tlsMode:
+/// istio`) and no PeerAuthentication disables mTLS on its port. Callers
+/// with certificates then send it mutual TLS (Istio's auto mTLS), through
+/// the endpoint metadata their clusters' transport socket matches read.
+pub fn istio_tls(model: &Model, namespace: &str, ep: &Endpoint) -> bool {
+    ep.labels.get(TLS_MODE_LABEL).map(String::as_str) == Some("istio")
+        && model.mtls_policy(namespace, &ep.labels).port(ep.port) != MtlsMode::Disable
+}
+
+/// `{"envoy.transport_socket_match": {"tlsMode": "istio"}}`, encoded once.
+fn tls_mode_metadata() -> &'static [u8] {
+    static ENCODED: LazyLock<Vec<u8>> = LazyLock::new(|| tls_mode_message().encode_to_vec());
+    &ENCODED
+}
+
+fn tls_mode_message() -> core::Metadata {
+    let mode = Value {
+        kind: Some(value::Kind::StringValue("istio".to_string())),
+    };
+    core::Metadata {
+        filter_metadata: [(
+            TRANSPORT_SOCKET_MATCH.to_string(),
+            Struct {
+                fields: [("tlsMode".to_string(), mode)].into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+/// The metadata key transport socket matches read.
+pub const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
+
 /// A ClusterLoadAssignment with endpoints grouped by locality. Every group has
-/// a locality and a weight, as proxyless gRPC clients require.
-pub fn assignment(cluster: &str, endpoints: &[&Endpoint]) -> e::ClusterLoadAssignment {
+/// a locality and a weight, as proxyless gRPC clients require. `tls` tells
+/// the endpoints that take Istio's mutual TLS.
+pub fn assignment(
+    cluster: &str,
+    endpoints: &[&Endpoint],
+    tls: impl Fn(&Endpoint) -> bool,
+) -> e::ClusterLoadAssignment {
     // Most services live in one locality: group without sorting (or a map) then.
     let mut sorted = endpoints.to_vec();
     if !sorted.windows(2).all(|w| w[0].locality == w[1].locality) {
@@ -203,7 +259,7 @@ pub fn assignment(cluster: &str, endpoints: &[&Endpoint]) -> e::ClusterLoadAssig
                 eps.iter()
                     .fold(0u32, |acc, e| acc.saturating_add(e.weight.max(1))),
             )),
-            lb_endpoints: eps.iter().map(|ep| lb_endpoint(ep)).collect(),
+            lb_endpoints: eps.iter().map(|ep| lb_endpoint(ep, tls(ep))).collect(),
             ..Default::default()
         })
         .collect();
@@ -214,13 +270,14 @@ pub fn assignment(cluster: &str, endpoints: &[&Endpoint]) -> e::ClusterLoadAssig
     }
 }
 
-fn lb_endpoint(ep: &Endpoint) -> e::LbEndpoint {
+fn lb_endpoint(ep: &Endpoint, tls: bool) -> e::LbEndpoint {
     e::LbEndpoint {
         host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
             address: Some(socket_address(&ep.address, ep.port)),
             ..Default::default()
         })),
         health_status: health_status(ep.health) as i32,
+        metadata: tls.then(tls_mode_message),
         load_balancing_weight: (ep.weight > 0).then(|| u32_value(ep.weight)),
         ..Default::default()
     }
@@ -229,7 +286,6 @@ fn lb_endpoint(ep: &Endpoint) -> e::LbEndpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message;
     use shmesh_model::Locality;
     use std::sync::Arc;
 
@@ -269,8 +325,10 @@ mod tests {
         for (host, all) in [("a", &one_locality), ("b", &spread), ("c", &Vec::new())] {
             for subset in [None, Some(&v1), Some(&none)] {
                 let name = format!("outbound|80|{}|{host}", subset.map_or(0, |s| s.len()));
-                let expected = assignment(&name, &select(all, subset)).encode_to_vec();
-                let got = written.encode_from(&name, (host, 80), all, subset);
+                // Some endpoints take Istio's mutual TLS and carry metadata.
+                let tls = |ep: &Endpoint| ep.port % 2 == 1 || ep.address.ends_with(".2");
+                let expected = assignment(&name, &select(all, subset), tls).encode_to_vec();
+                let got = written.encode_from(&name, (host, 80), all, subset, tls);
                 assert_eq!(got, expected, "{name} of {host}");
             }
         }

@@ -7,7 +7,9 @@
 //! workload on (its target port), routing to the cluster `inbound|PORT||`;
 //! a chain for 15006 itself that goes nowhere (a connection addressed to the
 //! listener would loop); and a catch-all that passes anything else on to
-//! where it was going, through `InboundPassthroughCluster`.
+//! where it was going, through `InboundPassthroughCluster`. Each port takes
+//! mutual TLS, plaintext or both, as the PeerAuthentications covering the
+//! workload say (`Secured`).
 //!
 //! Inbound clusters are original-destination clusters: the connection goes
 //! to the very address and port the caller dialed, from 127.0.0.6, the
@@ -25,12 +27,15 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::listener::v3 as l;
 use envoy_types::pb::envoy::config::route::v3 as r;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uhttp;
-use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
 use super::cluster::BuiltCluster;
+use super::tls::{self, Certificates};
 use super::{any, duration, istio_names, listener, socket_address, ListenerMode, ProxyView};
+use shmesh_api::objects::MtlsMode;
 use shmesh_model::{selects, Backing, MeshService, Model, Protocol, TargetPort};
 
 /// The address inbound clusters connect from: capture returns traffic from
@@ -167,10 +172,33 @@ fn original_destination(name: &str, http2: bool) -> c::Cluster {
     }
 }
 
-/// `virtualInbound` on 15006.
+/// `virtualInbound` on 15006: for each port, the chains its mTLS mode
+/// calls for; then the catch-all, under the workload's own mode.
 pub fn virtual_inbound(model: &Model, view: &ProxyView) -> l::Listener {
-    let mut chains: Vec<l::FilterChain> =
-        inbound_ports(model, view).iter().map(port_chain).collect();
+    let policy = model.mtls_policy(&view.namespace, &view.labels);
+    let mut chains: Vec<l::FilterChain> = Vec::new();
+    for p in inbound_ports(model, view) {
+        let cluster = istio_names::inbound_cluster(p.port);
+        let name = istio_names::listener("0.0.0.0", p.port);
+        let http = p.protocol.is_http();
+        let plain = if http {
+            l::Filter {
+                name: "envoy.filters.network.http_connection_manager".to_string(),
+                config_type: Some(l::filter::ConfigType::TypedConfig(any(&http_manager(
+                    p.port, &cluster,
+                )))),
+            }
+        } else {
+            listener::tcp_proxy(&cluster)
+        };
+        let secured = Secured {
+            name: &name,
+            port: Some(p.port),
+            mode: policy.port(p.port),
+            http,
+        };
+        chains.extend(secured.chains(&view.certificates, plain, &cluster));
+    }
     // A connection dialed to 15006 itself would come back here forever.
     chains.push(l::FilterChain {
         name: "virtualInbound-blackhole".to_string(),
@@ -178,52 +206,114 @@ pub fn virtual_inbound(model: &Model, view: &ProxyView) -> l::Listener {
         filters: vec![listener::tcp_proxy(istio_names::BLACKHOLE)],
         ..Default::default()
     });
-    chains.push(l::FilterChain {
-        name: "virtualInbound-catchall-tcp".to_string(),
-        filters: vec![listener::tcp_proxy(istio_names::INBOUND_PASSTHROUGH)],
+    let catchall = Secured {
+        name: "virtualInbound-catchall-tcp",
+        port: None,
+        mode: policy.default,
+        http: false,
+    };
+    chains.extend(catchall.chains(
+        &view.certificates,
+        listener::tcp_proxy(istio_names::INBOUND_PASSTHROUGH),
+        istio_names::INBOUND_PASSTHROUGH,
+    ));
+    let filter = |name: &str, config: Any| l::ListenerFilter {
+        name: name.to_string(),
+        config_type: Some(l::listener_filter::ConfigType::TypedConfig(config)),
         ..Default::default()
-    });
+    };
     l::Listener {
         name: istio_names::VIRTUAL_INBOUND.to_string(),
         address: Some(socket_address("0.0.0.0", istio_names::VIRTUAL_INBOUND_PORT)),
         traffic_direction: core::TrafficDirection::Inbound as i32,
-        listener_filters: vec![l::ListenerFilter {
-            name: "envoy.filters.listener.original_dst".to_string(),
-            config_type: Some(l::listener_filter::ConfigType::TypedConfig(any(
-                &OriginalDst::default(),
-            ))),
-            ..Default::default()
-        }],
+        listener_filters: vec![
+            filter(
+                "envoy.filters.listener.original_dst",
+                any(&OriginalDst::default()),
+            ),
+            filter(
+                "envoy.filters.listener.tls_inspector",
+                any(&TlsInspector::default()),
+            ),
+        ],
+        // A client that sends nothing first (a server-first protocol) is
+        // taken as plaintext once the inspector gives up, not dropped.
+        continue_on_listener_filters_timeout: true,
         filter_chains: chains,
         ..Default::default()
+    }
+}
+
+/// The chains of one inbound port (or of the catch-all) under its mTLS mode.
+struct Secured<'a> {
+    name: &'a str,
+    port: Option<u16>,
+    mode: MtlsMode,
+    http: bool,
+}
+
+impl Secured<'_> {
+    /// - DISABLE: plaintext only.
+    /// - PERMISSIVE: a sidecar's mutual TLS (told by Istio's ALPN) is
+    ///   terminated; an app's own TLS passes through as bytes; plaintext is
+    ///   taken as it comes.
+    /// - STRICT: mutual TLS only; anything else finds no chain and is closed.
+    ///
+    /// A sidecar without certificates cannot terminate mutual TLS: its
+    /// PERMISSIVE ports take plaintext only and its STRICT ports nothing.
+    fn chains(
+        &self,
+        certificates: &Certificates,
+        plain: l::Filter,
+        cluster: &str,
+    ) -> Vec<l::FilterChain> {
+        let alpn: &[&str] = if self.http { &["h2", "http/1.1"] } else { &[] };
+        let mutual = tls::downstream_istio_mutual(certificates, alpn);
+        let chain =
+            |suffix: &str, transport: &str, alpn: &[&str], filter: l::Filter| l::FilterChain {
+                name: format!("{}{suffix}", self.name),
+                filter_chain_match: Some(l::FilterChainMatch {
+                    destination_port: self.port.map(|p| super::u32_value(p as u32)),
+                    transport_protocol: transport.to_string(),
+                    application_protocols: alpn.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                }),
+                filters: vec![filter],
+                ..Default::default()
+            };
+        let terminated = |socket: core::TransportSocket, filter: l::Filter| l::FilterChain {
+            transport_socket: Some(socket),
+            ..chain("-mtls", "tls", &[], filter)
+        };
+        match (self.mode, mutual) {
+            (MtlsMode::Disable, _) | (MtlsMode::Permissive | MtlsMode::Unset, None) => {
+                vec![chain("", "", &[], plain)]
+            }
+            (MtlsMode::Permissive | MtlsMode::Unset, Some(socket)) => vec![
+                l::FilterChain {
+                    filter_chain_match: Some(l::FilterChainMatch {
+                        destination_port: self.port.map(|p| super::u32_value(p as u32)),
+                        transport_protocol: "tls".to_string(),
+                        application_protocols: tls::ISTIO_INBOUND_ALPN
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect(),
+                        ..Default::default()
+                    }),
+                    ..terminated(socket, plain.clone())
+                },
+                chain("-tls", "tls", &[], listener::tcp_proxy(cluster)),
+                chain("", "raw_buffer", &[], plain),
+            ],
+            (MtlsMode::Strict, Some(socket)) => vec![terminated(socket, plain)],
+            (MtlsMode::Strict, None) => Vec::new(),
+        }
     }
 }
 
 fn on_port(port: u16) -> l::FilterChainMatch {
     l::FilterChainMatch {
         destination_port: Some(super::u32_value(port as u32)),
-        ..Default::default()
-    }
-}
-
-/// The chain for one port: Istio's inbound HTTP connection manager for
-/// HTTP ports, a TCP proxy for the rest.
-fn port_chain(p: &InboundPort) -> l::FilterChain {
-    let cluster = istio_names::inbound_cluster(p.port);
-    let filter = if p.protocol.is_http() {
-        l::Filter {
-            name: "envoy.filters.network.http_connection_manager".to_string(),
-            config_type: Some(l::filter::ConfigType::TypedConfig(any(&http_manager(
-                p.port, &cluster,
-            )))),
-        }
-    } else {
-        listener::tcp_proxy(&cluster)
-    };
-    l::FilterChain {
-        name: istio_names::listener("0.0.0.0", p.port),
-        filter_chain_match: Some(on_port(p.port)),
-        filters: vec![filter],
         ..Default::default()
     }
 }
@@ -425,5 +515,95 @@ mod tests {
         for ty in ResourceType::ALL {
             assert_eq!(before.get(ty).version(), again.get(ty).version(), "{ty}");
         }
+    }
+
+    fn with_agent(v: ProxyView) -> ProxyView {
+        ProxyView {
+            certificates: Certificates::Agent,
+            ..v
+        }
+    }
+
+    /// Each chain: name, destination port, transport protocol, whether it
+    /// terminates TLS.
+    fn secured(snap: &Snapshot) -> Vec<(String, Option<u32>, String, bool)> {
+        let vi: l::Listener = decode(snap, ResourceType::Listener, "virtualInbound");
+        vi.filter_chains
+            .iter()
+            .map(|fc| {
+                let m = fc.filter_chain_match.clone().unwrap_or_default();
+                (
+                    fc.name.clone(),
+                    m.destination_port.map(|p| p.value),
+                    m.transport_protocol,
+                    fc.transport_socket.is_some(),
+                )
+            })
+            .collect()
+    }
+
+    const ONE_PORT: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: cart, namespace: shop}\nspec:\n  selector: {app: cart}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n";
+
+    fn row(
+        name: &str,
+        port: Option<u32>,
+        transport: &str,
+        tls: bool,
+    ) -> (String, Option<u32>, String, bool) {
+        (name.to_string(), port, transport.to_string(), tls)
+    }
+
+    #[test]
+    fn permissive_ports_take_mutual_tls_an_apps_own_tls_and_plaintext() {
+        let snap = build(
+            &model(ONE_PORT),
+            &with_agent(workload("shop", &[("app", "cart")])),
+        );
+        assert_eq!(
+            secured(&snap),
+            vec![
+                row("0.0.0.0_8080-mtls", Some(8080), "tls", true),
+                row("0.0.0.0_8080-tls", Some(8080), "tls", false),
+                row("0.0.0.0_8080", Some(8080), "raw_buffer", false),
+                row("virtualInbound-blackhole", Some(15006), "", false),
+                row("virtualInbound-catchall-tcp-mtls", None, "tls", true),
+                row("virtualInbound-catchall-tcp-tls", None, "tls", false),
+                row("virtualInbound-catchall-tcp", None, "raw_buffer", false),
+            ]
+        );
+        let vi: l::Listener = decode(&snap, ResourceType::Listener, "virtualInbound");
+        let mtls = &vi.filter_chains[0];
+        assert_eq!(
+            mtls.filter_chain_match
+                .as_ref()
+                .unwrap()
+                .application_protocols,
+            tls::ISTIO_INBOUND_ALPN.to_vec()
+        );
+    }
+
+    #[test]
+    fn strict_takes_mutual_tls_only_and_disable_plaintext_only() {
+        let policies = "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: cart, namespace: shop}\nspec:\n  selector: {matchLabels: {app: cart}}\n  portLevelMtls: {8080: {mode: DISABLE}}\n";
+        let m = model(&format!("{ONE_PORT}{policies}"));
+        let snap = build(&m, &with_agent(workload("shop", &[("app", "cart")])));
+        assert_eq!(
+            secured(&snap),
+            vec![
+                row("0.0.0.0_8080", Some(8080), "", false),
+                row("virtualInbound-blackhole", Some(15006), "", false),
+                row("virtualInbound-catchall-tcp-mtls", None, "tls", true),
+            ]
+        );
+        // Without certificates a STRICT workload can take nothing but its
+        // DISABLE'd port.
+        let snap = build(&m, &workload("shop", &[("app", "cart")]));
+        assert_eq!(
+            secured(&snap),
+            vec![
+                row("0.0.0.0_8080", Some(8080), "", false),
+                row("virtualInbound-blackhole", Some(15006), "", false),
+            ]
+        );
     }
 }

@@ -16,6 +16,7 @@ pub mod route;
 mod route_patch;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
@@ -57,6 +58,9 @@ pub struct ProxyView {
     /// it decides its inbound listener and clusters. Replicas of one
     /// workload carry the same labels and share a view.
     pub labels: Labels,
+    /// Where the proxy's certificates come from: whether it takes part in
+    /// mutual TLS (and, from shmesh's CA, as which identity).
+    pub certificates: tls::Certificates,
     /// Route configurations leave their virtual hosts to VHDS (a delta ADS
     /// client, with the server's `--vhds`): a weight change then sends the
     /// one virtual host that changed instead of the port's whole table.
@@ -76,6 +80,11 @@ impl fmt::Display for ProxyView {
         }
         if !self.labels.is_empty() {
             f.write_str("}")?;
+        }
+        match &self.certificates {
+            tls::Certificates::None => {}
+            tls::Certificates::Agent => f.write_str("+agent")?,
+            tls::Certificates::Ads { service_account } => write!(f, "+sa={service_account}")?,
         }
         if self.vhds {
             f.write_str("+vhds")?;
@@ -252,12 +261,15 @@ fn routes(model: &Model, view: &ProxyView) -> (SortedResources, SortedResources)
 
 /// Rebuilds the parts of `prev` that `dirty` touched.
 pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -> Snapshot {
-    // DNS clusters carry their endpoints inline: an endpoint change rebuilds the cluster.
+    // DNS clusters carry their endpoints inline: an endpoint change rebuilds
+    // the cluster. So do the clusters of a proxy with certificates: they
+    // verify the identities of the endpoints.
     let (inline, eds): (Vec<String>, Vec<String>) =
         dirty.endpoints.iter().cloned().partition(|h| {
-            model
-                .service(h)
-                .is_some_and(|s| s.resolution != shmesh_model::Resolution::Static)
+            view.certificates.any()
+                || model
+                    .service(h)
+                    .is_some_and(|s| s.resolution != shmesh_model::Resolution::Static)
         });
     let mut config = dirty.config.clone();
     config.extend(inline);

@@ -9,6 +9,7 @@ use envoy_types::pb::google::protobuf::value::Kind;
 
 use shmesh_api::objects::Labels;
 
+use crate::tls::Certificates;
 use crate::{ListenerMode, ProxyView};
 
 /// Node metadata key asking for a bound outbound HTTP listener (`ADDR:PORT`).
@@ -71,10 +72,19 @@ pub fn view_of(node: &Node) -> Result<ProxyView, NodeError> {
     } else {
         Labels::new()
     };
+    // Istio's agent announces itself (ISTIO_VERSION) and serves the
+    // sidecar's certificates over SDS.
+    let certificates =
+        if mode == ListenerMode::Capture && metadata_str(node, "ISTIO_VERSION").is_some() {
+            Certificates::Agent
+        } else {
+            Certificates::None
+        };
     Ok(ProxyView {
         namespace,
         mode,
         labels,
+        certificates,
         vhds: false,
     })
 }

@@ -32,6 +32,7 @@ pub(crate) fn view(ns: &str) -> ProxyView {
         mode: ListenerMode::Capture,
         vhds: false,
         labels: Default::default(),
+        certificates: Default::default(),
     }
 }
 
