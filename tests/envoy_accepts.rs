@@ -138,11 +138,172 @@ fn envoy_validates(mode: ListenerMode) {
         },
     );
     assert!(!snap.get(ResourceType::Listener).is_empty());
-    let bootstrap = shmesh::jsonpb::message_to_json(&static_bootstrap(&snap)).expect("json");
+    validate(static_bootstrap(&snap), &format!("{mode:?}"));
+}
+
+fn validate(bootstrap: b::Bootstrap, what: &str) {
+    let bootstrap = shmesh::jsonpb::message_to_json(&bootstrap).expect("json");
     let text = serde_json::to_string_pretty(&bootstrap).expect("json");
     if let Err(e) = common::envoy_validate(&text) {
-        panic!("Envoy rejected the {mode:?} configuration:\n{e}");
+        panic!("Envoy rejected the {what} configuration:\n{e}");
     }
+}
+
+/// Every SDS secret a resource refers to, with the cluster it is fetched
+/// from (`ads` over the ADS stream), found in the JSON form of `snap`.
+fn secret_refs(snap: &Snapshot) -> std::collections::BTreeSet<(String, String)> {
+    fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeSet<(String, String)>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let (Some(name), Some(config)) = (map.get("name"), map.get("sds_config")) {
+                    let source = config["api_config_source"]["grpc_services"][0]["envoy_grpc"]
+                        ["cluster_name"]
+                        .as_str()
+                        .unwrap_or(if config.get("ads").is_some() {
+                            "ads"
+                        } else {
+                            "?"
+                        });
+                    out.insert((name.as_str().unwrap_or("?").into(), source.into()));
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for (ty, name) in [
+        (ResourceType::Cluster, c::Cluster::full_name()),
+        (ResourceType::Listener, l::Listener::full_name()),
+    ] {
+        for r in snap.get(ty).iter() {
+            walk(
+                &shmesh::jsonpb::to_json(&name, &r.body).expect("json"),
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
+/// A sidecar whose Istio agent announces itself gets its certificates
+/// from the agent: the secrets `default` and `ROOTCA` over the agent's
+/// `sds-grpc` cluster, as istiod configures them; Envoy accepts that
+/// config with an agent-style bootstrap (one that defines `sds-grpc`).
+#[test]
+fn envoy_accepts_a_sidecar_with_an_istio_agent() {
+    use envoy_types::pb::envoy::config::core::v3 as core;
+    use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+    let string = |s: &str| Value {
+        kind: Some(Kind::StringValue(s.into())),
+    };
+    let labels = Struct {
+        fields: [
+            ("app".to_string(), string("reviews")),
+            ("version".to_string(), string("v1")),
+        ]
+        .into(),
+    };
+    let node = core::Node {
+        id: "sidecar~10.0.0.7~reviews-v1-abc.default~default.svc.cluster.local".into(),
+        cluster: "reviews.default".into(),
+        metadata: Some(Struct {
+            fields: [
+                ("ISTIO_VERSION".to_string(), string("1.24.0")),
+                ("NAMESPACE".to_string(), string("default")),
+                (
+                    "LABELS".to_string(),
+                    Value {
+                        kind: Some(Kind::StructValue(labels)),
+                    },
+                ),
+            ]
+            .into(),
+        }),
+        ..Default::default()
+    };
+    let view = shmesh_translate::node::view_of(&node).expect("view");
+    assert_eq!(
+        view.certificates,
+        shmesh_translate::tls::Certificates::Agent
+    );
+    let snap = build(&bookinfo(), &view);
+    let refs = secret_refs(&snap);
+    assert_eq!(
+        refs,
+        [
+            ("ROOTCA".to_string(), "sds-grpc".to_string()),
+            ("default".to_string(), "sds-grpc".to_string())
+        ]
+        .into()
+    );
+    // The inbound side terminates mutual TLS on reviews-v1's port (the
+    // Service's named target port, as this workload's pods number it).
+    let inbound: Vec<l::Listener> = decoded(&snap, ResourceType::Listener);
+    let vi = inbound
+        .iter()
+        .find(|l| l.name == "virtualInbound")
+        .expect("virtualInbound");
+    assert!(vi
+        .filter_chains
+        .iter()
+        .any(|fc| fc.name == "0.0.0.0_9081-mtls"));
+
+    let mut bootstrap = static_bootstrap(&snap);
+    // What an Istio agent's bootstrap defines: its SDS server on a socket.
+    let sds = c::Cluster {
+        name: "sds-grpc".into(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
+        load_assignment: Some(e::ClusterLoadAssignment {
+            cluster_name: "sds-grpc".into(),
+            endpoints: vec![e::LocalityLbEndpoints {
+                lb_endpoints: vec![e::LbEndpoint {
+                    host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
+                        address: Some(core::Address {
+                            address: Some(core::address::Address::Pipe(core::Pipe {
+                                path: "./var/run/secrets/workload-spiffe-uds/socket".into(),
+                                ..Default::default()
+                            })),
+                        }),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        typed_extension_protocol_options: [(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            any(&envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions {
+                upstream_protocol_options: Some(
+                    envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                        envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::ExplicitHttpConfig {
+                            protocol_config: Some(
+                                envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                                    core::Http2ProtocolOptions::default(),
+                                ),
+                            ),
+                        },
+                    ),
+                ),
+                ..Default::default()
+            }),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    bootstrap
+        .static_resources
+        .as_mut()
+        .expect("static resources")
+        .clusters
+        .push(sds);
+    bootstrap.node = Some(node);
+    validate(bootstrap, "Istio agent sidecar");
 }
 
 #[test]

@@ -58,8 +58,9 @@ pub struct InboundPort {
 
 /// The ports of the view's workload: the target ports of every service in
 /// its namespace whose selector matches its labels. A named target port
-/// takes the number the service's endpoints resolved it to; with no
-/// endpoint yet, it is left out until one appears.
+/// takes the number the service's endpoints resolved it to (those of pods
+/// with the workload's very labels first); with no endpoint yet, it is left
+/// out until one appears.
 pub fn inbound_ports(model: &Model, view: &ProxyView) -> Vec<InboundPort> {
     if view.mode != ListenerMode::Capture || view.labels.is_empty() {
         return Vec::new();
@@ -69,10 +70,16 @@ pub fn inbound_ports(model: &Model, view: &ProxyView) -> Vec<InboundPort> {
         for port in &svc.ports {
             let target = match &port.target {
                 TargetPort::Number(n) => Some(*n),
-                TargetPort::Name(_) => model
-                    .endpoints(&svc.hostname, port.number)
-                    .first()
-                    .map(|e| e.port),
+                TargetPort::Name(_) => {
+                    // Pods may number a named port differently: take the
+                    // workload's own pods' number.
+                    let endpoints = model.endpoints(&svc.hostname, port.number);
+                    endpoints
+                        .iter()
+                        .find(|e| *e.labels == view.labels)
+                        .or_else(|| endpoints.first())
+                        .map(|e| e.port)
+                }
             };
             let Some(target) = target else { continue };
             ports.entry(target).or_insert_with(|| InboundPort {
