@@ -12,6 +12,7 @@ pub mod allocator;
 pub mod app;
 pub mod blocking;
 pub mod bootstrap;
+pub mod ca;
 pub mod config;
 pub mod fd_limit;
 pub mod jsonpb;
