@@ -4,7 +4,8 @@
 use std::fmt;
 
 /// A resource type served over ADS, in make-before-break push order
-/// (CDS, EDS, LDS, RDS, VHDS; rule 13 of docs/xds-rules.md).
+/// (CDS, EDS, LDS, RDS, VHDS, SDS; rule 13 of docs/xds-rules.md). Secrets
+/// come last: Envoy asks for them only once a resource refers to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ResourceType {
     Cluster,
@@ -14,11 +15,16 @@ pub enum ResourceType {
     /// Virtual hosts of a route configuration that delegates them to VHDS
     /// (delta only), named `<route configuration>/<host>`.
     VirtualHost,
+    /// SDS secrets: a workload's certificate and key (`default`) and the
+    /// roots it trusts (`ROOTCA`), for proxies that take certificates from
+    /// shmesh over ADS. Envoy asks for them by name once a cluster or
+    /// listener refers to them.
+    Secret,
 }
 
 impl ResourceType {
     /// How many types there are: the length of per-type arrays.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     /// All types, in push order.
     pub const ALL: [ResourceType; Self::COUNT] = [
@@ -27,6 +33,7 @@ impl ResourceType {
         ResourceType::Listener,
         ResourceType::Route,
         ResourceType::VirtualHost,
+        ResourceType::Secret,
     ];
 
     pub const fn type_url(self) -> &'static str {
@@ -38,6 +45,9 @@ impl ResourceType {
             ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
             ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
             ResourceType::VirtualHost => "type.googleapis.com/envoy.config.route.v3.VirtualHost",
+            ResourceType::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+            }
         }
     }
 
@@ -58,6 +68,7 @@ impl ResourceType {
             ResourceType::Listener => "lds",
             ResourceType::Route => "rds",
             ResourceType::VirtualHost => "vhds",
+            ResourceType::Secret => "sds",
         }
     }
 

@@ -9,10 +9,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::core::v3::Locality;
+use envoy_types::pb::envoy::config::core::v3::{data_source, DataSource, Locality};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{secret, GenericSecret, Secret};
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
@@ -41,6 +42,7 @@ const EDS: ResourceType = ResourceType::Endpoint;
 const LDS: ResourceType = ResourceType::Listener;
 const RDS: ResourceType = ResourceType::Route;
 const VHDS: ResourceType = ResourceType::VirtualHost;
+const SDS: ResourceType = ResourceType::Secret;
 
 // ---------------------------------------------------------------------------
 // Builders
@@ -93,6 +95,19 @@ fn resource(ty: ResourceType, name: &str, tag: &str) -> Arc<Resource> {
                 name: name.to_string(),
                 domains: vec![tag.to_string()],
                 ..Default::default()
+            },
+        ),
+        SDS => Resource::encode(
+            name.to_string(),
+            &Secret {
+                name: name.to_string(),
+                r#type: Some(secret::Type::GenericSecret(GenericSecret {
+                    secret: Some(DataSource {
+                        specifier: Some(data_source::Specifier::InlineString(tag.to_string())),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })),
             },
         ),
     }
@@ -226,6 +241,17 @@ fn decode(ty: ResourceType, body: &[u8]) -> (String, String) {
         VHDS => {
             let v = VirtualHost::decode(body).unwrap();
             (v.name, v.domains[0].clone())
+        }
+        SDS => {
+            let s = Secret::decode(body).unwrap();
+            let tag = match s.r#type {
+                Some(secret::Type::GenericSecret(g)) => match g.secret.and_then(|d| d.specifier) {
+                    Some(data_source::Specifier::InlineString(t)) => t,
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            };
+            (s.name, tag)
         }
     }
 }
@@ -1927,7 +1953,7 @@ fn rule_14_delta_reconnect_skips_resources_the_client_has() {
 
 #[test]
 fn unknown_type_url_is_a_protocol_error() {
-    let url = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+    let url = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
     let mut s = SotwStream::new(base(), "test", name_sets());
     let req = SotwRequest::from(&DiscoveryRequest {
         type_url: url.into(),
