@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::info;
 
-use crate::config::{Api, BootstrapArgs, Command, ServeArgs, TranslateArgs};
+use crate::config::{Api, BootstrapArgs, CaCommand, Command, ServeArgs, TranslateArgs};
+use crate::identity::{CaOptions, Identities};
 use crate::metrics::Metrics;
 use crate::{admin, bootstrap, jsonpb, rollout, sources, views};
 use shmesh_model::{analyze, Model};
@@ -26,6 +27,15 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Validate { paths } => Ok(validate(&paths)),
         Command::Translate(args) => translate_cmd(args).map(|_| 0),
         Command::Bootstrap(args) => bootstrap_cmd(args).map(|_| 0),
+        Command::Ca(CaCommand::Init { dir, organization }) => {
+            crate::ca::Ca::create_root(&dir, &organization)?;
+            println!(
+                "wrote {} and {} (keep the key secret)",
+                dir.join("root-cert.pem").display(),
+                dir.join("root-key.pem").display()
+            );
+            Ok(0)
+        }
     }
 }
 
@@ -39,14 +49,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// read of it, and the way to stop it.
 pub struct Bound {
     pub xds_addr: SocketAddr,
+    /// xDS over TLS, served when shmesh has a CA.
+    pub xds_tls_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub views: Arc<views::Views>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
-    /// Tells the xDS listener to stop.
-    stop_xds: oneshot::Sender<()>,
-    /// The xDS listener: it returns once its connections have drained.
-    xds: JoinHandle<()>,
+    /// Tells the xDS listeners to stop.
+    stop_xds: watch::Sender<bool>,
+    /// The xDS listeners: each returns once its connections have drained.
+    xds: Vec<JoinHandle<()>>,
     /// Sources, the views task, the status writer and the admin server.
     tasks: JoinSet<()>,
 }
@@ -61,8 +73,10 @@ impl Bound {
     /// Stops accepting proxies, tells the connected ones to go (HTTP/2
     /// GOAWAY) and gives their streams a moment to end, then stops every task.
     pub async fn shutdown(mut self) {
-        let _ = self.stop_xds.send(());
-        let _ = self.xds.await;
+        let _ = self.stop_xds.send(true);
+        for listener in self.xds {
+            let _ = listener.await;
+        }
         self.tasks.shutdown().await;
     }
 }
@@ -90,7 +104,27 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
     if args.kubernetes {
         names.insert(crate::kubernetes::SOURCE);
     }
-    let (views, updates, views_task) = views::new(names, args.debounce, args.vhds, metrics.clone());
+    let identities = match (&args.ca_cert, &args.ca_key) {
+        (Some(cert), Some(key)) => {
+            let options = CaOptions {
+                cert: cert.clone(),
+                key: key.clone(),
+                also_trusted: args.ca_trust.clone(),
+                trust_domain: args.trust_domain.clone(),
+                workload_lifetime: args.workload_cert_ttl,
+            };
+            Some(Arc::new(Identities::load(&options)?))
+        }
+        _ => None,
+    };
+    let (views, updates, views_task) = views::new(
+        names,
+        args.debounce,
+        args.vhds,
+        &args.trust_domain,
+        identities.clone(),
+        metrics.clone(),
+    );
     tasks.spawn(views_task);
     if !args.config_dirs.is_empty() {
         tasks.spawn(sources::files::run(
@@ -130,10 +164,27 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         .with_context(|| format!("binding admin address {}", args.admin_addr))?;
     let xds_addr = xds.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    info!(%xds_addr, %admin_addr, "shmesh serving");
+    let xds_tls = match &identities {
+        Some(ids) => {
+            let listener = bind_xds(args.xds_tls_addr)
+                .with_context(|| format!("binding xDS TLS address {}", args.xds_tls_addr))?;
+            let config = crate::identity::xds_tls(ids, &args.xds_tls_names)
+                .context("the xDS TLS listener's certificate")?;
+            Some((listener, tokio_rustls::TlsAcceptor::from(config)))
+        }
+        None => None,
+    };
+    let xds_tls_addr = match &xds_tls {
+        Some((listener, _)) => Some(listener.local_addr()?),
+        None => None,
+    };
+    info!(%xds_addr, ?xds_tls_addr, %admin_addr, "shmesh serving");
     if let Some(path) = &args.address_file {
-        std::fs::write(path, format!("xds={xds_addr}\nadmin={admin_addr}\n"))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let mut text = format!("xds={xds_addr}\nadmin={admin_addr}\n");
+        if let Some(addr) = xds_tls_addr {
+            text.push_str(&format!("xds_tls={addr}\n"));
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     tasks.spawn(admin::serve(
         admin_listener,
@@ -152,18 +203,31 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         push_slots,
         name_sets: Arc::default(),
     });
-    let (stop_xds, stopped) = oneshot::channel::<()>();
-    let serve_xds = shmesh_xds::listen::serve(xds, AdsServer::new(shared), async move {
-        let _ = stopped.await;
-    });
-    // The accept loop runs on a thread of its own, outside the runtime's
-    // workers, as it did on the main thread when `serve` awaited it: on a
-    // worker, a synced W1 fleet took 7 MiB more (docs/performance-notes.md,
-    // Connections). Needs a multi-threaded runtime, whose workers drive I/O.
-    let runtime = tokio::runtime::Handle::current();
-    let xds = tokio::task::spawn_blocking(move || runtime.block_on(serve_xds));
+    let (stop_xds, stopped) = watch::channel(false);
+    let ads = AdsServer::new(shared);
+    let mut listeners = vec![(xds, None)];
+    if let Some((listener, acceptor)) = xds_tls {
+        listeners.push((listener, Some(acceptor)));
+    }
+    let xds = listeners
+        .into_iter()
+        .map(|(listener, tls)| {
+            let mut stopped = stopped.clone();
+            let serve_xds = shmesh_xds::listen::serve(listener, ads.clone(), tls, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            });
+            // The accept loop runs on a thread of its own, outside the
+            // runtime's workers, as it did on the main thread when `serve`
+            // awaited it: on a worker, a synced W1 fleet took 7 MiB more
+            // (docs/performance-notes.md, Connections). Needs a
+            // multi-threaded runtime, whose workers drive I/O.
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || runtime.block_on(serve_xds))
+        })
+        .collect();
     Ok(Bound {
         xds_addr,
+        xds_tls_addr,
         admin_addr,
         views,
         registry,
@@ -296,6 +360,20 @@ fn translate_view(args: &TranslateArgs) -> anyhow::Result<translate::ProxyView> 
 }
 
 fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
+    let credentials = match (&args.credentials_dir, &args.ca_cert, &args.ca_key) {
+        (Some(dir), Some(cert), Some(key)) => {
+            let ca = crate::ca::Ca::load(cert, key, &[])?;
+            let namespace = args.namespace.as_deref().unwrap_or_default();
+            let service_account = args.service_account.as_deref().unwrap_or_default();
+            let id = translate::tls::spiffe_id(&args.trust_domain, namespace, service_account);
+            bootstrap::write_credentials(&ca, &id, args.credentials_ttl, dir)?;
+            // Envoy reads the files from wherever it runs.
+            let dir = std::fs::canonicalize(dir)?;
+            eprintln!("wrote credentials for {id} into {}", dir.display());
+            Some(bootstrap::Credentials::in_dir(&dir, &args.xds_tls_name))
+        }
+        _ => None,
+    };
     let opts = bootstrap::Options {
         node_id: args.node,
         cluster: args.cluster,
@@ -306,6 +384,7 @@ fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
         admin_addr: args.admin_addr,
         labels: args.labels.into_iter().collect(),
         instance_ip: args.ip,
+        credentials,
     };
     let json = bootstrap::bootstrap_json(&opts)?;
     println!("{}", serde_json::to_string_pretty(&json)?);

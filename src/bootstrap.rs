@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use envoy_types::pb::envoy::config::bootstrap::v3 as b;
 use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
@@ -30,6 +31,108 @@ pub struct Options {
     pub labels: BTreeMap<String, String>,
     /// The workload's address (Istio's `INSTANCE_IPS`).
     pub instance_ip: Option<IpAddr>,
+    /// Connect to xDS over TLS, proving an identity with these files.
+    pub credentials: Option<Credentials>,
+}
+
+/// Files a proxy presents to prove its identity to the xDS TLS listener, and
+/// the name that listener's certificate must carry.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub cert_chain: PathBuf,
+    pub key: PathBuf,
+    pub root: PathBuf,
+    pub server_name: String,
+}
+
+/// The file names of credentials in their directory.
+pub const CREDENTIAL_FILES: [&str; 3] = ["cert-chain.pem", "key.pem", "root-cert.pem"];
+
+impl Credentials {
+    /// Credentials in `dir` (as `write_credentials` lays them out).
+    pub fn in_dir(dir: &std::path::Path, server_name: &str) -> Credentials {
+        Credentials {
+            cert_chain: dir.join(CREDENTIAL_FILES[0]),
+            key: dir.join(CREDENTIAL_FILES[1]),
+            root: dir.join(CREDENTIAL_FILES[2]),
+            server_name: server_name.to_string(),
+        }
+    }
+
+    /// The xDS cluster's TLS: these credentials, and the server's name
+    /// checked against its certificate, which the root must have signed.
+    fn transport_socket(&self) -> core::TransportSocket {
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+        use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
+        let file = |p: &PathBuf| core::DataSource {
+            specifier: Some(core::data_source::Specifier::Filename(
+                p.display().to_string(),
+            )),
+            ..Default::default()
+        };
+        let san = tls::SubjectAltNameMatcher {
+            san_type: if self.server_name.parse::<IpAddr>().is_ok() {
+                tls::subject_alt_name_matcher::SanType::IpAddress as i32
+            } else {
+                tls::subject_alt_name_matcher::SanType::Dns as i32
+            },
+            matcher: Some(matcher::StringMatcher {
+                match_pattern: Some(matcher::string_matcher::MatchPattern::Exact(
+                    self.server_name.clone(),
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let context = tls::UpstreamTlsContext {
+            sni: self.server_name.clone(),
+            common_tls_context: Some(tls::CommonTlsContext {
+                tls_certificates: vec![tls::TlsCertificate {
+                    certificate_chain: Some(file(&self.cert_chain)),
+                    private_key: Some(file(&self.key)),
+                    ..Default::default()
+                }],
+                alpn_protocols: vec!["h2".to_string()],
+                validation_context_type: Some(
+                    tls::common_tls_context::ValidationContextType::ValidationContext(
+                        tls::CertificateValidationContext {
+                            trusted_ca: Some(file(&self.root)),
+                            match_typed_subject_alt_names: vec![san],
+                            ..Default::default()
+                        },
+                    ),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        core::TransportSocket {
+            name: "envoy.transport_sockets.tls".to_string(),
+            config_type: Some(core::transport_socket::ConfigType::TypedConfig(any(
+                &context,
+            ))),
+        }
+    }
+}
+
+/// Signs credentials for `spiffe_id` with `ca` and writes them into `dir`
+/// (the key readable by its owner only).
+pub fn write_credentials(
+    ca: &crate::ca::Ca,
+    spiffe_id: &str,
+    lifetime: std::time::Duration,
+    dir: &std::path::Path,
+) -> Result<(), crate::ca::CaError> {
+    let issued = ca.issue_workload(spiffe_id, lifetime)?;
+    let file_error = |path: PathBuf| {
+        move |source| crate::ca::CaError::File { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(file_error(dir.to_path_buf()))?;
+    let chain = dir.join(CREDENTIAL_FILES[0]);
+    std::fs::write(&chain, &issued.chain_pem).map_err(file_error(chain.clone()))?;
+    crate::ca::write_private(&dir.join(CREDENTIAL_FILES[1]), &issued.key_pem)?;
+    let root = dir.join(CREDENTIAL_FILES[2]);
+    std::fs::write(&root, ca.trusted_pem()).map_err(file_error(root.clone()))
 }
 
 pub fn bootstrap(o: &Options) -> b::Bootstrap {
@@ -119,6 +222,7 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
                     }],
                     ..Default::default()
                 }),
+                transport_socket: o.credentials.as_ref().map(Credentials::transport_socket),
                 // ADS is gRPC: the connection must be HTTP/2.
                 typed_extension_protocol_options: [(
                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),

@@ -31,6 +31,21 @@ pub enum Command {
     Translate(TranslateArgs),
     /// Print an Envoy bootstrap that points a node at shmesh.
     Bootstrap(BootstrapArgs),
+    /// Certificate authority tasks.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Make a self-signed root for shmesh's CA: DIR/root-cert.pem and
+    /// DIR/root-key.pem (readable by its owner only).
+    Init {
+        dir: PathBuf,
+        /// Organization named in the root.
+        #[arg(long, default_value = "shmesh")]
+        organization: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,6 +100,37 @@ pub struct ServeArgs {
     /// With --kubernetes: do not write rollout status onto VirtualServices and DestinationRules.
     #[arg(long, env = "SHMESH_NO_STATUS")]
     pub no_status: bool,
+    /// The trust domain of workload identities (`spiffe://TRUST_DOMAIN/ns/NS/sa/SA`).
+    #[arg(long, env = "SHMESH_TRUST_DOMAIN", default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Root certificate (PEM) of shmesh's CA, which signs workload
+    /// certificates for proxies without an Istio agent (`shmesh ca init`
+    /// makes one). With it shmesh also serves xDS over TLS.
+    #[arg(long, env = "SHMESH_CA_CERT", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// The CA's private key (PEM). Read once; never logged.
+    #[arg(long, env = "SHMESH_CA_KEY", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// More root certificates proxies trust beside the CA's own (repeatable):
+    /// the old root while a new one is rolled in.
+    #[arg(long = "ca-trust", env = "SHMESH_CA_TRUST", value_delimiter = ',')]
+    pub ca_trust: Vec<PathBuf>,
+    /// How long a workload certificate is valid; it is renewed at half that.
+    #[arg(long, env = "SHMESH_WORKLOAD_CERT_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub workload_cert_ttl: Duration,
+    /// With a CA: address for xDS over TLS, where proxies prove their identity
+    /// with a client certificate (as istiod's 15012).
+    #[arg(long, env = "SHMESH_XDS_TLS_ADDR", default_value = "0.0.0.0:15012")]
+    pub xds_tls_addr: SocketAddr,
+    /// Names (DNS or IP) in the certificate of the xDS TLS listener
+    /// (repeatable); proxies check the one they dial.
+    #[arg(
+        long = "xds-tls-name",
+        env = "SHMESH_XDS_TLS_NAMES",
+        value_delimiter = ',',
+        default_value = "shmesh.istio-system.svc"
+    )]
+    pub xds_tls_names: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -144,6 +190,32 @@ pub struct BootstrapArgs {
     /// The workload's IP address (Istio's `INSTANCE_IPS`).
     #[arg(long)]
     pub ip: Option<std::net::IpAddr>,
+    /// Write credentials for identity `--service-account` in `--namespace`
+    /// into this directory (a certificate signed by the CA of `--ca-cert`
+    /// and `--ca-key`, its key, the root), and connect to `--xds-addr` (the
+    /// xDS TLS listener) over TLS presenting them. The proxy then gets
+    /// certificates from shmesh's CA for that identity.
+    #[arg(long, requires_all = ["service_account", "namespace", "ca_cert", "ca_key"])]
+    pub credentials_dir: Option<PathBuf>,
+    /// With --credentials-dir: the workload's service account.
+    #[arg(long)]
+    pub service_account: Option<String>,
+    /// With --credentials-dir: the CA's root certificate.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// With --credentials-dir: the CA's key (only read, to sign the credentials).
+    #[arg(long)]
+    pub ca_key: Option<PathBuf>,
+    /// With --credentials-dir: the trust domain of the identity.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// With --credentials-dir: how long the credentials prove the identity.
+    #[arg(long, default_value = "720h", value_parser = parse_duration)]
+    pub credentials_ttl: Duration,
+    /// With --credentials-dir: the name the xDS TLS listener's certificate
+    /// must carry (one of the server's --xds-tls-name).
+    #[arg(long, default_value = "shmesh.istio-system.svc")]
+    pub xds_tls_name: String,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {

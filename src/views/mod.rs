@@ -23,10 +23,13 @@ use crate::metrics::Metrics;
 use crate::sources::Update;
 use batching::{Batching, Work};
 use shmesh_api::{policy_key, Kind, Problem};
-use shmesh_cache::{PolicyStamp, Snapshot};
+use crate::identity::Identities;
+use shmesh_cache::{PolicyStamp, ResourceType, Snapshot};
 use shmesh_model::{analyze, Dirty, Model};
 use shmesh_translate::node::{view_of, NodeError};
+use shmesh_translate::tls::Certificates;
 use shmesh_translate::{self as translate, ListenerMode, ProxyView};
+use shmesh_xds::listen::Peer;
 use shmesh_xds::server::ViewSource;
 
 type Watches = HashMap<ProxyView, watch::Sender<Option<Arc<Snapshot>>>>;
@@ -44,6 +47,9 @@ pub struct Views {
     policies: Mutex<Arc<BTreeMap<String, PolicyInfo>>>,
     /// Delta clients with listeners get their virtual hosts over VHDS.
     vhds: bool,
+    /// The CA, when shmesh issues certificates to the proxies that prove
+    /// their identity.
+    identities: Option<Arc<Identities>>,
 }
 
 /// A routing policy in force, and where it came from.
@@ -65,11 +71,21 @@ impl ViewSource for Views {
         &self,
         node: &envoy_types::pb::envoy::config::core::v3::Node,
         vhds_capable: bool,
+        peer: &Peer,
     ) -> Result<ProxyView, NodeError> {
         let view = view_of(node)?;
+        // A sidecar without an agent gets certificates from shmesh's CA, as
+        // the identity its connection proved and no other.
+        let certificates = match (&self.identities, &view.certificates) {
+            (Some(ids), Certificates::None) if view.mode == ListenerMode::Capture => {
+                ids.certificates_for(&node.id, &view.namespace, peer.certificate.as_deref())
+            }
+            _ => view.certificates.clone(),
+        };
         Ok(ProxyView {
             // Proxyless gRPC clients do not implement VHDS.
             vhds: self.vhds && vhds_capable && view.mode != ListenerMode::Proxyless,
+            certificates,
             ..view
         })
     }
@@ -106,6 +122,8 @@ pub fn new(
     sources: BTreeSet<&'static str>,
     debounce: Duration,
     vhds: bool,
+    trust_domain: &str,
+    identities: Option<Arc<Identities>>,
     metrics: Arc<Metrics>,
 ) -> (
     Arc<Views>,
@@ -123,9 +141,13 @@ pub fn new(
         warnings: Mutex::new(Vec::new()),
         policies: Mutex::new(Arc::default()),
         vhds,
+        identities,
     });
+    let mut model = Model::new();
+    model.set_trust_domain(trust_domain);
     let task = run(
         handle.clone(),
+        model,
         sources,
         debounce,
         metrics,
@@ -137,18 +159,24 @@ pub fn new(
 
 async fn run(
     handle: Arc<Views>,
+    mut model: Model,
     sources: BTreeSet<&'static str>,
     debounce: Duration,
     metrics: Arc<Metrics>,
     mut updates: mpsc::Receiver<Update>,
     mut new_views: mpsc::UnboundedReceiver<ProxyView>,
 ) {
-    let mut model = Model::new();
     let mut snapshots: HashMap<ProxyView, Arc<Snapshot>> = HashMap::new();
     let mut batching = Batching::new(sources, debounce);
     let mut warned: BTreeSet<String> = BTreeSet::new();
     // The clock the runtime keeps (paused in tests).
     let now = || tokio::time::Instant::now().into_std();
+    let renewal_check = handle
+        .identities
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |ids| ids.renewal_check());
+    let mut renewals = tokio::time::interval(renewal_check);
+    renewals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = batching.deadline();
         let sleep = async move {
@@ -180,6 +208,16 @@ async fn run(
                 None
             }
             _ = sleep => batching.due(now()),
+            _ = renewals.tick() => {
+                let due = handle
+                    .identities
+                    .as_ref()
+                    .is_some_and(|ids| ids.any_due(std::time::SystemTime::now()));
+                if due {
+                    renew_certificates(&handle, &mut snapshots, &metrics);
+                }
+                None
+            }
         };
         match work {
             None => {}
@@ -286,6 +324,45 @@ fn update_all(
     }
 }
 
+/// Gives every view with certificates from shmesh's CA its current ones:
+/// those due are renewed, and their streams send the new secrets.
+fn renew_certificates(
+    handle: &Views,
+    snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
+    metrics: &Metrics,
+) {
+    let views: Vec<(ProxyView, Arc<Snapshot>)> = snapshots
+        .iter()
+        .filter(|(v, _)| matches!(v.certificates, Certificates::Ads { .. }))
+        .map(|(v, s)| (v.clone(), s.clone()))
+        .collect();
+    for (view, snap) in views {
+        let fresh = snap.builder().build();
+        install(handle, snapshots, metrics, view, fresh);
+    }
+}
+
+/// The snapshot with the view's SDS secrets, when its certificates come
+/// from shmesh's CA.
+fn with_secrets(handle: &Views, view: &ProxyView, snap: Snapshot) -> Snapshot {
+    let (Some(ids), Certificates::Ads { service_account }) =
+        (&handle.identities, &view.certificates)
+    else {
+        return snap;
+    };
+    match ids.secrets(&view.namespace, service_account) {
+        Ok(secrets) => {
+            let mut b = snap.builder();
+            b.set(ResourceType::Secret, secrets);
+            b.build()
+        }
+        Err(e) => {
+            warn!(view = %view, error = %e, "cannot issue the view's certificate");
+            snap
+        }
+    }
+}
+
 /// Makes `snap` the view's snapshot: it takes over the type sets other views
 /// hold alike, is counted, and goes to the view's streams.
 fn install(
@@ -295,6 +372,7 @@ fn install(
     view: ProxyView,
     snap: Snapshot,
 ) {
+    let snap = with_secrets(handle, &view, snap);
     let snap = Arc::new(snap.sharing_sets_with(snapshots.values().map(|s| &**s)));
     Metrics::inc(&metrics.translations);
     publish(handle, &view, &snap);

@@ -174,6 +174,7 @@ impl Shmesh {
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
             labels: Default::default(),
             instance_ip: None,
+            credentials: None,
         })
         .expect("bootstrap json")
     }

@@ -5,13 +5,20 @@
 //! can be set: HTTP/2 buffers what a stream wrote until the client's window
 //! and the socket take it, and with thousands of proxies syncing at once that
 //! buffer, not the cache, decides memory.
+//!
+//! A TLS listener (as istiod's 15012) verifies the client certificates
+//! proxies present and tells each stream whose it was (`Peer`): the
+//! identity a proxy proved, and the only one it may get certificates for.
 
 use std::future::Future;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
+use bytes::Bytes;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tonic::codegen::http;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -28,10 +35,16 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// HTTP/2 keepalive pings, so dead proxies are noticed.
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
-/// Serves ADS on `listener` until `shutdown` completes.
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves ADS on `listener` until `shutdown` completes; with `tls`, every
+/// connection is TLS first, and the client certificate it verified (if the
+/// client sent one) reaches each stream as its `Peer`.
 pub async fn serve<S: ViewSource>(
     listener: TcpListener,
     ads: AdsServer<S>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop, stopping) = watch::channel(false);
@@ -54,27 +67,103 @@ pub async fn serve<S: ViewSource>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn =
-            http2.serve_connection(TokioIo::new(stream), TowerToHyperService::new(ads.clone()));
-        let mut stopping = stopping.clone();
+        let (http2, ads, tls, stopping) = (http2.clone(), ads.clone(), tls.clone(), stopping.clone());
         tokio::spawn(async move {
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => {
-                    conn.as_mut().graceful_shutdown();
-                    match tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await {
-                        Ok(r) => r,
-                        Err(_) => Ok(()),
+            match tls {
+                None => serve_connection(&http2, stream, ads, Peer::default(), stopping).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            let certificate = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|leaf| Bytes::copy_from_slice(leaf.as_ref()));
+                            let peer = Peer { certificate };
+                            serve_connection(&http2, stream, ads, peer, stopping).await
+                        }
+                        Ok(Err(e)) => debug!(error = %e, "xDS TLS handshake failed"),
+                        Err(_) => debug!("xDS TLS handshake timed out"),
                     }
                 }
-            };
-            if let Err(e) = result {
-                debug!(error = %e, "xDS connection ended");
             }
         });
     }
     info!("xDS listener closing");
     let _ = stop.send(true);
     tokio::time::sleep(SHUTDOWN_GRACE).await;
+}
+
+/// Serves one connection's ADS streams until it ends or the server stops.
+async fn serve_connection<S: ViewSource, IO>(
+    http2: &hyper::server::conn::http2::Builder<TokioExecutor>,
+    io: IO,
+    ads: AdsServer<S>,
+    peer: Peer,
+    mut stopping: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = PeerService { inner: ads, peer };
+    let conn = http2.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "xDS connection ended");
+    }
+}
+
+/// Who is at the other end of a connection, as far as TLS proved it.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    /// The client's certificate (DER), verified against the trusted roots
+    /// during the handshake; `None` on plaintext, or when the client sent none.
+    pub certificate: Option<Bytes>,
+}
+
+/// The ADS service, with the connection's `Peer` put on every request.
+struct PeerService<S> {
+    inner: AdsServer<S>,
+    peer: Peer,
+}
+
+impl<S> Clone for PeerService<S> {
+    fn clone(&self) -> Self {
+        PeerService {
+            inner: self.inner.clone(),
+            peer: self.peer.clone(),
+        }
+    }
+}
+
+impl<S, B> tonic::codegen::Service<http::Request<B>> for PeerService<S>
+where
+    AdsServer<S>: tonic::codegen::Service<http::Request<B>>,
+{
+    type Response = <AdsServer<S> as tonic::codegen::Service<http::Request<B>>>::Response;
+    type Error = <AdsServer<S> as tonic::codegen::Service<http::Request<B>>>::Error;
+    type Future = <AdsServer<S> as tonic::codegen::Service<http::Request<B>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        req.extensions_mut().insert(self.peer.clone());
+        self.inner.call(req)
+    }
 }

@@ -21,6 +21,7 @@ use super::grpc::{self, MessageStream, ResponseBody};
 use super::name_set::NameSets;
 use super::pacing::{PushSlots, StreamSlot};
 use super::request::{DeltaRequest, SotwRequest};
+use super::listen::Peer;
 use super::sotw::SotwStream;
 use super::{Event, ProtocolError};
 use crate::metrics::{self, XdsMetrics};
@@ -46,7 +47,14 @@ pub trait ViewSource: Send + Sync + 'static {
     type Error: std::error::Error + Send + 'static;
     /// The view `node` receives, on a stream whose protocol can carry VHDS
     /// (`vhds_capable`: Envoy takes VHDS over delta ADS only).
-    fn view_of(&self, node: &Node, vhds_capable: bool) -> Result<Self::View, Self::Error>;
+    /// `peer` says what the connection proved of the client (its TLS
+    /// certificate): a view may only carry an identity the peer proved.
+    fn view_of(
+        &self,
+        node: &Node,
+        vhds_capable: bool,
+        peer: &Peer,
+    ) -> Result<Self::View, Self::Error>;
     /// A watch over the view's latest snapshot; `None` until the mesh is fully
     /// known, so no proxy is ever told the mesh is empty because a cache was cold.
     fn watch(&self, view: &Self::View) -> watch::Receiver<Option<Arc<Snapshot>>>;
@@ -223,8 +231,9 @@ where
     B::Error: Into<StdError> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let peer = req.extensions().get::<Peer>().cloned().unwrap_or_default();
     let incoming = MessageStream::new(req.into_body());
-    tokio::spawn(run_stream::<M, S>(shared, incoming, tx));
+    tokio::spawn(run_stream::<M, S>(shared, incoming, tx, peer));
     grpc::response(ResponseBody::new(rx))
 }
 
@@ -326,6 +335,7 @@ async fn run_stream<M: Machine, S: ViewSource>(
     shared: Arc<Shared<S>>,
     mut incoming: MessageStream<M::Request>,
     tx: mpsc::Sender<Result<M::Response, Status>>,
+    peer: Peer,
 ) {
     let first = match incoming.message().await {
         Ok(Some(req)) => req,
@@ -340,7 +350,7 @@ async fn run_stream<M: Machine, S: ViewSource>(
             .await;
         return;
     };
-    let view = match shared.views.view_of(&node, M::VHDS) {
+    let view = match shared.views.view_of(&node, M::VHDS, &peer) {
         Ok(v) => v,
         Err(e) => {
             let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
