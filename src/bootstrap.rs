@@ -124,9 +124,7 @@ pub fn write_credentials(
     dir: &std::path::Path,
 ) -> Result<(), crate::ca::CaError> {
     let issued = ca.issue_workload(spiffe_id, lifetime)?;
-    let file_error = |path: PathBuf| {
-        move |source| crate::ca::CaError::File { path, source }
-    };
+    let file_error = |path: PathBuf| move |source| crate::ca::CaError::File { path, source };
     std::fs::create_dir_all(dir).map_err(file_error(dir.to_path_buf()))?;
     let chain = dir.join(CREDENTIAL_FILES[0]);
     std::fs::write(&chain, &issued.chain_pem).map_err(file_error(chain.clone()))?;

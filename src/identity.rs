@@ -89,7 +89,11 @@ impl Identities {
         let proven = peer_certificate.and_then(ca::spiffe_id_of);
         let unproven = |why: &str| {
             shmesh_xds::metrics::inc(&self.unproven);
-            info!(node = node_id, reason = why, "no identity proven: no certificates");
+            info!(
+                node = node_id,
+                reason = why,
+                "no identity proven: no certificates"
+            );
             Certificates::None
         };
         let Some(id) = proven else {
@@ -102,7 +106,12 @@ impl Identities {
                 }
             }
             Some((domain, ns, _)) if domain == self.trust_domain => {
-                warn!(node = node_id, claimed = namespace, proven = ns, "a proxy claims another namespace than its certificate names");
+                warn!(
+                    node = node_id,
+                    claimed = namespace,
+                    proven = ns,
+                    "a proxy claims another namespace than its certificate names"
+                );
                 unproven("namespace differs from the certificate's")
             }
             _ => unproven("the certificate names another trust domain"),
@@ -112,7 +121,11 @@ impl Identities {
     /// The SDS secrets of `service_account` in `namespace`: its certificate
     /// (issued now if it has none, or if the one it has is past half its
     /// lifetime) and the trusted roots.
-    pub fn secrets(&self, namespace: &str, service_account: &str) -> Result<SortedResources, CaError> {
+    pub fn secrets(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<SortedResources, CaError> {
         let issued = self.current(namespace, service_account, SystemTime::now())?;
         let inline = |text: &str| core::DataSource {
             specifier: Some(core::data_source::Specifier::InlineString(text.to_string())),
@@ -146,7 +159,12 @@ impl Identities {
     }
 
     /// The identity's certificate, renewed when due at `now`.
-    fn current(&self, namespace: &str, service_account: &str, now: SystemTime) -> Result<Issued, CaError> {
+    fn current(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        now: SystemTime,
+    ) -> Result<Issued, CaError> {
         let key = (namespace.to_string(), service_account.to_string());
         let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cert) = issued.get(&key) {
@@ -183,7 +201,10 @@ fn due(cert: &Issued, now: SystemTime) -> bool {
 /// for `names` from the CA; client certificates verified against the
 /// trusted roots when sent, and not required (a proxy without one still
 /// gets its routing config).
-pub fn xds_tls(identities: &Identities, names: &[String]) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub fn xds_tls(
+    identities: &Identities,
+    names: &[String],
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let server = identities
@@ -197,9 +218,12 @@ pub fn xds_tls(identities: &Identities, names: &[String]) -> anyhow::Result<Arc<
         roots.add(root.clone())?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -231,7 +255,10 @@ mod tests {
         let (_dir, ids) = identities(Duration::from_secs(3600));
         let cert = ids
             .ca
-            .issue_workload("spiffe://cluster.local/ns/shop/sa/cart", Duration::from_secs(60))
+            .issue_workload(
+                "spiffe://cluster.local/ns/shop/sa/cart",
+                Duration::from_secs(60),
+            )
             .unwrap();
         use rustls_pki_types::pem::PemObject;
         let der = rustls_pki_types::CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
@@ -244,7 +271,10 @@ mod tests {
                 service_account: "cart".into()
             }
         );
-        assert_eq!(ids.certificates_for("n", "bank", Some(&der)), Certificates::None);
+        assert_eq!(
+            ids.certificates_for("n", "bank", Some(&der)),
+            Certificates::None
+        );
         assert_eq!(ids.certificates_for("n", "shop", None), Certificates::None);
         assert_eq!(ids.unproven.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
@@ -254,11 +284,15 @@ mod tests {
         let (_dir, ids) = identities(Duration::from_secs(100));
         let t0 = SystemTime::now();
         let first = ids.current("shop", "cart", t0).unwrap();
-        let again = ids.current("shop", "cart", t0 + Duration::from_secs(10)).unwrap();
+        let again = ids
+            .current("shop", "cart", t0 + Duration::from_secs(10))
+            .unwrap();
         assert_eq!(first.chain_pem, again.chain_pem);
         assert!(!ids.any_due(t0 + Duration::from_secs(10)));
         assert!(ids.any_due(t0 + Duration::from_secs(51)));
-        let renewed = ids.current("shop", "cart", t0 + Duration::from_secs(51)).unwrap();
+        let renewed = ids
+            .current("shop", "cart", t0 + Duration::from_secs(51))
+            .unwrap();
         assert_ne!(first.chain_pem, renewed.chain_pem);
         let secrets = ids.secrets("shop", "cart").unwrap();
         let names: Vec<&str> = secrets.names().collect();

@@ -19,11 +19,11 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::allocator;
+use crate::identity::Identities;
 use crate::metrics::Metrics;
 use crate::sources::Update;
 use batching::{Batching, Work};
 use shmesh_api::{policy_key, Kind, Problem};
-use crate::identity::Identities;
 use shmesh_cache::{PolicyStamp, ResourceType, Snapshot};
 use shmesh_model::{analyze, Dirty, Model};
 use shmesh_translate::node::{view_of, NodeError};

@@ -13,13 +13,13 @@
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
-use bytes::Bytes;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tonic::codegen::http;
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::server::{AdsServer, ViewSource};
@@ -67,12 +67,14 @@ pub async fn serve<S: ViewSource>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (http2, ads, tls, stopping) = (http2.clone(), ads.clone(), tls.clone(), stopping.clone());
+        let (http2, ads, tls, stopping) =
+            (http2.clone(), ads.clone(), tls.clone(), stopping.clone());
         tokio::spawn(async move {
             match tls {
                 None => serve_connection(&http2, stream, ads, Peer::default(), stopping).await,
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     match handshake.await {
                         Ok(Ok(stream)) => {
                             let certificate = stream

@@ -18,10 +18,10 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::delta::DeltaStream;
 use super::grpc::{self, MessageStream, ResponseBody};
+use super::listen::Peer;
 use super::name_set::NameSets;
 use super::pacing::{PushSlots, StreamSlot};
 use super::request::{DeltaRequest, SotwRequest};
-use super::listen::Peer;
 use super::sotw::SotwStream;
 use super::{Event, ProtocolError};
 use crate::metrics::{self, XdsMetrics};
