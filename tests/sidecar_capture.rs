@@ -61,7 +61,7 @@ fn both_directions(delta: bool) {
     let c = net.pod("c");
     let dir = tempfile::tempdir().expect("config dir");
     mesh::write_atomic(dir.path(), "shop.yaml", &shop(&b.ip.to_string()));
-    let shmesh = Shmesh::start_in(net.node(), &net.node_ip().to_string(), dir.path());
+    let shmesh = Shmesh::start_in(net.node(), &net.node_ip().to_string(), dir.path(), &[]);
     // The apps: b serves its service port; c, outside the mesh, serves 9000.
     let app_b = b
         .netns
@@ -73,6 +73,7 @@ fn both_directions(delta: bool) {
         namespace: "shop",
         labels: app,
         delta,
+        identity: None,
     };
     let sidecar_a = net.sidecar(&a, &shmesh, &workload(&[("app", "a")]));
     let sidecar_b = net.sidecar(&b, &shmesh, &workload(&[("app", "b")]));

@@ -44,6 +44,8 @@ pub struct PodNetwork {
     node: Netns,
     pods: Mutex<Vec<Netns>>,
     next_host: AtomicU8,
+    /// Files the sidecars read (their credentials), removed with the network.
+    dirs: Mutex<Vec<tempfile::TempDir>>,
 }
 
 /// A pod: its namespace and IP.
@@ -76,6 +78,7 @@ impl PodNetwork {
             node: node.clone(),
             pods: Mutex::new(Vec::new()),
             next_host: AtomicU8::new(2),
+            dirs: Mutex::new(Vec::new()),
         };
         ip(&["netns", "add", node.name()]);
         ip(&["-n", node.name(), "link", "set", "lo", "up"]);
@@ -203,12 +206,22 @@ pub struct Workload<'a> {
     pub labels: &'a [(&'a str, &'a str)],
     /// Delta ADS, or state of the world.
     pub delta: bool,
+    /// Prove this identity to shmesh's xDS TLS listener.
+    pub identity: Option<Identity<'a>>,
+}
+
+/// Credentials for `service_account`, signed by the CA whose root and key
+/// are in `ca_dir` (as `shmesh ca init` writes them).
+pub struct Identity<'a> {
+    pub service_account: &'a str,
+    pub ca_dir: &'a Path,
 }
 
 impl PodNetwork {
     /// Meshes `pod` as Istio's injector would: capture rules, and an Envoy
     /// running as the proxy's uid inside the pod, bootstrapped by
-    /// `shmesh bootstrap` to `shmesh` with an Istio-style node id.
+    /// `shmesh bootstrap` to `shmesh` with an Istio-style node id (over TLS
+    /// with credentials when the workload has an identity).
     pub fn sidecar(&self, pod: &Pod, shmesh: &Shmesh, workload: &Workload) -> Envoy {
         self.capture(pod);
         let node = format!(
@@ -217,20 +230,35 @@ impl PodNetwork {
             pod.name,
             ns = workload.namespace
         );
+        let credentials = tempfile::Builder::new()
+            .prefix("shmesh-credentials-")
+            .tempdir()
+            .expect("credentials dir");
+        let xds = match (&workload.identity, shmesh.xds_tls) {
+            (Some(_), Some(tls)) => tls,
+            (Some(_), None) => panic!("an identity needs shmesh's xDS TLS listener"),
+            (None, _) => shmesh.xds,
+        };
+        let api = if workload.delta { "delta" } else { "sotw" };
         let mut cmd = Command::new(super::shmesh_binary());
-        cmd.args([
-            "bootstrap",
-            "--node",
-            &node,
-            "--namespace",
-            workload.namespace,
-        ])
-        .args(["--xds-addr", &shmesh.xds.to_string()])
-        .args(["--ip", &pod.ip.to_string()])
-        .args(["--admin-addr", "127.0.0.1:15000"])
-        .args(["--api", if workload.delta { "delta" } else { "sotw" }]);
+        cmd.args(["bootstrap", "--node", &node])
+            .args(["--namespace", workload.namespace])
+            .args(["--xds-addr", &xds.to_string()])
+            .args(["--ip", &pod.ip.to_string()])
+            .args(["--admin-addr", "127.0.0.1:15000"])
+            .args(["--api", api]);
         for (k, v) in workload.labels {
             cmd.args(["--label", &format!("{k}={v}")]);
+        }
+        if let Some(identity) = &workload.identity {
+            cmd.arg("--credentials-dir")
+                .arg(credentials.path())
+                .args(["--service-account", identity.service_account])
+                .arg("--ca-cert")
+                .arg(identity.ca_dir.join("root-cert.pem"))
+                .arg("--ca-key")
+                .arg(identity.ca_dir.join("root-key.pem"))
+                .args(["--xds-tls-name", &xds.ip().to_string()]);
         }
         let out = cmd.output().expect("run shmesh bootstrap");
         assert!(
@@ -240,14 +268,28 @@ impl PodNetwork {
         );
         let bootstrap: serde_json::Value =
             serde_json::from_slice(&out.stdout).expect("shmesh bootstrap prints JSON");
-        Envoy::start_with(
+        // The proxy's user reads its own credentials.
+        let files = std::fs::read_dir(credentials.path())
+            .expect("credentials")
+            .flatten()
+            .map(|e| e.path());
+        for path in std::iter::once(credentials.path().to_path_buf()).chain(files) {
+            std::os::unix::fs::chown(&path, Some(PROXY_UID), Some(PROXY_UID))
+                .expect("hand the credentials to the proxy user");
+        }
+        let envoy = Envoy::start_with(
             &bootstrap,
             EnvoyOptions {
                 netns: Some(pod.netns.clone()),
                 uid: Some(PROXY_UID),
                 ..EnvoyOptions::default()
             },
-        )
+        );
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(credentials);
+        envoy
     }
 }
 
@@ -348,9 +390,11 @@ pub fn runnable_by_anyone(binary: &Path) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create the Envoy copy's dir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
         .expect("open the Envoy copy's dir");
-    // Copied under a name of this process's own, then renamed into place,
-    // so test binaries running in parallel never see half a copy.
-    let partial = dir.join(format!("envoy.{}", std::process::id()));
+    // Copied under a name of this process's and thread's own, then renamed
+    // into place, so tests running in parallel never see half a copy.
+    static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = dir.join(format!("envoy.{}.{n}", std::process::id()));
     std::fs::copy(binary, &partial).expect("copy Envoy for the proxy user");
     std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
         .expect("make the Envoy copy executable");

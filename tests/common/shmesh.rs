@@ -15,6 +15,8 @@ use super::netns::Netns;
 pub struct Shmesh {
     child: Child,
     pub xds: SocketAddr,
+    /// xDS over TLS, when shmesh was given a CA.
+    pub xds_tls: Option<SocketAddr>,
     pub admin: SocketAddr,
     log: PathBuf,
     /// Where the admin interface is reached (the test's own namespace when `None`).
@@ -45,8 +47,9 @@ impl Shmesh {
 
     /// `shmesh serve --config-dir <dir>` inside network namespace `netns`
     /// (a test cluster's node), serving on `ip`; ready when it returns.
-    pub fn start_in(netns: &Netns, ip: &str, config_dir: &Path) -> Shmesh {
-        let args = [OsStr::new("--config-dir"), config_dir.as_os_str()];
+    pub fn start_in(netns: &Netns, ip: &str, config_dir: &Path, extra: &[&str]) -> Shmesh {
+        let mut args = vec![OsStr::new("--config-dir"), config_dir.as_os_str()];
+        args.extend(extra.iter().map(OsStr::new));
         let me = Self::spawn_at(Some(netns), ip, &args, &[]);
         me.wait_ready();
         me
@@ -87,6 +90,7 @@ impl Shmesh {
         let mut me = Shmesh {
             child,
             xds: "0.0.0.0:0".parse().expect("addr"),
+            xds_tls: None,
             admin: "0.0.0.0:0".parse().expect("addr"),
             log,
             netns: netns.cloned(),
@@ -103,6 +107,7 @@ impl Shmesh {
                 if let (Some(x), Some(a)) = (get("xds="), get("admin=")) {
                     me.xds = x;
                     me.admin = a;
+                    me.xds_tls = get("xds_tls=");
                     break;
                 }
             }
