@@ -113,7 +113,10 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
                 trust_domain: args.trust_domain.clone(),
                 workload_lifetime: args.workload_cert_ttl,
             };
-            Some(Arc::new(Identities::load(&options)?))
+            Some(Arc::new(Identities::load(
+                &options,
+                metrics.identity.clone(),
+            )?))
         }
         _ => None,
     };

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -22,6 +21,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 use tracing::{info, warn};
 
 use crate::ca::{self, Ca, CaError, Issued};
+use crate::metrics::IdentityMetrics;
 use shmesh_cache::{ResourceType, ResourceWriter, SortedResources};
 use shmesh_translate::tls::{Certificates, ROOT_SECRET, WORKLOAD_SECRET};
 
@@ -43,23 +43,18 @@ pub struct Identities {
     trust_domain: String,
     lifetime: Duration,
     issued: Mutex<HashMap<(String, String), Issued>>,
-    /// Streams that proved no identity (or a mismatched one) on a server
-    /// that issues certificates.
-    pub unproven: AtomicU64,
-    /// Workload certificates issued, renewals included.
-    pub certificates_issued: AtomicU64,
+    metrics: Arc<IdentityMetrics>,
 }
 
 impl Identities {
-    pub fn load(options: &CaOptions) -> Result<Identities, CaError> {
+    pub fn load(options: &CaOptions, metrics: Arc<IdentityMetrics>) -> Result<Identities, CaError> {
         let ca = Ca::load(&options.cert, &options.key, &options.also_trusted)?;
         Ok(Identities {
             ca,
             trust_domain: options.trust_domain.clone(),
             lifetime: options.workload_lifetime,
             issued: Mutex::new(HashMap::new()),
-            unproven: AtomicU64::new(0),
-            certificates_issued: AtomicU64::new(0),
+            metrics,
         })
     }
 
@@ -88,7 +83,7 @@ impl Identities {
     ) -> Certificates {
         let proven = peer_certificate.and_then(ca::spiffe_id_of);
         let unproven = |why: &str| {
-            shmesh_xds::metrics::inc(&self.unproven);
+            shmesh_xds::metrics::inc(&self.metrics.unproven);
             info!(
                 node = node_id,
                 reason = why,
@@ -174,7 +169,7 @@ impl Identities {
         }
         let id = shmesh_translate::tls::spiffe_id(&self.trust_domain, namespace, service_account);
         let cert = self.ca.issue_workload(&id, self.lifetime)?;
-        shmesh_xds::metrics::inc(&self.certificates_issued);
+        shmesh_xds::metrics::inc(&self.metrics.certificates_issued);
         info!(identity = %id, lifetime_s = self.lifetime.as_secs_f64(), "issued a workload certificate");
         issued.insert(key, cert.clone());
         Ok(cert)
@@ -246,7 +241,7 @@ mod tests {
             trust_domain: "cluster.local".into(),
             workload_lifetime: lifetime,
         };
-        let ids = Identities::load(&options).unwrap();
+        let ids = Identities::load(&options, Default::default()).unwrap();
         (dir, ids)
     }
 
@@ -276,7 +271,12 @@ mod tests {
             Certificates::None
         );
         assert_eq!(ids.certificates_for("n", "shop", None), Certificates::None);
-        assert_eq!(ids.unproven.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(
+            ids.metrics
+                .unproven
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
     }
 
     #[test]

@@ -14,6 +14,18 @@ pub struct Metrics {
     pub translations: AtomicU64,
     pub config_errors: AtomicU64,
     pub config_warnings: AtomicU64,
+    /// Written by the certificate authority.
+    pub identity: Arc<IdentityMetrics>,
+}
+
+/// What the certificate authority did, and whom it refused.
+#[derive(Debug, Default)]
+pub struct IdentityMetrics {
+    /// Streams that proved no identity (or a mismatched one) on a server
+    /// that issues certificates.
+    pub unproven: AtomicU64,
+    /// Workload certificates issued, renewals included.
+    pub certificates_issued: AtomicU64,
 }
 
 impl Metrics {
@@ -30,6 +42,11 @@ impl Metrics {
             ("translations", &self.translations),
             ("config_errors", &self.config_errors),
             ("config_warnings", &self.config_warnings),
+            ("identity_unproven", &self.identity.unproven),
+            (
+                "workload_certificates_issued",
+                &self.identity.certificates_issued,
+            ),
         ] {
             out.push_str(&format!("# TYPE shmesh_{name}_total counter\n"));
             out.push_str(&format!("shmesh_{name}_total {}\n", g(counter)));
