@@ -184,7 +184,7 @@ impl Ca {
     pub fn issue_workload(&self, spiffe_id: &str, lifetime: Duration) -> Result<Issued, CaError> {
         let uri = rcgen::string::Ia5String::try_from(spiffe_id).map_err(|e| CaError::Sign {
             subject: spiffe_id.to_string(),
-            source: e.into(),
+            source: e,
         })?;
         self.issue(spiffe_id, vec![SanType::URI(uri)], lifetime)
     }

@@ -279,7 +279,6 @@ fn lb_endpoint(ep: &Endpoint, tls: bool) -> e::LbEndpoint {
         health_status: health_status(ep.health) as i32,
         metadata: tls.then(tls_mode_message),
         load_balancing_weight: (ep.weight > 0).then(|| u32_value(ep.weight)),
-        ..Default::default()
     }
 }
 
