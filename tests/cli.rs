@@ -106,7 +106,12 @@ fn translate_prints_config_dump_for_the_node() {
         .collect();
     assert_eq!(
         listeners,
-        vec!["0.0.0.0_80", "0.0.0.0_9080", "virtualOutbound"]
+        vec![
+            "0.0.0.0_80",
+            "0.0.0.0_9080",
+            "virtualInbound",
+            "virtualOutbound"
+        ]
     );
     // Short names resolve in the node's namespace.
     let routes = configs[3].to_string();
