@@ -11,11 +11,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-use common::http::http_request_in;
+use common::http::http_get_in;
 use common::pod_network::{PodNetwork, Workload};
-use common::{mesh, Envoy, Response, Shmesh, Upstream};
+use common::{eventually, mesh, Envoy, Shmesh, Upstream};
 
 /// Service `b` of namespace `shop`: clusterIP 10.96.0.20, port 80 to the
 /// pods' 8080, selecting `app: b`; and its one pod.
@@ -26,27 +25,6 @@ fn shop(b_ip: &str) -> String {
 }
 
 const B_VIP: &str = "10.96.0.20:80";
-
-fn get(
-    netns: &common::netns::Netns,
-    to: SocketAddr,
-    host: &str,
-    path: &str,
-) -> Result<Response, String> {
-    http_request_in(Some(netns), to, "GET", host, path, &[], b"")
-}
-
-/// Repeats `f` every 100 ms until it returns true, for 30 s at most.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what}: not within 30 s");
-}
 
 fn counter(envoy: &Envoy, name: &str) -> u64 {
     envoy.stat(name).unwrap_or(0)
@@ -82,7 +60,7 @@ fn both_directions(delta: bool) {
     let vip: SocketAddr = B_VIP.parse().expect("vip");
     let mut last = String::new();
     eventually("a reaches b through both sidecars", || {
-        match get(&a.netns, vip, "b.shop.svc.cluster.local", "/hello") {
+        match http_get_in(&a.netns, vip, "b.shop.svc.cluster.local", "/hello") {
             Ok(r) if r.status == 200 => true,
             Ok(r) => {
                 last = format!("{} {}", r.status, r.body);
@@ -94,7 +72,7 @@ fn both_directions(delta: bool) {
             }
         }
     });
-    let r = get(&a.netns, vip, "b", "/short-name").expect("a → b by its short name");
+    let r = http_get_in(&a.netns, vip, "b", "/short-name").expect("a → b by its short name");
     assert_eq!((r.status, r.body.as_str()), (200, "b"), "{last}");
     let seen = app_b.last_request().expect("b's app saw the request");
     assert_eq!(seen.path, "/short-name");
@@ -111,7 +89,7 @@ fn both_directions(delta: bool) {
     // c, outside the mesh, dials b's pod directly: b's inbound capture takes it.
     let before = counter(&sidecar_b, "cluster.inbound|8080||;.upstream_rq_200");
     let pod_b: SocketAddr = format!("{}:8080", b.ip).parse().expect("addr");
-    let r = get(&c.netns, pod_b, "b", "/from-outside").expect("c → b");
+    let r = http_get_in(&c.netns, pod_b, "b", "/from-outside").expect("c → b");
     assert_eq!((r.status, r.body.as_str()), (200, "b"));
     assert_eq!(
         app_b.last_request().expect("seen").peer.ip().to_string(),
@@ -124,7 +102,7 @@ fn both_directions(delta: bool) {
 
     // a → c: no service owns c's address, so a's sidecar passes it through.
     let pod_c: SocketAddr = format!("{}:9000", c.ip).parse().expect("addr");
-    let r = get(&a.netns, pod_c, "c", "/").expect("a → c");
+    let r = http_get_in(&a.netns, pod_c, "c", "/").expect("a → c");
     assert_eq!((r.status, r.body.as_str()), (200, "c"));
     assert!(counter(&sidecar_a, "cluster.PassthroughCluster.upstream_cx_total") >= 1);
     // c saw a's pod address: the passthrough keeps the caller's source.
@@ -134,7 +112,7 @@ fn both_directions(delta: bool) {
     let extra = b
         .netns
         .run(|| Upstream::start_at(&b.ip.to_string(), 8081, "b-extra"));
-    let r = get(
+    let r = http_get_in(
         &c.netns,
         format!("{}:8081", b.ip).parse().expect("addr"),
         "b",

@@ -15,9 +15,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::http::{http_request_in, HttpClient};
+use common::http::{http_get_in, HttpClient};
 use common::pod_network::{Identity, PodNetwork, Workload};
-use common::{mesh, Envoy, Response, Shmesh, Upstream};
+use common::{eventually, mesh, Envoy, Response, Shmesh, Upstream};
 
 const TRUST_DOMAIN: &str = "cluster.local";
 
@@ -31,15 +31,6 @@ fn service(name: &str, vip: &str, pod_ip: &str, account: &str) -> String {
 
 const STRICT: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec:\n  mtls: {mode: STRICT}\n";
 
-fn get(
-    netns: &common::netns::Netns,
-    to: SocketAddr,
-    host: &str,
-    path: &str,
-) -> Result<Response, String> {
-    http_request_in(Some(netns), to, "GET", host, path, &[], b"")
-}
-
 fn ok(r: &Result<Response, String>) -> bool {
     matches!(r, Ok(r) if r.status == 200)
 }
@@ -49,18 +40,6 @@ fn describe(r: &Result<Response, String>) -> String {
         Ok(r) => format!("{} {}", r.status, r.body),
         Err(e) => e.clone(),
     }
-}
-
-/// Repeats `f` every 100 ms until it returns true, for 30 s at most.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{what}: not within 30 s");
 }
 
 /// The serial numbers and URI SANs of the workload certificates `envoy`
@@ -164,7 +143,7 @@ fn mutual_tls(delta: bool) {
     let vip_b: SocketAddr = "10.96.0.20:80".parse().expect("vip");
     let mut last = String::new();
     eventually("a reaches b over mTLS", || {
-        let r = get(&a.netns, vip_b, "b.shop.svc.cluster.local", "/hello");
+        let r = http_get_in(&a.netns, vip_b, "b.shop.svc.cluster.local", "/hello");
         last = describe(&r);
         ok(&r)
     });
@@ -197,7 +176,7 @@ fn mutual_tls(delta: bool) {
     eventually("d's sidecar has its certificate", || {
         !workload_certificates(&_sidecar_d).is_empty()
     });
-    let r = get(&a.netns, vip_d, "d.shop.svc.cluster.local", "/");
+    let r = http_get_in(&a.netns, vip_d, "d.shop.svc.cluster.local", "/");
     assert!(
         !ok(&r),
         "a reached d, whose identity is not its own: {}",
@@ -213,7 +192,9 @@ fn mutual_tls(delta: bool) {
 
     // e proved nothing: routing config, but no certificate.
     let pod_b: SocketAddr = format!("{}:8080", b.ip).parse().expect("addr");
-    eventually("e reaches b", || ok(&get(&e.netns, vip_b, "b", "/from-e")));
+    eventually("e reaches b", || {
+        ok(&http_get_in(&e.netns, vip_b, "b", "/from-e"))
+    });
     assert!(workload_certificates(&sidecar_e).is_empty());
     let dump = sidecar_e.config_dump();
     let secrets = dump["configs"]
@@ -245,7 +226,7 @@ fn mutual_tls(delta: bool) {
         for (serial, _) in workload_certificates(&sidecar_b) {
             serials.insert(serial);
         }
-        let fresh = get(&a.netns, vip_b, "b", "/fresh");
+        let fresh = http_get_in(&a.netns, vip_b, "b", "/fresh");
         let reused = kept.get("b", "/kept", &[]);
         for r in [fresh, reused] {
             sent += 1;
@@ -272,14 +253,14 @@ fn mutual_tls(delta: bool) {
     assert!(shmesh_counter(&shmesh, "shmesh_workload_certificates_issued_total") >= 6);
 
     // Under PERMISSIVE, c (outside the mesh) reaches b in plain text ...
-    let r = get(&c.netns, pod_b, "b", "/from-c");
+    let r = http_get_in(&c.netns, pod_b, "b", "/from-c");
     assert!(ok(&r), "c → b under PERMISSIVE: {}", describe(&r));
     // ... under STRICT it is refused, while a still gets through.
     mesh::write_atomic(dir.path(), "strict.yaml", STRICT);
     eventually("STRICT refuses c", || {
-        !ok(&get(&c.netns, pod_b, "b", "/from-c"))
+        !ok(&http_get_in(&c.netns, pod_b, "b", "/from-c"))
     });
-    let r = get(&a.netns, vip_b, "b", "/strict");
+    let r = http_get_in(&a.netns, vip_b, "b", "/strict");
     assert!(ok(&r), "a → b under STRICT: {} ({last})", describe(&r));
     drop(shmesh);
 }

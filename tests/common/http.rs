@@ -109,6 +109,16 @@ pub fn http_request_in(
     outcome.map_err(|e| format!("{what}: {e}"))
 }
 
+/// A `GET` with `Host: <host>` to `to` from inside pod namespace `netns`.
+pub fn http_get_in(
+    netns: &Netns,
+    to: SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<Response, String> {
+    http_request_in(Some(netns), to, "GET", host, path, &[], b"")
+}
+
 /// A keep-alive HTTP/1.1 client bound to one address (usually an Envoy listener).
 ///
 /// Requests are sent one at a time on a single connection. A connection the

@@ -56,6 +56,18 @@ pub fn shmesh_binary() -> std::path::PathBuf {
     path
 }
 
+/// Repeats `f` every 100 ms until it returns true; panics after 30 s.
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{what}: not within 30 s");
+}
+
 /// A port that was free on `ip` a moment ago (bind `ip:0`, read the port,
 /// release it). Another process may grab it before it is reused, so prefer
 /// binding port 0 directly where the consumer supports it.
