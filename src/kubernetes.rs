@@ -21,6 +21,8 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::WorkloadEntry => ("networking.istio.io", "v1", "workloadentries"),
         Kind::Sidecar => ("networking.istio.io", "v1", "sidecars"),
         Kind::PeerAuthentication => ("security.istio.io", "v1", "peerauthentications"),
+        Kind::AuthorizationPolicy => ("security.istio.io", "v1", "authorizationpolicies"),
+        Kind::RequestAuthentication => ("security.istio.io", "v1", "requestauthentications"),
     };
     ApiResource {
         group: group.to_string(),

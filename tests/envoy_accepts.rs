@@ -187,12 +187,8 @@ fn secret_refs(snap: &Snapshot) -> std::collections::BTreeSet<(String, String)> 
     out
 }
 
-/// A sidecar whose Istio agent announces itself gets its certificates
-/// from the agent: the secrets `default` and `ROOTCA` over the agent's
-/// `sds-grpc` cluster, as istiod configures them; Envoy accepts that
-/// config with an agent-style bootstrap (one that defines `sds-grpc`).
-#[test]
-fn envoy_accepts_a_sidecar_with_an_istio_agent() {
+/// A reviews-v1 sidecar's node, as an Istio agent announces it.
+fn agent_node() -> envoy_types::pb::envoy::config::core::v3::Node {
     use envoy_types::pb::envoy::config::core::v3 as core;
     use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
     let string = |s: &str| Value {
@@ -205,7 +201,7 @@ fn envoy_accepts_a_sidecar_with_an_istio_agent() {
         ]
         .into(),
     };
-    let node = core::Node {
+    core::Node {
         id: "sidecar~10.0.0.7~reviews-v1-abc.default~default.svc.cluster.local".into(),
         cluster: "reviews.default".into(),
         metadata: Some(Struct {
@@ -222,7 +218,16 @@ fn envoy_accepts_a_sidecar_with_an_istio_agent() {
             .into(),
         }),
         ..Default::default()
-    };
+    }
+}
+
+/// A sidecar whose Istio agent announces itself gets its certificates
+/// from the agent: the secrets `default` and `ROOTCA` over the agent's
+/// `sds-grpc` cluster, as istiod configures them; Envoy accepts that
+/// config with an agent-style bootstrap (one that defines `sds-grpc`).
+#[test]
+fn envoy_accepts_a_sidecar_with_an_istio_agent() {
+    let node = agent_node();
     let view = shmesh_translate::node::view_of(&node).expect("view");
     assert_eq!(
         view.certificates,
@@ -249,8 +254,104 @@ fn envoy_accepts_a_sidecar_with_an_istio_agent() {
         .filter_chains
         .iter()
         .any(|fc| fc.name == "0.0.0.0_9081-mtls"));
+    validate_with_agent(&snap, node, "Istio agent sidecar");
+}
 
-    let mut bootstrap = static_bootstrap(&snap);
+/// Every field of AuthorizationPolicy and RequestAuthentication shmesh
+/// translates, on HTTP and TCP chains, with keys fetched from a mesh service
+/// and from outside the mesh: Envoy accepts the filters.
+#[test]
+fn envoy_accepts_authorization_and_jwt_filters() {
+    let mut model = bookinfo();
+    let policies = r#"apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny, namespace: default}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {paths: [/admin*, '*/debug'], notMethods: [GET], ports: ['9081']}}]
+    when:
+    - {key: 'request.headers[x-block]', values: ['*']}
+    - {key: destination.port, values: ['9081']}
+    - {key: connection.sni, notValues: ['*.internal']}
+---
+apiVersion: security.istio.io/v1beta1
+kind: AuthorizationPolicy
+metadata: {name: allow, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  rules:
+  - from:
+    - source: {principals: [cluster.local/ns/default/sa/bookinfo-productpage, '*/sa/admin'], notNamespaces: [evil]}
+    - source: {ipBlocks: [10.0.0.0/8], notRemoteIpBlocks: [192.168.0.1], requestPrincipals: ['https://issuer.example.com/*']}
+    to: [{operation: {hosts: ['reviews*'], methods: [GET, POST]}}]
+    when:
+    - {key: 'request.auth.claims[groups]', values: [readers]}
+    - {key: request.auth.audiences, values: [reviews]}
+    - {key: source.namespace, values: [default]}
+    - {key: destination.ip, values: [10.0.0.0/8]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit, namespace: istio-system}
+spec:
+  action: AUDIT
+  rules: [{to: [{operation: {methods: [DELETE]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  jwtRules:
+  - issuer: https://issuer.example.com
+    jwksUri: https://issuer.example.com/.well-known/jwks.json
+    audiences: [reviews]
+    forwardOriginalToken: true
+    outputPayloadToHeader: x-jwt-payload
+    outputClaimToHeaders: [{header: x-group, claim: group}]
+  - issuer: details
+    jwksUri: http://details.default.svc.cluster.local:9080/jwks
+    fromHeaders: [{name: x-jwt, prefix: 'Bearer '}]
+    fromParams: [token]
+"#;
+    let changes: Vec<Change> = parse_text("authz.yaml", policies)
+        .into_iter()
+        .map(|o| match o {
+            Outcome::Object(p) => Change::Upsert(p.key, p.object, p.origin),
+            other => panic!("not valid: {other:?}"),
+        })
+        .collect();
+    assert_eq!(changes.len(), 4);
+    model.apply(changes);
+    let node = agent_node();
+    let view = shmesh_translate::node::view_of(&node).expect("view");
+    let snap = build(&model, &view);
+    let listeners: Vec<l::Listener> = decoded(&snap, ResourceType::Listener);
+    let vi = listeners
+        .iter()
+        .find(|l| l.name == "virtualInbound")
+        .expect("virtualInbound");
+    let filters =
+        serde_json::to_string(&shmesh::jsonpb::message_to_json(vi).expect("json")).expect("text");
+    for name in [
+        "envoy.filters.http.rbac",
+        "envoy.filters.network.rbac",
+        "envoy.filters.http.jwt_authn",
+    ] {
+        assert!(filters.contains(name), "no {name} in virtualInbound");
+    }
+    validate_with_agent(&snap, node, "authorization filters");
+}
+
+/// Validates `snap` in a static bootstrap with what an Istio agent's
+/// bootstrap defines: its SDS server on a socket.
+fn validate_with_agent(
+    snap: &Snapshot,
+    node: envoy_types::pb::envoy::config::core::v3::Node,
+    what: &str,
+) {
+    use envoy_types::pb::envoy::config::core::v3 as core;
+    let mut bootstrap = static_bootstrap(snap);
     // What an Istio agent's bootstrap defines: its SDS server on a socket.
     let sds = c::Cluster {
         name: "sds-grpc".into(),
@@ -303,7 +404,7 @@ fn envoy_accepts_a_sidecar_with_an_istio_agent() {
         .clusters
         .push(sds);
     bootstrap.node = Some(node);
-    validate(bootstrap, "Istio agent sidecar");
+    validate(bootstrap, what);
 }
 
 #[test]

@@ -379,7 +379,11 @@ fn expected_grants(with_status: bool) -> BTreeSet<(String, String, String, Strin
         (
             "ClusterRole",
             "security.istio.io",
-            &["peerauthentications"],
+            &[
+                "peerauthentications",
+                "authorizationpolicies",
+                "requestauthentications",
+            ],
             &["get", "list", "watch"],
         ),
     ];
@@ -710,8 +714,10 @@ fn deployment_runs_shmesh_as_asked() {
     assert_eq!(
         crds,
         BTreeSet::from([
+            "authorizationpolicies.security.istio.io",
             "destinationrules.networking.istio.io",
             "peerauthentications.security.istio.io",
+            "requestauthentications.security.istio.io",
             "serviceentries.networking.istio.io",
             "sidecars.networking.istio.io",
             "virtualservices.networking.istio.io",

@@ -93,7 +93,17 @@ const fn istio(kind: &'static str, plural: &'static str) -> Resource {
     }
 }
 
-const RESOURCES: [Resource; 9] = [
+const fn security(kind: &'static str, plural: &'static str) -> Resource {
+    Resource {
+        kind,
+        api_version: "security.istio.io/v1",
+        prefix: "/apis/security.istio.io/v1/",
+        plural,
+        builtin: false,
+    }
+}
+
+const RESOURCES: [Resource; 11] = [
     builtin("Service", "v1", "/api/v1/", "services"),
     builtin("Pod", "v1", "/api/v1/", "pods"),
     builtin(
@@ -107,13 +117,9 @@ const RESOURCES: [Resource; 9] = [
     istio("ServiceEntry", "serviceentries"),
     istio("WorkloadEntry", "workloadentries"),
     istio("Sidecar", "sidecars"),
-    Resource {
-        kind: "PeerAuthentication",
-        api_version: "security.istio.io/v1",
-        prefix: "/apis/security.istio.io/v1/",
-        plural: "peerauthentications",
-        builtin: false,
-    },
+    security("PeerAuthentication", "peerauthentications"),
+    security("AuthorizationPolicy", "authorizationpolicies"),
+    security("RequestAuthentication", "requestauthentications"),
 ];
 
 fn resource_of(kind: &str) -> Resource {

@@ -15,10 +15,12 @@ pub mod parse;
 pub mod problem;
 pub mod validate;
 
+pub mod authorization_policy;
 pub mod destination_rule;
 pub mod endpoint_slice;
 pub mod peer_authentication;
 pub mod pod;
+pub mod request_authentication;
 pub mod service;
 pub mod service_entry;
 pub mod sidecar;
@@ -43,10 +45,12 @@ pub enum Kind {
     WorkloadEntry,
     Sidecar,
     PeerAuthentication,
+    AuthorizationPolicy,
+    RequestAuthentication,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -56,6 +60,8 @@ impl Kind {
         Kind::WorkloadEntry,
         Kind::Sidecar,
         Kind::PeerAuthentication,
+        Kind::AuthorizationPolicy,
+        Kind::RequestAuthentication,
     ];
 
     /// The kind named by `apiVersion` and `kind`, if shmesh reads it.
@@ -66,6 +72,10 @@ impl Kind {
                 | "networking.istio.io/v1beta1"
                 | "networking.istio.io/v1alpha3"
         );
+        let security = matches!(
+            api_version,
+            "security.istio.io/v1" | "security.istio.io/v1beta1"
+        );
         match (api_version, kind) {
             ("v1", "Service") => Some(Kind::Service),
             ("v1", "Pod") => Some(Kind::Pod),
@@ -75,9 +85,9 @@ impl Kind {
             (_, "ServiceEntry") if istio => Some(Kind::ServiceEntry),
             (_, "WorkloadEntry") if istio => Some(Kind::WorkloadEntry),
             (_, "Sidecar") if istio => Some(Kind::Sidecar),
-            ("security.istio.io/v1" | "security.istio.io/v1beta1", "PeerAuthentication") => {
-                Some(Kind::PeerAuthentication)
-            }
+            (_, "PeerAuthentication") if security => Some(Kind::PeerAuthentication),
+            (_, "AuthorizationPolicy") if security => Some(Kind::AuthorizationPolicy),
+            (_, "RequestAuthentication") if security => Some(Kind::RequestAuthentication),
             _ => None,
         }
     }
@@ -93,6 +103,8 @@ impl Kind {
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::Sidecar => "Sidecar",
             Kind::PeerAuthentication => "PeerAuthentication",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::RequestAuthentication => "RequestAuthentication",
         }
     }
 }
@@ -141,6 +153,8 @@ pub enum Object {
     WorkloadEntry(WorkloadEntry),
     Sidecar(Sidecar),
     PeerAuthentication(PeerAuthentication),
+    AuthorizationPolicy(AuthorizationPolicy),
+    RequestAuthentication(RequestAuthentication),
 }
 
 /// The Rust type of a kind's objects, to take one out of an `Object`.
@@ -177,4 +191,6 @@ kind_objects!(
     WorkloadEntry,
     Sidecar,
     PeerAuthentication,
+    AuthorizationPolicy,
+    RequestAuthentication,
 );

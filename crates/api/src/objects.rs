@@ -2,11 +2,13 @@
 //! (`use shmesh_api::objects::*`). Each kind lives in its own module, with its
 //! validation and tests.
 
+pub use crate::authorization_policy::*;
 pub use crate::destination_rule::*;
 pub use crate::endpoint_slice::*;
 pub use crate::meta::*;
 pub use crate::peer_authentication::*;
 pub use crate::pod::*;
+pub use crate::request_authentication::*;
 pub use crate::service::*;
 pub use crate::service_entry::*;
 pub use crate::sidecar::*;

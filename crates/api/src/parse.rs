@@ -244,6 +244,8 @@ fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Box<Problem>> {
         Kind::WorkloadEntry => Object::WorkloadEntry(de(value)?),
         Kind::Sidecar => Object::Sidecar(de(value)?),
         Kind::PeerAuthentication => Object::PeerAuthentication(de(value)?),
+        Kind::AuthorizationPolicy => Object::AuthorizationPolicy(de(value)?),
+        Kind::RequestAuthentication => Object::RequestAuthentication(de(value)?),
     })
 }
 

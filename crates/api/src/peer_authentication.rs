@@ -123,11 +123,16 @@ impl Validator {
             );
         }
         if let Some(sel) = &pa.selector {
-            for key in sel.match_labels.keys() {
-                let name = key.rsplit('/').next().unwrap_or(key);
-                if let Err(reason) = check_label_name(name) {
-                    self.err(format!("spec.selector.matchLabels.{key}"), reason);
-                }
+            self.label_selector(sel);
+        }
+    }
+
+    /// `spec.selector` of the security kinds: label names Kubernetes takes.
+    pub(crate) fn label_selector(&mut self, sel: &LabelSelector) {
+        for key in sel.match_labels.keys() {
+            let name = key.rsplit('/').next().unwrap_or(key);
+            if let Err(reason) = check_label_name(name) {
+                self.err(format!("spec.selector.matchLabels.{key}"), reason);
             }
         }
     }

@@ -26,6 +26,8 @@ pub fn object(object: &Object) -> Vec<Problem> {
         Object::WorkloadEntry(we) => v.workload_entry("spec", &we.spec, false),
         Object::Sidecar(sc) => v.sidecar(&sc.spec),
         Object::PeerAuthentication(pa) => v.peer_authentication(&pa.spec),
+        Object::AuthorizationPolicy(ap) => v.authorization_policy(&ap.spec),
+        Object::RequestAuthentication(ra) => v.request_authentication(&ra.spec),
     }
     v.problems
 }

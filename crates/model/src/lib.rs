@@ -54,6 +54,9 @@ pub struct Dirty {
     /// Who takes mutual TLS changed (a PeerAuthentication): inbound
     /// listeners and callers' TLS settings of every view.
     pub security: bool,
+    /// What sidecars let in changed (an AuthorizationPolicy or a
+    /// RequestAuthentication): inbound listeners of capture views.
+    pub authorization: bool,
 }
 
 impl Dirty {
@@ -64,6 +67,7 @@ impl Dirty {
             && self.vs_hosts.is_empty()
             && !self.scope
             && !self.security
+            && !self.authorization
     }
 
     pub fn merge(&mut self, other: Dirty) {
@@ -73,6 +77,7 @@ impl Dirty {
         self.vs_hosts.extend(other.vs_hosts);
         self.scope |= other.scope;
         self.security |= other.security;
+        self.authorization |= other.authorization;
     }
 
     /// Everything: used at start-up.
@@ -84,6 +89,7 @@ impl Dirty {
             vs_hosts: BTreeSet::new(),
             scope: true,
             security: true,
+            authorization: true,
         }
     }
 }
@@ -232,6 +238,8 @@ pub struct Model {
     /// Namespace-wide Sidecars (without a workload selector), by namespace.
     sidecars: Store<Sidecar>,
     peer_authentications: Store<PeerAuthentication>,
+    authorization_policies: Store<AuthorizationPolicy>,
+    request_authentications: Store<RequestAuthentication>,
     /// Where a Sidecar applies to every namespace without its own.
     root_namespace: String,
     /// The trust domain of the mesh's SPIFFE identities (`cluster.local`
@@ -303,6 +311,8 @@ impl Model {
             Kind::DestinationRule => self.apply_destination_rule(name, typed(&object)),
             Kind::Sidecar => self.apply_sidecar(name, typed(&object)),
             Kind::PeerAuthentication => self.apply_peer_authentication(name, typed(&object)),
+            Kind::AuthorizationPolicy => self.apply_authorization_policy(name, typed(&object)),
+            Kind::RequestAuthentication => self.apply_request_authentication(name, typed(&object)),
         };
         dirty.merge(touched);
     }

@@ -4,8 +4,14 @@
 //! (in the root namespace); `UNSET` defers to the next; PERMISSIVE when
 //! nothing says otherwise. Where several policies of one level match, the
 //! first by name applies.
+//!
+//! Also which AuthorizationPolicies and RequestAuthentications cover a
+//! workload: those of the root namespace and of its own namespace, without
+//! a selector or with one that matches its labels.
 
-use shmesh_api::objects::Labels;
+use std::sync::Arc;
+
+use shmesh_api::objects::{AuthorizationPolicy, Labels, RequestAuthentication};
 use shmesh_api::peer_authentication::{MtlsMode, PeerAuthentication};
 
 use crate::{selects, Model};
@@ -67,6 +73,46 @@ impl Model {
     }
 }
 
+impl Model {
+    /// The AuthorizationPolicies covering a workload of `namespace` with
+    /// `labels`, the root namespace's first, each namespace's by name.
+    pub fn authorization_policies(
+        &self,
+        namespace: &str,
+        labels: &Labels,
+    ) -> Vec<&Arc<AuthorizationPolicy>> {
+        covering(&self.authorization_policies, self.root(), namespace, |p| {
+            p.spec.match_labels().is_none_or(|sel| selects(sel, labels))
+        })
+    }
+
+    /// The RequestAuthentications covering a workload, in the same order.
+    pub fn request_authentications(
+        &self,
+        namespace: &str,
+        labels: &Labels,
+    ) -> Vec<&Arc<RequestAuthentication>> {
+        covering(&self.request_authentications, self.root(), namespace, |p| {
+            p.spec.match_labels().is_none_or(|sel| selects(sel, labels))
+        })
+    }
+}
+
+/// The objects of the root namespace and of `namespace` that `applies` to.
+fn covering<'a, T>(
+    store: &'a crate::store::Store<T>,
+    root: &str,
+    namespace: &str,
+    applies: impl Fn(&T) -> bool,
+) -> Vec<&'a Arc<T>> {
+    let own = (namespace != root).then(|| store.in_namespace(namespace));
+    store
+        .in_namespace(root)
+        .chain(own.into_iter().flatten())
+        .filter(|p| applies(p))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +165,54 @@ mod tests {
         assert_eq!(cart.port(9090), MtlsMode::Strict);
         // Another workload of the namespace is not selected.
         assert_eq!(model.mtls_policy("shop", &labels("web")).ports, vec![]);
+    }
+
+    #[test]
+    fn authorization_policies_of_the_root_the_namespace_and_the_workload_cover_it() {
+        let mut model = Model::new();
+        for (ns, name, spec) in [
+            ("istio-system", "mesh", "{action: DENY}"),
+            (
+                "istio-system",
+                "carts",
+                "{selector: {matchLabels: {app: cart}}}",
+            ),
+            ("shop", "ns", "{}"),
+            ("shop", "cart", "{selector: {matchLabels: {app: cart}}}"),
+            ("shop", "web", "{selector: {matchLabels: {app: web}}}"),
+            ("bank", "ns", "{}"),
+        ] {
+            let yaml = format!("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n");
+            let ap: AuthorizationPolicy = typed(&yaml);
+            model.apply_authorization_policy((ns.to_string(), name.to_string()), Some(&ap));
+        }
+        let names = |ns: &str, app: &str| -> Vec<String> {
+            model
+                .authorization_policies(ns, &labels(app))
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        p.metadata.namespace.as_deref().unwrap_or(""),
+                        p.metadata.name
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            names("shop", "cart"),
+            vec![
+                "istio-system/carts",
+                "istio-system/mesh",
+                "shop/cart",
+                "shop/ns"
+            ]
+        );
+        assert_eq!(names("shop", "db"), vec!["istio-system/mesh", "shop/ns"]);
+        assert_eq!(
+            names("bank", "cart"),
+            vec!["istio-system/carts", "istio-system/mesh", "bank/ns"]
+        );
     }
 
     #[test]

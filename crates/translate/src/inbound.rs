@@ -32,6 +32,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uhttp;
 use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
+use super::authorization::Authorization;
 use super::cluster::BuiltCluster;
 use super::tls::{self, Certificates};
 use super::{any, duration, istio_names, listener, socket_address, ListenerMode, ProxyView};
@@ -120,6 +121,7 @@ pub fn clusters(model: &Model, view: &ProxyView) -> Vec<BuiltCluster> {
         original_destination(istio_names::INBOUND_PASSTHROUGH, false),
         0,
     ));
+    out.extend(Authorization::of(model, view).jwks_clusters());
     out
 }
 
@@ -183,20 +185,28 @@ fn original_destination(name: &str, http2: bool) -> c::Cluster {
 /// calls for; then the catch-all, under the workload's own mode.
 pub fn virtual_inbound(model: &Model, view: &ProxyView) -> l::Listener {
     let policy = model.mtls_policy(&view.namespace, &view.labels);
+    let authorization = Authorization::of(model, view);
+    let tcp_proxy = |cluster: &str| -> Vec<l::Filter> {
+        let mut filters = authorization.network_filters();
+        filters.push(listener::tcp_proxy(cluster));
+        filters
+    };
     let mut chains: Vec<l::FilterChain> = Vec::new();
     for p in inbound_ports(model, view) {
         let cluster = istio_names::inbound_cluster(p.port);
         let name = istio_names::listener("0.0.0.0", p.port);
         let http = p.protocol.is_http();
         let plain = if http {
-            l::Filter {
+            vec![l::Filter {
                 name: "envoy.filters.network.http_connection_manager".to_string(),
                 config_type: Some(l::filter::ConfigType::TypedConfig(any(&http_manager(
-                    p.port, &cluster,
+                    p.port,
+                    &cluster,
+                    authorization.http_filters(),
                 )))),
-            }
+            }]
         } else {
-            listener::tcp_proxy(&cluster)
+            tcp_proxy(&cluster)
         };
         let secured = Secured {
             name: &name,
@@ -204,7 +214,7 @@ pub fn virtual_inbound(model: &Model, view: &ProxyView) -> l::Listener {
             mode: policy.port(p.port),
             http,
         };
-        chains.extend(secured.chains(&view.certificates, plain, &cluster));
+        chains.extend(secured.chains(&view.certificates, plain, tcp_proxy(&cluster)));
     }
     // A connection dialed to 15006 itself would come back here forever.
     chains.push(l::FilterChain {
@@ -221,8 +231,8 @@ pub fn virtual_inbound(model: &Model, view: &ProxyView) -> l::Listener {
     };
     chains.extend(catchall.chains(
         &view.certificates,
-        listener::tcp_proxy(istio_names::INBOUND_PASSTHROUGH),
-        istio_names::INBOUND_PASSTHROUGH,
+        tcp_proxy(istio_names::INBOUND_PASSTHROUGH),
+        tcp_proxy(istio_names::INBOUND_PASSTHROUGH),
     ));
     let filter = |name: &str, config: Any| l::ListenerFilter {
         name: name.to_string(),
@@ -268,16 +278,18 @@ impl Secured<'_> {
     ///
     /// A sidecar without certificates cannot terminate mutual TLS: its
     /// PERMISSIVE ports take plaintext only and its STRICT ports nothing.
+    /// `plain` serves the port's protocol; `passthrough` carries an app's
+    /// own TLS as bytes.
     fn chains(
         &self,
         certificates: &Certificates,
-        plain: l::Filter,
-        cluster: &str,
+        plain: Vec<l::Filter>,
+        passthrough: Vec<l::Filter>,
     ) -> Vec<l::FilterChain> {
         let alpn: &[&str] = if self.http { &["h2", "http/1.1"] } else { &[] };
         let mutual = tls::downstream_istio_mutual(certificates, alpn);
-        let chain =
-            |suffix: &str, transport: &str, alpn: &[&str], filter: l::Filter| l::FilterChain {
+        let chain = |suffix: &str, transport: &str, alpn: &[&str], filters: Vec<l::Filter>| {
+            l::FilterChain {
                 name: format!("{}{suffix}", self.name),
                 filter_chain_match: Some(l::FilterChainMatch {
                     destination_port: self.port.map(|p| super::u32_value(p as u32)),
@@ -285,12 +297,13 @@ impl Secured<'_> {
                     application_protocols: alpn.iter().map(|s| s.to_string()).collect(),
                     ..Default::default()
                 }),
-                filters: vec![filter],
+                filters,
                 ..Default::default()
-            };
-        let terminated = |socket: core::TransportSocket, filter: l::Filter| l::FilterChain {
+            }
+        };
+        let terminated = |socket: core::TransportSocket, filters: Vec<l::Filter>| l::FilterChain {
             transport_socket: Some(socket),
-            ..chain("-mtls", "tls", &[], filter)
+            ..chain("-mtls", "tls", &[], filters)
         };
         match (self.mode, mutual) {
             (MtlsMode::Disable, _) | (MtlsMode::Permissive | MtlsMode::Unset, None) => {
@@ -309,7 +322,7 @@ impl Secured<'_> {
                     }),
                     ..terminated(socket, plain.clone())
                 },
-                chain("-tls", "tls", &[], listener::tcp_proxy(cluster)),
+                chain("-tls", "tls", &[], passthrough),
                 chain("", "raw_buffer", &[], plain),
             ],
             (MtlsMode::Strict, Some(socket)) => vec![terminated(socket, plain)],
@@ -326,8 +339,14 @@ fn on_port(port: u16) -> l::FilterChainMatch {
 }
 
 /// Routes every request to the port's inbound cluster with no timeout, and
-/// tells the app who called (`x-forwarded-client-cert`) as Istio does.
-fn http_manager(port: u16, cluster: &str) -> hcm::HttpConnectionManager {
+/// tells the app who called (`x-forwarded-client-cert`) as Istio does;
+/// `filters` (authentication and authorization) go before the router.
+fn http_manager(
+    port: u16,
+    cluster: &str,
+    mut filters: Vec<hcm::HttpFilter>,
+) -> hcm::HttpConnectionManager {
+    filters.push(listener::router_filter());
     let route = r::Route {
         name: "default".to_string(),
         r#match: Some(r::RouteMatch {
@@ -360,7 +379,7 @@ fn http_manager(port: u16, cluster: &str) -> hcm::HttpConnectionManager {
                 ..Default::default()
             },
         )),
-        http_filters: vec![listener::router_filter()],
+        http_filters: filters,
         use_remote_address: Some(BoolValue { value: false }),
         normalize_path: Some(BoolValue { value: true }),
         forward_client_cert_details:

@@ -6,6 +6,7 @@
 //! share one snapshot. `update` rebuilds only what a `Dirty` set touched and
 //! keeps every other resource (and its version) as it was.
 
+pub mod authorization;
 pub mod cluster;
 pub mod endpoint;
 pub mod inbound;
@@ -284,6 +285,7 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         vs_hosts: dirty.vs_hosts.clone(),
         scope: false,
         security: false,
+        authorization: dirty.authorization,
     };
     let mut b = prev.builder();
     if !dirty.config.is_empty() {
@@ -317,20 +319,22 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         );
     }
     // Services in the workload's namespace decide its inbound half; a
-    // named target port follows its endpoints.
+    // named target port follows its endpoints. Authorization policies
+    // shape its chains (and the clusters that fetch JWT keys).
     let inbound_dirty = view.mode == ListenerMode::Capture
-        && !view.labels.is_empty()
-        && dirty
-            .config
-            .iter()
-            .chain(dirty.endpoints.iter())
-            .any(|h| in_namespace(model, h, &view.namespace));
+        && (dirty.authorization
+            || !view.labels.is_empty()
+                && dirty
+                    .config
+                    .iter()
+                    .chain(dirty.endpoints.iter())
+                    .any(|h| in_namespace(model, h, &view.namespace)));
     if inbound_dirty {
         let fresh = inbound::clusters(model, view);
         let removed: Vec<String> = prev
             .get(ResourceType::Cluster)
             .names()
-            .filter(|n| n.starts_with("inbound|"))
+            .filter(|n| n.starts_with("inbound|") || n.starts_with("jwks|"))
             .filter(|n| !fresh.iter().any(|c| c.name == *n))
             .map(String::from)
             .collect();

@@ -6,6 +6,7 @@
 //! `Model::apply` dispatches here by kind; each file's tests check what its
 //! function reports.
 
+mod authorization;
 mod destination_rule;
 mod endpoint_slice;
 mod peer_authentication;
