@@ -12,35 +12,15 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::http::{http_get_in, HttpClient};
-use common::pod_network::{Identity, PodNetwork, Workload};
-use common::{eventually, mesh, Envoy, Response, Shmesh, Upstream};
+use common::http::{describe, http_get_in, is_ok as ok, HttpClient};
+use common::pod_network::{ca_init, meshed_service, Identity, PodNetwork, Workload};
+use common::{eventually, mesh, Envoy, Shmesh, Upstream};
 
 const TRUST_DOMAIN: &str = "cluster.local";
 
-/// A meshed service of `shop` on clusterIP `vip`, port 80 to 8080, and its
-/// one pod, whose manifest names service account `account`.
-fn service(name: &str, vip: &str, pod_ip: &str, account: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  clusterIP: {vip}\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}-1\n  namespace: shop\n  labels: {{app: {name}, security.istio.io/tlsMode: istio}}\nspec: {{serviceAccountName: {account}}}\nstatus: {{podIP: {pod_ip}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n---\n"
-    )
-}
-
 const STRICT: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec:\n  mtls: {mode: STRICT}\n";
-
-fn ok(r: &Result<Response, String>) -> bool {
-    matches!(r, Ok(r) if r.status == 200)
-}
-
-fn describe(r: &Result<Response, String>) -> String {
-    match r {
-        Ok(r) => format!("{} {}", r.status, r.body),
-        Err(e) => e.clone(),
-    }
-}
 
 /// The serial numbers and URI SANs of the workload certificates `envoy`
 /// holds, from its admin `/certs`.
@@ -72,19 +52,6 @@ fn shmesh_counter(shmesh: &Shmesh, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn ca_init(dir: &Path) {
-    let out = std::process::Command::new(common::shmesh_binary())
-        .args(["ca", "init"])
-        .arg(dir)
-        .output()
-        .expect("run shmesh ca init");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn mutual_tls(delta: bool) {
     let Some(net) = PodNetwork::create("sidecar mtls") else {
         return;
@@ -93,31 +60,11 @@ fn mutual_tls(delta: bool) {
     let ca = tempfile::tempdir().expect("CA dir");
     ca_init(ca.path());
     let dir = tempfile::tempdir().expect("config dir");
-    let shop = service("b", "10.96.0.20", &b.ip.to_string(), "b")
-        + &service("d", "10.96.0.21", &d.ip.to_string(), "d");
+    let shop = meshed_service("shop", "b", "10.96.0.20", &b.ip.to_string(), "b")
+        + &meshed_service("shop", "d", "10.96.0.21", &d.ip.to_string(), "d");
     mesh::write_atomic(dir.path(), "shop.yaml", &shop);
-    let root = ca.path().join("root-cert.pem");
-    let key = ca.path().join("root-key.pem");
-    let node_ip = net.node_ip().to_string();
-    let tls_addr = format!("{node_ip}:0");
-    let shmesh = Shmesh::start_in(
-        net.node(),
-        &node_ip,
-        dir.path(),
-        &[
-            "--ca-cert",
-            root.to_str().expect("utf-8 path"),
-            "--ca-key",
-            key.to_str().expect("utf-8 path"),
-            "--xds-tls-addr",
-            &tls_addr,
-            "--xds-tls-name",
-            &node_ip,
-            // Renewed every 2 s: several renewals within the test.
-            "--workload-cert-ttl",
-            "4s",
-        ],
-    );
+    // Renewed every 2 s: several renewals within the test.
+    let shmesh = net.shmesh_with_ca(dir.path(), ca.path(), &["--workload-cert-ttl", "4s"]);
     let app_b = b
         .netns
         .run(|| Upstream::start_at(&b.ip.to_string(), 8080, "b"));

@@ -109,6 +109,19 @@ pub fn http_request_in(
     outcome.map_err(|e| format!("{what}: {e}"))
 }
 
+/// Whether `r` is a 200 response.
+pub fn is_ok(r: &Result<Response, String>) -> bool {
+    matches!(r, Ok(r) if r.status == 200)
+}
+
+/// The status and body of a response, or why there is none.
+pub fn describe(r: &Result<Response, String>) -> String {
+    match r {
+        Ok(r) => format!("{} {}", r.status, r.body),
+        Err(e) => e.clone(),
+    }
+}
+
 /// A `GET` with `Host: <host>` to `to` from inside pod namespace `netns`.
 pub fn http_get_in(
     netns: &Netns,

@@ -401,3 +401,56 @@ pub fn runnable_by_anyone(binary: &Path) -> PathBuf {
     std::fs::rename(&partial, &copy).expect("put the Envoy copy in place");
     copy
 }
+
+/// A meshed Service of `namespace` on clusterIP `vip`, port 80 to 8080,
+/// and its one pod at `pod_ip`, whose manifest names service account
+/// `account` and carries Istio's `security.istio.io/tlsMode: istio`.
+pub fn meshed_service(
+    namespace: &str,
+    name: &str,
+    vip: &str,
+    pod_ip: &str,
+    account: &str,
+) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  clusterIP: {vip}\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}-1\n  namespace: {namespace}\n  labels: {{app: {name}, security.istio.io/tlsMode: istio}}\nspec: {{serviceAccountName: {account}}}\nstatus: {{podIP: {pod_ip}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n---\n"
+    )
+}
+
+/// A new root CA in `dir`, as `shmesh ca init` writes it.
+pub fn ca_init(dir: &Path) {
+    let out = Command::new(super::shmesh_binary())
+        .args(["ca", "init"])
+        .arg(dir)
+        .output()
+        .expect("run shmesh ca init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl PodNetwork {
+    /// shmesh in the node namespace, reading `config_dir`, signing workload
+    /// certificates with the CA in `ca_dir` and serving xDS over TLS to
+    /// sidecars that prove an identity; `extra` flags after those.
+    pub fn shmesh_with_ca(&self, config_dir: &Path, ca_dir: &Path, extra: &[&str]) -> Shmesh {
+        let root = ca_dir.join("root-cert.pem");
+        let key = ca_dir.join("root-key.pem");
+        let node_ip = self.node_ip().to_string();
+        let tls_addr = format!("{node_ip}:0");
+        let mut args = vec![
+            "--ca-cert",
+            root.to_str().expect("utf-8 path"),
+            "--ca-key",
+            key.to_str().expect("utf-8 path"),
+            "--xds-tls-addr",
+            &tls_addr,
+            "--xds-tls-name",
+            &node_ip,
+        ];
+        args.extend_from_slice(extra);
+        Shmesh::start_in(self.node(), &node_ip, config_dir, &args)
+    }
+}
