@@ -95,8 +95,12 @@ fn status(r: &Result<Response, String>) -> Option<u16> {
     r.as_ref().ok().map(|r| r.status)
 }
 
+/// A request from a pod (its namespace, path and headers) and the status it
+/// should get.
+type Check<'a> = (&'a Netns, &'a str, &'a [(&'a str, &'a str)], u16);
+
 /// Waits until each request gets its expected status; says which did not.
-fn expect_statuses(what: &str, checks: &[(&Netns, &str, &[(&str, &str)], u16)]) {
+fn expect_statuses(what: &str, checks: &[Check]) {
     let mut last = Vec::new();
     let settled = (0..300).any(|_| {
         last = checks
