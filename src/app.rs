@@ -12,6 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::info;
 
 use crate::config::{Api, BootstrapArgs, CaCommand, Command, ServeArgs, TranslateArgs};
+use crate::ca_service::{CertificateService, TokenReviewer};
 use crate::identity::{CaOptions, Identities};
 use crate::metrics::Metrics;
 use crate::{admin, bootstrap, jsonpb, rollout, sources, views};
@@ -135,8 +136,11 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
             updates.clone(),
         ));
     }
-    if args.kubernetes {
-        let client = kubernetes_client().await?;
+    let kube_client = match args.kubernetes {
+        true => Some(kubernetes_client().await?),
+        false => None,
+    };
+    if let Some(client) = kube_client.clone() {
         tasks.spawn(sources::kube::run(
             client.clone(),
             args.watch_namespaces.clone(),
@@ -208,26 +212,41 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
     });
     let (stop_xds, stopped) = watch::channel(false);
     let ads = AdsServer::new(shared);
-    let mut listeners = vec![(xds, None)];
-    if let Some((listener, acceptor)) = xds_tls {
-        listeners.push((listener, Some(acceptor)));
+    // The accept loops run on threads of their own, outside the runtime's
+    // workers, as it did on the main thread when `serve` awaited it: on a
+    // worker, a synced W1 fleet took 7 MiB more (docs/performance-notes.md,
+    // Connections). Needs a multi-threaded runtime, whose workers drive I/O.
+    let on_own_thread = |serve: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || runtime.block_on(serve))
+    };
+    let until_stopped = || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let mut xds = vec![on_own_thread(Box::pin(shmesh_xds::listen::serve(
+        xds,
+        ads.clone(),
+        None,
+        until_stopped(),
+    )))];
+    if let (Some((listener, acceptor)), Some(ids)) = (xds_tls, &identities) {
+        // Istio's CA API beside ADS, as istiod serves both on 15012.
+        let ca = CertificateService::new(
+            ids.clone(),
+            kube_client.clone().map(TokenReviewer::new),
+            metrics.identity.clone(),
+        );
+        let routes = tonic::service::Routes::new(ads.clone()).add_service(ca);
+        xds.push(on_own_thread(Box::pin(shmesh_xds::listen::serve(
+            listener,
+            routes,
+            Some(acceptor),
+            until_stopped(),
+        ))));
     }
-    let xds = listeners
-        .into_iter()
-        .map(|(listener, tls)| {
-            let mut stopped = stopped.clone();
-            let serve_xds = shmesh_xds::listen::serve(listener, ads.clone(), tls, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            });
-            // The accept loop runs on a thread of its own, outside the
-            // runtime's workers, as it did on the main thread when `serve`
-            // awaited it: on a worker, a synced W1 fleet took 7 MiB more
-            // (docs/performance-notes.md, Connections). Needs a
-            // multi-threaded runtime, whose workers drive I/O.
-            let runtime = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || runtime.block_on(serve_xds))
-        })
-        .collect();
     Ok(Bound {
         xds_addr,
         xds_tls_addr,

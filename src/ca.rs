@@ -220,32 +220,82 @@ impl Ca {
             source,
         };
         let key = KeyPair::generate().map_err(sign_error)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.subject_alt_names = sans;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
         let now = SystemTime::now();
-        let not_after = now + lifetime;
-        params.not_before = (now - Duration::from_secs(60)).into();
-        params.not_after = not_after.into();
-        let cert = params.signed_by(&key, &self.issuer).map_err(sign_error)?;
+        let cert = leaf_params(sans, now, lifetime)
+            .signed_by(&key, &self.issuer)
+            .map_err(sign_error)?;
         let mut chain_pem = cert.pem();
         chain_pem.push_str(&self.root_pem);
         Ok(Issued {
             chain_pem,
             key_pem: key.serialize_pem(),
-            not_after,
+            not_after: now + lifetime,
             issued_at: now,
         })
     }
+
+    /// Signs a certificate signing request (PEM) for workload identity
+    /// `spiffe_id`, as Istio's CA API does: the request gives the public key
+    /// (its signature proves the caller holds the private one) and may name
+    /// only that identity; the names and the lifetime are the CA's. Returns
+    /// the certificate, then the signing root, as PEM.
+    pub fn sign_request(
+        &self,
+        csr_pem: &str,
+        spiffe_id: &str,
+        lifetime: Duration,
+    ) -> Result<Vec<String>, CsrError> {
+        let request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| CsrError::Invalid(e.to_string()))?;
+        for san in &request.params.subject_alt_names {
+            let named = match san {
+                SanType::URI(uri) => uri.as_str().to_string(),
+                SanType::DnsName(name) => name.as_str().to_string(),
+                other => format!("{other:?}"),
+            };
+            if named != spiffe_id {
+                return Err(CsrError::OtherIdentity(named));
+            }
+        }
+        let uri = rcgen::string::Ia5String::try_from(spiffe_id)
+            .map_err(|e| CsrError::Invalid(e.to_string()))?;
+        let cert = leaf_params(vec![SanType::URI(uri)], SystemTime::now(), lifetime)
+            .signed_by(&request.public_key, &self.issuer)
+            .map_err(|e| CsrError::Invalid(e.to_string()))?;
+        Ok(vec![cert.pem(), self.root_pem.clone()])
+    }
+}
+
+/// Why a certificate signing request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CsrError {
+    /// Not a signing request, a bad signature, an unsupported key or extension.
+    #[error("invalid certificate signing request: {0}")]
+    Invalid(String),
+    /// The request names an identity the caller did not prove.
+    #[error("the request names {0}, not the caller's identity")]
+    OtherIdentity(String),
+}
+
+/// A leaf certificate for `sans`, for servers and clients alike, valid for
+/// `lifetime` from `now` (and from a minute before, for clocks a little
+/// behind).
+fn leaf_params(sans: Vec<SanType>, now: SystemTime, lifetime: Duration) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.subject_alt_names = sans;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = (now - Duration::from_secs(60)).into();
+    params.not_after = (now + lifetime).into();
+    params
 }
 
 /// Writes a key file only its owner can read.

@@ -62,6 +62,11 @@ impl Identities {
         &self.ca
     }
 
+    /// How long a workload certificate is valid.
+    pub fn workload_lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
     pub fn trust_domain(&self) -> &str {
         &self.trust_domain
     }

@@ -13,6 +13,7 @@ pub mod app;
 pub mod blocking;
 pub mod bootstrap;
 pub mod ca;
+pub mod ca_service;
 pub mod config;
 pub mod fd_limit;
 pub mod identity;

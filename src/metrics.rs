@@ -26,6 +26,10 @@ pub struct IdentityMetrics {
     pub unproven: AtomicU64,
     /// Workload certificates issued, renewals included.
     pub certificates_issued: AtomicU64,
+    /// Certificate requests signed over Istio's CA API.
+    pub csr_signed: AtomicU64,
+    /// Certificate requests refused (unauthenticated, invalid).
+    pub csr_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -47,6 +51,8 @@ impl Metrics {
                 "workload_certificates_issued",
                 &self.identity.certificates_issued,
             ),
+            ("ca_requests_signed", &self.identity.csr_signed),
+            ("ca_requests_refused", &self.identity.csr_refused),
         ] {
             out.push_str(&format!("# TYPE shmesh_{name}_total counter\n"));
             out.push_str(&format!("shmesh_{name}_total {}\n", g(counter)));

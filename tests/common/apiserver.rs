@@ -173,6 +173,11 @@ struct Store {
     status_patches: Vec<(&'static str, String, String, Value)>,
     /// Leases by (namespace, name).
     leases: BTreeMap<(String, String), Value>,
+    /// Service-account tokens TokenReview accepts: token → (username,
+    /// audiences).
+    tokens: HashMap<String, (String, Vec<String>)>,
+    /// Every TokenReview's requested audiences, in order.
+    token_reviews: Vec<Vec<String>>,
 }
 
 struct Shared {
@@ -232,6 +237,23 @@ impl ApiServer {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Makes TokenReview accept `token` as service account `account` of
+    /// `namespace`, for `audiences`.
+    pub fn add_token(&self, token: &str, namespace: &str, account: &str, audiences: &[&str]) {
+        self.shared.store().tokens.insert(
+            token.to_string(),
+            (
+                format!("system:serviceaccount:{namespace}:{account}"),
+                audiences.iter().map(|a| a.to_string()).collect(),
+            ),
+        );
+    }
+
+    /// The audiences each TokenReview asked for, in order.
+    pub fn token_reviews(&self) -> Vec<Vec<String>> {
+        self.shared.store().token_reviews.clone()
     }
 
     /// Writes a kubeconfig pointing at this server (no TLS, no credentials).
@@ -575,6 +597,11 @@ async fn write_request(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Request<Incoming>> {
     const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/";
+    if path == "/apis/authentication.k8s.io/v1/tokenreviews" && req.method() == hyper::Method::POST
+    {
+        let review = read_json(req).await;
+        return Ok(token_review(shared, review));
+    }
     if let Some(rest) = path.strip_prefix(LEASES) {
         let Some((ns, rest)) = rest.split_once("/leases") else {
             return Err(req);
@@ -624,6 +651,33 @@ async fn write_request(
     drop(store);
     shared.latest.send_replace(rv);
     Ok(json_response(StatusCode::OK, &object))
+}
+
+/// TokenReview as the API server answers it: authenticated when the token
+/// is known and one of its audiences was asked for.
+fn token_review(shared: &Shared, mut review: Value) -> Response<Body> {
+    let token = review["spec"]["token"].as_str().unwrap_or("").to_string();
+    let asked: Vec<String> = review["spec"]["audiences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect();
+    let mut store = shared.store();
+    store.token_reviews.push(asked.clone());
+    let known = store.tokens.get(&token).cloned();
+    drop(store);
+    review["status"] = match known {
+        Some((username, audiences)) if asked.iter().any(|a| audiences.contains(a)) => {
+            serde_json::json!({
+                "authenticated": true,
+                "user": {"username": username},
+                "audiences": asked,
+            })
+        }
+        _ => serde_json::json!({"authenticated": false, "error": "invalid bearer token"}),
+    };
+    json_response(StatusCode::CREATED, &review)
 }
 
 async fn read_json(req: Request<Incoming>) -> Value {

@@ -22,7 +22,9 @@ use tokio_rustls::TlsAcceptor;
 use tonic::codegen::http;
 use tracing::{debug, info, warn};
 
-use super::server::{AdsServer, ViewSource};
+use std::convert::Infallible;
+
+use hyper::body::Incoming;
 
 /// Response bytes HTTP/2 may hold per stream before the stream waits: two of
 /// the chunks a response is written in.
@@ -38,12 +40,38 @@ const KEEPALIVE: Duration = Duration::from_secs(30);
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves ADS on `listener` until `shutdown` completes; with `tls`, every
+/// A gRPC service a listener serves: ADS, or ADS routed beside others.
+pub trait GrpcService:
+    tonic::codegen::Service<
+        http::Request<Incoming>,
+        Response = http::Response<tonic::body::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<T> GrpcService for T where
+    T: tonic::codegen::Service<
+            http::Request<Incoming>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// Serves `service` (ADS, and on the TLS listener whatever is routed beside
+/// it) on `listener` until `shutdown` completes; with `tls`, every
 /// connection is TLS first, and the client certificate it verified (if the
-/// client sent one) reaches each stream as its `Peer`.
-pub async fn serve<S: ViewSource>(
+/// client sent one) reaches each request as its `Peer`.
+pub async fn serve(
     listener: TcpListener,
-    ads: AdsServer<S>,
+    service: impl GrpcService,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -68,7 +96,7 @@ pub async fn serve<S: ViewSource>(
         };
         let _ = stream.set_nodelay(true);
         let (http2, ads, tls, stopping) =
-            (http2.clone(), ads.clone(), tls.clone(), stopping.clone());
+            (http2.clone(), service.clone(), tls.clone(), stopping.clone());
         tokio::spawn(async move {
             match tls {
                 None => serve_connection(&http2, stream, ads, Peer::default(), stopping).await,
@@ -99,10 +127,10 @@ pub async fn serve<S: ViewSource>(
 }
 
 /// Serves one connection's ADS streams until it ends or the server stops.
-async fn serve_connection<S: ViewSource, IO>(
+async fn serve_connection<IO>(
     http2: &hyper::server::conn::http2::Builder<TokioExecutor>,
     io: IO,
-    ads: AdsServer<S>,
+    ads: impl GrpcService,
     peer: Peer,
     mut stopping: watch::Receiver<bool>,
 ) where
@@ -134,13 +162,13 @@ pub struct Peer {
     pub certificate: Option<Bytes>,
 }
 
-/// The ADS service, with the connection's `Peer` put on every request.
+/// A service with the connection's `Peer` put on every request.
 struct PeerService<S> {
-    inner: AdsServer<S>,
+    inner: S,
     peer: Peer,
 }
 
-impl<S> Clone for PeerService<S> {
+impl<S: Clone> Clone for PeerService<S> {
     fn clone(&self) -> Self {
         PeerService {
             inner: self.inner.clone(),
@@ -151,11 +179,11 @@ impl<S> Clone for PeerService<S> {
 
 impl<S, B> tonic::codegen::Service<http::Request<B>> for PeerService<S>
 where
-    AdsServer<S>: tonic::codegen::Service<http::Request<B>>,
+    S: tonic::codegen::Service<http::Request<B>>,
 {
-    type Response = <AdsServer<S> as tonic::codegen::Service<http::Request<B>>>::Response;
-    type Error = <AdsServer<S> as tonic::codegen::Service<http::Request<B>>>::Error;
-    type Future = <AdsServer<S> as tonic::codegen::Service<http::Request<B>>>::Future;
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
 
     fn poll_ready(
         &mut self,

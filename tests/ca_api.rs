@@ -1,0 +1,318 @@
+//! Istio's CA API (`IstioCertificateService/CreateCertificate`) on shmesh's
+//! xDS TLS listener, called by a real gRPC client over TLS as an Istio agent
+//! calls istiod: a certificate only for the identity the caller proved,
+//! with its client certificate or, in Kubernetes mode, with a
+//! service-account token the API server's TokenReview accepts.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use shmesh::ca_service::{IstioCertificateRequest, IstioCertificateResponse};
+use tokio::net::TcpStream;
+use tonic::codegen::http;
+use tonic::Code;
+
+use common::pod_network::ca_init;
+use common::{ApiServer, Shmesh};
+
+const CREATE: &str = "/istio.v1.auth.IstioCertificateService/CreateCertificate";
+
+/// Connects to `addr` over TLS, trusting `root` and presenting `client`
+/// (certificate chain and key, PEM) when given.
+#[derive(Clone)]
+struct TlsConnect {
+    addr: SocketAddr,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl TlsConnect {
+    fn new(addr: SocketAddr, root: &str, client: Option<(String, String)>) -> TlsConnect {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(root.as_bytes()) {
+            roots.add(cert.expect("root PEM")).expect("add root");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots);
+        let mut config = match client {
+            Some((chain, key)) => {
+                let chain: Vec<CertificateDer<'static>> =
+                    CertificateDer::pem_slice_iter(chain.as_bytes())
+                        .collect::<Result<_, _>>()
+                        .expect("client chain");
+                let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("client key");
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .expect("client certificate")
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        TlsConnect {
+            addr,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        }
+    }
+}
+
+impl tonic::codegen::Service<http::Uri> for TlsConnect {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Error = std::io::Error;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let (addr, tls) = (self.addr, self.tls.clone());
+        Box::pin(async move {
+            let tcp = TcpStream::connect(addr).await?;
+            let name = ServerName::IpAddress(addr.ip().into());
+            Ok(TokioIo::new(tls.connect(name, tcp).await?))
+        })
+    }
+}
+
+/// One `CreateCertificate` call: the certificate chain, or the status.
+fn create_certificate(
+    connect: TlsConnect,
+    bearer: Option<&str>,
+    csr: String,
+    validity: i64,
+) -> Result<Vec<String>, tonic::Status> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_static("http://ca.shmesh")
+            .connect_with_connector(connect)
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("connect: {e}")))?;
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut request = tonic::Request::new(IstioCertificateRequest {
+            csr,
+            validity_duration: validity,
+            metadata: None,
+        });
+        if let Some(token) = bearer {
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        let response: tonic::Response<IstioCertificateResponse> = grpc
+            .unary(
+                request,
+                http::uri::PathAndQuery::from_static(CREATE),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await?;
+        Ok(response.into_inner().cert_chain)
+    })
+}
+
+/// A signing request for `uri` with a fresh key.
+fn csr(uri: &str) -> String {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().expect("uri"))];
+    params
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("csr pem")
+}
+
+/// The leaf's URI SAN and lifetime in seconds, after checking that `root`
+/// signed it.
+fn leaf(chain: &[String], root: &str) -> (String, i64) {
+    let der = |pem: &str| {
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .expect("certificate PEM")
+            .to_vec()
+    };
+    let (leaf_der, root_der) = (der(&chain[0]), der(root));
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf_der).expect("leaf");
+    let (_, issuer) = x509_parser::parse_x509_certificate(&root_der).expect("root");
+    cert.verify_signature(Some(issuer.public_key()))
+        .expect("the root signed the certificate");
+    let uri = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .and_then(|san| {
+            san.value.general_names.iter().find_map(|n| match n {
+                x509_parser::extensions::GeneralName::URI(u) => Some(u.to_string()),
+                _ => None,
+            })
+        })
+        .unwrap_or_default();
+    let validity = cert.validity();
+    (
+        uri,
+        validity.not_after.timestamp() - validity.not_before.timestamp(),
+    )
+}
+
+/// Credentials `shmesh bootstrap` writes for service account `account` of
+/// `shop`: (certificate chain, key).
+fn bootstrap_credentials(ca: &Path, account: &str, tls: SocketAddr) -> (String, String) {
+    let dir = tempfile::tempdir().expect("credentials dir");
+    let out = std::process::Command::new(common::shmesh_binary())
+        .args(["bootstrap", "--node", "sidecar~10.0.0.1~a.shop~shop.svc.cluster.local"])
+        .args(["--namespace", "shop", "--xds-addr", &tls.to_string()])
+        .arg("--credentials-dir")
+        .arg(dir.path())
+        .args(["--service-account", account])
+        .arg("--ca-cert")
+        .arg(ca.join("root-cert.pem"))
+        .arg("--ca-key")
+        .arg(ca.join("root-key.pem"))
+        .args(["--xds-tls-name", "127.0.0.1"])
+        .output()
+        .expect("run shmesh bootstrap");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("credential file");
+    (read("cert-chain.pem"), read("key.pem"))
+}
+
+fn ca_flags(ca: &Path) -> Vec<String> {
+    let path = |f: &str| ca.join(f).to_str().expect("utf-8 path").to_string();
+    vec![
+        "--ca-cert".into(),
+        path("root-cert.pem"),
+        "--ca-key".into(),
+        path("root-key.pem"),
+        "--xds-tls-addr".into(),
+        "127.0.0.1:0".into(),
+        "--xds-tls-name".into(),
+        "127.0.0.1".into(),
+    ]
+}
+
+fn counter(shmesh: &Shmesh, name: &str) -> u64 {
+    let (_, text) = shmesh.admin_get("/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+const A: &str = "spiffe://cluster.local/ns/shop/sa/a";
+
+#[test]
+fn a_client_certificate_proves_the_identity_it_gets_a_certificate_for() {
+    let ca = tempfile::tempdir().expect("CA dir");
+    ca_init(ca.path());
+    let root = std::fs::read_to_string(ca.path().join("root-cert.pem")).expect("root");
+    let config = tempfile::tempdir().expect("config dir");
+    let flags = ca_flags(ca.path());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let shmesh = Shmesh::start_with(config.path(), &flags);
+    let tls = shmesh.xds_tls.expect("xDS TLS listener");
+    let proven = TlsConnect::new(tls, &root, Some(bootstrap_credentials(ca.path(), "a", tls)));
+
+    let chain = create_certificate(proven.clone(), None, csr(A), 3600).expect("signed");
+    assert_eq!(chain.len(), 2, "certificate then root");
+    assert_eq!(chain[1].trim(), root.trim());
+    let (uri, lifetime) = leaf(&chain, &root);
+    assert_eq!(uri, A);
+    // An hour as asked, from a minute before now.
+    assert_eq!(lifetime, 3600 + 60);
+    // Never longer than the CA's workload lifetime (24 h).
+    let chain = create_certificate(proven.clone(), None, csr(A), 10 * 365 * 86400).expect("signed");
+    assert_eq!(leaf(&chain, &root).1, 86400 + 60);
+
+    // Another identity than the proven one is refused.
+    let other = create_certificate(
+        proven.clone(),
+        None,
+        csr("spiffe://cluster.local/ns/shop/sa/b"),
+        0,
+    )
+    .expect_err("a certificate for b");
+    assert_eq!(other.code(), Code::InvalidArgument, "{other:?}");
+    // Garbage is refused.
+    let garbage = create_certificate(proven, None, "not a CSR".into(), 0).expect_err("garbage");
+    assert_eq!(garbage.code(), Code::InvalidArgument, "{garbage:?}");
+
+    // No client certificate: a token cannot be checked without Kubernetes,
+    // and nothing at all proves nothing.
+    let anonymous = TlsConnect::new(tls, &root, None);
+    for bearer in [Some("a-made-up-token"), None] {
+        let refused = create_certificate(anonymous.clone(), bearer, csr(A), 0)
+            .expect_err("an unauthenticated caller got a certificate");
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
+    assert_eq!(counter(&shmesh, "shmesh_ca_requests_signed_total"), 2);
+    assert_eq!(counter(&shmesh, "shmesh_ca_requests_refused_total"), 4);
+    let log = shmesh.log();
+    assert!(!log.contains("a-made-up-token"), "a token was logged");
+    assert!(!log.contains("PRIVATE KEY") && !log.contains("BEGIN CERTIFICATE"));
+}
+
+#[test]
+fn in_kubernetes_mode_a_service_account_token_is_checked_with_token_review() {
+    let ca = tempfile::tempdir().expect("CA dir");
+    ca_init(ca.path());
+    let root = std::fs::read_to_string(ca.path().join("root-cert.pem")).expect("root");
+    let api = ApiServer::start();
+    api.add_token("token-of-a", "shop", "a", &["istio-ca"]);
+    api.add_token("token-for-another-audience", "shop", "b", &["vault"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.kubeconfig(&kubeconfig);
+    let mut args = vec!["--kubernetes".to_string()];
+    args.extend(ca_flags(ca.path()));
+    let shmesh = Shmesh::spawn(
+        &args,
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().expect("utf-8 path")),
+            ("NO_PROXY", "127.0.0.1,localhost"),
+        ],
+    );
+    shmesh.wait_ready();
+    let tls = shmesh.xds_tls.expect("xDS TLS listener");
+    let anonymous = TlsConnect::new(tls, &root, None);
+
+    let chain = create_certificate(anonymous.clone(), Some("token-of-a"), csr(A), 0)
+        .expect("a's token gets a's certificate");
+    assert_eq!(leaf(&chain, &root).0, A);
+    for bad in ["not-a-token", "token-for-another-audience"] {
+        let refused = create_certificate(anonymous.clone(), Some(bad), csr(A), 0)
+            .expect_err("a bad token got a certificate");
+        assert_eq!(refused.code(), Code::Unauthenticated, "{bad}: {refused:?}");
+    }
+    // A's token does not get b's certificate.
+    let other = create_certificate(
+        anonymous,
+        Some("token-of-a"),
+        csr("spiffe://cluster.local/ns/shop/sa/b"),
+        0,
+    )
+    .expect_err("a certificate for b");
+    assert_eq!(other.code(), Code::InvalidArgument);
+    assert!(api
+        .token_reviews()
+        .iter()
+        .all(|audiences| audiences == &["istio-ca".to_string()]));
+    assert_eq!(api.token_reviews().len(), 4);
+    assert!(!shmesh.log().contains("token-of-a"), "a token was logged");
+}
