@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::info;
 
-use crate::config::{Api, BootstrapArgs, CaCommand, Command, ServeArgs, TranslateArgs};
 use crate::ca_service::{CertificateService, TokenReviewer};
+use crate::config::{Api, BootstrapArgs, CaCommand, Command, ServeArgs, TranslateArgs};
 use crate::identity::{CaOptions, Identities};
 use crate::metrics::Metrics;
 use crate::{admin, bootstrap, jsonpb, rollout, sources, views};

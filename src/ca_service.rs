@@ -93,7 +93,13 @@ impl TokenReviewer {
         }
         let username = status.user.and_then(|u| u.username).unwrap_or_default();
         let mut parts = username.split(':');
-        match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
             (Some("system"), Some("serviceaccount"), Some(ns), Some(sa), None)
                 if !ns.is_empty() && !sa.is_empty() =>
             {
@@ -175,7 +181,10 @@ impl Inner {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(|t| t.trim().to_string());
         let peer = request.extensions().get::<Peer>().cloned();
         let id = self.caller(peer.as_ref(), bearer.as_deref()).await?;

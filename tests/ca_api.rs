@@ -173,7 +173,11 @@ fn leaf(chain: &[String], root: &str) -> (String, i64) {
 fn bootstrap_credentials(ca: &Path, account: &str, tls: SocketAddr) -> (String, String) {
     let dir = tempfile::tempdir().expect("credentials dir");
     let out = std::process::Command::new(common::shmesh_binary())
-        .args(["bootstrap", "--node", "sidecar~10.0.0.1~a.shop~shop.svc.cluster.local"])
+        .args([
+            "bootstrap",
+            "--node",
+            "sidecar~10.0.0.1~a.shop~shop.svc.cluster.local",
+        ])
         .args(["--namespace", "shop", "--xds-addr", &tls.to_string()])
         .arg("--credentials-dir")
         .arg(dir.path())

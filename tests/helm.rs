@@ -351,6 +351,14 @@ fn grants(objects: &BTreeMap<Key, Value>) -> BTreeSet<(String, String, String, S
 }
 
 fn expected_grants(with_status: bool) -> BTreeSet<(String, String, String, String)> {
+    expected_grants_with(with_status, false)
+}
+
+/// What shmesh needs: with status writing, and with its CA (TokenReview).
+fn expected_grants_with(
+    with_status: bool,
+    with_ca: bool,
+) -> BTreeSet<(String, String, String, String)> {
     let mut rules: Vec<(&str, &str, &[&str], &[&str])> = vec![
         (
             "ClusterRole",
@@ -387,6 +395,14 @@ fn expected_grants(with_status: bool) -> BTreeSet<(String, String, String, Strin
             &["get", "list", "watch"],
         ),
     ];
+    if with_ca {
+        rules.push((
+            "ClusterRole",
+            "authentication.k8s.io",
+            &["tokenreviews"],
+            &["create"],
+        ));
+    }
     if with_status {
         rules.push((
             "ClusterRole",
@@ -868,4 +884,65 @@ fn chart_values_change_what_they_say() {
         pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"],
         json!({"app.kubernetes.io/name": "shmesh", "app.kubernetes.io/instance": "mesh"})
     );
+}
+
+#[test]
+fn the_ca_runs_from_a_secret_with_token_review_and_15012() {
+    let objects = render("shmesh", "istio-system", &["--set", "ca.enabled=true"]);
+    check_typed(&objects);
+    assert_eq!(grants(&objects), expected_grants_with(true, true));
+    let deployment = find(&objects, "Deployment", "shmesh");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let args = strs(&c["args"]);
+    let after = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {flag} in {args:?}"))
+    };
+    assert_eq!(after("--ca-cert"), "/etc/cacerts/ca-cert.pem");
+    assert_eq!(after("--ca-key"), "/etc/cacerts/ca-key.pem");
+    assert_eq!(after("--ca-trust"), "/etc/cacerts/root-cert.pem");
+    assert_eq!(after("--xds-tls-addr"), "0.0.0.0:15012");
+    assert_eq!(
+        after("--xds-tls-name"),
+        "istiod.istio-system.svc,shmesh.istio-system.svc"
+    );
+    assert_eq!(after("--workload-cert-ttl"), "24h");
+    let secret = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "cacerts")
+        .expect("cacerts volume");
+    assert_eq!(secret["secret"]["secretName"], "cacerts");
+    // Readable by shmesh (its group) and no one else.
+    assert_eq!(secret["secret"]["defaultMode"], 0o440);
+    assert_eq!(pod["securityContext"]["fsGroup"], 65532);
+    assert!(c["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .contains(&json!({"name": "cacerts", "mountPath": "/etc/cacerts", "readOnly": true})));
+    assert!(c["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .any(|p| p["containerPort"] == 15012));
+    let service = find(&objects, "Service", "shmesh");
+    assert!(service["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .any(|p| p["port"] == 15012 && p["name"] == "grpc-xds-tls"));
+    // shmesh itself takes exactly these flags.
+    let out = Command::new(env!("CARGO_BIN_EXE_shmesh"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("shmesh serve --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in args.iter().filter(|a| a.starts_with("--")) {
+        assert!(help.contains(flag.as_str()), "shmesh serve has no {flag}");
+    }
 }

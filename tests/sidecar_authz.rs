@@ -107,7 +107,10 @@ fn expect_statuses(what: &str, checks: &[Check]) {
             .iter()
             .map(|(netns, path, headers, want)| {
                 let r = get(netns, path, headers);
-                (status(&r) == Some(*want), format!("{path} want {want}: {}", describe(&r)))
+                (
+                    status(&r) == Some(*want),
+                    format!("{path} want {want}: {}", describe(&r)),
+                )
             })
             .collect();
         if last.iter().all(|(ok, _)| *ok) {

@@ -95,8 +95,12 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let (http2, ads, tls, stopping) =
-            (http2.clone(), service.clone(), tls.clone(), stopping.clone());
+        let (http2, ads, tls, stopping) = (
+            http2.clone(),
+            service.clone(),
+            tls.clone(),
+            stopping.clone(),
+        );
         tokio::spawn(async move {
             match tls {
                 None => serve_connection(&http2, stream, ads, Peer::default(), stopping).await,
