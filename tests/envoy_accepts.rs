@@ -259,9 +259,10 @@ fn envoy_accepts_a_sidecar_with_an_istio_agent() {
 
 /// Every field of AuthorizationPolicy and RequestAuthentication shmesh
 /// translates, on HTTP and TCP chains, with keys fetched from a mesh service
-/// and from outside the mesh: Envoy accepts the filters.
+/// and from outside the mesh, on the ingress listeners of the workload's
+/// Sidecar (to loopback, another port, a Unix socket): Envoy accepts it.
 #[test]
-fn envoy_accepts_authorization_and_jwt_filters() {
+fn envoy_accepts_authorization_jwt_and_sidecar_ingress() {
     let mut model = bookinfo();
     let policies = r#"apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -313,6 +314,21 @@ spec:
     jwksUri: http://details.default.svc.cluster.local:9080/jwks
     fromHeaders: [{name: x-jwt, prefix: 'Bearer '}]
     fromParams: [token]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews, namespace: default}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:9081
+  - port: {number: 9090, protocol: TCP, name: tcp}
+    defaultEndpoint: 0.0.0.0:7070
+  - port: {number: 9091, name: grpc}
+    defaultEndpoint: unix:///var/run/reviews.sock
+  egress:
+  - hosts: ['./*', 'istio-system/*']
 "#;
     let changes: Vec<Change> = parse_text("authz.yaml", policies)
         .into_iter()
@@ -321,7 +337,7 @@ spec:
             other => panic!("not valid: {other:?}"),
         })
         .collect();
-    assert_eq!(changes.len(), 4);
+    assert_eq!(changes.len(), 5);
     model.apply(changes);
     let node = agent_node();
     let view = shmesh_translate::node::view_of(&node).expect("view");
@@ -339,6 +355,14 @@ spec:
         "envoy.filters.http.jwt_authn",
     ] {
         assert!(filters.contains(name), "no {name} in virtualInbound");
+    }
+    for port in ["9080", "9090", "9091"] {
+        assert!(
+            vi.filter_chains
+                .iter()
+                .any(|fc| fc.name == format!("0.0.0.0_{port}-mtls")),
+            "no chain for ingress port {port}"
+        );
     }
     validate_with_agent(&snap, node, "authorization filters");
 }

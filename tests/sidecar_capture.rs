@@ -2,7 +2,8 @@
 //! calls a service by its name and clusterIP through its own outbound
 //! capture and the destination's inbound capture; a pod outside the mesh
 //! reaches a meshed pod through its inbound capture; traffic to an address
-//! no service owns passes through. Real Envoys running as the proxy's uid,
+//! no service owns passes through; a Sidecar's `ingress` remaps inbound
+//! ports (to a loopback-only app, to another port). Real Envoys running as the proxy's uid,
 //! on delta and state-of-the-world ADS. Needs root (skipped otherwise).
 //!
 //! Envoy's cluster stats carry Istio's `alt_stat_name`, the cluster name
@@ -130,8 +131,31 @@ fn both_directions(delta: bool) {
             "cluster.InboundPassthroughCluster.upstream_cx_total"
         ) >= 1
     );
+
+    // b's Sidecar names its inbound ports: 8080 goes to an app that listens
+    // on loopback only, and 8082 to b's 8081.
+    let loopback = b
+        .netns
+        .run(|| Upstream::start_at("127.0.0.1", 8090, "b-loopback"));
+    mesh::write_atomic(dir.path(), "sidecar.yaml", SIDECAR_INGRESS);
+    eventually("b's ingress sends 8080 to its loopback app", || {
+        http_get_in(&a.netns, vip, "b", "/ingress").is_ok_and(|r| r.body == "b-loopback")
+    });
+    assert_eq!(loopback.last_request().expect("seen").path, "/ingress");
+    let r = http_get_in(
+        &c.netns,
+        format!("{}:8082", b.ip).parse().expect("addr"),
+        "b",
+        "/remapped",
+    )
+    .expect("c → b:8082");
+    assert_eq!((r.status, r.body.as_str()), (200, "b-extra"));
+    assert_eq!(extra.last_request().expect("seen").path, "/remapped");
+    assert!(counter(&sidecar_b, "cluster.inbound|8082||;.upstream_rq_200") >= 1);
     drop(shmesh);
 }
+
+const SIDECAR_INGRESS: &str = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: b, namespace: shop}\nspec:\n  workloadSelector: {labels: {app: b}}\n  ingress:\n  - port: {number: 8080, protocol: HTTP, name: http}\n    defaultEndpoint: 127.0.0.1:8090\n  - port: {number: 8082, protocol: HTTP, name: http-remapped}\n    defaultEndpoint: 0.0.0.0:8081\n";
 
 #[test]
 fn both_directions_under_capture_delta() {

@@ -1,5 +1,7 @@
 //! Istio `Sidecar` (networking.istio.io): limits which hosts the proxies of a
-//! namespace can reach (`egress.hosts`).
+//! namespace (or of the workloads its selector matches) can reach
+//! (`egress.hosts`), and names the ports their workload takes traffic on
+//! (`ingress`).
 
 use serde::Deserialize;
 
@@ -13,7 +15,71 @@ pub type Sidecar = IstioObject<SidecarSpec>;
 #[serde(default, rename_all = "camelCase")]
 pub struct SidecarSpec {
     pub workload_selector: Option<WorkloadSelector>,
+    pub ingress: Vec<IngressListener>,
     pub egress: Vec<EgressListener>,
+}
+
+/// A port the workload takes inbound traffic on, instead of the ports of the
+/// services that select it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct IngressListener {
+    pub port: IngressPort,
+    /// Where the traffic goes: `127.0.0.1:PORT`, `0.0.0.0:PORT` (the
+    /// workload's own address) or `unix://PATH`; the same port on the
+    /// workload's address when empty.
+    pub default_endpoint: Option<String>,
+    /// `DEFAULT` or `IPTABLES` (captured); `NONE` is not supported.
+    pub capture_mode: Option<String>,
+    pub bind: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct IngressPort {
+    pub number: i64,
+    pub protocol: Option<String>,
+    pub name: Option<String>,
+}
+
+/// Where an ingress listener sends its traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IngressEndpoint {
+    /// The port the caller dialed, on the workload's address.
+    SamePort,
+    /// Another port of the workload's address (`0.0.0.0:PORT`).
+    WorkloadPort(u16),
+    /// The loopback address (`127.0.0.1:PORT`).
+    Loopback(u16),
+    /// A Unix socket (`unix://PATH`).
+    Unix(String),
+}
+
+impl IngressListener {
+    pub fn endpoint(&self) -> Result<IngressEndpoint, String> {
+        let Some(text) = self.default_endpoint.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(IngressEndpoint::SamePort);
+        };
+        if let Some(path) = text.strip_prefix("unix://") {
+            return match path {
+                "" => Err(format!("{text:?} names no socket")),
+                path => Ok(IngressEndpoint::Unix(path.to_string())),
+            };
+        }
+        let port = |p: &str| -> Result<u16, String> {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{text:?} has an invalid port"))
+        };
+        match text.rsplit_once(':') {
+            Some(("127.0.0.1" | "[::1]", p)) => Ok(IngressEndpoint::Loopback(port(p)?)),
+            Some(("0.0.0.0" | "[::]", p)) => Ok(IngressEndpoint::WorkloadPort(port(p)?)),
+            _ => Err(format!(
+                "{text:?} is not 127.0.0.1:PORT, 0.0.0.0:PORT or unix://PATH"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -26,6 +92,42 @@ pub struct EgressListener {
 
 impl Validator {
     pub(crate) fn sidecar(&mut self, sc: &SidecarSpec) {
+        let mut ports = std::collections::BTreeSet::new();
+        for (i, ingress) in sc.ingress.iter().enumerate() {
+            let at = format!("spec.ingress[{i}]");
+            self.port(format!("{at}.port.number"), ingress.port.number);
+            if !ports.insert(ingress.port.number) {
+                self.err(
+                    format!("{at}.port.number"),
+                    format!("port {} is declared twice", ingress.port.number),
+                );
+            }
+            self.protocol(
+                format!("{at}.port.protocol"),
+                ingress.port.protocol.as_ref(),
+            );
+            if let Err(reason) = ingress.endpoint() {
+                self.err(format!("{at}.defaultEndpoint"), reason);
+            }
+            match ingress.capture_mode.as_deref() {
+                None | Some("DEFAULT" | "IPTABLES") => {}
+                Some("NONE") => self.err(
+                    format!("{at}.captureMode"),
+                    "NONE (a listener bound without capture) is not supported",
+                ),
+                Some(other) => self.err(
+                    format!("{at}.captureMode"),
+                    format!("{other:?} is not one of DEFAULT, IPTABLES, NONE"),
+                ),
+            }
+        }
+        if let Some(sel) = &sc.workload_selector {
+            for key in sel.labels.keys() {
+                if key.is_empty() {
+                    self.err("spec.workloadSelector.labels", "a label name is empty");
+                }
+            }
+        }
         for (i, egress) in sc.egress.iter().enumerate() {
             if egress.hosts.is_empty() {
                 self.err(
@@ -66,6 +168,24 @@ mod tests {
         let sc =
             sidecar("\"./*\", \"istio-system/*\", \"*/reviews.shop.svc.cluster.local\", \"~/*\"");
         assert!(problems(&sc).is_empty(), "{:?}", problems(&sc));
+    }
+
+    #[test]
+    fn ingress_ports_and_endpoints() {
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: cart, namespace: shop}\nspec:\n  workloadSelector: {labels: {app: cart}}\n  ingress:\n  - port: {number: 9080, protocol: HTTP, name: http}\n    defaultEndpoint: 127.0.0.1:8080\n  - port: {number: 9090, protocol: TCP, name: tcp}\n    defaultEndpoint: 0.0.0.0:7070\n  - port: {number: 9091, protocol: GRPC, name: grpc}\n    defaultEndpoint: unix:///var/run/app.sock\n  - port: {number: 9092, protocol: HTTP, name: plain}\n";
+        assert!(problems(yaml).is_empty(), "{:?}", problems(yaml));
+        let bad = "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: cart, namespace: shop}\nspec:\n  ingress:\n  - port: {number: 0, protocol: HTTPX}\n    defaultEndpoint: 10.0.0.1:8080\n  - port: {number: 0}\n    captureMode: NONE\n";
+        assert_eq!(
+            problems(bad),
+            vec![
+                "spec.ingress[0].port.number: port 0 is out of range 1-65535",
+                "spec.ingress[0].port.protocol: unknown protocol \"HTTPX\"",
+                "spec.ingress[0].defaultEndpoint: \"10.0.0.1:8080\" is not 127.0.0.1:PORT, 0.0.0.0:PORT or unix://PATH",
+                "spec.ingress[1].port.number: port 0 is out of range 1-65535",
+                "spec.ingress[1].port.number: port 0 is declared twice",
+                "spec.ingress[1].captureMode: NONE (a listener bound without capture) is not supported",
+            ]
+        );
     }
 
     #[test]

@@ -408,19 +408,35 @@ impl Model {
         self.root_namespace = namespace.to_string();
     }
 
-    /// What proxies of `namespace` may reach, from the namespace's Sidecar or
-    /// the root namespace's. Sidecars with a workload selector need the proxy's
-    /// labels and are not applied.
-    pub fn egress_scope(&self, namespace: &str) -> Scope {
-        let root = self.root();
+    /// The Sidecar of a workload of `namespace` with `labels`: the first
+    /// (by name) of its namespace whose selector matches it, else its
+    /// namespace's without a selector, else the root namespace's.
+    pub fn sidecar_for(&self, namespace: &str, labels: &Labels) -> Option<&Arc<Sidecar>> {
+        let selected = self.sidecars.in_namespace(namespace).find(|sc| {
+            sc.spec
+                .workload_selector
+                .as_ref()
+                .is_some_and(|sel| selects(&sel.labels, labels))
+        });
         let namespace_wide = |ns: &str| {
             self.sidecars
                 .in_namespace(ns)
                 .find(|sc| sc.spec.workload_selector.is_none())
         };
-        let Some(sidecar) = namespace_wide(namespace).or_else(|| namespace_wide(root)) else {
+        selected
+            .or_else(|| namespace_wide(namespace))
+            .or_else(|| namespace_wide(self.root()))
+    }
+
+    /// What a workload of `namespace` with `labels` may reach, as its
+    /// Sidecar says (`sidecar_for`); everything without one.
+    pub fn egress_scope(&self, namespace: &str, labels: &Labels) -> Scope {
+        let Some(sidecar) = self.sidecar_for(namespace, labels) else {
             return Scope::everything();
         };
+        if sidecar.spec.egress.is_empty() {
+            return Scope::everything();
+        }
         let mut hosts = Vec::new();
         for egress in &sidecar.spec.egress {
             for h in &egress.hosts {

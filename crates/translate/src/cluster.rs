@@ -89,7 +89,7 @@ impl Effective {
 /// The clusters of those of `hosts` the view sees (a full translation takes
 /// every visible service's `service_clusters` and the `fixed_clusters`).
 pub fn clusters(model: &Model, view: &ProxyView, hosts: &[&str]) -> Vec<BuiltCluster> {
-    let scope = model.egress_scope(&view.namespace);
+    let scope = model.egress_scope(&view.namespace, &view.labels);
     hosts
         .iter()
         .filter_map(|h| model.service(h))

@@ -4,7 +4,8 @@
 //! to 15006. `virtualInbound` listens there, recovers each connection's
 //! original destination and picks a filter chain by its destination port:
 //! one chain per port a service in the workload's namespace selects the
-//! workload on (its target port), routing to the cluster `inbound|PORT||`;
+//! workload on (its target port), or per port its Sidecar's `ingress`
+//! names, routing to the cluster `inbound|PORT||`;
 //! a chain for 15006 itself that goes nowhere (a connection addressed to the
 //! listener would loop); and a catch-all that passes anything else on to
 //! where it was going, through `InboundPassthroughCluster`. Each port takes
@@ -13,8 +14,10 @@
 //!
 //! Inbound clusters are original-destination clusters: the connection goes
 //! to the very address and port the caller dialed, from 127.0.0.6, the
-//! address capture lets through untouched. Nothing in them depends on the
-//! pod's IP, so replicas of one workload share them.
+//! address capture lets through untouched (a Sidecar's `defaultEndpoint`
+//! may change the port, or send it to loopback or a Unix socket instead).
+//! Nothing in them depends on the pod's IP, so replicas of one workload
+//! share them.
 //!
 //! Which services select the workload depends on its labels (node metadata
 //! `LABELS`), which is why labels are part of a capture view.
@@ -24,6 +27,7 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
 use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3 as e;
 use envoy_types::pb::envoy::config::listener::v3 as l;
 use envoy_types::pb::envoy::config::route::v3 as r;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
@@ -36,7 +40,7 @@ use super::authorization::Authorization;
 use super::cluster::BuiltCluster;
 use super::tls::{self, Certificates};
 use super::{any, duration, istio_names, listener, socket_address, ListenerMode, ProxyView};
-use shmesh_api::objects::MtlsMode;
+use shmesh_api::objects::{IngressEndpoint, IngressListener, MtlsMode};
 use shmesh_model::{selects, Backing, MeshService, Model, Protocol, TargetPort};
 
 /// The address inbound clusters connect from: capture returns traffic from
@@ -47,23 +51,32 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 /// A port the workload serves, as the first service (by host name) that
-/// selects it on that port declares it.
+/// selects it on that port declares it, or as its Sidecar's `ingress` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundPort {
-    /// The target port: where the app listens and what the caller dialed.
+    /// What the caller dialed; with services, also where the app listens.
     pub port: u16,
     pub protocol: Protocol,
-    /// The service that declares it.
-    pub service: String,
+    /// Where the traffic goes.
+    pub endpoint: IngressEndpoint,
 }
 
-/// The ports of the view's workload: the target ports of every service in
+/// The ports of the view's workload. When its Sidecar (`Model::sidecar_for`)
+/// has `ingress` listeners, those; else the target ports of every service in
 /// its namespace whose selector matches its labels. A named target port
 /// takes the number the service's endpoints resolved it to (those of pods
 /// with the workload's very labels first); with no endpoint yet, it is left
 /// out until one appears.
 pub fn inbound_ports(model: &Model, view: &ProxyView) -> Vec<InboundPort> {
-    if view.mode != ListenerMode::Capture || view.labels.is_empty() {
+    if view.mode != ListenerMode::Capture {
+        return Vec::new();
+    }
+    if let Some(sidecar) = model.sidecar_for(&view.namespace, &view.labels) {
+        if !sidecar.spec.ingress.is_empty() {
+            return ingress_ports(&sidecar.spec.ingress);
+        }
+    }
+    if view.labels.is_empty() {
         return Vec::new();
     }
     let mut ports: BTreeMap<u16, InboundPort> = BTreeMap::new();
@@ -86,9 +99,31 @@ pub fn inbound_ports(model: &Model, view: &ProxyView) -> Vec<InboundPort> {
             ports.entry(target).or_insert_with(|| InboundPort {
                 port: target,
                 protocol: port.protocol,
-                service: svc.hostname.clone(),
+                endpoint: IngressEndpoint::SamePort,
             });
         }
+    }
+    ports.into_values().collect()
+}
+
+/// A Sidecar's ingress listeners, by port; those validation refuses (a bad
+/// port or endpoint) never reach the model.
+fn ingress_ports(ingress: &[IngressListener]) -> Vec<InboundPort> {
+    let mut ports: BTreeMap<u16, InboundPort> = BTreeMap::new();
+    for listener in ingress {
+        let (Ok(port), Ok(endpoint)) = (u16::try_from(listener.port.number), listener.endpoint())
+        else {
+            continue;
+        };
+        let protocol = match &listener.port.protocol {
+            Some(p) => Protocol::parse(p),
+            None => Protocol::from_port_name(listener.port.name.as_deref().unwrap_or("")),
+        };
+        ports.entry(port).or_insert(InboundPort {
+            port,
+            protocol,
+            endpoint,
+        });
     }
     ports.into_values().collect()
 }
@@ -112,7 +147,7 @@ pub fn clusters(model: &Model, view: &ProxyView) -> Vec<BuiltCluster> {
         .iter()
         .map(|p| {
             let name = istio_names::inbound_cluster(p.port);
-            let mut cluster = original_destination(&name, p.protocol.is_http2());
+            let mut cluster = to_workload(&name, p.protocol.is_http2(), &p.endpoint);
             cluster.alt_stat_name = format!("{name};");
             built(cluster, p.port)
         })
@@ -134,6 +169,62 @@ fn built(cluster: c::Cluster, port: u16) -> BuiltCluster {
         subset: None,
         eds: false,
     }
+}
+
+/// The cluster of an inbound port: to where the caller was going (on
+/// another port when the Sidecar's ingress says so), or to a fixed
+/// loopback address or Unix socket.
+fn to_workload(name: &str, http2: bool, endpoint: &IngressEndpoint) -> c::Cluster {
+    let mut cluster = original_destination(name, http2);
+    let fixed = |address: core::Address| {
+        Some(e::ClusterLoadAssignment {
+            cluster_name: name.to_string(),
+            endpoints: vec![e::LocalityLbEndpoints {
+                lb_endpoints: vec![e::LbEndpoint {
+                    host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
+                        address: Some(address),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    };
+    let static_cluster = |cluster: &mut c::Cluster| {
+        cluster.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        ));
+        cluster.lb_policy = cluster::LbPolicy::RoundRobin as i32;
+    };
+    match endpoint {
+        IngressEndpoint::SamePort => {}
+        IngressEndpoint::WorkloadPort(port) => {
+            cluster.lb_config = Some(c::cluster::LbConfig::OriginalDstLbConfig(
+                c::cluster::OriginalDstLbConfig {
+                    upstream_port_override: Some(super::u32_value(*port as u32)),
+                    ..Default::default()
+                },
+            ));
+        }
+        IngressEndpoint::Loopback(port) => {
+            static_cluster(&mut cluster);
+            cluster.load_assignment = fixed(socket_address("127.0.0.1", *port));
+        }
+        IngressEndpoint::Unix(path) => {
+            static_cluster(&mut cluster);
+            // A socket has no source address to bind.
+            cluster.upstream_bind_config = None;
+            cluster.load_assignment = fixed(core::Address {
+                address: Some(core::address::Address::Pipe(core::Pipe {
+                    path: path.clone(),
+                    ..Default::default()
+                })),
+            });
+        }
+    }
+    cluster
 }
 
 /// An original-destination cluster connecting from 127.0.0.6; HTTP/2
@@ -501,6 +592,70 @@ mod tests {
             "envoy.filters.network.http_connection_manager"
         );
         assert_eq!(filter("0.0.0.0_5432"), "envoy.filters.network.tcp_proxy");
+    }
+
+    #[test]
+    fn a_sidecars_ingress_listeners_replace_the_service_ports() {
+        let sidecar = "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: cart, namespace: shop}\nspec:\n  workloadSelector: {labels: {app: cart}}\n  ingress:\n  - port: {number: 9080, protocol: HTTP, name: http}\n    defaultEndpoint: 127.0.0.1:8080\n  - port: {number: 9091, protocol: TCP, name: tcp}\n    defaultEndpoint: 0.0.0.0:7070\n  - port: {number: 9092, name: grpc-api}\n    defaultEndpoint: unix:///var/run/cart.sock\n  - port: {number: 9093, name: http-same}\n";
+        let m = model(&format!("{SHOP}{sidecar}"));
+        let snap = build(&m, &workload("shop", &[("app", "cart")]));
+        assert_eq!(
+            inbound_names(&snap),
+            vec![
+                "InboundPassthroughCluster",
+                "inbound|9080||",
+                "inbound|9091||",
+                "inbound|9092||",
+                "inbound|9093||"
+            ]
+        );
+        let loopback: c::Cluster = decode(&snap, ResourceType::Cluster, "inbound|9080||");
+        let address = |cl: &c::Cluster| {
+            cl.load_assignment
+                .as_ref()
+                .expect("static endpoint")
+                .endpoints[0]
+                .lb_endpoints[0]
+                .host_identifier
+                .clone()
+        };
+        assert_eq!(
+            address(&loopback),
+            Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
+                address: Some(socket_address("127.0.0.1", 8080)),
+                ..Default::default()
+            }))
+        );
+        let other_port: c::Cluster = decode(&snap, ResourceType::Cluster, "inbound|9091||");
+        assert_eq!(
+            other_port.lb_config,
+            Some(c::cluster::LbConfig::OriginalDstLbConfig(
+                c::cluster::OriginalDstLbConfig {
+                    upstream_port_override: Some(crate::u32_value(7070)),
+                    ..Default::default()
+                }
+            ))
+        );
+        let unix: c::Cluster = decode(&snap, ResourceType::Cluster, "inbound|9092||");
+        assert!(unix.upstream_bind_config.is_none());
+        // HTTP/2 upstream for the gRPC port named by its port name.
+        assert!(
+            unix.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS]
+                .value
+                .len()
+                > 2
+        );
+        let same: c::Cluster = decode(&snap, ResourceType::Cluster, "inbound|9093||");
+        assert!(same.load_assignment.is_none() && same.lb_config.is_none());
+        // Every workload the selector matches gets them; one it does not
+        // match keeps the services' ports (here: none select it).
+        let other = build(
+            &m,
+            &workload("shop", &[("app", "cart"), ("pod-template-hash", "abc")]),
+        );
+        assert!(inbound_names(&other).contains(&"inbound|9080||"));
+        let web = build(&m, &workload("shop", &[("app", "web")]));
+        assert_eq!(inbound_names(&web), vec!["InboundPassthroughCluster"]);
     }
 
     #[test]

@@ -398,7 +398,7 @@ pub fn visible_services<'a>(
     model: &'a Model,
     view: &ProxyView,
 ) -> impl Iterator<Item = &'a Arc<MeshService>> {
-    let scope = model.egress_scope(&view.namespace);
+    let scope = model.egress_scope(&view.namespace, &view.labels);
     let namespace = view.namespace.clone();
     model
         .services()
@@ -483,7 +483,7 @@ fn visible_matching<'a>(
         visible_services(model, view).filter(matched).collect()
     } else {
         // Exact hosts: looked up, not searched for.
-        let scope = model.egress_scope(&view.namespace);
+        let scope = model.egress_scope(&view.namespace, &view.labels);
         patterns
             .iter()
             .filter_map(|p| model.service(p))

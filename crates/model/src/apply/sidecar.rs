@@ -43,4 +43,52 @@ mod tests {
         assert!(model.apply_sidecar(name.clone(), None).scope);
         assert!(model.apply_sidecar(name, None).is_empty());
     }
+
+    #[test]
+    fn a_selecting_sidecar_wins_over_its_namespaces_and_the_roots() {
+        let mut model = Model::new();
+        for (ns, name, spec) in [
+            (
+                "istio-system",
+                "default",
+                "{egress: [{hosts: ['istio-system/*']}]}",
+            ),
+            ("shop", "default", "{egress: [{hosts: ['./*']}]}"),
+            (
+                "shop",
+                "cart",
+                "{workloadSelector: {labels: {app: cart}}, egress: [{hosts: ['bank/*']}]}",
+            ),
+            (
+                "shop",
+                "ingress-only",
+                "{workloadSelector: {labels: {app: db}}, ingress: [{port: {number: 5432}}]}",
+            ),
+        ] {
+            let yaml = format!("apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n");
+            let sc: Sidecar = typed(&yaml);
+            model.apply_sidecar((ns.to_string(), name.to_string()), Some(&sc));
+        }
+        let labels = |app: &str| -> shmesh_api::objects::Labels {
+            [("app".to_string(), app.to_string())].into()
+        };
+        let name = |ns: &str, app: &str| {
+            model
+                .sidecar_for(ns, &labels(app))
+                .map(|s| s.metadata.name.clone())
+        };
+        assert_eq!(name("shop", "cart").as_deref(), Some("cart"));
+        assert_eq!(name("shop", "web").as_deref(), Some("default"));
+        assert_eq!(name("bank", "cart").as_deref(), Some("default"));
+        let allows = |ns: &str, app: &str, host_ns: &str| {
+            model
+                .egress_scope(ns, &labels(app))
+                .allows(host_ns, &format!("x.{host_ns}.svc.cluster.local"))
+        };
+        assert!(allows("shop", "cart", "bank") && !allows("shop", "cart", "shop"));
+        assert!(allows("shop", "web", "shop") && !allows("shop", "web", "bank"));
+        assert!(allows("bank", "web", "istio-system") && !allows("bank", "web", "bank"));
+        // A Sidecar without egress limits nothing.
+        assert!(allows("shop", "db", "bank") && allows("shop", "db", "shop"));
+    }
 }
