@@ -291,9 +291,9 @@ fn match_applies(m: &HttpMatchRequest, view: &ProxyView, port: u16) -> bool {
     {
         return false;
     }
-    // Source labels need the proxy's own labels, which views do not carry: such
-    // matches never apply.
-    m.source_labels.is_empty()
+    // The labels of the proxy's own workload (capture views carry them;
+    // other proxies have none, so such matches never apply to them).
+    m.source_labels.is_empty() || shmesh_model::selects(&m.source_labels, &view.labels)
 }
 
 fn route(

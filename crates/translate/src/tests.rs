@@ -146,6 +146,31 @@ fn matches_translate_to_envoy_matchers() {
 }
 
 #[test]
+fn source_labels_matches_apply_to_the_proxies_of_the_workloads_they_name() {
+    let vs = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: default}\nspec:\n  hosts: [reviews]\n  http:\n  - name: from-productpage-v2\n    match: [{sourceLabels: {app: productpage, version: v2}}]\n    route: [{destination: {host: reviews, subset: v2}}]\n  - name: rest\n    route: [{destination: {host: reviews, subset: v1}}]\n";
+    let m = model(&format!("{REVIEWS}{vs}"));
+    let names = |labels: &[(&str, &str)]| -> Vec<String> {
+        let v = ProxyView {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..view("default")
+        };
+        route_of(&build(&m, &v), "9080", "reviews.default.svc.cluster.local:9080")
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    assert_eq!(
+        names(&[("app", "productpage"), ("version", "v2"), ("pod-template-hash", "x")]),
+        vec!["from-productpage-v2", "rest"]
+    );
+    assert_eq!(names(&[("app", "productpage"), ("version", "v1")]), vec!["rest"]);
+    assert_eq!(names(&[]), vec!["rest"]);
+}
+
+#[test]
 fn subsets_get_their_own_clusters_and_endpoints() {
     let snap = build(&model(REVIEWS), &view("default"));
     for (name, expected_ips) in [
