@@ -580,3 +580,46 @@ async fn status_is_written_once_every_proxy_acked() {
         .clone();
     assert_eq!(status["observedGeneration"], 2);
 }
+
+/// A sidecar under capture whose node metadata names no labels gets its
+/// Pod's (from the node id `sidecar~IP~POD.NAMESPACE~...`): the Service
+/// selecting the Pod gives it an inbound chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_without_labels_gets_its_pods() {
+    use common::xds_client::{SotwClient, LDS};
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use prost::Message;
+    let rig = cluster();
+    rig.apply("apiVersion: v1\nkind: Service\nmetadata: {name: cart, namespace: shop}\nspec:\n  selector: {app: cart}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: cart-7d9f-abcde, namespace: shop, labels: {app: cart, pod-template-hash: 7d9f}}\nstatus: {podIP: 10.1.0.5, phase: Running, conditions: [{type: Ready, status: \"True\"}]}\n");
+    let shmesh = rig.shmesh();
+    let chains = |id: &'static str| {
+        let xds = shmesh.xds;
+        async move {
+            let node = Node {
+                id: id.to_string(),
+                cluster: "cart.shop".to_string(),
+                ..Default::default()
+            };
+            let mut client = SotwClient::connect_as(xds, node).await;
+            client.send(LDS, &[], "", "").await;
+            let lds = client.recv(PROPAGATION).await.expect("LDS");
+            let inbound = lds
+                .resources
+                .iter()
+                .map(|r| Listener::decode(r.value.as_slice()).expect("listener"))
+                .find(|l| l.name == "virtualInbound")
+                .expect("virtualInbound");
+            inbound
+                .filter_chains
+                .iter()
+                .map(|fc| fc.name.clone())
+                .collect::<Vec<_>>()
+        }
+    };
+    let known = chains("sidecar~10.1.0.5~cart-7d9f-abcde.shop~shop.svc.cluster.local").await;
+    assert!(known.contains(&"0.0.0.0_8080".to_string()), "{known:?}");
+    // A pod the cluster does not know has no labels: no service port.
+    let unknown = chains("sidecar~10.1.0.6~ghost.shop~shop.svc.cluster.local").await;
+    assert!(!unknown.iter().any(|c| c.starts_with("0.0.0.0_8080")), "{unknown:?}");
+}

@@ -23,9 +23,10 @@ use crate::identity::Identities;
 use crate::metrics::Metrics;
 use crate::sources::Update;
 use batching::{Batching, Work};
-use shmesh_api::{policy_key, Kind, Problem};
+use shmesh_api::objects::Labels;
+use shmesh_api::{policy_key, Kind, Object, Problem};
 use shmesh_cache::{PolicyStamp, ResourceType, Snapshot};
-use shmesh_model::{analyze, Dirty, Model};
+use shmesh_model::{analyze, Change, Dirty, Model};
 use shmesh_translate::node::{view_of, NodeError};
 use shmesh_translate::tls::Certificates;
 use shmesh_translate::{self as translate, ListenerMode, ProxyView};
@@ -50,6 +51,9 @@ pub struct Views {
     /// The CA, when shmesh issues certificates to the proxies that prove
     /// their identity.
     identities: Option<Arc<Identities>>,
+    /// Labels of the pods the sources know, by (namespace, name): a sidecar
+    /// whose node metadata has no `LABELS` gets its Pod's.
+    pod_labels: Mutex<HashMap<(String, String), Labels>>,
 }
 
 /// A routing policy in force, and where it came from.
@@ -73,7 +77,15 @@ impl ViewSource for Views {
         vhds_capable: bool,
         peer: &Peer,
     ) -> Result<ProxyView, NodeError> {
-        let view = view_of(node)?;
+        let mut view = view_of(node)?;
+        if view.mode == ListenerMode::Capture && view.labels.is_empty() {
+            if let Some(pod) = shmesh_translate::node::pod_of(node) {
+                let known = self.pod_labels.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(labels) = known.get(&pod) {
+                    view.labels = labels.clone();
+                }
+            }
+        }
         // A sidecar without an agent gets certificates from shmesh's CA, as
         // the identity its connection proved and no other.
         let certificates = match (&self.identities, &view.certificates) {
@@ -142,6 +154,7 @@ pub fn new(
         policies: Mutex::new(Arc::default()),
         vhds,
         identities,
+        pod_labels: Mutex::new(HashMap::new()),
     });
     let mut model = Model::new();
     model.set_trust_domain(trust_domain);
@@ -222,6 +235,7 @@ async fn run(
         match work {
             None => {}
             Some(Work::Start(changes)) => {
+                note_pod_labels(&handle, &changes);
                 // Apply everything known before declaring readiness.
                 let dirty = cpu_bound(|| model.apply(changes));
                 report_warnings(&handle, &model, &metrics, &mut warned);
@@ -238,6 +252,7 @@ async fn run(
                 let started = Instant::now();
                 let count = changes.len();
                 let serving = batching.serving();
+                note_pod_labels(&handle, &changes);
                 // One CPU-bound stretch for the batch: freed memory is handed
                 // back once, after the views are updated.
                 let applied = cpu_bound(|| {
@@ -260,6 +275,27 @@ async fn run(
                     );
                 }
             }
+        }
+    }
+}
+
+/// Keeps the labels of the pods in `changes` for `view_of`.
+fn note_pod_labels(handle: &Views, changes: &[Change]) {
+    let mut known = handle.pod_labels.lock().unwrap_or_else(|e| e.into_inner());
+    for change in changes {
+        match change {
+            Change::Upsert(key, object, _) if key.kind == Kind::Pod => {
+                if let Object::Pod(pod) = &**object {
+                    known.insert(
+                        (key.namespace.clone(), key.name.clone()),
+                        pod.metadata.labels.clone(),
+                    );
+                }
+            }
+            Change::Delete(key) if key.kind == Kind::Pod => {
+                known.remove(&(key.namespace.clone(), key.name.clone()));
+            }
+            _ => {}
         }
     }
 }

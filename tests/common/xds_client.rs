@@ -24,16 +24,6 @@ pub struct SotwClient {
 impl SotwClient {
     /// Connects as node `id` in `namespace`, asking for a bound outbound listener.
     pub async fn connect(xds: SocketAddr, id: &str, namespace: &str) -> SotwClient {
-        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{xds}"))
-            .await
-            .expect("connect to shmesh xDS");
-        let (tx, rx) = mpsc::channel(16);
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-        let responses = client
-            .stream_aggregated_resources(stream)
-            .await
-            .expect("open ADS stream")
-            .into_inner();
         let meta = |v: &str| Value {
             kind: Some(Kind::StringValue(v.to_string())),
         };
@@ -50,6 +40,21 @@ impl SotwClient {
             }),
             ..Default::default()
         };
+        Self::connect_as(xds, node).await
+    }
+
+    /// Connects as `node`, exactly as given.
+    pub async fn connect_as(xds: SocketAddr, node: Node) -> SotwClient {
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{xds}"))
+            .await
+            .expect("connect to shmesh xDS");
+        let (tx, rx) = mpsc::channel(16);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let responses = client
+            .stream_aggregated_resources(stream)
+            .await
+            .expect("open ADS stream")
+            .into_inner();
         SotwClient {
             requests: tx,
             responses,

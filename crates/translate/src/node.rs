@@ -89,6 +89,18 @@ pub fn view_of(node: &Node) -> Result<ProxyView, NodeError> {
     })
 }
 
+/// The pod an Istio-style node id names, as (namespace, name):
+/// `sidecar~10.0.0.1~POD.NAMESPACE~NAMESPACE.svc.cluster.local`.
+pub fn pod_of(node: &Node) -> Option<(String, String)> {
+    let mut parts = node.id.split('~');
+    let (_, _, pod, _) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let (name, namespace) = pod.split_once('.')?;
+    (!name.is_empty() && !namespace.is_empty()).then(|| (namespace.to_string(), name.to_string()))
+}
+
 /// Istio's `LABELS` metadata: a struct of the workload's labels. Values
 /// that are not strings are not labels and are left out.
 fn labels(node: &Node) -> Labels {
