@@ -621,5 +621,71 @@ async fn a_sidecar_without_labels_gets_its_pods() {
     assert!(known.contains(&"0.0.0.0_8080".to_string()), "{known:?}");
     // A pod the cluster does not know has no labels: no service port.
     let unknown = chains("sidecar~10.1.0.6~ghost.shop~shop.svc.cluster.local").await;
-    assert!(!unknown.iter().any(|c| c.starts_with("0.0.0.0_8080")), "{unknown:?}");
+    assert!(
+        !unknown.iter().any(|c| c.starts_with("0.0.0.0_8080")),
+        "{unknown:?}"
+    );
+}
+
+/// StatefulSet pods differ in a label no selector reads: their sidecars get
+/// the same listeners (one translation, one version). Once a Service
+/// selects one pod by that label, only that pod's sidecar takes its port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_alike_in_every_selected_label_share_their_config() {
+    use common::xds_client::{SotwClient, LDS};
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+    use prost::Message;
+    let pod = |i: u32| {
+        format!("---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: db-{i}\n  namespace: shop\n  labels: {{app: db, statefulset.kubernetes.io/pod-name: db-{i}}}\nstatus: {{podIP: 10.1.0.{i}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n")
+    };
+    let rig = cluster();
+    rig.apply(&format!("apiVersion: v1\nkind: Service\nmetadata: {{name: db, namespace: shop}}\nspec:\n  selector: {{app: db}}\n  ports: [{{name: tcp-pg, port: 5432}}]\n{}{}", pod(0), pod(1)));
+    let shmesh = rig.shmesh();
+    let inbound_chains = |lds: &DiscoveryResponse| -> Vec<String> {
+        lds.resources
+            .iter()
+            .map(|r| Listener::decode(r.value.as_slice()).expect("listener"))
+            .find(|l| l.name == "virtualInbound")
+            .expect("virtualInbound")
+            .filter_chains
+            .iter()
+            .map(|fc| fc.name.clone())
+            .collect()
+    };
+    let mut clients = Vec::new();
+    let mut first = Vec::new();
+    for i in 0..2 {
+        let node = Node {
+            id: format!("sidecar~10.1.0.{i}~db-{i}.shop~shop.svc.cluster.local"),
+            cluster: "db.shop".to_string(),
+            ..Default::default()
+        };
+        let mut client = SotwClient::connect_as(shmesh.xds, node).await;
+        client.send(LDS, &[], "", "").await;
+        let lds = client.recv(PROPAGATION).await.expect("LDS");
+        assert!(inbound_chains(&lds).contains(&"0.0.0.0_5432".to_string()));
+        client.ack(&lds, &[]).await;
+        first.push(lds);
+        clients.push(client);
+    }
+    assert_eq!(
+        first[0].version_info, first[1].version_info,
+        "the same listeners"
+    );
+    assert_eq!(first[0].resources, first[1].resources);
+
+    rig.apply("apiVersion: v1\nkind: Service\nmetadata: {name: db-0, namespace: shop}\nspec:\n  selector: {statefulset.kubernetes.io/pod-name: db-0}\n  ports: [{name: tcp-admin, port: 7000}]\n");
+    let db0 = clients[0]
+        .recv(PROPAGATION)
+        .await
+        .expect("db-0's listeners change");
+    assert!(inbound_chains(&db0).contains(&"0.0.0.0_7000".to_string()));
+    // db-1's listeners do not change: nothing is pushed, or the same chains.
+    if let Some(db1) = clients[1].recv(Duration::from_secs(2)).await {
+        if db1.type_url == LDS {
+            assert!(!inbound_chains(&db1).contains(&"0.0.0.0_7000".to_string()));
+        }
+    }
 }

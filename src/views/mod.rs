@@ -180,6 +180,8 @@ async fn run(
     mut new_views: mpsc::UnboundedReceiver<ProxyView>,
 ) {
     let mut snapshots: HashMap<ProxyView, Arc<Snapshot>> = HashMap::new();
+    // The label keys the views' snapshots were translated under.
+    let mut label_keys: BTreeSet<String> = BTreeSet::new();
     let mut batching = Batching::new(sources, debounce);
     let mut warned: BTreeSet<String> = BTreeSet::new();
     // The clock the runtime keeps (paused in tests).
@@ -215,7 +217,9 @@ async fn run(
             },
             Some(view) = new_views.recv() => {
                 if batching.serving() {
-                    let snap = cpu_bound(|| translate::build(&model, &view));
+                    let snap = cpu_bound(|| {
+                        translate::build(&model, &translated_as(&view, &label_keys))
+                    });
                     install(&handle, &mut snapshots, &metrics, view, snap);
                 }
                 None
@@ -246,7 +250,9 @@ async fn run(
                     services = model.services().len(),
                     "all sources synced; serving"
                 );
-                cpu_bound(|| rebuild_all(&handle, &model, &mut snapshots, &metrics));
+                cpu_bound(|| {
+                    rebuild_all(&handle, &model, &mut snapshots, &mut label_keys, &metrics)
+                });
             }
             Some(Work::Apply(changes)) => {
                 let started = Instant::now();
@@ -264,7 +270,14 @@ async fn run(
                     if dirty.routes || !dirty.vs_hosts.is_empty() || !dirty.config.is_empty() {
                         record_policies(&handle, &model);
                     }
-                    update_all(&handle, &model, &mut snapshots, &dirty, &metrics);
+                    update_all(
+                        &handle,
+                        &model,
+                        &mut snapshots,
+                        &mut label_keys,
+                        Some(&dirty),
+                        &metrics,
+                    );
                     true
                 });
                 if applied {
@@ -332,31 +345,67 @@ fn rebuild_all(
     handle: &Views,
     model: &Model,
     snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
+    label_keys: &mut BTreeSet<String>,
     metrics: &Metrics,
 ) {
-    let views = live_views(handle);
-    snapshots.retain(|v, _| views.contains(v));
-    for view in views {
-        let snap = translate::build(model, &view);
-        install(handle, snapshots, metrics, view, snap);
-    }
+    update_all(handle, model, snapshots, label_keys, None, metrics);
 }
 
+/// Updates every live view by `dirty`, or builds it afresh when there is
+/// none (or no earlier snapshot). Views that differ only in labels no
+/// selector reads are translated once (`translated_as`): workloads alike in
+/// everything that matters share the work and the resources.
+/// `label_keys` are the keys views were last translated under.
 fn update_all(
     handle: &Views,
     model: &Model,
     snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
-    dirty: &Dirty,
+    label_keys: &mut BTreeSet<String>,
+    dirty: Option<&Dirty>,
     metrics: &Metrics,
 ) {
     let views = live_views(handle);
     snapshots.retain(|v, _| views.contains(v));
+    let keys = model.selector_label_keys();
+    let same_keys = keys == *label_keys;
+    let mut translated: HashMap<ProxyView, Snapshot> = HashMap::new();
     for view in views {
-        let next = match snapshots.get(&view) {
-            Some(prev) => translate::update(model, &view, prev, dirty),
-            None => translate::build(model, &view),
+        let key = translated_as(&view, &keys);
+        let snap = match translated.get(&key) {
+            Some(done) => done.clone(),
+            None => {
+                // Under other keys, a view's earlier snapshot may have been
+                // translated for other labels: it is built afresh.
+                let prev = snapshots
+                    .get(&view)
+                    .filter(|_| same_keys || view.labels.is_empty());
+                let fresh = match (dirty, prev) {
+                    (Some(dirty), Some(prev)) => translate::update(model, &key, prev, dirty),
+                    _ => translate::build(model, &key),
+                };
+                translated.insert(key, fresh.clone());
+                fresh
+            }
         };
-        install(handle, snapshots, metrics, view, next);
+        install(handle, snapshots, metrics, view, snap);
+    }
+    *label_keys = keys;
+}
+
+/// The view a view's snapshot is translated for: its labels narrowed to the
+/// keys some selector reads (`Model::selector_label_keys`).
+fn translated_as(view: &ProxyView, keys: &BTreeSet<String>) -> ProxyView {
+    if view.labels.keys().all(|k| keys.contains(k)) {
+        return view.clone();
+    }
+    ProxyView {
+        labels: view
+            .labels
+            .iter()
+            .filter(|(k, _)| keys.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        ..view.clone()
     }
 }
 

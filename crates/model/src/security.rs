@@ -9,12 +9,13 @@
 //! workload: those of the root namespace and of its own namespace, without
 //! a selector or with one that matches its labels.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use shmesh_api::objects::{AuthorizationPolicy, Labels, RequestAuthentication};
 use shmesh_api::peer_authentication::{MtlsMode, PeerAuthentication};
 
-use crate::{selects, Model};
+use crate::{selects, Backing, Model};
 
 /// A workload's mTLS modes: the default for its ports and the exceptions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,6 +96,49 @@ impl Model {
         covering(&self.request_authentications, self.root(), namespace, |p| {
             p.spec.match_labels().is_none_or(|sel| selects(sel, labels))
         })
+    }
+}
+
+impl Model {
+    /// The label keys some selector reads: of Services and ServiceEntries,
+    /// Sidecars, PeerAuthentications, AuthorizationPolicies,
+    /// RequestAuthentications, and VirtualServices' `sourceLabels`. Two
+    /// workloads of one namespace whose labels agree on these keys receive
+    /// the same configuration.
+    pub fn selector_label_keys(&self) -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        let mut add = |labels: &Labels| keys.extend(labels.keys().cloned());
+        for svc in self.services.values() {
+            let selector = match &svc.backing {
+                Backing::Kubernetes { selector } => selector.as_ref(),
+                Backing::ServiceEntry { selector, .. } => selector.as_ref(),
+            };
+            if let Some(selector) = selector {
+                add(selector);
+            }
+        }
+        for sc in self.sidecars.values() {
+            if let Some(sel) = &sc.spec.workload_selector {
+                add(&sel.labels);
+            }
+        }
+        for pa in self.peer_authentications.values() {
+            pa.spec.match_labels().into_iter().for_each(&mut add);
+        }
+        for ap in self.authorization_policies.values() {
+            ap.spec.match_labels().into_iter().for_each(&mut add);
+        }
+        for ra in self.request_authentications.values() {
+            ra.spec.match_labels().into_iter().for_each(&mut add);
+        }
+        for vs in self.virtual_services.values() {
+            for http in &vs.spec.http {
+                for m in &http.match_ {
+                    add(&m.source_labels);
+                }
+            }
+        }
+        keys
     }
 }
 
@@ -212,6 +256,24 @@ mod tests {
         assert_eq!(
             names("bank", "cart"),
             vec!["istio-system/carts", "istio-system/mesh", "bank/ns"]
+        );
+    }
+
+    #[test]
+    fn selector_label_keys_are_those_some_selector_reads() {
+        let mut model = with(&[(
+            "shop",
+            "cart",
+            "  selector: {matchLabels: {app: cart}}\n  mtls: {mode: STRICT}\n",
+        )]);
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {tier: web}\n  ports: [{port: 80}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web, namespace: shop}\nspec:\n  hosts: [web]\n  http:\n  - match: [{sourceLabels: {version: v2}}]\n    route: [{destination: {host: web}}]\n";
+        model.apply(crate::apply::test_objects::changes(yaml));
+        assert_eq!(
+            model.selector_label_keys(),
+            ["app", "tier", "version"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
         );
     }
 

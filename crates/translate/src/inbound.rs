@@ -65,8 +65,8 @@ pub struct InboundPort {
 /// has `ingress` listeners, those; else the target ports of every service in
 /// its namespace whose selector matches its labels. A named target port
 /// takes the number the service's endpoints resolved it to (those of pods
-/// with the workload's very labels first); with no endpoint yet, it is left
-/// out until one appears.
+/// with the workload's labels first); with no endpoint yet, it is left out
+/// until one appears.
 pub fn inbound_ports(model: &Model, view: &ProxyView) -> Vec<InboundPort> {
     if view.mode != ListenerMode::Capture {
         return Vec::new();
@@ -90,7 +90,7 @@ pub fn inbound_ports(model: &Model, view: &ProxyView) -> Vec<InboundPort> {
                     let endpoints = model.endpoints(&svc.hostname, port.number);
                     endpoints
                         .iter()
-                        .find(|e| *e.labels == view.labels)
+                        .find(|e| view.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
                         .or_else(|| endpoints.first())
                         .map(|e| e.port)
                 }

@@ -157,16 +157,27 @@ fn source_labels_matches_apply_to_the_proxies_of_the_workloads_they_name() {
                 .collect(),
             ..view("default")
         };
-        route_of(&build(&m, &v), "9080", "reviews.default.svc.cluster.local:9080")
-            .iter()
-            .map(|r| r.name.clone())
-            .collect()
+        route_of(
+            &build(&m, &v),
+            "9080",
+            "reviews.default.svc.cluster.local:9080",
+        )
+        .iter()
+        .map(|r| r.name.clone())
+        .collect()
     };
     assert_eq!(
-        names(&[("app", "productpage"), ("version", "v2"), ("pod-template-hash", "x")]),
+        names(&[
+            ("app", "productpage"),
+            ("version", "v2"),
+            ("pod-template-hash", "x")
+        ]),
         vec!["from-productpage-v2", "rest"]
     );
-    assert_eq!(names(&[("app", "productpage"), ("version", "v1")]), vec!["rest"]);
+    assert_eq!(
+        names(&[("app", "productpage"), ("version", "v1")]),
+        vec!["rest"]
+    );
     assert_eq!(names(&[]), vec!["rest"]);
 }
 

@@ -45,6 +45,17 @@ pub(crate) mod test_objects {
         }
     }
 
+    /// Upserts of every object `yaml` holds, as a source sends them.
+    pub fn changes(yaml: &str) -> Vec<crate::Change> {
+        parse_text("test.yaml", yaml)
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Object(p) => crate::Change::Upsert(p.key, p.object, p.origin),
+                other => panic!("not valid: {other:?}"),
+            })
+            .collect()
+    }
+
     /// A set of hosts, as `Dirty` holds them.
     pub fn hosts(hosts: &[&str]) -> BTreeSet<String> {
         hosts.iter().map(|h| h.to_string()).collect()
