@@ -121,12 +121,19 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         }
         _ => None,
     };
+    let kube_client = match args.kubernetes {
+        true => Some(kubernetes_client().await?),
+        false => None,
+    };
+    // Bearer tokens are checked by the API server, so only in Kubernetes mode.
+    let reviewer = kube_client.clone().map(TokenReviewer::new);
     let (views, updates, views_task) = views::new(
         names,
         args.debounce,
         args.vhds,
         &args.trust_domain,
         identities.clone(),
+        reviewer.clone(),
         metrics.clone(),
     );
     tasks.spawn(views_task);
@@ -136,10 +143,6 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
             updates.clone(),
         ));
     }
-    let kube_client = match args.kubernetes {
-        true => Some(kubernetes_client().await?),
-        false => None,
-    };
     if let Some(client) = kube_client.clone() {
         tasks.spawn(sources::kube::run(
             client.clone(),
@@ -234,11 +237,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
     )))];
     if let (Some((listener, acceptor)), Some(ids)) = (xds_tls, &identities) {
         // Istio's CA API beside ADS, as istiod serves both on 15012.
-        let ca = CertificateService::new(
-            ids.clone(),
-            kube_client.clone().map(TokenReviewer::new),
-            metrics.identity.clone(),
-        );
+        let ca = CertificateService::new(ids.clone(), reviewer.clone(), metrics.identity.clone());
         let routes = tonic::service::Routes::new(ads.clone()).add_service(ca);
         xds.push(on_own_thread(Box::pin(shmesh_xds::listen::serve(
             listener,

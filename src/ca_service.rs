@@ -11,10 +11,11 @@
 //! accept. Anything else is refused as unauthenticated, logged (never the
 //! token) and counted.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use envoy_types::pb::google::protobuf::Struct;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
@@ -53,20 +54,55 @@ pub struct IstioCertificateResponse {
     pub cert_chain: Vec<String>,
 }
 
+/// How long a TokenReview's answer is reused for the same token: a fleet
+/// reconnecting at once asks the API server once per token.
+const REVIEW_CACHE: Duration = Duration::from_secs(60);
+/// Answers kept at most; the cache starts over beyond.
+const REVIEW_CACHE_ENTRIES: usize = 100_000;
+
+type Reviewed = Result<(String, String), String>;
+
+/// Recent answers by token, with when they were given.
+type ReviewCache = HashMap<Arc<str>, (Instant, Reviewed)>;
+
 /// Checks service-account tokens with the API server.
 #[derive(Clone)]
 pub struct TokenReviewer {
     client: kube::Client,
+    recent: Arc<Mutex<ReviewCache>>,
 }
 
 impl TokenReviewer {
     pub fn new(client: kube::Client) -> TokenReviewer {
-        TokenReviewer { client }
+        TokenReviewer {
+            client,
+            recent: Arc::default(),
+        }
     }
 
     /// The (namespace, service account) `token` belongs to, if the API server
-    /// authenticates it for the `istio-ca` audience.
-    async fn review(&self, token: &str) -> Result<(String, String), String> {
+    /// authenticates it for the `istio-ca` audience; answers are reused for
+    /// a minute.
+    pub async fn review(&self, token: &str) -> Reviewed {
+        let now = Instant::now();
+        {
+            let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, answer)) = recent.get(token) {
+                if now.duration_since(*at) < REVIEW_CACHE {
+                    return answer.clone();
+                }
+            }
+        }
+        let answer = self.ask(token).await;
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= REVIEW_CACHE_ENTRIES {
+            recent.clear();
+        }
+        recent.insert(Arc::from(token), (now, answer.clone()));
+        answer
+    }
+
+    async fn ask(&self, token: &str) -> Reviewed {
         let api: kube::Api<TokenReview> = kube::Api::all(self.client.clone());
         let review = TokenReview {
             spec: TokenReviewSpec {

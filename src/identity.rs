@@ -87,6 +87,24 @@ impl Identities {
         peer_certificate: Option<&[u8]>,
     ) -> Certificates {
         let proven = peer_certificate.and_then(ca::spiffe_id_of);
+        self.certificates_of(
+            node_id,
+            namespace,
+            proven.as_deref(),
+            "no client certificate",
+        )
+    }
+
+    /// The certificates a proxy of `namespace` gets as the SPIFFE identity
+    /// `proven` (from its certificate or its token); `why_not` says what it
+    /// lacked when there is none.
+    pub fn certificates_of(
+        &self,
+        node_id: &str,
+        namespace: &str,
+        proven: Option<&str>,
+        why_not: &str,
+    ) -> Certificates {
         let unproven = |why: &str| {
             shmesh_xds::metrics::inc(&self.metrics.unproven);
             info!(
@@ -97,9 +115,9 @@ impl Identities {
             Certificates::None
         };
         let Some(id) = proven else {
-            return unproven("no client certificate");
+            return unproven(why_not);
         };
-        match ca::parse_spiffe_id(&id) {
+        match ca::parse_spiffe_id(id) {
             Some((domain, ns, sa)) if domain == self.trust_domain && ns == namespace => {
                 Certificates::Ads {
                     service_account: sa.to_string(),
@@ -110,11 +128,11 @@ impl Identities {
                     node = node_id,
                     claimed = namespace,
                     proven = ns,
-                    "a proxy claims another namespace than its certificate names"
+                    "a proxy claims another namespace than it proved"
                 );
-                unproven("namespace differs from the certificate's")
+                unproven("namespace differs from the proven one")
             }
-            _ => unproven("the certificate names another trust domain"),
+            _ => unproven("the proven identity is of another trust domain"),
         }
     }
 

@@ -2,7 +2,8 @@
 //! xDS TLS listener, called by a real gRPC client over TLS as an Istio agent
 //! calls istiod: a certificate only for the identity the caller proved,
 //! with its client certificate or, in Kubernetes mode, with a
-//! service-account token the API server's TokenReview accepts.
+//! service-account token the API server's TokenReview accepts. The same
+//! token proves a sidecar's identity on its ADS stream over TLS.
 
 mod common;
 
@@ -16,6 +17,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use shmesh::ca_service::{IstioCertificateRequest, IstioCertificateResponse};
 use tokio::net::TcpStream;
+use tokio_stream::StreamExt;
 use tonic::codegen::http;
 use tonic::Code;
 
@@ -317,6 +319,104 @@ fn in_kubernetes_mode_a_service_account_token_is_checked_with_token_review() {
         .token_reviews()
         .iter()
         .all(|audiences| audiences == &["istio-ca".to_string()]));
-    assert_eq!(api.token_reviews().len(), 4);
+    // a's token was reviewed once: the answer is reused.
+    assert_eq!(api.token_reviews().len(), 3);
+    assert!(!shmesh.log().contains("token-of-a"), "a token was logged");
+}
+
+const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
+/// The names of the SDS secrets a capture sidecar of `shop` gets on an ADS
+/// stream opened over `connect` with `token`.
+fn secrets_over_ads(connect: TlsConnect, token: Option<&str>, pod: &str) -> Vec<String> {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_static("http://xds.shmesh")
+            .connect_with_connector(connect)
+            .await
+            .expect("connect over TLS");
+        let mut client = AggregatedDiscoveryServiceClient::new(channel);
+        let node = Node {
+            id: format!("sidecar~10.1.0.9~{pod}.shop~shop.svc.cluster.local"),
+            cluster: "a.shop".into(),
+            ..Default::default()
+        };
+        let first = DiscoveryRequest {
+            node: Some(node),
+            type_url: SECRET.into(),
+            resource_names: vec!["default".into(), "ROOTCA".into()],
+            ..Default::default()
+        };
+        let mut request =
+            tonic::Request::new(tokio_stream::iter(vec![first]).chain(tokio_stream::pending()));
+        if let Some(token) = token {
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        let mut responses = client
+            .stream_aggregated_resources(request)
+            .await
+            .expect("ADS stream")
+            .into_inner();
+        let response =
+            tokio::time::timeout(std::time::Duration::from_secs(3), responses.message()).await;
+        match response {
+            Ok(Ok(Some(r))) => r
+                .resources
+                .iter()
+                .map(|any| {
+                    use prost::Message;
+                    envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret::decode(
+                        any.value.as_slice(),
+                    )
+                    .expect("secret")
+                    .name
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    })
+}
+
+#[test]
+fn in_kubernetes_mode_a_token_proves_a_sidecars_identity_on_its_ads_stream() {
+    let ca = tempfile::tempdir().expect("CA dir");
+    ca_init(ca.path());
+    let root = std::fs::read_to_string(ca.path().join("root-cert.pem")).expect("root");
+    let api = ApiServer::start();
+    api.add_token("token-of-a", "shop", "a", &["istio-ca"]);
+    api.add_token("token-of-bank", "bank", "teller", &["istio-ca"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.kubeconfig(&kubeconfig);
+    let mut args = vec!["--kubernetes".to_string()];
+    args.extend(ca_flags(ca.path()));
+    let shmesh = Shmesh::spawn(
+        &args,
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().expect("utf-8 path")),
+            ("NO_PROXY", "127.0.0.1,localhost"),
+        ],
+    );
+    shmesh.wait_ready();
+    let tls = shmesh.xds_tls.expect("xDS TLS listener");
+    let anonymous = TlsConnect::new(tls, &root, None);
+
+    let mut got = secrets_over_ads(anonymous.clone(), Some("token-of-a"), "a-1");
+    got.sort();
+    assert_eq!(got, ["ROOTCA", "default"], "a's token proves a");
+    // A bad token, a token of another namespace, or none: no certificate.
+    for token in [Some("not-a-token"), Some("token-of-bank"), None] {
+        let got = secrets_over_ads(anonymous.clone(), token, "a-2");
+        assert!(got.is_empty(), "{token:?} got {got:?}");
+    }
     assert!(!shmesh.log().contains("token-of-a"), "a token was logged");
 }

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::allocator;
+use crate::ca_service::TokenReviewer;
 use crate::identity::Identities;
 use crate::metrics::Metrics;
 use crate::sources::Update;
@@ -54,6 +55,9 @@ pub struct Views {
     /// Labels of the pods the sources know, by (namespace, name): a sidecar
     /// whose node metadata has no `LABELS` gets its Pod's.
     pod_labels: Mutex<HashMap<(String, String), Labels>>,
+    /// In Kubernetes mode: checks the bearer tokens proxies prove their
+    /// identity with instead of a client certificate.
+    reviewer: Option<TokenReviewer>,
 }
 
 /// A routing policy in force, and where it came from.
@@ -71,7 +75,7 @@ impl ViewSource for Views {
     type View = ProxyView;
     type Error = NodeError;
 
-    fn view_of(
+    async fn view_of(
         &self,
         node: &envoy_types::pb::envoy::config::core::v3::Node,
         vhds_capable: bool,
@@ -87,10 +91,34 @@ impl ViewSource for Views {
             }
         }
         // A sidecar without an agent gets certificates from shmesh's CA, as
-        // the identity its connection proved and no other.
+        // the identity its connection proved (its client certificate, or in
+        // Kubernetes mode its service-account token) and no other.
         let certificates = match (&self.identities, &view.certificates) {
             (Some(ids), Certificates::None) if view.mode == ListenerMode::Capture => {
-                ids.certificates_for(&node.id, &view.namespace, peer.certificate.as_deref())
+                match (&peer.certificate, &peer.bearer_token, &self.reviewer) {
+                    (None, Some(token), Some(reviewer)) => {
+                        let proven = match reviewer.review(token).await {
+                            Ok((namespace, account)) => Some(shmesh_translate::tls::spiffe_id(
+                                ids.trust_domain(),
+                                &namespace,
+                                &account,
+                            )),
+                            Err(reason) => {
+                                info!(node = %node.id, %reason, "bearer token refused");
+                                None
+                            }
+                        };
+                        ids.certificates_of(
+                            &node.id,
+                            &view.namespace,
+                            proven.as_deref(),
+                            "bearer token refused",
+                        )
+                    }
+                    _ => {
+                        ids.certificates_for(&node.id, &view.namespace, peer.certificate.as_deref())
+                    }
+                }
             }
             _ => view.certificates.clone(),
         };
@@ -136,6 +164,7 @@ pub fn new(
     vhds: bool,
     trust_domain: &str,
     identities: Option<Arc<Identities>>,
+    reviewer: Option<TokenReviewer>,
     metrics: Arc<Metrics>,
 ) -> (
     Arc<Views>,
@@ -155,6 +184,7 @@ pub fn new(
         vhds,
         identities,
         pod_labels: Mutex::new(HashMap::new()),
+        reviewer,
     });
     let mut model = Model::new();
     model.set_trust_domain(trust_domain);

@@ -552,12 +552,20 @@ fn operation(o: &Operation, tcp: bool) -> Option<rbac::Permission> {
     field(&o.ports, false, &port);
     field(&o.not_ports, true, &port);
     if !tcp {
+        // Host names match whatever the case, and with a port as well
+        // (`Host: cart:8080` is host `cart`).
         let host = |v: &str| {
-            permission(rbac::permission::Rule::Header(header(
-                ":authority",
-                v,
-                true,
-            )))
+            let authority = |v: &str| {
+                permission(rbac::permission::Rule::Header(header(
+                    ":authority",
+                    v,
+                    true,
+                )))
+            };
+            if v.contains('*') || v.contains(':') {
+                return authority(v);
+            }
+            or_rules(vec![authority(v), authority(&format!("{v}:*"))])
         };
         let method =
             |v: &str| permission(rbac::permission::Rule::Header(header(":method", v, false)));

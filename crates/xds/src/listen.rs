@@ -11,6 +11,7 @@
 //! identity a proxy proved, and the only one it may get certificates for.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -115,7 +116,11 @@ pub async fn serve(
                                 .peer_certificates()
                                 .and_then(|chain| chain.first())
                                 .map(|leaf| Bytes::copy_from_slice(leaf.as_ref()));
-                            let peer = Peer { certificate };
+                            let peer = Peer {
+                                tls: true,
+                                certificate,
+                                bearer_token: None,
+                            };
                             serve_connection(&http2, stream, ads, peer, stopping).await
                         }
                         Ok(Err(e)) => debug!(error = %e, "xDS TLS handshake failed"),
@@ -158,12 +163,29 @@ async fn serve_connection<IO>(
     }
 }
 
-/// Who is at the other end of a connection, as far as TLS proved it.
-#[derive(Debug, Clone, Default)]
+/// Who is at the other end of a connection, as far as TLS proved it, and
+/// the bearer token its request carried.
+#[derive(Clone, Default)]
 pub struct Peer {
+    /// The connection is TLS (a token travels only on such a connection).
+    pub tls: bool,
     /// The client's certificate (DER), verified against the trusted roots
     /// during the handshake; `None` on plaintext, or when the client sent none.
     pub certificate: Option<Bytes>,
+    /// The request's `authorization: Bearer` token, on a TLS connection;
+    /// unchecked: whoever reads it must verify it first.
+    pub bearer_token: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for Peer {
+    // Never print the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("tls", &self.tls)
+            .field("certificate", &self.certificate.as_ref().map(|c| c.len()))
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 /// A service with the connection's `Peer` put on every request.
@@ -197,7 +219,19 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        req.extensions_mut().insert(self.peer.clone());
+        let mut peer = self.peer.clone();
+        if peer.tls {
+            peer.bearer_token = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.strip_prefix("Bearer ")
+                        .or_else(|| v.strip_prefix("bearer "))
+                })
+                .map(|t| Arc::from(t.trim()));
+        }
+        req.extensions_mut().insert(peer);
         self.inner.call(req)
     }
 }

@@ -5,6 +5,7 @@
 //! stream: the watch keeps the latest snapshot, never a queue of them.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -48,13 +49,14 @@ pub trait ViewSource: Send + Sync + 'static {
     /// The view `node` receives, on a stream whose protocol can carry VHDS
     /// (`vhds_capable`: Envoy takes VHDS over delta ADS only).
     /// `peer` says what the connection proved of the client (its TLS
-    /// certificate): a view may only carry an identity the peer proved.
+    /// certificate) or what it claims (a bearer token, to be checked): a view
+    /// may only carry an identity the peer proved.
     fn view_of(
         &self,
         node: &Node,
         vhds_capable: bool,
         peer: &Peer,
-    ) -> Result<Self::View, Self::Error>;
+    ) -> impl Future<Output = Result<Self::View, Self::Error>> + Send;
     /// A watch over the view's latest snapshot; `None` until the mesh is fully
     /// known, so no proxy is ever told the mesh is empty because a cache was cold.
     fn watch(&self, view: &Self::View) -> watch::Receiver<Option<Arc<Snapshot>>>;
@@ -350,7 +352,7 @@ async fn run_stream<M: Machine, S: ViewSource>(
             .await;
         return;
     };
-    let view = match shared.views.view_of(&node, M::VHDS, &peer) {
+    let view = match shared.views.view_of(&node, M::VHDS, &peer).await {
         Ok(v) => v,
         Err(e) => {
             let _ = tx.send(Err(Status::invalid_argument(e.to_string()))).await;
