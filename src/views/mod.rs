@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::allocator;
@@ -25,9 +25,9 @@ use crate::metrics::Metrics;
 use crate::sources::Update;
 use batching::{Batching, Work};
 use shmesh_api::objects::Labels;
-use shmesh_api::{policy_key, Kind, Object, Problem};
+use shmesh_api::{policy_key, Kind, Problem};
 use shmesh_cache::{PolicyStamp, ResourceType, Snapshot};
-use shmesh_model::{analyze, Change, Dirty, Model};
+use shmesh_model::{analyze, Dirty, Model};
 use shmesh_translate::node::{view_of, NodeError};
 use shmesh_translate::tls::Certificates;
 use shmesh_translate::{self as translate, ListenerMode, ProxyView};
@@ -35,6 +35,9 @@ use shmesh_xds::listen::Peer;
 use shmesh_xds::server::ViewSource;
 
 type Watches = HashMap<ProxyView, watch::Sender<Option<Arc<Snapshot>>>>;
+
+/// A pod's (namespace, name), and where its labels go (`None`: unknown).
+type PodQuery = ((String, String), oneshot::Sender<Option<Labels>>);
 
 /// Handle for streams to watch views, and for the admin server and the
 /// status writer to read what the task found.
@@ -52,9 +55,9 @@ pub struct Views {
     /// The CA, when shmesh issues certificates to the proxies that prove
     /// their identity.
     identities: Option<Arc<Identities>>,
-    /// Labels of the pods the sources know, by (namespace, name): a sidecar
+    /// Asks the task for the labels of a pod (namespace, name): a sidecar
     /// whose node metadata has no `LABELS` gets its Pod's.
-    pod_labels: Mutex<HashMap<(String, String), Labels>>,
+    pod_queries: mpsc::UnboundedSender<PodQuery>,
     /// In Kubernetes mode: checks the bearer tokens proxies prove their
     /// identity with instead of a client certificate.
     reviewer: Option<TokenReviewer>,
@@ -84,9 +87,9 @@ impl ViewSource for Views {
         let mut view = view_of(node)?;
         if view.mode == ListenerMode::Capture && view.labels.is_empty() {
             if let Some(pod) = shmesh_translate::node::pod_of(node) {
-                let known = self.pod_labels.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(labels) = known.get(&pod) {
-                    view.labels = labels.clone();
+                let (reply, labels) = oneshot::channel();
+                if self.pod_queries.send((pod, reply)).is_ok() {
+                    view.labels = labels.await.ok().flatten().unwrap_or_default();
                 }
             }
         }
@@ -173,6 +176,7 @@ pub fn new(
 ) {
     let (update_tx, update_rx) = mpsc::channel(1024);
     let (view_tx, view_rx) = mpsc::unbounded_channel();
+    let (pod_tx, pod_rx) = mpsc::unbounded_channel();
     let (ready_tx, _) = watch::channel(false);
     let handle = Arc::new(Views {
         watches: Mutex::new(HashMap::new()),
@@ -183,7 +187,7 @@ pub fn new(
         policies: Mutex::new(Arc::default()),
         vhds,
         identities,
-        pod_labels: Mutex::new(HashMap::new()),
+        pod_queries: pod_tx,
         reviewer,
     });
     let mut model = Model::new();
@@ -196,6 +200,7 @@ pub fn new(
         metrics,
         update_rx,
         view_rx,
+        pod_rx,
     );
     (handle, update_tx, task)
 }
@@ -208,10 +213,12 @@ async fn run(
     metrics: Arc<Metrics>,
     mut updates: mpsc::Receiver<Update>,
     mut new_views: mpsc::UnboundedReceiver<ProxyView>,
+    mut pod_queries: mpsc::UnboundedReceiver<PodQuery>,
 ) {
     let mut snapshots: HashMap<ProxyView, Arc<Snapshot>> = HashMap::new();
     // The label keys the views' snapshots were translated under.
     let mut label_keys: BTreeSet<String> = BTreeSet::new();
+    let mut waiting_pod_queries: Vec<PodQuery> = Vec::new();
     let mut batching = Batching::new(sources, debounce);
     let mut warned: BTreeSet<String> = BTreeSet::new();
     // The clock the runtime keeps (paused in tests).
@@ -254,6 +261,16 @@ async fn run(
                 }
                 None
             }
+            Some(query) = pod_queries.recv() => {
+                // Before every source has synced the pod may not be known
+                // yet: the answer waits for the full state.
+                if batching.serving() {
+                    answer_pod_query(&model, query);
+                } else {
+                    waiting_pod_queries.push(query);
+                }
+                None
+            }
             _ = sleep => batching.due(now()),
             _ = renewals.tick() => {
                 let due = handle
@@ -269,13 +286,15 @@ async fn run(
         match work {
             None => {}
             Some(Work::Start(changes)) => {
-                note_pod_labels(&handle, &changes);
                 // Apply everything known before declaring readiness.
                 let dirty = cpu_bound(|| model.apply(changes));
                 report_warnings(&handle, &model, &metrics, &mut warned);
                 record_policies(&handle, &model);
                 debug!(?dirty, "initial state applied");
                 handle.ready.send_replace(true);
+                for query in waiting_pod_queries.drain(..) {
+                    answer_pod_query(&model, query);
+                }
                 info!(
                     services = model.services().len(),
                     "all sources synced; serving"
@@ -288,7 +307,6 @@ async fn run(
                 let started = Instant::now();
                 let count = changes.len();
                 let serving = batching.serving();
-                note_pod_labels(&handle, &changes);
                 // One CPU-bound stretch for the batch: freed memory is handed
                 // back once, after the views are updated.
                 let applied = cpu_bound(|| {
@@ -322,25 +340,11 @@ async fn run(
     }
 }
 
-/// Keeps the labels of the pods in `changes` for `view_of`.
-fn note_pod_labels(handle: &Views, changes: &[Change]) {
-    let mut known = handle.pod_labels.lock().unwrap_or_else(|e| e.into_inner());
-    for change in changes {
-        match change {
-            Change::Upsert(key, object, _) if key.kind == Kind::Pod => {
-                if let Object::Pod(pod) = &**object {
-                    known.insert(
-                        (key.namespace.clone(), key.name.clone()),
-                        pod.metadata.labels.clone(),
-                    );
-                }
-            }
-            Change::Delete(key) if key.kind == Kind::Pod => {
-                known.remove(&(key.namespace.clone(), key.name.clone()));
-            }
-            _ => {}
-        }
-    }
+fn answer_pod_query(model: &Model, ((namespace, name), reply): PodQuery) {
+    let labels = model
+        .pod(&namespace, &name)
+        .map(|p| p.metadata.labels.clone());
+    let _ = reply.send(labels);
 }
 
 /// Runs CPU-bound work (applying changes, translating) without holding up

@@ -2,6 +2,8 @@
 //! readiness and service account, for the endpoints of the services that
 //! select it.
 
+use std::sync::{Arc, OnceLock};
+
 use serde::Deserialize;
 
 use crate::meta::*;
@@ -23,15 +25,18 @@ pub struct PodSpec {
     pub containers: Vec<Container>,
     pub node_name: Option<String>,
     /// The pod's identity (Kubernetes gives pods `default` when unset).
-    pub service_account_name: Option<String>,
+    /// Shared: every endpoint of the pod holds it.
+    pub service_account_name: Option<Arc<str>>,
 }
 
 impl PodSpec {
-    pub fn service_account(&self) -> &str {
-        self.service_account_name
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .unwrap_or("default")
+    /// The pod's service account; `default` when unset, one shared copy.
+    pub fn service_account(&self) -> Arc<str> {
+        static DEFAULT: OnceLock<Arc<str>> = OnceLock::new();
+        match &self.service_account_name {
+            Some(name) if !name.is_empty() => name.clone(),
+            _ => DEFAULT.get_or_init(|| Arc::from("default")).clone(),
+        }
     }
 }
 

@@ -163,7 +163,7 @@ fn kubernetes(
             let labels = pod
                 .map(|p| Arc::new(p.metadata.labels.clone()))
                 .unwrap_or_default();
-            let service_account: Option<Arc<str>> = pod.map(|p| p.spec.service_account().into());
+            let service_account = pod.map(|p| p.spec.service_account());
             let locality = Locality::from_labels(&labels, e.zone.as_deref());
             for address in &e.addresses {
                 eps.push(Endpoint {
@@ -266,7 +266,7 @@ fn pods(
             labels,
             health: Health::Healthy,
             weight: 0,
-            service_account: Some(pod.spec.service_account().into()),
+            service_account: Some(pod.spec.service_account()),
         });
     }
     out

@@ -568,7 +568,7 @@ impl Model {
             .collect()
     }
 
-    pub(crate) fn pod(&self, namespace: &str, name: &str) -> Option<&Arc<Pod>> {
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&Arc<Pod>> {
         self.pods.get(&(namespace.to_string(), name.to_string()))
     }
 
