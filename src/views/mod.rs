@@ -192,17 +192,21 @@ pub fn new(
     });
     let mut model = Model::new();
     model.set_trust_domain(trust_domain);
-    let task = run(
-        handle.clone(),
-        model,
-        sources,
-        debounce,
-        metrics,
-        update_rx,
-        view_rx,
-        pod_rx,
-    );
+    let inputs = Inputs {
+        updates: update_rx,
+        new_views: view_rx,
+        pod_queries: pod_rx,
+    };
+    let task = run(handle.clone(), model, sources, debounce, metrics, inputs);
     (handle, update_tx, task)
+}
+
+/// What the task hears: the sources' updates, views streams asked for, and
+/// streams asking for their pod's labels.
+struct Inputs {
+    updates: mpsc::Receiver<Update>,
+    new_views: mpsc::UnboundedReceiver<ProxyView>,
+    pod_queries: mpsc::UnboundedReceiver<PodQuery>,
 }
 
 async fn run(
@@ -211,10 +215,13 @@ async fn run(
     sources: BTreeSet<&'static str>,
     debounce: Duration,
     metrics: Arc<Metrics>,
-    mut updates: mpsc::Receiver<Update>,
-    mut new_views: mpsc::UnboundedReceiver<ProxyView>,
-    mut pod_queries: mpsc::UnboundedReceiver<PodQuery>,
+    inputs: Inputs,
 ) {
+    let Inputs {
+        mut updates,
+        mut new_views,
+        mut pod_queries,
+    } = inputs;
     let mut snapshots: HashMap<ProxyView, Arc<Snapshot>> = HashMap::new();
     // The label keys the views' snapshots were translated under.
     let mut label_keys: BTreeSet<String> = BTreeSet::new();
