@@ -102,10 +102,17 @@ pub async fn serve(
             tls.clone(),
             stopping.clone(),
         );
-        tokio::spawn(async move {
-            match tls {
-                None => serve_connection(&http2, stream, ads, Peer::default(), stopping).await,
-                Some(acceptor) => {
+        // One task type per kind of connection: a task is as large as its
+        // future, and a plaintext connection's would otherwise carry room
+        // for the TLS session it does not have (7 KiB a proxy).
+        match tls {
+            None => {
+                tokio::spawn(async move {
+                    serve_connection(&http2, stream, ads, Peer::default(), stopping).await
+                });
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
                     let handshake =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     match handshake.await {
@@ -126,9 +133,9 @@ pub async fn serve(
                         Ok(Err(e)) => debug!(error = %e, "xDS TLS handshake failed"),
                         Err(_) => debug!("xDS TLS handshake timed out"),
                     }
-                }
+                });
             }
-        });
+        }
     }
     info!("xDS listener closing");
     let _ = stop.send(true);
