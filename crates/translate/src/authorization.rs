@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
 use envoy_types::pb::envoy::config::core::v3 as core;
-use envoy_types::pb::envoy::config::endpoint::v3 as e;
 use envoy_types::pb::envoy::config::listener::v3 as l;
 use envoy_types::pb::envoy::config::rbac::v3 as rbac;
 use envoy_types::pb::envoy::config::route::v3 as r;
@@ -32,7 +31,8 @@ use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::google::protobuf::{Empty, UInt32Value};
 
 use super::cluster::BuiltCluster;
-use super::{any, duration, ProxyView};
+use super::tls::exact;
+use super::{duration, ProxyView};
 use shmesh_api::objects::{
     parse_ip_block, parse_jwks_uri, Action, AuthorizationPolicy, Condition, ConditionKey,
     Operation, RequestAuthentication, Rule, Source,
@@ -464,35 +464,32 @@ fn jwks_cluster_name(model: &Model, uri: &str) -> String {
 }
 
 fn dns_cluster(name: &str, uri: &shmesh_api::objects::JwksUri) -> BuiltCluster {
-    let transport_socket = uri.https.then(|| core::TransportSocket {
-        name: "envoy.transport_sockets.tls".to_string(),
-        config_type: Some(core::transport_socket::ConfigType::TypedConfig(any(
-            &tls::UpstreamTlsContext {
-                sni: uri.host.clone(),
-                common_tls_context: Some(tls::CommonTlsContext {
-                    validation_context_type: Some(
-                        tls::common_tls_context::ValidationContextType::ValidationContext(
-                            tls::CertificateValidationContext {
-                                trusted_ca: Some(core::DataSource {
-                                    specifier: Some(core::data_source::Specifier::Filename(
-                                        SYSTEM_ROOTS.to_string(),
-                                    )),
-                                    ..Default::default()
-                                }),
-                                match_typed_subject_alt_names: vec![tls::SubjectAltNameMatcher {
-                                    san_type: tls::subject_alt_name_matcher::SanType::Dns as i32,
-                                    matcher: Some(exact(&uri.host)),
-                                    ..Default::default()
-                                }],
+    let transport_socket = uri.https.then(|| {
+        super::tls::socket(&tls::UpstreamTlsContext {
+            sni: uri.host.clone(),
+            common_tls_context: Some(tls::CommonTlsContext {
+                validation_context_type: Some(
+                    tls::common_tls_context::ValidationContextType::ValidationContext(
+                        tls::CertificateValidationContext {
+                            trusted_ca: Some(core::DataSource {
+                                specifier: Some(core::data_source::Specifier::Filename(
+                                    SYSTEM_ROOTS.to_string(),
+                                )),
                                 ..Default::default()
-                            },
-                        ),
+                            }),
+                            match_typed_subject_alt_names: vec![tls::SubjectAltNameMatcher {
+                                san_type: tls::subject_alt_name_matcher::SanType::Dns as i32,
+                                matcher: Some(exact(&uri.host)),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        },
                     ),
-                    ..Default::default()
-                }),
+                ),
                 ..Default::default()
-            },
-        ))),
+            }),
+            ..Default::default()
+        })
     });
     let cluster = c::Cluster {
         name: name.to_string(),
@@ -500,20 +497,10 @@ fn dns_cluster(name: &str, uri: &shmesh_api::objects::JwksUri) -> BuiltCluster {
             cluster::DiscoveryType::StrictDns as i32,
         )),
         connect_timeout: Some(duration(JWKS_TIMEOUT)),
-        load_assignment: Some(e::ClusterLoadAssignment {
-            cluster_name: name.to_string(),
-            endpoints: vec![e::LocalityLbEndpoints {
-                lb_endpoints: vec![e::LbEndpoint {
-                    host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
-                        address: Some(super::socket_address(&uri.host, uri.port)),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
+        load_assignment: Some(super::endpoint::single(
+            name,
+            super::socket_address(&uri.host, uri.port),
+        )),
         transport_socket,
         ..Default::default()
     };
@@ -716,10 +703,6 @@ fn pattern(p: matcher::string_matcher::MatchPattern) -> matcher::StringMatcher {
         match_pattern: Some(p),
         ignore_case: false,
     }
-}
-
-fn exact(s: &str) -> matcher::StringMatcher {
-    pattern(matcher::string_matcher::MatchPattern::Exact(s.to_string()))
 }
 
 fn safe_regex(re: &str) -> matcher::StringMatcher {

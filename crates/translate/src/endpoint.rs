@@ -192,6 +192,25 @@ fn health_status(health: Health) -> core::HealthStatus {
 }
 
 /// Endpoints carrying every label of `subset` (all of them without a subset).
+/// The assignment of a cluster with one fixed endpoint at `address`, carried
+/// in the cluster itself (a static or DNS cluster).
+pub fn single(cluster_name: &str, address: core::Address) -> e::ClusterLoadAssignment {
+    e::ClusterLoadAssignment {
+        cluster_name: cluster_name.to_string(),
+        endpoints: vec![e::LocalityLbEndpoints {
+            lb_endpoints: vec![e::LbEndpoint {
+                host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
+                    address: Some(address),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 pub fn select<'a>(endpoints: &'a [Endpoint], subset: Option<&Labels>) -> Vec<&'a Endpoint> {
     endpoints.iter().filter(|ep| selects(subset, ep)).collect()
 }

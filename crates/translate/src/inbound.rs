@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
 use envoy_types::pb::envoy::config::core::v3 as core;
-use envoy_types::pb::envoy::config::endpoint::v3 as e;
 use envoy_types::pb::envoy::config::listener::v3 as l;
 use envoy_types::pb::envoy::config::route::v3 as r;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
@@ -176,22 +175,7 @@ fn built(cluster: c::Cluster, port: u16) -> BuiltCluster {
 /// loopback address or Unix socket.
 fn to_workload(name: &str, http2: bool, endpoint: &IngressEndpoint) -> c::Cluster {
     let mut cluster = original_destination(name, http2);
-    let fixed = |address: core::Address| {
-        Some(e::ClusterLoadAssignment {
-            cluster_name: name.to_string(),
-            endpoints: vec![e::LocalityLbEndpoints {
-                lb_endpoints: vec![e::LbEndpoint {
-                    host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
-                        address: Some(address),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        })
-    };
+    let fixed = |address: core::Address| Some(super::endpoint::single(name, address));
     let static_cluster = |cluster: &mut c::Cluster| {
         cluster.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::Static as i32,
@@ -494,6 +478,7 @@ fn http_manager(
 #[cfg(test)]
 mod tests {
     use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
+    use envoy_types::pb::envoy::config::endpoint::v3 as e;
     use envoy_types::pb::envoy::config::listener::v3 as l;
 
     use super::*;

@@ -166,14 +166,15 @@ fn istio_common(
     }
 }
 
-fn exact(s: &str) -> matcher::StringMatcher {
+pub(crate) fn exact(s: &str) -> matcher::StringMatcher {
     matcher::StringMatcher {
         match_pattern: Some(matcher::string_matcher::MatchPattern::Exact(s.to_string())),
         ..Default::default()
     }
 }
 
-fn socket<M: prost::Message + prost::Name>(context: &M) -> core::TransportSocket {
+/// A TLS transport socket of `context` (an upstream or downstream one).
+pub(crate) fn socket<M: prost::Message + prost::Name>(context: &M) -> core::TransportSocket {
     core::TransportSocket {
         name: "envoy.transport_sockets.tls".to_string(),
         config_type: Some(core::transport_socket::ConfigType::TypedConfig(any(
