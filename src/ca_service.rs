@@ -83,7 +83,7 @@ impl TokenReviewer {
     /// The (namespace, service account) `token` belongs to, if the API server
     /// authenticates it for the `istio-ca` audience; answers are reused for
     /// a minute.
-    pub async fn review(&self, token: &str) -> Reviewed {
+    async fn review(&self, token: &str) -> Reviewed {
         let now = Instant::now();
         {
             let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
@@ -100,6 +100,17 @@ impl TokenReviewer {
         }
         recent.insert(Arc::from(token), (now, answer.clone()));
         answer
+    }
+
+    /// The SPIFFE identity in `trust_domain` of the service account `token`
+    /// belongs to (`review`).
+    pub async fn identity(&self, token: &str, trust_domain: &str) -> Result<String, String> {
+        let (namespace, account) = self.review(token).await?;
+        Ok(shmesh_translate::tls::spiffe_id(
+            trust_domain,
+            &namespace,
+            &account,
+        ))
     }
 
     async fn ask(&self, token: &str) -> Reviewed {
@@ -177,7 +188,9 @@ impl CertificateService {
 impl Inner {
     /// The identity the caller proved: its client certificate's, or its
     /// token's.
-    async fn caller(&self, peer: Option<&Peer>, bearer: Option<&str>) -> Result<String, Status> {
+    /// The identity the caller proved: its client certificate's, or the
+    /// bearer token's its request carried (`Peer`, from the TLS listener).
+    async fn caller(&self, peer: Option<&Peer>) -> Result<String, Status> {
         let trust_domain = self.identities.trust_domain();
         let from_certificate = peer
             .and_then(|p| p.certificate.as_deref())
@@ -188,7 +201,7 @@ impl Inner {
         if let Some(id) = from_certificate {
             return Ok(id);
         }
-        let Some(token) = bearer else {
+        let Some(token) = peer.and_then(|p| p.bearer_token.as_deref()) else {
             return Err(Status::unauthenticated(
                 "no client certificate of this trust domain and no bearer token",
             ));
@@ -198,32 +211,18 @@ impl Inner {
                 "tokens are checked only in Kubernetes mode (TokenReview)",
             ));
         };
-        let (namespace, account) = reviewer
-            .review(token)
+        reviewer
+            .identity(token, trust_domain)
             .await
-            .map_err(Status::unauthenticated)?;
-        Ok(shmesh_translate::tls::spiffe_id(
-            trust_domain,
-            &namespace,
-            &account,
-        ))
+            .map_err(Status::unauthenticated)
     }
 
     async fn create(
         &self,
         request: tonic::Request<IstioCertificateRequest>,
     ) -> Result<IstioCertificateResponse, Status> {
-        let bearer = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(|t| t.trim().to_string());
         let peer = request.extensions().get::<Peer>().cloned();
-        let id = self.caller(peer.as_ref(), bearer.as_deref()).await?;
+        let id = self.caller(peer.as_ref()).await?;
         let message = request.into_inner();
         let most = self.identities.workload_lifetime();
         let lifetime = match u64::try_from(message.validity_duration) {

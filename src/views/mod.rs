@@ -100,12 +100,8 @@ impl ViewSource for Views {
             (Some(ids), Certificates::None) if view.mode == ListenerMode::Capture => {
                 match (&peer.certificate, &peer.bearer_token, &self.reviewer) {
                     (None, Some(token), Some(reviewer)) => {
-                        let proven = match reviewer.review(token).await {
-                            Ok((namespace, account)) => Some(shmesh_translate::tls::spiffe_id(
-                                ids.trust_domain(),
-                                &namespace,
-                                &account,
-                            )),
+                        let proven = match reviewer.identity(token, ids.trust_domain()).await {
+                            Ok(id) => Some(id),
                             Err(reason) => {
                                 info!(node = %node.id, %reason, "bearer token refused");
                                 None
