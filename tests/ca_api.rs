@@ -214,14 +214,55 @@ fn ca_flags(ca: &Path) -> Vec<String> {
     ]
 }
 
-fn counter(shmesh: &Shmesh, name: &str) -> u64 {
-    let (_, text) = shmesh.admin_get("/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
+const A: &str = "spiffe://cluster.local/ns/shop/sa/a";
+
+/// shmesh in Kubernetes mode with a CA, against a fake API server whose
+/// TokenReview accepts `tokens` (token, namespace, account, audience).
+struct KubernetesCa {
+    api: ApiServer,
+    shmesh: Shmesh,
+    root: String,
+    _ca: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
-const A: &str = "spiffe://cluster.local/ns/shop/sa/a";
+impl KubernetesCa {
+    fn start(tokens: &[(&str, &str, &str, &str)]) -> KubernetesCa {
+        let ca = tempfile::tempdir().expect("CA dir");
+        ca_init(ca.path());
+        let root = std::fs::read_to_string(ca.path().join("root-cert.pem")).expect("root");
+        let api = ApiServer::start();
+        for (token, namespace, account, audience) in tokens {
+            api.add_token(token, namespace, account, &[audience]);
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        api.kubeconfig(&kubeconfig);
+        let mut args = vec!["--kubernetes".to_string()];
+        args.extend(ca_flags(ca.path()));
+        let shmesh = Shmesh::spawn(
+            &args,
+            &[
+                ("KUBECONFIG", kubeconfig.to_str().expect("utf-8 path")),
+                ("NO_PROXY", "127.0.0.1,localhost"),
+            ],
+        );
+        shmesh.wait_ready();
+        KubernetesCa {
+            api,
+            shmesh,
+            root,
+            _ca: ca,
+            _dir: dir,
+        }
+    }
+
+    /// A TLS connection to the xDS TLS listener presenting no certificate.
+    fn anonymous(&self) -> TlsConnect {
+        let tls = self.shmesh.xds_tls.expect("xDS TLS listener");
+        TlsConnect::new(tls, &self.root, None)
+    }
+}
 
 #[test]
 fn a_client_certificate_proves_the_identity_it_gets_a_certificate_for() {
@@ -267,8 +308,8 @@ fn a_client_certificate_proves_the_identity_it_gets_a_certificate_for() {
             .expect_err("an unauthenticated caller got a certificate");
         assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     }
-    assert_eq!(counter(&shmesh, "shmesh_ca_requests_signed_total"), 2);
-    assert_eq!(counter(&shmesh, "shmesh_ca_requests_refused_total"), 4);
+    assert_eq!(shmesh.metric("shmesh_ca_requests_signed_total"), 2);
+    assert_eq!(shmesh.metric("shmesh_ca_requests_refused_total"), 4);
     let log = shmesh.log();
     assert!(!log.contains("a-made-up-token"), "a token was logged");
     assert!(!log.contains("PRIVATE KEY") && !log.contains("BEGIN CERTIFICATE"));
@@ -276,31 +317,16 @@ fn a_client_certificate_proves_the_identity_it_gets_a_certificate_for() {
 
 #[test]
 fn in_kubernetes_mode_a_service_account_token_is_checked_with_token_review() {
-    let ca = tempfile::tempdir().expect("CA dir");
-    ca_init(ca.path());
-    let root = std::fs::read_to_string(ca.path().join("root-cert.pem")).expect("root");
-    let api = ApiServer::start();
-    api.add_token("token-of-a", "shop", "a", &["istio-ca"]);
-    api.add_token("token-for-another-audience", "shop", "b", &["vault"]);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    api.kubeconfig(&kubeconfig);
-    let mut args = vec!["--kubernetes".to_string()];
-    args.extend(ca_flags(ca.path()));
-    let shmesh = Shmesh::spawn(
-        &args,
-        &[
-            ("KUBECONFIG", kubeconfig.to_str().expect("utf-8 path")),
-            ("NO_PROXY", "127.0.0.1,localhost"),
-        ],
-    );
-    shmesh.wait_ready();
-    let tls = shmesh.xds_tls.expect("xDS TLS listener");
-    let anonymous = TlsConnect::new(tls, &root, None);
+    let rig = KubernetesCa::start(&[
+        ("token-of-a", "shop", "a", "istio-ca"),
+        ("token-for-another-audience", "shop", "b", "vault"),
+    ]);
+    let (api, shmesh, root) = (&rig.api, &rig.shmesh, &rig.root);
+    let anonymous = rig.anonymous();
 
     let chain = create_certificate(anonymous.clone(), Some("token-of-a"), csr(A), 0)
         .expect("a's token gets a's certificate");
-    assert_eq!(leaf(&chain, &root).0, A);
+    assert_eq!(leaf(&chain, root).0, A);
     for bad in ["not-a-token", "token-for-another-audience"] {
         let refused = create_certificate(anonymous.clone(), Some(bad), csr(A), 0)
             .expect_err("a bad token got a certificate");
@@ -388,27 +414,12 @@ fn secrets_over_ads(connect: TlsConnect, token: Option<&str>, pod: &str) -> Vec<
 
 #[test]
 fn in_kubernetes_mode_a_token_proves_a_sidecars_identity_on_its_ads_stream() {
-    let ca = tempfile::tempdir().expect("CA dir");
-    ca_init(ca.path());
-    let root = std::fs::read_to_string(ca.path().join("root-cert.pem")).expect("root");
-    let api = ApiServer::start();
-    api.add_token("token-of-a", "shop", "a", &["istio-ca"]);
-    api.add_token("token-of-bank", "bank", "teller", &["istio-ca"]);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    api.kubeconfig(&kubeconfig);
-    let mut args = vec!["--kubernetes".to_string()];
-    args.extend(ca_flags(ca.path()));
-    let shmesh = Shmesh::spawn(
-        &args,
-        &[
-            ("KUBECONFIG", kubeconfig.to_str().expect("utf-8 path")),
-            ("NO_PROXY", "127.0.0.1,localhost"),
-        ],
-    );
-    shmesh.wait_ready();
-    let tls = shmesh.xds_tls.expect("xDS TLS listener");
-    let anonymous = TlsConnect::new(tls, &root, None);
+    let rig = KubernetesCa::start(&[
+        ("token-of-a", "shop", "a", "istio-ca"),
+        ("token-of-bank", "bank", "teller", "istio-ca"),
+    ]);
+    let shmesh = &rig.shmesh;
+    let anonymous = rig.anonymous();
 
     let mut got = secrets_over_ads(anonymous.clone(), Some("token-of-a"), "a-1");
     got.sort();

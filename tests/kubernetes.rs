@@ -168,19 +168,8 @@ fn shares(listener: SocketAddr, n: usize) -> HashMap<String, usize> {
     counts
 }
 
-/// A counter from shmesh's `/metrics`, summed over its labels.
-fn metric(shmesh: &Shmesh, name: &str) -> u64 {
-    let (status, body) = shmesh.admin_get("/metrics");
-    assert_eq!(status, 200, "/metrics: {body}");
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 fn pushes(shmesh: &Shmesh) -> u64 {
-    metric(shmesh, "shmesh_xds_pushes_total")
+    shmesh.metric("shmesh_xds_pushes_total")
 }
 
 #[test]
@@ -314,7 +303,7 @@ fn malformed_object_is_skipped_and_the_others_apply() {
     wait_for(&envoy, &shmesh, listener, "v2");
     let warning = "kubernetes: error: VirtualService default/ratings: spec.http[0].route[0].weight: weight -1 is negative";
     assert!(shmesh.log().contains(warning), "{}", shmesh.log());
-    assert!(metric(&shmesh, "shmesh_config_errors_total") >= 1);
+    assert!(shmesh.metric("shmesh_config_errors_total") >= 1);
     let (status, problems) = shmesh.admin_get("/debug/problems");
     assert_eq!(status, 200);
     assert!(
@@ -331,10 +320,10 @@ fn malformed_object_is_skipped_and_the_others_apply() {
     assert!(logged, "{}", shmesh.log());
     assert_eq!(shares(listener, 20).get("v2"), Some(&20));
     // Both bad objects may be counted a moment apart: wait for the count to settle.
-    let mut errors = metric(&shmesh, "shmesh_config_errors_total");
+    let mut errors = shmesh.metric("shmesh_config_errors_total");
     for _ in 0..20 {
         std::thread::sleep(Duration::from_millis(250));
-        let now = metric(&shmesh, "shmesh_config_errors_total");
+        let now = shmesh.metric("shmesh_config_errors_total");
         if now == errors {
             break;
         }
@@ -350,7 +339,7 @@ fn malformed_object_is_skipped_and_the_others_apply() {
     });
     assert!(relisted, "no relist: {:?}", rig.lists());
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(metric(&shmesh, "shmesh_config_errors_total"), errors);
+    assert_eq!(shmesh.metric("shmesh_config_errors_total"), errors);
     assert_eq!(shares(listener, 20).get("v2"), Some(&20));
     assert_eq!(
         shmesh.log().matches(warning).count(),

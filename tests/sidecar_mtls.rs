@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::http::{describe, http_get_in, is_ok as ok, HttpClient};
 use common::pod_network::{ca_init, meshed_service, Identity, PodNetwork, Workload};
-use common::{eventually, mesh, Envoy, Shmesh, Upstream};
+use common::{eventually, mesh, Envoy, Upstream};
 
 const TRUST_DOMAIN: &str = "cluster.local";
 
@@ -43,13 +43,6 @@ fn workload_certificates(envoy: &Envoy) -> Vec<(String, String)> {
         }
     }
     out
-}
-
-fn shmesh_counter(shmesh: &Shmesh, name: &str) -> u64 {
-    let (_, text) = shmesh.admin_get("/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn mutual_tls(delta: bool) {
@@ -161,7 +154,7 @@ fn mutual_tls(delta: bool) {
         })
         .count();
     assert_eq!(secrets, 0, "e received secrets");
-    assert!(shmesh_counter(&shmesh, "shmesh_identity_unproven_total") >= 1);
+    assert!(shmesh.metric("shmesh_identity_unproven_total") >= 1);
     assert!(!shmesh.log().contains("PRIVATE KEY"), "a key was logged");
 
     // Renewal under steady load: new connections and a kept-alive one.
@@ -197,7 +190,7 @@ fn mutual_tls(delta: bool) {
         "{} of {sent} failed: {failed:?}",
         failed.len()
     );
-    assert!(shmesh_counter(&shmesh, "shmesh_workload_certificates_issued_total") >= 6);
+    assert!(shmesh.metric("shmesh_workload_certificates_issued_total") >= 6);
 
     // Under PERMISSIVE, c (outside the mesh) reaches b in plain text ...
     let r = http_get_in(&c.netns, pod_b, "b", "/from-c");

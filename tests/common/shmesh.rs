@@ -145,6 +145,17 @@ impl Shmesh {
         }
     }
 
+    /// A counter from `/metrics`, summed over its labels (0 when absent).
+    pub fn metric(&self, name: &str) -> u64 {
+        let (status, body) = self.admin_get("/metrics");
+        assert_eq!(status, 200, "/metrics: {body}");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
