@@ -17,7 +17,7 @@ pub type DestinationRule = IstioObject<DestinationRuleSpec>;
 #[serde(default, rename_all = "camelCase")]
 pub struct DestinationRuleSpec {
     pub host: String,
-    pub traffic_policy: Option<TrafficPolicy>,
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
     pub subsets: Vec<Subset>,
     pub export_to: Vec<String>,
 }
@@ -27,7 +27,7 @@ pub struct DestinationRuleSpec {
 pub struct Subset {
     pub name: String,
     pub labels: Labels,
-    pub traffic_policy: Option<TrafficPolicy>,
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -37,7 +37,7 @@ pub struct TrafficPolicy {
     pub connection_pool: Option<ConnectionPoolSettings>,
     pub outlier_detection: Option<OutlierDetection>,
     pub port_level_settings: Vec<PortTrafficPolicy>,
-    pub tls: Option<ClientTlsSettings>,
+    pub tls: Option<Box<ClientTlsSettings>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -47,7 +47,7 @@ pub struct PortTrafficPolicy {
     pub load_balancer: Option<LoadBalancerSettings>,
     pub connection_pool: Option<ConnectionPoolSettings>,
     pub outlier_detection: Option<OutlierDetection>,
-    pub tls: Option<ClientTlsSettings>,
+    pub tls: Option<Box<ClientTlsSettings>>,
 }
 
 /// How a sidecar connects to the destination (`trafficPolicy.tls`).

@@ -54,7 +54,7 @@ struct Effective {
 impl Effective {
     fn layer(&mut self, tp: &TrafficPolicy, port: u16) {
         if tp.tls.is_some() {
-            self.tls = tp.tls.clone();
+            self.tls = tp.tls.as_deref().cloned();
         }
         if tp.load_balancer.is_some() {
             self.lb = tp.load_balancer.clone();
@@ -80,7 +80,7 @@ impl Effective {
                 self.outlier = pl.outlier_detection.clone();
             }
             if pl.tls.is_some() {
-                self.tls = pl.tls.clone();
+                self.tls = pl.tls.as_deref().cloned();
             }
         }
     }
