@@ -147,6 +147,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         tasks.spawn(sources::kube::run(
             client.clone(),
             args.watch_namespaces.clone(),
+            identities.is_some(),
             updates.clone(),
             metrics.clone(),
         ));

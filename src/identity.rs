@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::ca::{self, Ca, CaError, Issued};
 use crate::metrics::IdentityMetrics;
-use shmesh_cache::{ResourceType, ResourceWriter, SortedResources};
+use shmesh_cache::ResourceWriter;
 use shmesh_translate::tls::{Certificates, ROOT_SECRET, WORKLOAD_SECRET};
 
 /// Where the CA comes from and how it signs.
@@ -136,20 +136,20 @@ impl Identities {
         }
     }
 
-    /// The SDS secrets of `service_account` in `namespace`: its certificate
-    /// (issued now if it has none, or if the one it has is past half its
-    /// lifetime) and the trusted roots.
-    pub fn secrets(
+    /// Writes the SDS secrets of `service_account` in `namespace`: its
+    /// certificate (issued now if it has none, or if the one it has is past
+    /// half its lifetime) and the trusted roots.
+    pub fn write_secrets(
         &self,
         namespace: &str,
         service_account: &str,
-    ) -> Result<SortedResources, CaError> {
+        w: &mut ResourceWriter,
+    ) -> Result<(), CaError> {
         let issued = self.current(namespace, service_account, SystemTime::now())?;
         let inline = |text: &str| core::DataSource {
             specifier: Some(core::data_source::Specifier::InlineString(text.to_string())),
             ..Default::default()
         };
-        let mut w = ResourceWriter::for_type(ResourceType::Secret);
         w.encode(
             ROOT_SECRET.to_string(),
             &tls::Secret {
@@ -173,7 +173,7 @@ impl Identities {
                 })),
             },
         );
-        Ok(w.finish_by_name())
+        Ok(())
     }
 
     /// The identity's certificate, renewed when due at `now`.
@@ -317,7 +317,9 @@ mod tests {
             .current("shop", "cart", t0 + Duration::from_secs(51))
             .unwrap();
         assert_ne!(first.chain_pem, renewed.chain_pem);
-        let secrets = ids.secrets("shop", "cart").unwrap();
+        let mut w = ResourceWriter::for_type(shmesh_cache::ResourceType::Secret);
+        ids.write_secrets("shop", "cart", &mut w).unwrap();
+        let secrets = w.finish_by_name();
         let names: Vec<&str> = secrets.names().collect();
         assert_eq!(names, vec!["ROOTCA", "default"]);
     }

@@ -14,6 +14,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
     let (group, version, plural) = match kind {
         Kind::Service => ("", "v1", "services"),
         Kind::Pod => ("", "v1", "pods"),
+        Kind::Secret => ("", "v1", "secrets"),
         Kind::EndpointSlice => ("discovery.k8s.io", "v1", "endpointslices"),
         Kind::VirtualService => ("networking.istio.io", "v1", "virtualservices"),
         Kind::DestinationRule => ("networking.istio.io", "v1", "destinationrules"),

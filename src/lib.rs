@@ -15,6 +15,7 @@ pub mod bootstrap;
 pub mod ca;
 pub mod ca_service;
 pub mod config;
+pub mod credentials;
 pub mod fd_limit;
 pub mod identity;
 pub mod jsonpb;

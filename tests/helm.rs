@@ -402,6 +402,7 @@ fn expected_grants_with(
             &["tokenreviews"],
             &["create"],
         ));
+        rules.push(("ClusterRole", "", &["secrets"], &["get", "list", "watch"]));
     }
     if with_status {
         rules.push((

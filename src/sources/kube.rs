@@ -48,14 +48,17 @@ use shmesh_model::Change;
 const MAX_BATCH: usize = 500;
 
 /// Watches every kind shmesh reads (in `namespaces`, or all namespaces when
-/// empty) and feeds the views task until it goes away.
+/// empty) and feeds the views task until it goes away. Secrets are read only
+/// with `secrets` (when shmesh has a CA: only a proxy that proved its
+/// identity is given what a Secret holds).
 pub async fn run(
     client: Client,
     namespaces: Vec<String>,
+    secrets: bool,
     tx: mpsc::Sender<Update>,
     metrics: Arc<Metrics>,
 ) {
-    let targets = targets(namespaces);
+    let targets = targets(namespaces, secrets);
     info!(watches = targets.len(), "watching the Kubernetes API");
     let shared = Arc::new(Shared {
         tx,
@@ -85,7 +88,7 @@ pub async fn run(
 }
 
 /// One watch per kind, in all namespaces or once per given namespace.
-fn targets(namespaces: Vec<String>) -> Vec<Target> {
+fn targets(namespaces: Vec<String>, secrets: bool) -> Vec<Target> {
     let unique: BTreeSet<String> = namespaces.into_iter().filter(|n| !n.is_empty()).collect();
     let scopes: Vec<Option<String>> = if unique.is_empty() {
         vec![None]
@@ -94,6 +97,9 @@ fn targets(namespaces: Vec<String>) -> Vec<Target> {
     };
     let mut targets = Vec::new();
     for kind in Kind::ALL {
+        if kind == Kind::Secret && !secrets {
+            continue;
+        }
         for namespace in &scopes {
             targets.push(Target {
                 id: targets.len(),
@@ -185,7 +191,14 @@ async fn watch(target: Target, api: Api<DynamicObject>, shared: Arc<Shared>) {
 
 impl Watch {
     async fn run(mut self, api: Api<DynamicObject>) {
-        let mut events = pin!(watcher(api, watcher::Config::default()).default_backoff());
+        let mut config = watcher::Config::default();
+        if self.target.kind == Kind::Secret {
+            // Istio's filter: never hold service-account tokens or Helm's
+            // release records, which no credentialName can name usefully.
+            config =
+                config.fields("type!=kubernetes.io/service-account-token,type!=helm.sh/release.v1");
+        }
+        let mut events = pin!(watcher(api, config).default_backoff());
         loop {
             // Send what has accumulated whenever nothing more is ready: a
             // burst of events becomes one batch, a lone event is not held back.
@@ -644,8 +657,9 @@ mod tests {
 
     #[test]
     fn one_watch_per_kind_and_namespace() {
-        assert_eq!(targets(vec![]).len(), Kind::ALL.len());
-        let per_ns = targets(vec!["b".into(), "a".into(), "b".into(), "".into()]);
+        assert_eq!(targets(vec![], true).len(), Kind::ALL.len());
+        assert_eq!(targets(vec![], false).len(), Kind::ALL.len() - 1);
+        let per_ns = targets(vec!["b".into(), "a".into(), "b".into(), "".into()], true);
         assert_eq!(per_ns.len(), 2 * Kind::ALL.len());
         assert_eq!(per_ns[0].namespace.as_deref(), Some("a"));
         assert!(per_ns.iter().enumerate().all(|(i, t)| t.id == i));

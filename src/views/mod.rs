@@ -20,13 +20,14 @@ use tracing::{debug, info, warn};
 
 use crate::allocator;
 use crate::ca_service::TokenReviewer;
+use crate::credentials;
 use crate::identity::Identities;
 use crate::metrics::Metrics;
 use crate::sources::Update;
 use batching::{Batching, Work};
 use shmesh_api::objects::Labels;
 use shmesh_api::{policy_key, Kind, Problem};
-use shmesh_cache::{PolicyStamp, ResourceType, Snapshot};
+use shmesh_cache::{PolicyStamp, ResourceType, ResourceWriter, Snapshot};
 use shmesh_model::{analyze, Dirty, Model};
 use shmesh_translate::node::{view_of, NodeError};
 use shmesh_translate::tls::Certificates;
@@ -260,7 +261,7 @@ async fn run(
                     let snap = cpu_bound(|| {
                         translate::build(&model, &translated_as(&view, &label_keys))
                     });
-                    install(&handle, &mut snapshots, &metrics, view, snap);
+                    install(&handle, &model, &mut snapshots, &metrics, view, snap);
                 }
                 None
             }
@@ -281,7 +282,7 @@ async fn run(
                     .as_ref()
                     .is_some_and(|ids| ids.any_due(std::time::SystemTime::now()));
                 if due {
-                    renew_certificates(&handle, &mut snapshots, &metrics);
+                    renew_certificates(&handle, &model, &mut snapshots, &metrics);
                 }
                 None
             }
@@ -424,7 +425,7 @@ fn update_all(
                 fresh
             }
         };
-        install(handle, snapshots, metrics, view, snap);
+        install(handle, model, snapshots, metrics, view, snap);
     }
     *label_keys = keys;
 }
@@ -450,6 +451,7 @@ fn translated_as(view: &ProxyView, keys: &BTreeSet<String>) -> ProxyView {
 /// those due are renewed, and their streams send the new secrets.
 fn renew_certificates(
     handle: &Views,
+    model: &Model,
     snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
     metrics: &Metrics,
 ) {
@@ -460,41 +462,44 @@ fn renew_certificates(
         .collect();
     for (view, snap) in views {
         let fresh = snap.builder().build();
-        install(handle, snapshots, metrics, view, fresh);
+        install(handle, model, snapshots, metrics, view, fresh);
     }
 }
 
 /// The snapshot with the view's SDS secrets, when its certificates come
-/// from shmesh's CA.
-fn with_secrets(handle: &Views, view: &ProxyView, snap: Snapshot) -> Snapshot {
+/// from shmesh's CA: its workload certificate and roots, and the Secrets its
+/// DestinationRules name by `credentialName` in its own namespace.
+fn with_secrets(handle: &Views, model: &Model, view: &ProxyView, snap: Snapshot) -> Snapshot {
     let (Some(ids), Certificates::Ads { service_account }) =
         (&handle.identities, &view.certificates)
     else {
         return snap;
     };
-    match ids.secrets(&view.namespace, service_account) {
-        Ok(secrets) => {
-            let mut b = snap.builder();
-            b.set(ResourceType::Secret, secrets);
-            b.build()
-        }
-        Err(e) => {
-            warn!(view = %view, error = %e, "cannot issue the view's certificate");
-            snap
-        }
+    let mut w = ResourceWriter::for_type(ResourceType::Secret);
+    if let Err(e) = ids.write_secrets(&view.namespace, service_account, &mut w) {
+        warn!(view = %view, error = %e, "cannot issue the view's certificate");
+        return snap;
     }
+    let missing = credentials::write_secrets(model, &view.namespace, &view.labels, &mut w);
+    if !missing.is_empty() {
+        debug!(view = %view, ?missing, "credentialName without a Secret in the namespace");
+    }
+    let mut b = snap.builder();
+    b.set(ResourceType::Secret, w.finish_by_name());
+    b.build()
 }
 
 /// Makes `snap` the view's snapshot: it takes over the type sets other views
 /// hold alike, is counted, and goes to the view's streams.
 fn install(
     handle: &Views,
+    model: &Model,
     snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
     metrics: &Metrics,
     view: ProxyView,
     snap: Snapshot,
 ) {
-    let snap = with_secrets(handle, &view, snap);
+    let snap = with_secrets(handle, model, &view, snap);
     let snap = Arc::new(snap.sharing_sets_with(snapshots.values().map(|s| &**s)));
     Metrics::inc(&metrics.translations);
     publish(handle, &view, &snap);

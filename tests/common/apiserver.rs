@@ -103,9 +103,10 @@ const fn security(kind: &'static str, plural: &'static str) -> Resource {
     }
 }
 
-const RESOURCES: [Resource; 11] = [
+const RESOURCES: [Resource; 12] = [
     builtin("Service", "v1", "/api/v1/", "services"),
     builtin("Pod", "v1", "/api/v1/", "pods"),
+    builtin("Secret", "v1", "/api/v1/", "secrets"),
     builtin(
         "EndpointSlice",
         "discovery.k8s.io/v1",

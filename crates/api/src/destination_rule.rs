@@ -20,6 +20,9 @@ pub struct DestinationRuleSpec {
     pub traffic_policy: Option<Box<TrafficPolicy>>,
     pub subsets: Vec<Subset>,
     pub export_to: Vec<String>,
+    /// The workloads of the rule's namespace it applies to; all when absent.
+    /// Only such a rule's `credentialName` is read by sidecars.
+    pub workload_selector: Option<crate::peer_authentication::LabelSelector>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -21,6 +21,7 @@ pub mod endpoint_slice;
 pub mod peer_authentication;
 pub mod pod;
 pub mod request_authentication;
+pub mod secret;
 pub mod service;
 pub mod service_entry;
 pub mod sidecar;
@@ -47,10 +48,11 @@ pub enum Kind {
     PeerAuthentication,
     AuthorizationPolicy,
     RequestAuthentication,
+    Secret,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -62,6 +64,7 @@ impl Kind {
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
         Kind::RequestAuthentication,
+        Kind::Secret,
     ];
 
     /// The kind named by `apiVersion` and `kind`, if shmesh reads it.
@@ -79,6 +82,7 @@ impl Kind {
         match (api_version, kind) {
             ("v1", "Service") => Some(Kind::Service),
             ("v1", "Pod") => Some(Kind::Pod),
+            ("v1", "Secret") => Some(Kind::Secret),
             ("discovery.k8s.io/v1", "EndpointSlice") => Some(Kind::EndpointSlice),
             (_, "VirtualService") if istio => Some(Kind::VirtualService),
             (_, "DestinationRule") if istio => Some(Kind::DestinationRule),
@@ -105,6 +109,7 @@ impl Kind {
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::RequestAuthentication => "RequestAuthentication",
+            Kind::Secret => "Secret",
         }
     }
 }
@@ -155,6 +160,7 @@ pub enum Object {
     PeerAuthentication(PeerAuthentication),
     AuthorizationPolicy(AuthorizationPolicy),
     RequestAuthentication(RequestAuthentication),
+    Secret(Secret),
 }
 
 /// The Rust type of a kind's objects, to take one out of an `Object`.
@@ -193,4 +199,5 @@ kind_objects!(
     PeerAuthentication,
     AuthorizationPolicy,
     RequestAuthentication,
+    Secret,
 );

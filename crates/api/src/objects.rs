@@ -9,6 +9,7 @@ pub use crate::meta::*;
 pub use crate::peer_authentication::*;
 pub use crate::pod::*;
 pub use crate::request_authentication::*;
+pub use crate::secret::*;
 pub use crate::service::*;
 pub use crate::service_entry::*;
 pub use crate::sidecar::*;

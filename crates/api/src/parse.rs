@@ -246,6 +246,7 @@ fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Box<Problem>> {
         Kind::PeerAuthentication => Object::PeerAuthentication(de(value)?),
         Kind::AuthorizationPolicy => Object::AuthorizationPolicy(de(value)?),
         Kind::RequestAuthentication => Object::RequestAuthentication(de(value)?),
+        Kind::Secret => Object::Secret(de(value)?),
     })
 }
 

@@ -28,6 +28,7 @@ pub fn object(object: &Object) -> Vec<Problem> {
         Object::PeerAuthentication(pa) => v.peer_authentication(&pa.spec),
         Object::AuthorizationPolicy(ap) => v.authorization_policy(&ap.spec),
         Object::RequestAuthentication(ra) => v.request_authentication(&ra.spec),
+        Object::Secret(s) => v.secret(s),
     }
     v.problems
 }

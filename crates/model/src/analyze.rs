@@ -34,7 +34,7 @@ pub fn analyze(model: &Model) -> Vec<Problem> {
                 }
                 if let Some(subset) = &d.subset {
                     let known = model
-                        .destination_rule(&host, &vs.namespace)
+                        .destination_rule(&host, &vs.namespace, &Default::default())
                         .is_some_and(|dr| dr.spec.subsets.iter().any(|s| &s.name == subset));
                     if !known {
                         out.push(

@@ -57,6 +57,8 @@ pub struct Dirty {
     /// What sidecars let in changed (an AuthorizationPolicy or a
     /// RequestAuthentication): inbound listeners of capture views.
     pub authorization: bool,
+    /// Namespaces whose Secrets changed: the SDS secrets of their proxies.
+    pub secrets: BTreeSet<String>,
 }
 
 impl Dirty {
@@ -68,6 +70,7 @@ impl Dirty {
             && !self.scope
             && !self.security
             && !self.authorization
+            && self.secrets.is_empty()
     }
 
     pub fn merge(&mut self, other: Dirty) {
@@ -78,6 +81,7 @@ impl Dirty {
         self.scope |= other.scope;
         self.security |= other.security;
         self.authorization |= other.authorization;
+        self.secrets.extend(other.secrets);
     }
 
     /// Everything: used at start-up.
@@ -90,6 +94,7 @@ impl Dirty {
             scope: true,
             security: true,
             authorization: true,
+            secrets: BTreeSet::new(),
         }
     }
 }
@@ -240,6 +245,8 @@ pub struct Model {
     peer_authentications: Store<PeerAuthentication>,
     authorization_policies: Store<AuthorizationPolicy>,
     request_authentications: Store<RequestAuthentication>,
+    /// Only ever read for the SDS secrets of proxies in their namespace.
+    secrets: Store<Secret>,
     /// Where a Sidecar applies to every namespace without its own.
     root_namespace: String,
     /// The trust domain of the mesh's SPIFFE identities (`cluster.local`
@@ -313,6 +320,7 @@ impl Model {
             Kind::PeerAuthentication => self.apply_peer_authentication(name, typed(&object)),
             Kind::AuthorizationPolicy => self.apply_authorization_policy(name, typed(&object)),
             Kind::RequestAuthentication => self.apply_request_authentication(name, typed(&object)),
+            Kind::Secret => self.apply_secret(name, typed(&object)),
         };
         dirty.merge(touched);
     }
@@ -509,20 +517,33 @@ impl Model {
             .unwrap_or("")
     }
 
-    /// The DestinationRule that applies to `host` for a proxy in `proxy_ns`:
-    /// the most specific host match, preferring the proxy's namespace, then the
+    /// The DestinationRule that applies to `host` for a proxy in `proxy_ns`
+    /// with `labels`: one whose workload selector picks the proxy (in its own
+    /// namespace) first; otherwise the most specific host match among rules
+    /// without a selector, preferring the proxy's namespace, then the
     /// service's, then any other (by namespace and name), as Istio does.
     pub fn destination_rule(
         &self,
         host: &str,
         proxy_ns: &str,
+        labels: &Labels,
     ) -> Option<&Arc<Policy<DestinationRuleSpec>>> {
-        let candidates = self
-            .dr_by_host
-            .candidates(host)
-            .filter(|dr| dr.visible_to(proxy_ns) && hosts::matches(&dr.hosts[0], host))
-            .map(|dr| (dr, hosts::specificity(&dr.hosts[0])));
-        preferred(candidates, proxy_ns, || self.service_namespace(host))
+        let candidates = || {
+            self.dr_by_host
+                .candidates(host)
+                .filter(|dr| dr.visible_to(proxy_ns) && hosts::matches(&dr.hosts[0], host))
+                .map(|dr| (dr, hosts::specificity(&dr.hosts[0])))
+        };
+        let selecting = candidates().filter(|(dr, _)| {
+            dr.spec
+                .workload_selector
+                .as_ref()
+                .is_some_and(|sel| dr.namespace == proxy_ns && selects(&sel.match_labels, labels))
+        });
+        preferred(selecting, proxy_ns, || self.service_namespace(host)).or_else(|| {
+            let general = candidates().filter(|(dr, _)| dr.spec.workload_selector.is_none());
+            preferred(general, proxy_ns, || self.service_namespace(host))
+        })
     }
 
     /// The VirtualService whose hosts cover `host` for a proxy in `proxy_ns`
@@ -566,6 +587,39 @@ impl Model {
             .filter_map(|n| self.pods.get(&(namespace.to_string(), n)))
             .filter(|p| selects(selector, &p.metadata.labels))
             .collect()
+    }
+
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<&Arc<Secret>> {
+        self.secrets.get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// The `credentialName`s of the DestinationRules whose workload selector
+    /// picks a proxy of `namespace` with `labels`: the Secrets its clusters
+    /// may ask for (Istio reads a sidecar's `credentialName` only there).
+    pub fn credential_names(&self, namespace: &str, labels: &Labels) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let mut add = |tp: Option<&TrafficPolicy>| {
+            let Some(tp) = tp else { return };
+            let levels = tp
+                .tls
+                .iter()
+                .chain(tp.port_level_settings.iter().filter_map(|p| p.tls.as_ref()));
+            names.extend(levels.filter_map(|tls| tls.credential_name.clone()));
+        };
+        for dr in self.destination_rules.in_namespace(namespace) {
+            let picks = dr
+                .spec
+                .workload_selector
+                .as_ref()
+                .is_some_and(|sel| selects(&sel.match_labels, labels));
+            if picks {
+                add(dr.spec.traffic_policy.as_deref());
+                for subset in &dr.spec.subsets {
+                    add(subset.traffic_policy.as_deref());
+                }
+            }
+        }
+        names
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&Arc<Pod>> {

@@ -102,7 +102,8 @@ impl Model {
 impl Model {
     /// The label keys some selector reads: of Services and ServiceEntries,
     /// Sidecars, PeerAuthentications, AuthorizationPolicies,
-    /// RequestAuthentications, and VirtualServices' `sourceLabels`. Two
+    /// RequestAuthentications, DestinationRules, and VirtualServices'
+    /// `sourceLabels`. Two
     /// workloads of one namespace whose labels agree on these keys receive
     /// the same configuration.
     pub fn selector_label_keys(&self) -> BTreeSet<String> {
@@ -124,6 +125,11 @@ impl Model {
         }
         for pa in self.peer_authentications.values() {
             pa.spec.match_labels().into_iter().for_each(&mut add);
+        }
+        for dr in self.destination_rules.values() {
+            if let Some(sel) = &dr.spec.workload_selector {
+                add(&sel.match_labels);
+            }
         }
         for ap in self.authorization_policies.values() {
             ap.spec.match_labels().into_iter().for_each(&mut add);

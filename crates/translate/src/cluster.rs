@@ -102,8 +102,10 @@ pub fn clusters(model: &Model, view: &ProxyView, hosts: &[&str]) -> Vec<BuiltClu
 /// DestinationRule subset and port.
 pub fn service_clusters(model: &Model, view: &ProxyView, svc: &MeshService) -> Vec<BuiltCluster> {
     let mut out = Vec::new();
-    let dr = model.destination_rule(&svc.hostname, &view.namespace);
+    let dr = model.destination_rule(&svc.hostname, &view.namespace, &view.labels);
     let subsets = dr.map(|d| d.spec.subsets.as_slice()).unwrap_or(&[]);
+    // The rule picked this proxy by its workload selector.
+    let selected = dr.is_some_and(|d| d.spec.workload_selector.is_some());
     for port in &svc.ports {
         let mut base = Effective::default();
         if let Some(tp) = dr.and_then(|d| d.spec.traffic_policy.as_ref()) {
@@ -113,7 +115,13 @@ pub fn service_clusters(model: &Model, view: &ProxyView, svc: &MeshService) -> V
         let sans = identities(model, svc, endpoints);
         let mut built = service_cluster(svc, port, "", None, &base);
         with_inline_endpoints(&mut built, model, svc, endpoints);
-        with_tls(&mut built, view, svc, port, "", base.tls.as_ref(), &sans);
+        let dest = Destination {
+            svc,
+            port,
+            sans: &sans,
+            selected,
+        };
+        with_tls(&mut built, view, &dest, "", base.tls.as_ref());
         out.push(built);
         for subset in subsets {
             let mut eff = base.clone();
@@ -122,15 +130,7 @@ pub fn service_clusters(model: &Model, view: &ProxyView, svc: &MeshService) -> V
             }
             let mut built = service_cluster(svc, port, &subset.name, Some(&subset.labels), &eff);
             with_inline_endpoints(&mut built, model, svc, endpoints);
-            with_tls(
-                &mut built,
-                view,
-                svc,
-                port,
-                &subset.name,
-                eff.tls.as_ref(),
-                &sans,
-            );
+            with_tls(&mut built, view, &dest, &subset.name, eff.tls.as_ref());
             out.push(built);
         }
     }
@@ -263,15 +263,29 @@ fn identities(model: &Model, svc: &MeshService, endpoints: &[Endpoint]) -> Vec<S
 /// metadata says they take it (`tlsMode: istio`), plaintext to the rest.
 /// A proxy without certificates speaks plaintext (and ISTIO_MUTUAL
 /// destinations refuse it).
+/// A service port as its clusters' TLS sees it.
+struct Destination<'a> {
+    svc: &'a MeshService,
+    port: &'a ServicePort,
+    /// The SPIFFE identities of its workloads.
+    sans: &'a [String],
+    /// The DestinationRule picked the proxy by its workload selector.
+    selected: bool,
+}
+
 fn with_tls(
     built: &mut BuiltCluster,
     view: &ProxyView,
-    svc: &MeshService,
-    port: &ServicePort,
+    dest: &Destination,
     subset: &str,
     settings: Option<&ClientTlsSettings>,
-    sans: &[String],
 ) {
+    let Destination {
+        svc,
+        port,
+        sans,
+        selected,
+    } = *dest;
     if view.mode == super::ListenerMode::Proxyless {
         return;
     }
@@ -293,7 +307,14 @@ fn with_tls(
         Some(ClientTlsMode::IstioMutual) => cl.transport_socket = istio(),
         Some(ClientTlsMode::Simple | ClientTlsMode::Mutual) => {
             let settings = settings.expect("a mode comes from settings");
-            cl.transport_socket = Some(tls::upstream_files(settings, &svc.hostname));
+            cl.transport_socket = Some(match &settings.credential_name {
+                // A sidecar reads `credentialName` only from a rule that
+                // selects it; otherwise the files apply, as in Istio.
+                Some(credential) if selected => {
+                    tls::upstream_credential(settings, credential, &svc.hostname)
+                }
+                _ => tls::upstream_files(settings, &svc.hostname),
+            });
         }
         None => {
             if let Some(mutual) = istio() {

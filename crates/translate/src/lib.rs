@@ -286,6 +286,7 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         scope: false,
         security: false,
         authorization: dirty.authorization,
+        secrets: Default::default(),
     };
     let mut b = prev.builder();
     if !dirty.config.is_empty() {
@@ -425,7 +426,7 @@ pub fn policies(model: &Model, view: &ProxyView) -> (Policies, VsOfHost) {
             vs_of_host.insert(svc.hostname.clone(), key.clone());
             out.push((key, stamp));
         }
-        if let Some(dr) = model.destination_rule(&svc.hostname, &view.namespace) {
+        if let Some(dr) = model.destination_rule(&svc.hostname, &view.namespace, &view.labels) {
             out.push(policy_entry(Kind::DestinationRule, dr));
         }
     }

@@ -636,7 +636,7 @@ fn hash_policy(
     subset: Option<&str>,
 ) -> Option<r::route_action::HashPolicy> {
     use route_action::hash_policy::{self as hp, PolicySpecifier};
-    let dr = model.destination_rule(host, &view.namespace)?;
+    let dr = model.destination_rule(host, &view.namespace, &view.labels)?;
     let mut lb: Option<&LoadBalancerSettings> = dr
         .spec
         .traffic_policy

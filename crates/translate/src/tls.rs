@@ -213,6 +213,20 @@ pub fn downstream_istio_mutual(
     }))
 }
 
+/// The SDS secret prefix of a Kubernetes Secret named by `credentialName`.
+pub const CREDENTIAL_PREFIX: &str = "kubernetes://";
+/// What follows a credential's name in the SDS secret of its CA.
+pub const CREDENTIAL_CA_SUFFIX: &str = "-cacert";
+
+/// The SDS secret names of credential `name`: its certificate and key, and
+/// the CA that verifies the peer.
+pub fn credential_secret_names(name: &str) -> (String, String) {
+    (
+        concat(&[CREDENTIAL_PREFIX, name]),
+        concat(&[CREDENTIAL_PREFIX, name, CREDENTIAL_CA_SUFFIX]),
+    )
+}
+
 /// DestinationRule `tls` SIMPLE or MUTUAL, with the files it names:
 /// originating TLS to a destination outside the mesh's identities.
 pub fn upstream_files(settings: &ClientTlsSettings, default_sni: &str) -> core::TransportSocket {
@@ -230,32 +244,72 @@ pub fn upstream_files(settings: &ClientTlsSettings, default_sni: &str) -> core::
             });
         }
     }
-    let skip_verify = settings.insecure_skip_verify.unwrap_or(false);
-    if !skip_verify {
-        let sans = settings
-            .subject_alt_names
-            .iter()
-            .map(|san| tls::SubjectAltNameMatcher {
-                // Istio matches these against DNS and URI names alike.
-                san_type: if san.starts_with("spiffe://") {
-                    tls::subject_alt_name_matcher::SanType::Uri as i32
-                } else {
-                    tls::subject_alt_name_matcher::SanType::Dns as i32
-                },
-                matcher: Some(exact(san)),
-                ..Default::default()
-            })
-            .collect();
+    if !settings.insecure_skip_verify.unwrap_or(false) {
         common.validation_context_type = Some(
             tls::common_tls_context::ValidationContextType::ValidationContext(
                 tls::CertificateValidationContext {
                     trusted_ca: settings.ca_certificates.as_deref().map(file),
-                    match_typed_subject_alt_names: sans,
+                    match_typed_subject_alt_names: san_matchers(settings),
                     ..Default::default()
                 },
             ),
         );
     }
+    upstream_socket(settings, common, default_sni)
+}
+
+/// DestinationRule `tls` SIMPLE or MUTUAL with `credentialName`, as Istio
+/// writes it: the certificate and key (MUTUAL) and the CA come over the ADS
+/// stream as the SDS secrets `kubernetes://NAME` and `kubernetes://NAME-cacert`.
+pub fn upstream_credential(
+    settings: &ClientTlsSettings,
+    credential: &str,
+    default_sni: &str,
+) -> core::TransportSocket {
+    let (cert, ca) = credential_secret_names(credential);
+    let mut common = tls::CommonTlsContext::default();
+    if settings.mode() == ClientTlsMode::Mutual {
+        common.tls_certificate_sds_secret_configs = vec![sds(&cert, &ads())];
+    }
+    if !settings.insecure_skip_verify.unwrap_or(false) {
+        common.validation_context_type = Some(
+            tls::common_tls_context::ValidationContextType::CombinedValidationContext(
+                tls::common_tls_context::CombinedCertificateValidationContext {
+                    default_validation_context: Some(tls::CertificateValidationContext {
+                        match_typed_subject_alt_names: san_matchers(settings),
+                        ..Default::default()
+                    }),
+                    validation_context_sds_secret_config: Some(sds(&ca, &ads())),
+                    ..Default::default()
+                },
+            ),
+        );
+    }
+    upstream_socket(settings, common, default_sni)
+}
+
+/// `subjectAltNames`, which Istio matches against DNS and URI names alike.
+fn san_matchers(settings: &ClientTlsSettings) -> Vec<tls::SubjectAltNameMatcher> {
+    settings
+        .subject_alt_names
+        .iter()
+        .map(|san| tls::SubjectAltNameMatcher {
+            san_type: if san.starts_with("spiffe://") {
+                tls::subject_alt_name_matcher::SanType::Uri as i32
+            } else {
+                tls::subject_alt_name_matcher::SanType::Dns as i32
+            },
+            matcher: Some(exact(san)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn upstream_socket(
+    settings: &ClientTlsSettings,
+    common: tls::CommonTlsContext,
+    default_sni: &str,
+) -> core::TransportSocket {
     socket(&tls::UpstreamTlsContext {
         common_tls_context: Some(common),
         sni: settings

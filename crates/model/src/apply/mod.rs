@@ -11,6 +11,7 @@ mod destination_rule;
 mod endpoint_slice;
 mod peer_authentication;
 mod pod;
+mod secret;
 mod service;
 mod service_entry;
 mod sidecar;
