@@ -22,7 +22,7 @@ use tonic::codegen::http;
 use tonic::Code;
 
 use common::pod_network::ca_init;
-use common::{ApiServer, Shmesh};
+use common::{eventually, ApiServer, Shmesh};
 
 const CREATE: &str = "/istio.v1.auth.IstioCertificateService/CreateCertificate";
 
@@ -352,9 +352,18 @@ fn in_kubernetes_mode_a_service_account_token_is_checked_with_token_review() {
 
 const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
-/// The names of the SDS secrets a capture sidecar of `shop` gets on an ADS
-/// stream opened over `connect` with `token`.
-fn secrets_over_ads(connect: TlsConnect, token: Option<&str>, pod: &str) -> Vec<String> {
+/// A rule that gives pods `app: a` of shop a client certificate from a Secret.
+const CREDENTIAL: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: bank, namespace: shop}\nspec:\n  host: bank.example.com\n  workloadSelector: {matchLabels: {app: a}}\n  trafficPolicy: {tls: {mode: MUTUAL, credentialName: bank-client}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: bank-client, namespace: shop}\ntype: kubernetes.io/tls\ndata: {tls.crt: Q0VSVA==, tls.key: S0VZ, ca.crt: Q0E=}\n";
+
+/// The names of the SDS secrets a capture sidecar of `shop` labelled
+/// `app: a` gets on an ADS stream opened over `connect` with `token`, when
+/// it asks for `default`, `ROOTCA` and `more`.
+fn secrets_over_ads(
+    connect: TlsConnect,
+    token: Option<&str>,
+    pod: &str,
+    more: &[&str],
+) -> Vec<String> {
     use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
     use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
@@ -368,15 +377,25 @@ fn secrets_over_ads(connect: TlsConnect, token: Option<&str>, pod: &str) -> Vec<
             .await
             .expect("connect over TLS");
         let mut client = AggregatedDiscoveryServiceClient::new(channel);
+        use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+        let value = |kind| Value { kind: Some(kind) };
+        let labels = Struct {
+            fields: [("app".to_string(), value(Kind::StringValue("a".into())))].into(),
+        };
         let node = Node {
             id: format!("sidecar~10.1.0.9~{pod}.shop~shop.svc.cluster.local"),
             cluster: "a.shop".into(),
+            metadata: Some(Struct {
+                fields: [("LABELS".to_string(), value(Kind::StructValue(labels)))].into(),
+            }),
             ..Default::default()
         };
+        let mut names = vec!["default".to_string(), "ROOTCA".to_string()];
+        names.extend(more.iter().map(|n| n.to_string()));
         let first = DiscoveryRequest {
             node: Some(node),
             type_url: SECRET.into(),
-            resource_names: vec!["default".into(), "ROOTCA".into()],
+            resource_names: names,
             ..Default::default()
         };
         let mut request =
@@ -421,13 +440,36 @@ fn in_kubernetes_mode_a_token_proves_a_sidecars_identity_on_its_ads_stream() {
     let shmesh = &rig.shmesh;
     let anonymous = rig.anonymous();
 
-    let mut got = secrets_over_ads(anonymous.clone(), Some("token-of-a"), "a-1");
+    let mut got = secrets_over_ads(anonymous.clone(), Some("token-of-a"), "a-1", &[]);
     got.sort();
     assert_eq!(got, ["ROOTCA", "default"], "a's token proves a");
     // A bad token, a token of another namespace, or none: no certificate.
     for token in [Some("not-a-token"), Some("token-of-bank"), None] {
-        let got = secrets_over_ads(anonymous.clone(), token, "a-2");
+        let got = secrets_over_ads(anonymous.clone(), token, "a-2", &[]);
         assert!(got.is_empty(), "{token:?} got {got:?}");
     }
+
+    // A DestinationRule's credentialName: the Secret, watched in the
+    // cluster, goes to a (proven, selected) and to nobody unproven.
+    rig.api.apply_yaml(CREDENTIAL);
+    let wanted = [
+        "kubernetes://bank-client",
+        "kubernetes://bank-client-cacert",
+    ];
+    let mut got = Vec::new();
+    eventually("a gets the Secret", || {
+        got = secrets_over_ads(anonymous.clone(), Some("token-of-a"), "a-3", &wanted);
+        got.sort();
+        got.len() == 4
+    });
+    assert_eq!(got[2..], wanted, "{got:?}");
+    for token in [Some("token-of-bank"), None] {
+        let got = secrets_over_ads(anonymous.clone(), token, "a-4", &wanted);
+        assert!(got.is_empty(), "{token:?} got {got:?}");
+    }
+    assert!(
+        !shmesh.log().contains("S0VZ"),
+        "the Secret's data was logged"
+    );
     assert!(!shmesh.log().contains("token-of-a"), "a token was logged");
 }

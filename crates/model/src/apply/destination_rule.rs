@@ -122,4 +122,24 @@ mod tests {
         assert!(removed.config.is_empty() && removed.routes);
         assert!(model.apply_destination_rule(name, None).is_empty());
     }
+
+    #[test]
+    fn a_rule_selecting_the_proxy_wins_and_selects_only_in_its_namespace() {
+        let mut model = Model::new();
+        let general = rule("reviews.shop.svc.cluster.local", "RANDOM");
+        model.apply_destination_rule(("shop".into(), "general".into()), Some(&general));
+        let picked: DestinationRule = typed("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: picked, namespace: shop}\nspec:\n  host: reviews.shop.svc.cluster.local\n  workloadSelector: {matchLabels: {app: cart}}\n");
+        model.apply_destination_rule(("shop".into(), "picked".into()), Some(&picked));
+        let labels = |app: &str| [("app".to_string(), app.to_string())].into();
+        let name_for = |ns: &str, app: &str| {
+            model
+                .destination_rule("reviews.shop.svc.cluster.local", ns, &labels(app))
+                .map(|dr| dr.name.clone())
+        };
+        assert_eq!(name_for("shop", "cart").as_deref(), Some("picked"));
+        assert_eq!(name_for("shop", "web").as_deref(), Some("general"));
+        // A selector never reaches across namespaces.
+        assert_eq!(name_for("bank", "cart").as_deref(), Some("general"));
+        assert!(model.selector_label_keys().contains("app"));
+    }
 }
