@@ -322,14 +322,27 @@ async fn run(
                     if dirty.routes || !dirty.vs_hosts.is_empty() || !dirty.config.is_empty() {
                         record_policies(&handle, &model);
                     }
-                    update_all(
-                        &handle,
-                        &model,
-                        &mut snapshots,
-                        &mut label_keys,
-                        Some(&dirty),
-                        &metrics,
-                    );
+                    let only_secrets = Dirty {
+                        secrets: BTreeSet::new(),
+                        ..dirty.clone()
+                    }
+                    .is_empty();
+                    if only_secrets {
+                        // Nothing to translate: the proxies of those
+                        // namespaces that get Secrets take the new ones.
+                        reinstall_with_secrets(&handle, &model, &mut snapshots, &metrics, |v| {
+                            dirty.secrets.contains(&v.namespace)
+                        });
+                    } else {
+                        update_all(
+                            &handle,
+                            &model,
+                            &mut snapshots,
+                            &mut label_keys,
+                            Some(&dirty),
+                            &metrics,
+                        );
+                    }
                     true
                 });
                 if applied {
@@ -455,9 +468,21 @@ fn renew_certificates(
     snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
     metrics: &Metrics,
 ) {
+    reinstall_with_secrets(handle, model, snapshots, metrics, |_| true);
+}
+
+/// Installs the snapshots of the views `which` picks among those with
+/// certificates from shmesh's CA again, with their current SDS secrets.
+fn reinstall_with_secrets(
+    handle: &Views,
+    model: &Model,
+    snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
+    metrics: &Metrics,
+    which: impl Fn(&ProxyView) -> bool,
+) {
     let views: Vec<(ProxyView, Arc<Snapshot>)> = snapshots
         .iter()
-        .filter(|(v, _)| matches!(v.certificates, Certificates::Ads { .. }))
+        .filter(|(v, _)| matches!(v.certificates, Certificates::Ads { .. }) && which(v))
         .map(|(v, s)| (v.clone(), s.clone()))
         .collect();
     for (view, snap) in views {
