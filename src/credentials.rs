@@ -1,5 +1,5 @@
-//! The SDS secrets of Kubernetes Secrets that DestinationRules name by
-//! `credentialName`, for the proxies of the Secrets' own namespace.
+//! The SDS secrets of Kubernetes Secrets that DestinationRules and Gateways
+//! name by `credentialName`, for the proxies of the Secrets' own namespace.
 //!
 //! The model holds the Secrets (from files, or watched in Kubernetes mode
 //! when shmesh has a CA) and says which credential names a proxy's rules
@@ -20,16 +20,22 @@ use shmesh_model::Model;
 use shmesh_translate::tls::{credential_secret_names, CREDENTIAL_CA_SUFFIX};
 
 /// Writes the SDS secrets of every credential the rules selecting a proxy of
-/// `namespace` with `labels` name, as far as their Secrets exist. Returns
-/// the names no Secret was found for.
+/// `namespace` with `labels` name (and, for a gateway proxy, the Gateways
+/// picking it), as far as their Secrets exist. Returns the names no Secret
+/// was found for.
 pub fn write_secrets(
     model: &Model,
     namespace: &str,
     labels: &Labels,
+    router: bool,
     w: &mut ResourceWriter,
 ) -> Vec<String> {
     let mut missing = Vec::new();
-    for name in model.credential_names(namespace, labels) {
+    let mut names = model.credential_names(namespace, labels);
+    if router {
+        names.extend(shmesh_translate::gateway::credential_names(model, labels));
+    }
+    for name in names {
         let own = model.secret(namespace, &name).map(|s| s.tls_material());
         let ca_secret = model
             .secret(namespace, &format!("{name}{CREDENTIAL_CA_SUFFIX}"))
@@ -119,7 +125,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut w = ResourceWriter::for_type(ResourceType::Secret);
-        let missing = write_secrets(model, "shop", &labels, &mut w);
+        let missing = write_secrets(model, "shop", &labels, false, &mut w);
         let set = w.finish_by_name();
         let out = set
             .names()

@@ -21,6 +21,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::ServiceEntry => ("networking.istio.io", "v1", "serviceentries"),
         Kind::WorkloadEntry => ("networking.istio.io", "v1", "workloadentries"),
         Kind::Sidecar => ("networking.istio.io", "v1", "sidecars"),
+        Kind::Gateway => ("networking.istio.io", "v1", "gateways"),
         Kind::PeerAuthentication => ("security.istio.io", "v1", "peerauthentications"),
         Kind::AuthorizationPolicy => ("security.istio.io", "v1", "authorizationpolicies"),
         Kind::RequestAuthentication => ("security.istio.io", "v1", "requestauthentications"),

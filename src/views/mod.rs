@@ -86,7 +86,8 @@ impl ViewSource for Views {
         peer: &Peer,
     ) -> Result<ProxyView, NodeError> {
         let mut view = view_of(node)?;
-        if view.mode == ListenerMode::Capture && view.labels.is_empty() {
+        let workload = matches!(view.mode, ListenerMode::Capture | ListenerMode::Router);
+        if workload && view.labels.is_empty() {
             if let Some(pod) = shmesh_translate::node::pod_of(node) {
                 let (reply, labels) = oneshot::channel();
                 if self.pod_queries.send((pod, reply)).is_ok() {
@@ -94,11 +95,12 @@ impl ViewSource for Views {
                 }
             }
         }
-        // A sidecar without an agent gets certificates from shmesh's CA, as
-        // the identity its connection proved (its client certificate, or in
-        // Kubernetes mode its service-account token) and no other.
+        // A sidecar or gateway without an agent gets certificates from
+        // shmesh's CA, as the identity its connection proved (its client
+        // certificate, or in Kubernetes mode its service-account token) and
+        // no other.
         let certificates = match (&self.identities, &view.certificates) {
-            (Some(ids), Certificates::None) if view.mode == ListenerMode::Capture => {
+            (Some(ids), Certificates::None) if workload => {
                 match (&peer.certificate, &peer.bearer_token, &self.reviewer) {
                     (None, Some(token), Some(reviewer)) => {
                         let proven = match reviewer.identity(token, ids.trust_domain()).await {
@@ -505,7 +507,8 @@ fn with_secrets(handle: &Views, model: &Model, view: &ProxyView, snap: Snapshot)
         warn!(view = %view, error = %e, "cannot issue the view's certificate");
         return snap;
     }
-    let missing = credentials::write_secrets(model, &view.namespace, &view.labels, &mut w);
+    let router = view.mode == ListenerMode::Router;
+    let missing = credentials::write_secrets(model, &view.namespace, &view.labels, router, &mut w);
     if !missing.is_empty() {
         debug!(view = %view, ?missing, "credentialName without a Secret in the namespace");
     }

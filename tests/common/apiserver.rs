@@ -103,7 +103,7 @@ const fn security(kind: &'static str, plural: &'static str) -> Resource {
     }
 }
 
-const RESOURCES: [Resource; 12] = [
+const RESOURCES: [Resource; 13] = [
     builtin("Service", "v1", "/api/v1/", "services"),
     builtin("Pod", "v1", "/api/v1/", "pods"),
     builtin("Secret", "v1", "/api/v1/", "secrets"),
@@ -118,6 +118,7 @@ const RESOURCES: [Resource; 12] = [
     istio("ServiceEntry", "serviceentries"),
     istio("WorkloadEntry", "workloadentries"),
     istio("Sidecar", "sidecars"),
+    istio("Gateway", "gateways"),
     security("PeerAuthentication", "peerauthentications"),
     security("AuthorizationPolicy", "authorizationpolicies"),
     security("RequestAuthentication", "requestauthentications"),

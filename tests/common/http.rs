@@ -109,6 +109,71 @@ pub fn http_request_in(
     outcome.map_err(|e| format!("{what}: {e}"))
 }
 
+/// One `GET https://HOST/PATH` to `addr` over TLS with SNI `host`, trusting
+/// only the roots in `ca_pem` (HTTP/1.1 by ALPN); also returns the serial
+/// number (hex) of the certificate the server presented.
+pub fn https_get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    ca_pem: &str,
+) -> Result<(Response, String), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    let what = format!("GET https://{host}{path} via {addr}");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("{what}: CA: {e}"))?;
+        roots.add(cert).map_err(|e| format!("{what}: CA: {e}"))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("{what}: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{what}: {e}"))?;
+    let request =
+        build_request("GET", host, path, &[], b"", true).map_err(|e| format!("{what}: {e}"))?;
+    let outcome = run(async move {
+        let exchange = async {
+            let tcp = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("connect failed: {e}"))?;
+            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+            let tls = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            let serial = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| {
+                    x509_parser::parse_x509_certificate(c.as_ref())
+                        .ok()
+                        .map(|(_, x)| x.raw_serial_as_string())
+                })
+                .unwrap_or_default();
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("HTTP/1.1 handshake failed: {e}"))?;
+            tokio::spawn(connection);
+            let (response, _) = exchange(&mut sender, request)
+                .await
+                .map_err(|f| f.message)?;
+            Ok((response, serial))
+        };
+        match tokio::time::timeout(DEFAULT_TIMEOUT, exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("timed out after {DEFAULT_TIMEOUT:?}")),
+        }
+    });
+    outcome.map_err(|e: String| format!("{what}: {e}"))
+}
+
 /// Whether `r` is a 200 response.
 pub fn is_ok(r: &Result<Response, String>) -> bool {
     matches!(r, Ok(r) if r.status == 200)

@@ -18,6 +18,7 @@ pub mod validate;
 pub mod authorization_policy;
 pub mod destination_rule;
 pub mod endpoint_slice;
+pub mod gateway;
 pub mod peer_authentication;
 pub mod pod;
 pub mod request_authentication;
@@ -49,10 +50,11 @@ pub enum Kind {
     AuthorizationPolicy,
     RequestAuthentication,
     Secret,
+    Gateway,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -65,6 +67,7 @@ impl Kind {
         Kind::AuthorizationPolicy,
         Kind::RequestAuthentication,
         Kind::Secret,
+        Kind::Gateway,
     ];
 
     /// The kind named by `apiVersion` and `kind`, if shmesh reads it.
@@ -89,6 +92,7 @@ impl Kind {
             (_, "ServiceEntry") if istio => Some(Kind::ServiceEntry),
             (_, "WorkloadEntry") if istio => Some(Kind::WorkloadEntry),
             (_, "Sidecar") if istio => Some(Kind::Sidecar),
+            (_, "Gateway") if istio => Some(Kind::Gateway),
             (_, "PeerAuthentication") if security => Some(Kind::PeerAuthentication),
             (_, "AuthorizationPolicy") if security => Some(Kind::AuthorizationPolicy),
             (_, "RequestAuthentication") if security => Some(Kind::RequestAuthentication),
@@ -110,6 +114,7 @@ impl Kind {
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Secret => "Secret",
+            Kind::Gateway => "Gateway",
         }
     }
 }
@@ -161,6 +166,7 @@ pub enum Object {
     AuthorizationPolicy(AuthorizationPolicy),
     RequestAuthentication(RequestAuthentication),
     Secret(Secret),
+    Gateway(Gateway),
 }
 
 /// The Rust type of a kind's objects, to take one out of an `Object`.
@@ -200,4 +206,5 @@ kind_objects!(
     AuthorizationPolicy,
     RequestAuthentication,
     Secret,
+    Gateway,
 );

@@ -5,6 +5,7 @@
 pub use crate::authorization_policy::*;
 pub use crate::destination_rule::*;
 pub use crate::endpoint_slice::*;
+pub use crate::gateway::*;
 pub use crate::meta::*;
 pub use crate::peer_authentication::*;
 pub use crate::pod::*;

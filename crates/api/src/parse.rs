@@ -247,6 +247,7 @@ fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Box<Problem>> {
         Kind::AuthorizationPolicy => Object::AuthorizationPolicy(de(value)?),
         Kind::RequestAuthentication => Object::RequestAuthentication(de(value)?),
         Kind::Secret => Object::Secret(de(value)?),
+        Kind::Gateway => Object::Gateway(de(value)?),
     })
 }
 

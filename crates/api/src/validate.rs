@@ -29,6 +29,7 @@ pub fn object(object: &Object) -> Vec<Problem> {
         Object::AuthorizationPolicy(ap) => v.authorization_policy(&ap.spec),
         Object::RequestAuthentication(ra) => v.request_authentication(&ra.spec),
         Object::Secret(s) => v.secret(s),
+        Object::Gateway(gw) => v.gateway(&gw.spec),
     }
     v.problems
 }

@@ -59,6 +59,8 @@ pub struct Dirty {
     pub authorization: bool,
     /// Namespaces whose Secrets changed: the SDS secrets of their proxies.
     pub secrets: BTreeSet<String>,
+    /// A Gateway changed: the listeners and routes of gateway proxies.
+    pub gateways: bool,
 }
 
 impl Dirty {
@@ -71,6 +73,7 @@ impl Dirty {
             && !self.security
             && !self.authorization
             && self.secrets.is_empty()
+            && !self.gateways
     }
 
     pub fn merge(&mut self, other: Dirty) {
@@ -82,6 +85,7 @@ impl Dirty {
         self.security |= other.security;
         self.authorization |= other.authorization;
         self.secrets.extend(other.secrets);
+        self.gateways |= other.gateways;
     }
 
     /// Everything: used at start-up.
@@ -95,6 +99,7 @@ impl Dirty {
             security: true,
             authorization: true,
             secrets: BTreeSet::new(),
+            gateways: true,
         }
     }
 }
@@ -247,6 +252,7 @@ pub struct Model {
     request_authentications: Store<RequestAuthentication>,
     /// Only ever read for the SDS secrets of proxies in their namespace.
     secrets: Store<Secret>,
+    gateways: Store<Gateway>,
     /// Where a Sidecar applies to every namespace without its own.
     root_namespace: String,
     /// The trust domain of the mesh's SPIFFE identities (`cluster.local`
@@ -321,6 +327,7 @@ impl Model {
             Kind::AuthorizationPolicy => self.apply_authorization_policy(name, typed(&object)),
             Kind::RequestAuthentication => self.apply_request_authentication(name, typed(&object)),
             Kind::Secret => self.apply_secret(name, typed(&object)),
+            Kind::Gateway => self.apply_gateway(name, typed(&object)),
         };
         dirty.merge(touched);
     }
@@ -586,6 +593,40 @@ impl Model {
             .into_iter()
             .filter_map(|n| self.pods.get(&(namespace.to_string(), n)))
             .filter(|p| selects(selector, &p.metadata.labels))
+            .collect()
+    }
+
+    /// The Gateways whose selector picks a gateway proxy with `labels` (in
+    /// any namespace, as Istio does by default); an empty selector picks
+    /// every gateway proxy.
+    pub fn gateways_for(&self, labels: &Labels) -> Vec<&Arc<Gateway>> {
+        self.gateways
+            .values()
+            .filter(|gw| {
+                gw.spec
+                    .selector
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v))
+            })
+            .collect()
+    }
+
+    /// The VirtualServices bound to Gateway `namespace/name` by their
+    /// `gateways` (`namespace/name`, or `name` in the Gateway's namespace),
+    /// by namespace and name.
+    pub fn virtual_services_for_gateway(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<&Arc<Policy<VirtualServiceSpec>>> {
+        self.virtual_services
+            .values()
+            .filter(|vs| {
+                vs.spec.gateways.iter().any(|g| match g.split_once('/') {
+                    Some((ns, n)) => ns == namespace && n == name,
+                    None => g == name && vs.namespace == namespace,
+                })
+            })
             .collect()
     }
 

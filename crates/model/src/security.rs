@@ -126,6 +126,9 @@ impl Model {
         for pa in self.peer_authentications.values() {
             pa.spec.match_labels().into_iter().for_each(&mut add);
         }
+        for gw in self.gateways.values() {
+            add(&gw.spec.selector);
+        }
         for dr in self.destination_rules.values() {
             if let Some(sel) = &dr.spec.workload_selector {
                 add(&sel.match_labels);

@@ -9,6 +9,7 @@
 pub mod authorization;
 pub mod cluster;
 pub mod endpoint;
+pub mod gateway;
 pub mod inbound;
 pub mod istio_names;
 pub mod listener;
@@ -47,6 +48,9 @@ pub enum ListenerMode {
     Explicit(SocketAddr),
     /// A proxyless gRPC client: `api_listener`s named `host:port`, fetched by name.
     Proxyless,
+    /// A gateway proxy (Istio's `router` node type): bound listeners for the
+    /// servers of the Gateways whose selector picks it.
+    Router,
 }
 
 /// Everything about a proxy that changes what it receives. Proxies with equal
@@ -74,6 +78,7 @@ impl fmt::Display for ProxyView {
             ListenerMode::Capture => write!(f, "{}/capture", self.namespace)?,
             ListenerMode::Explicit(addr) => write!(f, "{}/explicit:{addr}", self.namespace)?,
             ListenerMode::Proxyless => write!(f, "{}/proxyless", self.namespace)?,
+            ListenerMode::Router => write!(f, "{}/router", self.namespace)?,
         }
         for (i, (k, v)) in self.labels.iter().enumerate() {
             f.write_str(if i == 0 { "{" } else { "," })?;
@@ -274,8 +279,14 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         });
     let mut config = dirty.config.clone();
     config.extend(inline);
-    // Scope and security reach every resource kind of a view.
-    if dirty.scope || dirty.security {
+    // Scope and security reach every resource kind of a view. A gateway's
+    // listeners and routes follow Gateways and VirtualServices as a whole.
+    let gateway_touched = view.mode == ListenerMode::Router
+        && (dirty.gateways
+            || dirty.routes
+            || !dirty.vs_hosts.is_empty()
+            || !dirty.config.is_empty());
+    if dirty.scope || dirty.security || gateway_touched {
         return build(model, view);
     }
     let dirty = &Dirty {
@@ -287,6 +298,7 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
         security: false,
         authorization: dirty.authorization,
         secrets: Default::default(),
+        gateways: false,
     };
     let mut b = prev.builder();
     if !dirty.config.is_empty() {

@@ -28,6 +28,7 @@ pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> 
         ListenerMode::Capture => capture(model, view),
         ListenerMode::Explicit(addr) => vec![explicit(*addr)],
         ListenerMode::Proxyless => proxyless(model, view),
+        ListenerMode::Router => super::gateway::listeners(model, view),
     }
 }
 
@@ -197,7 +198,7 @@ pub(crate) fn router_filter() -> hcm::HttpFilter {
     }
 }
 
-fn http_filter(stat_prefix: &str, route_config: &str) -> l::Filter {
+pub(crate) fn http_filter(stat_prefix: &str, route_config: &str) -> l::Filter {
     l::Filter {
         name: "envoy.filters.network.http_connection_manager".to_string(),
         config_type: Some(l::filter::ConfigType::TypedConfig(any(

@@ -1,6 +1,7 @@
 //! What a connecting node tells about itself: its namespace and how it wants
-//! its outbound listeners (capture, explicit, proxyless) and, for a sidecar
-//! under capture, its workload's labels.
+//! its outbound listeners (capture, explicit, proxyless, or a gateway's
+//! listeners) and, for a sidecar under capture or a gateway, its workload's
+//! labels.
 
 use std::net::SocketAddr;
 
@@ -53,8 +54,12 @@ pub fn view_of(node: &Node) -> Result<ProxyView, NodeError> {
         .to_ascii_lowercase()
         .starts_with("grpc")
         || metadata_str(node, "GENERATOR") == Some("grpc");
+    // Istio's gateways announce themselves by their node type.
+    let router = node.id.starts_with("router~");
     let mode = if grpc {
         ListenerMode::Proxyless
+    } else if router {
+        ListenerMode::Router
     } else if let Some(addr) = metadata_str(node, OUTBOUND_LISTENER_KEY) {
         let addr = addr
             .parse::<SocketAddr>()
@@ -66,20 +71,21 @@ pub fn view_of(node: &Node) -> Result<ProxyView, NodeError> {
     } else {
         ListenerMode::Capture
     };
-    // Only a sidecar under capture has an inbound half for labels to shape.
-    let labels = if mode == ListenerMode::Capture {
+    // Labels shape a sidecar's inbound half and pick a gateway's Gateways.
+    let labels = if matches!(mode, ListenerMode::Capture | ListenerMode::Router) {
         labels(node)
     } else {
         Labels::new()
     };
     // Istio's agent announces itself (ISTIO_VERSION) and serves the
     // sidecar's certificates over SDS.
-    let certificates =
-        if mode == ListenerMode::Capture && metadata_str(node, "ISTIO_VERSION").is_some() {
-            Certificates::Agent
-        } else {
-            Certificates::None
-        };
+    let with_agent = matches!(mode, ListenerMode::Capture | ListenerMode::Router)
+        && metadata_str(node, "ISTIO_VERSION").is_some();
+    let certificates = if with_agent {
+        Certificates::Agent
+    } else {
+        Certificates::None
+    };
     Ok(ProxyView {
         namespace,
         mode,
@@ -188,6 +194,12 @@ mod tests {
             ListenerMode::Explicit("127.0.0.1:15080".parse().unwrap())
         );
         assert!(view_of(&node("a", &[(OUTBOUND_LISTENER_KEY, "nope")], "envoy")).is_err());
+        let gateway = "router~10.0.0.9~ingress-1.edge~edge.svc.cluster.local";
+        let view = view_of(&node(gateway, &[], "envoy")).unwrap();
+        assert_eq!(
+            (view.mode, view.namespace.as_str()),
+            (ListenerMode::Router, "edge")
+        );
     }
 
     #[test]

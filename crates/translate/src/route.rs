@@ -35,6 +35,7 @@ pub fn route_configs(model: &Model, view: &ProxyView) -> Vec<(String, r::RouteCo
         ListenerMode::Capture => capture(model, view),
         ListenerMode::Explicit(_) => vec![explicit(model, view)],
         ListenerMode::Proxyless => proxyless(model, view),
+        ListenerMode::Router => super::gateway::route_configs(model, view),
     }
 }
 
@@ -154,7 +155,10 @@ pub fn delegate_to_vhds(
     (rc, hosts)
 }
 
-fn route_configuration(name: String, virtual_hosts: Vec<r::VirtualHost>) -> r::RouteConfiguration {
+pub(crate) fn route_configuration(
+    name: String,
+    virtual_hosts: Vec<r::VirtualHost>,
+) -> r::RouteConfiguration {
     r::RouteConfiguration {
         name,
         virtual_hosts,
@@ -224,7 +228,7 @@ pub(super) fn virtual_host(
     domains: Vec<String>,
 ) -> r::VirtualHost {
     let routes = match model.virtual_service(&svc.hostname, &view.namespace) {
-        Some(vs) => vs_routes(model, view, vs, port),
+        Some(vs) => vs_routes(model, view, vs, port, None),
         None => vec![default_route(model, view, svc, port)],
     };
     r::VirtualHost {
@@ -255,11 +259,14 @@ fn default_route(model: &Model, view: &ProxyView, svc: &MeshService, port: u16) 
     }
 }
 
-fn vs_routes(
+/// The routes of `vs` for requests on `port`, of the mesh's sidecars
+/// (`gateway` None) or of Gateway `gateway` (`namespace/name`).
+pub(crate) fn vs_routes(
     model: &Model,
     view: &ProxyView,
     vs: &Policy<shmesh_api::objects::VirtualServiceSpec>,
     port: u16,
+    gateway: Option<&str>,
 ) -> Vec<r::Route> {
     let mut out = Vec::new();
     for http in &vs.spec.http {
@@ -268,7 +275,7 @@ fn vs_routes(
             continue;
         }
         for m in &http.match_ {
-            if !match_applies(m, view, port) {
+            if !match_applies(m, view, port, &vs.namespace, gateway) {
                 continue;
             }
             out.push(route(model, view, vs, http, Some(m), port));
@@ -277,12 +284,24 @@ fn vs_routes(
     out
 }
 
-/// Conditions decided per proxy rather than by Envoy.
-fn match_applies(m: &HttpMatchRequest, view: &ProxyView, port: u16) -> bool {
+/// Conditions decided per proxy rather than by Envoy. `match.gateways`
+/// names `mesh` or Gateways (`name` in the VirtualService's namespace
+/// `vs_namespace`, or `namespace/name`).
+fn match_applies(
+    m: &HttpMatchRequest,
+    view: &ProxyView,
+    port: u16,
+    vs_namespace: &str,
+    gateway: Option<&str>,
+) -> bool {
     if m.port.is_some_and(|p| p != port as i64) {
         return false;
     }
-    if !m.gateways.is_empty() && !m.gateways.iter().any(|g| g == "mesh") {
+    let names = |g: &String| match gateway {
+        None => g == "mesh",
+        Some(full) => g == full || full.split_once('/') == Some((vs_namespace, g.as_str())),
+    };
+    if !m.gateways.is_empty() && !m.gateways.iter().any(names) {
         return false;
     }
     if m.source_namespace

@@ -17,7 +17,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::google::protobuf::BoolValue;
 
-use shmesh_api::objects::{ClientTlsMode, ClientTlsSettings};
+use shmesh_api::objects::{ClientTlsMode, ClientTlsSettings, ServerTlsMode, ServerTlsSettings};
 use shmesh_model::text::{concat, Decimal};
 
 use super::{ads, any, duration};
@@ -286,6 +286,88 @@ pub fn upstream_credential(
         );
     }
     upstream_socket(settings, common, default_sni)
+}
+
+/// ALPN a gateway's HTTPS servers offer.
+pub const GATEWAY_ALPN: [&str; 2] = ["h2", "http/1.1"];
+
+/// A gateway server's TLS (SIMPLE, MUTUAL or OPTIONAL_MUTUAL): its
+/// certificate and key from files or, by `credentialName`, from the SDS
+/// secret `kubernetes://NAME` over ADS; for mutual TLS the clients'
+/// CA from `caCertificates` or `kubernetes://NAME-cacert`, with
+/// `subjectAltNames` checked.
+pub fn downstream_server(settings: &ServerTlsSettings) -> core::TransportSocket {
+    let file = |path: &str| core::DataSource {
+        specifier: Some(core::data_source::Specifier::Filename(path.to_string())),
+        ..Default::default()
+    };
+    let mode = settings.mode();
+    let mutual = matches!(mode, ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual);
+    let mut common = tls::CommonTlsContext {
+        alpn_protocols: GATEWAY_ALPN.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let sans = |names: &[String]| {
+        names
+            .iter()
+            .map(|san| tls::SubjectAltNameMatcher {
+                san_type: if san.starts_with("spiffe://") {
+                    tls::subject_alt_name_matcher::SanType::Uri as i32
+                } else {
+                    tls::subject_alt_name_matcher::SanType::Dns as i32
+                },
+                matcher: Some(exact(san)),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>()
+    };
+    match &settings.credential_name {
+        Some(credential) => {
+            let (cert, ca) = credential_secret_names(credential);
+            common.tls_certificate_sds_secret_configs = vec![sds(&cert, &ads())];
+            if mutual {
+                common.validation_context_type = Some(
+                    tls::common_tls_context::ValidationContextType::CombinedValidationContext(
+                        tls::common_tls_context::CombinedCertificateValidationContext {
+                            default_validation_context: Some(tls::CertificateValidationContext {
+                                match_typed_subject_alt_names: sans(&settings.subject_alt_names),
+                                ..Default::default()
+                            }),
+                            validation_context_sds_secret_config: Some(sds(&ca, &ads())),
+                            ..Default::default()
+                        },
+                    ),
+                );
+            }
+        }
+        None => {
+            if let (Some(cert), Some(key)) = (&settings.server_certificate, &settings.private_key) {
+                common.tls_certificates.push(tls::TlsCertificate {
+                    certificate_chain: Some(file(cert)),
+                    private_key: Some(file(key)),
+                    ..Default::default()
+                });
+            }
+            if mutual {
+                common.validation_context_type = Some(
+                    tls::common_tls_context::ValidationContextType::ValidationContext(
+                        tls::CertificateValidationContext {
+                            trusted_ca: settings.ca_certificates.as_deref().map(file),
+                            match_typed_subject_alt_names: sans(&settings.subject_alt_names),
+                            ..Default::default()
+                        },
+                    ),
+                );
+            }
+        }
+    }
+    socket(&tls::DownstreamTlsContext {
+        common_tls_context: Some(common),
+        require_client_certificate: Some(BoolValue {
+            value: mode == ServerTlsMode::Mutual,
+        }),
+        ..Default::default()
+    })
 }
 
 /// `subjectAltNames`, which Istio matches against DNS and URI names alike.

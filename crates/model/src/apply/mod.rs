@@ -9,6 +9,7 @@
 mod authorization;
 mod destination_rule;
 mod endpoint_slice;
+mod gateway;
 mod peer_authentication;
 mod pod;
 mod secret;

@@ -1,0 +1,367 @@
+//! A gateway proxy's listeners and routes, from the Istio Gateways whose
+//! selector picks it (`Model::gateways_for`) and the VirtualServices bound to
+//! them (`Model::virtual_services_for_gateway`), named as istiod names them.
+//!
+//! - One listener per bind address and port (`0.0.0.0_80`), bound.
+//! - Plain HTTP servers of a port share one filter chain and the route
+//!   configuration `http.PORT`; a server with `httpsRedirect` makes its
+//!   virtual hosts answer every plain request with a redirect to HTTPS.
+//! - A server terminating TLS (SIMPLE, MUTUAL, OPTIONAL_MUTUAL,
+//!   ISTIO_MUTUAL) gets a filter chain of its own, matched by SNI on its
+//!   hosts, with its certificate from files, from the Secret its
+//!   `credentialName` names (SDS `kubernetes://NAME` over ADS, see
+//!   `tls::downstream_credential`), or the workload's own for ISTIO_MUTUAL,
+//!   and the route configuration `https.PORT.PORT_NAME.GATEWAY.NAMESPACE`.
+//! - Virtual hosts are `HOST:PORT` for each host of a bound VirtualService
+//!   the server exposes (the narrower of the two names when both are
+//!   wildcards of each other), with the VirtualService's routes whose
+//!   `match.gateways` allow this Gateway. A route configuration with none
+//!   answers 404 (`blackhole:PORT`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::listener::v3 as l;
+use envoy_types::pb::envoy::config::route::v3 as r;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::google::protobuf::BoolValue;
+
+use shmesh_api::objects::{Gateway, Server, ServerTlsMode};
+use shmesh_model::{hosts, Model};
+
+use super::{any, istio_names, listener, route, socket_address, tls, ProxyView};
+
+/// One server of one Gateway, as the proxy takes it.
+struct Bound<'a> {
+    gateway: &'a Arc<Gateway>,
+    server: &'a Server,
+    /// `namespace/name` of the Gateway, as `match.gateways` names it.
+    full_name: String,
+}
+
+impl Bound<'_> {
+    fn namespace(&self) -> &str {
+        self.gateway
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or("default")
+    }
+
+    fn port(&self) -> u16 {
+        u16::try_from(self.server.port.number).unwrap_or(0)
+    }
+
+    fn address(&self) -> &str {
+        self.server.bind.as_deref().unwrap_or("0.0.0.0")
+    }
+
+    /// The server terminates TLS and routes HTTP.
+    fn terminates(&self) -> bool {
+        self.server.is_http()
+            && matches!(
+                self.tls_mode(),
+                Some(
+                    ServerTlsMode::Simple
+                        | ServerTlsMode::Mutual
+                        | ServerTlsMode::OptionalMutual
+                        | ServerTlsMode::IstioMutual
+                )
+            )
+    }
+
+    fn tls_mode(&self) -> Option<ServerTlsMode> {
+        let tls = self.server.tls.as_ref()?;
+        // `httpsRedirect` alone on a plain server sets no TLS mode.
+        tls.mode.as_ref()?;
+        Some(tls.mode())
+    }
+
+    /// `https.443.https-web.web.edge`, as istiod names a TLS server's routes.
+    fn https_route_name(&self) -> String {
+        let port_name = self.server.port.name.as_deref().unwrap_or("");
+        format!(
+            "https.{}.{}.{}.{}",
+            self.port(),
+            port_name,
+            self.gateway.metadata.name,
+            self.namespace()
+        )
+    }
+}
+
+/// The servers of every Gateway picking the proxy, in Gateway and server order.
+fn servers<'a>(model: &'a Model, view: &ProxyView) -> Vec<Bound<'a>> {
+    let mut out = Vec::new();
+    for gateway in model.gateways_for(&view.labels) {
+        let namespace = gateway.metadata.namespace.as_deref().unwrap_or("default");
+        let full_name = format!("{namespace}/{}", gateway.metadata.name);
+        for server in &gateway.spec.servers {
+            out.push(Bound {
+                gateway,
+                server,
+                full_name: full_name.clone(),
+            });
+        }
+    }
+    out.retain(|b| b.port() != 0);
+    out
+}
+
+/// The gateway's listeners, by name.
+pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
+    let mut by_address: BTreeMap<(String, u16), Vec<Bound>> = BTreeMap::new();
+    for bound in servers(model, view) {
+        by_address
+            .entry((bound.address().to_string(), bound.port()))
+            .or_default()
+            .push(bound);
+    }
+    let mut out = Vec::new();
+    for ((address, port), servers) in by_address {
+        let name = istio_names::listener(&address, port);
+        let mut chains = Vec::new();
+        let mut plain = false;
+        let mut sni_seen: BTreeSet<String> = BTreeSet::new();
+        for bound in &servers {
+            if bound.terminates() {
+                if let Some(chain) = tls_chain(view, bound, &name, &mut sni_seen) {
+                    chains.push(chain);
+                }
+            } else if bound.server.is_http() {
+                plain = true;
+            }
+        }
+        let tls = !chains.is_empty();
+        if plain {
+            chains.push(l::FilterChain {
+                filters: vec![gateway_http(
+                    &format!("outbound_{name}"),
+                    &format!("http.{port}"),
+                )],
+                ..Default::default()
+            });
+        }
+        if chains.is_empty() {
+            continue;
+        }
+        let listener_filters = if tls {
+            vec![l::ListenerFilter {
+                name: "envoy.filters.listener.tls_inspector".to_string(),
+                config_type: Some(l::listener_filter::ConfigType::TypedConfig(any(
+                    &TlsInspector::default(),
+                ))),
+                ..Default::default()
+            }]
+        } else {
+            Vec::new()
+        };
+        out.push((
+            name.clone(),
+            l::Listener {
+                name,
+                address: Some(socket_address(&address, port)),
+                traffic_direction: core::TrafficDirection::Outbound as i32,
+                filter_chains: chains,
+                listener_filters,
+                ..Default::default()
+            },
+        ));
+    }
+    out
+}
+
+/// The SNI names a server's hosts match (none for `*`: any name).
+fn server_names(bound: &Bound) -> Vec<String> {
+    let mut names: Vec<String> = bound
+        .server
+        .hosts
+        .iter()
+        .map(|entry| Server::host_parts(entry, bound.namespace()).1.to_string())
+        .collect();
+    if names.iter().any(|h| h == "*") {
+        names.clear();
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A terminating server's filter chain; `None` when its names are already
+/// taken by an earlier server of the port (Envoy refuses two chains with the
+/// same match) or it has no certificate to serve.
+fn tls_chain(
+    view: &ProxyView,
+    bound: &Bound,
+    listener_name: &str,
+    seen: &mut BTreeSet<String>,
+) -> Option<l::FilterChain> {
+    let names = server_names(bound);
+    let key = names.join(",");
+    if !seen.insert(key) {
+        return None;
+    }
+    let settings = bound.server.tls.as_ref()?;
+    let socket = match bound.tls_mode()? {
+        ServerTlsMode::IstioMutual => {
+            tls::downstream_istio_mutual(&view.certificates, &tls::GATEWAY_ALPN)?
+        }
+        _ => tls::downstream_server(settings),
+    };
+    Some(l::FilterChain {
+        filter_chain_match: Some(l::FilterChainMatch {
+            server_names: names,
+            ..Default::default()
+        }),
+        transport_socket: Some(socket),
+        filters: vec![gateway_http(
+            &format!("outbound_{listener_name}"),
+            &bound.https_route_name(),
+        )],
+        ..Default::default()
+    })
+}
+
+/// The connection manager of a gateway: like a sidecar's, but the gateway is
+/// the edge, so the client's address is the remote address.
+fn gateway_http(stat_prefix: &str, route_config: &str) -> l::Filter {
+    let mut hcm = listener::http_connection_manager(stat_prefix, route_config, true);
+    hcm.use_remote_address = Some(BoolValue { value: true });
+    l::Filter {
+        name: "envoy.filters.network.http_connection_manager".to_string(),
+        config_type: Some(l::filter::ConfigType::TypedConfig(any(&hcm))),
+    }
+}
+
+/// The gateway's route configurations, by name.
+pub fn route_configs(model: &Model, view: &ProxyView) -> Vec<(String, r::RouteConfiguration)> {
+    // Route configuration name → the servers whose virtual hosts it holds.
+    let mut by_config: BTreeMap<String, Vec<Bound>> = BTreeMap::new();
+    for bound in servers(model, view) {
+        let name = if bound.terminates() {
+            bound.https_route_name()
+        } else if bound.server.is_http() {
+            format!("http.{}", bound.port())
+        } else {
+            continue;
+        };
+        by_config.entry(name).or_default().push(bound);
+    }
+    by_config
+        .into_iter()
+        .map(|(name, servers)| {
+            let port = servers[0].port();
+            let mut vhosts: Vec<r::VirtualHost> = Vec::new();
+            let mut taken: BTreeSet<String> = BTreeSet::new();
+            for bound in &servers {
+                virtual_hosts(model, view, bound, port, &mut taken, &mut vhosts);
+            }
+            if vhosts.is_empty() {
+                vhosts.push(blackhole(port));
+            }
+            (name.clone(), route::route_configuration(name, vhosts))
+        })
+        .collect()
+}
+
+/// The virtual hosts one server contributes: each host of each bound
+/// VirtualService it exposes, once per route configuration.
+fn virtual_hosts(
+    model: &Model,
+    view: &ProxyView,
+    bound: &Bound,
+    port: u16,
+    taken: &mut BTreeSet<String>,
+    out: &mut Vec<r::VirtualHost>,
+) {
+    let redirect = bound
+        .server
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.https_redirect && !bound.terminates());
+    let gw_ns = bound.namespace();
+    for vs in model.virtual_services_for_gateway(gw_ns, &bound.gateway.metadata.name) {
+        if !vs.visible_to(&view.namespace) && !vs.visible_to(gw_ns) {
+            continue;
+        }
+        for vs_host in &vs.hosts {
+            for entry in &bound.server.hosts {
+                let (ns, server_host) = Server::host_parts(entry, gw_ns);
+                if ns != "*" && ns != vs.namespace {
+                    continue;
+                }
+                let Some(host) = intersection(vs_host, server_host) else {
+                    continue;
+                };
+                if !taken.insert(host.clone()) {
+                    continue;
+                }
+                let routes = route::vs_routes(model, view, vs, port, Some(&bound.full_name));
+                if routes.is_empty() {
+                    continue;
+                }
+                let mut domains = vec![host.clone()];
+                if host != "*" {
+                    domains.push(format!("{host}:*"));
+                }
+                out.push(r::VirtualHost {
+                    name: istio_names::virtual_host(&host, port),
+                    domains,
+                    routes,
+                    require_tls: if redirect {
+                        r::virtual_host::TlsRequirementType::All as i32
+                    } else {
+                        r::virtual_host::TlsRequirementType::None as i32
+                    },
+                    include_request_attempt_count: true,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+}
+
+/// The host a VirtualService host and a server host both cover: the
+/// narrower of the two, when one covers the other.
+fn intersection(vs_host: &str, server_host: &str) -> Option<String> {
+    if hosts::matches(server_host, vs_host) {
+        Some(vs_host.to_string())
+    } else if hosts::matches(vs_host, server_host) {
+        Some(server_host.to_string())
+    } else {
+        None
+    }
+}
+
+/// What a port with no bound VirtualService answers: 404, as istiod does.
+fn blackhole(port: u16) -> r::VirtualHost {
+    r::VirtualHost {
+        name: istio_names::virtual_host("blackhole", port),
+        domains: vec!["*".to_string()],
+        routes: vec![r::Route {
+            name: "default".to_string(),
+            r#match: Some(r::RouteMatch {
+                path_specifier: Some(r::route_match::PathSpecifier::Prefix("/".to_string())),
+                ..Default::default()
+            }),
+            action: Some(r::route::Action::DirectResponse(r::DirectResponseAction {
+                status: 404,
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The credential names the Gateways picking a proxy with `labels` use: the
+/// Secrets (of the proxy's namespace) it takes over SDS.
+pub fn credential_names(model: &Model, labels: &shmesh_api::objects::Labels) -> BTreeSet<String> {
+    model
+        .gateways_for(labels)
+        .into_iter()
+        .flat_map(|gw| gw.spec.servers.iter())
+        .filter_map(|s| s.tls.as_ref()?.credential_name.clone())
+        .collect()
+}

@@ -1,0 +1,296 @@
+//! An Istio ingress gateway: a real Envoy of Istio's `router` node type,
+//! bootstrapped by `shmesh bootstrap` with credentials that prove its
+//! identity, serving the Gateway whose selector picks it and the
+//! VirtualServices bound to that Gateway, over delta and SotW ADS.
+//!
+//! Gateway `edge/public` listens on two ports of 127.0.0.1 (picked at run
+//! time): plain HTTP for `web.example.com` (path routing, an 80/20 split)
+//! and `secure.example.com` (redirected to HTTPS), and HTTPS for
+//! `secure.example.com` with the certificate of the Secret `edge/secure-cert`.
+//! A VirtualService not bound to the Gateway does not apply there.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::http::{describe, http_get, https_get};
+use common::pod_network::ca_init;
+use common::{eventually, free_port, mesh, shmesh_binary, Envoy, Shmesh, Upstream};
+use shmesh::ca::{Ca, Issued};
+
+/// Service `NAME` of shop on port 80, one pod per (version, upstream).
+fn service(name: &str, versions: &[(&str, &Upstream)]) -> String {
+    let mut out = format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n");
+    for (version, upstream) in versions {
+        let addr = upstream.addr();
+        out.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}-{version}\n  namespace: shop\n  labels: {{app: {name}, version: {version}}}\nstatus: {{podIP: {ip}}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{version}\n  namespace: shop\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints:\n- addresses: [{ip}]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, name: {name}-{version}, namespace: shop}}\n",
+            ip = addr.ip(),
+            port = addr.port(),
+        ));
+    }
+    out + "---\n"
+}
+
+fn gateway(http_port: u16, https_port: u16) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: public, namespace: edge}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {http_port}, name: http, protocol: HTTP}}
+    bind: 127.0.0.1
+    hosts: [shop/web.example.com, \"*/other.example.com\"]
+  - port: {{number: {http_port}, name: http-redirect, protocol: HTTP}}
+    bind: 127.0.0.1
+    hosts: [shop/secure.example.com]
+    tls: {{httpsRedirect: true}}
+  - port: {{number: {https_port}, name: https, protocol: HTTPS}}
+    bind: 127.0.0.1
+    hosts: [shop/secure.example.com]
+    tls: {{mode: SIMPLE, credentialName: secure-cert}}
+---
+"
+    )
+}
+
+const ROUTES: &str = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: shop}
+spec:
+  host: web
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web.example.com]
+  gateways: [edge/public]
+  http:
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: api}}]
+  - route:
+    - {destination: {host: web, subset: v1}, weight: 80}
+    - {destination: {host: web, subset: v2}, weight: 20}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: secure, namespace: shop}
+spec:
+  hosts: [secure.example.com]
+  gateways: [edge/public]
+  http: [{route: [{destination: {host: web, subset: v1}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: other, namespace: shop}
+spec:
+  hosts: [other.example.com]
+  http: [{route: [{destination: {host: api}}]}]
+";
+
+/// The Secret `edge/secure-cert` holding `cert`.
+fn secret(cert: &Issued) -> String {
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: secure-cert, namespace: edge}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(&cert.chain_pem),
+        indent(&cert.key_pem)
+    )
+}
+
+/// An ingress gateway proxy of namespace edge, proving service account
+/// `ingress` to shmesh's xDS TLS listener.
+fn gateway_proxy(shmesh: &Shmesh, ca: &Path, credentials: &Path, delta: bool) -> Envoy {
+    let tls = shmesh.xds_tls.expect("xDS TLS listener");
+    let out = Command::new(shmesh_binary())
+        .args(["bootstrap", "--node"])
+        .arg("router~127.0.0.1~ingress-1.edge~edge.svc.cluster.local")
+        .args(["--namespace", "edge", "--label", "istio=ingressgateway"])
+        .args([
+            "--xds-addr",
+            &tls.to_string(),
+            "--xds-tls-name",
+            "127.0.0.1",
+        ])
+        .args(["--admin-addr", "127.0.0.1:0"])
+        .args(["--api", if delta { "delta" } else { "sotw" }])
+        .arg("--credentials-dir")
+        .arg(credentials)
+        .args(["--service-account", "ingress"])
+        .arg("--ca-cert")
+        .arg(ca.join("root-cert.pem"))
+        .arg("--ca-key")
+        .arg(ca.join("root-key.pem"))
+        .output()
+        .expect("run shmesh bootstrap");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bootstrap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    Envoy::start(&bootstrap)
+}
+
+fn serial_of(cert: &Issued) -> String {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
+        .next()
+        .expect("a certificate")
+        .expect("PEM");
+    let (_, x) = x509_parser::parse_x509_certificate(der.as_ref()).expect("X.509");
+    x.raw_serial_as_string()
+}
+
+fn ingress(delta: bool) {
+    let web_v1 = Upstream::start("127.0.0.21", "web-v1");
+    let web_v2 = Upstream::start("127.0.0.22", "web-v2");
+    let api = Upstream::start("127.0.0.23", "api");
+    let ca_dir = tempfile::tempdir().expect("CA dir");
+    ca_init(ca_dir.path());
+    let ca = Ca::load(
+        &ca_dir.path().join("root-cert.pem"),
+        &ca_dir.path().join("root-key.pem"),
+        &[],
+    )
+    .expect("CA");
+    let root = ca.trusted_pem().to_string();
+    let hour = Duration::from_secs(3600);
+    let cert = ca
+        .issue_server(&["secure.example.com".to_string()], hour)
+        .expect("server certificate");
+
+    let (http_port, https_port) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let dir = tempfile::tempdir().expect("config dir");
+    let services =
+        service("web", &[("v1", &web_v1), ("v2", &web_v2)]) + &service("api", &[("v1", &api)]);
+    mesh::write_atomic(dir.path(), "services.yaml", &services);
+    mesh::write_atomic(dir.path(), "routes.yaml", ROUTES);
+    mesh::write_atomic(dir.path(), "gateway.yaml", &gateway(http_port, https_port));
+    mesh::write_atomic(dir.path(), "secret.yaml", &secret(&cert));
+    let shmesh = Shmesh::start_with(
+        dir.path(),
+        &[
+            "--ca-cert",
+            ca_dir.path().join("root-cert.pem").to_str().expect("utf-8"),
+            "--ca-key",
+            ca_dir.path().join("root-key.pem").to_str().expect("utf-8"),
+            "--xds-tls-addr",
+            "127.0.0.1:0",
+            "--xds-tls-name",
+            "127.0.0.1",
+        ],
+    );
+    let credentials = tempfile::tempdir().expect("credentials dir");
+    let envoy = gateway_proxy(&shmesh, ca_dir.path(), credentials.path(), delta);
+    let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
+    let https: SocketAddr = format!("127.0.0.1:{https_port}").parse().expect("addr");
+
+    // Host and path routing.
+    let mut last = String::new();
+    eventually("the gateway routes /api to api", || {
+        let r = http_get(http, "web.example.com", "/api/items", &[]);
+        last = describe(&r);
+        matches!(&r, Ok(r) if r.status == 200 && r.body == "api")
+    });
+    // An 80/20 split over 1,000 requests.
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..1000 {
+        let r = http_get(http, "web.example.com", "/", &[]).expect("request through the gateway");
+        assert_eq!(r.status, 200, "{}", r.body);
+        *counts.entry(r.body).or_default() += 1;
+    }
+    let v1 = counts.get("web-v1").copied().unwrap_or(0) as f64 / 10.0;
+    eprintln!("split over 1,000 requests: {counts:?}");
+    assert!((v1 - 80.0).abs() <= 5.0, "v1 took {v1}%: {counts:?}");
+    assert_eq!(counts.values().sum::<usize>(), 1000);
+
+    // A VirtualService bound to no gateway applies to the mesh only.
+    let r = http_get(http, "other.example.com", "/", &[]).expect("request");
+    assert_eq!(
+        r.status, 404,
+        "other.example.com at the gateway: {}",
+        r.body
+    );
+
+    // httpsRedirect: plain requests for the secure host are sent to HTTPS.
+    let r = http_get(http, "secure.example.com", "/account?x=1", &[]).expect("request");
+    assert_eq!(r.status, 301, "{}", r.body);
+    assert_eq!(
+        r.header("location"),
+        Some("https://secure.example.com/account?x=1")
+    );
+
+    // HTTPS with the Secret's certificate, checked against the CA.
+    let mut served = String::new();
+    eventually(
+        "the gateway serves HTTPS with the Secret's certificate",
+        || match https_get(https, "secure.example.com", "/account", &root) {
+            Ok((r, serial)) if r.status == 200 && r.body == "web-v1" => {
+                served = serial;
+                true
+            }
+            other => {
+                last = format!("{other:?}");
+                false
+            }
+        },
+    );
+    assert_eq!(served, serial_of(&cert), "({last})");
+    assert!(
+        https_get(https, "web.example.com", "/", &root).is_err(),
+        "a host the HTTPS server does not name was served"
+    );
+
+    // The Secret's certificate replaced under steady HTTPS load.
+    let renewed = ca
+        .issue_server(&["secure.example.com".to_string()], hour)
+        .expect("renewed certificate");
+    let (mut sent, mut failed, mut switched) = (0, Vec::new(), false);
+    let start = Instant::now();
+    let mut rotated = false;
+    while start.elapsed() < Duration::from_secs(20) && !(switched && sent >= 100) {
+        if !rotated && sent >= 20 {
+            mesh::write_atomic(dir.path(), "secret.yaml", &secret(&renewed));
+            rotated = true;
+        }
+        sent += 1;
+        match https_get(https, "secure.example.com", "/load", &root) {
+            Ok((r, serial)) if r.status == 200 => switched |= serial == serial_of(&renewed),
+            other => failed.push(format!("{other:?}")),
+        }
+    }
+    eprintln!(
+        "{sent} HTTPS requests across the renewal, {} failed",
+        failed.len()
+    );
+    assert!(switched, "the renewed certificate was never served");
+    assert!(failed.is_empty(), "{failed:?}");
+    let log = shmesh.log();
+    assert!(!log.contains("PRIVATE KEY"), "a key was logged");
+    drop(envoy);
+}
+
+#[test]
+fn istio_gateway_delta() {
+    ingress(true);
+}
+
+#[test]
+fn istio_gateway_sotw() {
+    ingress(false);
+}
