@@ -381,6 +381,7 @@ fn expected_grants_with(
                 "serviceentries",
                 "workloadentries",
                 "sidecars",
+                "gateways",
             ],
             &["get", "list", "watch"],
         ),
@@ -733,6 +734,7 @@ fn deployment_runs_shmesh_as_asked() {
         BTreeSet::from([
             "authorizationpolicies.security.istio.io",
             "destinationrules.networking.istio.io",
+            "gateways.networking.istio.io",
             "peerauthentications.security.istio.io",
             "requestauthentications.security.istio.io",
             "serviceentries.networking.istio.io",
