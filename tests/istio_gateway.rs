@@ -6,8 +6,10 @@
 //! Gateway `edge/public` listens on two ports of 127.0.0.1 (picked at run
 //! time): plain HTTP for `web.example.com` (path routing, an 80/20 split)
 //! and `secure.example.com` (redirected to HTTPS), and HTTPS for
-//! `secure.example.com` with the certificate of the Secret `edge/secure-cert`.
-//! A VirtualService not bound to the Gateway does not apply there.
+//! `secure.example.com` with the certificate of the Secret `edge/secure-cert`,
+//! TLS passed through by SNI to `db.example.com` (which terminates TLS
+//! itself), and TCP split 70/30 between two backends. A VirtualService not
+//! bound to the Gateway does not apply there.
 
 mod common;
 
@@ -17,18 +19,19 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::envoy::tls_front;
 use common::http::{describe, http_get, https_get};
 use common::pod_network::ca_init;
 use common::{eventually, free_port, mesh, shmesh_binary, Envoy, Shmesh, Upstream};
 use shmesh::ca::{Ca, Issued};
 
-/// Service `NAME` of shop on port 80, one pod per (version, upstream).
-fn service(name: &str, versions: &[(&str, &Upstream)]) -> String {
-    let mut out = format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n");
-    for (version, upstream) in versions {
-        let addr = upstream.addr();
+/// Service `NAME` of shop on `port` (named `port_name`), one pod per
+/// (version, address it listens on).
+fn service(name: &str, port: u16, port_name: &str, versions: &[(&str, SocketAddr)]) -> String {
+    let mut out = format!("apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: {port_name}, port: {port}, targetPort: 8080}}]\n");
+    for (version, addr) in versions {
         out.push_str(&format!(
-            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}-{version}\n  namespace: shop\n  labels: {{app: {name}, version: {version}}}\nstatus: {{podIP: {ip}}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{version}\n  namespace: shop\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: http, port: {port}}}]\nendpoints:\n- addresses: [{ip}]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, name: {name}-{version}, namespace: shop}}\n",
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}-{version}\n  namespace: shop\n  labels: {{app: {name}, version: {version}}}\nstatus: {{podIP: {ip}}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}-{version}\n  namespace: shop\n  labels: {{kubernetes.io/service-name: {name}}}\naddressType: IPv4\nports: [{{name: {port_name}, port: {port}}}]\nendpoints:\n- addresses: [{ip}]\n  conditions: {{ready: true}}\n  targetRef: {{kind: Pod, name: {name}-{version}, namespace: shop}}\n",
             ip = addr.ip(),
             port = addr.port(),
         ));
@@ -36,7 +39,7 @@ fn service(name: &str, versions: &[(&str, &Upstream)]) -> String {
     out + "---\n"
 }
 
-fn gateway(http_port: u16, https_port: u16) -> String {
+fn gateway(http_port: u16, https_port: u16, tls_port: u16, tcp_port: u16) -> String {
     format!(
         "apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -55,6 +58,13 @@ spec:
     bind: 127.0.0.1
     hosts: [shop/secure.example.com]
     tls: {{mode: SIMPLE, credentialName: secure-cert}}
+  - port: {{number: {tls_port}, name: tls-passthrough, protocol: TLS}}
+    bind: 127.0.0.1
+    hosts: [shop/db.example.com]
+    tls: {{mode: PASSTHROUGH}}
+  - port: {{number: {tcp_port}, name: tcp, protocol: TCP}}
+    bind: 127.0.0.1
+    hosts: [shop/tcp.example.com]
 ---
 "
     )
@@ -96,6 +106,27 @@ metadata: {name: other, namespace: shop}
 spec:
   hosts: [other.example.com]
   http: [{route: [{destination: {host: api}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: shop}
+spec:
+  hosts: [db.example.com]
+  gateways: [edge/public]
+  tls:
+  - match: [{sniHosts: [db.example.com]}]
+    route: [{destination: {host: db, port: {number: 443}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: tcp, namespace: shop}
+spec:
+  hosts: [tcp.example.com]
+  gateways: [edge/public]
+  tcp:
+  - route:
+    - {destination: {host: echo-a}, weight: 70}
+    - {destination: {host: echo-b}, weight: 30}
 ";
 
 /// The Secret `edge/secure-cert` holding `cert`.
@@ -174,13 +205,46 @@ fn ingress(delta: bool) {
         .issue_server(&["secure.example.com".to_string()], hour)
         .expect("server certificate");
 
-    let (http_port, https_port) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    // db speaks TLS itself (its own certificate), behind the gateway's passthrough.
+    let db_app = Upstream::start("127.0.0.24", "db");
+    let db_cert = ca
+        .issue_server(&["db.example.com".to_string()], hour)
+        .expect("db certificate");
+    let db_addr: SocketAddr = format!("127.0.0.24:{}", free_port("127.0.0.24"))
+        .parse()
+        .expect("addr");
+    let _db = Envoy::start(&tls_front(
+        db_addr,
+        &db_cert.chain_pem,
+        &db_cert.key_pem,
+        None,
+        db_app.addr(),
+    ));
+    let echo_a = Upstream::start("127.0.0.25", "echo-a");
+    let echo_b = Upstream::start("127.0.0.26", "echo-b");
+
+    let [http_port, https_port, tls_port, tcp_port] = [(); 4].map(|_| free_port("127.0.0.1"));
     let dir = tempfile::tempdir().expect("config dir");
-    let services =
-        service("web", &[("v1", &web_v1), ("v2", &web_v2)]) + &service("api", &[("v1", &api)]);
+    let services = [
+        service(
+            "web",
+            80,
+            "http",
+            &[("v1", web_v1.addr()), ("v2", web_v2.addr())],
+        ),
+        service("api", 80, "http", &[("v1", api.addr())]),
+        service("db", 443, "tls", &[("v1", db_addr)]),
+        service("echo-a", 80, "tcp", &[("v1", echo_a.addr())]),
+        service("echo-b", 80, "tcp", &[("v1", echo_b.addr())]),
+    ]
+    .concat();
     mesh::write_atomic(dir.path(), "services.yaml", &services);
     mesh::write_atomic(dir.path(), "routes.yaml", ROUTES);
-    mesh::write_atomic(dir.path(), "gateway.yaml", &gateway(http_port, https_port));
+    mesh::write_atomic(
+        dir.path(),
+        "gateway.yaml",
+        &gateway(http_port, https_port, tls_port, tcp_port),
+    );
     mesh::write_atomic(dir.path(), "secret.yaml", &secret(&cert));
     let shmesh = Shmesh::start_with(
         dir.path(),
@@ -255,6 +319,37 @@ fn ingress(delta: bool) {
         https_get(https, "web.example.com", "/", &root).is_err(),
         "a host the HTTPS server does not name was served"
     );
+
+    // TLS passed through by SNI: the client sees db's own certificate.
+    let passthrough: SocketAddr = format!("127.0.0.1:{tls_port}").parse().expect("addr");
+    eventually(
+        "the gateway passes db.example.com through",
+        || match https_get(passthrough, "db.example.com", "/", &root) {
+            Ok((r, serial)) => {
+                last = format!("{} {} {serial}", r.status, r.body);
+                r.status == 200 && r.body == "db" && serial == serial_of(&db_cert)
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        },
+    );
+
+    // A weighted TCP route: 70/30 over 300 connections.
+    let tcp: SocketAddr = format!("127.0.0.1:{tcp_port}").parse().expect("addr");
+    eventually("the gateway proxies TCP", || {
+        http_get(tcp, "tcp.example.com", "/", &[]).is_ok_and(|r| r.status == 200)
+    });
+    let mut tcp_counts: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..300 {
+        let r = http_get(tcp, "tcp.example.com", "/", &[])
+            .expect("a TCP connection through the gateway");
+        *tcp_counts.entry(r.body).or_default() += 1;
+    }
+    eprintln!("TCP split over 300 connections: {tcp_counts:?}");
+    let a = tcp_counts.get("echo-a").copied().unwrap_or(0) as f64 / 3.0;
+    assert!((a - 70.0).abs() <= 10.0, "echo-a took {a}%: {tcp_counts:?}");
 
     // The Secret's certificate replaced under steady HTTPS load.
     let renewed = ca

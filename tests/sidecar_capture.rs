@@ -166,3 +166,67 @@ fn both_directions_under_capture_delta() {
 fn both_directions_under_capture_sotw() {
     both_directions(false);
 }
+
+/// Service `db` (clusterIP 10.96.0.40, TCP port 5432 to the pods' 9000) on
+/// two pods outside the mesh, v1 and v2, and a VirtualService splitting its
+/// connections `v1_weight`/`100 - v1_weight` by `tcp[]`.
+fn db(d1_ip: &str, d2_ip: &str, v1_weight: u32) -> String {
+    let pod = |name: &str, version: &str, ip: &str| {
+        format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{app: db, version: {version}}}}}\nstatus: {{podIP: {ip}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n")
+    };
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: db, namespace: shop}}\nspec:\n  clusterIP: 10.96.0.40\n  selector: {{app: db}}\n  ports: [{{name: tcp, port: 5432, targetPort: 9000}}]\n{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: db, namespace: shop}}\nspec:\n  host: db\n  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: db, namespace: shop}}\nspec:\n  hosts: [db]\n  tcp:\n  - route:\n    - {{destination: {{host: db, subset: v1}}, weight: {v1_weight}}}\n    - {{destination: {{host: db, subset: v2}}, weight: {}}}\n",
+        pod("db-1", "v1", d1_ip),
+        pod("db-2", "v2", d2_ip),
+        100 - v1_weight
+    )
+}
+
+/// A sidecar's TCP connections to a service follow its VirtualService's
+/// weighted `tcp[]` rule, and a weight change reaches the listener.
+fn weighted_tcp(delta: bool) {
+    let Some(net) = PodNetwork::create("sidecar tcp") else {
+        return;
+    };
+    let [a, d1, d2] = ["a", "d1", "d2"].map(|name| net.pod(name));
+    let (d1_ip, d2_ip) = (d1.ip.to_string(), d2.ip.to_string());
+    let dir = tempfile::tempdir().expect("config dir");
+    mesh::write_atomic(dir.path(), "db.yaml", &db(&d1_ip, &d2_ip, 70));
+    let shmesh = Shmesh::start_in(net.node(), &net.node_ip().to_string(), dir.path(), &[]);
+    let _v1 = d1.netns.run(|| Upstream::start_at(&d1_ip, 9000, "v1"));
+    let _v2 = d2.netns.run(|| Upstream::start_at(&d2_ip, 9000, "v2"));
+    let workload = Workload {
+        namespace: "shop",
+        labels: &[("app", "a")],
+        delta,
+        identity: None,
+    };
+    let _sidecar = net.sidecar(&a, &shmesh, &workload);
+    let vip: SocketAddr = "10.96.0.40:5432".parse().expect("vip");
+    eventually("a reaches db over TCP", || {
+        http_get_in(&a.netns, vip, "db", "/").is_ok_and(|r| r.status == 200)
+    });
+    let mut v1 = 0;
+    for _ in 0..300 {
+        let r = http_get_in(&a.netns, vip, "db", "/").expect("a TCP connection to db");
+        v1 += usize::from(r.body == "v1");
+    }
+    eprintln!("v1 took {v1} of 300 connections");
+    assert!((180..=240).contains(&v1), "v1 took {v1} of 300, not ~70%");
+    // All to v2 now: the listener follows the VirtualService.
+    mesh::write_atomic(dir.path(), "db.yaml", &db(&d1_ip, &d2_ip, 0));
+    eventually("every connection goes to v2", || {
+        (0..20).all(|_| http_get_in(&a.netns, vip, "db", "/").is_ok_and(|r| r.body == "v2"))
+    });
+    drop(shmesh);
+}
+
+#[test]
+fn weighted_tcp_route_delta() {
+    weighted_tcp(true);
+}
+
+#[test]
+fn weighted_tcp_route_sotw() {
+    weighted_tcp(false);
+}

@@ -14,6 +14,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::envoy::tls_front;
 use common::http::{describe, http_get_in, is_ok as ok};
 use common::pod_network::{ca_init, Identity, PodNetwork, Workload};
 use common::{eventually, mesh, Envoy, EnvoyOptions, Upstream};
@@ -23,66 +24,6 @@ const BANK: &str = "bank.example.com";
 const BANK_VIP: &str = "10.96.0.30";
 const CLIENT_ID: &str = "spiffe://bank.example/ns/clients/sa/shop";
 const RENEWED_ID: &str = "spiffe://bank.example/ns/clients/sa/shop-renewed";
-
-/// The bank's TLS front: requires a client certificate signed by `ca_pem`,
-/// tells the app behind it who called (XFCC), and closes each connection
-/// after one request.
-fn bank_front(ip: &str, server: &Issued, ca_pem: &str) -> serde_json::Value {
-    let inline = |s: &str| serde_json::json!({ "inline_string": s });
-    serde_json::json!({
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "bank",
-                "address": {"socket_address": {"address": ip, "port_value": 8443}},
-                "filter_chains": [{
-                    "transport_socket": {
-                        "name": "envoy.transport_sockets.tls",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                            "require_client_certificate": true,
-                            "common_tls_context": {
-                                "tls_certificates": [{
-                                    "certificate_chain": inline(&server.chain_pem),
-                                    "private_key": inline(&server.key_pem)
-                                }],
-                                "validation_context": {"trusted_ca": inline(ca_pem)}
-                            }
-                        }
-                    },
-                    "filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "bank",
-                            // One request per connection: every call is a new
-                            // handshake, so a renewed client certificate shows.
-                            "common_http_protocol_options": {"max_requests_per_connection": 1},
-                            "forward_client_cert_details": "SANITIZE_SET",
-                            "set_current_client_cert_details": {"uri": true},
-                            "route_config": {"virtual_hosts": [{
-                                "name": "bank", "domains": ["*"],
-                                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}]
-                            }]},
-                            "http_filters": [{
-                                "name": "envoy.filters.http.router",
-                                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
-                            }]
-                        }
-                    }]
-                }]
-            }],
-            "clusters": [{
-                "name": "app",
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "load_assignment": {"cluster_name": "app", "endpoints": [{"lb_endpoints": [{"endpoint": {
-                    "address": {"socket_address": {"address": ip, "port_value": 8080}}
-                }}]}]}
-            }]
-        }
-    })
-}
 
 /// The bank as a ServiceEntry on a VIP the capture intercepts, the rule
 /// that gives pods labelled `app: a` its client certificate, and the Secret.
@@ -176,8 +117,16 @@ fn credential_name(delta: bool) {
 
     let x_ip = x.ip.to_string();
     let app = x.netns.run(|| Upstream::start_at(&x_ip, 8080, "bank"));
+    // The bank's TLS front requires a client certificate its CA signed.
+    let listen: SocketAddr = format!("{x_ip}:8443").parse().expect("addr");
     let _front = Envoy::start_with(
-        &bank_front(&x_ip, &server, bank_ca.trusted_pem()),
+        &tls_front(
+            listen,
+            &server.chain_pem,
+            &server.key_pem,
+            Some(bank_ca.trusted_pem()),
+            app.addr(),
+        ),
         EnvoyOptions {
             netns: Some(x.netns.clone()),
             ..EnvoyOptions::default()

@@ -564,3 +564,72 @@ pub fn envoy_validate(config: &str) -> Result<(), String> {
         ))
     }
 }
+
+/// The bootstrap of a static Envoy terminating TLS on `listen` with
+/// `chain_pem` and `key_pem` (and, with `client_ca`, requiring a client
+/// certificate it signed, named to the app in XFCC) in front of the HTTP app
+/// at `app`. It closes each connection after one request, so every call is
+/// a fresh handshake.
+pub fn tls_front(
+    listen: SocketAddr,
+    chain_pem: &str,
+    key_pem: &str,
+    client_ca: Option<&str>,
+    app: SocketAddr,
+) -> serde_json::Value {
+    let inline = |s: &str| serde_json::json!({ "inline_string": s });
+    let mut common = serde_json::json!({
+        "tls_certificates": [{
+            "certificate_chain": inline(chain_pem),
+            "private_key": inline(key_pem)
+        }]
+    });
+    if let Some(ca) = client_ca {
+        common["validation_context"] = serde_json::json!({ "trusted_ca": inline(ca) });
+    }
+    serde_json::json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "front",
+                "address": {"socket_address": {"address": listen.ip().to_string(), "port_value": listen.port()}},
+                "filter_chains": [{
+                    "transport_socket": {
+                        "name": "envoy.transport_sockets.tls",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                            "require_client_certificate": client_ca.is_some(),
+                            "common_tls_context": common
+                        }
+                    },
+                    "filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "front",
+                            "common_http_protocol_options": {"max_requests_per_connection": 1},
+                            "forward_client_cert_details": "SANITIZE_SET",
+                            "set_current_client_cert_details": {"uri": true},
+                            "route_config": {"virtual_hosts": [{
+                                "name": "front", "domains": ["*"],
+                                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "app"}}]
+                            }]},
+                            "http_filters": [{
+                                "name": "envoy.filters.http.router",
+                                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+                            }]
+                        }
+                    }]
+                }]
+            }],
+            "clusters": [{
+                "name": "app",
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": "app", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": app.ip().to_string(), "port_value": app.port()}}
+                }}]}]}
+            }]
+        }
+    })
+}

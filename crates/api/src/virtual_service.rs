@@ -1,6 +1,7 @@
 //! Istio `VirtualService` (networking.istio.io): HTTP routing for a set of
 //! hosts: matches, weighted destinations, rewrites, redirects, header changes,
-//! retries, timeouts, fault injection and mirroring.
+//! retries, timeouts, fault injection and mirroring; and weighted routing of
+//! opaque TCP (`tcp[]`) and of TLS by SNI (`tls[]`).
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,58 @@ pub struct VirtualServiceSpec {
     pub hosts: Vec<String>,
     pub gateways: Vec<String>,
     pub http: Vec<HttpRoute>,
+    /// Opaque TCP traffic, by port, destination subnet and source.
+    pub tcp: Vec<TcpRoute>,
+    /// TLS traffic that is not terminated, by SNI.
+    pub tls: Vec<TlsRoute>,
     pub export_to: Vec<String>,
+}
+
+/// A `tcp[]` rule: where connections matching it go, by weight.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TcpRoute {
+    #[serde(rename = "match")]
+    pub match_: Vec<L4MatchAttributes>,
+    pub route: Vec<RouteDestination>,
+}
+
+/// A `tls[]` rule: connections whose SNI it matches, passed through.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TlsRoute {
+    #[serde(rename = "match")]
+    pub match_: Vec<TlsMatchAttributes>,
+    pub route: Vec<RouteDestination>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct L4MatchAttributes {
+    pub destination_subnets: Vec<String>,
+    pub port: Option<i64>,
+    pub source_labels: Labels,
+    pub gateways: Vec<String>,
+    pub source_namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct TlsMatchAttributes {
+    pub sni_hosts: Vec<String>,
+    pub destination_subnets: Vec<String>,
+    pub port: Option<i64>,
+    pub source_labels: Labels,
+    pub gateways: Vec<String>,
+    pub source_namespace: Option<String>,
+}
+
+/// A weighted destination of a `tcp[]` or `tls[]` rule.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RouteDestination {
+    pub destination: Destination,
+    pub weight: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -245,6 +297,87 @@ impl Validator {
         }
         for (i, http) in vs.http.iter().enumerate() {
             self.http_route(&format!("spec.http[{i}]"), http);
+        }
+        for (i, tcp) in vs.tcp.iter().enumerate() {
+            let f = format!("spec.tcp[{i}]");
+            for (j, m) in tcp.match_.iter().enumerate() {
+                if let Some(port) = m.port {
+                    self.port(format!("{f}.match[{j}].port"), port);
+                }
+                for (k, subnet) in m.destination_subnets.iter().enumerate() {
+                    self.subnet(format!("{f}.match[{j}].destinationSubnets[{k}]"), subnet);
+                }
+            }
+            self.l4_destinations(&f, &tcp.route);
+        }
+        for (i, tls) in vs.tls.iter().enumerate() {
+            let f = format!("spec.tls[{i}]");
+            if tls.match_.is_empty() {
+                self.err(format!("{f}.match"), "a TLS route needs at least one match");
+            }
+            for (j, m) in tls.match_.iter().enumerate() {
+                if m.sni_hosts.is_empty() {
+                    self.err(
+                        format!("{f}.match[{j}].sniHosts"),
+                        "a TLS match needs at least one SNI host",
+                    );
+                }
+                for (k, sni) in m.sni_hosts.iter().enumerate() {
+                    self.host(format!("{f}.match[{j}].sniHosts[{k}]"), sni, true);
+                }
+                if let Some(port) = m.port {
+                    self.port(format!("{f}.match[{j}].port"), port);
+                }
+            }
+            self.l4_destinations(&f, &tls.route);
+        }
+    }
+
+    /// The destinations of a `tcp[]` or `tls[]` rule: at least one, each
+    /// with a host; weights are relative, as for `http[]`.
+    fn l4_destinations(&mut self, f: &str, route: &[RouteDestination]) {
+        if route.is_empty() {
+            self.err(format!("{f}.route"), "at least one destination is required");
+        }
+        for (i, d) in route.iter().enumerate() {
+            if d.destination.host.is_empty() {
+                self.err(
+                    format!("{f}.route[{i}].destination.host"),
+                    "a host is required",
+                );
+            } else {
+                self.host(
+                    format!("{f}.route[{i}].destination.host"),
+                    &d.destination.host,
+                    false,
+                );
+            }
+            if let Some(w) = d.weight {
+                if !(0..=100).contains(&w) {
+                    self.err(
+                        format!("{f}.route[{i}].weight"),
+                        format!("weight {w} is out of range 0-100"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// An IP address or CIDR block.
+    fn subnet(&mut self, field: String, subnet: &str) {
+        let (ip, bits) = subnet.split_once('/').unwrap_or((subnet, ""));
+        let ip_ok = ip.parse::<std::net::IpAddr>().ok();
+        let bits_ok = bits.is_empty()
+            || bits.parse::<u8>().is_ok_and(|b| match ip_ok {
+                Some(std::net::IpAddr::V4(_)) => b <= 32,
+                Some(std::net::IpAddr::V6(_)) => b <= 128,
+                None => false,
+            });
+        if ip_ok.is_none() || !bits_ok {
+            self.err(
+                field,
+                format!("{subnet:?} is not an IP address or CIDR block"),
+            );
         }
     }
 
@@ -484,6 +617,27 @@ impl Validator {
 #[cfg(test)]
 mod tests {
     use crate::validate::problems;
+
+    #[test]
+    fn tcp_and_tls_rules_name_their_bad_fields() {
+        let ok = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: db, namespace: shop}\nspec:\n  hosts: [db]\n  tcp:\n  - match: [{port: 5432, destinationSubnets: [10.0.0.0/8]}]\n    route: [{destination: {host: db, subset: v1}, weight: 70}, {destination: {host: db, subset: v2}, weight: 30}]\n  tls:\n  - match: [{sniHosts: [db.example.com]}]\n    route: [{destination: {host: db}}]\n";
+        assert!(problems(ok).is_empty(), "{:?}", problems(ok));
+        let bad = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: db, namespace: shop}\nspec:\n  hosts: [db]\n  tcp:\n  - match: [{port: 0, destinationSubnets: [10.0.0.0/33]}]\n    route: []\n  tls:\n  - match: [{sniHosts: []}]\n    route: [{destination: {host: \"\"}, weight: 101}]\n";
+        let got = problems(bad);
+        for field in [
+            "spec.tcp[0].match[0].port",
+            "spec.tcp[0].match[0].destinationSubnets[0]",
+            "spec.tcp[0].route",
+            "spec.tls[0].match[0].sniHosts",
+            "spec.tls[0].route[0].destination.host",
+            "spec.tls[0].route[0].weight",
+        ] {
+            assert!(
+                got.iter().any(|p| p.starts_with(field)),
+                "{field} missing in {got:?}"
+            );
+        }
+    }
 
     const VS_HEAD: &str = "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [reviews]\n  http:\n";
 

@@ -12,6 +12,11 @@
 //!   `credentialName` names (SDS `kubernetes://NAME` over ADS, see
 //!   `tls::downstream_credential`), or the workload's own for ISTIO_MUTUAL,
 //!   and the route configuration `https.PORT.PORT_NAME.GATEWAY.NAMESPACE`.
+//! - A passthrough server (TLS or HTTPS, mode PASSTHROUGH) gets a filter
+//!   chain per `tls[]` match of a bound VirtualService, on the SNI names the
+//!   match and the server share, proxying the connection untouched; a TCP
+//!   server takes the first `tcp[]` rule that lets it in. Weights split
+//!   connections.
 //! - Virtual hosts are `HOST:PORT` for each host of a bound VirtualService
 //!   the server exposes (the narrower of the two names when both are
 //!   wildcards of each other), with the VirtualService's routes whose
@@ -27,7 +32,10 @@ use envoy_types::pb::envoy::config::route::v3 as r;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::google::protobuf::BoolValue;
 
-use shmesh_api::objects::{Gateway, Server, ServerTlsMode};
+use shmesh_api::objects::{
+    Gateway, L4MatchAttributes, RouteDestination, Server, ServerProtocol, ServerTlsMode,
+    TlsMatchAttributes,
+};
 use shmesh_model::{hosts, Model};
 
 use super::{any, istio_names, listener, route, socket_address, tls, ProxyView};
@@ -69,6 +77,18 @@ impl Bound<'_> {
                         | ServerTlsMode::IstioMutual
                 )
             )
+    }
+
+    /// The server passes TLS through to the destination its SNI names.
+    fn passes_through(&self) -> bool {
+        matches!(
+            self.server.protocol(),
+            Some(ServerProtocol::Https | ServerProtocol::Tls)
+        ) && self
+            .server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.mode() == ServerTlsMode::Passthrough)
     }
 
     fn tls_mode(&self) -> Option<ServerTlsMode> {
@@ -124,6 +144,7 @@ pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> 
         let mut chains = Vec::new();
         let mut plain = false;
         let mut sni_seen: BTreeSet<String> = BTreeSet::new();
+        let mut opaque: Option<l::FilterChain> = None;
         for bound in &servers {
             if bound.terminates() {
                 if let Some(chain) = tls_chain(view, bound, &name, &mut sni_seen) {
@@ -131,6 +152,10 @@ pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> 
                 }
             } else if bound.server.is_http() {
                 plain = true;
+            } else if bound.passes_through() {
+                chains.extend(passthrough_chains(model, view, bound, &mut sni_seen));
+            } else if bound.server.protocol() == Some(ServerProtocol::Tcp) && opaque.is_none() {
+                opaque = tcp_chain(model, view, bound);
             }
         }
         let tls = !chains.is_empty();
@@ -142,6 +167,11 @@ pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> 
                 )],
                 ..Default::default()
             });
+        }
+        // One chain may go without a match: plain HTTP wins over TCP, as
+        // the port's first protocol does in Istio.
+        if !plain {
+            chains.extend(opaque);
         }
         if chains.is_empty() {
             continue;
@@ -221,6 +251,152 @@ fn tls_chain(
         )],
         ..Default::default()
     })
+}
+
+/// The filter chains of a passthrough server: one per `tls[]` match of a
+/// bound VirtualService, on the SNI names the match and the server share,
+/// proxying the connection as it is to the rule's destinations.
+fn passthrough_chains(
+    model: &Model,
+    view: &ProxyView,
+    bound: &Bound,
+    seen: &mut BTreeSet<String>,
+) -> Vec<l::FilterChain> {
+    let mut out = Vec::new();
+    let gw_ns = bound.namespace();
+    for vs in model.virtual_services_for_gateway(gw_ns, &bound.gateway.metadata.name) {
+        if !vs.visible_to(&view.namespace) && !vs.visible_to(gw_ns) {
+            continue;
+        }
+        for rule in &vs.spec.tls {
+            for m in &rule.match_ {
+                if !tls_match_applies(m, bound, &vs.namespace) {
+                    continue;
+                }
+                let mut names: Vec<String> = m
+                    .sni_hosts
+                    .iter()
+                    .flat_map(|sni| {
+                        bound.server.hosts.iter().filter_map(move |entry| {
+                            let (ns, host) = Server::host_parts(entry, gw_ns);
+                            (ns == "*" || ns == vs.namespace)
+                                .then(|| intersection(sni, host))
+                                .flatten()
+                        })
+                    })
+                    .collect();
+                names.sort();
+                names.dedup();
+                if names.is_empty() || !seen.insert(names.join(",")) {
+                    continue;
+                }
+                let clusters = l4_clusters(model, &vs.namespace, &rule.route, bound.port());
+                out.push(l::FilterChain {
+                    filter_chain_match: Some(l::FilterChainMatch {
+                        server_names: names,
+                        ..Default::default()
+                    }),
+                    filters: vec![listener::tcp_proxy_weighted(
+                        &format!(
+                            "outbound_{}",
+                            istio_names::listener(bound.address(), bound.port())
+                        ),
+                        clusters,
+                    )],
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A TCP server's one chain: the first `tcp[]` rule of a bound
+/// VirtualService whose match lets this Gateway and port in.
+fn tcp_chain(model: &Model, view: &ProxyView, bound: &Bound) -> Option<l::FilterChain> {
+    let gw_ns = bound.namespace();
+    for vs in model.virtual_services_for_gateway(gw_ns, &bound.gateway.metadata.name) {
+        if !vs.visible_to(&view.namespace) && !vs.visible_to(gw_ns) {
+            continue;
+        }
+        let exposed = vs.hosts.iter().any(|h| {
+            bound.server.hosts.iter().any(|entry| {
+                let (ns, host) = Server::host_parts(entry, gw_ns);
+                (ns == "*" || ns == vs.namespace) && intersection(h, host).is_some()
+            })
+        });
+        if !exposed {
+            continue;
+        }
+        let rule = vs.spec.tcp.iter().find(|rule| {
+            rule.match_.is_empty()
+                || rule
+                    .match_
+                    .iter()
+                    .any(|m| l4_match_applies(m, bound, &vs.namespace))
+        });
+        let Some(rule) = rule else { continue };
+        let clusters = l4_clusters(model, &vs.namespace, &rule.route, bound.port());
+        return Some(l::FilterChain {
+            filters: vec![listener::tcp_proxy_weighted(
+                &format!(
+                    "outbound_{}",
+                    istio_names::listener(bound.address(), bound.port())
+                ),
+                clusters,
+            )],
+            ..Default::default()
+        });
+    }
+    None
+}
+
+/// `match.gateways` names this Gateway (or nothing), and `match.port` this port.
+fn gateway_and_port(gateways: &[String], port: Option<i64>, bound: &Bound, vs_ns: &str) -> bool {
+    let names = |g: &String| {
+        *g == bound.full_name || (vs_ns == bound.namespace() && *g == bound.gateway.metadata.name)
+    };
+    (gateways.is_empty() || gateways.iter().any(names))
+        && port.is_none_or(|p| p == i64::from(bound.port()))
+}
+
+fn tls_match_applies(m: &TlsMatchAttributes, bound: &Bound, vs_ns: &str) -> bool {
+    gateway_and_port(&m.gateways, m.port, bound, vs_ns)
+}
+
+fn l4_match_applies(m: &L4MatchAttributes, bound: &Bound, vs_ns: &str) -> bool {
+    gateway_and_port(&m.gateways, m.port, bound, vs_ns)
+}
+
+/// The clusters of a `tcp[]` or `tls[]` rule's destinations and their
+/// weights (relative; one destination takes everything).
+pub(crate) fn l4_clusters(
+    model: &Model,
+    vs_namespace: &str,
+    route: &[RouteDestination],
+    listener_port: u16,
+) -> Vec<(String, u32)> {
+    let several = route.len() > 1;
+    route
+        .iter()
+        .filter_map(|dst| {
+            let weight = dst.weight.unwrap_or(if several { 0 } else { 100 }).max(0) as u32;
+            if several && weight == 0 {
+                return None;
+            }
+            let d = &dst.destination;
+            let host = hosts::resolve(&d.host, vs_namespace);
+            let port = match d.port.as_ref().and_then(|p| p.number) {
+                Some(n) => u16::try_from(n).unwrap_or(listener_port),
+                None => match model.service(&host) {
+                    Some(svc) if svc.ports.len() == 1 => svc.ports[0].number,
+                    _ => listener_port,
+                },
+            };
+            let subset = d.subset.as_deref().unwrap_or("");
+            Some((istio_names::outbound_cluster(port, subset, &host), weight))
+        })
+        .collect()
 }
 
 /// The connection manager of a gateway: like a sidecar's, but the gateway is

@@ -265,6 +265,22 @@ fn routes(model: &Model, view: &ProxyView) -> (SortedResources, SortedResources)
     (shells.finish_by_name(), vhosts.finish_by_name())
 }
 
+/// Whether a VirtualService host pattern of `patterns` covers a service
+/// with a port that is not HTTP.
+fn touches_tcp(model: &Model, patterns: &std::collections::BTreeSet<String>) -> bool {
+    let tcp = |svc: &MeshService| svc.ports.iter().any(|p| !p.protocol.is_http());
+    patterns.iter().any(|pattern| {
+        if pattern.starts_with('*') {
+            model
+                .services()
+                .iter()
+                .any(|(host, svc)| shmesh_model::hosts::matches(pattern, host) && tcp(svc))
+        } else {
+            model.service(pattern).is_some_and(|svc| tcp(svc))
+        }
+    })
+}
+
 /// Rebuilds the parts of `prev` that `dirty` touched.
 pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -> Snapshot {
     // DNS clusters carry their endpoints inline: an endpoint change rebuilds
@@ -357,7 +373,10 @@ pub fn update(model: &Model, view: &ProxyView, prev: &Snapshot, dirty: &Dirty) -
             removed,
         );
     }
-    if !dirty.config.is_empty() || inbound_dirty {
+    // A VirtualService's `tcp[]` rules live in the listeners of its hosts'
+    // TCP ports: only those hosts' changes rebuild listeners.
+    let tcp_rules_dirty = view.mode == ListenerMode::Capture && touches_tcp(model, &dirty.vs_hosts);
+    if !dirty.config.is_empty() || inbound_dirty || tcp_rules_dirty {
         b.set(
             ResourceType::Listener,
             encode_all(listener::listeners(model, view)),

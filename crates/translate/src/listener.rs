@@ -3,7 +3,9 @@
 //! - capture: `virtualOutbound` (bound on 15001, hands connections to the
 //!   listener for their original destination, else passes them through) and
 //!   one unbound `0.0.0.0_PORT` listener per HTTP port routing with RDS `"PORT"`;
-//!   TCP service ports get `VIP_PORT` (or `0.0.0.0_PORT`) with a TCP proxy;
+//!   TCP service ports get `VIP_PORT` (or `0.0.0.0_PORT`) with a TCP proxy
+//!   (to the service, or by weight as the service's VirtualService `tcp[]`
+//!   says);
 //!   and the inbound half, `virtualInbound` on 15006 (see `inbound`).
 //! - explicit: one bound listener on the address the node asked for, routing
 //!   every visible service by Host header with RDS `http_proxy`.
@@ -21,6 +23,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use envoy_types::pb::google::protobuf::BoolValue;
 
 use super::{ads, any, istio_names, route, socket_address, ListenerMode, ProxyView};
+use shmesh_api::objects::{L4MatchAttributes, TcpRoute};
 use shmesh_model::Model;
 
 pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
@@ -75,6 +78,13 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
             continue;
         }
         let cluster = istio_names::outbound_cluster(port.number, "", &svc.hostname);
+        let proxy = match tcp_rule(model, view, &svc.hostname, port.number) {
+            Some((vs_namespace, rule)) => tcp_proxy_weighted(
+                &cluster,
+                super::gateway::l4_clusters(model, vs_namespace, &rule.route, port.number),
+            ),
+            None => tcp_proxy(&cluster),
+        };
         out.insert(
             name.clone(),
             l::Listener {
@@ -83,7 +93,7 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
                 bind_to_port: Some(BoolValue { value: false }),
                 traffic_direction: core::TrafficDirection::Outbound as i32,
                 filter_chains: vec![l::FilterChain {
-                    filters: vec![tcp_proxy(&cluster)],
+                    filters: vec![proxy],
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -91,6 +101,32 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
         );
     }
     out.into_iter().collect()
+}
+
+/// The first `tcp[]` rule of the VirtualService for `host` whose match
+/// lets this sidecar's connections to `port` in (mesh-bound, port, source
+/// namespace and labels), with the VirtualService's namespace.
+fn tcp_rule<'a>(
+    model: &'a Model,
+    view: &ProxyView,
+    host: &str,
+    port: u16,
+) -> Option<(&'a str, &'a TcpRoute)> {
+    let vs = model.virtual_service(host, &view.namespace)?;
+    let applies = |m: &L4MatchAttributes| {
+        m.port.is_none_or(|p| p == i64::from(port))
+            && (m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"))
+            && m.source_namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == view.namespace)
+            && (m.source_labels.is_empty() || shmesh_model::selects(&m.source_labels, &view.labels))
+    };
+    let rule = vs
+        .spec
+        .tcp
+        .iter()
+        .find(|rule| rule.match_.is_empty() || rule.match_.iter().any(applies))?;
+    Some((vs.namespace.as_str(), rule))
 }
 
 fn virtual_outbound() -> l::Listener {
@@ -204,6 +240,35 @@ pub(crate) fn http_filter(stat_prefix: &str, route_config: &str) -> l::Filter {
         config_type: Some(l::filter::ConfigType::TypedConfig(any(
             &http_connection_manager(stat_prefix, route_config, true),
         ))),
+    }
+}
+
+/// A TCP proxy sharing connections among `clusters` by weight (one
+/// cluster: all of them), as `tcp[]` and `tls[]` rules of a VirtualService
+/// ask.
+pub(crate) fn tcp_proxy_weighted(stat_prefix: &str, clusters: Vec<(String, u32)>) -> l::Filter {
+    let specifier = match clusters.as_slice() {
+        [(only, _)] => tcp::tcp_proxy::ClusterSpecifier::Cluster(only.clone()),
+        _ => tcp::tcp_proxy::ClusterSpecifier::WeightedClusters(tcp::tcp_proxy::WeightedCluster {
+            clusters: clusters
+                .into_iter()
+                .map(
+                    |(name, weight)| tcp::tcp_proxy::weighted_cluster::ClusterWeight {
+                        name,
+                        weight,
+                        ..Default::default()
+                    },
+                )
+                .collect(),
+        }),
+    };
+    l::Filter {
+        name: "envoy.filters.network.tcp_proxy".to_string(),
+        config_type: Some(l::filter::ConfigType::TypedConfig(any(&tcp::TcpProxy {
+            stat_prefix: stat_prefix.to_string(),
+            cluster_specifier: Some(specifier),
+            ..Default::default()
+        }))),
     }
 }
 

@@ -227,9 +227,10 @@ pub(super) fn virtual_host(
     port: u16,
     domains: Vec<String>,
 ) -> r::VirtualHost {
+    // A VirtualService with only `tcp[]` or `tls[]` rules leaves HTTP alone.
     let routes = match model.virtual_service(&svc.hostname, &view.namespace) {
-        Some(vs) => vs_routes(model, view, vs, port, None),
-        None => vec![default_route(model, view, svc, port)],
+        Some(vs) if !vs.spec.http.is_empty() => vs_routes(model, view, vs, port, None),
+        _ => vec![default_route(model, view, svc, port)],
     };
     r::VirtualHost {
         name: istio_names::virtual_host(&svc.hostname, port),
