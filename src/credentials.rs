@@ -14,26 +14,22 @@
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 
-use shmesh_api::objects::{Labels, TlsMaterial};
+use shmesh_api::objects::TlsMaterial;
 use shmesh_cache::ResourceWriter;
 use shmesh_model::Model;
 use shmesh_translate::tls::{credential_secret_names, CREDENTIAL_CA_SUFFIX};
+use shmesh_translate::{ListenerMode, ProxyView};
 
-/// Writes the SDS secrets of every credential the rules selecting a proxy of
-/// `namespace` with `labels` name (and, for a gateway proxy, the Gateways
-/// picking it), as far as their Secrets exist. Returns the names no Secret
-/// was found for.
-pub fn write_secrets(
-    model: &Model,
-    namespace: &str,
-    labels: &Labels,
-    router: bool,
-    w: &mut ResourceWriter,
-) -> Vec<String> {
+/// Writes the SDS secrets of every credential the rules selecting the proxy
+/// of `view` name (and, for a gateway proxy, the Gateways picking it), from
+/// the Secrets of its namespace, as far as they exist. Returns the names no
+/// Secret was found for.
+pub fn write_secrets(model: &Model, view: &ProxyView, w: &mut ResourceWriter) -> Vec<String> {
+    let namespace = view.namespace.as_str();
     let mut missing = Vec::new();
-    let mut names = model.credential_names(namespace, labels);
-    if router {
-        names.extend(shmesh_translate::gateway::credential_names(model, labels));
+    let mut names = model.credential_names(namespace, &view.labels);
+    if view.mode == ListenerMode::Router {
+        names.extend(shmesh_translate::gateway::credential_names(model, view));
     }
     for name in names {
         let own = model.secret(namespace, &name).map(|s| s.tls_material());
@@ -120,12 +116,18 @@ mod tests {
     const RULE: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: bank, namespace: shop}\nspec:\n  host: bank.example.com\n  workloadSelector: {matchLabels: {app: cart}}\n  trafficPolicy: {tls: {mode: MUTUAL, credentialName: bank-client}}\n---\n";
 
     fn secrets(model: &Model, labels: &[(&str, &str)]) -> (Vec<tls::Secret>, Vec<String>) {
-        let labels: Labels = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let view = ProxyView {
+            namespace: "shop".into(),
+            mode: ListenerMode::Capture,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            certificates: Default::default(),
+            vhds: false,
+        };
         let mut w = ResourceWriter::for_type(ResourceType::Secret);
-        let missing = write_secrets(model, "shop", &labels, false, &mut w);
+        let missing = write_secrets(model, &view, &mut w);
         let set = w.finish_by_name();
         let out = set
             .names()

@@ -507,8 +507,7 @@ fn with_secrets(handle: &Views, model: &Model, view: &ProxyView, snap: Snapshot)
         warn!(view = %view, error = %e, "cannot issue the view's certificate");
         return snap;
     }
-    let router = view.mode == ListenerMode::Router;
-    let missing = credentials::write_secrets(model, &view.namespace, &view.labels, router, &mut w);
+    let missing = credentials::write_secrets(model, view, &mut w);
     if !missing.is_empty() {
         debug!(view = %view, ?missing, "credentialName without a Secret in the namespace");
     }

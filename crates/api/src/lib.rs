@@ -19,6 +19,7 @@ pub mod authorization_policy;
 pub mod destination_rule;
 pub mod endpoint_slice;
 pub mod gateway;
+pub mod gateway_api;
 pub mod peer_authentication;
 pub mod pod;
 pub mod request_authentication;
@@ -51,10 +52,14 @@ pub enum Kind {
     RequestAuthentication,
     Secret,
     Gateway,
+    GatewayClass,
+    /// The Gateway API's `Gateway`.
+    KubernetesGateway,
+    HTTPRoute,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -68,6 +73,9 @@ impl Kind {
         Kind::RequestAuthentication,
         Kind::Secret,
         Kind::Gateway,
+        Kind::GatewayClass,
+        Kind::KubernetesGateway,
+        Kind::HTTPRoute,
     ];
 
     /// The kind named by `apiVersion` and `kind`, if shmesh reads it.
@@ -93,6 +101,14 @@ impl Kind {
             (_, "WorkloadEntry") if istio => Some(Kind::WorkloadEntry),
             (_, "Sidecar") if istio => Some(Kind::Sidecar),
             (_, "Gateway") if istio => Some(Kind::Gateway),
+            ("gateway.networking.k8s.io/v1" | "gateway.networking.k8s.io/v1beta1", kind) => {
+                match kind {
+                    "GatewayClass" => Some(Kind::GatewayClass),
+                    "Gateway" => Some(Kind::KubernetesGateway),
+                    "HTTPRoute" => Some(Kind::HTTPRoute),
+                    _ => None,
+                }
+            }
             (_, "PeerAuthentication") if security => Some(Kind::PeerAuthentication),
             (_, "AuthorizationPolicy") if security => Some(Kind::AuthorizationPolicy),
             (_, "RequestAuthentication") if security => Some(Kind::RequestAuthentication),
@@ -115,6 +131,9 @@ impl Kind {
             Kind::RequestAuthentication => "RequestAuthentication",
             Kind::Secret => "Secret",
             Kind::Gateway => "Gateway",
+            Kind::GatewayClass => "GatewayClass",
+            Kind::KubernetesGateway => "Gateway",
+            Kind::HTTPRoute => "HTTPRoute",
         }
     }
 }
@@ -167,6 +186,9 @@ pub enum Object {
     RequestAuthentication(RequestAuthentication),
     Secret(Secret),
     Gateway(Gateway),
+    GatewayClass(GatewayClass),
+    KubernetesGateway(KubernetesGateway),
+    HTTPRoute(HTTPRoute),
 }
 
 /// The Rust type of a kind's objects, to take one out of an `Object`.
@@ -207,4 +229,7 @@ kind_objects!(
     RequestAuthentication,
     Secret,
     Gateway,
+    GatewayClass,
+    KubernetesGateway,
+    HTTPRoute,
 );

@@ -6,6 +6,7 @@ pub use crate::authorization_policy::*;
 pub use crate::destination_rule::*;
 pub use crate::endpoint_slice::*;
 pub use crate::gateway::*;
+pub use crate::gateway_api::*;
 pub use crate::meta::*;
 pub use crate::peer_authentication::*;
 pub use crate::pod::*;

@@ -248,6 +248,9 @@ fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Box<Problem>> {
         Kind::RequestAuthentication => Object::RequestAuthentication(de(value)?),
         Kind::Secret => Object::Secret(de(value)?),
         Kind::Gateway => Object::Gateway(de(value)?),
+        Kind::GatewayClass => Object::GatewayClass(de(value)?),
+        Kind::KubernetesGateway => Object::KubernetesGateway(de(value)?),
+        Kind::HTTPRoute => Object::HTTPRoute(de(value)?),
     })
 }
 

@@ -30,6 +30,9 @@ pub fn object(object: &Object) -> Vec<Problem> {
         Object::RequestAuthentication(ra) => v.request_authentication(&ra.spec),
         Object::Secret(s) => v.secret(s),
         Object::Gateway(gw) => v.gateway(&gw.spec),
+        Object::GatewayClass(gc) => v.gateway_class(gc),
+        Object::KubernetesGateway(gw) => v.kubernetes_gateway(&gw.spec),
+        Object::HTTPRoute(r) => v.kubernetes_http_route(&r.spec),
     }
     v.problems
 }

@@ -9,6 +9,7 @@
 pub mod analyze;
 mod apply;
 mod endpoints;
+pub mod gateway_api;
 pub mod hosts;
 mod label_index;
 pub mod security;
@@ -253,6 +254,12 @@ pub struct Model {
     /// Only ever read for the SDS secrets of proxies in their namespace.
     secrets: Store<Secret>,
     gateways: Store<Gateway>,
+    gateway_classes: Store<GatewayClass>,
+    kubernetes_gateways: Store<KubernetesGateway>,
+    http_routes: Store<HTTPRoute>,
+    /// The Istio Gateways and VirtualServices the Gateway API objects mean,
+    /// as last applied (`gateway_api`).
+    converted: gateway_api::Converted,
     /// Where a Sidecar applies to every namespace without its own.
     root_namespace: String,
     /// The trust domain of the mesh's SPIFFE identities (`cluster.local`
@@ -328,6 +335,9 @@ impl Model {
             Kind::RequestAuthentication => self.apply_request_authentication(name, typed(&object)),
             Kind::Secret => self.apply_secret(name, typed(&object)),
             Kind::Gateway => self.apply_gateway(name, typed(&object)),
+            Kind::GatewayClass => self.apply_gateway_class(name, typed(&object)),
+            Kind::KubernetesGateway => self.apply_kubernetes_gateway(name, typed(&object)),
+            Kind::HTTPRoute => self.apply_http_route(name, typed(&object)),
         };
         dirty.merge(touched);
     }
@@ -596,17 +606,24 @@ impl Model {
             .collect()
     }
 
-    /// The Gateways whose selector picks a gateway proxy with `labels` (in
-    /// any namespace, as Istio does by default); an empty selector picks
-    /// every gateway proxy.
-    pub fn gateways_for(&self, labels: &Labels) -> Vec<&Arc<Gateway>> {
+    /// The Gateways whose selector picks a gateway proxy of `namespace`
+    /// with `labels`: in any namespace, as Istio does by default (an empty
+    /// selector picks every gateway proxy), except that a Gateway made from
+    /// the Gateway API picks only proxies of its own namespace.
+    pub fn gateways_for(&self, namespace: &str, labels: &Labels) -> Vec<&Arc<Gateway>> {
         self.gateways
             .values()
             .filter(|gw| {
-                gw.spec
+                let own_namespace_only = gw
+                    .spec
                     .selector
-                    .iter()
-                    .all(|(k, v)| labels.get(k) == Some(v))
+                    .contains_key(shmesh_api::gateway_api::GATEWAY_NAME_LABEL);
+                (!own_namespace_only || gw.metadata.namespace.as_deref() == Some(namespace))
+                    && gw
+                        .spec
+                        .selector
+                        .iter()
+                        .all(|(k, v)| labels.get(k) == Some(v))
             })
             .collect()
     }

@@ -114,7 +114,7 @@ impl Bound<'_> {
 /// The servers of every Gateway picking the proxy, in Gateway and server order.
 fn servers<'a>(model: &'a Model, view: &ProxyView) -> Vec<Bound<'a>> {
     let mut out = Vec::new();
-    for gateway in model.gateways_for(&view.labels) {
+    for gateway in model.gateways_for(&view.namespace, &view.labels) {
         let namespace = gateway.metadata.namespace.as_deref().unwrap_or("default");
         let full_name = format!("{namespace}/{}", gateway.metadata.name);
         for server in &gateway.spec.servers {
@@ -531,11 +531,11 @@ fn blackhole(port: u16) -> r::VirtualHost {
     }
 }
 
-/// The credential names the Gateways picking a proxy with `labels` use: the
+/// The credential names the Gateways picking the proxy of `view` use: the
 /// Secrets (of the proxy's namespace) it takes over SDS.
-pub fn credential_names(model: &Model, labels: &shmesh_api::objects::Labels) -> BTreeSet<String> {
+pub fn credential_names(model: &Model, view: &ProxyView) -> BTreeSet<String> {
     model
-        .gateways_for(labels)
+        .gateways_for(&view.namespace, &view.labels)
         .into_iter()
         .flat_map(|gw| gw.spec.servers.iter())
         .filter_map(|s| s.tls.as_ref()?.credential_name.clone())

@@ -30,8 +30,8 @@ mod tests {
         assert!(model.apply_gateway(name.clone(), Some(&gw)).gateways);
         assert!(model.apply_gateway(name.clone(), Some(&gw)).is_empty());
         let ingress = [("istio".to_string(), "ingressgateway".to_string())].into();
-        assert_eq!(model.gateways_for(&ingress).len(), 1);
-        assert!(model.gateways_for(&Default::default()).is_empty());
+        assert_eq!(model.gateways_for("edge", &ingress).len(), 1);
+        assert!(model.gateways_for("edge", &Default::default()).is_empty());
         assert!(model.selector_label_keys().contains("istio"));
         let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: shop, namespace: shop}\nspec:\n  hosts: [shop.example.com]\n  gateways: [edge/web]\n  http: [{route: [{destination: {host: shop}}]}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: local, namespace: edge}\nspec:\n  hosts: [local.example.com]\n  gateways: [web]\n  http: [{route: [{destination: {host: local}}]}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: mesh, namespace: shop}\nspec:\n  hosts: [mesh.example.com]\n  http: [{route: [{destination: {host: mesh}}]}]\n";
         model.apply(changes(vs));

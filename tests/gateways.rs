@@ -143,31 +143,46 @@ fn secret(cert: &Issued) -> String {
     )
 }
 
-/// An ingress gateway proxy of namespace edge, proving service account
-/// `ingress` to shmesh's xDS TLS listener.
-fn gateway_proxy(shmesh: &Shmesh, ca: &Path, credentials: &Path, delta: bool) -> Envoy {
-    let tls = shmesh.xds_tls.expect("xDS TLS listener");
-    let out = Command::new(shmesh_binary())
-        .args(["bootstrap", "--node"])
-        .arg("router~127.0.0.1~ingress-1.edge~edge.svc.cluster.local")
-        .args(["--namespace", "edge", "--label", "istio=ingressgateway"])
-        .args([
-            "--xds-addr",
-            &tls.to_string(),
-            "--xds-tls-name",
-            "127.0.0.1",
-        ])
+/// A gateway proxy of `namespace` labelled `label` (`key=value`); with
+/// `credentials` (the CA's directory, and where to write its own), it proves
+/// service account `ingress` to shmesh's xDS TLS listener.
+fn gateway_proxy(
+    shmesh: &Shmesh,
+    namespace: &str,
+    label: &str,
+    credentials: Option<(&Path, &Path)>,
+    delta: bool,
+) -> Envoy {
+    let mut cmd = Command::new(shmesh_binary());
+    cmd.args(["bootstrap", "--node"])
+        .arg(format!(
+            "router~127.0.0.1~gateway-1.{namespace}~{namespace}.svc.cluster.local"
+        ))
+        .args(["--namespace", namespace, "--label", label])
         .args(["--admin-addr", "127.0.0.1:0"])
-        .args(["--api", if delta { "delta" } else { "sotw" }])
-        .arg("--credentials-dir")
-        .arg(credentials)
-        .args(["--service-account", "ingress"])
-        .arg("--ca-cert")
-        .arg(ca.join("root-cert.pem"))
-        .arg("--ca-key")
-        .arg(ca.join("root-key.pem"))
-        .output()
-        .expect("run shmesh bootstrap");
+        .args(["--api", if delta { "delta" } else { "sotw" }]);
+    match credentials {
+        Some((ca, dir)) => {
+            let tls = shmesh.xds_tls.expect("xDS TLS listener");
+            cmd.args([
+                "--xds-addr",
+                &tls.to_string(),
+                "--xds-tls-name",
+                "127.0.0.1",
+            ])
+            .arg("--credentials-dir")
+            .arg(dir)
+            .args(["--service-account", "ingress"])
+            .arg("--ca-cert")
+            .arg(ca.join("root-cert.pem"))
+            .arg("--ca-key")
+            .arg(ca.join("root-key.pem"));
+        }
+        None => {
+            cmd.args(["--xds-addr", &shmesh.xds.to_string()]);
+        }
+    }
+    let out = cmd.output().expect("run shmesh bootstrap");
     assert!(
         out.status.success(),
         "{}",
@@ -260,7 +275,13 @@ fn ingress(delta: bool) {
         ],
     );
     let credentials = tempfile::tempdir().expect("credentials dir");
-    let envoy = gateway_proxy(&shmesh, ca_dir.path(), credentials.path(), delta);
+    let envoy = gateway_proxy(
+        &shmesh,
+        "edge",
+        "istio=ingressgateway",
+        Some((ca_dir.path(), credentials.path())),
+        delta,
+    );
     let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
     let https: SocketAddr = format!("127.0.0.1:{https_port}").parse().expect("addr");
 
@@ -388,4 +409,139 @@ fn istio_gateway_delta() {
 #[test]
 fn istio_gateway_sotw() {
     ingress(false);
+}
+
+/// A GatewayClass of Istio's controller, Gateway `edge/web` on 127.0.0.1
+/// taking routes from every namespace, and HTTPRoute `shop/web`: a header
+/// match to v2, a redirect, a rewrite with header changes and a mirror, and
+/// a 90/10 split.
+fn gateway_api(port: u16) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: istio}}
+spec: {{controllerName: istio.io/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: web, namespace: edge}}
+spec:
+  gatewayClassName: istio
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners:
+  - name: http
+    port: {port}
+    protocol: HTTP
+    allowedRoutes: {{namespaces: {{from: All}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: shop}}
+spec:
+  parentRefs: [{{name: web, namespace: edge}}]
+  hostnames: [web.example.com]
+  rules:
+  - matches: [{{path: {{type: PathPrefix, value: /}}, headers: [{{name: x-canary, value: 'yes'}}]}}]
+    backendRefs: [{{name: web-v2, port: 80}}]
+  - matches: [{{path: {{type: PathPrefix, value: /old}}}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {{path: {{type: ReplaceFullPath, replaceFullPath: /new}}, statusCode: 301}}
+  - matches: [{{path: {{type: PathPrefix, value: /app}}}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {{path: {{type: ReplacePrefixMatch, replacePrefixMatch: /}}}}
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {{set: [{{name: x-from, value: gateway}}], remove: [x-drop]}}
+    - type: ResponseHeaderModifier
+      responseHeaderModifier: {{add: [{{name: x-served-by, value: shmesh}}]}}
+    - type: RequestMirror
+      requestMirror: {{backendRef: {{name: mirror, port: 80}}}}
+    backendRefs: [{{name: api, port: 80}}]
+  - backendRefs:
+    - {{name: web-v1, port: 80, weight: 90}}
+    - {{name: web-v2, port: 80, weight: 10}}
+"
+    )
+}
+
+fn kubernetes_gateway(delta: bool) {
+    let web_v1 = Upstream::start("127.0.0.31", "web-v1");
+    let web_v2 = Upstream::start("127.0.0.32", "web-v2");
+    let api = Upstream::start_with("127.0.0.33", "api", |req| {
+        common::Reply::new(200, format!("api {}", req.path))
+    });
+    let mirror = Upstream::start("127.0.0.34", "mirror");
+    let port = free_port("127.0.0.1");
+    let dir = tempfile::tempdir().expect("config dir");
+    let services = [
+        service("web-v1", 80, "http", &[("v1", web_v1.addr())]),
+        service("web-v2", 80, "http", &[("v1", web_v2.addr())]),
+        service("api", 80, "http", &[("v1", api.addr())]),
+        service("mirror", 80, "http", &[("v1", mirror.addr())]),
+    ]
+    .concat();
+    mesh::write_atomic(dir.path(), "services.yaml", &services);
+    mesh::write_atomic(dir.path(), "gateway-api.yaml", &gateway_api(port));
+    let shmesh = Shmesh::start(dir.path());
+    let _envoy = gateway_proxy(
+        &shmesh,
+        "edge",
+        "gateway.networking.k8s.io/gateway-name=web",
+        None,
+        delta,
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        http_get(addr, "web.example.com", path, headers).expect("request through the gateway")
+    };
+    let mut last = String::new();
+    eventually("the Gateway API gateway routes", || {
+        let r = http_get(addr, "web.example.com", "/", &[]);
+        last = describe(&r);
+        r.is_ok_and(|r| r.status == 200)
+    });
+
+    // A header match.
+    let r = get("/", &[("x-canary", "yes")]);
+    assert_eq!((r.status, r.body.as_str()), (200, "web-v2"), "({last})");
+    // A redirect: status and Location.
+    let r = get("/old", &[]);
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("http://web.example.com/new"));
+    // A rewrite: the backend sees the rewritten path and the header changes.
+    let r = get("/app/items?id=7", &[("x-drop", "1")]);
+    assert_eq!((r.status, r.body.as_str()), (200, "api /items?id=7"));
+    assert_eq!(r.header("x-served-by"), Some("shmesh"));
+    let seen = api.last_request().expect("api saw the request");
+    assert_eq!(seen.header("x-from"), Some("gateway"));
+    assert_eq!(seen.header("x-drop"), None);
+    // /application is not under the path prefix /app.
+    let r = get("/application", &[]);
+    assert!(r.body.starts_with("web-v"), "{}", r.body);
+    // The mirror sees a copy.
+    eventually("the mirror sees the request", || {
+        mirror.requests().iter().any(|m| m.path == "/items?id=7")
+    });
+
+    // A 90/10 split over 1,000 requests.
+    let mut v1 = 0;
+    for _ in 0..1000 {
+        let r = get("/", &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        v1 += usize::from(r.body == "web-v1");
+    }
+    eprintln!("web-v1 took {v1} of 1,000 requests");
+    assert!((850..=950).contains(&v1), "web-v1 took {v1} of 1,000");
+    drop(shmesh);
+}
+
+#[test]
+fn gateway_api_delta() {
+    kubernetes_gateway(true);
+}
+
+#[test]
+fn gateway_api_sotw() {
+    kubernetes_gateway(false);
 }
