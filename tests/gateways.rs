@@ -545,3 +545,87 @@ fn gateway_api_delta() {
 fn gateway_api_sotw() {
     kubernetes_gateway(false);
 }
+
+/// HTTPRoute `shop/reviews` attached to Service `reviews` (GAMMA), splitting
+/// its mesh traffic between the Services `reviews-primary` and
+/// `reviews-canary` as a canary tool's step sets it.
+fn mesh_route(canary: u32) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: reviews, namespace: shop}}\nspec:\n  parentRefs: [{{group: '', kind: Service, name: reviews, port: 80}}]\n  rules:\n  - backendRefs:\n    - {{name: reviews-primary, port: 80, weight: {}}}\n    - {{name: reviews-canary, port: 80, weight: {canary}}}\n",
+        100 - canary
+    )
+}
+
+/// A sidecar's calls to a Service follow the HTTPRoute attached to it,
+/// through a canary tool's sequence of weight steps.
+fn gamma(delta: bool) {
+    let primary = Upstream::start("127.0.0.41", "primary");
+    let canary = Upstream::start("127.0.0.42", "canary");
+    let dir = tempfile::tempdir().expect("config dir");
+    let services = [
+        service("reviews", 80, "http", &[("v1", primary.addr())]),
+        service("reviews-primary", 80, "http", &[("v1", primary.addr())]),
+        service("reviews-canary", 80, "http", &[("v1", canary.addr())]),
+    ]
+    .concat();
+    mesh::write_atomic(dir.path(), "services.yaml", &services);
+    mesh::write_atomic(dir.path(), "route.yaml", &mesh_route(0));
+    let shmesh = Shmesh::start(dir.path());
+    let listener: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
+        .parse()
+        .expect("addr");
+    let _envoy = Envoy::start(&shmesh.bootstrap("productpage-1", "shop", listener, delta));
+    let host = "reviews.shop.svc.cluster.local";
+    // The route's rollout, as a canary tool polls it: the VirtualService the
+    // HTTPRoute becomes.
+    let rollout = || {
+        let (status, body) = shmesh
+            .admin_get("/debug/rollout?kind=VirtualService&namespace=shop&name=reviews~httproute");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).expect("rollout JSON")
+    };
+    let mut version = String::new();
+    for step in [0u32, 10, 50, 100] {
+        mesh::write_atomic(dir.path(), "route.yaml", &mesh_route(step));
+        // Each step is reported live once the sidecar has applied it.
+        eventually(&format!("step {step} is live"), || {
+            let r = rollout();
+            let fresh = r["version"].as_str().is_some_and(|v| v != version);
+            if fresh && r["live"] == true {
+                version = r["version"].as_str().unwrap_or_default().to_string();
+                return true;
+            }
+            false
+        });
+        // Every request of a full step goes where the step says.
+        if step == 0 || step == 100 {
+            let want = if step == 0 { "primary" } else { "canary" };
+            assert!(
+                (0..20).all(|_| http_get(listener, host, "/", &[]).is_ok_and(|r| r.body == want)),
+                "step {step}: not all to {want}"
+            );
+            continue;
+        }
+        // The step is live: a sample of 400 requests.
+        let seen = (0..400)
+            .filter(|_| http_get(listener, host, "/", &[]).is_ok_and(|r| r.body == "canary"))
+            .count();
+        let share = seen as f64 / 4.0;
+        assert!(
+            (share - f64::from(step)).abs() <= 6.0,
+            "step {step}: the canary took {share}%"
+        );
+        eprintln!("step {step}: canary took {seen} of 400");
+    }
+    drop(shmesh);
+}
+
+#[test]
+fn gamma_route_delta() {
+    gamma(true);
+}
+
+#[test]
+fn gamma_route_sotw() {
+    gamma(false);
+}
