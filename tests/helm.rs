@@ -395,6 +395,12 @@ fn expected_grants_with(
             ],
             &["get", "list", "watch"],
         ),
+        (
+            "ClusterRole",
+            "gateway.networking.k8s.io",
+            &["gatewayclasses", "gateways", "httproutes"],
+            &["get", "list", "watch"],
+        ),
     ];
     if with_ca {
         rules.push((
