@@ -69,28 +69,6 @@ stringData:
     )
 }
 
-/// Names of the SDS secrets `envoy` holds.
-fn secret_names(envoy: &Envoy) -> Vec<String> {
-    let dump = envoy.config_dump();
-    dump["configs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| {
-            c["@type"]
-                .as_str()
-                .is_some_and(|t| t.ends_with("SecretsConfigDump"))
-        })
-        .flat_map(|c| {
-            c["dynamic_active_secrets"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter_map(|s| s["name"].as_str().map(str::to_string))
-        .collect()
-}
-
 fn credential_name(delta: bool) {
     let Some(net) = PodNetwork::create("sidecar credentials") else {
         return;
@@ -164,7 +142,7 @@ fn credential_name(delta: bool) {
         .header("x-forwarded-client-cert")
         .unwrap_or_else(|| panic!("no XFCC at the bank: {:?}", seen.headers));
     assert!(xfcc.contains(&format!("URI={CLIENT_ID}")), "{xfcc}");
-    let names = secret_names(&sidecar_a);
+    let names = sidecar_a.secret_names();
     assert!(
         names.contains(&"kubernetes://bank-client".to_string())
             && names.contains(&"kubernetes://bank-client-cacert".to_string()),
@@ -180,7 +158,8 @@ fn credential_name(delta: bool) {
     let r = http_get_in(&e.netns, vip, BANK, "/balance");
     assert!(!ok(&r), "e reached the bank: {}", describe(&r));
     assert!(
-        !secret_names(&sidecar_e)
+        !sidecar_e
+            .secret_names()
             .iter()
             .any(|n| n.starts_with("kubernetes://")),
         "e received the Secret"

@@ -136,24 +136,8 @@ fn mutual_tls(delta: bool) {
         ok(&http_get_in(&e.netns, vip_b, "b", "/from-e"))
     });
     assert!(workload_certificates(&sidecar_e).is_empty());
-    let dump = sidecar_e.config_dump();
-    let secrets = dump["configs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| {
-            c["@type"]
-                .as_str()
-                .is_some_and(|t| t.ends_with("SecretsConfigDump"))
-        })
-        .flat_map(|c| {
-            c["dynamic_active_secrets"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .count();
-    assert_eq!(secrets, 0, "e received secrets");
+    let secrets = sidecar_e.secret_names();
+    assert!(secrets.is_empty(), "e received secrets: {secrets:?}");
     assert!(shmesh.metric("shmesh_identity_unproven_total") >= 1);
     assert!(!shmesh.log().contains("PRIVATE KEY"), "a key was logged");
 

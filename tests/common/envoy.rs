@@ -455,6 +455,28 @@ impl Envoy {
     }
 
     /// `GET /stats` (text format, `name: value` per line).
+    /// Names of the SDS secrets this Envoy holds (from `/config_dump`).
+    pub fn secret_names(&self) -> Vec<String> {
+        let dump = self.config_dump();
+        dump["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                c["@type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("SecretsConfigDump"))
+            })
+            .flat_map(|c| {
+                c["dynamic_active_secrets"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|s| s["name"].as_str().map(str::to_string))
+            .collect()
+    }
+
     pub fn stats(&self) -> String {
         let (status, body) = self.admin_get("/stats");
         assert_eq!(status, 200, "GET /stats failed: {body}");

@@ -33,10 +33,9 @@ use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::Tl
 use envoy_types::pb::google::protobuf::BoolValue;
 
 use shmesh_api::objects::{
-    Gateway, L4MatchAttributes, RouteDestination, Server, ServerProtocol, ServerTlsMode,
-    TlsMatchAttributes,
+    Gateway, RouteDestination, Server, ServerProtocol, ServerTlsMode, VirtualServiceSpec,
 };
-use shmesh_model::{hosts, Model};
+use shmesh_model::{hosts, Model, Policy};
 
 use super::{any, istio_names, listener, route, socket_address, tls, ProxyView};
 
@@ -96,6 +95,66 @@ impl Bound<'_> {
         // `httpsRedirect` alone on a plain server sets no TLS mode.
         tls.mode.as_ref()?;
         Some(tls.mode())
+    }
+
+    /// The VirtualServices bound to this server's Gateway that the proxy
+    /// may see.
+    fn virtual_services<'m>(
+        &self,
+        model: &'m Model,
+        view: &ProxyView,
+    ) -> Vec<&'m Arc<Policy<VirtualServiceSpec>>> {
+        let gw_ns = self.namespace();
+        model
+            .virtual_services_for_gateway(gw_ns, &self.gateway.metadata.name)
+            .into_iter()
+            .filter(|vs| vs.visible_to(&view.namespace) || vs.visible_to(gw_ns))
+            .collect()
+    }
+
+    /// The names this server exposes of `host`, a host of a VirtualService
+    /// of `vs_namespace`: per server host whose namespace part admits it,
+    /// the narrower of the two.
+    fn exposed<'s>(
+        &'s self,
+        vs_namespace: &'s str,
+        host: &'s str,
+    ) -> impl Iterator<Item = String> + 's {
+        self.server.hosts.iter().filter_map(move |entry| {
+            let (ns, server_host) = Server::host_parts(entry, self.namespace());
+            (ns == "*" || ns == vs_namespace)
+                .then(|| intersection(host, server_host))
+                .flatten()
+        })
+    }
+
+    /// A rule's `match.gateways` names this Gateway (or nothing), and its
+    /// `match.port` this port (or none).
+    fn admits(&self, gateways: &[String], port: Option<i64>, vs_namespace: &str) -> bool {
+        let names = |g: &String| {
+            *g == self.full_name
+                || (vs_namespace == self.namespace() && *g == self.gateway.metadata.name)
+        };
+        (gateways.is_empty() || gateways.iter().any(names))
+            && port.is_none_or(|p| p == i64::from(self.port()))
+    }
+
+    /// A filter chain proxying connections to `clusters` by weight, matched
+    /// by `filter_chain_match`.
+    fn tcp_chain(
+        &self,
+        filter_chain_match: Option<l::FilterChainMatch>,
+        clusters: Vec<(String, u32)>,
+    ) -> l::FilterChain {
+        let stat_prefix = format!(
+            "outbound_{}",
+            istio_names::listener(self.address(), self.port())
+        );
+        l::FilterChain {
+            filter_chain_match,
+            filters: vec![listener::tcp_proxy_weighted(&stat_prefix, clusters)],
+            ..Default::default()
+        }
     }
 
     /// `https.443.https-web.web.edge`, as istiod names a TLS server's routes.
@@ -263,27 +322,16 @@ fn passthrough_chains(
     seen: &mut BTreeSet<String>,
 ) -> Vec<l::FilterChain> {
     let mut out = Vec::new();
-    let gw_ns = bound.namespace();
-    for vs in model.virtual_services_for_gateway(gw_ns, &bound.gateway.metadata.name) {
-        if !vs.visible_to(&view.namespace) && !vs.visible_to(gw_ns) {
-            continue;
-        }
+    for vs in bound.virtual_services(model, view) {
         for rule in &vs.spec.tls {
             for m in &rule.match_ {
-                if !tls_match_applies(m, bound, &vs.namespace) {
+                if !bound.admits(&m.gateways, m.port, &vs.namespace) {
                     continue;
                 }
                 let mut names: Vec<String> = m
                     .sni_hosts
                     .iter()
-                    .flat_map(|sni| {
-                        bound.server.hosts.iter().filter_map(move |entry| {
-                            let (ns, host) = Server::host_parts(entry, gw_ns);
-                            (ns == "*" || ns == vs.namespace)
-                                .then(|| intersection(sni, host))
-                                .flatten()
-                        })
-                    })
+                    .flat_map(|sni| bound.exposed(&vs.namespace, sni))
                     .collect();
                 names.sort();
                 names.dedup();
@@ -291,20 +339,11 @@ fn passthrough_chains(
                     continue;
                 }
                 let clusters = l4_clusters(model, &vs.namespace, &rule.route, bound.port());
-                out.push(l::FilterChain {
-                    filter_chain_match: Some(l::FilterChainMatch {
-                        server_names: names,
-                        ..Default::default()
-                    }),
-                    filters: vec![listener::tcp_proxy_weighted(
-                        &format!(
-                            "outbound_{}",
-                            istio_names::listener(bound.address(), bound.port())
-                        ),
-                        clusters,
-                    )],
+                let sni = l::FilterChainMatch {
+                    server_names: names,
                     ..Default::default()
-                });
+                };
+                out.push(bound.tcp_chain(Some(sni), clusters));
             }
         }
     }
@@ -312,60 +351,30 @@ fn passthrough_chains(
 }
 
 /// A TCP server's one chain: the first `tcp[]` rule of a bound
-/// VirtualService whose match lets this Gateway and port in.
+/// VirtualService (one of whose hosts the server exposes) whose match lets
+/// this Gateway and port in.
 fn tcp_chain(model: &Model, view: &ProxyView, bound: &Bound) -> Option<l::FilterChain> {
-    let gw_ns = bound.namespace();
-    for vs in model.virtual_services_for_gateway(gw_ns, &bound.gateway.metadata.name) {
-        if !vs.visible_to(&view.namespace) && !vs.visible_to(gw_ns) {
-            continue;
-        }
-        let exposed = vs.hosts.iter().any(|h| {
-            bound.server.hosts.iter().any(|entry| {
-                let (ns, host) = Server::host_parts(entry, gw_ns);
-                (ns == "*" || ns == vs.namespace) && intersection(h, host).is_some()
-            })
-        });
-        if !exposed {
-            continue;
-        }
-        let rule = vs.spec.tcp.iter().find(|rule| {
-            rule.match_.is_empty()
-                || rule
-                    .match_
-                    .iter()
-                    .any(|m| l4_match_applies(m, bound, &vs.namespace))
-        });
-        let Some(rule) = rule else { continue };
-        let clusters = l4_clusters(model, &vs.namespace, &rule.route, bound.port());
-        return Some(l::FilterChain {
-            filters: vec![listener::tcp_proxy_weighted(
-                &format!(
-                    "outbound_{}",
-                    istio_names::listener(bound.address(), bound.port())
-                ),
-                clusters,
-            )],
-            ..Default::default()
-        });
-    }
-    None
-}
-
-/// `match.gateways` names this Gateway (or nothing), and `match.port` this port.
-fn gateway_and_port(gateways: &[String], port: Option<i64>, bound: &Bound, vs_ns: &str) -> bool {
-    let names = |g: &String| {
-        *g == bound.full_name || (vs_ns == bound.namespace() && *g == bound.gateway.metadata.name)
-    };
-    (gateways.is_empty() || gateways.iter().any(names))
-        && port.is_none_or(|p| p == i64::from(bound.port()))
-}
-
-fn tls_match_applies(m: &TlsMatchAttributes, bound: &Bound, vs_ns: &str) -> bool {
-    gateway_and_port(&m.gateways, m.port, bound, vs_ns)
-}
-
-fn l4_match_applies(m: &L4MatchAttributes, bound: &Bound, vs_ns: &str) -> bool {
-    gateway_and_port(&m.gateways, m.port, bound, vs_ns)
+    bound
+        .virtual_services(model, view)
+        .into_iter()
+        .find_map(|vs| {
+            let exposed = vs
+                .hosts
+                .iter()
+                .any(|h| bound.exposed(&vs.namespace, h).next().is_some());
+            if !exposed {
+                return None;
+            }
+            let rule = vs.spec.tcp.iter().find(|rule| {
+                rule.match_.is_empty()
+                    || rule
+                        .match_
+                        .iter()
+                        .any(|m| bound.admits(&m.gateways, m.port, &vs.namespace))
+            })?;
+            let clusters = l4_clusters(model, &vs.namespace, &rule.route, bound.port());
+            Some(bound.tcp_chain(None, clusters))
+        })
 }
 
 /// The clusters of a `tcp[]` or `tls[]` rule's destinations and their
@@ -373,11 +382,11 @@ fn l4_match_applies(m: &L4MatchAttributes, bound: &Bound, vs_ns: &str) -> bool {
 pub(crate) fn l4_clusters(
     model: &Model,
     vs_namespace: &str,
-    route: &[RouteDestination],
+    destinations: &[RouteDestination],
     listener_port: u16,
 ) -> Vec<(String, u32)> {
-    let several = route.len() > 1;
-    route
+    let several = destinations.len() > 1;
+    destinations
         .iter()
         .filter_map(|dst| {
             let weight = dst.weight.unwrap_or(if several { 0 } else { 100 }).max(0) as u32;
@@ -386,13 +395,7 @@ pub(crate) fn l4_clusters(
             }
             let d = &dst.destination;
             let host = hosts::resolve(&d.host, vs_namespace);
-            let port = match d.port.as_ref().and_then(|p| p.number) {
-                Some(n) => u16::try_from(n).unwrap_or(listener_port),
-                None => match model.service(&host) {
-                    Some(svc) if svc.ports.len() == 1 => svc.ports[0].number,
-                    _ => listener_port,
-                },
-            };
+            let port = route::destination_port(model, &host, d, listener_port);
             let subset = d.subset.as_deref().unwrap_or("");
             Some((istio_names::outbound_cluster(port, subset, &host), weight))
         })
@@ -456,44 +459,42 @@ fn virtual_hosts(
         .tls
         .as_ref()
         .is_some_and(|t| t.https_redirect && !bound.terminates());
-    let gw_ns = bound.namespace();
-    for vs in model.virtual_services_for_gateway(gw_ns, &bound.gateway.metadata.name) {
-        if !vs.visible_to(&view.namespace) && !vs.visible_to(gw_ns) {
-            continue;
-        }
-        for vs_host in &vs.hosts {
-            for entry in &bound.server.hosts {
-                let (ns, server_host) = Server::host_parts(entry, gw_ns);
-                if ns != "*" && ns != vs.namespace {
-                    continue;
-                }
-                let Some(host) = intersection(vs_host, server_host) else {
-                    continue;
-                };
-                if !taken.insert(host.clone()) {
-                    continue;
-                }
-                let routes = route::vs_routes(model, view, vs, port, Some(&bound.full_name));
-                if routes.is_empty() {
-                    continue;
-                }
-                let mut domains = vec![host.clone()];
-                if host != "*" {
-                    domains.push(format!("{host}:*"));
-                }
-                out.push(r::VirtualHost {
-                    name: istio_names::virtual_host(&host, port),
-                    domains,
-                    routes,
-                    require_tls: if redirect {
-                        r::virtual_host::TlsRequirementType::All as i32
-                    } else {
-                        r::virtual_host::TlsRequirementType::None as i32
-                    },
-                    include_request_attempt_count: true,
-                    ..Default::default()
-                });
+    for vs in bound.virtual_services(model, view) {
+        // The VirtualService's routes for this Gateway, built once for all
+        // of its hosts.
+        let mut routes: Option<Vec<r::Route>> = None;
+        for host in vs
+            .hosts
+            .iter()
+            .flat_map(|h| bound.exposed(&vs.namespace, h))
+        {
+            if !taken.insert(host.clone()) {
+                continue;
             }
+            let routes = routes
+                .get_or_insert_with(|| {
+                    route::vs_routes(model, view, vs, port, Some(&bound.full_name))
+                })
+                .clone();
+            if routes.is_empty() {
+                continue;
+            }
+            let mut domains = vec![host.clone()];
+            if host != "*" {
+                domains.push(format!("{host}:*"));
+            }
+            out.push(r::VirtualHost {
+                name: istio_names::virtual_host(&host, port),
+                domains,
+                routes,
+                require_tls: if redirect {
+                    r::virtual_host::TlsRequirementType::All as i32
+                } else {
+                    r::virtual_host::TlsRequirementType::None as i32
+                },
+                include_request_attempt_count: true,
+                ..Default::default()
+            });
         }
     }
 }

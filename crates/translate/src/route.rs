@@ -575,7 +575,12 @@ fn route_action(
 
 /// The port of a destination: as written, else the service's only port, else
 /// the port the request came in on.
-fn destination_port(model: &Model, host: &str, d: &Destination, listener_port: u16) -> u16 {
+pub(crate) fn destination_port(
+    model: &Model,
+    host: &str,
+    d: &Destination,
+    listener_port: u16,
+) -> u16 {
     if let Some(n) = d.port.as_ref().and_then(|p| p.number) {
         return n as u16;
     }

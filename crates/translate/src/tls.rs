@@ -249,7 +249,7 @@ pub fn upstream_files(settings: &ClientTlsSettings, default_sni: &str) -> core::
             tls::common_tls_context::ValidationContextType::ValidationContext(
                 tls::CertificateValidationContext {
                     trusted_ca: settings.ca_certificates.as_deref().map(file),
-                    match_typed_subject_alt_names: san_matchers(settings),
+                    match_typed_subject_alt_names: san_matchers(&settings.subject_alt_names),
                     ..Default::default()
                 },
             ),
@@ -276,7 +276,7 @@ pub fn upstream_credential(
             tls::common_tls_context::ValidationContextType::CombinedValidationContext(
                 tls::common_tls_context::CombinedCertificateValidationContext {
                     default_validation_context: Some(tls::CertificateValidationContext {
-                        match_typed_subject_alt_names: san_matchers(settings),
+                        match_typed_subject_alt_names: san_matchers(&settings.subject_alt_names),
                         ..Default::default()
                     }),
                     validation_context_sds_secret_config: Some(sds(&ca, &ads())),
@@ -307,20 +307,6 @@ pub fn downstream_server(settings: &ServerTlsSettings) -> core::TransportSocket 
         alpn_protocols: GATEWAY_ALPN.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };
-    let sans = |names: &[String]| {
-        names
-            .iter()
-            .map(|san| tls::SubjectAltNameMatcher {
-                san_type: if san.starts_with("spiffe://") {
-                    tls::subject_alt_name_matcher::SanType::Uri as i32
-                } else {
-                    tls::subject_alt_name_matcher::SanType::Dns as i32
-                },
-                matcher: Some(exact(san)),
-                ..Default::default()
-            })
-            .collect::<Vec<_>>()
-    };
     match &settings.credential_name {
         Some(credential) => {
             let (cert, ca) = credential_secret_names(credential);
@@ -330,7 +316,9 @@ pub fn downstream_server(settings: &ServerTlsSettings) -> core::TransportSocket 
                     tls::common_tls_context::ValidationContextType::CombinedValidationContext(
                         tls::common_tls_context::CombinedCertificateValidationContext {
                             default_validation_context: Some(tls::CertificateValidationContext {
-                                match_typed_subject_alt_names: sans(&settings.subject_alt_names),
+                                match_typed_subject_alt_names: san_matchers(
+                                    &settings.subject_alt_names,
+                                ),
                                 ..Default::default()
                             }),
                             validation_context_sds_secret_config: Some(sds(&ca, &ads())),
@@ -353,7 +341,9 @@ pub fn downstream_server(settings: &ServerTlsSettings) -> core::TransportSocket 
                     tls::common_tls_context::ValidationContextType::ValidationContext(
                         tls::CertificateValidationContext {
                             trusted_ca: settings.ca_certificates.as_deref().map(file),
-                            match_typed_subject_alt_names: sans(&settings.subject_alt_names),
+                            match_typed_subject_alt_names: san_matchers(
+                                &settings.subject_alt_names,
+                            ),
                             ..Default::default()
                         },
                     ),
@@ -371,9 +361,8 @@ pub fn downstream_server(settings: &ServerTlsSettings) -> core::TransportSocket 
 }
 
 /// `subjectAltNames`, which Istio matches against DNS and URI names alike.
-fn san_matchers(settings: &ClientTlsSettings) -> Vec<tls::SubjectAltNameMatcher> {
-    settings
-        .subject_alt_names
+fn san_matchers(names: &[String]) -> Vec<tls::SubjectAltNameMatcher> {
+    names
         .iter()
         .map(|san| tls::SubjectAltNameMatcher {
             san_type: if san.starts_with("spiffe://") {
