@@ -96,6 +96,16 @@ pub struct GatewayTlsConfig {
 #[serde(default, rename_all = "camelCase")]
 pub struct AllowedRoutes {
     pub namespaces: Option<RouteNamespaces>,
+    /// The route kinds that may attach; those of the listener's protocol
+    /// when empty.
+    pub kinds: Vec<RouteGroupKind>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct RouteGroupKind {
+    pub group: Option<String>,
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -300,7 +310,11 @@ impl Validator {
             if let Some(h) = &l.hostname {
                 self.host(format!("{at}.hostname"), h, true);
             }
-            if l.protocol == "HTTPS" {
+            let passthrough = l
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.mode.as_deref() == Some("Passthrough"));
+            if l.protocol == "HTTPS" && !passthrough {
                 let refs = l.tls.as_ref().map_or(0, |t| t.certificate_refs.len());
                 if refs == 0 {
                     self.err(
@@ -334,53 +348,76 @@ impl Validator {
                         ),
                     }
                 }
-                for (kind, list) in [("headers", &m.headers), ("queryParams", &m.query_params)] {
-                    for (k, nm) in list.iter().enumerate() {
-                        match nm.match_type.as_deref().unwrap_or("Exact") {
-                            "Exact" => {}
-                            "RegularExpression" => {
-                                self.regex(format!("{mf}.{kind}[{k}].value"), &nm.value)
-                            }
-                            other => self.err(
-                                format!("{mf}.{kind}[{k}].type"),
-                                format!("{other:?} is not one of Exact, RegularExpression"),
-                            ),
-                        }
-                    }
-                }
+                self.name_matches(&format!("{mf}.headers"), &m.headers);
+                self.name_matches(&format!("{mf}.queryParams"), &m.query_params);
             }
-            for (j, f) in rule.filters.iter().enumerate() {
-                let known = matches!(
-                    f.filter_type.as_str(),
-                    "RequestHeaderModifier"
-                        | "ResponseHeaderModifier"
-                        | "RequestRedirect"
-                        | "URLRewrite"
-                        | "RequestMirror"
-                );
-                if !known {
-                    self.err(
-                        format!("{at}.filters[{j}].type"),
-                        format!("{:?} is not a supported filter", f.filter_type),
-                    );
-                }
-            }
-            for (j, b) in rule.backend_refs.iter().enumerate() {
-                if b.kind.as_deref().is_some_and(|k| k != "Service") {
-                    self.err(
-                        format!("{at}.backendRefs[{j}].kind"),
-                        "only Service backends are supported",
-                    );
-                }
-                if b.weight.is_some_and(|w| !(0..=1_000_000).contains(&w)) {
-                    self.err(
-                        format!("{at}.backendRefs[{j}].weight"),
-                        "weight is out of range 0-1000000",
-                    );
-                }
-            }
+            self.route_filters(
+                &at,
+                &rule.filters,
+                &[
+                    "RequestHeaderModifier",
+                    "ResponseHeaderModifier",
+                    "RequestRedirect",
+                    "URLRewrite",
+                    "RequestMirror",
+                ],
+            );
+            self.backend_refs(&at, &rule.backend_refs);
             if let Some(t) = rule.timeouts.as_ref().and_then(|t| t.request.as_ref()) {
                 self.duration(format!("{at}.timeouts.request"), Some(t));
+            }
+        }
+    }
+
+    /// Header or query parameter matches at `at` (`...headers`).
+    pub(crate) fn name_matches(&mut self, at: &str, list: &[NameMatch]) {
+        for (k, nm) in list.iter().enumerate() {
+            match nm.match_type.as_deref().unwrap_or("Exact") {
+                "Exact" => {}
+                "RegularExpression" => self.regex(format!("{at}[{k}].value"), &nm.value),
+                other => self.err(
+                    format!("{at}[{k}].type"),
+                    format!("{other:?} is not one of Exact, RegularExpression"),
+                ),
+            }
+        }
+    }
+
+    /// A rule's filters, each of one of the `supported` types.
+    pub(crate) fn route_filters(
+        &mut self,
+        at: &str,
+        filters: &[HTTPRouteFilter],
+        supported: &[&str],
+    ) {
+        for (j, f) in filters.iter().enumerate() {
+            if !supported.contains(&f.filter_type.as_str()) {
+                self.err(
+                    format!("{at}.filters[{j}].type"),
+                    format!(
+                        "{:?} is not a supported filter (one of {})",
+                        f.filter_type,
+                        supported.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A rule's backends: Services, with weights in range.
+    pub(crate) fn backend_refs(&mut self, at: &str, backends: &[HTTPBackendRef]) {
+        for (j, b) in backends.iter().enumerate() {
+            if b.kind.as_deref().is_some_and(|k| k != "Service") {
+                self.err(
+                    format!("{at}.backendRefs[{j}].kind"),
+                    "only Service backends are supported",
+                );
+            }
+            if b.weight.is_some_and(|w| !(0..=1_000_000).contains(&w)) {
+                self.err(
+                    format!("{at}.backendRefs[{j}].weight"),
+                    "weight is out of range 0-1000000",
+                );
             }
         }
     }

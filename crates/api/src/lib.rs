@@ -20,8 +20,11 @@ pub mod destination_rule;
 pub mod endpoint_slice;
 pub mod gateway;
 pub mod gateway_api;
+pub mod grpc_route;
+pub mod l4_route;
 pub mod peer_authentication;
 pub mod pod;
+pub mod reference_grant;
 pub mod request_authentication;
 pub mod secret;
 pub mod service;
@@ -56,10 +59,14 @@ pub enum Kind {
     /// The Gateway API's `Gateway`.
     KubernetesGateway,
     HTTPRoute,
+    GRPCRoute,
+    TCPRoute,
+    TLSRoute,
+    ReferenceGrant,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -76,6 +83,10 @@ impl Kind {
         Kind::GatewayClass,
         Kind::KubernetesGateway,
         Kind::HTTPRoute,
+        Kind::GRPCRoute,
+        Kind::TCPRoute,
+        Kind::TLSRoute,
+        Kind::ReferenceGrant,
     ];
 
     /// The kind named by `apiVersion` and `kind`, if shmesh reads it.
@@ -106,9 +117,18 @@ impl Kind {
                     "GatewayClass" => Some(Kind::GatewayClass),
                     "Gateway" => Some(Kind::KubernetesGateway),
                     "HTTPRoute" => Some(Kind::HTTPRoute),
+                    "GRPCRoute" => Some(Kind::GRPCRoute),
+                    "ReferenceGrant" => Some(Kind::ReferenceGrant),
                     _ => None,
                 }
             }
+            ("gateway.networking.k8s.io/v1alpha2", kind) => match kind {
+                "GRPCRoute" => Some(Kind::GRPCRoute),
+                "TCPRoute" => Some(Kind::TCPRoute),
+                "TLSRoute" => Some(Kind::TLSRoute),
+                "ReferenceGrant" => Some(Kind::ReferenceGrant),
+                _ => None,
+            },
             (_, "PeerAuthentication") if security => Some(Kind::PeerAuthentication),
             (_, "AuthorizationPolicy") if security => Some(Kind::AuthorizationPolicy),
             (_, "RequestAuthentication") if security => Some(Kind::RequestAuthentication),
@@ -134,6 +154,10 @@ impl Kind {
             Kind::GatewayClass => "GatewayClass",
             Kind::KubernetesGateway => "Gateway",
             Kind::HTTPRoute => "HTTPRoute",
+            Kind::GRPCRoute => "GRPCRoute",
+            Kind::TCPRoute => "TCPRoute",
+            Kind::TLSRoute => "TLSRoute",
+            Kind::ReferenceGrant => "ReferenceGrant",
         }
     }
 }
@@ -189,6 +213,10 @@ pub enum Object {
     GatewayClass(GatewayClass),
     KubernetesGateway(KubernetesGateway),
     HTTPRoute(HTTPRoute),
+    GRPCRoute(GRPCRoute),
+    TCPRoute(TCPRoute),
+    TLSRoute(TLSRoute),
+    ReferenceGrant(ReferenceGrant),
 }
 
 /// The Rust type of a kind's objects, to take one out of an `Object`.
@@ -232,4 +260,8 @@ kind_objects!(
     GatewayClass,
     KubernetesGateway,
     HTTPRoute,
+    GRPCRoute,
+    TCPRoute,
+    TLSRoute,
+    ReferenceGrant,
 );

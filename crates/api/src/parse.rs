@@ -251,6 +251,10 @@ fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Box<Problem>> {
         Kind::GatewayClass => Object::GatewayClass(de(value)?),
         Kind::KubernetesGateway => Object::KubernetesGateway(de(value)?),
         Kind::HTTPRoute => Object::HTTPRoute(de(value)?),
+        Kind::GRPCRoute => Object::GRPCRoute(de(value)?),
+        Kind::TCPRoute => Object::TCPRoute(de(value)?),
+        Kind::TLSRoute => Object::TLSRoute(de(value)?),
+        Kind::ReferenceGrant => Object::ReferenceGrant(de(value)?),
     })
 }
 

@@ -33,6 +33,10 @@ pub fn object(object: &Object) -> Vec<Problem> {
         Object::GatewayClass(gc) => v.gateway_class(gc),
         Object::KubernetesGateway(gw) => v.kubernetes_gateway(&gw.spec),
         Object::HTTPRoute(r) => v.kubernetes_http_route(&r.spec),
+        Object::GRPCRoute(r) => v.grpc_route(&r.spec),
+        Object::TCPRoute(r) => v.l4_route(&r.spec, false),
+        Object::TLSRoute(r) => v.l4_route(&r.spec, true),
+        Object::ReferenceGrant(g) => v.reference_grant(&g.spec),
     }
     v.problems
 }

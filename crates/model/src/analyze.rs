@@ -80,5 +80,44 @@ pub fn analyze(model: &Model) -> Vec<Problem> {
             );
         }
     }
+    out.extend(gateway_api(model));
+    out
+}
+
+/// The Gateway API conditions that say something is wrong: a route no
+/// parent accepts or whose backends do not resolve, a listener that
+/// conflicts or whose certificate does not resolve.
+fn gateway_api(model: &Model) -> Vec<Problem> {
+    let status = model.gateway_api_status();
+    let mut out = Vec::new();
+    let mut warn =
+        |kind: shmesh_api::Kind, namespace: &str, name: &str, c: &crate::gateway_api::Condition| {
+            if c.is_problem() {
+                let origin = model.origin(kind, namespace, name);
+                out.push(
+                    Problem::warning(&c.field, format!("{} {}: {}", c.kind, c.reason, c.message))
+                        .for_kind(&origin, kind, namespace, name),
+                );
+            }
+        };
+    for gw in &status.gateways {
+        let kind = shmesh_api::Kind::KubernetesGateway;
+        for c in gw
+            .conditions
+            .iter()
+            .chain(gw.listeners.iter().flat_map(|l| &l.conditions))
+        {
+            warn(kind, &gw.namespace, &gw.name, c);
+        }
+    }
+    for route in &status.routes {
+        let mut seen = std::collections::BTreeSet::new();
+        for c in route.parents.iter().flat_map(|p| &p.conditions) {
+            // ResolvedRefs is the route's, repeated for every parent.
+            if seen.insert((c.kind, c.field.clone())) {
+                warn(route.kind, &route.namespace, &route.name, c);
+            }
+        }
+    }
     out
 }

@@ -257,6 +257,10 @@ pub struct Model {
     gateway_classes: Store<GatewayClass>,
     kubernetes_gateways: Store<KubernetesGateway>,
     http_routes: Store<HTTPRoute>,
+    grpc_routes: Store<GRPCRoute>,
+    tcp_routes: Store<TCPRoute>,
+    tls_routes: Store<TLSRoute>,
+    reference_grants: Store<ReferenceGrant>,
     /// The Istio Gateways and VirtualServices the Gateway API objects mean,
     /// as last applied (`gateway_api`).
     converted: gateway_api::Converted,
@@ -338,6 +342,10 @@ impl Model {
             Kind::GatewayClass => self.apply_gateway_class(name, typed(&object)),
             Kind::KubernetesGateway => self.apply_kubernetes_gateway(name, typed(&object)),
             Kind::HTTPRoute => self.apply_http_route(name, typed(&object)),
+            Kind::GRPCRoute => self.apply_grpc_route(name, typed(&object)),
+            Kind::TCPRoute => self.apply_tcp_route(name, typed(&object)),
+            Kind::TLSRoute => self.apply_tls_route(name, typed(&object)),
+            Kind::ReferenceGrant => self.apply_reference_grant(name, typed(&object)),
         };
         dirty.merge(touched);
     }
