@@ -25,7 +25,9 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::views::{PolicyInfo, Views};
+use serde_json::json;
 use shmesh_api::{policy_key, Kind};
+use shmesh_model::gateway_api::{Condition, GatewayStatus, RouteStatus};
 use shmesh_xds::server::Registry;
 
 /// A policy's progress towards every proxy.
@@ -72,13 +74,73 @@ pub fn report(
         .map(|info| report_of(&key, info, registry))
 }
 
-/// The rollout of every policy.
+/// The rollout of every policy, and of every Gateway API route.
 pub fn reports(views: &Views, registry: &Registry) -> Vec<Report> {
-    views
+    let mut out: Vec<Report> = views
         .policies()
         .iter()
         .map(|(key, info)| report_of(key, info, registry))
-        .collect()
+        .collect();
+    let status = views.gateway_api_status();
+    out.extend(
+        status
+            .routes
+            .iter()
+            .map(|r| route_rollout(views, registry, r)),
+    );
+    out
+}
+
+/// The rollout of a Gateway API route (HTTPRoute, GRPCRoute, TCPRoute,
+/// TLSRoute): that of the VirtualServices its rules became. It is live once
+/// every proxy receiving any of them has applied their current versions.
+pub fn route_report(
+    views: &Views,
+    registry: &Registry,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> Option<Report> {
+    let status = views.gateway_api_status();
+    let route = status
+        .routes
+        .iter()
+        .find(|r| r.kind == kind && r.namespace == namespace && r.name == name)?;
+    Some(route_rollout(views, registry, route))
+}
+
+fn route_rollout(views: &Views, registry: &Registry, route: &RouteStatus) -> Report {
+    let policies = views.policies();
+    let parts: Vec<Report> = route
+        .virtual_services
+        .iter()
+        .filter_map(|(ns, vs)| {
+            let key = policy_key(Kind::VirtualService, ns, vs);
+            policies
+                .get(&key)
+                .map(|info| report_of(&key, info, registry))
+        })
+        .collect();
+    let pending: std::collections::BTreeSet<String> = parts
+        .iter()
+        .flat_map(|p| p.pending.iter().cloned())
+        .collect();
+    let acked: std::collections::BTreeSet<String> = parts
+        .iter()
+        .flat_map(|p| p.acked.iter().cloned())
+        .filter(|a| !pending.contains(a))
+        .collect();
+    let versions: Vec<&str> = parts.iter().map(|p| p.version.as_str()).collect();
+    Report {
+        kind: route.kind.to_string(),
+        namespace: route.namespace.clone(),
+        name: route.name.clone(),
+        generation: route.generation,
+        version: shmesh_model::spec_version(&versions),
+        live: pending.is_empty(),
+        acked: acked.into_iter().collect(),
+        pending: pending.into_iter().collect(),
+    }
 }
 
 // ---------------------------------------------------------------- status writer
@@ -183,6 +245,7 @@ pub async fn write_status(
     let mut changes = registry.changes();
     // Generation last written per policy, so each is written once.
     let mut written: BTreeMap<String, i64> = BTreeMap::new();
+    let mut gateway_api = GatewayApiWriter::default();
     loop {
         tokio::select! {
             _ = changes.changed() => {}
@@ -194,8 +257,10 @@ pub async fn write_status(
         if !*leader.borrow() {
             // A new leader may have written meanwhile; start afresh when leading again.
             written.clear();
+            gateway_api = GatewayApiWriter::default();
             continue;
         }
+        gateway_api.write(&client, &views, &registry).await;
         let policies = views.policies();
         written.retain(|key, _| policies.contains_key(key));
         for (key, info) in policies.iter() {
@@ -253,5 +318,265 @@ async fn patch_status(
         // Deleted meanwhile: nothing to report on.
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+// ------------------------------------------------------- Gateway API status
+
+/// Writes the Gateway API status conditions (`Model::gateway_api_status`)
+/// onto GatewayClasses, Gateways and routes, each when it changes. A
+/// Gateway is `Programmed` once every gateway proxy that receives it has
+/// applied its current version, as the specification means by it.
+#[derive(Default)]
+struct GatewayApiWriter {
+    /// The status last written per object (`Kind/ns/name`), without times.
+    written: BTreeMap<String, serde_json::Value>,
+}
+
+impl GatewayApiWriter {
+    async fn write(&mut self, client: &kube::Client, views: &Views, registry: &Registry) {
+        let status = views.gateway_api_status();
+        let mut wanted: Vec<(Kind, String, String, serde_json::Value)> = Vec::new();
+        for class in &status.classes {
+            let accepted = Condition {
+                kind: "Accepted",
+                status: true,
+                reason: "Accepted",
+                message: format!("served by {}", class.controller),
+                field: String::new(),
+            };
+            wanted.push((
+                Kind::GatewayClass,
+                String::new(),
+                class.name.clone(),
+                json!({"conditions": [condition_json(&accepted, class.generation)]}),
+            ));
+        }
+        for gw in &status.gateways {
+            let body = gateway_json(gw, views, registry);
+            wanted.push((
+                Kind::KubernetesGateway,
+                gw.namespace.clone(),
+                gw.name.clone(),
+                body,
+            ));
+        }
+        for route in &status.routes {
+            let parents: Vec<serde_json::Value> = route
+                .parents
+                .iter()
+                .map(|p| {
+                    let controller = status
+                        .gateways
+                        .iter()
+                        .find(|g| {
+                            g.name == p.parent.name
+                                && Some(g.namespace.as_str())
+                                    == Some(p.parent.namespace.as_deref().unwrap_or(&route.namespace))
+                        })
+                        .map_or(shmesh_api::gateway_api::CONTROLLERS[1], |g| g.controller.as_str());
+                    json!({
+                        "parentRef": parent_ref_json(&p.parent),
+                        "controllerName": controller,
+                        "conditions": p.conditions.iter().map(|c| condition_json(c, route.generation)).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            wanted.push((
+                route.kind,
+                route.namespace.clone(),
+                route.name.clone(),
+                json!({"parents": parents}),
+            ));
+        }
+        for (kind, namespace, name, body) in wanted {
+            let key = policy_key(kind, &namespace, &name);
+            let key = format!("{}/{key}", crate::kubernetes::api_resource(kind).group);
+            if self.written.get(&key) == Some(&body) {
+                continue;
+            }
+            match patch_gateway_api_status(client, kind, &namespace, &name, &body).await {
+                Ok(()) => {
+                    debug!(%key, "Gateway API status written");
+                    self.written.insert(key, body);
+                }
+                Err(e) => warn!(%key, error = %e, "writing Gateway API status failed; will retry"),
+            }
+        }
+    }
+}
+
+/// A Gateway's status: Accepted as the model says, Programmed once the
+/// fleet has applied it, its addresses and its listeners.
+fn gateway_json(gw: &GatewayStatus, views: &Views, registry: &Registry) -> serde_json::Value {
+    let key = policy_key(Kind::Gateway, &gw.namespace, &gw.istio_gateway);
+    let rollout = views
+        .policies()
+        .get(&key)
+        .map(|info| report_of(&key, info, registry));
+    let accepted = gw
+        .conditions
+        .iter()
+        .any(|c| c.kind == "Accepted" && c.status);
+    let programmed = match &rollout {
+        Some(r) if accepted && r.live && !r.acked.is_empty() => Condition {
+            kind: "Programmed",
+            status: true,
+            reason: "Programmed",
+            message: format!(
+                "applied by all {} gateway proxies that receive it",
+                r.acked.len()
+            ),
+            field: String::new(),
+        },
+        Some(r) if accepted && !r.pending.is_empty() => Condition {
+            kind: "Programmed",
+            status: false,
+            reason: "Pending",
+            message: format!(
+                "{} of {} gateway proxies have applied it",
+                r.acked.len(),
+                r.acked.len() + r.pending.len()
+            ),
+            field: String::new(),
+        },
+        _ if accepted => Condition {
+            kind: "Programmed",
+            status: false,
+            reason: "Pending",
+            message: format!(
+                "no gateway proxy labelled {}={} has connected",
+                shmesh_api::gateway_api::GATEWAY_NAME_LABEL,
+                gw.name
+            ),
+            field: String::new(),
+        },
+        _ => Condition {
+            kind: "Programmed",
+            status: false,
+            reason: "Invalid",
+            message: "the Gateway is not accepted".into(),
+            field: String::new(),
+        },
+    };
+    let gateway_programmed = programmed.status;
+    let mut conditions: Vec<serde_json::Value> = gw
+        .conditions
+        .iter()
+        .map(|c| condition_json(c, gw.generation))
+        .collect();
+    conditions.push(condition_json(&programmed, gw.generation));
+    let listeners: Vec<serde_json::Value> = gw
+        .listeners
+        .iter()
+        .map(|l| {
+            let mut conditions: Vec<serde_json::Value> = l
+                .conditions
+                .iter()
+                .map(|c| condition_json(c, gw.generation))
+                .collect();
+            let (status, reason, message) = if !l.programmed {
+                (false, "Invalid", "the listener is not served")
+            } else if gateway_programmed {
+                (true, "Programmed", "applied by the gateway proxies")
+            } else {
+                (false, "Pending", "not yet applied by the gateway proxies")
+            };
+            let programmed = Condition {
+                kind: "Programmed",
+                status,
+                reason,
+                message: message.into(),
+                field: String::new(),
+            };
+            conditions.push(condition_json(&programmed, gw.generation));
+            json!({
+                "name": l.name,
+                "attachedRoutes": l.attached_routes,
+                "supportedKinds": l.supported_kinds.iter().map(|k| json!({"group": "gateway.networking.k8s.io", "kind": k})).collect::<Vec<_>>(),
+                "conditions": conditions,
+            })
+        })
+        .collect();
+    let addresses: Vec<serde_json::Value> = gw
+        .addresses
+        .iter()
+        .map(|a| json!({"type": "IPAddress", "value": a}))
+        .collect();
+    json!({"conditions": conditions, "listeners": listeners, "addresses": addresses})
+}
+
+fn condition_json(c: &Condition, generation: Option<i64>) -> serde_json::Value {
+    json!({
+        "type": c.kind,
+        "status": if c.status { "True" } else { "False" },
+        "reason": c.reason,
+        "message": c.message,
+        "observedGeneration": generation.unwrap_or(0),
+    })
+}
+
+fn parent_ref_json(p: &shmesh_api::gateway_api::ObjectRef) -> serde_json::Value {
+    let mut out = json!({"name": p.name});
+    for (field, value) in [
+        ("group", &p.group),
+        ("kind", &p.kind),
+        ("namespace", &p.namespace),
+        ("sectionName", &p.section_name),
+    ] {
+        if let Some(v) = value {
+            out[field] = json!(v);
+        }
+    }
+    if let Some(port) = p.port {
+        out["port"] = json!(port);
+    }
+    out
+}
+
+async fn patch_gateway_api_status(
+    client: &kube::Client,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    status: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    let ar = crate::kubernetes::api_resource(kind);
+    let api: Api<DynamicObject> = if namespace.is_empty() {
+        Api::all_with(client.clone(), &ar)
+    } else {
+        Api::namespaced_with(client.clone(), namespace, &ar)
+    };
+    // Conditions carry the time of this write.
+    let mut status = status.clone();
+    stamp_times(
+        &mut status,
+        &k8s_openapi::jiff::Timestamp::now().to_string(),
+    );
+    let body = json!({ "status": status });
+    match api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Deleted meanwhile: nothing to report on.
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets `lastTransitionTime` on every condition in `value`.
+fn stamp_times(value: &mut serde_json::Value, now: &str) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.contains_key("type") && map.contains_key("reason") {
+                map.insert("lastTransitionTime".into(), json!(now));
+            }
+            for v in map.values_mut() {
+                stamp_times(v, now);
+            }
+        }
+        serde_json::Value::Array(list) => list.iter_mut().for_each(|v| stamp_times(v, now)),
+        _ => {}
     }
 }

@@ -398,7 +398,15 @@ fn expected_grants_with(
         (
             "ClusterRole",
             "gateway.networking.k8s.io",
-            &["gatewayclasses", "gateways", "httproutes"],
+            &[
+                "gatewayclasses",
+                "gateways",
+                "httproutes",
+                "grpcroutes",
+                "tcproutes",
+                "tlsroutes",
+                "referencegrants",
+            ],
             &["get", "list", "watch"],
         ),
     ];
@@ -416,6 +424,19 @@ fn expected_grants_with(
             "ClusterRole",
             "networking.istio.io",
             &["virtualservices/status", "destinationrules/status"],
+            &["update", "patch"],
+        ));
+        rules.push((
+            "ClusterRole",
+            "gateway.networking.k8s.io",
+            &[
+                "gatewayclasses/status",
+                "gateways/status",
+                "httproutes/status",
+                "grpcroutes/status",
+                "tcproutes/status",
+                "tlsroutes/status",
+            ],
             &["update", "patch"],
         ));
         rules.push((

@@ -115,17 +115,41 @@ fn rollout(state: &AdminState, query: &str) -> Response<Full<Bytes>> {
         return json(&crate::rollout::reports(&state.views, &state.registry));
     };
     let namespace = params.get("namespace").copied().unwrap_or("default");
-    let kind = match *kind {
-        "VirtualService" => shmesh_api::Kind::VirtualService,
-        "DestinationRule" => shmesh_api::Kind::DestinationRule,
+    use shmesh_api::Kind;
+    let found = match *kind {
+        "VirtualService" | "DestinationRule" | "Gateway" => {
+            let kind = match *kind {
+                "VirtualService" => Kind::VirtualService,
+                "DestinationRule" => Kind::DestinationRule,
+                _ => Kind::Gateway,
+            };
+            let report = |name: &str| {
+                crate::rollout::report(&state.views, &state.registry, kind, namespace, name)
+            };
+            // A Gateway API Gateway is followed through the Istio Gateway it became.
+            report(name).or_else(|| {
+                (kind == Kind::Gateway)
+                    .then(|| report(&shmesh_model::gateway_api::istio_gateway_name(name)))
+                    .flatten()
+            })
+        }
+        "HTTPRoute" | "GRPCRoute" | "TCPRoute" | "TLSRoute" => {
+            let kind = match *kind {
+                "HTTPRoute" => Kind::HTTPRoute,
+                "GRPCRoute" => Kind::GRPCRoute,
+                "TCPRoute" => Kind::TCPRoute,
+                _ => Kind::TLSRoute,
+            };
+            crate::rollout::route_report(&state.views, &state.registry, kind, namespace, name)
+        }
         other => {
             return text(
                 StatusCode::BAD_REQUEST,
-                format!("kind must be VirtualService or DestinationRule, not {other:?}\n"),
+                format!("kind must be VirtualService, DestinationRule, Gateway, HTTPRoute, GRPCRoute, TCPRoute or TLSRoute, not {other:?}\n"),
             )
         }
     };
-    match crate::rollout::report(&state.views, &state.registry, kind, namespace, name) {
+    match found {
         Some(r) => json(&r),
         None => text(
             StatusCode::NOT_FOUND,

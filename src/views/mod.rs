@@ -28,6 +28,7 @@ use batching::{Batching, Work};
 use shmesh_api::objects::Labels;
 use shmesh_api::{policy_key, Kind, Problem};
 use shmesh_cache::{PolicyStamp, ResourceType, ResourceWriter, Snapshot};
+use shmesh_model::gateway_api::GatewayApiStatus;
 use shmesh_model::{analyze, Dirty, Model};
 use shmesh_translate::node::{view_of, NodeError};
 use shmesh_translate::tls::Certificates;
@@ -49,8 +50,11 @@ pub struct Views {
     /// Problems by source, for the admin's debug view.
     pub problems: Mutex<HashMap<&'static str, Vec<Problem>>>,
     pub warnings: Mutex<Vec<Problem>>,
-    /// Every VirtualService and DestinationRule in force, by `Kind/ns/name`.
+    /// Every VirtualService, DestinationRule and Istio Gateway in force, by
+    /// `Kind/ns/name`.
     policies: Mutex<Arc<BTreeMap<String, PolicyInfo>>>,
+    /// The Gateway API objects' status conditions, as the model last stood.
+    gateway_api: Mutex<Arc<GatewayApiStatus>>,
     /// Delta clients with listeners get their virtual hosts over VHDS.
     vhds: bool,
     /// The CA, when shmesh issues certificates to the proxies that prove
@@ -155,6 +159,14 @@ impl Views {
     pub fn policies(&self) -> Arc<BTreeMap<String, PolicyInfo>> {
         self.policies.lock().map(|p| p.clone()).unwrap_or_default()
     }
+
+    /// The Gateway API objects' status conditions.
+    pub fn gateway_api_status(&self) -> Arc<GatewayApiStatus> {
+        self.gateway_api
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// The views task and its handle. `sources` names every source that must
@@ -184,6 +196,7 @@ pub fn new(
         problems: Mutex::new(HashMap::new()),
         warnings: Mutex::new(Vec::new()),
         policies: Mutex::new(Arc::default()),
+        gateway_api: Mutex::new(Arc::default()),
         vhds,
         identities,
         pod_queries: pod_tx,
@@ -321,7 +334,12 @@ async fn run(
                         return false;
                     }
                     report_warnings(&handle, &model, &metrics, &mut warned);
-                    if dirty.routes || !dirty.vs_hosts.is_empty() || !dirty.config.is_empty() {
+                    if dirty.routes
+                        || dirty.gateways
+                        || !dirty.vs_hosts.is_empty()
+                        || !dirty.config.is_empty()
+                        || !dirty.secrets.is_empty()
+                    {
                         record_policies(&handle, &model);
                     }
                     let only_secrets = Dirty {
@@ -554,7 +572,23 @@ fn record_policies(handle: &Views, model: &Model) {
             &p.version,
         )
     });
-    for (kind, namespace, name, generation, version) in vs.chain(dr) {
+    let gateways: Vec<_> = model
+        .gateways()
+        .map(|gw| {
+            let namespace = gw.metadata.namespace.clone().unwrap_or_default();
+            let version = shmesh_model::spec_version(&gw.spec);
+            (
+                namespace,
+                gw.metadata.name.clone(),
+                gw.metadata.generation,
+                version,
+            )
+        })
+        .collect();
+    let gw = gateways
+        .iter()
+        .map(|(ns, name, generation, version)| (Kind::Gateway, ns, name, *generation, version));
+    for (kind, namespace, name, generation, version) in vs.chain(dr).chain(gw) {
         out.insert(
             policy_key(kind, namespace, name),
             PolicyInfo {
@@ -571,6 +605,9 @@ fn record_policies(handle: &Views, model: &Model) {
     }
     if let Ok(mut p) = handle.policies.lock() {
         *p = Arc::new(out);
+    }
+    if let Ok(mut s) = handle.gateway_api.lock() {
+        *s = Arc::new(model.gateway_api_status());
     }
 }
 

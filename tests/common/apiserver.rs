@@ -26,7 +26,7 @@
 //! (no TLS, no auth: kube-rs accepts an `http://` server).
 //!
 //! For the rollout status writer it also takes merge PATCHes of the `status`
-//! subresource of Istio kinds (recorded: [`ApiServer::status_patches`]) and
+//! subresource of Istio and Gateway API kinds (recorded: [`ApiServer::status_patches`]) and
 //! serves coordination.k8s.io Leases (GET, POST, PUT with resourceVersion
 //! preconditions: [`ApiServer::lease`]). kube-rs needs no
 //! discovery endpoints for `Api<DynamicObject>` with an explicit
@@ -58,6 +58,8 @@ type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 /// A kind the server serves: its apiVersion and where.
 #[derive(Debug, Clone, Copy)]
 struct Resource {
+    /// The kind, prefixed by its group where two groups share a kind name
+    /// (`gateway.networking.k8s.io/Gateway` beside Istio's `Gateway`).
     kind: &'static str,
     api_version: &'static str,
     /// URL prefix before `[namespaces/NS/]PLURAL`.
@@ -103,7 +105,38 @@ const fn security(kind: &'static str, plural: &'static str) -> Resource {
     }
 }
 
-const RESOURCES: [Resource; 13] = [
+impl Resource {
+    /// The kind without the group that tells it apart.
+    fn kind_name(&self) -> &'static str {
+        self.kind.rsplit('/').next().unwrap_or(self.kind)
+    }
+}
+
+const fn gateway_api(kind: &'static str, version: &'static str, plural: &'static str) -> Resource {
+    let (api_version, prefix) = match version.as_bytes() {
+        b"v1" => (
+            "gateway.networking.k8s.io/v1",
+            "/apis/gateway.networking.k8s.io/v1/",
+        ),
+        b"v1beta1" => (
+            "gateway.networking.k8s.io/v1beta1",
+            "/apis/gateway.networking.k8s.io/v1beta1/",
+        ),
+        _ => (
+            "gateway.networking.k8s.io/v1alpha2",
+            "/apis/gateway.networking.k8s.io/v1alpha2/",
+        ),
+    };
+    Resource {
+        kind,
+        api_version,
+        prefix,
+        plural,
+        builtin: false,
+    }
+}
+
+const RESOURCES: [Resource; 20] = [
     builtin("Service", "v1", "/api/v1/", "services"),
     builtin("Pod", "v1", "/api/v1/", "pods"),
     builtin("Secret", "v1", "/api/v1/", "secrets"),
@@ -122,6 +155,13 @@ const RESOURCES: [Resource; 13] = [
     security("PeerAuthentication", "peerauthentications"),
     security("AuthorizationPolicy", "authorizationpolicies"),
     security("RequestAuthentication", "requestauthentications"),
+    gateway_api("GatewayClass", "v1", "gatewayclasses"),
+    gateway_api("gateway.networking.k8s.io/Gateway", "v1", "gateways"),
+    gateway_api("HTTPRoute", "v1", "httproutes"),
+    gateway_api("GRPCRoute", "v1", "grpcroutes"),
+    gateway_api("TCPRoute", "v1alpha2", "tcproutes"),
+    gateway_api("TLSRoute", "v1alpha2", "tlsroutes"),
+    gateway_api("ReferenceGrant", "v1beta1", "referencegrants"),
 ];
 
 fn resource_of(kind: &str) -> Resource {
@@ -274,7 +314,14 @@ impl ApiServer {
             .as_str()
             .expect("object without a kind")
             .to_string();
-        let resource = resource_of(&kind);
+        let gateway_api = object["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("gateway.networking.k8s.io/"));
+        let resource = if gateway_api && kind == "Gateway" {
+            resource_of("gateway.networking.k8s.io/Gateway")
+        } else {
+            resource_of(&kind)
+        };
         let name = object["metadata"]["name"]
             .as_str()
             .expect("object without metadata.name")
@@ -525,7 +572,7 @@ impl Store {
             })
             .collect();
         json!({
-            "kind": format!("{}List", resource.kind),
+            "kind": format!("{}List", resource.kind_name()),
             "apiVersion": resource.api_version,
             "metadata": { "resourceVersion": self.resource_version.to_string() },
             "items": items,
@@ -622,9 +669,11 @@ async fn write_request(
     let Some((prefix_path, name)) = object_path.rsplit_once('/') else {
         return Err(req);
     };
-    let Some((resource, Some(namespace))) = route(prefix_path) else {
+    // Cluster-scoped objects (GatewayClasses) are stored under `default`.
+    let Some((resource, namespace)) = route(prefix_path) else {
         return Err(req);
     };
+    let namespace = namespace.unwrap_or_else(|| "default".to_string());
     let name = name.to_string();
     let patch = read_json(req).await;
     let mut store = shared.store();
@@ -869,7 +918,7 @@ impl WatchStream {
         let event = json!({
             "type": "BOOKMARK",
             "object": {
-                "kind": self.resource.kind,
+                "kind": self.resource.kind_name(),
                 "apiVersion": self.resource.api_version,
                 "metadata": { "resourceVersion": self.cursor.to_string() },
             },

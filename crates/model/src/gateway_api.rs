@@ -122,6 +122,8 @@ pub struct GatewayStatus {
     pub namespace: String,
     pub name: String,
     pub generation: Option<i64>,
+    /// The controller of its GatewayClass.
+    pub controller: String,
     /// The Istio Gateway it became (in the same namespace).
     pub istio_gateway: String,
     pub addresses: Vec<String>,
@@ -482,6 +484,10 @@ fn convert(model: &Model) -> Converted {
             namespace: namespace.to_string(),
             name: gw.metadata.name.clone(),
             generation: gw.metadata.generation,
+            controller: ours
+                .get(gw.spec.gateway_class_name.as_str())
+                .map(|c| c.spec.controller_name.clone())
+                .unwrap_or_default(),
             istio_gateway: istio_name.clone(),
             addresses: gw.spec.addresses.iter().map(|a| a.value.clone()).collect(),
             conditions: vec![accepted],

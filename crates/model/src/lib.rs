@@ -149,7 +149,9 @@ impl<T: Clone + fmt::Debug + PartialEq> Policy<T> {
 
 /// A content hash of a spec. Specs are plain data with ordered maps, so their
 /// debug form is deterministic.
-fn spec_version(spec: &impl fmt::Debug) -> String {
+/// A content hash of a spec: tells versions of an object apart where there
+/// is no generation.
+pub fn spec_version(spec: &impl fmt::Debug) -> String {
     format!(
         "{:016x}",
         xxhash_rust::xxh3::xxh3_64(format!("{spec:?}").as_bytes())
@@ -618,6 +620,11 @@ impl Model {
     /// with `labels`: in any namespace, as Istio does by default (an empty
     /// selector picks every gateway proxy), except that a Gateway made from
     /// the Gateway API picks only proxies of its own namespace.
+    /// Every Istio Gateway, those the Gateway API objects became included.
+    pub fn gateways(&self) -> impl Iterator<Item = &Arc<Gateway>> {
+        self.gateways.values()
+    }
+
     pub fn gateways_for(&self, namespace: &str, labels: &Labels) -> Vec<&Arc<Gateway>> {
         self.gateways
             .values()

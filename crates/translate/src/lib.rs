@@ -461,6 +461,21 @@ pub fn policies(model: &Model, view: &ProxyView) -> (Policies, VsOfHost) {
             out.push(policy_entry(Kind::DestinationRule, dr));
         }
     }
+    if view.mode == ListenerMode::Router {
+        // A gateway applies its Gateways and the VirtualServices bound to them.
+        for gw in model.gateways_for(&view.namespace, &view.labels) {
+            let namespace = gw.metadata.namespace.as_deref().unwrap_or("default");
+            let key = policy_key(Kind::Gateway, namespace, &gw.metadata.name).into();
+            let stamp = PolicyStamp {
+                generation: gw.metadata.generation,
+                version: shmesh_model::spec_version(&gw.spec).into(),
+            };
+            out.push((key, stamp));
+            for vs in model.virtual_services_for_gateway(namespace, &gw.metadata.name) {
+                out.push(policy_entry(Kind::VirtualService, vs));
+            }
+        }
+    }
     out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     out.dedup_by(|a, b| a.0 == b.0);
     (out.into_iter().collect(), vs_of_host)
