@@ -15,14 +15,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::envoy::tls_front;
 use common::http::{describe, http_get, https_get};
 use common::pod_network::ca_init;
-use common::{eventually, free_port, mesh, shmesh_binary, Envoy, Shmesh, Upstream};
+use common::{eventually, free_port, mesh, Envoy, Shmesh, Upstream};
 use shmesh::ca::{Ca, Issued};
 
 /// Service `NAME` of shop on `port` (named `port_name`), one pod per
@@ -143,55 +141,6 @@ fn secret(cert: &Issued) -> String {
     )
 }
 
-/// A gateway proxy of `namespace` labelled `label` (`key=value`); with
-/// `credentials` (the CA's directory, and where to write its own), it proves
-/// service account `ingress` to shmesh's xDS TLS listener.
-fn gateway_proxy(
-    shmesh: &Shmesh,
-    namespace: &str,
-    label: &str,
-    credentials: Option<(&Path, &Path)>,
-    delta: bool,
-) -> Envoy {
-    let mut cmd = Command::new(shmesh_binary());
-    cmd.args(["bootstrap", "--node"])
-        .arg(format!(
-            "router~127.0.0.1~gateway-1.{namespace}~{namespace}.svc.cluster.local"
-        ))
-        .args(["--namespace", namespace, "--label", label])
-        .args(["--admin-addr", "127.0.0.1:0"])
-        .args(["--api", if delta { "delta" } else { "sotw" }]);
-    match credentials {
-        Some((ca, dir)) => {
-            let tls = shmesh.xds_tls.expect("xDS TLS listener");
-            cmd.args([
-                "--xds-addr",
-                &tls.to_string(),
-                "--xds-tls-name",
-                "127.0.0.1",
-            ])
-            .arg("--credentials-dir")
-            .arg(dir)
-            .args(["--service-account", "ingress"])
-            .arg("--ca-cert")
-            .arg(ca.join("root-cert.pem"))
-            .arg("--ca-key")
-            .arg(ca.join("root-key.pem"));
-        }
-        None => {
-            cmd.args(["--xds-addr", &shmesh.xds.to_string()]);
-        }
-    }
-    let out = cmd.output().expect("run shmesh bootstrap");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let bootstrap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    Envoy::start(&bootstrap)
-}
-
 fn serial_of(cert: &Issued) -> String {
     use rustls_pki_types::pem::PemObject;
     let der = rustls_pki_types::CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
@@ -275,8 +224,7 @@ fn ingress(delta: bool) {
         ],
     );
     let credentials = tempfile::tempdir().expect("credentials dir");
-    let envoy = gateway_proxy(
-        &shmesh,
+    let envoy = shmesh.gateway_proxy(
         "edge",
         "istio=ingressgateway",
         Some((ca_dir.path(), credentials.path())),
@@ -484,8 +432,7 @@ fn kubernetes_gateway(delta: bool) {
     mesh::write_atomic(dir.path(), "services.yaml", &services);
     mesh::write_atomic(dir.path(), "gateway-api.yaml", &gateway_api(port));
     let shmesh = Shmesh::start(dir.path());
-    let _envoy = gateway_proxy(
-        &shmesh,
+    let _envoy = shmesh.gateway_proxy(
         "edge",
         "gateway.networking.k8s.io/gateway-name=web",
         None,

@@ -685,3 +685,191 @@ async fn workloads_alike_in_every_selected_label_share_their_config() {
         }
     }
 }
+
+/// The Gateway API objects of the status test: Gateway `default/web` with a
+/// listener on `port` and one that conflicts with it; a route it accepts, a
+/// route to a Gateway that does not exist, and a route to a backend in
+/// another namespace that no ReferenceGrant allows.
+fn gateway_api_objects(port: u16) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: istio}}
+spec: {{controllerName: istio.io/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: web, namespace: default}}
+spec:
+  gatewayClassName: istio
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners:
+  - {{name: http, port: {port}, protocol: HTTP}}
+  - {{name: clash, port: {port}, protocol: TCP}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: reviews, namespace: default}}
+spec:
+  parentRefs: [{{name: web}}]
+  hostnames: [reviews.example.com]
+  rules: [{{backendRefs: [{{name: reviews, port: 9080}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: lost, namespace: default}}
+spec:
+  parentRefs: [{{name: nowhere}}]
+  rules: [{{backendRefs: [{{name: reviews, port: 9080}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: foreign, namespace: default}}
+spec:
+  parentRefs: [{{name: web}}]
+  hostnames: [foreign.example.com]
+  rules: [{{backendRefs: [{{name: billing, namespace: payments, port: 80}}]}}]
+"
+    )
+}
+
+/// The last status written onto a Gateway API object.
+fn last_status(api: &ApiServer, kind: &str, name: &str) -> Option<serde_json::Value> {
+    api.status_patches(kind)
+        .into_iter()
+        .rev()
+        .find(|(ns, n, _)| ns == "default" && n == name)
+        .map(|(_, _, body)| body["status"].clone())
+}
+
+/// The condition of `type` in a list of conditions.
+fn condition<'a>(conditions: &'a serde_json::Value, kind: &str) -> &'a serde_json::Value {
+    conditions
+        .as_array()
+        .and_then(|list| list.iter().find(|c| c["type"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} condition in {conditions}"))
+}
+
+/// Gateway API status in Kubernetes mode: the Lease holder writes the
+/// GatewayClass, Gateway and route conditions the specification defines;
+/// the Gateway is Programmed only once a real gateway Envoy has applied it,
+/// and traffic through that Envoy follows the accepted route.
+#[test]
+fn gateway_api_status_is_written() {
+    let rig = cluster();
+    let port = free_port("127.0.0.1");
+    rig.apply(&gateway_api_objects(port));
+    let shmesh = rig.shmesh();
+    const GATEWAY: &str = "gateway.networking.k8s.io/Gateway";
+    let written = shmesh.wait_until(PROPAGATION, |_| {
+        last_status(&rig.api, "HTTPRoute", "foreign").is_some()
+            && last_status(&rig.api, GATEWAY, "web").is_some()
+    });
+    assert!(written, "no Gateway API status written\n{}", shmesh.log());
+    let class = rig
+        .api
+        .status_patches("GatewayClass")
+        .last()
+        .map(|(_, _, b)| b["status"].clone())
+        .expect("GatewayClass status");
+    assert_eq!(
+        condition(&class["conditions"], "Accepted")["status"],
+        "True"
+    );
+
+    // No gateway proxy yet: accepted, not programmed.
+    let gw = last_status(&rig.api, GATEWAY, "web").expect("Gateway status");
+    assert_eq!(condition(&gw["conditions"], "Accepted")["status"], "True");
+    assert_eq!(
+        condition(&gw["conditions"], "Programmed")["status"],
+        "False"
+    );
+    assert_eq!(gw["addresses"][0]["value"], "127.0.0.1");
+    let clash = &gw["listeners"][1];
+    assert_eq!(clash["name"], "clash");
+    let conflicted = condition(&clash["conditions"], "Conflicted");
+    assert_eq!(conflicted["status"], "True");
+    assert_eq!(conflicted["reason"], "ProtocolConflict");
+
+    // Routes: accepted, no such parent, a reference not permitted.
+    let route = |name: &str| {
+        last_status(&rig.api, "HTTPRoute", name).unwrap_or_else(|| panic!("no status for {name}"))
+    };
+    let reviews = route("reviews");
+    let parent = &reviews["parents"][0];
+    assert_eq!(parent["controllerName"], "istio.io/gateway-controller");
+    assert_eq!(parent["parentRef"]["name"], "web");
+    assert_eq!(
+        condition(&parent["conditions"], "Accepted")["status"],
+        "True"
+    );
+    assert_eq!(
+        condition(&parent["conditions"], "ResolvedRefs")["status"],
+        "True"
+    );
+    let lost = route("lost");
+    let accepted = condition(&lost["parents"][0]["conditions"], "Accepted");
+    assert_eq!(
+        (accepted["status"].as_str(), accepted["reason"].as_str()),
+        (Some("False"), Some("NoMatchingParent"))
+    );
+    let foreign = route("foreign");
+    let refs = condition(&foreign["parents"][0]["conditions"], "ResolvedRefs");
+    assert_eq!(
+        (refs["status"].as_str(), refs["reason"].as_str()),
+        (Some("False"), Some("RefNotPermitted"))
+    );
+    assert_eq!(
+        condition(&foreign["parents"][0]["conditions"], "Accepted")["status"],
+        "True"
+    );
+
+    // A real gateway Envoy takes the Gateway: Programmed once it has applied
+    // it, with the accepted route attached, and traffic follows the route.
+    let _gateway = shmesh.gateway_proxy(
+        "default",
+        "gateway.networking.k8s.io/gateway-name=web",
+        None,
+        true,
+    );
+    let programmed = shmesh.wait_until(PROPAGATION, |_| {
+        last_status(&rig.api, GATEWAY, "web")
+            .is_some_and(|gw| condition(&gw["conditions"], "Programmed")["status"] == "True")
+    });
+    assert!(
+        programmed,
+        "the Gateway never became Programmed\n{}",
+        shmesh.log()
+    );
+    let gw = last_status(&rig.api, GATEWAY, "web").expect("Gateway status");
+    let http = &gw["listeners"][0];
+    assert_eq!(http["attachedRoutes"], 2, "{http}");
+    assert_eq!(
+        condition(&http["conditions"], "Programmed")["status"],
+        "True"
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let served = shmesh.wait_until(PROPAGATION, |_| {
+        http_get(addr, "reviews.example.com", "/", &[]).is_ok_and(|r| {
+            r.status == 200 && r.header("x-upstream").is_some_and(|u| u.starts_with('v'))
+        })
+    });
+    assert!(
+        served,
+        "the gateway does not route reviews.example.com\n{}",
+        shmesh.log()
+    );
+    // The route with no permitted backend answers 500, as the spec says.
+    let refused = http_get(addr, "foreign.example.com", "/", &[]).expect("response");
+    assert_eq!(refused.status, 500);
+    let (status, rollout) =
+        shmesh.admin_get("/debug/rollout?kind=HTTPRoute&namespace=default&name=reviews");
+    assert_eq!(status, 200, "{rollout}");
+    let rollout: serde_json::Value = serde_json::from_str(&rollout).expect("JSON");
+    assert_eq!(rollout["live"], true, "{rollout}");
+    assert_eq!(
+        rollout["acked"].as_array().map(Vec::len),
+        Some(1),
+        "{rollout}"
+    );
+}

@@ -4,6 +4,7 @@
 //!   with admin-API helpers (`config_dump`, `stats`, `wait_until`, ...);
 //! * [`upstream`]: a tiny keep-alive HTTP/1.1 backend on hyper that identifies
 //!   itself (`x-upstream: <name>`) and counts requests;
+//! * [`grpc`]: the Python gRPC greeter as server and client;
 //! * [`http`]: a blocking HTTP/1.1 client on hyper (`http_get`, keep-alive
 //!   `HttpClient`) to send traffic through Envoy;
 //! * [`apiserver`]: a fake Kubernetes API server (list and watch) for the
@@ -19,6 +20,7 @@
 
 pub mod apiserver;
 pub mod envoy;
+pub mod grpc;
 pub mod http;
 pub mod mesh;
 pub mod netns;

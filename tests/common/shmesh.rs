@@ -194,6 +194,55 @@ impl Shmesh {
         })
         .expect("bootstrap json")
     }
+
+    /// A gateway proxy of `namespace` labelled `label` (`key=value`); with
+    /// `credentials` (the CA's directory, and where to write its own), it proves
+    /// service account `ingress` to shmesh's xDS TLS listener.
+    pub fn gateway_proxy(
+        &self,
+        namespace: &str,
+        label: &str,
+        credentials: Option<(&Path, &Path)>,
+        delta: bool,
+    ) -> super::Envoy {
+        let mut cmd = Command::new(super::shmesh_binary());
+        cmd.args(["bootstrap", "--node"])
+            .arg(format!(
+                "router~127.0.0.1~gateway-1.{namespace}~{namespace}.svc.cluster.local"
+            ))
+            .args(["--namespace", namespace, "--label", label])
+            .args(["--admin-addr", "127.0.0.1:0"])
+            .args(["--api", if delta { "delta" } else { "sotw" }]);
+        match credentials {
+            Some((ca, dir)) => {
+                let tls = self.xds_tls.expect("xDS TLS listener");
+                cmd.args([
+                    "--xds-addr",
+                    &tls.to_string(),
+                    "--xds-tls-name",
+                    "127.0.0.1",
+                ])
+                .arg("--credentials-dir")
+                .arg(dir)
+                .args(["--service-account", "ingress"])
+                .arg("--ca-cert")
+                .arg(ca.join("root-cert.pem"))
+                .arg("--ca-key")
+                .arg(ca.join("root-key.pem"));
+            }
+            None => {
+                cmd.args(["--xds-addr", &self.xds.to_string()]);
+            }
+        }
+        let out = cmd.output().expect("run shmesh bootstrap");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bootstrap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        super::Envoy::start(&bootstrap)
+    }
 }
 
 impl Drop for Shmesh {
