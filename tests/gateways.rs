@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::envoy::tls_front;
 use common::http::{describe, http_get, https_get};
 use common::pod_network::ca_init;
-use common::{eventually, free_port, mesh, Envoy, Shmesh, Upstream};
+use common::{eventually, free_port, grpc, mesh, Envoy, Shmesh, Upstream};
 use shmesh::ca::{Ca, Issued};
 
 /// Service `NAME` of shop on `port` (named `port_name`), one pod per
@@ -523,11 +523,10 @@ fn gamma(delta: bool) {
         .expect("addr");
     let _envoy = Envoy::start(&shmesh.bootstrap("productpage-1", "shop", listener, delta));
     let host = "reviews.shop.svc.cluster.local";
-    // The route's rollout, as a canary tool polls it: the VirtualService the
-    // HTTPRoute becomes.
+    // The route's rollout, as a canary tool polls it.
     let rollout = || {
-        let (status, body) = shmesh
-            .admin_get("/debug/rollout?kind=VirtualService&namespace=shop&name=reviews~httproute");
+        let (status, body) =
+            shmesh.admin_get("/debug/rollout?kind=HTTPRoute&namespace=shop&name=reviews");
         assert_eq!(status, 200, "{body}");
         serde_json::from_str::<serde_json::Value>(&body).expect("rollout JSON")
     };
@@ -575,4 +574,304 @@ fn gamma_route_delta() {
 #[test]
 fn gamma_route_sotw() {
     gamma(false);
+}
+
+/// Gateway `edge/routes` of the Gateway API with an HTTP, a TCP and a TLS
+/// passthrough listener (and one that conflicts with the HTTP one), and
+/// routes of every kind: an HTTPRoute, a GRPCRoute by method, a weighted
+/// TCPRoute, a TLSRoute by SNI; and bad routes beside them: one whose
+/// parent does not exist and one whose backend is in a namespace that has
+/// not granted it.
+fn gateway_api_routes(http: u16, tcp: u16, tls: u16) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: shmesh}}
+spec: {{controllerName: shmesh.io/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: routes, namespace: edge}}
+spec:
+  gatewayClassName: shmesh
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners:
+  - {{name: http, port: {http}, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - {{name: clash, port: {http}, protocol: TCP, allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - {{name: tcp, port: {tcp}, protocol: TCP, allowedRoutes: {{namespaces: {{from: All}}}}}}
+  - name: tls
+    port: {tls}
+    protocol: TLS
+    tls: {{mode: Passthrough}}
+    allowedRoutes: {{namespaces: {{from: All}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: web, namespace: shop}}
+spec:
+  parentRefs: [{{name: routes, namespace: edge, sectionName: http}}]
+  hostnames: [web.example.com]
+  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {{name: greeter, namespace: shop}}
+spec:
+  parentRefs: [{{name: routes, namespace: edge, sectionName: http}}]
+  hostnames: [grpc.example.com]
+  rules:
+  - matches: [{{method: {{service: greeter.Greeter, method: Hello}}}}]
+    backendRefs: [{{name: greeter, port: 50051}}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {{name: echo, namespace: shop}}
+spec:
+  parentRefs: [{{name: routes, namespace: edge, sectionName: tcp}}]
+  rules:
+  - backendRefs:
+    - {{name: echo-a, port: 80, weight: 70}}
+    - {{name: echo-b, port: 80, weight: 30}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {{name: db, namespace: shop}}
+spec:
+  parentRefs: [{{name: routes, namespace: edge, port: {tls}}}]
+  hostnames: [db.example.com]
+  rules: [{{backendRefs: [{{name: db, port: 443}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: lost, namespace: shop}}
+spec:
+  parentRefs: [{{name: nowhere, namespace: edge}}]
+  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: billing, namespace: shop}}
+spec:
+  parentRefs: [{{name: routes, namespace: edge, sectionName: http}}]
+  hostnames: [billing.example.com]
+  rules: [{{backendRefs: [{{name: billing, namespace: payments, port: 80}}]}}]
+"
+    )
+}
+
+/// An HTTPRoute with a regular expression that does not compile.
+const BROKEN_ROUTE: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: broken, namespace: shop}
+spec:
+  parentRefs: [{name: routes, namespace: edge, sectionName: http}]
+  hostnames: [broken.example.com]
+  rules:
+  - matches: [{path: {type: RegularExpression, value: '/(['}}]
+    backendRefs: [{name: web, port: 80}]
+";
+
+/// Lets HTTPRoutes of `shop` use the Services of `payments`.
+const GRANT: &str = "apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: shop-routes, namespace: payments}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop}]
+  to: [{group: '', kind: Service}]
+";
+
+/// Every Gateway API route kind through a real gateway Envoy: HTTP, gRPC to
+/// a real gRPC server, weighted TCP, TLS passthrough by SNI; bad routes are
+/// reported with the specification's reasons or a clear error, and never
+/// break the others; a ReferenceGrant lets the refused backend in.
+fn gateway_api_route_kinds(delta: bool) {
+    let work = tempfile::tempdir().expect("work dir");
+    grpc::ensure_grpcio(work.path());
+    let (_greeter, greeter_port) = grpc::start_server(work.path(), "127.0.0.51", "greeter-v1");
+    let greeter: SocketAddr = format!("127.0.0.51:{greeter_port}").parse().expect("addr");
+    let web = Upstream::start("127.0.0.52", "web");
+    let echo_a = Upstream::start("127.0.0.53", "echo-a");
+    let echo_b = Upstream::start("127.0.0.54", "echo-b");
+    let billing = Upstream::start("127.0.0.55", "billing");
+    let db_app = Upstream::start("127.0.0.56", "db");
+    let ca_dir = tempfile::tempdir().expect("CA dir");
+    ca_init(ca_dir.path());
+    let ca = Ca::load(
+        &ca_dir.path().join("root-cert.pem"),
+        &ca_dir.path().join("root-key.pem"),
+        &[],
+    )
+    .expect("CA");
+    let root = ca.trusted_pem().to_string();
+    let db_cert = ca
+        .issue_server(&["db.example.com".to_string()], Duration::from_secs(3600))
+        .expect("db certificate");
+    let db_addr: SocketAddr = format!("127.0.0.57:{}", free_port("127.0.0.57"))
+        .parse()
+        .expect("addr");
+    let _db = Envoy::start(&tls_front(
+        db_addr,
+        &db_cert.chain_pem,
+        &db_cert.key_pem,
+        None,
+        db_app.addr(),
+    ));
+
+    let [http_port, tcp_port, tls_port] = [(); 3].map(|_| free_port("127.0.0.1"));
+    let dir = tempfile::tempdir().expect("config dir");
+    let services = [
+        service("web", 80, "http", &[("v1", web.addr())]),
+        service("greeter", 50051, "grpc", &[("v1", greeter)]),
+        service("echo-a", 80, "tcp", &[("v1", echo_a.addr())]),
+        service("echo-b", 80, "tcp", &[("v1", echo_b.addr())]),
+        service("db", 443, "tls", &[("v1", db_addr)]),
+        service("billing", 80, "http", &[("v1", billing.addr())]).replace("shop", "payments"),
+    ]
+    .concat();
+    mesh::write_atomic(dir.path(), "services.yaml", &services);
+    mesh::write_atomic(
+        dir.path(),
+        "routes.yaml",
+        &gateway_api_routes(http_port, tcp_port, tls_port),
+    );
+    mesh::write_atomic(dir.path(), "broken.yaml", BROKEN_ROUTE);
+    let shmesh = Shmesh::start(dir.path());
+    let _envoy = shmesh.gateway_proxy(
+        "edge",
+        "gateway.networking.k8s.io/gateway-name=routes",
+        None,
+        delta,
+    );
+    let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
+
+    // HTTP, and gRPC by method to the real gRPC server.
+    eventually("the gateway routes web.example.com", || {
+        http_get(http, "web.example.com", "/", &[]).is_ok_and(|r| r.body == "web")
+    });
+    let replies = grpc::call(
+        work.path(),
+        &http.to_string(),
+        5,
+        &[],
+        &["--authority", "grpc.example.com"],
+        "grpc-through-gateway",
+    );
+    assert_eq!(replies, vec!["greeter-v1"; 5]);
+    let (status, rollout) =
+        shmesh.admin_get("/debug/rollout?kind=GRPCRoute&namespace=shop&name=greeter");
+    assert_eq!(status, 200, "{rollout}");
+    let rollout: serde_json::Value = serde_json::from_str(&rollout).expect("JSON");
+    assert_eq!(rollout["live"], true, "{rollout}");
+    assert_eq!(
+        rollout["acked"].as_array().map(Vec::len),
+        Some(1),
+        "{rollout}"
+    );
+
+    // A weighted TCP route: 70/30 over 200 connections.
+    let tcp: SocketAddr = format!("127.0.0.1:{tcp_port}").parse().expect("addr");
+    eventually("the gateway proxies TCP", || {
+        http_get(tcp, "any", "/", &[]).is_ok_and(|r| r.status == 200)
+    });
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..200 {
+        let r = http_get(tcp, "any", "/", &[]).expect("a TCP connection through the gateway");
+        *counts.entry(r.body).or_default() += 1;
+    }
+    eprintln!("TCPRoute split over 200 connections: {counts:?}");
+    let a = counts.get("echo-a").copied().unwrap_or(0) as f64 / 2.0;
+    assert!((a - 70.0).abs() <= 10.0, "echo-a took {a}%: {counts:?}");
+
+    // TLS passed through by SNI: the client sees db's own certificate.
+    let tls: SocketAddr = format!("127.0.0.1:{tls_port}").parse().expect("addr");
+    let mut last = String::new();
+    eventually(
+        "the gateway passes db.example.com through",
+        || match https_get(tls, "db.example.com", "/", &root) {
+            Ok((r, serial)) => {
+                last = format!("{} {} {serial}", r.status, r.body);
+                r.status == 200 && r.body == "db" && serial == serial_of(&db_cert)
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        },
+    );
+
+    // Bad routes: each reported, none served, the rest unaffected.
+    let (_, problems) = shmesh.admin_get("/debug/problems");
+    let problems: serde_json::Value = serde_json::from_str(&problems).expect("JSON");
+    let listed = |list: &str, needles: &[&str]| {
+        problems[list].as_array().is_some_and(|items| {
+            items
+                .iter()
+                .filter_map(|p| p.as_str())
+                .any(|p| needles.iter().all(|n| p.contains(n)))
+        })
+    };
+    for (list, needles) in [
+        (
+            "errors",
+            &[
+                "broken.yaml",
+                "HTTPRoute shop/broken",
+                "spec.rules[0].matches[0].path.value",
+            ][..],
+        ),
+        (
+            "warnings",
+            &[
+                "HTTPRoute shop/lost",
+                "spec.parentRefs[0]",
+                "NoMatchingParent",
+            ][..],
+        ),
+        (
+            "warnings",
+            &[
+                "HTTPRoute shop/billing",
+                "spec.rules[0].backendRefs[0]",
+                "RefNotPermitted",
+            ][..],
+        ),
+        (
+            "warnings",
+            &[
+                "Gateway edge/routes",
+                "spec.listeners[1].port",
+                "ProtocolConflict",
+            ][..],
+        ),
+    ] {
+        assert!(
+            listed(list, needles),
+            "no {list} entry with {needles:?} in {problems:#}"
+        );
+    }
+    let refused = http_get(http, "billing.example.com", "/", &[]).expect("response");
+    assert_eq!(
+        refused.status, 500,
+        "a backend no ReferenceGrant allows was used"
+    );
+    let broken = http_get(http, "broken.example.com", "/", &[]).expect("response");
+    assert_eq!(broken.status, 404, "the broken route was applied");
+    assert!(http_get(http, "web.example.com", "/", &[]).is_ok_and(|r| r.body == "web"));
+
+    // The grant lets the route reach payments' Service.
+    mesh::write_atomic(dir.path(), "grant.yaml", GRANT);
+    eventually("the granted backend is used", || {
+        http_get(http, "billing.example.com", "/", &[]).is_ok_and(|r| r.body == "billing")
+    });
+    drop(shmesh);
+}
+
+#[test]
+fn gateway_api_route_kinds_delta() {
+    gateway_api_route_kinds(true);
+}
+
+#[test]
+fn gateway_api_route_kinds_sotw() {
+    gateway_api_route_kinds(false);
 }

@@ -90,6 +90,7 @@ fn assert_calls_succeed(dir: &Path, bootstrap: &Path, target: &str, label: &str)
         target,
         CALLS,
         &[("GRPC_XDS_BOOTSTRAP", bootstrap)],
+        &[],
         label,
     );
     assert_eq!(

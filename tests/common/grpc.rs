@@ -204,14 +204,15 @@ pub fn start_server(dir: &Path, ip: &str, name: &str) -> (ChildGuard, u16) {
     }
 }
 
-/// Makes `count` calls to `target` with the greeter client (given `env`)
-/// and returns the name each reply carried; panics with the client's output
-/// if any call failed.
+/// Makes `count` calls to `target` with the greeter client (given `env`,
+/// and extra client arguments `args`) and returns the name each reply
+/// carried; panics with the client's output if any call failed.
 pub fn call(
     dir: &Path,
     target: &str,
     count: usize,
     env: &[(&str, &Path)],
+    args: &[&str],
     label: &str,
 ) -> Vec<String> {
     const CLIENT_DEADLINE_SECS: u64 = 30;
@@ -227,6 +228,7 @@ pub fn call(
         "--deadline",
         &deadline,
     ]);
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -11,7 +11,7 @@ Modes:
     Serves on ``--addr`` (port 0 lets the OS pick) and prints ``PORT <n>`` as
     the first line of stdout once bound, then serves until killed.
 
-``client --target xds:///greeter.default.svc.cluster.local:50051 --count N``
+``client --target xds:///greeter.default.svc.cluster.local:50051 --count N [--authority HOST]``
     Makes N unary calls and prints ``REPLY <server name>`` per call on stdout.
     With an ``xds:///`` target, grpc's built-in xDS resolver reads the
     bootstrap named by the ``GRPC_XDS_BOOTSTRAP`` environment variable. Every
@@ -63,12 +63,14 @@ def serve(addr: str, name: str) -> int:
     return 0
 
 
-def call(target: str, count: int, deadline_s: float) -> int:
+def call(target: str, count: int, deadline_s: float, authority: str | None) -> int:
     if target.startswith("xds:") and not os.environ.get("GRPC_XDS_BOOTSTRAP"):
         print("greeter client: GRPC_XDS_BOOTSTRAP is not set", file=sys.stderr)
         return 1
     deadline = time.monotonic() + deadline_s
-    with grpc.insecure_channel(target) as channel:
+    # A gateway routes by the authority (the HTTP/2 :authority header).
+    options = [("grpc.default_authority", authority)] if authority else []
+    with grpc.insecure_channel(target, options=options) as channel:
         # No serializers: send and receive raw bytes.
         hello = channel.unary_unary(FULL_METHOD)
         for i in range(count):
@@ -105,10 +107,11 @@ def main() -> int:
     c.add_argument("--target", required=True, help="e.g. xds:///host:port")
     c.add_argument("--count", type=int, default=1, help="number of calls")
     c.add_argument("--deadline", type=float, default=30.0, help="overall seconds")
+    c.add_argument("--authority", help="the :authority to call with (default: the target's)")
     args = parser.parse_args()
     if args.mode == "server":
         return serve(args.addr, args.name)
-    return call(args.target, args.count, args.deadline)
+    return call(args.target, args.count, args.deadline, args.authority)
 
 
 if __name__ == "__main__":

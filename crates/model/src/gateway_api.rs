@@ -219,7 +219,12 @@ impl Model {
         }
         let fresh = convert(self);
         let old = std::mem::take(&mut self.converted);
-        let mut dirty = Dirty::default();
+        // Even a change that converts to nothing new changes the status and
+        // the warnings, which are looked at after a change that did something.
+        let mut dirty = Dirty {
+            gateways: true,
+            ..Dirty::default()
+        };
         for name in old
             .gateways
             .keys()
