@@ -351,7 +351,7 @@ fn no_failures_under_rewrites_sotw() {
 /// carries them out.
 #[test]
 fn route_features_take_effect() {
-    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n  hosts: [reviews]\n  http:\n  - name: headers\n    match: [{uri: {prefix: /hdr}}]\n    headers:\n      request: {set: {x-canary: \"yes\"}, remove: [x-secret]}\n      response: {add: {x-served-by: shmesh}}\n    route:\n    - destination: {host: reviews, subset: v1}\n  - name: rewrite\n    match: [{uri: {prefix: /old}}]\n    rewrite: {uri: /new}\n    route:\n    - destination: {host: reviews, subset: v1}\n  - name: mirror\n    match: [{uri: {prefix: /mirror}}]\n    route:\n    - destination: {host: reviews, subset: v1}\n    mirror: {host: reviews, subset: v3}\n    mirrorPercentage: {value: 100.0}\n  - name: abort\n    match: [{uri: {prefix: /abort}}]\n    fault:\n      abort: {httpStatus: 418, percentage: {value: 100}}\n    route:\n    - destination: {host: reviews, subset: v1}\n  - name: rest\n    route:\n    - destination: {host: reviews, subset: v2}\n";
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\n  namespace: default\nspec:\n  hosts: [reviews]\n  http:\n  - name: headers\n    match: [{uri: {prefix: /hdr}}]\n    headers:\n      request: {set: {x-canary: \"yes\"}, remove: [x-secret]}\n      response: {add: {x-served-by: shmesh}}\n    route:\n    - destination: {host: reviews, subset: v1}\n  - name: rewrite\n    match: [{uri: {prefix: /old}}]\n    rewrite: {uri: /new}\n    route:\n    - destination: {host: reviews, subset: v1}\n  - name: mirror\n    match: [{uri: {prefix: /mirror}}]\n    route:\n    - destination: {host: reviews, subset: v1}\n    mirror: {host: reviews, subset: v3}\n    mirrorPercentage: {value: 100.0}\n  - name: abort\n    match: [{uri: {prefix: /abort}}]\n    fault:\n      abort: {httpStatus: 418, percentage: {value: 100}}\n    route:\n    - destination: {host: reviews, subset: v1}\n  - name: cors\n    match: [{uri: {prefix: /cors}}]\n    corsPolicy:\n      allowOrigins: [{exact: https://shop.example.com}, {regex: 'https://.*\\.partner\\.example'}]\n      allowMethods: [GET, POST]\n      allowHeaders: [x-token]\n      exposeHeaders: [x-upstream]\n      maxAge: 24h\n      allowCredentials: true\n      unmatchedPreflights: IGNORE\n    route:\n    - destination: {host: reviews, subset: v1}\n  - name: rest\n    route:\n    - destination: {host: reviews, subset: v2}\n";
     let rig = rig(vs, true);
     let [v1, _v2, v3] = &rig.upstreams[..] else {
         panic!("three upstreams")
@@ -396,6 +396,65 @@ fn route_features_take_effect() {
     let r = http_get(rig.listener, "reviews:9080", "/abort", &[]).expect("request");
     assert_eq!(r.status, 418);
     assert_eq!(r.header("x-upstream"), None);
+
+    // CORS: a preflight from an allowed origin is answered by Envoy with
+    // the policy; one from another origin is not let through (IGNORE); an
+    // actual request from an allowed origin carries the allowance.
+    let preflight = |origin: &str| {
+        common::http_request(
+            rig.listener,
+            "OPTIONS",
+            "reviews:9080",
+            "/cors",
+            &[
+                ("origin", origin),
+                ("access-control-request-method", "POST"),
+            ],
+            b"",
+        )
+        .expect("preflight")
+    };
+    for origin in ["https://shop.example.com", "https://eu.partner.example"] {
+        let r = preflight(origin);
+        assert_eq!(r.status, 200, "{origin}");
+        assert_eq!(r.header("access-control-allow-origin"), Some(origin));
+        assert_eq!(r.header("access-control-allow-methods"), Some("GET,POST"));
+        assert_eq!(r.header("access-control-allow-headers"), Some("x-token"));
+        assert_eq!(r.header("access-control-max-age"), Some("86400"));
+        assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+        assert_eq!(r.header("x-upstream"), None, "a preflight reached the app");
+    }
+    let r = preflight("https://evil.example.com");
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(
+        r.header("x-upstream"),
+        None,
+        "an unmatched preflight reached the app"
+    );
+    let r = http_get(
+        rig.listener,
+        "reviews:9080",
+        "/cors",
+        &[("origin", "https://shop.example.com")],
+    )
+    .expect("request");
+    assert_eq!(r.header("x-upstream"), Some("v1"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://shop.example.com")
+    );
+    assert_eq!(
+        r.header("access-control-expose-headers"),
+        Some("x-upstream")
+    );
+    let r = http_get(
+        rig.listener,
+        "reviews:9080",
+        "/cors",
+        &[("origin", "https://evil.example.com")],
+    )
+    .expect("request");
+    assert_eq!(r.header("access-control-allow-origin"), None);
 
     let r = http_get(rig.listener, "reviews:9080", "/other", &[]).expect("request");
     assert_eq!(r.header("x-upstream"), Some("v2"));

@@ -102,6 +102,26 @@ pub struct HttpRoute {
     pub mirrors: Vec<HttpMirrorPolicy>,
     #[serde(default)]
     pub fault: Option<HttpFaultInjection>,
+    #[serde(default)]
+    pub cors_policy: Option<CorsPolicy>,
+}
+
+/// Cross-origin resource sharing for a route's browsers (Envoy's CORS
+/// filter, configured per route).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct CorsPolicy {
+    pub allow_origins: Vec<StringMatch>,
+    /// Deprecated in Istio: exact origins.
+    pub allow_origin: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<String>,
+    pub allow_credentials: Option<bool>,
+    /// FORWARD (the default) or IGNORE: what becomes of a preflight
+    /// request whose origin is not allowed.
+    pub unmatched_preflights: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -467,6 +487,21 @@ impl Validator {
             }
         }
         self.headers(&format!("{f}.headers"), http.headers.as_ref());
+        if let Some(cors) = &http.cors_policy {
+            let cf = format!("{f}.corsPolicy");
+            for (k, o) in cors.allow_origins.iter().enumerate() {
+                self.string_match(format!("{cf}.allowOrigins[{k}]"), o);
+            }
+            self.duration(format!("{cf}.maxAge"), cors.max_age.as_ref());
+            if let Some(u) = cors.unmatched_preflights.as_deref() {
+                if !matches!(u, "FORWARD" | "IGNORE" | "UNSPECIFIED") {
+                    self.err(
+                        format!("{cf}.unmatchedPreflights"),
+                        format!("{u:?} is not one of FORWARD, IGNORE"),
+                    );
+                }
+            }
+        }
         for (k, r) in http.route.iter().enumerate() {
             self.headers(&format!("{f}.route[{k}].headers"), r.headers.as_ref());
         }

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::listener::v3 as l;
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
@@ -189,9 +190,17 @@ pub fn http_connection_manager(
     sidecar: bool,
 ) -> hcm::HttpConnectionManager {
     let router = router_filter();
-    // Sidecars carry the fault filter, configured per route by VirtualService
-    // `fault`; proxyless gRPC clients get the router alone.
+    // Sidecars and gateways carry the CORS and fault filters, configured
+    // per route by VirtualService `corsPolicy` and `fault` (as Istio's, in
+    // that order); proxyless gRPC clients get the router alone.
     let http_filters = if sidecar {
+        let cors = hcm::HttpFilter {
+            name: route::CORS_FILTER.to_string(),
+            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+                &Cors::default(),
+            ))),
+            ..Default::default()
+        };
         let fault = hcm::HttpFilter {
             name: route::FAULT_FILTER.to_string(),
             config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
@@ -199,7 +208,7 @@ pub fn http_connection_manager(
             ))),
             ..Default::default()
         };
-        vec![fault, router]
+        vec![cors, fault, router]
     } else {
         vec![router]
     };

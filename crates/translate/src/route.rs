@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::route::v3::{self as r, route_action};
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use envoy_types::pb::envoy::r#type::matcher::v3 as m;
@@ -364,12 +365,48 @@ fn route(
                 .typed_per_filter_config
                 .insert(FAULT_FILTER.to_string(), any(&fault_config(fault)));
         }
+        if let Some(cors) = &http.cors_policy {
+            route
+                .typed_per_filter_config
+                .insert(CORS_FILTER.to_string(), any(&cors_config(cors)));
+        }
     }
     route
 }
 
 /// Name of Envoy's HTTP fault filter, which sidecar listeners carry.
 pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+
+/// Name of Envoy's CORS filter, which sidecar and gateway listeners carry.
+pub const CORS_FILTER: &str = "envoy.filters.http.cors";
+
+/// A route's CORS policy, as Istio writes it: allowed origins as string
+/// matchers (the deprecated `allowOrigin` as exact ones), the rest as the
+/// header values Envoy answers preflights with.
+fn cors_config(cors: &shmesh_api::objects::CorsPolicy) -> CorsPolicy {
+    let exact = cors.allow_origin.iter().map(|o| StringMatch {
+        exact: Some(o.clone()),
+        ..Default::default()
+    });
+    let origins: Vec<StringMatch> = cors.allow_origins.iter().cloned().chain(exact).collect();
+    CorsPolicy {
+        allow_origin_string_match: origins.iter().filter_map(string_matcher).collect(),
+        allow_methods: cors.allow_methods.join(","),
+        allow_headers: cors.allow_headers.join(","),
+        expose_headers: cors.expose_headers.join(","),
+        max_age: cors
+            .max_age
+            .as_deref()
+            .and_then(|d| dur::parse(d).ok())
+            .map(|d| d.as_secs().to_string())
+            .unwrap_or_default(),
+        allow_credentials: cors.allow_credentials.map(|value| BoolValue { value }),
+        forward_not_matching_preflights: Some(BoolValue {
+            value: cors.unmatched_preflights.as_deref() != Some("IGNORE"),
+        }),
+        ..Default::default()
+    }
+}
 
 /// Header mutations in Envoy's terms.
 #[derive(Default)]
