@@ -3,7 +3,8 @@
 //! capture and the destination's inbound capture; a pod outside the mesh
 //! reaches a meshed pod through its inbound capture; traffic to an address
 //! no service owns passes through; a Sidecar's `ingress` remaps inbound
-//! ports (to a loopback-only app, to another port). Real Envoys running as the proxy's uid,
+//! ports (to a loopback-only app, to another port); TCP goes by `tcp[]`
+//! weights and TLS by `tls[]` SNI rules. Real Envoys running as the proxy's uid,
 //! on delta and state-of-the-world ADS. Needs root (skipped otherwise).
 //!
 //! Envoy's cluster stats carry Istio's `alt_stat_name`, the cluster name
@@ -229,4 +230,101 @@ fn weighted_tcp_route_delta() {
 #[test]
 fn weighted_tcp_route_sotw() {
     weighted_tcp(false);
+}
+
+/// Service `vault` (clusterIP 10.96.0.41, TLS port 443 to the pods' 8443) on
+/// two pods outside the mesh, v1 and v2, each terminating TLS itself for
+/// `a.vault.example` and `b.vault.example`; its VirtualService passes TLS
+/// through to v1 or v2 by SNI.
+fn vault(d1_ip: &str, d2_ip: &str) -> String {
+    let pod = |name: &str, version: &str, ip: &str| {
+        format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{app: vault, version: {version}}}}}\nstatus: {{podIP: {ip}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n")
+    };
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: vault, namespace: shop}}\nspec:\n  clusterIP: 10.96.0.41\n  selector: {{app: vault}}\n  ports: [{{name: tls, port: 443, targetPort: 8443}}]\n{}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: vault, namespace: shop}}\nspec:\n  host: vault\n  subsets: [{{name: v1, labels: {{version: v1}}}}, {{name: v2, labels: {{version: v2}}}}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vault, namespace: shop}}\nspec:\n  hosts: [vault]\n  tls:\n  - match: [{{sniHosts: [a.vault.example], port: 443}}]\n    route: [{{destination: {{host: vault, subset: v1}}}}]\n  - match: [{{sniHosts: [b.vault.example]}}]\n    route: [{{destination: {{host: vault, subset: v2}}}}]\n",
+        pod("vault-1", "v1", d1_ip),
+        pod("vault-2", "v2", d2_ip),
+    )
+}
+
+/// A sidecar's TLS connections to a service go where the VirtualService's
+/// `tls[]` rules send their SNI names, passed through untouched (the client
+/// checks the destination's own certificate).
+fn tls_by_sni(delta: bool) {
+    use common::envoy::tls_front;
+    use common::http::https_get_in;
+    use common::pod_network::ca_init;
+    use common::EnvoyOptions;
+    let Some(net) = PodNetwork::create("sidecar tls") else {
+        return;
+    };
+    let [a, d1, d2] = ["a", "d1", "d2"].map(|name| net.pod(name));
+    let ca_dir = tempfile::tempdir().expect("CA dir");
+    ca_init(ca_dir.path());
+    let ca = shmesh::ca::Ca::load(
+        &ca_dir.path().join("root-cert.pem"),
+        &ca_dir.path().join("root-key.pem"),
+        &[],
+    )
+    .expect("CA");
+    let names = ["a.vault.example".to_string(), "b.vault.example".to_string()];
+    let cert = ca
+        .issue_server(&names, std::time::Duration::from_secs(3600))
+        .expect("certificate");
+    let mut running = Vec::new();
+    for (pod, version) in [(&d1, "v1"), (&d2, "v2")] {
+        let ip = pod.ip.to_string();
+        let app = pod.netns.run(|| Upstream::start_at(&ip, 8080, version));
+        let front = Envoy::start_with(
+            &tls_front(
+                format!("{ip}:8443").parse().expect("addr"),
+                &cert.chain_pem,
+                &cert.key_pem,
+                None,
+                app.addr(),
+            ),
+            EnvoyOptions {
+                netns: Some(pod.netns.clone()),
+                ..EnvoyOptions::default()
+            },
+        );
+        running.push((app, front));
+    }
+    let dir = tempfile::tempdir().expect("config dir");
+    mesh::write_atomic(
+        dir.path(),
+        "vault.yaml",
+        &vault(&d1.ip.to_string(), &d2.ip.to_string()),
+    );
+    let shmesh = Shmesh::start_in(net.node(), &net.node_ip().to_string(), dir.path(), &[]);
+    let workload = Workload {
+        namespace: "shop",
+        labels: &[("app", "a")],
+        delta,
+        identity: None,
+    };
+    let _sidecar = net.sidecar(&a, &shmesh, &workload);
+    let vip: SocketAddr = "10.96.0.41:443".parse().expect("vip");
+    let root = ca.trusted_pem().to_string();
+    let get = |sni: &str| https_get_in(Some(&a.netns), vip, sni, "/", &root);
+    eventually("a reaches vault over TLS", || {
+        get("a.vault.example").is_ok_and(|(r, _)| r.status == 200)
+    });
+    for (sni, want) in [("a.vault.example", "v1"), ("b.vault.example", "v2")] {
+        for _ in 0..20 {
+            let (r, _) = get(sni).unwrap_or_else(|e| panic!("{sni}: {e}"));
+            assert_eq!(r.body, want, "{sni} went to {}", r.body);
+        }
+    }
+    drop(shmesh);
+}
+
+#[test]
+fn tls_routes_by_sni_delta() {
+    tls_by_sni(true);
+}
+
+#[test]
+fn tls_routes_by_sni_sotw() {
+    tls_by_sni(false);
 }

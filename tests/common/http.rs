@@ -118,6 +118,19 @@ pub fn https_get(
     path: &str,
     ca_pem: &str,
 ) -> Result<(Response, String), String> {
+    https_get_in(None, addr, host, path, ca_pem)
+}
+
+/// Like [`https_get`], connecting from inside network namespace `netns`
+/// (a pod's) when given.
+pub fn https_get_in(
+    netns: Option<&Netns>,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    ca_pem: &str,
+) -> Result<(Response, String), String> {
+    let netns = netns.cloned();
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, ServerName};
     let what = format!("GET https://{host}{path} via {addr}");
@@ -138,9 +151,7 @@ pub fn https_get(
         build_request("GET", host, path, &[], b"", true).map_err(|e| format!("{what}: {e}"))?;
     let outcome = run(async move {
         let exchange = async {
-            let tcp = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("connect failed: {e}"))?;
+            let tcp = tcp_connect(addr, netns).await?;
             let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
             let tls = connector
                 .connect(name, tcp)
@@ -354,22 +365,30 @@ fn run<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T
 }
 
 /// Opens a connection to `addr` and starts driving it on the runtime.
-async fn connect(
+/// A TCP connection to `addr`, opened inside `netns` when given.
+async fn tcp_connect(
     addr: SocketAddr,
     netns: Option<Netns>,
-) -> Result<SendRequest<Full<Bytes>>, String> {
+) -> Result<tokio::net::TcpStream, String> {
     let failed = |e: std::io::Error| format!("connect to {addr} failed: {e}");
-    let stream = match netns {
-        None => tokio::net::TcpStream::connect(addr).await.map_err(failed)?,
+    match netns {
+        None => tokio::net::TcpStream::connect(addr).await.map_err(failed),
         Some(netns) => {
             let opened = tokio::task::spawn_blocking(move || netns.connect(addr, DEFAULT_TIMEOUT))
                 .await
                 .map_err(|e| format!("connect to {addr}: {e}"))?
                 .map_err(failed)?;
             opened.set_nonblocking(true).map_err(failed)?;
-            tokio::net::TcpStream::from_std(opened).map_err(failed)?
+            tokio::net::TcpStream::from_std(opened).map_err(failed)
         }
-    };
+    }
+}
+
+async fn connect(
+    addr: SocketAddr,
+    netns: Option<Netns>,
+) -> Result<SendRequest<Full<Bytes>>, String> {
+    let stream = tcp_connect(addr, netns).await?;
     stream
         .set_nodelay(true)
         .map_err(|e| format!("set_nodelay on {addr} failed: {e}"))?;

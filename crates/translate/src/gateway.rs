@@ -29,7 +29,6 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::listener::v3 as l;
 use envoy_types::pb::envoy::config::route::v3 as r;
-use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::google::protobuf::BoolValue;
 
 use shmesh_api::objects::{
@@ -236,13 +235,7 @@ pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> 
             continue;
         }
         let listener_filters = if tls {
-            vec![l::ListenerFilter {
-                name: "envoy.filters.listener.tls_inspector".to_string(),
-                config_type: Some(l::listener_filter::ConfigType::TypedConfig(any(
-                    &TlsInspector::default(),
-                ))),
-                ..Default::default()
-            }]
+            vec![listener::tls_inspector()]
         } else {
             Vec::new()
         };

@@ -5,7 +5,8 @@
 //!   one unbound `0.0.0.0_PORT` listener per HTTP port routing with RDS `"PORT"`;
 //!   TCP service ports get `VIP_PORT` (or `0.0.0.0_PORT`) with a TCP proxy
 //!   (to the service, or by weight as the service's VirtualService `tcp[]`
-//!   says);
+//!   says), and before it a chain per `tls[]` SNI match of that
+//!   VirtualService passing TLS through by its weights;
 //!   and the inbound half, `virtualInbound` on 15006 (see `inbound`).
 //! - explicit: one bound listener on the address the node asked for, routing
 //!   every visible service by Host header with RDS `http_proxy`.
@@ -19,6 +20,7 @@ use envoy_types::pb::envoy::config::listener::v3 as l;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use envoy_types::pb::google::protobuf::BoolValue;
@@ -86,6 +88,17 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
             ),
             None => tcp_proxy(&cluster),
         };
+        // TLS connections go by SNI where `tls[]` rules say; the rest as above.
+        let mut filter_chains = tls_chains(model, view, &svc.hostname, port.number);
+        let listener_filters = if filter_chains.is_empty() {
+            Vec::new()
+        } else {
+            vec![tls_inspector()]
+        };
+        filter_chains.push(l::FilterChain {
+            filters: vec![proxy],
+            ..Default::default()
+        });
         out.insert(
             name.clone(),
             l::Listener {
@@ -93,10 +106,8 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
                 address: Some(socket_address(&address, port.number)),
                 bind_to_port: Some(BoolValue { value: false }),
                 traffic_direction: core::TrafficDirection::Outbound as i32,
-                filter_chains: vec![l::FilterChain {
-                    filters: vec![proxy],
-                    ..Default::default()
-                }],
+                filter_chains,
+                listener_filters,
                 ..Default::default()
             },
         );
@@ -115,12 +126,12 @@ fn tcp_rule<'a>(
 ) -> Option<(&'a str, &'a TcpRoute)> {
     let vs = model.virtual_service(host, &view.namespace)?;
     let applies = |m: &L4MatchAttributes| {
-        m.port.is_none_or(|p| p == i64::from(port))
-            && (m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"))
-            && m.source_namespace
-                .as_ref()
-                .is_none_or(|ns| *ns == view.namespace)
-            && (m.source_labels.is_empty() || shmesh_model::selects(&m.source_labels, &view.labels))
+        l4_match_applies(
+            view,
+            port,
+            (m.port, &m.gateways),
+            (&m.source_namespace, &m.source_labels),
+        )
     };
     let rule = vs
         .spec
@@ -128,6 +139,71 @@ fn tcp_rule<'a>(
         .iter()
         .find(|rule| rule.match_.is_empty() || rule.match_.iter().any(applies))?;
     Some((vs.namespace.as_str(), rule))
+}
+
+/// Whether an L4 match (port and gateways; source namespace and labels)
+/// lets this sidecar's connections to `port` in.
+fn l4_match_applies(
+    view: &ProxyView,
+    port: u16,
+    (match_port, gateways): (Option<i64>, &[String]),
+    (source_namespace, source_labels): (&Option<String>, &shmesh_api::meta::Labels),
+) -> bool {
+    match_port.is_none_or(|p| p == i64::from(port))
+        && (gateways.is_empty() || gateways.iter().any(|g| g == "mesh"))
+        && source_namespace
+            .as_ref()
+            .is_none_or(|ns| *ns == view.namespace)
+        && (source_labels.is_empty() || shmesh_model::selects(source_labels, &view.labels))
+}
+
+/// One filter chain per `tls[]` match of the VirtualService for `host` that
+/// lets this sidecar's connections to `port` in, matched by its SNI names
+/// and passing the connection through by the rule's weights.
+fn tls_chains(model: &Model, view: &ProxyView, host: &str, port: u16) -> Vec<l::FilterChain> {
+    let Some(vs) = model.virtual_service(host, &view.namespace) else {
+        return Vec::new();
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for rule in &vs.spec.tls {
+        for m in &rule.match_ {
+            let applies = l4_match_applies(
+                view,
+                port,
+                (m.port, &m.gateways),
+                (&m.source_namespace, &m.source_labels),
+            );
+            let mut names = m.sni_hosts.clone();
+            names.sort();
+            if !applies || names.is_empty() || !seen.insert(names.clone()) {
+                continue;
+            }
+            let clusters = super::gateway::l4_clusters(model, &vs.namespace, &rule.route, port);
+            let stat = istio_names::outbound_cluster(port, "", host);
+            out.push(l::FilterChain {
+                filter_chain_match: Some(l::FilterChainMatch {
+                    server_names: names,
+                    transport_protocol: "tls".to_string(),
+                    ..Default::default()
+                }),
+                filters: vec![tcp_proxy_weighted(&stat, clusters)],
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+/// Envoy's TLS inspector, which reads the SNI name filter chains match on.
+pub(crate) fn tls_inspector() -> l::ListenerFilter {
+    l::ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".to_string(),
+        config_type: Some(l::listener_filter::ConfigType::TypedConfig(any(
+            &TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }
 }
 
 fn virtual_outbound() -> l::Listener {
