@@ -37,7 +37,28 @@ fn service(name: &str, port: u16, port_name: &str, versions: &[(&str, SocketAddr
     out + "---\n"
 }
 
-fn gateway(http_port: u16, https_port: u16, tls_port: u16, tcp_port: u16) -> String {
+/// The FQDN of Service `shop/db`.
+const DB_HOST: &str = "db.shop.svc.cluster.local";
+
+/// The ports of Gateway `edge/public`'s servers.
+struct Ports {
+    http: u16,
+    https: u16,
+    tls: u16,
+    tcp: u16,
+    tls_terminated: u16,
+    auto: u16,
+}
+
+fn gateway(ports: &Ports) -> String {
+    let Ports {
+        http: http_port,
+        https: https_port,
+        tls: tls_port,
+        tcp: tcp_port,
+        tls_terminated,
+        auto,
+    } = ports;
     format!(
         "apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -63,6 +84,14 @@ spec:
   - port: {{number: {tcp_port}, name: tcp, protocol: TCP}}
     bind: 127.0.0.1
     hosts: [shop/tcp.example.com]
+  - port: {{number: {tls_terminated}, name: tls-terminated, protocol: TLS}}
+    bind: 127.0.0.1
+    hosts: [shop/secure.example.com]
+    tls: {{mode: SIMPLE, credentialName: secure-cert}}
+  - port: {{number: {auto}, name: tls-auto, protocol: TLS}}
+    bind: 127.0.0.1
+    hosts: [\"shop/*\"]
+    tls: {{mode: AUTO_PASSTHROUGH}}
 ---
 "
     )
@@ -97,6 +126,7 @@ spec:
   hosts: [secure.example.com]
   gateways: [edge/public]
   http: [{route: [{destination: {host: web, subset: v1}}]}]
+  tcp: [{route: [{destination: {host: echo-b}}]}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -172,7 +202,14 @@ fn ingress(delta: bool) {
     // db speaks TLS itself (its own certificate), behind the gateway's passthrough.
     let db_app = Upstream::start("127.0.0.24", "db");
     let db_cert = ca
-        .issue_server(&["db.example.com".to_string()], hour)
+        .issue_server(
+            &[
+                "db.example.com".to_string(),
+                // The SNI name of db's cluster, as AUTO_PASSTHROUGH takes it.
+                format!("outbound_.443_._.{DB_HOST}"),
+            ],
+            hour,
+        )
         .expect("db certificate");
     let db_addr: SocketAddr = format!("127.0.0.24:{}", free_port("127.0.0.24"))
         .parse()
@@ -187,7 +224,16 @@ fn ingress(delta: bool) {
     let echo_a = Upstream::start("127.0.0.25", "echo-a");
     let echo_b = Upstream::start("127.0.0.26", "echo-b");
 
-    let [http_port, https_port, tls_port, tcp_port] = [(); 4].map(|_| free_port("127.0.0.1"));
+    let [http_port, https_port, tls_port, tcp_port, tls_terminated, auto] =
+        [(); 6].map(|_| free_port("127.0.0.1"));
+    let ports = Ports {
+        http: http_port,
+        https: https_port,
+        tls: tls_port,
+        tcp: tcp_port,
+        tls_terminated,
+        auto,
+    };
     let dir = tempfile::tempdir().expect("config dir");
     let services = [
         service(
@@ -204,11 +250,7 @@ fn ingress(delta: bool) {
     .concat();
     mesh::write_atomic(dir.path(), "services.yaml", &services);
     mesh::write_atomic(dir.path(), "routes.yaml", ROUTES);
-    mesh::write_atomic(
-        dir.path(),
-        "gateway.yaml",
-        &gateway(http_port, https_port, tls_port, tcp_port),
-    );
+    mesh::write_atomic(dir.path(), "gateway.yaml", &gateway(&ports));
     mesh::write_atomic(dir.path(), "secret.yaml", &secret(&cert));
     let shmesh = Shmesh::start_with(
         dir.path(),
@@ -319,6 +361,38 @@ fn ingress(delta: bool) {
     eprintln!("TCP split over 300 connections: {tcp_counts:?}");
     let a = tcp_counts.get("echo-a").copied().unwrap_or(0) as f64 / 3.0;
     assert!((a - 70.0).abs() <= 10.0, "echo-a took {a}%: {tcp_counts:?}");
+
+    // A TLS server terminating TLS proxies the plaintext by `tcp[]`.
+    let terminated: SocketAddr = format!("127.0.0.1:{tls_terminated}").parse().expect("addr");
+    eventually("the gateway terminates TLS for TCP", || {
+        match https_get(terminated, "secure.example.com", "/", &root) {
+            Ok((r, serial)) => {
+                last = format!("{} {} {serial}", r.status, r.body);
+                r.body == "echo-b" && serial == serial_of(&cert)
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+
+    // AUTO_PASSTHROUGH: the SNI name of a cluster picks it, untouched.
+    let auto: SocketAddr = format!("127.0.0.1:{auto}").parse().expect("addr");
+    let sni = format!("outbound_.443_._.{DB_HOST}");
+    eventually(
+        "the gateway passes the cluster's SNI name through",
+        || match https_get(auto, &sni, "/", &root) {
+            Ok((r, serial)) => {
+                last = format!("{} {} {serial}", r.status, r.body);
+                r.body == "db" && serial == serial_of(&db_cert)
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        },
+    );
 
     // The Secret's certificate replaced under steady HTTPS load.
     let renewed = ca

@@ -16,7 +16,10 @@
 //!   chain per `tls[]` match of a bound VirtualService, on the SNI names the
 //!   match and the server share, proxying the connection untouched; a TCP
 //!   server takes the first `tcp[]` rule that lets it in. Weights split
-//!   connections.
+//!   connections. A TLS server terminating TLS proxies the plaintext by
+//!   `tcp[]` the same way; an AUTO_PASSTHROUGH server passes each
+//!   connection to the cluster its SNI name spells
+//!   (`outbound_.PORT_.SUBSET_.HOST`), for every service it exposes.
 //! - Virtual hosts are `HOST:PORT` for each host of a bound VirtualService
 //!   the server exposes (the narrower of the two names when both are
 //!   wildcards of each other), with the VirtualService's routes whose
@@ -87,6 +90,29 @@ impl Bound<'_> {
             .tls
             .as_ref()
             .is_some_and(|t| t.mode() == ServerTlsMode::Passthrough)
+    }
+
+    /// A TLS server that terminates TLS and proxies what is inside as TCP
+    /// (by the bound VirtualServices' `tcp[]` rules).
+    fn terminates_tcp(&self) -> bool {
+        self.server.protocol() == Some(ServerProtocol::Tls)
+            && matches!(
+                self.tls_mode(),
+                Some(
+                    ServerTlsMode::Simple
+                        | ServerTlsMode::Mutual
+                        | ServerTlsMode::OptionalMutual
+                        | ServerTlsMode::IstioMutual
+                )
+            )
+    }
+
+    /// A TLS server in AUTO_PASSTHROUGH mode: the SNI name a client sends
+    /// (`outbound_.PORT_.SUBSET_.HOST`, as a sidecar of another network
+    /// names its destination) picks the cluster, with no VirtualService.
+    fn auto_passthrough(&self) -> bool {
+        self.server.protocol() == Some(ServerProtocol::Tls)
+            && self.tls_mode() == Some(ServerTlsMode::AutoPassthrough)
     }
 
     fn tls_mode(&self) -> Option<ServerTlsMode> {
@@ -212,8 +238,12 @@ pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> 
                 plain = true;
             } else if bound.passes_through() {
                 chains.extend(passthrough_chains(model, view, bound, &mut sni_seen));
+            } else if bound.auto_passthrough() {
+                chains.extend(auto_passthrough_chains(model, view, bound, &mut sni_seen));
+            } else if bound.terminates_tcp() {
+                chains.extend(terminated_tcp_chain(model, view, bound, &mut sni_seen));
             } else if bound.server.protocol() == Some(ServerProtocol::Tcp) && opaque.is_none() {
-                opaque = tcp_chain(model, view, bound);
+                opaque = tcp_clusters(model, view, bound).map(|c| bound.tcp_chain(None, c));
             }
         }
         let tls = !chains.is_empty();
@@ -284,13 +314,7 @@ fn tls_chain(
     if !seen.insert(key) {
         return None;
     }
-    let settings = bound.server.tls.as_ref()?;
-    let socket = match bound.tls_mode()? {
-        ServerTlsMode::IstioMutual => {
-            tls::downstream_istio_mutual(&view.certificates, &tls::GATEWAY_ALPN)?
-        }
-        _ => tls::downstream_server(settings),
-    };
+    let socket = terminating_socket(view, bound)?;
     Some(l::FilterChain {
         filter_chain_match: Some(l::FilterChainMatch {
             server_names: names,
@@ -303,6 +327,85 @@ fn tls_chain(
         )],
         ..Default::default()
     })
+}
+
+/// The TLS a terminating server presents: its own certificate (from files
+/// or its `credentialName`), or the workload's for ISTIO_MUTUAL.
+fn terminating_socket(view: &ProxyView, bound: &Bound) -> Option<core::TransportSocket> {
+    let settings = bound.server.tls.as_ref()?;
+    Some(match bound.tls_mode()? {
+        ServerTlsMode::IstioMutual => {
+            tls::downstream_istio_mutual(&view.certificates, &tls::GATEWAY_ALPN)?
+        }
+        _ => tls::downstream_server(settings),
+    })
+}
+
+/// A TLS server terminating TLS: the chain of its SNI names, proxying the
+/// connection's plaintext by the first bound `tcp[]` rule that lets it in.
+fn terminated_tcp_chain(
+    model: &Model,
+    view: &ProxyView,
+    bound: &Bound,
+    seen: &mut BTreeSet<String>,
+) -> Option<l::FilterChain> {
+    let names = server_names(bound);
+    let clusters = tcp_clusters(model, view, bound)?;
+    let socket = terminating_socket(view, bound)?;
+    if !seen.insert(names.join(",")) {
+        return None;
+    }
+    let mut chain = bound.tcp_chain(
+        Some(l::FilterChainMatch {
+            server_names: names,
+            ..Default::default()
+        }),
+        clusters,
+    );
+    chain.transport_socket = Some(socket);
+    Some(chain)
+}
+
+/// An AUTO_PASSTHROUGH server's chains: for each port of each service the
+/// server exposes (and each subset of its DestinationRule), the SNI name
+/// `outbound_.PORT_.SUBSET_.HOST` passed through to that cluster.
+fn auto_passthrough_chains(
+    model: &Model,
+    view: &ProxyView,
+    bound: &Bound,
+    seen: &mut BTreeSet<String>,
+) -> Vec<l::FilterChain> {
+    let mut out = Vec::new();
+    for svc in super::visible_services(model, view) {
+        if bound
+            .exposed(&svc.namespace, &svc.hostname)
+            .next()
+            .is_none()
+        {
+            continue;
+        }
+        let mut subsets = vec![String::new()];
+        if let Some(dr) = model.destination_rule(&svc.hostname, &view.namespace, &view.labels) {
+            subsets.extend(dr.spec.subsets.iter().map(|s| s.name.clone()));
+        }
+        for port in &svc.ports {
+            for subset in &subsets {
+                let sni = format!("outbound_.{}_.{subset}_.{}", port.number, svc.hostname);
+                if !seen.insert(sni.clone()) {
+                    continue;
+                }
+                let cluster = istio_names::outbound_cluster(port.number, subset, &svc.hostname);
+                out.push(bound.tcp_chain(
+                    Some(l::FilterChainMatch {
+                        server_names: vec![sni],
+                        ..Default::default()
+                    }),
+                    vec![(cluster, 100)],
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The filter chains of a passthrough server: one per `tls[]` match of a
@@ -343,10 +446,10 @@ fn passthrough_chains(
     out
 }
 
-/// A TCP server's one chain: the first `tcp[]` rule of a bound
-/// VirtualService (one of whose hosts the server exposes) whose match lets
-/// this Gateway and port in.
-fn tcp_chain(model: &Model, view: &ProxyView, bound: &Bound) -> Option<l::FilterChain> {
+/// Where a TCP server (or a TLS server terminating TLS) sends connections:
+/// the first `tcp[]` rule of a bound VirtualService (one of whose hosts the
+/// server exposes) whose match lets this Gateway and port in.
+fn tcp_clusters(model: &Model, view: &ProxyView, bound: &Bound) -> Option<Vec<(String, u32)>> {
     bound
         .virtual_services(model, view)
         .into_iter()
@@ -365,8 +468,7 @@ fn tcp_chain(model: &Model, view: &ProxyView, bound: &Bound) -> Option<l::Filter
                         .iter()
                         .any(|m| bound.admits(&m.gateways, m.port, &vs.namespace))
             })?;
-            let clusters = l4_clusters(model, &vs.namespace, &rule.route, bound.port());
-            Some(bound.tcp_chain(None, clusters))
+            Some(l4_clusters(model, &vs.namespace, &rule.route, bound.port()))
         })
 }
 
