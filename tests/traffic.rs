@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, mesh, Envoy, HttpClient, Shmesh, Upstream};
+use common::{eventually, free_port, http_get, mesh, Envoy, HttpClient, Shmesh, Upstream};
 
 struct Rig {
     upstreams: Vec<Upstream>,
@@ -458,4 +458,33 @@ fn route_features_take_effect() {
 
     let r = http_get(rig.listener, "reviews:9080", "/other", &[]).expect("request");
     assert_eq!(r.header("x-upstream"), Some("v2"));
+}
+
+/// A root VirtualService delegating `/v2` to a VirtualService of another
+/// namespace: its routes apply within the root's match, and a change to the
+/// delegate alone reaches Envoy.
+#[test]
+fn delegation_follows_the_delegate() {
+    let root = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: default}\nspec:\n  hosts: [reviews]\n  http:\n  - match: [{uri: {prefix: /v2}}]\n    delegate: {name: reviews-team, namespace: team}\n  - route: [{destination: {host: reviews, subset: v1}}]\n";
+    let delegate = |subset: &str| {
+        format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews-team, namespace: team}}\nspec:\n  http:\n  - match: [{{uri: {{prefix: /v2/admin}}}}]\n    directResponse: {{status: 403}}\n  - route: [{{destination: {{host: reviews.default.svc.cluster.local, subset: {subset}}}}}]\n")
+    };
+    let rig = rig(root, true);
+    let who = |path: &str| {
+        http_get(rig.listener, "reviews:9080", path, &[])
+            .map(|r| (r.status, r.header("x-upstream").map(String::from)))
+            .expect("request")
+    };
+    // No delegate yet: the delegating entry routes nothing, the rest does.
+    assert_eq!(who("/"), (200, Some("v1".to_string())));
+    mesh::write_atomic(rig.dir.path(), "team.yaml", &delegate("v2"));
+    eventually("/v2 follows the delegate", || {
+        who("/v2/page") == (200, Some("v2".to_string()))
+    });
+    assert_eq!(who("/v2/admin"), (403, None));
+    assert_eq!(who("/other"), (200, Some("v1".to_string())));
+    mesh::write_atomic(rig.dir.path(), "team.yaml", &delegate("v3"));
+    eventually("a change to the delegate alone reaches Envoy", || {
+        who("/v2/page") == (200, Some("v3".to_string()))
+    });
 }

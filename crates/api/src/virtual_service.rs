@@ -104,6 +104,19 @@ pub struct HttpRoute {
     pub fault: Option<HttpFaultInjection>,
     #[serde(default)]
     pub cors_policy: Option<CorsPolicy>,
+    /// The routes of another VirtualService (one without hosts) take this
+    /// entry's place, within its match.
+    #[serde(default)]
+    pub delegate: Option<Delegate>,
+}
+
+/// A VirtualService whose routes an entry of a root VirtualService takes.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Delegate {
+    pub name: String,
+    /// The root's namespace when unset.
+    pub namespace: Option<String>,
 }
 
 /// Cross-origin resource sharing for a route's browsers (Envoy's CORS
@@ -301,8 +314,47 @@ pub fn grpc_code(status: &str) -> Option<u32> {
 
 impl Validator {
     pub(crate) fn virtual_service(&mut self, vs: &VirtualServiceSpec) {
-        if vs.hosts.is_empty() {
-            self.err("spec.hosts", "at least one host is required");
+        // A VirtualService without hosts is a delegate: its routes are taken
+        // by root VirtualServices, within their matches (one level only).
+        let delegate = vs.hosts.is_empty();
+        if delegate {
+            if !vs.gateways.is_empty() {
+                self.err(
+                    "spec.gateways",
+                    "a delegate VirtualService (one without hosts) cannot name gateways",
+                );
+            }
+            if !vs.tcp.is_empty() || !vs.tls.is_empty() {
+                self.err(
+                    "spec",
+                    "a delegate VirtualService (one without hosts) holds http routes only",
+                );
+            }
+            if vs.http.is_empty() {
+                self.err("spec.hosts", "at least one host is required");
+            }
+        }
+        for (i, http) in vs.http.iter().enumerate() {
+            let Some(d) = &http.delegate else { continue };
+            let f = format!("spec.http[{i}]");
+            if delegate {
+                self.err(
+                    format!("{f}.delegate"),
+                    "a delegate VirtualService cannot delegate again",
+                );
+            }
+            if d.name.is_empty() {
+                self.err(
+                    format!("{f}.delegate.name"),
+                    "the delegate's name is required",
+                );
+            }
+            if !http.route.is_empty() || http.redirect.is_some() || http.direct_response.is_some() {
+                self.err(
+                    format!("{f}.delegate"),
+                    "a delegating route cannot also route, redirect or respond",
+                );
+            }
         }
         let mesh_bound = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
         for (i, h) in vs.hosts.iter().enumerate() {
@@ -403,7 +455,11 @@ impl Validator {
 
     pub(crate) fn http_route(&mut self, f: &str, http: &HttpRoute) {
         let has_route = !http.route.is_empty();
-        if !has_route && http.redirect.is_none() && http.direct_response.is_none() {
+        if !has_route
+            && http.redirect.is_none()
+            && http.direct_response.is_none()
+            && http.delegate.is_none()
+        {
             self.err(
                 f.to_string(),
                 "HTTP route, redirect or direct response is required",

@@ -147,10 +147,9 @@ impl<T: Clone + fmt::Debug + PartialEq> Policy<T> {
     }
 }
 
-/// A content hash of a spec. Specs are plain data with ordered maps, so their
-/// debug form is deterministic.
 /// A content hash of a spec: tells versions of an object apart where there
-/// is no generation.
+/// is no generation. Specs are plain data with ordered maps, so their debug
+/// form is deterministic.
 pub fn spec_version(spec: &impl fmt::Debug) -> String {
     format!(
         "{:016x}",
@@ -263,6 +262,8 @@ pub struct Model {
     tcp_routes: Store<TCPRoute>,
     tls_routes: Store<TLSRoute>,
     reference_grants: Store<ReferenceGrant>,
+    /// Root and delegate VirtualServices as written (`apply::Delegation`).
+    delegation: apply::Delegation,
     /// The Istio Gateways and VirtualServices the Gateway API objects mean,
     /// as last applied (`gateway_api`).
     converted: gateway_api::Converted,

@@ -7,6 +7,7 @@
 //! function reports.
 
 mod authorization;
+mod delegation;
 mod destination_rule;
 mod endpoint_slice;
 mod gateway;
@@ -17,6 +18,7 @@ mod service;
 mod service_entry;
 mod sidecar;
 mod virtual_service;
+pub(crate) use virtual_service::Delegation;
 mod workload_entry;
 
 #[cfg(test)]

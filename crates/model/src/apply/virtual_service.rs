@@ -1,20 +1,76 @@
 //! A VirtualService routes the hosts it names; only the virtual hosts of
 //! services those names cover need building again.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use shmesh_api::virtual_service::VirtualService;
 
+use super::delegation;
 use crate::store::Name;
 use crate::{hosts, Dirty, Model, Policy};
 
+/// VirtualServices that delegate and those delegated to, as written: a
+/// root is installed with its delegates' routes in place of its delegating
+/// entries (`delegation::expand`), and installed again when one of them
+/// changes; a delegate is never installed itself.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Delegation {
+    roots: BTreeMap<Name, VirtualService>,
+    delegates: BTreeMap<Name, VirtualService>,
+}
+
 impl Model {
-    /// Touches the host patterns the VirtualService named before and names now.
+    /// Applies a VirtualService: a delegate (no hosts) re-installs the roots
+    /// that name it; a root is installed with its delegates' routes; any
+    /// other is installed as written.
     pub(crate) fn apply_virtual_service(
         &mut self,
         name: Name,
         new: Option<&VirtualService>,
     ) -> Dirty {
+        let mut dirty = Dirty::default();
+        let is_delegate = new.is_some_and(|vs| vs.spec.hosts.is_empty());
+        let was_delegate = self.delegation.delegates.contains_key(&name);
+        if is_delegate || was_delegate {
+            match new.filter(|_| is_delegate) {
+                Some(vs) => self.delegation.delegates.insert(name.clone(), vs.clone()),
+                None => self.delegation.delegates.remove(&name),
+            };
+            let roots: Vec<Name> = self
+                .delegation
+                .roots
+                .iter()
+                .filter(|(root, vs)| delegation::names(vs, &root.0, &name))
+                .map(|(root, _)| root.clone())
+                .collect();
+            for root in roots {
+                let expanded = self
+                    .delegation
+                    .roots
+                    .get(&root)
+                    .map(|raw| delegation::expand(raw, &root.0, &self.delegation.delegates));
+                dirty.merge(self.install_virtual_service(root, expanded.as_ref()));
+            }
+            if is_delegate {
+                // Installed before as a VirtualService of its own: no more.
+                dirty.merge(self.install_virtual_service(name, None));
+                return dirty;
+            }
+        }
+        if let Some(root) = new.filter(|vs| vs.spec.http.iter().any(|h| h.delegate.is_some())) {
+            let expanded = delegation::expand(root, &name.0, &self.delegation.delegates);
+            self.delegation.roots.insert(name.clone(), root.clone());
+            dirty.merge(self.install_virtual_service(name, Some(&expanded)));
+            return dirty;
+        }
+        self.delegation.roots.remove(&name);
+        dirty.merge(self.install_virtual_service(name, new));
+        dirty
+    }
+
+    /// Touches the host patterns the VirtualService named before and names now.
+    fn install_virtual_service(&mut self, name: Name, new: Option<&VirtualService>) -> Dirty {
         let mut dirty = Dirty::default();
         let Some(vs) = new else {
             if let Some(old) = self.virtual_services.remove(&name) {
