@@ -380,138 +380,20 @@ fn convert(model: &Model) -> Converted {
     let mut listeners: Vec<Attachable> = Vec::new();
     let mut gateway_status: Vec<GatewayStatus> = Vec::new();
     for gw in model.kubernetes_gateways.values() {
-        if !ours.contains_key(gw.spec.gateway_class_name.as_str()) {
+        let Some(class) = ours.get(gw.spec.gateway_class_name.as_str()) else {
             continue;
-        }
-        let namespace = namespace_of(&gw.metadata);
-        let mut servers: Vec<Value> = Vec::new();
-        let mut statuses = Vec::new();
-        let mut seen: Vec<&Listener> = Vec::new();
-        for (index, l) in gw.spec.listeners.iter().enumerate() {
-            let field = format!("spec.listeners[{index}]");
-            let passthrough = Attachable::passthrough(l);
-            let kinds = listener_kinds(l, passthrough);
-            let mut conditions = Vec::new();
-            let conflict = seen.iter().find_map(|other| conflict(other, l));
-            let supported = !RouteKind::for_listener(&l.protocol, passthrough).is_empty();
-            conditions.push(if supported {
-                Condition::new("Accepted", true, "Accepted", "listener accepted".into())
-            } else {
-                Condition::new(
-                    "Accepted",
-                    false,
-                    "UnsupportedProtocol",
-                    format!("protocol {} is not served", l.protocol),
-                )
-                .at(format!("{field}.protocol"))
-            });
-            conditions.push(match conflict {
-                Some((reason, other)) => Condition::new(
-                    "Conflicted",
-                    true,
-                    reason,
-                    format!(
-                        "port {} is already taken by listener {other:?} in a way this one cannot share",
-                        l.port
-                    ),
-                )
-                .at(format!("{field}.port")),
-                None => Condition::new("Conflicted", false, "NoConflicts", "no conflicts".into()),
-            });
-            let certificate = certificate_of(model, gw, l, passthrough);
-            // A missing Secret is said in the status but does not keep the
-            // listener from being served: the Secret may come later (and
-            // the proxy waits for it over SDS).
-            let missing = match certificate {
-                Ok(Some(name)) if model.secret(namespace, name).is_none() => Some(name),
-                _ => None,
-            };
-            conditions.push(match (&certificate, missing) {
-                (Ok(_), Some(name)) => Condition::new(
-                    "ResolvedRefs",
-                    false,
-                    "InvalidCertificateRef",
-                    format!("Secret {namespace}/{name} does not exist"),
-                )
-                .at(format!("{field}.tls.certificateRefs[0]")),
-                (Ok(_), None) => Condition::new(
-                    "ResolvedRefs",
-                    true,
-                    "ResolvedRefs",
-                    "references resolved".into(),
-                ),
-                (Err((reason, message)), _) => {
-                    Condition::new("ResolvedRefs", false, reason, message.clone())
-                        .at(format!("{field}.tls.certificateRefs"))
-                }
-            });
-            let programmed = supported && conflict.is_none() && certificate.is_ok();
-            if programmed {
-                if let Ok(cert) = certificate {
-                    servers.push(server(l, cert, gw.spec.bind_address()));
-                }
-                seen.push(l);
-            }
-            statuses.push(ListenerStatus {
-                name: l.name.clone(),
-                attached_routes: 0,
-                supported_kinds: kinds.iter().map(|k| k.kind().as_str()).collect(),
-                conditions,
-                programmed,
-            });
-            listeners.push(Attachable {
-                gateway: gw,
-                index,
-                listener: l,
-                programmed,
-                kinds,
-                attached: 0,
-            });
-        }
-        let istio_name = istio_gateway_name(&gw.metadata.name);
-        let accepted = if servers.is_empty() {
-            Condition::new(
-                "Accepted",
-                false,
-                "ListenersNotValid",
-                "no listener of the Gateway can be served".into(),
-            )
-            .at("spec.listeners")
-        } else {
-            Condition::new(
-                "Accepted",
-                true,
-                "Accepted",
-                format!("served as Istio Gateway {istio_name}"),
-            )
         };
-        gateway_status.push(GatewayStatus {
-            namespace: namespace.to_string(),
-            name: gw.metadata.name.clone(),
-            generation: gw.metadata.generation,
-            controller: ours
-                .get(gw.spec.gateway_class_name.as_str())
-                .map(|c| c.spec.controller_name.clone())
-                .unwrap_or_default(),
-            istio_gateway: istio_name.clone(),
-            addresses: gw.spec.addresses.iter().map(|a| a.value.clone()).collect(),
-            conditions: vec![accepted],
-            listeners: statuses,
-        });
-        if servers.is_empty() {
-            continue;
-        }
-        let istio = json!({
-            "metadata": {"name": istio_name, "namespace": namespace,
-                         "generation": gw.metadata.generation},
-            "spec": {"selector": {GATEWAY_NAME_LABEL: gw.metadata.name}, "servers": servers},
-        });
-        if let Ok(istio) = serde_json::from_value::<Gateway>(istio) {
-            out.gateways
-                .insert((namespace.to_string(), istio.metadata.name.clone()), istio);
+        let (status, istio, attachable) = gateway(model, gw, class);
+        gateway_status.push(status);
+        listeners.extend(attachable);
+        if let Some(istio) = istio {
+            let name = (
+                namespace_of(&gw.metadata).to_string(),
+                istio.metadata.name.clone(),
+            );
+            out.gateways.insert(name, istio);
         }
     }
-
     let mut collected = Collected::default();
     let routes = all_routes(model);
     for (route, rules) in &routes {
@@ -588,6 +470,13 @@ fn convert(model: &Model) -> Converted {
     }
     out.status.gateways = gateway_status;
 
+    virtual_services(collected, &mut out);
+    out
+}
+
+/// The VirtualServices of the rules collected at Gateways and Services,
+/// and of TCP and TLS routes, into `out`; each route learns which it fed.
+fn virtual_services(collected: Collected, out: &mut Converted) {
     let mut fed: BTreeMap<Name, Vec<(Kind, String, String)>> = BTreeMap::new();
     for ((ns, gw, host), entries) in collected.at_gateways {
         let istio = istio_gateway_name(&gw);
@@ -632,7 +521,142 @@ fn convert(model: &Model) -> Converted {
             }
         }
     }
-    out
+}
+
+/// A Gateway of one of shmesh's classes: its status, the Istio Gateway it
+/// becomes (`None` when no listener can be served) and its listeners as
+/// routes may attach to them.
+fn gateway<'a>(
+    model: &Model,
+    gw: &'a KubernetesGateway,
+    class: &GatewayClass,
+) -> (GatewayStatus, Option<Gateway>, Vec<Attachable<'a>>) {
+    let namespace = namespace_of(&gw.metadata);
+    let mut servers: Vec<Value> = Vec::new();
+    let mut statuses = Vec::new();
+    let mut seen: Vec<&Listener> = Vec::new();
+    let mut attachable = Vec::new();
+    for (index, l) in gw.spec.listeners.iter().enumerate() {
+        let field = format!("spec.listeners[{index}]");
+        let passthrough = Attachable::passthrough(l);
+        let kinds = listener_kinds(l, passthrough);
+        let mut conditions = Vec::new();
+        let conflict = seen.iter().find_map(|other| conflict(other, l));
+        let supported = !RouteKind::for_listener(&l.protocol, passthrough).is_empty();
+        conditions.push(if supported {
+            Condition::new("Accepted", true, "Accepted", "listener accepted".into())
+        } else {
+            Condition::new(
+                "Accepted",
+                false,
+                "UnsupportedProtocol",
+                format!("protocol {} is not served", l.protocol),
+            )
+            .at(format!("{field}.protocol"))
+        });
+        conditions.push(match conflict {
+            Some((reason, other)) => Condition::new(
+                "Conflicted",
+                true,
+                reason,
+                format!(
+                    "port {} is already taken by listener {other:?} in a way this one cannot share",
+                    l.port
+                ),
+            )
+            .at(format!("{field}.port")),
+            None => Condition::new("Conflicted", false, "NoConflicts", "no conflicts".into()),
+        });
+        let certificate = certificate_of(model, gw, l, passthrough);
+        // A missing Secret is said in the status but does not keep the
+        // listener from being served: the Secret may come later (and
+        // the proxy waits for it over SDS).
+        let missing = match certificate {
+            Ok(Some(name)) if model.secret(namespace, name).is_none() => Some(name),
+            _ => None,
+        };
+        conditions.push(match (&certificate, missing) {
+            (Ok(_), Some(name)) => Condition::new(
+                "ResolvedRefs",
+                false,
+                "InvalidCertificateRef",
+                format!("Secret {namespace}/{name} does not exist"),
+            )
+            .at(format!("{field}.tls.certificateRefs[0]")),
+            (Ok(_), None) => Condition::new(
+                "ResolvedRefs",
+                true,
+                "ResolvedRefs",
+                "references resolved".into(),
+            ),
+            (Err((reason, message)), _) => {
+                Condition::new("ResolvedRefs", false, reason, message.clone())
+                    .at(format!("{field}.tls.certificateRefs"))
+            }
+        });
+        let programmed = supported && conflict.is_none() && certificate.is_ok();
+        if programmed {
+            if let Ok(cert) = certificate {
+                servers.push(server(l, cert, gw.spec.bind_address()));
+            }
+            seen.push(l);
+        }
+        statuses.push(ListenerStatus {
+            name: l.name.clone(),
+            attached_routes: 0,
+            supported_kinds: kinds.iter().map(|k| k.kind().as_str()).collect(),
+            conditions,
+            programmed,
+        });
+        attachable.push(Attachable {
+            gateway: gw,
+            index,
+            listener: l,
+            programmed,
+            kinds,
+            attached: 0,
+        });
+    }
+    let istio_name = istio_gateway_name(&gw.metadata.name);
+    let accepted = if servers.is_empty() {
+        Condition::new(
+            "Accepted",
+            false,
+            "ListenersNotValid",
+            "no listener of the Gateway can be served".into(),
+        )
+        .at("spec.listeners")
+    } else {
+        Condition::new(
+            "Accepted",
+            true,
+            "Accepted",
+            format!("served as Istio Gateway {istio_name}"),
+        )
+    };
+    let status = GatewayStatus {
+        namespace: namespace.to_string(),
+        name: gw.metadata.name.clone(),
+        generation: gw.metadata.generation,
+        controller: class.spec.controller_name.clone(),
+        istio_gateway: istio_name.clone(),
+        addresses: gw.spec.addresses.iter().map(|a| a.value.clone()).collect(),
+        conditions: vec![accepted],
+        listeners: statuses,
+    };
+    if servers.is_empty() {
+        return (status, None, attachable);
+    }
+    let istio = json!({
+        "metadata": {"name": istio_name, "namespace": namespace,
+                     "generation": gw.metadata.generation},
+        "spec": {"selector": {GATEWAY_NAME_LABEL: gw.metadata.name}, "servers": servers},
+    });
+    (
+        status,
+        serde_json::from_value::<Gateway>(istio).ok(),
+        attachable,
+    )
 }
 
 /// The route kinds a listener takes: `allowedRoutes.kinds` among those its
