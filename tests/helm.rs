@@ -2,7 +2,7 @@
 //! them, checked with a real Helm 3 (`HELM_BIN`, `helm` on PATH,
 //! `target/helm/helm`, or installed there by `.ci/install-helm`).
 //!
-//! - `helm lint --strict` passes.
+//! - `helm lint --strict` passes (also with the ingress gateway on).
 //! - `helm template shmesh manifests/helm/shmesh --namespace istio-system
 //!   --include-crds` renders exactly the objects of `manifests/*.yaml` and
 //!   `manifests/crds/*.yaml`: the same (apiVersion, kind, namespace, name) set
@@ -12,6 +12,13 @@
 //! - Every object survives a round trip through its k8s-openapi type, so a
 //!   misspelt or misplaced field (which the API server would drop or reject)
 //!   fails here.
+//! - The ingress gateway (`gateways.ingress`) renders only when enabled; its
+//!   Envoy is a `router` node with the configured labels, bootstrapped as
+//!   `shmesh bootstrap` would (compared field by field), with no RBAC and no
+//!   privileges; and a real Envoy started as the chart starts it serves an
+//!   Istio Gateway and a Gateway API Gateway from a real `shmesh serve`.
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -556,13 +563,18 @@ fn check_typed(objects: &BTreeMap<Key, Value>) {
 
 #[test]
 fn helm_lint_passes() {
-    let out = helm_run(&["lint", "--strict", CHART]);
-    assert!(
-        out.stdout.contains("0 chart(s) failed"),
-        "{}{}",
-        out.stdout,
-        out.stderr
-    );
+    // With the defaults, and with the optional ingress gateway.
+    for extra in [&[][..], &["--set", "gateways.ingress.enabled=true"]] {
+        let mut args = vec!["lint", "--strict", CHART];
+        args.extend_from_slice(extra);
+        let out = helm_run(&args);
+        assert!(
+            out.stdout.contains("0 chart(s) failed"),
+            "{}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
 }
 
 #[test]
@@ -975,4 +987,576 @@ fn the_ca_runs_from_a_secret_with_token_review_and_15012() {
     for flag in args.iter().filter(|a| a.starts_with("--")) {
         assert!(help.contains(flag.as_str()), "shmesh serve has no {flag}");
     }
+}
+
+/// The objects of the ingress gateway named `name`: (ServiceAccount,
+/// ConfigMap of the bootstrap, Deployment, Service), all in `namespace`.
+fn gateway_objects<'a>(
+    objects: &'a BTreeMap<Key, Value>,
+    name: &str,
+    namespace: &str,
+) -> [&'a Value; 4] {
+    let get = |api: &str, kind: &str, name: &str| {
+        let key = (api.into(), kind.into(), namespace.into(), name.into());
+        objects
+            .get(&key)
+            .unwrap_or_else(|| panic!("no {}", show(&key)))
+    };
+    [
+        get("v1", "ServiceAccount", name),
+        get("v1", "ConfigMap", &format!("{name}-bootstrap")),
+        get("apps/v1", "Deployment", name),
+        get("v1", "Service", name),
+    ]
+}
+
+/// What the kubelet does to a container's args: `$(VAR)` becomes the value
+/// of the container's variable VAR and `$$` a `$`. It leaves a reference to
+/// an unknown variable as it is, which would reach Envoy verbatim, so that
+/// is a failure here.
+fn expand(arg: &str, env: &BTreeMap<&str, &str>) -> String {
+    let mut out = String::new();
+    let mut rest = arg;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some((name, after)) = rest.strip_prefix("$(").and_then(|r| r.split_once(')'))
+        {
+            let value = env
+                .get(name)
+                .unwrap_or_else(|| panic!("$({name}) in {arg:?} is no variable of the container"));
+            out.push_str(value);
+            rest = after;
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out + rest
+}
+
+/// The Envoy container's args with the kubelet's expansion, for a pod
+/// `pod` of namespace `namespace` at `ip`. Every variable they use must be
+/// one the container defines, from the downward API field Istio's agent
+/// reads it from.
+fn envoy_args(deployment: &Value, pod: &str, namespace: &str, ip: &str) -> Vec<String> {
+    let c = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut env = BTreeMap::new();
+    for var in c["env"].as_array().expect("env") {
+        let name = var["name"].as_str().expect("env name");
+        let field = var["valueFrom"]["fieldRef"]["fieldPath"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} is not from the downward API"));
+        let value = match (name, field) {
+            ("POD_NAME", "metadata.name") => pod,
+            ("POD_NAMESPACE", "metadata.namespace") => namespace,
+            ("INSTANCE_IP", "status.podIP") => ip,
+            _ => panic!("unexpected variable {name} from {field}"),
+        };
+        env.insert(name, value);
+    }
+    strs(&c["args"]).iter().map(|a| expand(a, &env)).collect()
+}
+
+/// The value after `flag` in `args`.
+fn after<'a>(args: &'a [String], flag: &str) -> &'a str {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .unwrap_or_else(|| panic!("no {flag} in {args:?}"))
+}
+
+/// The Envoy bootstrap of the gateway's ConfigMap, as JSON.
+fn gateway_bootstrap(configmap: &Value) -> Value {
+    let text = configmap["data"]["bootstrap.yaml"]
+        .as_str()
+        .expect("data.bootstrap.yaml");
+    serde_norway::from_str(text).expect("the bootstrap is YAML")
+}
+
+/// The entry of a JSON array whose `name` is `name`.
+fn named<'a>(list: &'a mut Value, name: &str) -> &'a mut Value {
+    list.as_array_mut()
+        .expect("a list")
+        .iter_mut()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+/// Nothing of a gateway renders unless asked for: the default render (which
+/// must equal the plain manifests) has no Envoy, and its only Deployment,
+/// Service and ServiceAccount are shmesh's own.
+#[test]
+fn no_gateway_renders_by_default() {
+    let objects = render_default();
+    for kind in ["Deployment", "Service", "ServiceAccount"] {
+        let names: Vec<&str> = objects
+            .keys()
+            .filter(|k| k.1 == kind)
+            .map(|k| k.3.as_str())
+            .collect();
+        assert_eq!(names, ["shmesh"], "{kind}");
+    }
+    for (key, doc) in &objects {
+        let text = doc.to_string();
+        assert!(
+            !key.3.contains("ingressgateway")
+                && !text.contains("envoyproxy/envoy")
+                && !text.contains("router~"),
+            "{} is part of a gateway",
+            show(key)
+        );
+    }
+}
+
+/// `gateways.ingress.enabled=true`: a ServiceAccount, a bootstrap ConfigMap,
+/// a Deployment of Envoy and a LoadBalancer Service, named
+/// istio-ingressgateway in the release namespace, as Istio's are.
+///
+/// - Each pod is a `router` node
+///   (`router~$(INSTANCE_IP)~$(POD_NAME).$(POD_NAMESPACE)~...`, the
+///   variables from the downward API and expanded by the kubelet) with the
+///   `labels` value as its LABELS, which Istio Gateways' selectors match;
+///   the same labels are on the pods and in the Service's selector.
+/// - Its bootstrap is what `shmesh bootstrap` prints for that node, but for
+///   the documented differences: shmesh found by DNS at the release's
+///   Service (xDS port 15010), listeners and clusters awaited without a
+///   timeout, and a status listener on 15021 passing `/healthz/ready` (the
+///   readiness probe) to the admin's `/ready`, the admin staying on
+///   127.0.0.1.
+/// - Least privilege: no RBAC names the gateway's ServiceAccount (the
+///   grants are shmesh's alone), no API token is mounted, the container runs
+///   as a non-root user with a read-only root filesystem and no
+///   capabilities, and listens on ports from 1024 up only (Istio's 8080 and
+///   8443 behind the Service's 80 and 443).
+#[test]
+fn an_ingress_gateway_is_an_envoy_router_node_of_shmesh() {
+    let objects = render(
+        "shmesh",
+        "istio-system",
+        &["--set", "gateways.ingress.enabled=true"],
+    );
+    check_typed(&objects);
+    assert_eq!(grants(&objects), expected_grants(true));
+    check_bindings(&objects, "shmesh", "istio-system");
+    for (key, doc) in objects.iter().filter(|(k, _)| k.1.ends_with("RoleBinding")) {
+        for subject in doc["subjects"].as_array().expect("subjects") {
+            assert_ne!(
+                subject["name"],
+                "istio-ingressgateway",
+                "{} binds the gateway",
+                show(key)
+            );
+        }
+    }
+    let [account, configmap, deployment, service] =
+        gateway_objects(&objects, "istio-ingressgateway", "istio-system");
+    assert_eq!(account["automountServiceAccountToken"], false);
+
+    let labels = json!({"istio": "ingressgateway", "app": "istio-ingressgateway"});
+    let template = &deployment["spec"]["template"];
+    let pod_labels = template["metadata"]["labels"].as_object().expect("labels");
+    for (k, v) in labels.as_object().expect("labels") {
+        assert_eq!(pod_labels.get(k), Some(v), "pod label {k}");
+    }
+    for (k, v) in deployment["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels")
+    {
+        assert_eq!(pod_labels.get(k), Some(v), "selector {k}");
+    }
+    assert_eq!(
+        service["spec"]["selector"], template["metadata"]["labels"],
+        "the Service selects the gateway's pods by all their labels"
+    );
+
+    let pod = &template["spec"];
+    assert_eq!(pod["serviceAccountName"], "istio-ingressgateway");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert!(pod.get("initContainers").is_none());
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(c["image"], "envoyproxy/envoy:v1.40-latest");
+    assert_eq!(c["command"], json!(["envoy"]));
+    let args = envoy_args(deployment, "ingress-7d9f", "istio-system", "10.1.2.3");
+    let node_id = "router~10.1.2.3~ingress-7d9f.istio-system~istio-system.svc.cluster.local";
+    assert_eq!(
+        args,
+        [
+            "-c",
+            "/etc/envoy/bootstrap.yaml",
+            "--config-yaml",
+            &json!({"node": {
+                "id": node_id,
+                "cluster": node_id,
+                "metadata": {"NAMESPACE": "istio-system", "INSTANCE_IPS": "10.1.2.3", "LABELS": labels},
+            }})
+            .to_string(),
+            "--disable-hot-restart",
+            "--concurrency",
+            "2",
+        ]
+    );
+    let overlay: Value = serde_json::from_str(after(&args, "--config-yaml")).expect("JSON");
+    assert!(overlay["node"]["id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("router~")));
+    assert!(c["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .contains(&json!({"name": "bootstrap", "mountPath": "/etc/envoy", "readOnly": true})));
+    assert!(pod["volumes"].as_array().expect("volumes").contains(
+        &json!({"name": "bootstrap", "configMap": {"name": "istio-ingressgateway-bootstrap"}})
+    ));
+
+    // The same bootstrap as `shmesh bootstrap` gives this node, once the
+    // chart's documented differences are undone.
+    let mut chart = gateway_bootstrap(configmap);
+    chart["node"] = overlay["node"].clone();
+    for config in ["cds_config", "lds_config"] {
+        let config = &mut chart["dynamic_resources"][config];
+        assert_eq!(config["initial_fetch_timeout"], "0s");
+        config
+            .as_object_mut()
+            .expect("config")
+            .remove("initial_fetch_timeout");
+    }
+    let admin_addr = json!({"socket_address": {"address": "127.0.0.1", "port_value": 15000}});
+    assert_eq!(chart["admin"]["address"], admin_addr);
+    let statics = &mut chart["static_resources"];
+    let mut listeners = statics
+        .as_object_mut()
+        .expect("static_resources")
+        .remove("listeners")
+        .expect("listeners");
+    let status = named(&mut listeners, "status");
+    assert_eq!(
+        status["address"],
+        json!({"socket_address": {"address": "0.0.0.0", "port_value": 15021}})
+    );
+    let hcm = &status["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(
+        hcm["route_config"]["virtual_hosts"][0]["routes"],
+        json!([{"match": {"path": "/healthz/ready"}, "route": {"cluster": "admin", "prefix_rewrite": "/ready"}}]),
+        "the status listener passes the readiness path alone to the admin"
+    );
+    let clusters = statics["clusters"].as_array_mut().expect("clusters");
+    let admin = clusters.remove(
+        clusters
+            .iter()
+            .position(|c| c["name"] == "admin")
+            .expect("admin cluster"),
+    );
+    assert_eq!(
+        admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
+        admin_addr
+    );
+    let xds = named(&mut statics["clusters"], "xds-grpc");
+    assert_eq!(xds["type"], "STRICT_DNS");
+    assert_eq!(xds["dns_lookup_family"], "V4_PREFERRED");
+    xds["type"] = json!("STATIC");
+    xds.as_object_mut()
+        .expect("cluster")
+        .remove("dns_lookup_family");
+    let socket = &mut xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        ["address"]["socket_address"];
+    assert_eq!(
+        *socket,
+        json!({"address": "shmesh.istio-system.svc", "port_value": 15010}),
+        "shmesh's Service, on its xDS port"
+    );
+    socket["address"] = json!("10.96.0.10");
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_shmesh")).args([
+            "bootstrap",
+            "--node",
+            node_id,
+            "--namespace",
+            "istio-system",
+            "--ip",
+            "10.1.2.3",
+            "--label",
+            "istio=ingressgateway",
+            "--label",
+            "app=istio-ingressgateway",
+            "--xds-addr",
+            "10.96.0.10:15010",
+        ]),
+        LIMIT,
+    );
+    assert!(out.status.success(), "shmesh bootstrap: {}", out.stderr);
+    let printed: Value = serde_json::from_str(&out.stdout).expect("bootstrap JSON");
+    let d = differences(&printed, &chart);
+    assert!(
+        d.is_empty(),
+        "the chart's bootstrap drifted from `shmesh bootstrap` (printed vs chart):\n  {}",
+        d.join("\n  ")
+    );
+    let shmesh_service = find(&objects, "Service", "shmesh");
+    assert!(shmesh_service["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .any(|p| p["name"] == "grpc-xds" && p["port"] == 15010));
+
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({"path": "/healthz/ready", "port": 15021})
+    );
+    let pod_sc = &pod["securityContext"];
+    assert_eq!(pod_sc["runAsNonRoot"], true);
+    assert!(pod_sc["runAsUser"].as_i64().is_some_and(|u| u > 0));
+    assert_eq!(pod_sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(pod_sc.get("sysctls").is_none());
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"], json!({"drop": ["ALL"]}));
+    let container_ports: BTreeMap<&str, i64> = c["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().expect("name"),
+                p["containerPort"].as_i64().expect("containerPort"),
+            )
+        })
+        .collect();
+    assert!(container_ports.values().all(|&p| p >= 1024));
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([
+            {"name": "status-port", "port": 15021, "targetPort": 15021, "protocol": "TCP"},
+            {"name": "http2", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+            {"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"},
+        ])
+    );
+    for port in service["spec"]["ports"].as_array().expect("ports") {
+        let name = port["name"].as_str().expect("name");
+        assert_eq!(
+            Some(&port["targetPort"]),
+            container_ports.get(name).map(|p| json!(p)).as_ref()
+        );
+    }
+}
+
+/// A gateway for the Gateway API Gateway `web` of namespace `edge`: its
+/// proxies carry `gateway.networking.k8s.io/gateway-name: web` (the Istio
+/// defaults dropped with `null`), live in `edge` while shmesh is another
+/// release in `control`, which the bootstrap reaches by its Service's name
+/// there; `lowPorts` lets the non-root Envoy bind 80 and 443 by the pod's
+/// sysctl, still with no capability.
+#[test]
+fn a_gateway_api_gateway_gets_its_own_proxies() {
+    let objects = render(
+        "mesh",
+        "control",
+        &[
+            "--set",
+            "gateways.ingress.enabled=true",
+            "--set",
+            "gateways.ingress.name=web-gateway",
+            "--set",
+            "gateways.ingress.namespace=edge",
+            "--set",
+            "gateways.ingress.labels.gateway\\.networking\\.k8s\\.io/gateway-name=web",
+            "--set",
+            "gateways.ingress.labels.istio=null",
+            "--set",
+            "gateways.ingress.labels.app=null",
+            "--set",
+            "gateways.ingress.lowPorts=true",
+            "--set",
+            "gateways.ingress.service.type=ClusterIP",
+            "--set",
+            "gateways.ingress.replicas=3",
+        ],
+    );
+    check_typed(&objects);
+    assert_eq!(grants(&objects), expected_grants(true));
+    check_bindings(&objects, "mesh-shmesh", "control");
+    let [_, configmap, deployment, service] = gateway_objects(&objects, "web-gateway", "edge");
+    let labels = json!({"gateway.networking.k8s.io/gateway-name": "web"});
+    let template = &deployment["spec"]["template"];
+    assert_eq!(
+        template["metadata"]["labels"],
+        json!({
+            "gateway.networking.k8s.io/gateway-name": "web",
+            "app.kubernetes.io/name": "web-gateway",
+            "app.kubernetes.io/instance": "mesh",
+        })
+    );
+    assert_eq!(service["spec"]["selector"], template["metadata"]["labels"]);
+    assert_eq!(service["spec"]["type"], "ClusterIP");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let args = envoy_args(deployment, "web-gateway-1", "edge", "10.1.2.4");
+    let overlay: Value = serde_json::from_str(after(&args, "--config-yaml")).expect("JSON");
+    assert_eq!(
+        overlay["node"]["id"],
+        "router~10.1.2.4~web-gateway-1.edge~edge.svc.cluster.local"
+    );
+    assert_eq!(overlay["node"]["metadata"]["LABELS"], labels);
+    assert_eq!(overlay["node"]["metadata"]["NAMESPACE"], "edge");
+    let mut bootstrap = gateway_bootstrap(configmap);
+    assert_eq!(
+        named(&mut bootstrap["static_resources"]["clusters"], "xds-grpc")["load_assignment"]
+            ["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
+        json!({"socket_address": {"address": "mesh-shmesh.control.svc", "port_value": 15010}})
+    );
+    let pod = &template["spec"];
+    assert_eq!(
+        pod["securityContext"]["sysctls"],
+        json!([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}])
+    );
+    assert_eq!(
+        pod["containers"][0]["securityContext"]["capabilities"],
+        json!({"drop": ["ALL"]})
+    );
+}
+
+/// The chart's gateway, run: a real Envoy started as the chart starts it
+/// (the ConfigMap's bootstrap, the Deployment's `--config-yaml` node with
+/// the kubelet's expansion for pod `ingress-1` of istio-system at
+/// 127.0.0.1), reaching a real `shmesh serve` by DNS (`xds.address`
+/// localhost), serves both an Istio Gateway selecting `istio:
+/// ingressgateway` and the Gateway API Gateway `api` (the label
+/// `gateway.networking.k8s.io/gateway-name: api` added in values). Its
+/// readiness path answers 200 once it is configured, and the status port
+/// exposes nothing else of the admin. Only ports differ from the pod: the
+/// admin's, the status listener's (on 127.0.0.1) and the Gateways', which
+/// are picked at run time.
+#[test]
+fn the_rendered_gateway_serves_istio_and_gateway_api_gateways() {
+    use common::{free_port, http_get, mesh, Envoy, EnvoyOptions, Shmesh, Upstream};
+
+    let web = Upstream::start("127.0.0.61", "web");
+    let [istio_port, api_port, admin_port, status_port] = [(); 4].map(|_| free_port("127.0.0.1"));
+    let config = format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: 8080}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web-1, namespace: shop, labels: {{app: web}}}}
+status: {{podIP: {ip}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: shop, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}}}]
+endpoints:
+- addresses: [{ip}]
+  conditions: {{ready: true}}
+  targetRef: {{kind: Pod, name: web-1, namespace: shop}}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: public, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {istio_port}, name: http, protocol: HTTP}}
+    bind: 127.0.0.1
+    hosts: [shop/web.example.com]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: web, namespace: shop}}
+spec:
+  hosts: [web.example.com]
+  gateways: [istio-system/public]
+  http: [{{route: [{{destination: {{host: web}}}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: istio}}
+spec: {{controllerName: istio.io/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: api, namespace: istio-system}}
+spec:
+  gatewayClassName: istio
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners:
+  - {{name: http, port: {api_port}, protocol: HTTP, allowedRoutes: {{namespaces: {{from: All}}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: api, namespace: shop}}
+spec:
+  parentRefs: [{{name: api, namespace: istio-system}}]
+  hostnames: [api.example.com]
+  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+",
+        ip = web.addr().ip(),
+        port = web.addr().port(),
+    );
+    let dir = tempfile::tempdir().expect("config dir");
+    mesh::write_atomic(dir.path(), "mesh.yaml", &config);
+    let shmesh = Shmesh::start(dir.path());
+
+    let objects = render(
+        "shmesh",
+        "istio-system",
+        &[
+            "--set",
+            "gateways.ingress.enabled=true",
+            "--set",
+            "gateways.ingress.labels.gateway\\.networking\\.k8s\\.io/gateway-name=api",
+            "--set",
+            "gateways.ingress.xds.address=localhost",
+            "--set",
+            &format!("gateways.ingress.xds.port={}", shmesh.xds.port()),
+        ],
+    );
+    let [_, configmap, deployment, _] =
+        gateway_objects(&objects, "istio-ingressgateway", "istio-system");
+    let mut bootstrap = gateway_bootstrap(configmap);
+    bootstrap["admin"]["address"]["socket_address"]["port_value"] = json!(admin_port);
+    named(&mut bootstrap["static_resources"]["clusters"], "admin")["load_assignment"]
+        ["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+        ["port_value"] = json!(admin_port);
+    named(&mut bootstrap["static_resources"]["listeners"], "status")["address"] =
+        json!({"socket_address": {"address": "127.0.0.1", "port_value": status_port}});
+    let args = envoy_args(deployment, "ingress-1", "istio-system", "127.0.0.1");
+    let envoy = Envoy::start_with(
+        &bootstrap,
+        EnvoyOptions {
+            extra_args: vec!["--config-yaml".into(), after(&args, "--config-yaml").into()],
+            ..EnvoyOptions::default()
+        },
+    );
+
+    let status: std::net::SocketAddr = ([127, 0, 0, 1], status_port).into();
+    common::eventually("the gateway's readiness path answers 200", || {
+        http_get(status, "status", "/healthz/ready", &[]).is_ok_and(|r| r.status == 200)
+    });
+    for (port, host) in [
+        (istio_port, "web.example.com"),
+        (api_port, "api.example.com"),
+    ] {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        common::eventually(&format!("{host} through the gateway"), || {
+            http_get(addr, host, "/", &[]).is_ok_and(|r| r.status == 200 && r.body == "web")
+        });
+    }
+    for path in ["/stats", "/config_dump", "/ready", "/quitquitquit"] {
+        let r = http_get(status, "status", path, &[]).expect("status port");
+        assert_eq!(r.status, 404, "{path} on the status port");
+    }
+    assert!(envoy.exit_status().is_none(), "Envoy is still running");
+    drop(envoy);
+    drop(shmesh);
 }
