@@ -63,12 +63,20 @@ pub struct GatewayAddress {
 }
 
 impl KubernetesGatewaySpec {
-    /// The first IP address the Gateway names.
+    /// The address the Gateway's listeners bind: its first IP address when
+    /// that is a loopback address (a gateway run beside its clients, as in
+    /// local runs and tests). Any other address belongs to the Service in
+    /// front of the gateway's pods, and the listeners take every address
+    /// of the pod, as istiod has them.
     pub fn bind_address(&self) -> Option<&str> {
         self.addresses
             .iter()
             .find(|a| a.address_type.as_deref().unwrap_or("IPAddress") == "IPAddress")
             .map(|a| a.value.as_str())
+            .filter(|a| {
+                a.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+            })
     }
 }
 

@@ -12,7 +12,7 @@
 //!   `gateway.networking.k8s.io/gateway-name: NAME`; each listener that
 //!   does not conflict with an earlier one is a server (HTTPS with the
 //!   Secret of its first `certificateRefs` entry, TLS passthrough, TCP),
-//!   bound to the Gateway's first IP address if it names one.
+//!   bound to the Gateway's first IP address if that is a loopback one.
 //! - A route attaches to the listeners its parentRef picks (all, or the one
 //!   `sectionName` or `port` names) that take its kind, admit its namespace
 //!   (`allowedRoutes`) and share a hostname with it. HTTPRoutes and
