@@ -48,6 +48,9 @@ struct Ports {
     tcp: u16,
     tls_terminated: u16,
     auto: u16,
+    /// Where the gateway listens for its server port 18080: the target port
+    /// of its own Service `edge/ingress`.
+    mapped: u16,
 }
 
 fn gateway(ports: &Ports) -> String {
@@ -58,6 +61,7 @@ fn gateway(ports: &Ports) -> String {
         tcp: tcp_port,
         tls_terminated,
         auto,
+        mapped,
     } = ports;
     format!(
         "apiVersion: networking.istio.io/v1
@@ -92,6 +96,16 @@ spec:
     bind: 127.0.0.1
     hosts: [\"shop/*\"]
     tls: {{mode: AUTO_PASSTHROUGH}}
+  - port: {{number: 18080, name: http-mapped, protocol: HTTP}}
+    bind: 127.0.0.1
+    hosts: [shop/web.example.com]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: ingress, namespace: edge}}
+spec:
+  selector: {{istio: ingressgateway}}
+  ports: [{{name: http-mapped, port: 18080, targetPort: {mapped}}}]
 ---
 "
     )
@@ -224,8 +238,8 @@ fn ingress(delta: bool) {
     let echo_a = Upstream::start("127.0.0.25", "echo-a");
     let echo_b = Upstream::start("127.0.0.26", "echo-b");
 
-    let [http_port, https_port, tls_port, tcp_port, tls_terminated, auto] =
-        [(); 6].map(|_| free_port("127.0.0.1"));
+    let [http_port, https_port, tls_port, tcp_port, tls_terminated, auto, mapped] =
+        [(); 7].map(|_| free_port("127.0.0.1"));
     let ports = Ports {
         http: http_port,
         https: https_port,
@@ -233,6 +247,7 @@ fn ingress(delta: bool) {
         tcp: tcp_port,
         tls_terminated,
         auto,
+        mapped,
     };
     let dir = tempfile::tempdir().expect("config dir");
     let services = [
@@ -375,6 +390,13 @@ fn ingress(delta: bool) {
                 false
             }
         }
+    });
+
+    // Server port 18080 is listened on at the target port of the gateway's
+    // own Service, as istiod maps it.
+    let mapped: SocketAddr = format!("127.0.0.1:{mapped}").parse().expect("addr");
+    eventually("the gateway listens on its Service's target port", || {
+        http_get(mapped, "web.example.com", "/api", &[]).is_ok_and(|r| r.body == "api")
     });
 
     // AUTO_PASSTHROUGH: the SNI name of a cluster picks it, untouched.

@@ -2,7 +2,9 @@
 //! selector picks it (`Model::gateways_for`) and the VirtualServices bound to
 //! them (`Model::virtual_services_for_gateway`), named as istiod names them.
 //!
-//! - One listener per bind address and port (`0.0.0.0_80`), bound.
+//! - One listener per bind address and port (`0.0.0.0_8080`), bound; the
+//!   port is the target port of the gateway's own Service for the server's
+//!   port when there is one (`target_ports`), as istiod maps it.
 //! - Plain HTTP servers of a port share one filter chain and the route
 //!   configuration `http.PORT`; a server with `httpsRedirect` makes its
 //!   virtual hosts answer every plain request with a redirect to HTTPS.
@@ -195,6 +197,25 @@ impl Bound<'_> {
     }
 }
 
+/// The port the proxy listens on for each Gateway server port: the target
+/// port of the Service of its namespace that selects it and has that port,
+/// as istiod maps them (a Gateway says 80, the pod listens on 8080 behind
+/// its Service); a port no Service maps is listened on as it is.
+fn target_ports(model: &Model, view: &ProxyView) -> BTreeMap<u16, u16> {
+    let mut out = BTreeMap::new();
+    for svc in model.services().values() {
+        if !super::inbound::selects_view(svc, view) {
+            continue;
+        }
+        for port in &svc.ports {
+            if let shmesh_model::TargetPort::Number(target) = port.target {
+                out.entry(port.number).or_insert(target);
+            }
+        }
+    }
+    out
+}
+
 /// The servers of every Gateway picking the proxy, in Gateway and server order.
 fn servers<'a>(model: &'a Model, view: &ProxyView) -> Vec<Bound<'a>> {
     let mut out = Vec::new();
@@ -215,16 +236,20 @@ fn servers<'a>(model: &'a Model, view: &ProxyView) -> Vec<Bound<'a>> {
 
 /// The gateway's listeners, by name.
 pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
+    let targets = target_ports(model, view);
     let mut by_address: BTreeMap<(String, u16), Vec<Bound>> = BTreeMap::new();
     for bound in servers(model, view) {
+        let listen = targets.get(&bound.port()).copied().unwrap_or(bound.port());
         by_address
-            .entry((bound.address().to_string(), bound.port()))
+            .entry((bound.address().to_string(), listen))
             .or_default()
             .push(bound);
     }
     let mut out = Vec::new();
-    for ((address, port), servers) in by_address {
-        let name = istio_names::listener(&address, port);
+    for ((address, listen), servers) in by_address {
+        // Routes keep the server's port in their names, as istiod's do.
+        let port = servers.first().map_or(listen, Bound::port);
+        let name = istio_names::listener(&address, listen);
         let mut chains = Vec::new();
         let mut plain = false;
         let mut sni_seen: BTreeSet<String> = BTreeSet::new();
@@ -273,7 +298,7 @@ pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> 
             name.clone(),
             l::Listener {
                 name,
-                address: Some(socket_address(&address, port)),
+                address: Some(socket_address(&address, listen)),
                 traffic_direction: core::TrafficDirection::Outbound as i32,
                 filter_chains: chains,
                 listener_filters,

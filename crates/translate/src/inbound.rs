@@ -128,7 +128,7 @@ fn ingress_ports(ingress: &[IngressListener]) -> Vec<InboundPort> {
 }
 
 /// Whether `svc` is in the view's namespace and selects its workload.
-fn selects_view(svc: &MeshService, view: &ProxyView) -> bool {
+pub(crate) fn selects_view(svc: &MeshService, view: &ProxyView) -> bool {
     let selector = match &svc.backing {
         Backing::Kubernetes { selector } => selector.as_ref(),
         Backing::ServiceEntry { selector, .. } => selector.as_ref(),
