@@ -15,6 +15,9 @@ pub struct ObjectMeta {
     pub labels: Labels,
     pub generation: Option<i64>,
     pub resource_version: Option<String>,
+    /// RFC 3339, as the API server sets it: orders Gateway API routes that
+    /// tie on precedence (the oldest first).
+    pub creation_timestamp: Option<String>,
 }
 
 /// A port given by number or by name (`targetPort`).
