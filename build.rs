@@ -13,6 +13,7 @@ const ROOTS: &[&str] = &[
     "envoy/config/bootstrap/v3/bootstrap.proto",
     "envoy/config/cluster/v3/cluster.proto",
     "envoy/config/endpoint/v3/endpoint.proto",
+    "envoy/config/grpc_credential/v3/file_based_metadata.proto",
     "envoy/config/listener/v3/listener.proto",
     "envoy/config/route/v3/route.proto",
     "envoy/extensions/filters/http/cors/v3/cors.proto",

@@ -407,6 +407,14 @@ fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
         labels: args.labels.into_iter().collect(),
         instance_ip: args.ip,
         credentials,
+        token: match (args.token_file, args.xds_root_cert) {
+            (Some(token), Some(root)) => Some(bootstrap::TokenProof {
+                token,
+                root,
+                server_name: args.xds_tls_name,
+            }),
+            _ => None,
+        },
     };
     let json = bootstrap::bootstrap_json(&opts)?;
     println!("{}", serde_json::to_string_pretty(&json)?);

@@ -33,7 +33,89 @@ pub struct Options {
     pub instance_ip: Option<IpAddr>,
     /// Connect to xDS over TLS, proving an identity with these files.
     pub credentials: Option<Credentials>,
+    /// Connect to xDS over TLS, proving an identity with a token.
+    pub token: Option<TokenProof>,
 }
+
+/// A service-account token a proxy proves its identity with on its ADS
+/// stream (`authorization: Bearer`, read from the file by Envoy's
+/// `file_based_metadata` gRPC credentials), and the root that signed the
+/// xDS TLS listener's certificate, which must carry `server_name`.
+#[derive(Debug, Clone)]
+pub struct TokenProof {
+    pub token: PathBuf,
+    pub root: PathBuf,
+    pub server_name: String,
+}
+
+impl TokenProof {
+    /// ADS over Envoy's Google gRPC client: TLS trusting only `root`, the
+    /// token file's content as the bearer token of every stream.
+    fn grpc_service(&self, target: SocketAddr) -> core::GrpcService {
+        use core::grpc_service::google_grpc as gg;
+        use envoy_types::pb::envoy::config::grpc_credential::v3::FileBasedMetadataConfig;
+        let file = |p: &PathBuf| core::DataSource {
+            specifier: Some(core::data_source::Specifier::Filename(
+                p.display().to_string(),
+            )),
+            ..Default::default()
+        };
+        let metadata = FileBasedMetadataConfig {
+            secret_data: Some(file(&self.token)),
+            header_key: "authorization".to_string(),
+            header_prefix: "Bearer ".to_string(),
+        };
+        let name_override = gg::channel_args::Value {
+            value_specifier: Some(gg::channel_args::value::ValueSpecifier::StringValue(
+                self.server_name.clone(),
+            )),
+        };
+        core::GrpcService {
+            target_specifier: Some(core::grpc_service::TargetSpecifier::GoogleGrpc(
+                core::grpc_service::GoogleGrpc {
+                    target_uri: target.to_string(),
+                    stat_prefix: XDS_CLUSTER.to_string(),
+                    credentials_factory_name: FILE_BASED_METADATA.to_string(),
+                    channel_credentials: Some(gg::ChannelCredentials {
+                        credential_specifier: Some(
+                            gg::channel_credentials::CredentialSpecifier::SslCredentials(
+                                gg::SslCredentials {
+                                    root_certs: Some(file(&self.root)),
+                                    ..Default::default()
+                                },
+                            ),
+                        ),
+                    }),
+                    call_credentials: vec![gg::CallCredentials {
+                        credential_specifier: Some(
+                            gg::call_credentials::CredentialSpecifier::FromPlugin(
+                                gg::call_credentials::MetadataCredentialsFromPlugin {
+                                    name: FILE_BASED_METADATA.to_string(),
+                                    config_type: Some(
+                                        gg::call_credentials::metadata_credentials_from_plugin::ConfigType::TypedConfig(
+                                            any(&metadata),
+                                        ),
+                                    ),
+                                },
+                            ),
+                        ),
+                    }],
+                    // The listener's certificate names the Service, not the
+                    // address connected to.
+                    channel_args: Some(gg::ChannelArgs {
+                        args: [("grpc.ssl_target_name_override".to_string(), name_override)]
+                            .into(),
+                    }),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }
+    }
+}
+
+/// Envoy's gRPC credentials that send a file's content as a header.
+const FILE_BASED_METADATA: &str = "envoy.grpc_credentials.file_based_metadata";
 
 /// Files a proxy presents to prove its identity to the xDS TLS listener, and
 /// the name that listener's certificate must carry.
@@ -183,14 +265,17 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
             ads_config: Some(core::ApiConfigSource {
                 api_type: api_type as i32,
                 transport_api_version: core::ApiVersion::V3 as i32,
-                grpc_services: vec![core::GrpcService {
-                    target_specifier: Some(core::grpc_service::TargetSpecifier::EnvoyGrpc(
-                        core::grpc_service::EnvoyGrpc {
-                            cluster_name: XDS_CLUSTER.to_string(),
-                            ..Default::default()
-                        },
-                    )),
-                    ..Default::default()
+                grpc_services: vec![match &o.token {
+                    Some(token) => token.grpc_service(o.xds_addr),
+                    None => core::GrpcService {
+                        target_specifier: Some(core::grpc_service::TargetSpecifier::EnvoyGrpc(
+                            core::grpc_service::EnvoyGrpc {
+                                cluster_name: XDS_CLUSTER.to_string(),
+                                ..Default::default()
+                            },
+                        )),
+                        ..Default::default()
+                    },
                 }],
                 set_node_on_first_message_only: true,
                 ..Default::default()

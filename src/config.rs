@@ -212,10 +212,21 @@ pub struct BootstrapArgs {
     /// With --credentials-dir: how long the credentials prove the identity.
     #[arg(long, default_value = "720h", value_parser = parse_duration)]
     pub credentials_ttl: Duration,
-    /// With --credentials-dir: the name the xDS TLS listener's certificate
-    /// must carry (one of the server's --xds-tls-name).
+    /// With --credentials-dir or --token-file: the name the xDS TLS
+    /// listener's certificate must carry (one of the server's
+    /// --xds-tls-name).
     #[arg(long, default_value = "shmesh.istio-system.svc")]
     pub xds_tls_name: String,
+    /// Prove the identity with the service-account token in this file (a
+    /// projected token for the audience `istio-ca`, which shmesh checks with
+    /// a TokenReview in Kubernetes mode), sent on the ADS stream to
+    /// `--xds-addr` (the xDS TLS listener); Envoy reads the file itself.
+    #[arg(long, requires = "xds_root_cert", conflicts_with = "credentials_dir")]
+    pub token_file: Option<PathBuf>,
+    /// With --token-file: the root certificate that signed the xDS TLS
+    /// listener's (shmesh's CA root).
+    #[arg(long)]
+    pub xds_root_cert: Option<PathBuf>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {

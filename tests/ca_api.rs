@@ -473,3 +473,132 @@ fn in_kubernetes_mode_a_token_proves_a_sidecars_identity_on_its_ads_stream() {
     );
     assert!(!shmesh.log().contains("token-of-a"), "a token was logged");
 }
+
+/// A gateway Envoy bootstrapped with `shmesh bootstrap --token-file` proves
+/// its identity with its service-account token on its ADS stream (read by
+/// Envoy from the file), so its Gateway's `credentialName` Secret, watched
+/// in the cluster, reaches it over SDS and it serves HTTPS with it.
+#[test]
+fn in_kubernetes_mode_a_gateway_proves_itself_with_its_token_file() {
+    use common::http::https_get;
+    use common::{free_port, shmesh_binary, Envoy, Upstream};
+    let rig = KubernetesCa::start(&[("token-of-ingress", "edge", "ingress", "istio-ca")]);
+    let web = Upstream::start("127.0.0.71", "web");
+    let server_ca = tempfile::tempdir().expect("CA dir");
+    ca_init(server_ca.path());
+    let ca = shmesh::ca::Ca::load(
+        &server_ca.path().join("root-cert.pem"),
+        &server_ca.path().join("root-key.pem"),
+        &[],
+    )
+    .expect("CA");
+    let cert = ca
+        .issue_server(
+            &["secure.example.com".to_string()],
+            std::time::Duration::from_secs(3600),
+        )
+        .expect("certificate");
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    let port = free_port("127.0.0.1");
+    rig.api.apply_yaml(&format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: shop, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: {web_port}}}]
+endpoints: [{{addresses: [127.0.0.71], conditions: {{ready: true}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: public, namespace: edge}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {port}, name: https, protocol: HTTPS}}
+    bind: 127.0.0.1
+    hosts: [shop/secure.example.com]
+    tls: {{mode: SIMPLE, credentialName: secure-cert}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: secure, namespace: shop}}
+spec:
+  hosts: [secure.example.com]
+  gateways: [edge/public]
+  http: [{{route: [{{destination: {{host: web}}}}]}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: secure-cert, namespace: edge}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{}  tls.key: |
+{}",
+        indent(&cert.chain_pem),
+        indent(&cert.key_pem),
+        web_port = web.addr().port(),
+    ));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("istio-token");
+    std::fs::write(&token, "token-of-ingress").expect("token file");
+    let root = dir.path().join("root-cert.pem");
+    std::fs::write(&root, &rig.root).expect("root file");
+    let tls = rig.shmesh.xds_tls.expect("xDS TLS listener");
+    let out = std::process::Command::new(shmesh_binary())
+        .args([
+            "bootstrap",
+            "--node",
+            "router~127.0.0.1~gateway-1.edge~edge.svc.cluster.local",
+        ])
+        .args(["--namespace", "edge", "--label", "istio=ingressgateway"])
+        .args(["--admin-addr", "127.0.0.1:0", "--xds-tls-name", "127.0.0.1"])
+        .args(["--xds-addr", &tls.to_string()])
+        .arg("--token-file")
+        .arg(&token)
+        .arg("--xds-root-cert")
+        .arg(&root)
+        .output()
+        .expect("run shmesh bootstrap");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bootstrap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let envoy = Envoy::start(&bootstrap);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut last = String::new();
+    let served = envoy.wait_until(std::time::Duration::from_secs(30), |_| {
+        match https_get(addr, "secure.example.com", "/", ca.trusted_pem()) {
+            Ok((r, _)) => {
+                last = format!("{} {}", r.status, r.body);
+                r.status == 200 && r.body == "web"
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    assert!(
+        served,
+        "no HTTPS with the Secret's certificate: {last}\n{}\n{}",
+        envoy.log(),
+        rig.shmesh.log()
+    );
+    assert!(
+        !rig.shmesh.log().contains("token-of-ingress"),
+        "a token was logged"
+    );
+}

@@ -191,6 +191,7 @@ impl Shmesh {
             labels: Default::default(),
             instance_ip: None,
             credentials: None,
+            token: None,
         })
         .expect("bootstrap json")
     }
