@@ -6,7 +6,8 @@
 //! where both set the same method, authority, port or header they must
 //! agree; a route whose every match conflicts with the root is dropped. A
 //! delegate's short host names are its own namespace's. A delegate that
-//! does not exist delegates nothing.
+//! does not exist, or is not exported to the root's namespace, delegates
+//! nothing.
 
 use std::collections::BTreeMap;
 
@@ -40,7 +41,10 @@ pub(crate) fn expand(
             continue;
         };
         let delegate_ns = d.namespace.clone().unwrap_or_else(|| namespace.to_string());
-        let Some(delegate) = delegates.get(&(delegate_ns.clone(), d.name.clone())) else {
+        let Some(delegate) = delegates
+            .get(&(delegate_ns.clone(), d.name.clone()))
+            .filter(|v| exported_to(v, &delegate_ns, namespace))
+        else {
             continue;
         };
         for route in &delegate.spec.http {
@@ -55,6 +59,16 @@ pub(crate) fn expand(
         }
     }
     out
+}
+
+/// Whether a delegate of `own` namespace may be used by a root of
+/// `namespace` (its `exportTo`, everywhere when empty).
+fn exported_to(delegate: &VirtualService, own: &str, namespace: &str) -> bool {
+    let export = &delegate.spec.export_to;
+    export.is_empty()
+        || export
+            .iter()
+            .any(|e| e == "*" || e == namespace || (e == "." && own == namespace))
 }
 
 /// The matches of a delegate route within a root entry's: every pair that
@@ -250,5 +264,10 @@ spec:
         // The delegate changes: the root follows.
         model.apply(changes(&DELEGATE.replace("subset: v1", "subset: v3")));
         assert!(routes(&model)[1].1.ends_with("/v3"));
+        // Kept to its own namespace: the root of edge may not use it.
+        model.apply(changes(
+            &DELEGATE.replace("spec:\n", "spec:\n  exportTo: [.]\n"),
+        ));
+        assert_eq!(routes(&model).len(), 1);
     }
 }
