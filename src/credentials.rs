@@ -8,7 +8,10 @@
 //! worth as much as a workload certificate. Each credential `NAME` becomes
 //! `kubernetes://NAME` (certificate chain and key) and
 //! `kubernetes://NAME-cacert` (the CA, from the Secret itself or from a
-//! Secret named `NAME-cacert`), the names Istio's translation asks for.
+//! Secret named `NAME-cacert`), the names Istio's translation asks for. A
+//! gateway's credential `NAMESPACE/NAME` (a Gateway API certificate of
+//! another namespace) is that namespace's Secret, given only while a
+//! ReferenceGrant there lets the gateway's Gateways use it.
 //! Nothing here logs a Secret's data.
 
 use envoy_types::pb::envoy::config::core::v3 as core;
@@ -32,9 +35,27 @@ pub fn write_secrets(model: &Model, view: &ProxyView, w: &mut ResourceWriter) ->
         names.extend(shmesh_translate::gateway::credential_names(model, view));
     }
     for name in names {
-        let own = model.secret(namespace, &name).map(|s| s.tls_material());
+        // `NAMESPACE/NAME`: another namespace's Secret, which a gateway may
+        // use where a ReferenceGrant of that namespace lets its Gateways.
+        let (secret_ns, secret_name) = match name.split_once('/') {
+            Some((ns, n)) if view.mode == ListenerMode::Router => {
+                if !model.secret_granted(namespace, ns, n) {
+                    missing.push(name);
+                    continue;
+                }
+                (ns, n)
+            }
+            Some(_) => {
+                missing.push(name);
+                continue;
+            }
+            None => (namespace, name.as_str()),
+        };
+        let own = model
+            .secret(secret_ns, secret_name)
+            .map(|s| s.tls_material());
         let ca_secret = model
-            .secret(namespace, &format!("{name}{CREDENTIAL_CA_SUFFIX}"))
+            .secret(secret_ns, &format!("{secret_name}{CREDENTIAL_CA_SUFFIX}"))
             .map(|s| s.tls_material());
         let (cert_name, ca_name) = credential_secret_names(&name);
         let mut found = false;

@@ -477,7 +477,9 @@ fn in_kubernetes_mode_a_token_proves_a_sidecars_identity_on_its_ads_stream() {
 /// A gateway Envoy bootstrapped with `shmesh bootstrap --token-file` proves
 /// its identity with its service-account token on its ADS stream (read by
 /// Envoy from the file), so its Gateway's `credentialName` Secret, watched
-/// in the cluster, reaches it over SDS and it serves HTTPS with it.
+/// in the cluster, reaches it over SDS and it serves HTTPS with it; so does
+/// the certificate of a Gateway API Gateway that a ReferenceGrant lets it
+/// take from another namespace.
 #[test]
 fn in_kubernetes_mode_a_gateway_proves_itself_with_its_token_file() {
     use common::http::https_get;
@@ -503,7 +505,13 @@ fn in_kubernetes_mode_a_gateway_proves_itself_with_its_token_file() {
             .map(|l| format!("    {l}\n"))
             .collect::<String>()
     };
-    let port = free_port("127.0.0.1");
+    let [port, api_port] = [(); 2].map(|_| free_port("127.0.0.1"));
+    let api_cert = ca
+        .issue_server(
+            &["api.example.com".to_string()],
+            std::time::Duration::from_secs(3600),
+        )
+        .expect("certificate");
     rig.api.apply_yaml(&format!(
         "apiVersion: v1
 kind: Service
@@ -549,6 +557,53 @@ stringData:
         indent(&cert.key_pem),
         web_port = web.addr().port(),
     ));
+    // A Gateway API Gateway of edge whose certificate is a Secret of `certs`,
+    // which a ReferenceGrant there lets edge's Gateways use.
+    rig.api.apply_yaml(&format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {{name: istio}}
+spec: {{controllerName: istio.io/gateway-controller}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: api, namespace: edge}}
+spec:
+  gatewayClassName: istio
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+  listeners:
+  - name: https
+    port: {api_port}
+    protocol: HTTPS
+    hostname: api.example.com
+    tls: {{certificateRefs: [{{name: api-cert, namespace: certs}}]}}
+    allowedRoutes: {{namespaces: {{from: All}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: api, namespace: shop}}
+spec:
+  parentRefs: [{{name: api, namespace: edge}}]
+  rules: [{{backendRefs: [{{name: web, port: 80}}]}}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: edge-gateways, namespace: certs}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: edge}}]
+  to: [{{group: '', kind: Secret, name: api-cert}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: api-cert, namespace: certs}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{}  tls.key: |
+{}",
+        indent(&api_cert.chain_pem),
+        indent(&api_cert.key_pem),
+    ));
     let dir = tempfile::tempdir().expect("temp dir");
     let token = dir.path().join("istio-token");
     std::fs::write(&token, "token-of-ingress").expect("token file");
@@ -562,6 +617,7 @@ stringData:
             "router~127.0.0.1~gateway-1.edge~edge.svc.cluster.local",
         ])
         .args(["--namespace", "edge", "--label", "istio=ingressgateway"])
+        .args(["--label", "gateway.networking.k8s.io/gateway-name=api"])
         .args(["--admin-addr", "127.0.0.1:0", "--xds-tls-name", "127.0.0.1"])
         .args(["--xds-addr", &tls.to_string()])
         .arg("--token-file")
@@ -595,6 +651,24 @@ stringData:
         served,
         "no HTTPS with the Secret's certificate: {last}\n{}\n{}",
         envoy.log(),
+        rig.shmesh.log()
+    );
+    let api: SocketAddr = format!("127.0.0.1:{api_port}").parse().expect("addr");
+    let served = envoy.wait_until(std::time::Duration::from_secs(30), |_| {
+        match https_get(api, "api.example.com", "/", ca.trusted_pem()) {
+            Ok((r, _)) => {
+                last = format!("{} {}", r.status, r.body);
+                r.status == 200 && r.body == "web"
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    assert!(
+        served,
+        "no HTTPS with the granted Secret of another namespace: {last}\n{}",
         rig.shmesh.log()
     );
     assert!(

@@ -351,7 +351,8 @@ async fn run(
                         // Nothing to translate: the proxies of those
                         // namespaces that get Secrets take the new ones.
                         reinstall_with_secrets(&handle, &model, &mut snapshots, &metrics, |v| {
-                            dirty.secrets.contains(&v.namespace)
+                            // Gateways may use other namespaces' Secrets.
+                            dirty.secrets.contains(&v.namespace) || v.mode == ListenerMode::Router
                         });
                     } else {
                         update_all(

@@ -11,7 +11,8 @@
 //!   namespace, selecting the gateway proxies of that namespace labelled
 //!   `gateway.networking.k8s.io/gateway-name: NAME`; each listener that
 //!   does not conflict with an earlier one is a server (HTTPS with the
-//!   Secret of its first `certificateRefs` entry, TLS passthrough, TCP),
+//!   Secret of its first `certificateRefs` entry, `NAMESPACE/NAME` when
+//!   a ReferenceGrant lets it be another namespace's; TLS passthrough, TCP),
 //!   bound to the Gateway's first IP address if that is a loopback one.
 //! - A route attaches to the listeners its parentRef picks (all, or the one
 //!   `sectionName` or `port` names) that take its kind, admit its namespace
@@ -247,6 +248,24 @@ impl Model {
         }
         self.converted = fresh;
         dirty
+    }
+
+    /// Whether the Gateways of `gateway_ns` may use the Secret
+    /// `secret_ns/name` (the same namespace, or a ReferenceGrant there).
+    pub fn secret_granted(&self, gateway_ns: &str, secret_ns: &str, name: &str) -> bool {
+        let from = Referent {
+            group: GROUP,
+            kind: "Gateway",
+            namespace: gateway_ns,
+            name: "",
+        };
+        let to = Referent {
+            group: "",
+            kind: "Secret",
+            namespace: secret_ns,
+            name,
+        };
+        self.permitted(from, to)
     }
 
     /// Whether `from` may refer to `to`: the same namespace, or a
@@ -573,8 +592,14 @@ fn gateway<'a>(
         // A missing Secret is said in the status but does not keep the
         // listener from being served: the Secret may come later (and
         // the proxy waits for it over SDS).
-        let missing = match certificate {
-            Ok(Some(name)) if model.secret(namespace, name).is_none() => Some(name),
+        let missing = match &certificate {
+            Ok(Some(name)) => {
+                let (secret_ns, secret) = name.split_once('/').unwrap_or((namespace, name));
+                model
+                    .secret(secret_ns, secret)
+                    .is_none()
+                    .then(|| format!("{secret_ns}/{secret}"))
+            }
             _ => None,
         };
         conditions.push(match (&certificate, missing) {
@@ -582,7 +607,7 @@ fn gateway<'a>(
                 "ResolvedRefs",
                 false,
                 "InvalidCertificateRef",
-                format!("Secret {namespace}/{name} does not exist"),
+                format!("Secret {name} does not exist"),
             )
             .at(format!("{field}.tls.certificateRefs[0]")),
             (Ok(_), None) => Condition::new(
@@ -598,8 +623,8 @@ fn gateway<'a>(
         });
         let programmed = supported && conflict.is_none() && certificate.is_ok();
         if programmed {
-            if let Ok(cert) = certificate {
-                servers.push(server(l, cert, gw.spec.bind_address()));
+            if let Ok(cert) = &certificate {
+                servers.push(server(l, cert.as_deref(), gw.spec.bind_address()));
             }
             seen.push(l);
         }
@@ -703,12 +728,12 @@ fn conflict<'a>(other: &'a Listener, l: &Listener) -> Option<(&'static str, &'a 
 
 /// The Secret a terminating listener serves (`None` for listeners that do
 /// not terminate TLS), or why it cannot.
-fn certificate_of<'a>(
+fn certificate_of(
     model: &Model,
     gw: &KubernetesGateway,
-    l: &'a Listener,
+    l: &Listener,
     passthrough: bool,
-) -> Result<Option<&'a str>, (&'static str, String)> {
+) -> Result<Option<String>, (&'static str, String)> {
     if !matches!(l.protocol.as_str(), "HTTPS" | "TLS") || passthrough {
         return Ok(None);
     }
@@ -745,16 +770,11 @@ fn certificate_of<'a>(
         ));
     }
     if secret_ns != gw_ns {
-        // Istio servers name Secrets of their own namespace only.
-        return Err((
-            "InvalidCertificateRef",
-            format!(
-                "Secret {secret_ns}/{}: certificates of other namespaces are not served",
-                cert.name
-            ),
-        ));
+        // `NAMESPACE/NAME`: the gateway gets it as its own (the grant is
+        // checked again where Secrets are handed out).
+        return Ok(Some(format!("{secret_ns}/{}", cert.name)));
     }
-    Ok(Some(&cert.name))
+    Ok(Some(cert.name.clone()))
 }
 
 /// The Istio server of a listener that can be served.
