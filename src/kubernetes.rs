@@ -29,6 +29,7 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::TCPRoute => ("gateway.networking.k8s.io", "v1alpha2", "tcproutes"),
         Kind::TLSRoute => ("gateway.networking.k8s.io", "v1alpha2", "tlsroutes"),
         Kind::ReferenceGrant => ("gateway.networking.k8s.io", "v1beta1", "referencegrants"),
+        Kind::Namespace => ("", "v1", "namespaces"),
         Kind::PeerAuthentication => ("security.istio.io", "v1", "peerauthentications"),
         Kind::AuthorizationPolicy => ("security.istio.io", "v1", "authorizationpolicies"),
         Kind::RequestAuthentication => ("security.istio.io", "v1", "requestauthentications"),

@@ -762,7 +762,9 @@ fn gateway_api_status_is_written() {
     let shmesh = rig.shmesh();
     const GATEWAY: &str = "gateway.networking.k8s.io/Gateway";
     let written = shmesh.wait_until(PROPAGATION, |_| {
-        last_status(&rig.api, "HTTPRoute", "foreign").is_some()
+        ["foreign", "lost", "reviews"]
+            .iter()
+            .all(|r| last_status(&rig.api, "HTTPRoute", r).is_some())
             && last_status(&rig.api, GATEWAY, "web").is_some()
     });
     assert!(written, "no Gateway API status written\n{}", shmesh.log());

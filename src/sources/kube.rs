@@ -100,7 +100,14 @@ fn targets(namespaces: Vec<String>, secrets: bool) -> Vec<Target> {
         if kind == Kind::Secret && !secrets {
             continue;
         }
-        for namespace in &scopes {
+        // Objects of no namespace are watched once, whatever is watched.
+        let all = [None];
+        let scopes = if kind.cluster_scoped() {
+            &all[..]
+        } else {
+            &scopes[..]
+        };
+        for namespace in scopes {
             targets.push(Target {
                 id: targets.len(),
                 kind,
@@ -660,7 +667,12 @@ mod tests {
         assert_eq!(targets(vec![], true).len(), Kind::ALL.len());
         assert_eq!(targets(vec![], false).len(), Kind::ALL.len() - 1);
         let per_ns = targets(vec!["b".into(), "a".into(), "b".into(), "".into()], true);
-        assert_eq!(per_ns.len(), 2 * Kind::ALL.len());
+        let cluster_scoped = Kind::ALL.iter().filter(|k| k.cluster_scoped()).count();
+        assert_eq!(per_ns.len(), 2 * Kind::ALL.len() - cluster_scoped);
+        assert!(per_ns
+            .iter()
+            .filter(|t| t.kind.cluster_scoped())
+            .all(|t| t.namespace.is_none()));
         assert_eq!(per_ns[0].namespace.as_deref(), Some("a"));
         assert!(per_ns.iter().enumerate().all(|(i, t)| t.id == i));
     }

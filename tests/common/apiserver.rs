@@ -136,10 +136,11 @@ const fn gateway_api(kind: &'static str, version: &'static str, plural: &'static
     }
 }
 
-const RESOURCES: [Resource; 20] = [
+const RESOURCES: [Resource; 21] = [
     builtin("Service", "v1", "/api/v1/", "services"),
     builtin("Pod", "v1", "/api/v1/", "pods"),
     builtin("Secret", "v1", "/api/v1/", "secrets"),
+    builtin("Namespace", "v1", "/api/v1/", "namespaces"),
     builtin(
         "EndpointSlice",
         "discovery.k8s.io/v1",

@@ -121,6 +121,8 @@ pub struct RouteGroupKind {
 pub struct RouteNamespaces {
     /// All, Same (the default) or Selector.
     pub from: Option<String>,
+    /// With `from: Selector`: the namespaces whose labels it matches.
+    pub selector: Option<crate::namespace::NamespaceSelector>,
 }
 
 /// A reference to an object by group, kind, namespace and name (Secrets,

@@ -10,6 +10,7 @@
 
 pub mod duration;
 pub mod meta;
+pub mod namespace;
 pub mod objects;
 pub mod parse;
 pub mod problem;
@@ -63,10 +64,11 @@ pub enum Kind {
     TCPRoute,
     TLSRoute,
     ReferenceGrant,
+    Namespace,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Service,
         Kind::EndpointSlice,
         Kind::Pod,
@@ -87,7 +89,13 @@ impl Kind {
         Kind::TCPRoute,
         Kind::TLSRoute,
         Kind::ReferenceGrant,
+        Kind::Namespace,
     ];
+
+    /// Kinds of objects that belong to no namespace.
+    pub fn cluster_scoped(self) -> bool {
+        matches!(self, Kind::GatewayClass | Kind::Namespace)
+    }
 
     /// The kind named by `apiVersion` and `kind`, if shmesh reads it.
     pub fn from_api(api_version: &str, kind: &str) -> Option<Kind> {
@@ -105,6 +113,7 @@ impl Kind {
             ("v1", "Service") => Some(Kind::Service),
             ("v1", "Pod") => Some(Kind::Pod),
             ("v1", "Secret") => Some(Kind::Secret),
+            ("v1", "Namespace") => Some(Kind::Namespace),
             ("discovery.k8s.io/v1", "EndpointSlice") => Some(Kind::EndpointSlice),
             (_, "VirtualService") if istio => Some(Kind::VirtualService),
             (_, "DestinationRule") if istio => Some(Kind::DestinationRule),
@@ -158,6 +167,7 @@ impl Kind {
             Kind::TCPRoute => "TCPRoute",
             Kind::TLSRoute => "TLSRoute",
             Kind::ReferenceGrant => "ReferenceGrant",
+            Kind::Namespace => "Namespace",
         }
     }
 }
@@ -217,6 +227,7 @@ pub enum Object {
     TCPRoute(TCPRoute),
     TLSRoute(TLSRoute),
     ReferenceGrant(ReferenceGrant),
+    Namespace(Namespace),
 }
 
 /// The Rust type of a kind's objects, to take one out of an `Object`.
@@ -264,4 +275,5 @@ kind_objects!(
     TCPRoute,
     TLSRoute,
     ReferenceGrant,
+    Namespace,
 );

@@ -10,6 +10,7 @@ pub use crate::gateway_api::*;
 pub use crate::grpc_route::*;
 pub use crate::l4_route::*;
 pub use crate::meta::*;
+pub use crate::namespace::*;
 pub use crate::peer_authentication::*;
 pub use crate::pod::*;
 pub use crate::reference_grant::*;

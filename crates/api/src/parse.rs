@@ -255,6 +255,7 @@ fn typed(kind: Kind, value: serde_json::Value) -> Result<Object, Box<Problem>> {
         Kind::TCPRoute => Object::TCPRoute(de(value)?),
         Kind::TLSRoute => Object::TLSRoute(de(value)?),
         Kind::ReferenceGrant => Object::ReferenceGrant(de(value)?),
+        Kind::Namespace => Object::Namespace(de(value)?),
     })
 }
 

@@ -37,6 +37,8 @@ pub fn object(object: &Object) -> Vec<Problem> {
         Object::TCPRoute(r) => v.l4_route(&r.spec, false),
         Object::TLSRoute(r) => v.l4_route(&r.spec, true),
         Object::ReferenceGrant(g) => v.reference_grant(&g.spec),
+        // Only its labels are read.
+        Object::Namespace(_) => {}
     }
     v.problems
 }

@@ -38,6 +38,7 @@ use serde_json::{json, Value};
 use shmesh_api::gateway_api::*;
 use shmesh_api::grpc_route::{GRPCRoute, GRPCRouteMatch};
 use shmesh_api::l4_route::{L4RouteSpec, TCPRoute, TLSRoute};
+use shmesh_api::namespace::Namespace;
 use shmesh_api::objects::{Gateway, VirtualService};
 use shmesh_api::reference_grant::{ReferenceGrant, Referent};
 use shmesh_api::Kind;
@@ -206,6 +207,21 @@ impl Model {
         self.reconvert(changed)
     }
 
+    /// A Namespace's labels decide which routes listeners with a namespace
+    /// selector admit.
+    pub(crate) fn apply_namespace(&mut self, name: Name, new: Option<&Namespace>) -> Dirty {
+        let changed = self.namespaces.replace(&name, new).is_some();
+        self.reconvert(changed && !self.kubernetes_gateways.is_empty())
+    }
+
+    /// The labels of Namespace `name`, if it is known.
+    fn namespace_labels(&self, name: &str) -> Option<&shmesh_api::meta::Labels> {
+        // Namespaces belong to no namespace: sources file them under `default`.
+        self.namespaces
+            .get(&("default".to_string(), name.to_string()))
+            .map(|ns| &ns.metadata.labels)
+    }
+
     /// The status conditions of the Gateway API objects as the model stands
     /// (references to Services and Secrets resolved now).
     pub fn gateway_api_status(&self) -> GatewayApiStatus {
@@ -345,15 +361,19 @@ impl Attachable<'_> {
     }
 
     /// Routes of `route_ns` may attach (`allowedRoutes`, Same by default).
-    fn admits(&self, route_ns: &str) -> bool {
-        let from = self
+    fn admits(&self, route_ns: &str, model: &Model) -> bool {
+        let namespaces = self
             .listener
             .allowed_routes
             .as_ref()
-            .and_then(|a| a.namespaces.as_ref())
-            .and_then(|n| n.from.as_deref());
-        match from.unwrap_or("Same") {
+            .and_then(|a| a.namespaces.as_ref());
+        match namespaces.and_then(|n| n.from.as_deref()).unwrap_or("Same") {
             "All" => true,
+            "Selector" => {
+                let selector = namespaces.and_then(|n| n.selector.as_ref());
+                let labels = model.namespace_labels(route_ns);
+                selector.zip(labels).is_some_and(|(s, l)| s.matches(l))
+            }
             _ => route_ns == self.namespace(),
         }
     }
@@ -1044,7 +1064,7 @@ fn attach_to_gateway<'a>(
         .into_iter()
         .filter(|&i| {
             let a = &listeners[i];
-            a.programmed && a.kinds.contains(&route.kind) && a.admits(route.namespace)
+            a.programmed && a.kinds.contains(&route.kind) && a.admits(route.namespace, model)
         })
         .collect();
     if allowed.is_empty() {
@@ -1825,5 +1845,52 @@ spec:
             .as_ref()
             .expect("destination");
         assert_eq!(first.host, "db.shop.svc.cluster.local");
+    }
+
+    #[test]
+    fn a_namespace_selector_admits_the_routes_of_the_namespaces_it_picks() {
+        let objects = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: shared, namespace: edge}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - name: web
+    port: 9000
+    protocol: HTTP
+    allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {shared-gateway: 'true'}}}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {shared-gateway: 'true'}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: in, namespace: shop}
+spec:
+  parentRefs: [{name: shared, namespace: edge}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: out, namespace: data}
+spec:
+  parentRefs: [{name: shared, namespace: edge}]
+  rules: [{backendRefs: [{name: db, port: 5432}]}]
+";
+        let mut model = model(objects);
+        let accepted = |model: &Model, name: &str| {
+            let status = model.gateway_api_status();
+            condition(
+                &route(&status, Kind::HTTPRoute, name).parents[0].conditions,
+                "Accepted",
+            )
+            .status
+        };
+        assert!(accepted(&model, "in"));
+        assert!(!accepted(&model, "out"));
+        // Labelling the namespace lets its routes in.
+        model.apply(changes("apiVersion: v1\nkind: Namespace\nmetadata: {name: data, labels: {shared-gateway: 'true'}}\n"));
+        assert!(accepted(&model, "out"));
     }
 }

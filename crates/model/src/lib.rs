@@ -262,6 +262,8 @@ pub struct Model {
     tcp_routes: Store<TCPRoute>,
     tls_routes: Store<TLSRoute>,
     reference_grants: Store<ReferenceGrant>,
+    /// Read for their labels (Gateway API `allowedRoutes` selectors).
+    namespaces: Store<Namespace>,
     /// Root and delegate VirtualServices as written (`apply::Delegation`).
     delegation: apply::Delegation,
     /// The Istio Gateways and VirtualServices the Gateway API objects mean,
@@ -349,6 +351,7 @@ impl Model {
             Kind::TCPRoute => self.apply_tcp_route(name, typed(&object)),
             Kind::TLSRoute => self.apply_tls_route(name, typed(&object)),
             Kind::ReferenceGrant => self.apply_reference_grant(name, typed(&object)),
+            Kind::Namespace => self.apply_namespace(name, typed(&object)),
         };
         dirty.merge(touched);
     }
