@@ -549,6 +549,21 @@ async fn patch_gateway_api_status(
     };
     // Conditions carry the time of this write.
     let mut status = status.clone();
+    if let Some(ours) = status.get_mut("parents").and_then(|p| p.as_array_mut()) {
+        // A route may have parents of other controllers: their entries stay.
+        let current = match api.get_status(name).await {
+            Ok(object) => object.data["status"]["parents"].clone(),
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let theirs = current.as_array().into_iter().flatten().filter(|p| {
+            let controller = p["controllerName"].as_str().unwrap_or_default();
+            !shmesh_api::gateway_api::CONTROLLERS.contains(&controller)
+        });
+        let mut merged: Vec<serde_json::Value> = theirs.cloned().collect();
+        merged.append(ours);
+        *ours = merged;
+    }
     stamp_times(
         &mut status,
         &k8s_openapi::jiff::Timestamp::now().to_string(),

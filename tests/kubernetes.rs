@@ -711,9 +711,14 @@ apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {{name: reviews, namespace: default}}
 spec:
-  parentRefs: [{{name: web}}]
+  parentRefs: [{{name: web}}, {{name: elsewhere}}]
   hostnames: [reviews.example.com]
   rules: [{{backendRefs: [{{name: reviews, port: 9080}}]}}]
+status:
+  parents:
+  - parentRef: {{name: elsewhere}}
+    controllerName: example.com/other-controller
+    conditions: [{{type: Accepted, status: 'True', reason: Accepted}}]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -798,7 +803,12 @@ fn gateway_api_status_is_written() {
         last_status(&rig.api, "HTTPRoute", name).unwrap_or_else(|| panic!("no status for {name}"))
     };
     let reviews = route("reviews");
-    let parent = &reviews["parents"][0];
+    // Another controller's entry stays beside shmesh's.
+    assert_eq!(
+        reviews["parents"][0]["controllerName"], "example.com/other-controller",
+        "{reviews}"
+    );
+    let parent = &reviews["parents"][1];
     assert_eq!(parent["controllerName"], "istio.io/gateway-controller");
     assert_eq!(parent["parentRef"]["name"], "web");
     assert_eq!(

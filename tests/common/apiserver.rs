@@ -639,7 +639,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     })
 }
 
-/// PATCH of an Istio object's status, and Lease GET/POST/PUT; other requests
+/// GET and PATCH of an object's status, and Lease GET/POST/PUT; other requests
 /// are handed back.
 async fn write_request(
     shared: &Shared,
@@ -664,6 +664,24 @@ async fn write_request(
     let Some(object_path) = path.strip_suffix("/status") else {
         return Err(req);
     };
+    if req.method() == hyper::Method::GET {
+        // The object, as a status reader sees it.
+        let Some((prefix_path, name)) = object_path.rsplit_once('/') else {
+            return Err(req);
+        };
+        let Some((resource, namespace)) = route(prefix_path) else {
+            return Err(req);
+        };
+        let key = (
+            resource.kind,
+            namespace.unwrap_or_else(|| "default".to_string()),
+            name.to_string(),
+        );
+        return Ok(match shared.store().objects.get(&key) {
+            Some(object) => json_response(StatusCode::OK, object),
+            None => status(StatusCode::NOT_FOUND, "NotFound", "not found"),
+        });
+    }
     if req.method() != hyper::Method::PATCH {
         return Err(req);
     }
