@@ -17,6 +17,12 @@
 //!   `shmesh bootstrap` would (compared field by field), with no RBAC and no
 //!   privileges; and a real Envoy started as the chart starts it serves an
 //!   Istio Gateway and a Gateway API Gateway from a real `shmesh serve`.
+//! - With the CA, the gateway proves its identity with a projected token
+//!   (audience `istio-ca`) and trusts the root of a ConfigMap, bootstrapped
+//!   as `shmesh bootstrap --token-file --xds-root-cert` would; without it,
+//!   nothing of that renders. A real Envoy started so proves its token to a
+//!   real `shmesh serve --kubernetes` (against a fake API server) and serves
+//!   HTTPS with its Gateway's `credentialName` Secret.
 
 mod common;
 
@@ -154,17 +160,9 @@ fn helm() -> &'static Path {
 }
 
 /// Runs helm with its cache, config and data directories in a fresh temporary
-/// directory, so nothing of the user's Helm setup leaks in.
+/// directory, so nothing of the user's Helm setup leaks in; it must succeed.
 fn helm_run(args: &[&str]) -> Output {
-    let home = tempfile::tempdir().expect("helm home");
-    let out = run(
-        Command::new(helm())
-            .args(args)
-            .env("HELM_CACHE_HOME", home.path().join("cache"))
-            .env("HELM_CONFIG_HOME", home.path().join("config"))
-            .env("HELM_DATA_HOME", home.path().join("data")),
-        LIMIT,
-    );
+    let out = helm_try(args);
     assert!(
         out.status.success(),
         "helm {} failed ({}):\n{}{}",
@@ -174,6 +172,19 @@ fn helm_run(args: &[&str]) -> Output {
         out.stderr
     );
     out
+}
+
+/// [`helm_run`], succeeding or not.
+fn helm_try(args: &[&str]) -> Output {
+    let home = tempfile::tempdir().expect("helm home");
+    run(
+        Command::new(helm())
+            .args(args)
+            .env("HELM_CACHE_HOME", home.path().join("cache"))
+            .env("HELM_CONFIG_HOME", home.path().join("config"))
+            .env("HELM_DATA_HOME", home.path().join("data")),
+        LIMIT,
+    )
 }
 
 /// (apiVersion, kind, namespace, name); namespace is empty for cluster-scoped
@@ -370,7 +381,7 @@ fn expected_grants_with(
         (
             "ClusterRole",
             "",
-            &["services", "pods"],
+            &["services", "pods", "namespaces"],
             &["get", "list", "watch"],
         ),
         (
@@ -563,8 +574,13 @@ fn check_typed(objects: &BTreeMap<Key, Value>) {
 
 #[test]
 fn helm_lint_passes() {
-    // With the defaults, and with the optional ingress gateway.
-    for extra in [&[][..], &["--set", "gateways.ingress.enabled=true"]] {
+    // With the defaults, and with the optional ingress gateway, which proves
+    // its identity once the CA is on.
+    for extra in [
+        &[][..],
+        &["--set", "gateways.ingress.enabled=true"],
+        &["--set", "gateways.ingress.enabled=true,ca.enabled=true"],
+    ] {
         let mut args = vec!["lint", "--strict", CHART];
         args.extend_from_slice(extra);
         let out = helm_run(&args);
@@ -1086,6 +1102,112 @@ fn named<'a>(list: &'a mut Value, name: &str) -> &'a mut Value {
         .unwrap_or_else(|| panic!("no {name}"))
 }
 
+/// No RoleBinding or ClusterRoleBinding names the ServiceAccount `account`.
+fn assert_unbound(objects: &BTreeMap<Key, Value>, account: &str) {
+    for (key, doc) in objects.iter().filter(|(k, _)| k.1.ends_with("RoleBinding")) {
+        for subject in doc["subjects"].as_array().expect("subjects") {
+            assert_ne!(subject["name"], account, "{} binds {account}", show(key));
+        }
+    }
+}
+
+/// The gateway's bootstrap (its ConfigMap's, with the node of the
+/// `--config-yaml` overlay) with the chart's documented differences from
+/// `shmesh bootstrap` checked and undone: listeners and clusters awaited
+/// without a timeout, the status listener on 15021 passing the readiness path
+/// alone to the admin (on 127.0.0.1:15000) through the `admin` cluster, and
+/// shmesh found by its DNS name `dns` on `port` (the `xds-grpc` cluster
+/// STRICT_DNS rather than STATIC, and with a token the Google gRPC target),
+/// which becomes the IP `ip` that `shmesh bootstrap --xds-addr` takes.
+fn as_shmesh_prints(configmap: &Value, overlay: &Value, dns: &str, ip: &str, port: u16) -> Value {
+    let mut chart = gateway_bootstrap(configmap);
+    chart["node"] = overlay["node"].clone();
+    for config in ["cds_config", "lds_config"] {
+        let config = &mut chart["dynamic_resources"][config];
+        assert_eq!(config["initial_fetch_timeout"], "0s");
+        config
+            .as_object_mut()
+            .expect("config")
+            .remove("initial_fetch_timeout");
+    }
+    let admin_addr = json!({"socket_address": {"address": "127.0.0.1", "port_value": 15000}});
+    assert_eq!(chart["admin"]["address"], admin_addr);
+    let statics = &mut chart["static_resources"];
+    let mut listeners = statics
+        .as_object_mut()
+        .expect("static_resources")
+        .remove("listeners")
+        .expect("listeners");
+    let status = named(&mut listeners, "status");
+    assert_eq!(
+        status["address"],
+        json!({"socket_address": {"address": "0.0.0.0", "port_value": 15021}})
+    );
+    let hcm = &status["filter_chains"][0]["filters"][0]["typed_config"];
+    assert_eq!(
+        hcm["route_config"]["virtual_hosts"][0]["routes"],
+        json!([{"match": {"path": "/healthz/ready"}, "route": {"cluster": "admin", "prefix_rewrite": "/ready"}}]),
+        "the status listener passes the readiness path alone to the admin"
+    );
+    let clusters = statics["clusters"].as_array_mut().expect("clusters");
+    let admin = clusters.remove(
+        clusters
+            .iter()
+            .position(|c| c["name"] == "admin")
+            .expect("admin cluster"),
+    );
+    assert_eq!(
+        admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
+        admin_addr
+    );
+    let xds = named(&mut statics["clusters"], "xds-grpc");
+    assert_eq!(xds["type"], "STRICT_DNS");
+    assert_eq!(xds["dns_lookup_family"], "V4_PREFERRED");
+    xds["type"] = json!("STATIC");
+    xds.as_object_mut()
+        .expect("cluster")
+        .remove("dns_lookup_family");
+    let socket = &mut xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        ["address"]["socket_address"];
+    assert_eq!(
+        *socket,
+        json!({"address": dns, "port_value": port}),
+        "shmesh's Service, on its xDS port"
+    );
+    socket["address"] = json!(ip);
+    let ads = &mut chart["dynamic_resources"]["ads_config"]["grpc_services"][0];
+    if let Some(google) = ads.get_mut("google_grpc") {
+        assert_eq!(
+            google["target_uri"],
+            format!("{dns}:{port}"),
+            "the token goes to shmesh's Service, on its xDS TLS port"
+        );
+        google["target_uri"] = json!(format!("{ip}:{port}"));
+    }
+    chart
+}
+
+/// What `shmesh bootstrap ARGS` prints, as JSON.
+fn shmesh_bootstrap(args: &[&str]) -> Value {
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_shmesh"))
+            .arg("bootstrap")
+            .args(args),
+        LIMIT,
+    );
+    assert!(out.status.success(), "shmesh bootstrap: {}", out.stderr);
+    serde_json::from_str(&out.stdout).expect("bootstrap JSON")
+}
+
+fn assert_same_bootstrap(printed: &Value, chart: &Value) {
+    let d = differences(printed, chart);
+    assert!(
+        d.is_empty(),
+        "the chart's bootstrap drifted from `shmesh bootstrap` (printed vs chart):\n  {}",
+        d.join("\n  ")
+    );
+}
+
 /// Nothing of a gateway renders unless asked for: the default render (which
 /// must equal the plain manifests) has no Envoy, and its only Deployment,
 /// Service and ServiceAccount are shmesh's own.
@@ -1142,16 +1264,7 @@ fn an_ingress_gateway_is_an_envoy_router_node_of_shmesh() {
     check_typed(&objects);
     assert_eq!(grants(&objects), expected_grants(true));
     check_bindings(&objects, "shmesh", "istio-system");
-    for (key, doc) in objects.iter().filter(|(k, _)| k.1.ends_with("RoleBinding")) {
-        for subject in doc["subjects"].as_array().expect("subjects") {
-            assert_ne!(
-                subject["name"],
-                "istio-ingressgateway",
-                "{} binds the gateway",
-                show(key)
-            );
-        }
-    }
+    assert_unbound(&objects, "istio-ingressgateway");
     let [account, configmap, deployment, service] =
         gateway_objects(&objects, "istio-ingressgateway", "istio-system");
     assert_eq!(account["automountServiceAccountToken"], false);
@@ -1215,87 +1328,28 @@ fn an_ingress_gateway_is_an_envoy_router_node_of_shmesh() {
 
     // The same bootstrap as `shmesh bootstrap` gives this node, once the
     // chart's documented differences are undone.
-    let mut chart = gateway_bootstrap(configmap);
-    chart["node"] = overlay["node"].clone();
-    for config in ["cds_config", "lds_config"] {
-        let config = &mut chart["dynamic_resources"][config];
-        assert_eq!(config["initial_fetch_timeout"], "0s");
-        config
-            .as_object_mut()
-            .expect("config")
-            .remove("initial_fetch_timeout");
-    }
-    let admin_addr = json!({"socket_address": {"address": "127.0.0.1", "port_value": 15000}});
-    assert_eq!(chart["admin"]["address"], admin_addr);
-    let statics = &mut chart["static_resources"];
-    let mut listeners = statics
-        .as_object_mut()
-        .expect("static_resources")
-        .remove("listeners")
-        .expect("listeners");
-    let status = named(&mut listeners, "status");
-    assert_eq!(
-        status["address"],
-        json!({"socket_address": {"address": "0.0.0.0", "port_value": 15021}})
+    let chart = as_shmesh_prints(
+        configmap,
+        &overlay,
+        "shmesh.istio-system.svc",
+        "10.96.0.10",
+        15010,
     );
-    let hcm = &status["filter_chains"][0]["filters"][0]["typed_config"];
-    assert_eq!(
-        hcm["route_config"]["virtual_hosts"][0]["routes"],
-        json!([{"match": {"path": "/healthz/ready"}, "route": {"cluster": "admin", "prefix_rewrite": "/ready"}}]),
-        "the status listener passes the readiness path alone to the admin"
-    );
-    let clusters = statics["clusters"].as_array_mut().expect("clusters");
-    let admin = clusters.remove(
-        clusters
-            .iter()
-            .position(|c| c["name"] == "admin")
-            .expect("admin cluster"),
-    );
-    assert_eq!(
-        admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
-        admin_addr
-    );
-    let xds = named(&mut statics["clusters"], "xds-grpc");
-    assert_eq!(xds["type"], "STRICT_DNS");
-    assert_eq!(xds["dns_lookup_family"], "V4_PREFERRED");
-    xds["type"] = json!("STATIC");
-    xds.as_object_mut()
-        .expect("cluster")
-        .remove("dns_lookup_family");
-    let socket = &mut xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-        ["address"]["socket_address"];
-    assert_eq!(
-        *socket,
-        json!({"address": "shmesh.istio-system.svc", "port_value": 15010}),
-        "shmesh's Service, on its xDS port"
-    );
-    socket["address"] = json!("10.96.0.10");
-    let out = run(
-        Command::new(env!("CARGO_BIN_EXE_shmesh")).args([
-            "bootstrap",
-            "--node",
-            node_id,
-            "--namespace",
-            "istio-system",
-            "--ip",
-            "10.1.2.3",
-            "--label",
-            "istio=ingressgateway",
-            "--label",
-            "app=istio-ingressgateway",
-            "--xds-addr",
-            "10.96.0.10:15010",
-        ]),
-        LIMIT,
-    );
-    assert!(out.status.success(), "shmesh bootstrap: {}", out.stderr);
-    let printed: Value = serde_json::from_str(&out.stdout).expect("bootstrap JSON");
-    let d = differences(&printed, &chart);
-    assert!(
-        d.is_empty(),
-        "the chart's bootstrap drifted from `shmesh bootstrap` (printed vs chart):\n  {}",
-        d.join("\n  ")
-    );
+    let printed = shmesh_bootstrap(&[
+        "--node",
+        node_id,
+        "--namespace",
+        "istio-system",
+        "--ip",
+        "10.1.2.3",
+        "--label",
+        "istio=ingressgateway",
+        "--label",
+        "app=istio-ingressgateway",
+        "--xds-addr",
+        "10.96.0.10:15010",
+    ]);
+    assert_same_bootstrap(&printed, &chart);
     let shmesh_service = find(&objects, "Service", "shmesh");
     assert!(shmesh_service["spec"]["ports"]
         .as_array()
@@ -1418,6 +1472,349 @@ fn a_gateway_api_gateway_gets_its_own_proxies() {
         pod["containers"][0]["securityContext"]["capabilities"],
         json!({"drop": ["ALL"]})
     );
+}
+
+/// Where the chart mounts the gateway's identity, as Istio's gateways have
+/// it: the projected token's directory (file `istio-token`) and the root
+/// certificate's (file `root-cert.pem`, the ConfigMap's key).
+const TOKEN_DIR: &str = "/var/run/secrets/tokens";
+const ROOT_DIR: &str = "/var/run/secrets/istio";
+
+/// The gateway's ADS service in its bootstrap, when it is Google gRPC.
+fn google_grpc(bootstrap: &Value) -> &Value {
+    let google = &bootstrap["dynamic_resources"]["ads_config"]["grpc_services"][0]["google_grpc"];
+    assert!(google.is_object(), "ADS is not Google gRPC: {bootstrap}");
+    google
+}
+
+/// The name the Google gRPC client checks the xDS TLS listener's
+/// certificate for.
+fn tls_name(google: &Value) -> &str {
+    google["channel_args"]["args"]["grpc.ssl_target_name_override"]["string_value"]
+        .as_str()
+        .expect("grpc.ssl_target_name_override")
+}
+
+/// The names shmesh's own Deployment gives its xDS TLS listener's
+/// certificate (`--xds-tls-name`).
+fn shmesh_tls_names(objects: &BTreeMap<Key, Value>, name: &str) -> Vec<String> {
+    let deployment = find(objects, "Deployment", name);
+    let args = strs(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
+    after(&args, "--xds-tls-name")
+        .split(',')
+        .map(str::to_string)
+        .collect()
+}
+
+/// The pod volume or container mount named `name`.
+fn entry<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {list}"))
+}
+
+/// With `ca.enabled` the gateway proves its identity, its own ServiceAccount
+/// in its namespace, as Istio's gateways do:
+///
+/// - a projected token of that ServiceAccount for the audience `istio-ca`
+///   (which shmesh's TokenReview asks for, and the API server itself does
+///   not accept), valid 12 hours, mounted read-only at
+///   /var/run/secrets/tokens/istio-token, while the API token stays
+///   unmounted (`automountServiceAccountToken: false`) and no RBAC names
+///   the ServiceAccount;
+/// - the root certificate from the ConfigMap `istio-ca-root-cert` (key
+///   `root-cert.pem`), mounted read-only at /var/run/secrets/istio;
+/// - a bootstrap that sends the token on ADS over Google gRPC with TLS to
+///   shmesh's Service on its xDS TLS port (15012), trusting only that root
+///   and checking the listener's certificate for a name shmesh's own
+///   Deployment gives it: field by field what `shmesh bootstrap --token-file
+///   --xds-root-cert --xds-tls-name` prints, but for the differences the
+///   chart documents (shmesh's DNS name in the target, as in its cluster).
+///
+/// Nothing else of the gateway changes.
+#[test]
+fn with_the_ca_the_gateway_proves_its_identity_with_a_projected_token() {
+    let objects = render(
+        "shmesh",
+        "istio-system",
+        &["--set", "gateways.ingress.enabled=true,ca.enabled=true"],
+    );
+    check_typed(&objects);
+    assert_eq!(
+        grants(&objects),
+        grants(&render(
+            "shmesh",
+            "istio-system",
+            &["--set", "ca.enabled=true"]
+        )),
+        "the gateway adds no grants"
+    );
+    check_bindings(&objects, "shmesh", "istio-system");
+    assert_unbound(&objects, "istio-ingressgateway");
+    let [account, configmap, deployment, _] =
+        gateway_objects(&objects, "istio-ingressgateway", "istio-system");
+    assert_eq!(account["automountServiceAccountToken"], false);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "istio-ingressgateway");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(
+        *entry(&pod["volumes"], "istio-token"),
+        json!({"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": "istio-ca",
+            "expirationSeconds": 43200,
+            "path": "istio-token",
+        }}]}})
+    );
+    assert_eq!(
+        *entry(&pod["volumes"], "istio-ca-root-cert"),
+        json!({"name": "istio-ca-root-cert", "configMap": {"name": "istio-ca-root-cert"}})
+    );
+    let mounts = &pod["containers"][0]["volumeMounts"];
+    assert_eq!(
+        *entry(mounts, "istio-token"),
+        json!({"name": "istio-token", "mountPath": TOKEN_DIR, "readOnly": true})
+    );
+    assert_eq!(
+        *entry(mounts, "istio-ca-root-cert"),
+        json!({"name": "istio-ca-root-cert", "mountPath": ROOT_DIR, "readOnly": true})
+    );
+
+    // The bootstrap reads both files where they are mounted, and dials
+    // shmesh's Service on the port of its xDS TLS listener.
+    let bootstrap = gateway_bootstrap(configmap);
+    let google = google_grpc(&bootstrap);
+    let token = format!("{TOKEN_DIR}/istio-token");
+    let root = format!("{ROOT_DIR}/root-cert.pem");
+    assert_eq!(
+        google["call_credentials"][0]["from_plugin"]["typed_config"]["secret_data"],
+        json!({"filename": token})
+    );
+    assert_eq!(
+        google["channel_credentials"]["ssl_credentials"]["root_certs"],
+        json!({"filename": root})
+    );
+    assert_eq!(google["target_uri"], "shmesh.istio-system.svc:15012");
+    assert!(find(&objects, "Service", "shmesh")["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .any(|p| p["name"] == "grpc-xds-tls" && p["port"] == 15012 && p["targetPort"] == 15012));
+    let name = tls_name(google);
+    assert_eq!(name, "shmesh.istio-system.svc", "the Service's own name");
+    assert!(
+        shmesh_tls_names(&objects, "shmesh")
+            .iter()
+            .any(|n| n == name),
+        "shmesh's certificate does not carry {name}"
+    );
+
+    // Field by field what `shmesh bootstrap --token-file` prints.
+    let node_id = "router~10.1.2.3~ingress-7d9f.istio-system~istio-system.svc.cluster.local";
+    let args = envoy_args(deployment, "ingress-7d9f", "istio-system", "10.1.2.3");
+    let overlay: Value = serde_json::from_str(after(&args, "--config-yaml")).expect("JSON");
+    assert_eq!(overlay["node"]["id"], node_id);
+    let chart = as_shmesh_prints(
+        configmap,
+        &overlay,
+        "shmesh.istio-system.svc",
+        "10.96.0.10",
+        15012,
+    );
+    let printed = shmesh_bootstrap(&[
+        "--node",
+        node_id,
+        "--namespace",
+        "istio-system",
+        "--ip",
+        "10.1.2.3",
+        "--label",
+        "istio=ingressgateway",
+        "--label",
+        "app=istio-ingressgateway",
+        "--xds-addr",
+        "10.96.0.10:15012",
+        "--token-file",
+        &token,
+        "--xds-root-cert",
+        &root,
+        "--xds-tls-name",
+        name,
+    ]);
+    assert_same_bootstrap(&printed, &chart);
+
+    // The rest of the Deployment is as without the CA.
+    let plain = render(
+        "shmesh",
+        "istio-system",
+        &["--set", "gateways.ingress.enabled=true"],
+    );
+    let [_, _, plain_deployment, _] =
+        gateway_objects(&plain, "istio-ingressgateway", "istio-system");
+    let mut with = deployment.clone();
+    let mut without = plain_deployment.clone();
+    for path in [
+        "/spec/template/spec/volumes",
+        "/spec/template/spec/containers/0/volumeMounts",
+    ] {
+        with.pointer_mut(path)
+            .and_then(Value::as_array_mut)
+            .expect("a list")
+            .retain(|v| v["name"] != "istio-token" && v["name"] != "istio-ca-root-cert");
+    }
+    for d in [&mut with, &mut without] {
+        d["spec"]["template"]["metadata"]["annotations"]
+            .as_object_mut()
+            .expect("annotations")
+            .remove("checksum/bootstrap");
+    }
+    let d = differences(&without, &with);
+    assert!(d.is_empty(), "identity changed more:\n  {}", d.join("\n  "));
+}
+
+/// Without the CA, or with `gateways.ingress.identity.enabled=false`, the
+/// gateway is what it was: no token, no root, plaintext ADS on 15010 (the
+/// gateway's objects are the same either way). Identity without the CA is
+/// refused, since only shmesh's CA serves 15012 and checks tokens.
+#[test]
+fn without_identity_the_gateway_has_no_token_or_root() {
+    let plain = render(
+        "shmesh",
+        "istio-system",
+        &["--set", "gateways.ingress.enabled=true"],
+    );
+    let objects = gateway_objects(&plain, "istio-ingressgateway", "istio-system");
+    for doc in objects {
+        let text = doc.to_string();
+        for word in [
+            "istio-token",
+            "istio-ca",
+            "serviceAccountToken",
+            "projected",
+            "google_grpc",
+            "15012",
+            "/var/run/secrets",
+        ] {
+            assert!(!text.contains(word), "{word} in {text}");
+        }
+    }
+    let [_, configmap, deployment, _] = objects;
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "bootstrap", "configMap": {"name": "istio-ingressgateway-bootstrap"}}])
+    );
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"],
+        json!([{"name": "bootstrap", "mountPath": "/etc/envoy", "readOnly": true}])
+    );
+    assert_eq!(
+        gateway_bootstrap(configmap)["dynamic_resources"]["ads_config"]["grpc_services"],
+        json!([{"envoy_grpc": {"cluster_name": "xds-grpc"}}])
+    );
+
+    let told_not_to = render(
+        "shmesh",
+        "istio-system",
+        &[
+            "--set",
+            "gateways.ingress.enabled=true,ca.enabled=true",
+            "--set",
+            "gateways.ingress.identity.enabled=false",
+        ],
+    );
+    assert_eq!(
+        gateway_objects(&told_not_to, "istio-ingressgateway", "istio-system"),
+        objects
+    );
+
+    let out = helm_try(&[
+        "template",
+        "shmesh",
+        CHART,
+        "--namespace",
+        "istio-system",
+        "--set",
+        "gateways.ingress.enabled=true",
+        "--set",
+        "gateways.ingress.identity.enabled=true",
+    ]);
+    assert!(!out.status.success(), "identity without the CA rendered");
+    assert!(
+        out.stderr
+            .contains("gateways.ingress.identity.enabled needs ca.enabled"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The identity's values: another release (`mesh` in `control`) and the
+/// gateway in `edge` dial `mesh-shmesh.control.svc:15012`, and check the
+/// listener's certificate for the first of `ca.serverNames`, since that
+/// Service's name is not one of them (it is once listed, and
+/// `xds.tlsName` picks any); the root's ConfigMap, the token's lifetime,
+/// the address and the TLS port are values.
+#[test]
+fn the_gateway_identity_follows_its_values() {
+    let base = [
+        "--set",
+        "gateways.ingress.enabled=true,ca.enabled=true",
+        "--set",
+        "gateways.ingress.namespace=edge",
+    ];
+    let with = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend_from_slice(extra);
+        let objects = render("mesh", "control", &args);
+        let names = shmesh_tls_names(&objects, "mesh-shmesh");
+        let [_, configmap, deployment, _] =
+            gateway_objects(&objects, "istio-ingressgateway", "edge");
+        (names, gateway_bootstrap(configmap), deployment.clone())
+    };
+
+    let (names, bootstrap, deployment) = with(&[
+        "--set",
+        "gateways.ingress.identity.rootCertConfigMap=mesh-root",
+        "--set",
+        "gateways.ingress.identity.tokenExpirationSeconds=3600",
+    ]);
+    let google = google_grpc(&bootstrap);
+    assert_eq!(google["target_uri"], "mesh-shmesh.control.svc:15012");
+    assert_eq!(tls_name(google), "istiod.istio-system.svc");
+    assert!(names.iter().any(|n| n == tls_name(google)));
+    let volumes = &deployment["spec"]["template"]["spec"]["volumes"];
+    assert_eq!(
+        entry(volumes, "istio-ca-root-cert")["configMap"],
+        json!({"name": "mesh-root"})
+    );
+    assert_eq!(
+        entry(volumes, "istio-token")["projected"]["sources"][0]["serviceAccountToken"]
+            ["expirationSeconds"],
+        3600
+    );
+
+    let (names, bootstrap, _) = with(&[
+        "--set",
+        "ca.serverNames={shmesh.istio-system.svc,mesh-shmesh.control.svc}",
+    ]);
+    assert_eq!(tls_name(google_grpc(&bootstrap)), "mesh-shmesh.control.svc");
+    assert_eq!(
+        names,
+        ["shmesh.istio-system.svc", "mesh-shmesh.control.svc"]
+    );
+
+    let (_, bootstrap, _) = with(&[
+        "--set",
+        "gateways.ingress.xds.tlsName=shmesh.istio-system.svc",
+        "--set",
+        "gateways.ingress.xds.address=10.0.0.7",
+        "--set",
+        "gateways.ingress.xds.tlsPort=15443",
+    ]);
+    let google = google_grpc(&bootstrap);
+    assert_eq!(tls_name(google), "shmesh.istio-system.svc");
+    assert_eq!(google["target_uri"], "10.0.0.7:15443");
 }
 
 /// The chart's gateway, run: a real Envoy started as the chart starts it
@@ -1557,6 +1954,226 @@ spec:
         assert_eq!(r.status, 404, "{path} on the status port");
     }
     assert!(envoy.exit_status().is_none(), "Envoy is still running");
+    drop(envoy);
+    drop(shmesh);
+}
+
+/// The chart's gateway with its identity, run: `shmesh serve --kubernetes`
+/// with a CA and the chart's `--trust-domain` and `--xds-tls-name`, against a
+/// fake API server whose TokenReview accepts the gateway's token as
+/// istio-system's ServiceAccount `istio-ingressgateway` for the audience
+/// `istio-ca`; a real Envoy started as the chart starts it (ca.enabled, the
+/// ConfigMap's bootstrap, the Deployment's `--config-yaml` node for pod
+/// `ingress-1` of istio-system) reaches shmesh's xDS TLS listener by DNS
+/// (`xds.address` localhost, `xds.tlsPort` its port) and proves its identity
+/// with the token file, so the Secret its Istio Gateway names by
+/// `credentialName` reaches it over SDS and it serves HTTPS with that
+/// certificate. Only the token and root files (the kubelet's mounts) live in
+/// a temporary directory, and ports differ as in the plaintext run.
+#[test]
+fn the_rendered_gateway_proves_its_token_and_serves_its_secret() {
+    use common::http::https_get;
+    use common::pod_network::ca_init;
+    use common::{free_port, ApiServer, Envoy, EnvoyOptions, Shmesh, Upstream};
+
+    let objects = render(
+        "shmesh",
+        "istio-system",
+        &["--set", "gateways.ingress.enabled=true,ca.enabled=true"],
+    );
+    let shmesh_args = strs(
+        &find(&objects, "Deployment", "shmesh")["spec"]["template"]["spec"]["containers"][0]
+            ["args"],
+    );
+
+    let ca = tempfile::tempdir().expect("CA dir");
+    ca_init(ca.path());
+    let root = std::fs::read_to_string(ca.path().join("root-cert.pem")).expect("root");
+    let api = ApiServer::start();
+    api.add_token(
+        "token-of-the-gateway",
+        "istio-system",
+        "istio-ingressgateway",
+        &["istio-ca"],
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.kubeconfig(&kubeconfig);
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let mut args = vec!["--kubernetes".to_string()];
+    for flag in ["--trust-domain", "--xds-tls-name", "--workload-cert-ttl"] {
+        args.extend([flag.to_string(), after(&shmesh_args, flag).to_string()]);
+    }
+    args.extend([
+        "--ca-cert".to_string(),
+        path(&ca.path().join("root-cert.pem")),
+        "--ca-key".to_string(),
+        path(&ca.path().join("root-key.pem")),
+        "--xds-tls-addr".to_string(),
+        "127.0.0.1:0".to_string(),
+    ]);
+    let shmesh = Shmesh::spawn(
+        &args,
+        &[
+            ("KUBECONFIG", &path(&kubeconfig)),
+            ("NO_PROXY", "127.0.0.1,localhost"),
+        ],
+    );
+    shmesh.wait_ready();
+    let tls = shmesh.xds_tls.expect("xDS TLS listener");
+
+    let web = Upstream::start("127.0.0.62", "web");
+    let https_port = free_port("127.0.0.1");
+    let issuer = shmesh::ca::Ca::load(
+        &ca.path().join("root-cert.pem"),
+        &ca.path().join("root-key.pem"),
+        &[],
+    )
+    .expect("CA");
+    let cert = issuer
+        .issue_server(
+            &["secure.example.com".to_string()],
+            Duration::from_secs(3600),
+        )
+        .expect("certificate");
+    let indent = |pem: &str| {
+        pem.lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    };
+    api.apply_yaml(&format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: shop}}
+spec:
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: shop, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: {web_port}}}]
+endpoints: [{{addresses: [{web_ip}], conditions: {{ready: true}}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: public, namespace: istio-system}}
+spec:
+  selector: {{istio: ingressgateway}}
+  servers:
+  - port: {{number: {https_port}, name: https, protocol: HTTPS}}
+    bind: 127.0.0.1
+    hosts: [shop/secure.example.com]
+    tls: {{mode: SIMPLE, credentialName: secure-cert}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: secure, namespace: shop}}
+spec:
+  hosts: [secure.example.com]
+  gateways: [istio-system/public]
+  http: [{{route: [{{destination: {{host: web}}}}]}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: secure-cert, namespace: istio-system}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{chain}  tls.key: |
+{key}",
+        web_port = web.addr().port(),
+        web_ip = web.addr().ip(),
+        chain = indent(&cert.chain_pem),
+        key = indent(&cert.key_pem),
+    ));
+
+    let objects = render(
+        "shmesh",
+        "istio-system",
+        &[
+            "--set",
+            "gateways.ingress.enabled=true,ca.enabled=true",
+            "--set",
+            "gateways.ingress.xds.address=localhost",
+            "--set",
+            &format!("gateways.ingress.xds.tlsPort={}", tls.port()),
+        ],
+    );
+    let [_, configmap, deployment, _] =
+        gateway_objects(&objects, "istio-ingressgateway", "istio-system");
+    let mut bootstrap = gateway_bootstrap(configmap);
+    let [admin_port, status_port] = [(); 2].map(|_| free_port("127.0.0.1"));
+    bootstrap["admin"]["address"]["socket_address"]["port_value"] = json!(admin_port);
+    named(&mut bootstrap["static_resources"]["clusters"], "admin")["load_assignment"]
+        ["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+        ["port_value"] = json!(admin_port);
+    named(&mut bootstrap["static_resources"]["listeners"], "status")["address"] =
+        json!({"socket_address": {"address": "127.0.0.1", "port_value": status_port}});
+    // The kubelet's mounts, in a temporary directory.
+    let mounts = tempfile::tempdir().expect("mounts");
+    let token_file = mounts.path().join("istio-token");
+    std::fs::write(&token_file, "token-of-the-gateway").expect("token file");
+    let root_file = mounts.path().join("root-cert.pem");
+    std::fs::write(&root_file, &root).expect("root file");
+    let google = bootstrap
+        .pointer_mut("/dynamic_resources/ads_config/grpc_services/0/google_grpc")
+        .expect("Google gRPC");
+    let secret = &mut google["call_credentials"][0]["from_plugin"]["typed_config"]["secret_data"];
+    assert_eq!(
+        *secret,
+        json!({"filename": format!("{TOKEN_DIR}/istio-token")})
+    );
+    *secret = json!({"filename": path(&token_file)});
+    let roots = &mut google["channel_credentials"]["ssl_credentials"]["root_certs"];
+    assert_eq!(
+        *roots,
+        json!({"filename": format!("{ROOT_DIR}/root-cert.pem")})
+    );
+    *roots = json!({"filename": path(&root_file)});
+
+    let args = envoy_args(deployment, "ingress-1", "istio-system", "127.0.0.1");
+    let envoy = Envoy::start_with(
+        &bootstrap,
+        EnvoyOptions {
+            extra_args: vec!["--config-yaml".into(), after(&args, "--config-yaml").into()],
+            ..EnvoyOptions::default()
+        },
+    );
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], https_port).into();
+    let mut last = String::new();
+    let served = envoy.wait_until(Duration::from_secs(30), |_| {
+        match https_get(addr, "secure.example.com", "/", issuer.trusted_pem()) {
+            Ok((r, _)) => {
+                last = format!("{} {}", r.status, r.body);
+                r.status == 200 && r.body == "web"
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    assert!(
+        served,
+        "no HTTPS with the Secret's certificate: {last}\n{}\n{}",
+        envoy.log(),
+        shmesh.log()
+    );
+    assert!(
+        api.token_reviews()
+            .iter()
+            .any(|audiences| audiences == &["istio-ca"]),
+        "no TokenReview for istio-ca: {:?}",
+        api.token_reviews()
+    );
+    assert!(
+        !shmesh.log().contains("token-of-the-gateway"),
+        "a token was logged"
+    );
+    let status: std::net::SocketAddr = ([127, 0, 0, 1], status_port).into();
+    let ready = common::http_get(status, "status", "/healthz/ready", &[]).expect("status port");
+    assert_eq!(ready.status, 200, "the gateway is ready");
     drop(envoy);
     drop(shmesh);
 }

@@ -32,12 +32,32 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/*
+"true" when the ingress gateway proves its identity to shmesh:
+gateways.ingress.identity.enabled, or by default ca.enabled.
+*/}}
+{{- define "shmesh.ingressIdentity" -}}
+{{- $identity := .Values.ca.enabled -}}
+{{- with .Values.gateways.ingress.identity -}}
+{{- if and (hasKey . "enabled") (not (kindIs "invalid" .enabled)) -}}
+{{- $identity = .enabled -}}
+{{- end -}}
+{{- end -}}
+{{- if $identity }}true{{ end -}}
+{{- end -}}
+
+{{/*
 The ingress gateway's Envoy bootstrap (templates/gateway.yaml), given
 "address" and "port" of shmesh's xDS: what `shmesh bootstrap` prints for a
 router node (tests/helm.rs compares them), except that Envoy finds shmesh by
 DNS, holds listeners and clusters back until shmesh sends them
 (initial_fetch_timeout 0s), and answers probes on 15021 from its admin
 /ready (the admin stays on 127.0.0.1). The node comes with --config-yaml.
+With "token" (a dict of "file", "root" and "serverName"), ADS goes over
+Envoy's Google gRPC client to the xDS TLS listener at address:port, trusting
+only the root file and checking the listener's certificate for serverName,
+with the token file's content as its bearer token: `shmesh bootstrap
+--token-file FILE --xds-root-cert ROOT --xds-tls-name NAME`. (That prints the
+xds-grpc cluster too, unused by ADS then; the chart keeps it alike.)
 */}}
 {{- define "shmesh.ingressBootstrap" -}}
 admin:
@@ -48,7 +68,33 @@ dynamic_resources:
     api_type: DELTA_GRPC
     transport_api_version: V3
     grpc_services:
+    {{- with .token }}
+    {{- $host := $.address }}
+    {{- if contains ":" $host }}
+    {{- $host = printf "[%s]" $host }}
+    {{- end }}
+    - google_grpc:
+        target_uri: {{ printf "%s:%v" $host $.port | quote }}
+        stat_prefix: xds-grpc
+        channel_credentials:
+          ssl_credentials:
+            root_certs: {filename: {{ .root | quote }}}
+        call_credentials:
+        - from_plugin:
+            name: envoy.grpc_credentials.file_based_metadata
+            typed_config:
+              "@type": type.googleapis.com/envoy.config.grpc_credential.v3.FileBasedMetadataConfig
+              secret_data: {filename: {{ .file | quote }}}
+              header_key: authorization
+              header_prefix: "Bearer "
+        credentials_factory_name: envoy.grpc_credentials.file_based_metadata
+        # The listener's certificate names the Service, whatever is dialled.
+        channel_args:
+          args:
+            grpc.ssl_target_name_override: {string_value: {{ .serverName | quote }}}
+    {{- else }}
     - envoy_grpc: {cluster_name: xds-grpc}
+    {{- end }}
     set_node_on_first_message_only: true
   cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 0s}
   lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 0s}
