@@ -1,4 +1,11 @@
-//! Tunables of mimalloc, the allocator both binaries run on.
+//! The allocator `shmesh` runs on: mimalloc, its tunables, and the counts of
+//! what passes through it (`CountingAllocator`, read by `/metrics`).
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_e`.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
@@ -64,6 +71,139 @@ pub fn holding_freed_pages<T>(work: impl FnOnce() -> T) -> T {
     let _restore = Restore(purge_delay());
     set_purge_delay(-1);
     work()
+}
+
+/// mimalloc, counting the bytes allocated and freed and the allocations
+/// made. Each thread adds to its own counts and hands them to the shared
+/// ones every `FLUSH_EVERY` calls, so an allocation costs a few thread-local
+/// additions and no shared cache line; the shared counts lag each thread's
+/// by at most that many calls.
+pub struct CountingAllocator;
+
+/// Calls a thread counts on its own before adding to the shared counts.
+const FLUSH_EVERY: u32 = 256;
+
+static ALLOCATED_BYTES: AtomicU64 = AtomicU64::new(0);
+static FREED_BYTES: AtomicU64 = AtomicU64::new(0);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// A thread's counts not yet added to the shared ones.
+#[derive(Clone, Copy)]
+struct Pending {
+    allocated: u64,
+    freed: u64,
+    allocations: u32,
+    calls: u32,
+}
+
+thread_local! {
+    // Constant-initialised and without a destructor: reading it never
+    // allocates, so the allocator itself may use it.
+    static PENDING: Cell<Pending> = const {
+        Cell::new(Pending { allocated: 0, freed: 0, allocations: 0, calls: 0 })
+    };
+}
+
+#[inline]
+fn count(allocated: usize, freed: usize, allocations: u32) {
+    let _ = PENDING.try_with(|cell| {
+        let mut p = cell.get();
+        p.allocated += allocated as u64;
+        p.freed += freed as u64;
+        p.allocations += allocations;
+        p.calls += 1;
+        if p.calls >= FLUSH_EVERY {
+            ALLOCATED_BYTES.fetch_add(p.allocated, Ordering::Relaxed);
+            FREED_BYTES.fetch_add(p.freed, Ordering::Relaxed);
+            ALLOCATIONS.fetch_add(u64::from(p.allocations), Ordering::Relaxed);
+            p = Pending {
+                allocated: 0,
+                freed: 0,
+                allocations: 0,
+                calls: 0,
+            };
+        }
+        cell.set(p);
+    });
+}
+
+// SAFETY: every call is mimalloc's; the counting around it touches only
+// thread-local cells and atomics.
+unsafe impl GlobalAlloc for CountingAllocator {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { MiMalloc.alloc(layout) };
+        if !ptr.is_null() {
+            count(layout.size(), 0, 1);
+        }
+        ptr
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { MiMalloc.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            count(layout.size(), 0, 1);
+        }
+        ptr
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { MiMalloc.dealloc(ptr, layout) };
+        count(0, layout.size(), 0);
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            count(new_size, layout.size(), 1);
+        }
+        new
+    }
+}
+
+/// The heap as `/metrics` reports it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeapStats {
+    /// Memory mimalloc holds committed.
+    pub committed_bytes: u64,
+    /// Allocated and not yet freed, as far as the shared counts know.
+    pub live_bytes: u64,
+    /// Allocated since start (reallocations count their new size).
+    pub allocated_bytes_total: u64,
+    /// Allocations since start (reallocations count as one).
+    pub allocations_total: u64,
+}
+
+/// The heap's figures now. The counts are those of `CountingAllocator`,
+/// zero in a process that runs on another allocator.
+pub fn heap_stats() -> HeapStats {
+    let mut committed = 0usize;
+    let mut unused = [0usize; 7];
+    let [elapsed, user, system, rss, peak_rss, peak_commit, faults] = &mut unused;
+    // SAFETY: mi_process_info writes plain integers through the pointers given.
+    unsafe {
+        libmimalloc_sys::mi_process_info(
+            elapsed,
+            user,
+            system,
+            rss,
+            peak_rss,
+            &mut committed,
+            peak_commit,
+            faults,
+        )
+    };
+    let allocated = ALLOCATED_BYTES.load(Ordering::Relaxed);
+    let freed = FREED_BYTES.load(Ordering::Relaxed);
+    HeapStats {
+        committed_bytes: committed as u64,
+        live_bytes: allocated.saturating_sub(freed),
+        allocated_bytes_total: allocated,
+        allocations_total: ALLOCATIONS.load(Ordering::Relaxed),
+    }
 }
 
 #[cfg(test)]

@@ -137,10 +137,16 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         metrics.clone(),
     );
     tasks.spawn(views_task);
+    tasks.spawn(rollout::measure(
+        views.clone(),
+        registry.clone(),
+        metrics.clone(),
+    ));
     if !args.config_dirs.is_empty() {
         tasks.spawn(sources::files::run(
             args.config_dirs.clone(),
             updates.clone(),
+            metrics.clone(),
         ));
     }
     if let Some(client) = kube_client.clone() {

@@ -24,7 +24,7 @@ use tonic::{Code, Status};
 use tracing::{info, warn};
 
 use crate::identity::Identities;
-use crate::metrics::{IdentityMetrics, Metrics};
+use crate::identity::IdentityMetrics;
 use shmesh_xds::listen::Peer;
 
 pub const SERVICE_NAME: &str = "istio.v1.auth.IstioCertificateService";
@@ -251,11 +251,11 @@ impl tonic::server::UnaryService<IstioCertificateRequest> for CreateCertificate 
         Box::pin(async move {
             match inner.create(request).await {
                 Ok(response) => {
-                    Metrics::inc(&inner.metrics.csr_signed);
+                    inner.metrics.csr_signed.inc();
                     Ok(tonic::Response::new(response))
                 }
                 Err(status) => {
-                    Metrics::inc(&inner.metrics.csr_refused);
+                    inner.metrics.csr_refused.inc();
                     if status.code() == Code::Unauthenticated {
                         warn!(reason = status.message(), "certificate request refused");
                     } else {

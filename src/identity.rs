@@ -20,10 +20,54 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 use tracing::{info, warn};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+
 use crate::ca::{self, Ca, CaError, Issued};
-use crate::metrics::IdentityMetrics;
 use shmesh_cache::ResourceWriter;
 use shmesh_translate::tls::{Certificates, ROOT_SECRET, WORKLOAD_SECRET};
+
+/// What the certificate authority did, and whom it refused. Written here and
+/// by `ca_service`; rendered at `/metrics`.
+#[derive(Debug, Default)]
+pub struct IdentityMetrics {
+    /// Streams that proved no identity (or a mismatched one) on a server
+    /// that issues certificates.
+    pub unproven: Counter,
+    /// Workload certificates issued, renewals included.
+    pub certificates_issued: Counter,
+    /// Certificate requests signed over Istio's CA API.
+    pub csr_signed: Counter,
+    /// Certificate requests refused (unauthenticated, invalid).
+    pub csr_refused: Counter,
+}
+
+impl IdentityMetrics {
+    pub fn new(registry: &mut Registry) -> IdentityMetrics {
+        let m = IdentityMetrics::default();
+        registry.register(
+            "shmesh_identity_unproven",
+            "Proxies that asked for certificates without proving the identity they claim",
+            m.unproven.clone(),
+        );
+        registry.register(
+            "shmesh_workload_certificates_issued",
+            "Workload certificates issued over SDS by shmesh's CA, renewals included",
+            m.certificates_issued.clone(),
+        );
+        registry.register(
+            "shmesh_ca_requests_signed",
+            "Certificate signing requests signed over Istio's CA API",
+            m.csr_signed.clone(),
+        );
+        registry.register(
+            "shmesh_ca_requests_refused",
+            "Certificate signing requests refused over Istio's CA API (unauthenticated or invalid)",
+            m.csr_refused.clone(),
+        );
+        m
+    }
+}
 
 /// Where the CA comes from and how it signs.
 #[derive(Debug, Clone)]
@@ -106,7 +150,7 @@ impl Identities {
         why_not: &str,
     ) -> Certificates {
         let unproven = |why: &str| {
-            shmesh_xds::metrics::inc(&self.metrics.unproven);
+            self.metrics.unproven.inc();
             info!(
                 node = node_id,
                 reason = why,
@@ -192,7 +236,7 @@ impl Identities {
         }
         let id = shmesh_translate::tls::spiffe_id(&self.trust_domain, namespace, service_account);
         let cert = self.ca.issue_workload(&id, self.lifetime)?;
-        shmesh_xds::metrics::inc(&self.metrics.certificates_issued);
+        self.metrics.certificates_issued.inc();
         info!(identity = %id, lifetime_s = self.lifetime.as_secs_f64(), "issued a workload certificate");
         issued.insert(key, cert.clone());
         Ok(cert)
@@ -294,12 +338,7 @@ mod tests {
             Certificates::None
         );
         assert_eq!(ids.certificates_for("n", "shop", None), Certificates::None);
-        assert_eq!(
-            ids.metrics
-                .unproven
-                .load(std::sync::atomic::Ordering::Relaxed),
-            2
-        );
+        assert_eq!(ids.metrics.unproven.get(), 2);
     }
 
     #[test]

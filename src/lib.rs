@@ -21,6 +21,7 @@ pub mod identity;
 pub mod jsonpb;
 pub mod kubernetes;
 pub mod metrics;
+pub mod process_stats;
 pub mod rollout;
 pub mod sources;
 pub mod views;

@@ -2,9 +2,10 @@ use clap::Parser;
 
 /// mimalloc returns freed memory to the system far more readily than glibc's
 /// allocator does across many threads, which keeps a control plane's resident
-/// size close to what it actually holds after bursts of large pushes.
+/// size close to what it actually holds after bursts of large pushes; it is
+/// counted for `/metrics`.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: shmesh::allocator::CountingAllocator = shmesh::allocator::CountingAllocator;
 use tracing_subscriber::EnvFilter;
 
 fn main() {

@@ -13,13 +13,16 @@
 //! proxy has applied the current generation, as Istio's status feature does,
 //! so Flagger, Argo Rollouts and Spinnaker can wait for a traffic shift.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry as MetricRegistry;
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -56,6 +59,96 @@ fn report_of(key: &str, info: &PolicyInfo, registry: &Registry) -> Report {
         live: rollout.pending.is_empty(),
         acked: rollout.acked,
         pending: rollout.pending,
+    }
+}
+
+/// How long changes take to be live on every proxy that receives them.
+#[derive(Debug)]
+pub struct RolloutMetrics {
+    live_seconds: Histogram,
+    pending: Gauge,
+}
+
+impl RolloutMetrics {
+    pub fn new(registry: &mut MetricRegistry) -> RolloutMetrics {
+        let m = RolloutMetrics {
+            live_seconds: Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            pending: Gauge::default(),
+        };
+        registry.register(
+            "shmesh_rollout_live_seconds",
+            "Seconds from a new version of a policy (VirtualService, DestinationRule, Gateway) taking effect in shmesh to every proxy receiving it having applied it",
+            m.live_seconds.clone(),
+        );
+        registry.register(
+            "shmesh_rollout_pending",
+            "Policy versions not yet applied by every proxy that receives them",
+            m.pending.clone(),
+        );
+        m
+    }
+}
+
+/// How often at most `measure` looks at the rollouts under way: when a proxy
+/// connects, leaves or finishes applying a snapshot.
+const MEASURE_EVERY: Duration = Duration::from_millis(50);
+
+/// A version not live after this long (no proxy receives it, or one never
+/// applies it) is no longer followed.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+
+/// Watches the rollout of every new version of a policy and records how long
+/// it took to be live: applied by every proxy that receives it, and by at
+/// least one, counted from when it took effect in shmesh. Runs until the
+/// process ends.
+pub async fn measure(
+    views: Arc<Views>,
+    registry: Arc<Registry>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    // What is there once every source has synced is not a change rolling out.
+    let mut ready = views.ready();
+    while !*ready.borrow_and_update() {
+        if ready.changed().await.is_err() {
+            return;
+        }
+    }
+    let started = Instant::now();
+    // Versions seen live (or there from the start), by policy.
+    let mut done: HashMap<String, Arc<str>> = views
+        .policies()
+        .iter()
+        .map(|(key, info)| (key.clone(), info.stamp.version.clone()))
+        .collect();
+    let mut changes = registry.changes();
+    loop {
+        tokio::time::sleep(MEASURE_EVERY).await;
+        if changes.changed().await.is_err() {
+            return;
+        }
+        let policies = views.policies();
+        done.retain(|key, _| policies.contains_key(key));
+        let mut pending = 0;
+        for (key, info) in policies.iter() {
+            let version = &info.stamp.version;
+            if done.get(key) == Some(version)
+                || info.since < started
+                || info.since.elapsed() > GIVE_UP_AFTER
+            {
+                continue;
+            }
+            let rollout = registry.rollout(key, |stamp| stamp.version == *version);
+            if rollout.pending.is_empty() && !rollout.acked.is_empty() {
+                metrics
+                    .rollout
+                    .live_seconds
+                    .observe(info.since.elapsed().as_secs_f64());
+                done.insert(key.clone(), version.clone());
+            } else {
+                pending += 1;
+            }
+        }
+        metrics.rollout.pending.set(pending);
     }
 }
 

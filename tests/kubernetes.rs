@@ -171,7 +171,7 @@ fn shares(listener: SocketAddr, n: usize) -> HashMap<String, usize> {
 }
 
 fn pushes(shmesh: &Shmesh) -> u64 {
-    shmesh.metric("shmesh_xds_pushes_total")
+    shmesh.metric("pilot_xds_pushes")
 }
 
 #[test]

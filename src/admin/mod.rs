@@ -82,7 +82,14 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 )
             }
         }
-        "/metrics" => text(StatusCode::OK, state.metrics.render()),
+        "/metrics" => {
+            let mut r = text(StatusCode::OK, state.metrics.render());
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(Metrics::CONTENT_TYPE),
+            );
+            r
+        }
         "/debug/proxies" => json(&state.registry.list()),
         "/debug/rollout" => rollout(state, req.uri().query().unwrap_or("")),
         "/debug/problems" => {

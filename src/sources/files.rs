@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use super::Update;
+use crate::metrics::Metrics;
 use shmesh_api::parse::{parse_text, Outcome, Parsed};
 use shmesh_api::{Object, ObjectKey, Problem};
 use shmesh_model::Change;
@@ -389,7 +390,7 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Loads the directories, sends the initial state, then watches for changes
 /// until the views task goes away.
-pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Update>) {
+pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Update>, metrics: Arc<Metrics>) {
     let mut set = FileSet::new(dirs.clone());
     let changes = set.rescan();
     info!(dirs = ?dirs, objects = changes.len(), "loaded config files");
@@ -437,14 +438,21 @@ pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Update>) {
                 while let Ok(more) = events.try_recv() {
                     all.push(more);
                 }
+                metrics.sources.file_events(all.iter().map(Vec::len).sum());
                 touched = Some(all.into_iter().flatten().collect());
             }
             _ = poll.tick() => {}
         }
         // Reading a thousand files takes milliseconds the streams should not wait for.
         let changes = crate::blocking::in_place(|| match touched.map(|p| set.files_only(p)) {
-            Some(Some(files)) => set.reload(&files),
-            _ => set.rescan(),
+            Some(Some(files)) => {
+                metrics.sources.files_read(false);
+                set.reload(&files)
+            }
+            _ => {
+                metrics.sources.files_read(true);
+                set.rescan()
+            }
         });
         let problems = set.problems();
         if problems != reported {

@@ -350,6 +350,14 @@ impl WatchState {
         metrics: &Metrics,
         out: &mut Vec<Change>,
     ) {
+        let name = match &event {
+            Event::Init => "list",
+            Event::InitApply(_) => "listed",
+            Event::InitDone => "listed_all",
+            Event::Apply(_) => "apply",
+            Event::Delete(_) => "delete",
+        };
+        metrics.sources.watch_event(self.kind, name);
         match event {
             Event::Init => self.listing = Some(HashSet::new()),
             Event::InitApply(object) => {
@@ -416,7 +424,7 @@ impl WatchState {
             for problem in &problems {
                 warn!("{problem}");
             }
-            Metrics::inc(&metrics.config_errors);
+            metrics.sources.config_errors.inc();
         }
         if previous.is_none_or(|r| r.problems != problems) {
             self.problems_changed = true;
@@ -563,7 +571,7 @@ mod tests {
         }
 
         fn errors(&self) -> u64 {
-            self.metrics.config_errors.load(Ordering::Relaxed)
+            self.metrics.sources.config_errors.get()
         }
     }
 

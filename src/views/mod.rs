@@ -9,6 +9,7 @@
 //! (`ViewSource`); a view nobody watches any more is dropped.
 
 mod batching;
+pub mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -77,6 +78,8 @@ pub struct PolicyInfo {
     pub stamp: PolicyStamp,
     /// `kubernetes` or the file it was read from.
     pub source: String,
+    /// When this version took effect in shmesh (its batch was applied).
+    pub since: Instant,
 }
 
 impl ViewSource for Views {
@@ -134,6 +137,14 @@ impl ViewSource for Views {
             certificates,
             ..view
         })
+    }
+
+    fn proxy_type(&self, view: &ProxyView) -> &'static str {
+        match view.mode {
+            ListenerMode::Router => "router",
+            ListenerMode::Proxyless => "proxyless",
+            _ => "sidecar",
+        }
     }
 
     fn watch(&self, view: &ProxyView) -> watch::Receiver<Option<Arc<Snapshot>>> {
@@ -240,6 +251,8 @@ async fn run(
     let mut waiting_pod_queries: Vec<PodQuery> = Vec::new();
     let mut batching = Batching::new(sources, debounce);
     let mut warned: BTreeSet<String> = BTreeSet::new();
+    // When the first change of the batch now waiting arrived.
+    let mut batch_opened: Option<Instant> = None;
     // The clock the runtime keeps (paused in tests).
     let now = || tokio::time::Instant::now().into_std();
     let renewal_check = handle
@@ -260,6 +273,7 @@ async fn run(
             update = updates.recv() => match update {
                 None => return,
                 Some(Update::Changes(changes)) => {
+                    batch_opened.get_or_insert_with(Instant::now);
                     batching.changes(changes, now());
                     None
                 }
@@ -276,7 +290,7 @@ async fn run(
                     let snap = cpu_bound(|| {
                         translate::build(&model, &translated_as(&view, &label_keys))
                     });
-                    install(&handle, &model, &mut snapshots, &metrics, view, snap);
+                    install(&handle, &model, &mut snapshots, &metrics, view, snap, None);
                 }
                 None
             }
@@ -305,8 +319,11 @@ async fn run(
         match work {
             None => {}
             Some(Work::Start(changes)) => {
+                batch_opened = None;
+                metrics.views.changes(&model, &changes);
                 // Apply everything known before declaring readiness.
                 let dirty = cpu_bound(|| model.apply(changes));
+                metrics.views.model(&model);
                 report_warnings(&handle, &model, &metrics, &mut warned);
                 record_policies(&handle, &model);
                 debug!(?dirty, "initial state applied");
@@ -324,12 +341,15 @@ async fn run(
             }
             Some(Work::Apply(changes)) => {
                 let started = Instant::now();
+                let opened = batch_opened.take();
                 let count = changes.len();
                 let serving = batching.serving();
+                metrics.views.changes(&model, &changes);
                 // One CPU-bound stretch for the batch: freed memory is handed
                 // back once, after the views are updated.
                 let applied = cpu_bound(|| {
                     let dirty = model.apply(changes);
+                    metrics.views.model(&model);
                     if !serving || dirty.is_empty() {
                         return false;
                     }
@@ -350,10 +370,18 @@ async fn run(
                     if only_secrets {
                         // Nothing to translate: the proxies of those
                         // namespaces that get Secrets take the new ones.
-                        reinstall_with_secrets(&handle, &model, &mut snapshots, &metrics, |v| {
-                            // Gateways may use other namespaces' Secrets.
-                            dirty.secrets.contains(&v.namespace) || v.mode == ListenerMode::Router
-                        });
+                        reinstall_with_secrets(
+                            &handle,
+                            &model,
+                            &mut snapshots,
+                            &metrics,
+                            opened,
+                            |v| {
+                                // Gateways may use other namespaces' Secrets.
+                                dirty.secrets.contains(&v.namespace)
+                                    || v.mode == ListenerMode::Router
+                            },
+                        );
                     } else {
                         update_all(
                             &handle,
@@ -362,11 +390,16 @@ async fn run(
                             &mut label_keys,
                             Some(&dirty),
                             &metrics,
+                            opened,
                         );
                     }
                     true
                 });
                 if applied {
+                    let took = started.elapsed();
+                    metrics
+                        .views
+                        .batch(opened.map_or(took, |at| at.elapsed()), took);
                     debug!(
                         changes = count,
                         elapsed_us = started.elapsed().as_micros() as u64,
@@ -397,7 +430,13 @@ fn publish(handle: &Views, view: &ProxyView, snap: &Arc<Snapshot>) {
     let watches = handle.watches.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(tx) = watches.get(view) {
         tx.send_if_modified(|cur| {
-            let same = cur.as_ref().is_some_and(|c| c.version() == snap.version());
+            // The same resources built from other policy versions still go to
+            // the streams: rollout then sees the new versions applied.
+            let same = cur.as_ref().is_some_and(|c| {
+                c.version() == snap.version()
+                    && (Arc::ptr_eq(c.policies(), snap.policies())
+                        || c.policies() == snap.policies())
+            });
             if !same {
                 *cur = Some(snap.clone());
             }
@@ -420,14 +459,15 @@ fn rebuild_all(
     label_keys: &mut BTreeSet<String>,
     metrics: &Metrics,
 ) {
-    update_all(handle, model, snapshots, label_keys, None, metrics);
+    update_all(handle, model, snapshots, label_keys, None, metrics, None);
 }
 
 /// Updates every live view by `dirty`, or builds it afresh when there is
 /// none (or no earlier snapshot). Views that differ only in labels no
 /// selector reads are translated once (`translated_as`): workloads alike in
 /// everything that matters share the work and the resources.
-/// `label_keys` are the keys views were last translated under.
+/// `label_keys` are the keys views were last translated under; `changed_at`
+/// when the change being translated first arrived.
 fn update_all(
     handle: &Views,
     model: &Model,
@@ -435,6 +475,7 @@ fn update_all(
     label_keys: &mut BTreeSet<String>,
     dirty: Option<&Dirty>,
     metrics: &Metrics,
+    changed_at: Option<Instant>,
 ) {
     let views = live_views(handle);
     snapshots.retain(|v, _| views.contains(v));
@@ -459,7 +500,7 @@ fn update_all(
                 fresh
             }
         };
-        install(handle, model, snapshots, metrics, view, snap);
+        install(handle, model, snapshots, metrics, view, snap, changed_at);
     }
     *label_keys = keys;
 }
@@ -489,7 +530,7 @@ fn renew_certificates(
     snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
     metrics: &Metrics,
 ) {
-    reinstall_with_secrets(handle, model, snapshots, metrics, |_| true);
+    reinstall_with_secrets(handle, model, snapshots, metrics, None, |_| true);
 }
 
 /// Installs the snapshots of the views `which` picks among those with
@@ -499,6 +540,7 @@ fn reinstall_with_secrets(
     model: &Model,
     snapshots: &mut HashMap<ProxyView, Arc<Snapshot>>,
     metrics: &Metrics,
+    changed_at: Option<Instant>,
     which: impl Fn(&ProxyView) -> bool,
 ) {
     let views: Vec<(ProxyView, Arc<Snapshot>)> = snapshots
@@ -508,14 +550,20 @@ fn reinstall_with_secrets(
         .collect();
     for (view, snap) in views {
         let fresh = snap.builder().build();
-        install(handle, model, snapshots, metrics, view, fresh);
+        install(handle, model, snapshots, metrics, view, fresh, changed_at);
     }
 }
 
 /// The snapshot with the view's SDS secrets, when its certificates come
 /// from shmesh's CA: its workload certificate and roots, and the Secrets its
 /// DestinationRules name by `credentialName` in its own namespace.
-fn with_secrets(handle: &Views, model: &Model, view: &ProxyView, snap: Snapshot) -> Snapshot {
+fn with_secrets(
+    handle: &Views,
+    model: &Model,
+    metrics: &Metrics,
+    view: &ProxyView,
+    snap: Snapshot,
+) -> Snapshot {
     let (Some(ids), Certificates::Ads { service_account }) =
         (&handle.identities, &view.certificates)
     else {
@@ -524,6 +572,7 @@ fn with_secrets(handle: &Views, model: &Model, view: &ProxyView, snap: Snapshot)
     let mut w = ResourceWriter::for_type(ResourceType::Secret);
     if let Err(e) = ids.write_secrets(&view.namespace, service_account, &mut w) {
         warn!(view = %view, error = %e, "cannot issue the view's certificate");
+        metrics.views.internal_error();
         return snap;
     }
     let missing = credentials::write_secrets(model, view, &mut w);
@@ -536,7 +585,8 @@ fn with_secrets(handle: &Views, model: &Model, view: &ProxyView, snap: Snapshot)
 }
 
 /// Makes `snap` the view's snapshot: it takes over the type sets other views
-/// hold alike, is counted, and goes to the view's streams.
+/// hold alike, is counted, and goes to the view's streams, carrying when the
+/// change it brings first arrived (`changed_at`), if it brings one.
 fn install(
     handle: &Views,
     model: &Model,
@@ -544,16 +594,23 @@ fn install(
     metrics: &Metrics,
     view: ProxyView,
     snap: Snapshot,
+    changed_at: Option<Instant>,
 ) {
-    let snap = with_secrets(handle, model, &view, snap);
-    let snap = Arc::new(snap.sharing_sets_with(snapshots.values().map(|s| &**s)));
-    Metrics::inc(&metrics.translations);
+    let mut snap = with_secrets(handle, model, metrics, &view, snap)
+        .sharing_sets_with(snapshots.values().map(|s| &**s));
+    if let Some(at) = changed_at {
+        snap = snap.with_changed_at(at);
+    }
+    let snap = Arc::new(snap);
+    metrics.views.translations.inc();
     publish(handle, &view, &snap);
     snapshots.insert(view, snap);
 }
 
 /// Records the policies in force, for rollout tracking.
 fn record_policies(handle: &Views, model: &Model) {
+    let now = Instant::now();
+    let before = handle.policies();
     let mut out = BTreeMap::new();
     let vs = model.virtual_services().map(|p| {
         (
@@ -590,8 +647,13 @@ fn record_policies(handle: &Views, model: &Model) {
         .iter()
         .map(|(ns, name, generation, version)| (Kind::Gateway, ns, name, *generation, version));
     for (kind, namespace, name, generation, version) in vs.chain(dr).chain(gw) {
+        let key = policy_key(kind, namespace, name);
+        let since = before
+            .get(&key)
+            .filter(|p| *p.stamp.version == **version)
+            .map_or(now, |p| p.since);
         out.insert(
-            policy_key(kind, namespace, name),
+            key,
             PolicyInfo {
                 kind,
                 namespace: namespace.clone(),
@@ -601,6 +663,7 @@ fn record_policies(handle: &Views, model: &Model) {
                     version: version.as_str().into(),
                 },
                 source: model.origin(kind, namespace, name).source,
+                since,
             },
         );
     }
@@ -625,7 +688,7 @@ fn report_warnings(
         let line = w.to_string();
         if !warned.contains(&line) {
             warn!("{line}");
-            Metrics::inc(&metrics.config_warnings);
+            metrics.views.config_warnings.inc();
         }
         now.insert(line);
     }

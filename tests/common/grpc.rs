@@ -151,23 +151,37 @@ pub fn run_bounded(cmd: Command, dir: &Path, label: &str, timeout: Duration) -> 
 
 /// The installed grpcio version, installing grpcio with pip if needed.
 pub fn ensure_grpcio(dir: &Path) -> String {
+    ensure_python_package(dir, "grpc", "grpcio")
+}
+
+/// The version of Python module `module`, installing PyPI's `package` with
+/// pip if python3 cannot import it.
+pub fn ensure_python_package(dir: &Path, module: &str, package: &str) -> String {
     let probe = || {
         let mut cmd = Command::new("python3");
-        cmd.args(["-c", "import grpc; print(grpc.__version__)"]);
-        run_bounded(cmd, dir, "probe-grpcio", Duration::from_secs(60))
+        cmd.args([
+            "-c",
+            &format!("import {module}; print(getattr({module}, '__version__', 'present'))"),
+        ]);
+        run_bounded(
+            cmd,
+            dir,
+            &format!("probe-{package}"),
+            Duration::from_secs(60),
+        )
     };
     let first = probe();
     if first.ok() {
         return first.out.stdout().trim().to_string();
     }
-    eprintln!("python3 cannot import grpc; installing grpcio with pip");
+    eprintln!("python3 cannot import {module}; installing {package} with pip");
     let mut cmd = Command::new("python3");
-    cmd.args(["-m", "pip", "install", "--quiet", "grpcio"]);
-    let install = run_bounded(cmd, dir, "pip-install", PIP_TIMEOUT);
+    cmd.args(["-m", "pip", "install", "--quiet", package]);
+    let install = run_bounded(cmd, dir, &format!("pip-install-{package}"), PIP_TIMEOUT);
     let second = probe();
     assert!(
         second.ok(),
-        "this test needs Python's grpcio, and `python3 -m pip install grpcio` did not provide it\n\
+        "this test needs Python's {package}, and `python3 -m pip install {package}` did not provide it\n\
          --- first import attempt ---\n{}\n--- pip install ---\n{}\n--- import after install ---\n{}",
         first.describe(),
         install.describe(),

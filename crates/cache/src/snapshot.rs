@@ -4,6 +4,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
 
 use hashbrown::HashTable;
 use xxhash_rust::xxh3::Xxh3;
@@ -261,6 +262,9 @@ pub struct Snapshot {
     version: String,
     policies: Arc<Policies>,
     vs_of_host: Arc<VsOfHost>,
+    /// When the change this snapshot carries first reached the control
+    /// plane, for measuring how long proxies take to converge on it.
+    changed_at: Option<Instant>,
 }
 
 impl Snapshot {
@@ -281,6 +285,17 @@ impl Snapshot {
     /// The policies this snapshot applies.
     pub fn policies(&self) -> &Arc<Policies> {
         &self.policies
+    }
+
+    /// When the change this snapshot carries reached the control plane, if known.
+    pub fn changed_at(&self) -> Option<Instant> {
+        self.changed_at
+    }
+
+    /// This snapshot, carrying a change that reached the control plane at `at`.
+    pub fn with_changed_at(mut self, at: Instant) -> Snapshot {
+        self.changed_at = Some(at);
+        self
     }
 
     /// The VirtualService each host resolved to when `policies` were taken.
@@ -362,6 +377,7 @@ impl SnapshotBuilder {
             version: format!("{:016x}", h.digest()),
             policies: self.policies,
             vs_of_host: self.vs_of_host,
+            changed_at: None,
         }
     }
 }

@@ -431,6 +431,11 @@ impl Model {
 
     // ---------------------------------------------------------------- reads
 
+    /// Whether the model holds the object.
+    pub fn contains(&self, key: &ObjectKey) -> bool {
+        self.origins.contains_key(key)
+    }
+
     /// Where an object came from (file and line, or the cluster).
     pub fn origin(&self, kind: Kind, namespace: &str, name: &str) -> Origin {
         let key = ObjectKey {

@@ -451,8 +451,14 @@ pub fn policies(model: &Model, view: &ProxyView) -> (Policies, VsOfHost) {
     // thousands of keys that share their first twenty bytes.
     let mut out = Vec::new();
     let mut vs_of_host = VsOfHost::new();
+    // A gateway routes by the VirtualServices bound to its Gateways (below),
+    // not by those of the mesh.
+    let mesh_routes = view.mode != ListenerMode::Router;
     for svc in visible_services(model, view) {
-        if let Some(vs) = model.virtual_service(&svc.hostname, &view.namespace) {
+        let vs = mesh_routes
+            .then(|| model.virtual_service(&svc.hostname, &view.namespace))
+            .flatten();
+        if let Some(vs) = vs {
             let (key, stamp) = policy_entry(Kind::VirtualService, vs);
             vs_of_host.insert(svc.hostname.clone(), key.clone());
             out.push((key, stamp));
@@ -495,7 +501,11 @@ fn repatched_policies(
 ) -> (Policies, VsOfHost) {
     let mut vs_of_host = (**prev.vs_of_host()).clone();
     let mut fresh = Policies::new();
-    for svc in visible_matching(model, view, patterns) {
+    let mesh_routes = view.mode != ListenerMode::Router;
+    for svc in visible_matching(model, view, patterns)
+        .into_iter()
+        .filter(|_| mesh_routes)
+    {
         match model.virtual_service(&svc.hostname, &view.namespace) {
             Some(vs) => {
                 let (key, stamp) = policy_entry(Kind::VirtualService, vs);

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Semaphore};
 use tracing::debug;
 
-use crate::metrics::{self, XdsMetrics};
+use crate::metrics::XdsMetrics;
 
 /// The slots shared by every stream of the server.
 #[derive(Debug)]
@@ -46,14 +46,16 @@ impl PushSlots {
     /// is dropped, or when the ACK timeout runs out (the sender then reports
     /// closed).
     async fn take(&self) -> Option<oneshot::Sender<()>> {
+        let asked = tokio::time::Instant::now();
         let permit = self.slots.clone().acquire_owned().await.ok()?;
+        self.metrics.queued(asked.elapsed());
+        self.metrics.slot_taken();
         let (done, caught_up) = oneshot::channel::<()>();
         let (timeout, metrics) = (self.ack_timeout, self.metrics.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            if tokio::time::timeout(timeout, caught_up).await.is_err() {
-                metrics::inc(&metrics.push_ack_timeouts);
-            }
+            let timed_out = tokio::time::timeout(timeout, caught_up).await.is_err();
+            metrics.slot_given_back(timed_out);
         });
         Some(done)
     }
@@ -103,14 +105,12 @@ mod tests {
     use super::*;
 
     fn slots(n: usize, ack_timeout: Duration) -> (PushSlots, Arc<XdsMetrics>) {
-        let metrics = Arc::new(XdsMetrics::default());
+        let metrics = Arc::new(XdsMetrics::unregistered());
         (PushSlots::new(n, ack_timeout, metrics.clone()), metrics)
     }
 
     fn timeouts(metrics: &XdsMetrics) -> u64 {
-        metrics
-            .push_ack_timeouts
-            .load(std::sync::atomic::Ordering::Relaxed)
+        metrics.push_ack_timeouts()
     }
 
     #[tokio::test(start_paused = true)]

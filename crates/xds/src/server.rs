@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use dashmap::DashMap;
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -25,7 +26,7 @@ use super::pacing::{PushSlots, StreamSlot};
 use super::request::{DeltaRequest, SotwRequest};
 use super::sotw::SotwStream;
 use super::{Event, ProtocolError};
-use crate::metrics::{self, XdsMetrics};
+use crate::metrics::{ProxyLabels, XdsMetrics};
 use shmesh_cache::responses::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
 use shmesh_cache::{PolicyStamp, ResourceType, Snapshot};
 
@@ -60,6 +61,9 @@ pub trait ViewSource: Send + Sync + 'static {
     /// A watch over the view's latest snapshot; `None` until the mesh is fully
     /// known, so no proxy is ever told the mesh is empty because a cache was cold.
     fn watch(&self, view: &Self::View) -> watch::Receiver<Option<Arc<Snapshot>>>;
+    /// What kind of proxy receives the view (`sidecar`, `router`,
+    /// `proxyless`), for metrics.
+    fn proxy_type(&self, view: &Self::View) -> &'static str;
 }
 
 /// What the admin server shows about one connected proxy.
@@ -258,7 +262,6 @@ pub trait Machine: Send + 'static {
     fn in_sync(&self) -> bool;
     /// The snapshot the machine is on.
     fn current(&self) -> &Arc<Snapshot>;
-    fn gauge(metrics: &XdsMetrics) -> &AtomicU64;
 }
 
 impl Machine for SotwStream {
@@ -292,9 +295,6 @@ impl Machine for SotwStream {
     fn current(&self) -> &Arc<Snapshot> {
         SotwStream::snapshot(self)
     }
-    fn gauge(metrics: &XdsMetrics) -> &AtomicU64 {
-        &metrics.streams_sotw
-    }
 }
 
 impl Machine for DeltaStream {
@@ -327,9 +327,6 @@ impl Machine for DeltaStream {
     }
     fn current(&self) -> &Arc<Snapshot> {
         DeltaStream::snapshot(self)
-    }
-    fn gauge(metrics: &XdsMetrics) -> &AtomicU64 {
-        &metrics.streams_delta
     }
 }
 
@@ -373,7 +370,12 @@ async fn run_stream<M: Machine, S: ViewSource>(
             }
         };
         info!("connected");
-        metrics::inc(M::gauge(&shared.metrics));
+        let connected = Instant::now();
+        let proxy = ProxyLabels {
+            r#type: shared.views.proxy_type(&view),
+            version: proxy_version(&node),
+        };
+        shared.metrics.stream(M::PROTOCOL, &proxy, true);
         shared.registry.streams.insert(
             id,
             StreamEntry {
@@ -400,6 +402,8 @@ async fn run_stream<M: Machine, S: ViewSource>(
             shared.name_sets.clone(),
         );
         let mut result = machine.request(&first);
+        // When the change or request being answered reached the stream.
+        let mut started = connected;
         loop {
             let (responses, events) = match result {
                 Ok(r) => r,
@@ -410,16 +414,26 @@ async fn run_stream<M: Machine, S: ViewSource>(
                 }
             };
             record(&shared, id, &events);
-            if !send::<M, S>(&shared, id, &tx, responses).await {
+            if !send::<M, S>(&shared, id, &tx, responses, started).await {
                 break;
             }
-            track_sync(&shared.registry, id, &machine);
+            if track_sync(&shared.registry, id, &machine) {
+                // The first sync converges on everything since connecting.
+                let since = match machine.current().changed_at() {
+                    Some(at) if at > connected => at,
+                    _ => connected,
+                };
+                shared.metrics.converged(since.elapsed());
+            }
             if machine.in_sync() {
                 slot.caught_up();
             }
             result = tokio::select! {
                 msg = incoming.message() => match msg {
-                    Ok(Some(req)) => machine.request(&req),
+                    Ok(Some(req)) => {
+                        started = Instant::now();
+                        machine.request(&req)
+                    }
                     Ok(None) => break,
                     Err(status) => {
                         debug!(%status, "stream ended");
@@ -431,6 +445,7 @@ async fn run_stream<M: Machine, S: ViewSource>(
                         break;
                     }
                     // Newer snapshots arriving while it waits replace this one.
+                    started = Instant::now();
                     slot.before_push(&shared.push_slots).await;
                     let latest = rx.borrow_and_update().clone();
                     match latest {
@@ -448,17 +463,43 @@ async fn run_stream<M: Machine, S: ViewSource>(
         }
         shared.registry.streams.remove(&id);
         shared.registry.bump();
-        M::gauge(&shared.metrics).fetch_sub(1, Ordering::Relaxed);
+        shared.metrics.stream(M::PROTOCOL, &proxy, false);
         info!("disconnected");
     }
     .instrument(span)
     .await
 }
 
-/// Records the snapshot the proxy has now fully applied, if it has.
-fn track_sync<M: Machine>(registry: &Registry, id: u64, machine: &M) {
+/// A proxy's version, as metrics label it: the `ISTIO_VERSION` Istio's agent
+/// announces, else the client's own build (`1.40.0` for Envoy 1.40.0), else
+/// `unknown`.
+pub fn proxy_version(node: &Node) -> String {
+    use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let istio = node
+        .metadata
+        .as_ref()
+        .and_then(|m| m.fields.get("ISTIO_VERSION"))
+        .and_then(|v| match &v.kind {
+            Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        });
+    let own = || match &node.user_agent_version_type {
+        Some(UserAgentVersionType::UserAgentBuildVersion(b)) => b
+            .version
+            .as_ref()
+            .map(|v| format!("{}.{}.{}", v.major_number, v.minor_number, v.patch)),
+        Some(UserAgentVersionType::UserAgentVersion(v)) if !v.is_empty() => Some(v.clone()),
+        _ => None,
+    };
+    istio.or_else(own).unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Records the snapshot the proxy has now fully applied, if it has; true
+/// when that is a snapshot it had not applied before.
+fn track_sync<M: Machine>(registry: &Registry, id: u64, machine: &M) -> bool {
     if !machine.in_sync() {
-        return;
+        return false;
     }
     let current = machine.current();
     let changed = match registry.streams.get_mut(&id) {
@@ -474,6 +515,7 @@ fn track_sync<M: Machine>(registry: &Registry, id: u64, machine: &M) {
     if changed {
         registry.bump();
     }
+    changed
 }
 
 async fn send<M: Machine, S>(
@@ -481,10 +523,11 @@ async fn send<M: Machine, S>(
     id: u64,
     tx: &mpsc::Sender<Result<M::Response, Status>>,
     responses: Vec<M::Response>,
+    started: Instant,
 ) -> bool {
     for resp in responses {
         let (ty, version) = M::describe(&resp);
-        metrics::inc(&shared.metrics.pushes[ty.index()]);
+        let bytes = resp.encoded_len();
         if let Some(mut st) = shared.registry.streams.get_mut(&id) {
             st.status.sent.insert(ty.short(), version.clone());
         }
@@ -492,6 +535,7 @@ async fn send<M: Machine, S>(
         if tx.send(Ok(resp)).await.is_err() {
             return false;
         }
+        shared.metrics.pushed(ty, bytes, started.elapsed());
     }
     true
 }
@@ -500,7 +544,7 @@ fn record<S>(shared: &Shared<S>, id: u64, events: &[Event]) {
     for event in events {
         match event {
             Event::Ack { ty, version } => {
-                metrics::inc(&shared.metrics.acks[ty.index()]);
+                shared.metrics.acked(*ty);
                 if let Some(mut st) = shared.registry.streams.get_mut(&id) {
                     st.status.acked.insert(ty.short(), version.clone());
                 }
@@ -511,7 +555,7 @@ fn record<S>(shared: &Shared<S>, id: u64, events: &[Event]) {
                 nonce,
                 message,
             } => {
-                metrics::inc(&shared.metrics.nacks[ty.index()]);
+                shared.metrics.rejected(*ty);
                 warn!(type = %ty, last_good_version = %version, %nonce, %message, "proxy rejected configuration (NACK)");
                 if let Some(mut st) = shared.registry.streams.get_mut(&id) {
                     st.status.last_nack = Some(format!("{ty}: {message}"));
