@@ -4,8 +4,8 @@
 //! machines and the cache. `listen` accepts proxies' HTTP/2 connections and
 //! `grpc` frames the messages on each stream; `request` reads requests
 //! without copying their names; `names` holds subscriptions as sets shared
-//! between streams; `pacing` bounds how many streams push at once; `holding` is what a
-//! stream knows its client holds, for the debug views.
+//! between streams; `pacing` bounds how many streams push at once;
+//! `holding` is what a stream knows its client holds, for the debug views.
 //!
 //! The rules each machine follows are Envoy's `xds_protocol.rst`; the comments
 //! cite them as "rule N" of docs/xds-rules.md.
