@@ -28,6 +28,8 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Validate { paths } => Ok(validate(&paths)),
         Command::Translate(args) => translate_cmd(args).map(|_| 0),
         Command::Bootstrap(args) => bootstrap_cmd(args).map(|_| 0),
+        Command::ProxyStatus(args) => crate::proxy_status::run(args).await,
+        Command::ProxyConfig(command) => crate::proxy_config::run(command).await,
         Command::Ca(CaCommand::Init { dir, organization }) => {
             crate::ca::Ca::create_root(&dir, &organization)?;
             println!(
@@ -209,6 +211,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
             views: views.clone(),
             registry: registry.clone(),
             metrics: metrics.clone(),
+            instance: instance_name(&args),
         }),
     ));
     let push_slots = PushSlots::new(args.push_slots, args.push_ack_timeout, metrics.xds.clone());
@@ -281,6 +284,18 @@ fn status_writer(
     info!(%identity, lease_namespace = %args.lease_namespace, "status writer candidate");
     let leader = rollout::elect(client.clone(), args.lease_namespace.clone(), identity);
     rollout::write_status(client, views, registry, leader)
+}
+
+/// This instance's name, as istiod names itself to istioctl: the Pod's name
+/// (`POD_NAME`, `--identity`), else the host's.
+fn instance_name(args: &ServeArgs) -> String {
+    args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        match host.trim() {
+            "" => "shmesh".to_string(),
+            host => host.to_string(),
+        }
+    })
 }
 
 /// Connects to the API server (in-cluster config, or KUBECONFIG).

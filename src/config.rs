@@ -34,6 +34,68 @@ pub enum Command {
     /// Certificate authority tasks.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Show whether each connected proxy has applied what shmesh sent it,
+    /// per type, as `istioctl proxy-status` does.
+    #[command(visible_alias = "ps")]
+    ProxyStatus(ProxyStatusArgs),
+    /// Show what shmesh last sent a connected proxy, as `istioctl
+    /// proxy-config` shows a proxy's configuration.
+    #[command(subcommand, visible_alias = "pc")]
+    ProxyConfig(ProxyConfigCommand),
+}
+
+/// How `proxy-status` and `proxy-config` print.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns, as istioctl prints them.
+    Table,
+    /// JSON, for scripts.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyStatusArgs {
+    /// Only this proxy: its name as listed (`POD.NAMESPACE` for an
+    /// Istio-style node id) or its node id.
+    pub proxy: Option<String>,
+    /// The admin address of the shmesh to ask (its `serve --admin-addr`).
+    #[arg(long, env = "SHMESH_ADMIN_ADDR", default_value = "127.0.0.1:15014")]
+    pub admin_addr: SocketAddr,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyConfigCommand {
+    /// Clusters: SERVICE FQDN, PORT, SUBSET, DIRECTION, TYPE, DESTINATION RULE.
+    #[command(visible_alias = "cluster")]
+    Clusters(ProxyConfigArgs),
+    /// Listeners: ADDRESSES, PORT, MATCH, DESTINATION, one line per filter chain.
+    #[command(visible_alias = "listener")]
+    Listeners(ProxyConfigArgs),
+    /// Routes: NAME, VHOST NAME, DOMAINS, MATCH, VIRTUAL SERVICE.
+    #[command(visible_alias = "route")]
+    Routes(ProxyConfigArgs),
+    /// Endpoints: ENDPOINT, STATUS, OUTLIER CHECK, CLUSTER.
+    #[command(visible_alias = "endpoint")]
+    Endpoints(ProxyConfigArgs),
+    /// Secrets: names and certificate metadata (serial, validity, SANs);
+    /// never key material.
+    #[command(visible_alias = "secret")]
+    Secrets(ProxyConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProxyConfigArgs {
+    /// The proxy: its name as proxy-status lists it, or its node id.
+    pub proxy: String,
+    /// The admin address of the shmesh the proxy is connected to.
+    #[arg(long, env = "SHMESH_ADMIN_ADDR", default_value = "127.0.0.1:15014")]
+    pub admin_addr: SocketAddr,
+    /// Output format: `json` prints the resources as Envoy's JSON.
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,9 +5,11 @@
 //! validation) into `shmesh_model`, then the `views` task runs
 //! `shmesh_translate` into `shmesh_cache` snapshots that `shmesh_xds` streams
 //! to proxies; `admin` and `rollout` read the views and the streams'
-//! registry. docs/architecture.md draws the whole map.
+//! registry; `proxy_status` and `proxy_config` are the commands that ask a
+//! running shmesh's admin server about its proxies. docs/architecture.md draws the whole map.
 
 pub mod admin;
+pub mod admin_client;
 pub mod allocator;
 pub mod app;
 pub mod blocking;
@@ -22,6 +24,9 @@ pub mod jsonpb;
 pub mod kubernetes;
 pub mod metrics;
 pub mod process_stats;
+pub mod proxy_config;
+pub mod proxy_status;
 pub mod rollout;
 pub mod sources;
+pub mod table;
 pub mod views;

@@ -1,6 +1,9 @@
 //! The admin HTTP server: `/healthz`, `/readyz`, `/metrics` and debug views
-//! (`/debug/proxies`, `/debug/problems`, `/debug/rollout`). It only reads
-//! shared state.
+//! (`/debug/proxies`, `/debug/problems`, `/debug/rollout`, and for
+//! `shmesh proxy-status` and `proxy-config`, `/debug/syncz` and
+//! `/debug/config_dump?proxyID=`). It only reads shared state.
+
+pub mod syncz;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +25,9 @@ pub struct AdminState {
     pub views: Arc<Views>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// This shmesh's name (`POD_NAME`, else the host name), as proxy-status
+    /// shows it.
+    pub instance: String,
 }
 
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
@@ -91,6 +97,8 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             r
         }
         "/debug/proxies" => json(&state.registry.list()),
+        "/debug/syncz" => json(&syncz::list(state.registry.sync(), &state.instance)),
+        "/debug/config_dump" => config_dump(state, req.uri().query().unwrap_or("")),
         "/debug/rollout" => rollout(state, req.uri().query().unwrap_or("")),
         "/debug/problems" => {
             let errors: Vec<String> = state
@@ -108,6 +116,39 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             json(&serde_json::json!({ "errors": errors, "warnings": warnings }))
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// `/debug/config_dump?proxyID=ID`: what the connected proxy `ID` (its node
+/// id, or its name as proxy-status shows it) was sent, in the shape of
+/// Envoy's `/config_dump`, private keys redacted. A proxy connected more
+/// than once (a reconnect not yet noticed) is shown on its newest stream.
+fn config_dump(state: &AdminState, query: &str) -> Response<Full<Bytes>> {
+    let Some(id) = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "proxyID")
+        .map(|(_, v)| v.into_owned())
+    else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "give the proxy: /debug/config_dump?proxyID=NODE_ID\n",
+        );
+    };
+    let stream = state
+        .registry
+        .list()
+        .into_iter()
+        .filter(|p| p.node_id == id || syncz::proxy_name(&p.node_id) == id)
+        .map(|p| p.stream)
+        .max();
+    let Some(sent) = stream.and_then(|s| state.registry.sent_config(s)) else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no proxy {id:?} is connected to this shmesh\n"),
+        );
+    };
+    match crate::jsonpb::config_dump_of(&sent.resources) {
+        Ok(dump) => json(&dump),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
 }
 

@@ -21,6 +21,9 @@ pub struct Shmesh {
     log: PathBuf,
     /// Where the admin interface is reached (the test's own namespace when `None`).
     netns: Option<Netns>,
+    /// What it was started with, for `restart`.
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,6 +48,28 @@ impl Shmesh {
         Self::spawn_at(None, "127.0.0.1", args, env)
     }
 
+    /// Stops this shmesh and starts it again with the same arguments on the
+    /// same xDS and admin addresses, as a restarted control plane comes
+    /// back: its proxies reconnect to it. Returns once it is ready.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let addrs = (self.xds.to_string(), self.admin.to_string());
+        let next = Self::spawn_on(
+            self.netns.as_ref(),
+            (&addrs.0, &addrs.1),
+            &self.args.clone(),
+            &env,
+        );
+        let _ = std::mem::replace(self, next);
+        self.wait_ready();
+    }
+
     /// `shmesh serve --config-dir <dir>` inside network namespace `netns`
     /// (a test cluster's node), serving on `ip`; ready when it returns.
     pub fn start_in(netns: &Netns, ip: &str, config_dir: &Path, extra: &[&str]) -> Shmesh {
@@ -61,11 +86,21 @@ impl Shmesh {
         args: &[S],
         env: &[(&str, &str)],
     ) -> Shmesh {
+        let any_port = format!("{ip}:0");
+        Self::spawn_on(netns, (&any_port, &any_port), args, env)
+    }
+
+    /// Starts `shmesh serve ARGS` with xDS and admin on `(xds, admin)`.
+    fn spawn_on<S: AsRef<OsStr>>(
+        netns: Option<&Netns>,
+        (xds, admin): (&str, &str),
+        args: &[S],
+        env: &[(&str, &str)],
+    ) -> Shmesh {
         let dir = tempfile::tempdir().expect("tempdir for shmesh");
         let addr_file = dir.path().join("addresses");
         let log = dir.path().join("shmesh.log");
         let log_file = std::fs::File::create(&log).expect("create shmesh log");
-        let any_port = format!("{ip}:0");
         let mut command = match netns {
             Some(netns) => netns.command(super::shmesh_binary()),
             None => Command::new(super::shmesh_binary()),
@@ -73,13 +108,7 @@ impl Shmesh {
         let child = command
             .arg("serve")
             .args(args)
-            .args([
-                "--xds-addr",
-                &any_port,
-                "--admin-addr",
-                &any_port,
-                "--address-file",
-            ])
+            .args(["--xds-addr", xds, "--admin-addr", admin, "--address-file"])
             .arg(&addr_file)
             .env("SHMESH_LOG", "info,shmesh=debug")
             .envs(env.iter().copied())
@@ -94,6 +123,11 @@ impl Shmesh {
             admin: "0.0.0.0:0".parse().expect("addr"),
             log,
             netns: netns.cloned(),
+            args: args.iter().map(|a| a.as_ref().to_os_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::client_versions::{self, ClientVersions, Difference, Forced};
+use super::holding::TypeHolding;
 use super::name_set::{NameSet, NameSets};
 use super::request::DeltaRequest;
 use super::{Event, Nonces, ProtocolError};
@@ -502,6 +503,23 @@ impl DeltaStream {
             control_plane: Some(WireControlPlane {
                 identifier: self.control_plane.clone(),
             }),
+        })
+    }
+
+    /// What the client holds of each type, in `ResourceType::ALL` order
+    /// (debug views).
+    pub fn holdings(&self) -> [TypeHolding; ResourceType::COUNT] {
+        std::array::from_fn(|i| {
+            let st = &self.types[i];
+            TypeHolding::new(
+                st.requested,
+                st.outstanding,
+                st.nacked.is_some(),
+                st.versions.clone(),
+                st.wildcard,
+                st.by_namespace,
+                st.names.clone(),
+            )
         })
     }
 

@@ -4,7 +4,8 @@
 //! machines and the cache. `listen` accepts proxies' HTTP/2 connections and
 //! `grpc` frames the messages on each stream; `request` reads requests
 //! without copying their names; `names` holds subscriptions as sets shared
-//! between streams; `pacing` bounds how many streams push at once.
+//! between streams; `pacing` bounds how many streams push at once;
+//! `holding` is what a stream knows its client holds, for the debug views.
 //!
 //! The rules each machine follows are Envoy's `xds_protocol.rst`; the comments
 //! cite them as "rule N" of docs/xds-rules.md.
@@ -12,6 +13,7 @@
 mod client_versions;
 pub mod delta;
 pub mod grpc;
+pub mod holding;
 pub mod listen;
 pub mod metrics;
 mod name_set;
@@ -30,6 +32,10 @@ use shmesh_cache::ResourceType;
 pub enum Event {
     /// The client applied `version` of `ty`.
     Ack { ty: ResourceType, version: String },
+    /// The client said, as its stream opened, that it already holds
+    /// `version` of `ty`, the current one, so nothing was sent (rule 14):
+    /// it counts as sent and applied.
+    Held { ty: ResourceType, version: String },
     /// The client rejected a response; `version` is the last it accepted.
     Nack {
         ty: ResourceType,

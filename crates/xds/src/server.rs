@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use dashmap::DashMap;
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -20,6 +20,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::delta::DeltaStream;
 use super::grpc::{self, MessageStream, ResponseBody};
+use super::holding::TypeHolding;
 use super::listen::Peer;
 use super::name_set::NameSets;
 use super::pacing::{PushSlots, StreamSlot};
@@ -28,7 +29,7 @@ use super::sotw::SotwStream;
 use super::{Event, ProtocolError};
 use crate::metrics::{ProxyLabels, XdsMetrics};
 use shmesh_cache::responses::{Chunked, WireDeltaDiscoveryResponse, WireDiscoveryResponse};
-use shmesh_cache::{PolicyStamp, ResourceType, Snapshot};
+use shmesh_cache::{PolicyStamp, Resource, ResourceType, Snapshot};
 
 pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
 const SOTW_PATH: &str =
@@ -71,6 +72,17 @@ pub trait ViewSource: Send + Sync + 'static {
 pub struct ProxyStatus {
     pub stream: u64,
     pub node_id: String,
+    /// The proxy's build: Envoy's version (`1.40.0`), or a gRPC client's
+    /// user agent and version (`grpc-python/1.62.1`).
+    pub proxy_version: String,
+    /// The Istio agent's version, when one announced itself (node metadata
+    /// `ISTIO_VERSION`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub istio_version: Option<String>,
+    /// The cluster the proxy runs in, as Istio's agent names it (node
+    /// metadata `CLUSTER_ID`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
     pub view: String,
     pub protocol: &'static str,
     /// Version of the snapshot the stream is on.
@@ -90,6 +102,67 @@ struct StreamEntry {
     current: Arc<Snapshot>,
     /// The latest snapshot the proxy had fully applied (every response ACKed).
     synced: Option<Arc<Snapshot>>,
+    /// What the machine knows the proxy holds, per type, as of its last step.
+    holdings: [TypeHolding; ResourceType::COUNT],
+    /// When the latest response of each type was sent.
+    sent_at: [Option<SystemTime>; ResourceType::COUNT],
+    /// Why the proxy rejected the latest response of each type, until it
+    /// ACKs one again.
+    errors: [Option<String>; ResourceType::COUNT],
+}
+
+/// Whether a proxy has applied what it was sent of one type, in the words
+/// of istioctl's proxy-status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    /// It has applied the latest response, or said on connecting that it
+    /// holds the current version.
+    Synced,
+    /// The latest response awaits its ACK, or the proxy rejected it.
+    Stale,
+    /// The proxy asked for the type but nothing was sent (nothing it names
+    /// exists).
+    NotSent,
+}
+
+impl SyncState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::Synced => "SYNCED",
+            SyncState::Stale => "STALE",
+            SyncState::NotSent => "NOT SENT",
+        }
+    }
+}
+
+/// One type a proxy asked for, and how far it has applied it.
+#[derive(Debug, Clone)]
+pub struct TypeSync {
+    pub ty: ResourceType,
+    pub state: SyncState,
+    /// Version of the latest response sent (or the version the proxy
+    /// reported holding on connecting).
+    pub sent: Option<String>,
+    /// Version the proxy last applied.
+    pub acked: Option<String>,
+    pub sent_at: Option<SystemTime>,
+    /// Why the proxy rejected the latest response.
+    pub error: Option<String>,
+}
+
+/// A connected proxy and, for every type it asked for, its sync state.
+#[derive(Debug, Clone)]
+pub struct ProxySync {
+    pub status: ProxyStatus,
+    pub types: Vec<TypeSync>,
+}
+
+/// What a connected proxy has been sent and holds once it applies it, per
+/// type (`ResourceType::ALL` order), each in name order.
+#[derive(Debug, Clone)]
+pub struct SentConfig {
+    pub status: ProxyStatus,
+    pub resources: [Vec<Arc<Resource>>; ResourceType::COUNT],
 }
 
 /// Which connected proxies have applied a given version of a policy.
@@ -129,6 +202,62 @@ impl Registry {
             .collect();
         v.sort_by_key(|s| s.stream);
         v
+    }
+
+    /// Every connected proxy with the sync state of each type it asked for.
+    pub fn sync(&self) -> Vec<ProxySync> {
+        let mut v: Vec<ProxySync> = self
+            .streams
+            .iter()
+            .map(|e| {
+                let e = e.value();
+                let types = ResourceType::ALL
+                    .into_iter()
+                    .filter(|ty| e.holdings[ty.index()].requested)
+                    .map(|ty| {
+                        let held = &e.holdings[ty.index()];
+                        let sent = e.status.sent.get(ty.short()).cloned();
+                        let state = if held.awaiting_ack || held.rejected {
+                            SyncState::Stale
+                        } else if sent.is_none() {
+                            SyncState::NotSent
+                        } else {
+                            SyncState::Synced
+                        };
+                        TypeSync {
+                            ty,
+                            state,
+                            sent,
+                            acked: e.status.acked.get(ty.short()).cloned(),
+                            sent_at: e.sent_at[ty.index()],
+                            error: e.errors[ty.index()].clone(),
+                        }
+                    })
+                    .collect();
+                ProxySync {
+                    status: e.status.clone(),
+                    types,
+                }
+            })
+            .collect();
+        v.sort_by_key(|s| s.status.stream);
+        v
+    }
+
+    /// What stream `stream` has sent its proxy, as the proxy holds it once
+    /// it applies it; `None` if the stream is gone.
+    pub fn sent_config(&self, stream: u64) -> Option<SentConfig> {
+        // Copied out (pointers) so the lookups below hold no lock.
+        let (status, holdings, current) = {
+            let e = self.streams.get(&stream)?;
+            (e.status.clone(), e.holdings.clone(), e.current.clone())
+        };
+        Some(SentConfig {
+            status,
+            resources: std::array::from_fn(|i| {
+                holdings[i].resources(current.set(ResourceType::ALL[i]))
+            }),
+        })
     }
 
     /// Wakes whenever rollout progress may have changed.
@@ -262,6 +391,8 @@ pub trait Machine: Send + 'static {
     fn in_sync(&self) -> bool;
     /// The snapshot the machine is on.
     fn current(&self) -> &Arc<Snapshot>;
+    /// What the client holds of each type (debug views).
+    fn holdings(&self) -> [TypeHolding; ResourceType::COUNT];
 }
 
 impl Machine for SotwStream {
@@ -295,6 +426,9 @@ impl Machine for SotwStream {
     fn current(&self) -> &Arc<Snapshot> {
         SotwStream::snapshot(self)
     }
+    fn holdings(&self) -> [TypeHolding; ResourceType::COUNT] {
+        SotwStream::holdings(self)
+    }
 }
 
 impl Machine for DeltaStream {
@@ -327,6 +461,9 @@ impl Machine for DeltaStream {
     }
     fn current(&self) -> &Arc<Snapshot> {
         DeltaStream::snapshot(self)
+    }
+    fn holdings(&self) -> [TypeHolding; ResourceType::COUNT] {
+        DeltaStream::holdings(self)
     }
 }
 
@@ -373,15 +510,25 @@ async fn run_stream<M: Machine, S: ViewSource>(
         let connected = Instant::now();
         let proxy = ProxyLabels {
             r#type: shared.views.proxy_type(&view),
-            version: proxy_version(&node),
+            version: metadata_string(&node, "ISTIO_VERSION")
+                .or_else(|| Some(proxy_version(&node)).filter(|v| !v.is_empty()))
+                .unwrap_or_else(|| "unknown".to_string()),
         };
         shared.metrics.stream(M::PROTOCOL, &proxy, true);
+        let mut machine = M::create(
+            snapshot.clone(),
+            shared.control_plane.clone(),
+            shared.name_sets.clone(),
+        );
         shared.registry.streams.insert(
             id,
             StreamEntry {
                 status: ProxyStatus {
                     stream: id,
                     node_id: node.id.clone(),
+                    proxy_version: proxy_version(&node),
+                    istio_version: metadata_string(&node, "ISTIO_VERSION"),
+                    cluster_id: metadata_string(&node, "CLUSTER_ID"),
                     view: view.to_string(),
                     protocol: M::PROTOCOL,
                     snapshot_version: snapshot.version(),
@@ -389,18 +536,16 @@ async fn run_stream<M: Machine, S: ViewSource>(
                     sent: Default::default(),
                     last_nack: None,
                 },
-                current: snapshot.clone(),
+                current: snapshot,
                 synced: None,
+                holdings: machine.holdings(),
+                sent_at: Default::default(),
+                errors: Default::default(),
             },
         );
         shared.registry.bump();
         let mut slot = StreamSlot::default();
         slot.before_push(&shared.push_slots).await;
-        let mut machine = M::create(
-            snapshot,
-            shared.control_plane.clone(),
-            shared.name_sets.clone(),
-        );
         let mut result = machine.request(&first);
         // When the change or request being answered reached the stream.
         let mut started = connected;
@@ -417,7 +562,7 @@ async fn run_stream<M: Machine, S: ViewSource>(
             if !send::<M, S>(&shared, id, &tx, responses, started).await {
                 break;
             }
-            if track_sync(&shared.registry, id, &machine) {
+            if track(&shared.registry, id, &machine) {
                 // The first sync converges on everything since connecting.
                 let since = match machine.current().changed_at() {
                     Some(at) if at > connected => at,
@@ -470,45 +615,20 @@ async fn run_stream<M: Machine, S: ViewSource>(
     .await
 }
 
-/// A proxy's version, as metrics label it: the `ISTIO_VERSION` Istio's agent
-/// announces, else the client's own build (`1.40.0` for Envoy 1.40.0), else
-/// `unknown`.
-pub fn proxy_version(node: &Node) -> String {
-    use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
-    use envoy_types::pb::google::protobuf::value::Kind;
-    let istio = node
-        .metadata
-        .as_ref()
-        .and_then(|m| m.fields.get("ISTIO_VERSION"))
-        .and_then(|v| match &v.kind {
-            Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
-            _ => None,
-        });
-    let own = || match &node.user_agent_version_type {
-        Some(UserAgentVersionType::UserAgentBuildVersion(b)) => b
-            .version
-            .as_ref()
-            .map(|v| format!("{}.{}.{}", v.major_number, v.minor_number, v.patch)),
-        Some(UserAgentVersionType::UserAgentVersion(v)) if !v.is_empty() => Some(v.clone()),
-        _ => None,
-    };
-    istio.or_else(own).unwrap_or_else(|| "unknown".to_string())
-}
-
-/// Records the snapshot the proxy has now fully applied, if it has; true
-/// when that is a snapshot it had not applied before.
-fn track_sync<M: Machine>(registry: &Registry, id: u64, machine: &M) -> bool {
-    if !machine.in_sync() {
-        return false;
-    }
+/// Records what the machine knows the proxy holds after a step, and the
+/// snapshot the proxy has now fully applied, if it has; true when that is a
+/// snapshot it had not applied before.
+fn track<M: Machine>(registry: &Registry, id: u64, machine: &M) -> bool {
+    let in_sync = machine.in_sync();
     let current = machine.current();
     let changed = match registry.streams.get_mut(&id) {
         Some(mut e) => {
+            e.holdings = machine.holdings();
             let same = e.synced.as_ref().is_some_and(|s| Arc::ptr_eq(s, current));
-            if !same {
+            if in_sync && !same {
                 e.synced = Some(current.clone());
             }
-            !same
+            in_sync && !same
         }
         None => false,
     };
@@ -516,6 +636,53 @@ fn track_sync<M: Machine>(registry: &Registry, id: u64, machine: &M) -> bool {
         registry.bump();
     }
     changed
+}
+
+/// The proxy's build as it reports it: Envoy's `user_agent_build_version`
+/// (`1.40.0`, `-LABEL` when it has one), else the user agent's name and
+/// version string (gRPC clients).
+fn proxy_version(node: &Node) -> String {
+    use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+    match &node.user_agent_version_type {
+        Some(UserAgentVersionType::UserAgentBuildVersion(build)) => {
+            let mut out = match &build.version {
+                Some(v) => format!("{}.{}.{}", v.major_number, v.minor_number, v.patch),
+                None => String::new(),
+            };
+            let label = build
+                .metadata
+                .as_ref()
+                .and_then(|m| m.fields.get("build.label"))
+                .and_then(|v| match &v.kind {
+                    Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => {
+                        Some(s.as_str())
+                    }
+                    _ => None,
+                });
+            if let Some(label) = label {
+                out.push('-');
+                out.push_str(label);
+            }
+            out
+        }
+        Some(UserAgentVersionType::UserAgentVersion(version))
+            if !node.user_agent_name.is_empty() =>
+        {
+            format!("{}/{version}", node.user_agent_name)
+        }
+        Some(UserAgentVersionType::UserAgentVersion(version)) => version.clone(),
+        None => String::new(),
+    }
+}
+
+/// A string value of the node's metadata.
+fn metadata_string(node: &Node, key: &str) -> Option<String> {
+    match node.metadata.as_ref()?.fields.get(key)?.kind.as_ref()? {
+        envoy_types::pb::google::protobuf::value::Kind::StringValue(s) if !s.is_empty() => {
+            Some(s.clone())
+        }
+        _ => None,
+    }
 }
 
 async fn send<M: Machine, S>(
@@ -530,6 +697,7 @@ async fn send<M: Machine, S>(
         let bytes = resp.encoded_len();
         if let Some(mut st) = shared.registry.streams.get_mut(&id) {
             st.status.sent.insert(ty.short(), version.clone());
+            st.sent_at[ty.index()] = Some(SystemTime::now());
         }
         debug!(type = %ty, %version, "push");
         if tx.send(Ok(resp)).await.is_err() {
@@ -547,6 +715,14 @@ fn record<S>(shared: &Shared<S>, id: u64, events: &[Event]) {
                 shared.metrics.acked(*ty);
                 if let Some(mut st) = shared.registry.streams.get_mut(&id) {
                     st.status.acked.insert(ty.short(), version.clone());
+                    st.errors[ty.index()] = None;
+                }
+            }
+            Event::Held { ty, version } => {
+                debug!(type = %ty, %version, "proxy holds the current version");
+                if let Some(mut st) = shared.registry.streams.get_mut(&id) {
+                    st.status.sent.insert(ty.short(), version.clone());
+                    st.status.acked.insert(ty.short(), version.clone());
                 }
             }
             Event::Nack {
@@ -559,6 +735,7 @@ fn record<S>(shared: &Shared<S>, id: u64, events: &[Event]) {
                 warn!(type = %ty, last_good_version = %version, %nonce, %message, "proxy rejected configuration (NACK)");
                 if let Some(mut st) = shared.registry.streams.get_mut(&id) {
                     st.status.last_nack = Some(format!("{ty}: {message}"));
+                    st.errors[ty.index()] = Some(message.clone());
                 }
             }
         }

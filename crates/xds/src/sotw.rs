@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use super::client_versions::{self, ClientVersions, Difference, Forced};
+use super::holding::TypeHolding;
 use super::name_set::{NameSet, NameSets};
 use super::request::SotwRequest;
 use super::{Event, Nonces, ProtocolError};
@@ -185,6 +186,10 @@ impl SotwStream {
                 let st = &mut self.types[ty.index()];
                 st.versions = ClientVersions::Set(current.clone());
                 st.acked = st.versions.clone();
+                out.events.push(Event::Held {
+                    ty,
+                    version: req.version_info.clone(),
+                });
                 return Ok(out);
             }
             out.responses.extend(self.respond(ty, Vec::new(), true));
@@ -350,6 +355,23 @@ impl SotwStream {
             control_plane: Some(WireControlPlane {
                 identifier: self.control_plane.clone(),
             }),
+        })
+    }
+
+    /// What the client holds of each type, in `ResourceType::ALL` order
+    /// (debug views).
+    pub fn holdings(&self) -> [TypeHolding; ResourceType::COUNT] {
+        std::array::from_fn(|i| {
+            let st = &self.types[i];
+            TypeHolding::new(
+                st.requested,
+                st.outstanding,
+                st.nacked.is_some(),
+                st.versions.clone(),
+                st.wildcard,
+                false,
+                st.names.clone(),
+            )
         })
     }
 

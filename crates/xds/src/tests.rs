@@ -1876,7 +1876,15 @@ fn rule_14_sotw_reconnect_with_current_version_skips_initial_send() {
         .on_request(&sotw_req(CDS, &[], &cds.version_info, ""))
         .unwrap();
     assert!(out.responses.is_empty(), "the client has this version");
-    assert!(out.events.is_empty());
+    // It counts as sent and applied, so the server can tell it is in sync.
+    assert_eq!(
+        out.events,
+        vec![Event::Held {
+            ty: CDS,
+            version: cds.version_info.clone()
+        }]
+    );
+    assert!(s.in_sync());
     let out = s
         .on_request(&sotw_req(EDS, &["a", "b"], &eds.version_info, ""))
         .unwrap();
@@ -2168,4 +2176,51 @@ fn vhds_a_route_configuration_without_virtual_hosts_is_still_answered() {
     delta_subscribe(&mut s, RDS, &["9080"]);
     let resp = vhds_start(&mut s);
     assert_eq!(delta_read(&resp), d(VHDS, &[], &[]));
+}
+
+// ---------------------------------------------------------------------------
+// Not one of docs/xds-rules.md: what a stream tells the debug views.
+// ---------------------------------------------------------------------------
+
+fn held_names(s: &SotwStream, ty: ResourceType) -> Vec<String> {
+    let holding = &s.holdings()[ty.index()];
+    holding
+        .resources(s.snapshot().get(ty))
+        .iter()
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+#[test]
+fn holdings_say_what_the_client_was_sent_and_whether_it_applied_it() {
+    let mut s = SotwStream::new(base(), "test", name_sets());
+    assert!(!s.holdings()[EDS.index()].requested);
+    sotw_subscribe(&mut s, EDS, &["a", "c", "nope"]);
+    let eds = &s.holdings()[EDS.index()];
+    assert!(eds.requested && !eds.awaiting_ack && !eds.rejected);
+    assert_eq!(held_names(&s, EDS), strings(&["a", "c"]));
+
+    // A new version goes out: awaiting its ACK until the client rejects it,
+    // after which it holds what it had.
+    let changed = base_with(&[(EDS, "a", "2")]);
+    let out = s.on_snapshot(changed.clone());
+    assert_eq!(sotw_summary(&out), vec![(EDS, strings(&["a"]))]);
+    assert!(s.holdings()[EDS.index()].awaiting_ack);
+    let resp = &out.responses[0];
+    let mut nack = DiscoveryRequest {
+        type_url: EDS.type_url().to_string(),
+        resource_names: strings(&["a", "c", "nope"]),
+        version_info: "old".to_string(),
+        response_nonce: resp.nonce.clone(),
+        ..Default::default()
+    };
+    nack.error_detail = Some(Status {
+        message: "bad".to_string(),
+        ..Default::default()
+    });
+    s.on_request(&SotwRequest::from(&nack)).unwrap();
+    let eds = &s.holdings()[EDS.index()];
+    assert!(eds.rejected && !eds.awaiting_ack);
+    let held = eds.resources(changed.get(EDS));
+    assert_eq!(held[0].version, version_of(&base(), EDS, "a"));
 }
