@@ -21,6 +21,8 @@ pub mod identity;
 pub mod jsonpb;
 pub mod kubernetes;
 pub mod metrics;
+pub mod pem;
 pub mod rollout;
 pub mod sources;
 pub mod views;
+pub mod webhook;

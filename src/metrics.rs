@@ -1,6 +1,6 @@
 //! Process-wide counters, rendered in Prometheus text format by the admin
 //! server: the xDS streams' own (`shmesh_xds::metrics`) and those of the
-//! translator and the sources.
+//! translator, the sources, the CA and the admission webhook.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +16,19 @@ pub struct Metrics {
     pub config_warnings: AtomicU64,
     /// Written by the certificate authority.
     pub identity: Arc<IdentityMetrics>,
+    /// Written by the admission webhook.
+    pub webhook: Arc<WebhookMetrics>,
+}
+
+/// The admission webhook's answers.
+#[derive(Debug, Default)]
+pub struct WebhookMetrics {
+    /// Requests allowed: valid objects, kinds shmesh does not read, deletions.
+    pub allowed: AtomicU64,
+    /// Requests denied: objects `shmesh validate` rejects.
+    pub denied: AtomicU64,
+    /// Bodies that are not an AdmissionReview v1 (answered 400).
+    pub malformed: AtomicU64,
 }
 
 /// What the certificate authority did, and whom it refused.
@@ -53,6 +66,9 @@ impl Metrics {
             ),
             ("ca_requests_signed", &self.identity.csr_signed),
             ("ca_requests_refused", &self.identity.csr_refused),
+            ("webhook_allowed", &self.webhook.allowed),
+            ("webhook_denied", &self.webhook.denied),
+            ("webhook_malformed", &self.webhook.malformed),
         ] {
             out.push_str(&format!("# TYPE shmesh_{name}_total counter\n"));
             out.push_str(&format!("shmesh_{name}_total {}\n", g(counter)));
