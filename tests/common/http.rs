@@ -130,10 +130,29 @@ pub fn https_get_in(
     path: &str,
     ca_pem: &str,
 ) -> Result<(Response, String), String> {
+    https_request_in(netns, addr, "GET", host, path, &[], b"", ca_pem)
+}
+
+/// One request of any method (with `headers` and `body`) to
+/// `https://HOST/PATH` at `addr`, as [`https_get`] sends it: SNI and
+/// certificate check for `host` (a DNS name or an IP address) against only
+/// the roots in `ca_pem`, HTTP/1.1; also returns the serial number (hex) of
+/// the certificate the server presented.
+#[allow(clippy::too_many_arguments)]
+pub fn https_request_in(
+    netns: Option<&Netns>,
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    ca_pem: &str,
+) -> Result<(Response, String), String> {
     let netns = netns.cloned();
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, ServerName};
-    let what = format!("GET https://{host}{path} via {addr}");
+    let what = format!("{method} https://{host}{path} via {addr}");
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         let cert = cert.map_err(|e| format!("{what}: CA: {e}"))?;
@@ -147,8 +166,8 @@ pub fn https_get_in(
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{what}: {e}"))?;
-    let request =
-        build_request("GET", host, path, &[], b"", true).map_err(|e| format!("{what}: {e}"))?;
+    let request = build_request(method, host, path, headers, body, true)
+        .map_err(|e| format!("{what}: {e}"))?;
     let outcome = run(async move {
         let exchange = async {
             let tcp = tcp_connect(addr, netns).await?;
