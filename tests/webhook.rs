@@ -14,6 +14,8 @@
 //!   they exist the webhook refuses handshakes; once they do it serves them,
 //!   and when the Secret's `..data` symlink is swapped to a renewed pair,
 //!   the renewed certificate is served without a restart.
+//! - The `openssl` commands manifests/README.md gives for a certificate
+//!   without cert-manager make one shmesh serves for the Service's name.
 
 mod common;
 
@@ -746,4 +748,80 @@ fn the_certificate_is_served_once_it_exists_and_again_when_renewed() {
     std::fs::remove_dir_all(volume.path().join("..1")).expect("remove the old version");
     let (_, serial) = post(&shmesh, &root, "/validate", review.as_bytes()).expect("served");
     assert_eq!(serial, renewed);
+}
+
+/// The `openssl` commands of manifests/README.md ("Without cert-manager"),
+/// continuation lines joined; the `kubectl` and `helm` lines need a cluster
+/// and are left out.
+fn readme_openssl_commands() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/README.md"))
+            .expect("manifests/README.md");
+    let section = readme
+        .split_once("### Without cert-manager")
+        .expect("the section")
+        .1;
+    let block = section
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("its first sh block")
+        .0;
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in block.lines() {
+        match line.strip_suffix('\\') {
+            Some(part) => current.push_str(part),
+            None => {
+                current.push_str(line);
+                commands.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    commands
+        .into_iter()
+        .filter(|c| c.starts_with("openssl ") || c.starts_with("printf "))
+        .collect()
+}
+
+#[test]
+fn the_readme_self_signed_certificate_is_served_for_the_service_name() {
+    let dir = tempfile::tempdir().expect("dir");
+    let commands = readme_openssl_commands();
+    assert!(commands.len() >= 3, "{commands:?}");
+    for command in &commands {
+        let out = Command::new("sh")
+            .args(["-c", command])
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{command}: {e} (is openssl installed?)"));
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (_config, shmesh) = start_with_webhook(dir.path());
+    // The API server dials the Service by name and trusts the caBundle: ca.crt.
+    let root = std::fs::read_to_string(dir.path().join("ca.crt")).expect("ca.crt");
+    let good = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "reviews", "namespace": "shop"}, "spec": {"host": "reviews"}});
+    let review = admission_review(
+        "readme",
+        "CREATE",
+        ("networking.istio.io", "v1", "destinationrules"),
+        &good,
+        None,
+    );
+    let (answer, _) = https_request_in(
+        None,
+        shmesh.webhook.expect("webhook"),
+        "POST",
+        "shmesh.istio-system.svc",
+        "/validate",
+        &[("content-type", "application/json")],
+        review.to_string().as_bytes(),
+        &root,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", shmesh.log()));
+    assert_eq!(admission_response(&answer, "readme")["allowed"], true);
 }
