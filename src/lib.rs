@@ -5,7 +5,8 @@
 //! validation) into `shmesh_model`, then the `views` task runs
 //! `shmesh_translate` into `shmesh_cache` snapshots that `shmesh_xds` streams
 //! to proxies; `admin` and `rollout` read the views and the streams'
-//! registry. docs/architecture.md draws the whole map.
+//! registry; `webhook` answers the API server's admission reviews with the
+//! checks of `shmesh_api`. docs/architecture.md draws the whole map.
 
 pub mod admin;
 pub mod allocator;
