@@ -9,7 +9,8 @@
 //!   (without the `FILE:LINE: ` each line starts with); the response echoes
 //!   the request's uid.
 //! - DELETE and kinds shmesh does not read are allowed; bodies that are not
-//!   an AdmissionReview v1 get HTTP 400 saying why.
+//!   an AdmissionReview v1 get HTTP 400 saying why. HTTP/2, which the API
+//!   server speaks when offered, is answered like HTTP/1.1.
 //! - The certificate is read from files laid out as a mounted Secret: until
 //!   they exist the webhook refuses handshakes; once they do it serves them,
 //!   and when the Secret's `..data` symlink is swapped to a renewed pair,
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use common::http::{https_request_in, Response};
+use common::http::{https2_request, https_request_in, Response};
 use common::{eventually, Shmesh};
 use shmesh::ca::Ca;
 
@@ -748,6 +749,39 @@ fn the_certificate_is_served_once_it_exists_and_again_when_renewed() {
     std::fs::remove_dir_all(volume.path().join("..1")).expect("remove the old version");
     let (_, serial) = post(&shmesh, &root, "/validate", review.as_bytes()).expect("served");
     assert_eq!(serial, renewed);
+}
+
+#[test]
+fn the_webhook_speaks_http2_as_the_api_server_does() {
+    let (_ca_dir, ca) = test_ca();
+    let volume = tempfile::tempdir().expect("volume");
+    write_secret_volume(volume.path(), &ca, "1");
+    let (_config, shmesh) = start_with_webhook(volume.path());
+    let bad = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "nohost", "namespace": "shop"}, "spec": {"host": ""}});
+    let review = admission_review(
+        "h2",
+        "CREATE",
+        ("networking.istio.io", "v1", "destinationrules"),
+        &bad,
+        None,
+    );
+    let answer = https2_request(
+        shmesh.webhook.expect("webhook"),
+        "POST",
+        "127.0.0.1",
+        "/validate",
+        &[("content-type", "application/json")],
+        review.to_string().as_bytes(),
+        ca.trusted_pem(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let response = admission_response(&answer, "h2");
+    assert_eq!(response["allowed"], false, "{response}");
+    assert_eq!(
+        response["status"]["message"],
+        "error: DestinationRule shop/nohost: spec.host: host is required"
+    );
 }
 
 /// The `openssl` commands of manifests/README.md ("Without cert-manager"),
