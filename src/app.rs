@@ -1,5 +1,5 @@
-//! Wiring: starts the sources, the views task, the xDS server and the admin
-//! server, and runs the one-shot commands.
+//! Wiring: starts the sources, the views task, the xDS server, the admin
+//! server and the admission webhook, and runs the one-shot commands.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -15,7 +15,7 @@ use crate::ca_service::{CertificateService, TokenReviewer};
 use crate::config::{Api, BootstrapArgs, CaCommand, Command, ServeArgs, TranslateArgs};
 use crate::identity::{CaOptions, Identities};
 use crate::metrics::Metrics;
-use crate::{admin, bootstrap, jsonpb, rollout, sources, views};
+use crate::{admin, bootstrap, jsonpb, rollout, sources, views, webhook};
 use shmesh_model::{analyze, Model};
 use shmesh_translate as translate;
 use shmesh_xds::pacing::PushSlots;
@@ -54,6 +54,8 @@ pub struct Bound {
     pub xds_addr: SocketAddr,
     /// xDS over TLS, served when shmesh has a CA.
     pub xds_tls_addr: Option<SocketAddr>,
+    /// The admission webhook, served when shmesh has its certificate.
+    pub webhook_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
     pub views: Arc<views::Views>,
     pub registry: Arc<Registry>,
@@ -62,7 +64,8 @@ pub struct Bound {
     stop_xds: watch::Sender<bool>,
     /// The xDS listeners: each returns once its connections have drained.
     xds: Vec<JoinHandle<()>>,
-    /// Sources, the views task, the status writer and the admin server.
+    /// Sources, the views task, the status writer, the admin server and the
+    /// admission webhook.
     tasks: JoinSet<()>,
 }
 
@@ -197,11 +200,36 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         Some((listener, _)) => Some(listener.local_addr()?),
         None => None,
     };
-    info!(%xds_addr, ?xds_tls_addr, %admin_addr, "shmesh serving");
+    let webhook = match (&args.webhook_cert, &args.webhook_key) {
+        (Some(cert), Some(key)) => {
+            let listener = tokio::net::TcpListener::bind(args.webhook_addr)
+                .await
+                .with_context(|| format!("binding webhook address {}", args.webhook_addr))?;
+            let certificate = Arc::new(webhook::certificate::CertificateFiles::new(
+                cert.clone(),
+                key.clone(),
+                Arc::new(rustls::crypto::ring::default_provider()),
+            ));
+            // Read before the address is published, so a certificate that
+            // is there is served from the first connection.
+            certificate.refresh();
+            let tls = webhook::tls_acceptor(certificate.clone())?;
+            Some((listener, certificate, tls))
+        }
+        _ => None,
+    };
+    let webhook_addr = match &webhook {
+        Some((listener, _, _)) => Some(listener.local_addr()?),
+        None => None,
+    };
+    info!(%xds_addr, ?xds_tls_addr, %admin_addr, ?webhook_addr, "shmesh serving");
     if let Some(path) = &args.address_file {
         let mut text = format!("xds={xds_addr}\nadmin={admin_addr}\n");
         if let Some(addr) = xds_tls_addr {
             text.push_str(&format!("xds_tls={addr}\n"));
+        }
+        if let Some(addr) = webhook_addr {
+            text.push_str(&format!("webhook={addr}\n"));
         }
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -214,6 +242,10 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
             instance: instance_name(&args),
         }),
     ));
+    if let Some((listener, certificate, tls)) = webhook {
+        tasks.spawn(certificate.watch());
+        tasks.spawn(webhook::serve(listener, tls, metrics.webhook.clone()));
+    }
     let push_slots = PushSlots::new(args.push_slots, args.push_ack_timeout, metrics.xds.clone());
     let shared = Arc::new(Shared {
         views: views.clone(),
@@ -259,6 +291,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
     Ok(Bound {
         xds_addr,
         xds_tls_addr,
+        webhook_addr,
         admin_addr,
         views,
         registry,

@@ -193,6 +193,19 @@ pub struct ServeArgs {
         default_value = "shmesh.istio-system.svc"
     )]
     pub xds_tls_names: Vec<String>,
+    /// With --webhook-cert: address of the validating admission webhook
+    /// (Kubernetes AdmissionReview v1 over HTTPS, `POST /validate`, as
+    /// istiod's 15017). It checks each object as `shmesh validate` does.
+    #[arg(long, env = "SHMESH_WEBHOOK_ADDR", default_value = "0.0.0.0:15017")]
+    pub webhook_addr: SocketAddr,
+    /// Certificate chain (PEM) of the admission webhook; the webhook is
+    /// served only with one. Read again whenever it changes (cert-manager
+    /// renews it); until it can be read, the webhook refuses connections.
+    #[arg(long, env = "SHMESH_WEBHOOK_CERT", requires = "webhook_key")]
+    pub webhook_cert: Option<PathBuf>,
+    /// The private key (PEM) of --webhook-cert. Never logged.
+    #[arg(long, env = "SHMESH_WEBHOOK_KEY", requires = "webhook_cert")]
+    pub webhook_key: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -267,14 +267,11 @@ pub fn xds_tls(
     identities: &Identities,
     names: &[String],
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let server = identities
         .ca
         .issue_server(names, Duration::from_secs(365 * 86400))?;
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(server.chain_pem.as_bytes()).collect::<Result<_, _>>()?;
-    let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes())?;
+    let (chain, key) =
+        crate::pem::chain_and_key(server.chain_pem.as_bytes(), server.key_pem.as_bytes())?;
     let mut roots = rustls::RootCertStore::empty();
     for root in identities.ca.trusted_der() {
         roots.add(root.clone())?;

@@ -5,8 +5,10 @@
 //! validation) into `shmesh_model`, then the `views` task runs
 //! `shmesh_translate` into `shmesh_cache` snapshots that `shmesh_xds` streams
 //! to proxies; `admin` and `rollout` read the views and the streams'
-//! registry; `proxy_status` and `proxy_config` are the commands that ask a
-//! running shmesh's admin server about its proxies. docs/architecture.md draws the whole map.
+//! registry; `webhook` answers the API server's admission reviews with the
+//! checks of `shmesh_api`; `proxy_status` and `proxy_config` are the commands
+//! that ask a running shmesh's admin server about its proxies.
+//! docs/architecture.md draws the whole map.
 
 pub mod admin;
 pub mod admin_client;
@@ -23,6 +25,7 @@ pub mod identity;
 pub mod jsonpb;
 pub mod kubernetes;
 pub mod metrics;
+pub mod pem;
 pub mod process_stats;
 pub mod proxy_config;
 pub mod proxy_status;
@@ -30,3 +33,4 @@ pub mod rollout;
 pub mod sources;
 pub mod table;
 pub mod views;
+pub mod webhook;

@@ -3,8 +3,9 @@
 //!
 //! Each module registers and writes its own metrics: the xDS streams
 //! (`shmesh_xds::metrics`), the views task (`views::metrics`), the sources
-//! (`sources::SourceMetrics`), the CA (`identity::IdentityMetrics`) and the
-//! rollout tracker (`rollout::RolloutMetrics`). This module adds what
+//! (`sources::SourceMetrics`), the CA (`identity::IdentityMetrics`), the
+//! rollout tracker (`rollout::RolloutMetrics`) and the admission webhook
+//! (`webhook::WebhookMetrics`). This module adds what
 //! describes the process itself: its build (`istio_build`, which Istio's
 //! dashboard reads for the control plane's version) and, read from `/proc`
 //! and the allocator at each scrape, its CPU, memory, file descriptors and
@@ -24,6 +25,7 @@ use crate::identity::IdentityMetrics;
 use crate::rollout::RolloutMetrics;
 use crate::sources::SourceMetrics;
 use crate::views::metrics::ViewMetrics;
+use crate::webhook::WebhookMetrics;
 use shmesh_xds::metrics::XdsMetrics;
 
 /// Every metric of the process, by the module that writes it.
@@ -35,6 +37,7 @@ pub struct Metrics {
     pub sources: SourceMetrics,
     pub identity: Arc<IdentityMetrics>,
     pub rollout: RolloutMetrics,
+    pub webhook: Arc<WebhookMetrics>,
 }
 
 impl Default for Metrics {
@@ -71,6 +74,7 @@ impl Metrics {
             sources: SourceMetrics::new(&mut registry),
             identity: Arc::new(IdentityMetrics::new(&mut registry)),
             rollout: RolloutMetrics::new(&mut registry),
+            webhook: Arc::new(WebhookMetrics::new(&mut registry)),
             registry,
         }
     }

@@ -8,7 +8,14 @@
 //!   `manifests/crds/*.yaml`: the same (apiVersion, kind, namespace, name) set
 //!   and, object by object, the same content (the chart adds no Helm-only
 //!   labels, so nothing is stripped before comparing).
-//! - The ClusterRole and Role grant exactly what shmesh needs and no more.
+//! - The ClusterRole and Role grant exactly what shmesh needs and no more,
+//!   with the admission webhook on or off (it reads nothing from the API).
+//! - The webhook (on by default) checks exactly the kinds shmesh reads, on
+//!   CREATE and UPDATE, fails open as Istio installs its own, reaches
+//!   shmesh's 15017 through the Service's 443, and serves the certificate of
+//!   a cert-manager Certificate (signed by a CA Issuer of its own, whose CA
+//!   is injected into the configuration); its values turn it off, or use a
+//!   Secret and CA bundle of your own.
 //! - Every object survives a round trip through its k8s-openapi type, so a
 //!   misspelt or misplaced field (which the API server would drop or reject)
 //!   fails here.
@@ -527,6 +534,93 @@ fn check_bindings(objects: &BTreeMap<Key, Value>, name: &str, namespace: &str) {
     }
 }
 
+/// The fields of cert-manager's `cert-manager.io/v1` Issuer and Certificate
+/// the manifests use (k8s-openapi has only Kubernetes' own kinds): an
+/// unknown field fails to parse, as a misspelt one would be refused by
+/// cert-manager's CRD schema.
+mod cert_manager {
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Metadata {
+        pub name: String,
+        pub namespace: String,
+        pub labels: BTreeMap<String, String>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Issuer {
+        pub api_version: String,
+        pub kind: String,
+        pub metadata: Metadata,
+        pub spec: IssuerSpec,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct IssuerSpec {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub self_signed: Option<BTreeMap<String, String>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub ca: Option<CaIssuer>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct CaIssuer {
+        pub secret_name: String,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct Certificate {
+        pub api_version: String,
+        pub kind: String,
+        pub metadata: Metadata,
+        pub spec: CertificateSpec,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct CertificateSpec {
+        pub secret_name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub is_c_a: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub common_name: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub dns_names: Option<Vec<String>>,
+        /// A Go duration, e.g. 2160h.
+        pub duration: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub renew_before: Option<String>,
+        pub private_key: PrivateKey,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub usages: Option<Vec<String>>,
+        pub issuer_ref: IssuerRef,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct PrivateKey {
+        pub algorithm: String,
+        pub size: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub rotation_policy: Option<String>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    pub struct IssuerRef {
+        pub name: String,
+        pub kind: String,
+        pub group: String,
+    }
+}
+
 fn roundtrip<T: DeserializeOwned + Serialize>(doc: &Value) -> Value {
     let typed: T = serde_json::from_value(doc.clone())
         .unwrap_or_else(|e| panic!("{}: {e}", show(&key_of(doc))));
@@ -536,7 +630,7 @@ fn roundtrip<T: DeserializeOwned + Serialize>(doc: &Value) -> Value {
 /// Each object through its k8s-openapi type and back: a field the type does
 /// not know (a typo, a wrong level) is dropped, and shows up as a difference.
 fn check_typed(objects: &BTreeMap<Key, Value>) {
-    use k8s_openapi::api::{apps, core, policy, rbac};
+    use k8s_openapi::api::{admissionregistration, apps, core, policy, rbac};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     for (key, doc) in objects {
         let back = match (key.0.as_str(), key.1.as_str()) {
@@ -560,6 +654,11 @@ fn check_typed(objects: &BTreeMap<Key, Value>) {
             ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
                 roundtrip::<apiextensions::CustomResourceDefinition>(doc)
             }
+            ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration") => {
+                roundtrip::<admissionregistration::v1::ValidatingWebhookConfiguration>(doc)
+            }
+            ("cert-manager.io/v1", "Issuer") => roundtrip::<cert_manager::Issuer>(doc),
+            ("cert-manager.io/v1", "Certificate") => roundtrip::<cert_manager::Certificate>(doc),
             _ => panic!("{}: a kind this test does not know", show(key)),
         };
         let d = differences(doc, &back);
@@ -580,6 +679,8 @@ fn helm_lint_passes() {
         &[][..],
         &["--set", "gateways.ingress.enabled=true"],
         &["--set", "gateways.ingress.enabled=true,ca.enabled=true"],
+        &["--set", "webhook.enabled=false"],
+        &["--set", "webhook.certManager.enabled=false"],
     ] {
         let mut args = vec!["lint", "--strict", CHART];
         args.extend_from_slice(extra);
@@ -624,6 +725,9 @@ fn chart_renders_the_plain_manifests() {
         "PodDisruptionBudget",
         "ConfigMap",
         "CustomResourceDefinition",
+        "ValidatingWebhookConfiguration",
+        "Issuer",
+        "Certificate",
     ] {
         assert!(kinds.contains(kind), "no {kind} in manifests/");
     }
@@ -688,7 +792,11 @@ fn deployment_runs_shmesh_as_asked() {
             "--config-dir",
             "/etc/shmesh/policies",
             "--admin-addr",
-            "0.0.0.0:15014"
+            "0.0.0.0:15014",
+            "--webhook-cert",
+            "/etc/shmesh/webhook/tls.crt",
+            "--webhook-key",
+            "/etc/shmesh/webhook/tls.key"
         ]
     );
     for (var, field) in [
@@ -718,7 +826,8 @@ fn deployment_runs_shmesh_as_asked() {
         ports,
         BTreeSet::from([
             ("grpc-xds".into(), 15010),
-            ("http-monitoring".into(), 15014)
+            ("http-monitoring".into(), 15014),
+            ("https-webhook".into(), 15017)
         ])
     );
     assert_eq!(
@@ -744,6 +853,7 @@ fn deployment_runs_shmesh_as_asked() {
         pod_sc["seccompProfile"]["type"], "RuntimeDefault",
         "pod seccompProfile"
     );
+    assert_eq!(pod_sc["fsGroup"], 65532, "the webhook key's group");
     let sc = &c["securityContext"];
     assert_eq!(sc["readOnlyRootFilesystem"], true, "readOnlyRootFilesystem");
     assert_eq!(
@@ -753,11 +863,19 @@ fn deployment_runs_shmesh_as_asked() {
     assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "capabilities");
     assert_eq!(
         c["volumeMounts"],
-        json!([{"name": "policies", "mountPath": "/etc/shmesh/policies", "readOnly": true}])
+        json!([
+            {"name": "policies", "mountPath": "/etc/shmesh/policies", "readOnly": true},
+            {"name": "webhook-tls", "mountPath": "/etc/shmesh/webhook", "readOnly": true},
+        ])
     );
     assert_eq!(
         pod["volumes"],
-        json!([{"name": "policies", "configMap": {"name": "shmesh-policies"}}])
+        json!([
+            {"name": "policies", "configMap": {"name": "shmesh-policies"}},
+            // Optional: shmesh serves xDS before cert-manager has issued it;
+            // readable by shmesh's group alone.
+            {"name": "webhook-tls", "secret": {"secretName": "shmesh-webhook-tls", "optional": true, "defaultMode": 0o440}},
+        ])
     );
     let spread = &pod["topologySpreadConstraints"][0];
     assert_eq!(spread["topologyKey"], "kubernetes.io/hostname");
@@ -773,6 +891,7 @@ fn deployment_runs_shmesh_as_asked() {
         json!([
             {"name": "grpc-xds", "port": 15010, "targetPort": 15010, "protocol": "TCP"},
             {"name": "http-monitoring", "port": 15014, "targetPort": 15014, "protocol": "TCP"},
+            {"name": "https-webhook", "port": 443, "targetPort": 15017, "protocol": "TCP"},
         ])
     );
     let pdb = find(&objects, "PodDisruptionBudget", "shmesh");
@@ -889,8 +1008,15 @@ fn chart_values_change_what_they_say() {
         .iter()
         .filter(|(k, _)| k.1 != "CustomResourceDefinition")
     {
-        assert_eq!(key.3, "mesh-shmesh", "{}", show(key));
-        let cluster_scoped = key.1.starts_with("Cluster");
+        // The webhook's certificate objects are named for what they are.
+        let webhook = ["Issuer", "Certificate", "ValidatingWebhookConfiguration"];
+        if webhook.contains(&key.1.as_str()) {
+            assert!(key.3.starts_with("mesh-shmesh-"), "{}", show(key));
+        } else {
+            assert_eq!(key.3, "mesh-shmesh", "{}", show(key));
+        }
+        let cluster_scoped =
+            key.1.starts_with("Cluster") || key.1 == "ValidatingWebhookConfiguration";
         assert_eq!(
             key.2,
             if cluster_scoped { "" } else { "control" },
@@ -920,6 +1046,10 @@ fn chart_values_change_what_they_say() {
             "/etc/shmesh/policies",
             "--admin-addr",
             "0.0.0.0:15014",
+            "--webhook-cert",
+            "/etc/shmesh/webhook/tls.crt",
+            "--webhook-key",
+            "/etc/shmesh/webhook/tls.key",
             "--watch-namespace",
             "default,shop",
             "--no-status",
@@ -1003,6 +1133,238 @@ fn the_ca_runs_from_a_secret_with_token_review_and_15012() {
     for flag in args.iter().filter(|a| a.starts_with("--")) {
         assert!(help.contains(flag.as_str()), "shmesh serve has no {flag}");
     }
+}
+
+/// The (group, resource) pairs shmesh lists and watches in the groups its
+/// webhook checks: the kinds it reads there.
+fn read_resources(objects: &BTreeMap<Key, Value>) -> BTreeSet<(String, String)> {
+    grants(objects)
+        .into_iter()
+        .filter(|(role, group, _, verb)| {
+            role == "ClusterRole"
+                && verb == "watch"
+                && [
+                    "networking.istio.io",
+                    "security.istio.io",
+                    "gateway.networking.k8s.io",
+                ]
+                .contains(&group.as_str())
+        })
+        .map(|(_, group, resource, _)| (group, resource))
+        .collect()
+}
+
+/// The webhook of release `name` in `namespace`: its configuration, where it
+/// sends reviews, and the cert-manager chain behind its certificate.
+fn check_webhook(objects: &BTreeMap<Key, Value>, name: &str, namespace: &str) {
+    let config = find(
+        objects,
+        "ValidatingWebhookConfiguration",
+        &format!("{name}-validator-{namespace}"),
+    );
+    let webhooks = config["webhooks"].as_array().expect("webhooks");
+    assert_eq!(webhooks.len(), 1);
+    let webhook = &webhooks[0];
+    assert_eq!(webhook["name"], "validation.shmesh.io");
+    assert_eq!(
+        webhook["clientConfig"]["service"],
+        json!({"name": name, "namespace": namespace, "path": "/validate", "port": 443})
+    );
+    // The Service's 443 reaches the container's webhook port, which is
+    // where shmesh serves it unless told otherwise.
+    let service = find(objects, "Service", name);
+    let port = service["spec"]["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .find(|p| p["port"] == 443)
+        .expect("a Service port 443");
+    assert_eq!(port["name"], "https-webhook");
+    assert_eq!(port["targetPort"], 15017);
+    let deployment = find(objects, "Deployment", name);
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert!(container["ports"]
+        .as_array()
+        .expect("ports")
+        .contains(&json!({"name": "https-webhook", "containerPort": 15017, "protocol": "TCP"})));
+    let args = strs(&container["args"]);
+    assert!(!args.iter().any(|a| a == "--webhook-addr"), "{args:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_shmesh"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("shmesh serve --help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("[default: 0.0.0.0:15017]"), "{help}");
+    for flag in ["--webhook-cert", "--webhook-key"] {
+        assert!(help.contains(flag), "shmesh serve has no {flag}");
+    }
+
+    // Exactly the kinds shmesh reads in these groups, on create and update.
+    let mut checked = BTreeSet::new();
+    for rule in webhook["rules"].as_array().expect("rules") {
+        assert_eq!(strs(&rule["operations"]), ["CREATE", "UPDATE"], "{rule}");
+        assert_eq!(strs(&rule["apiVersions"]), ["*"], "{rule}");
+        for group in strs(&rule["apiGroups"]) {
+            for resource in strs(&rule["resources"]) {
+                checked.insert((group.clone(), resource));
+            }
+        }
+    }
+    assert_eq!(checked, read_resources(objects));
+    assert_eq!(webhook["failurePolicy"], "Ignore", "as Istio installs it");
+    assert_eq!(webhook["sideEffects"], "None");
+    assert_eq!(strs(&webhook["admissionReviewVersions"]), ["v1"]);
+    assert_eq!(webhook["timeoutSeconds"], 10);
+
+    // The certificate whose CA cert-manager injects is the one shmesh
+    // serves: its Secret is the volume the flags read from, and it names
+    // the Service as the API server dials it.
+    let inject = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        .as_str()
+        .expect("cert-manager.io/inject-ca-from");
+    assert_eq!(inject, format!("{namespace}/{name}-webhook"));
+    let certificate = find(objects, "Certificate", &format!("{name}-webhook"));
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "webhook-tls")
+        .expect("webhook-tls volume");
+    assert_eq!(
+        volume["secret"]["secretName"],
+        certificate["spec"]["secretName"]
+    );
+    let mount = container["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == "webhook-tls")
+        .expect("webhook-tls mount");
+    let dir = mount["mountPath"].as_str().expect("mountPath");
+    let after = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {flag} in {args:?}"))
+    };
+    // cert-manager writes tls.crt and tls.key.
+    assert_eq!(after("--webhook-cert"), format!("{dir}/tls.crt"));
+    assert_eq!(after("--webhook-key"), format!("{dir}/tls.key"));
+    assert!(strs(&certificate["spec"]["dnsNames"]).contains(&format!("{name}.{namespace}.svc")));
+    assert!(strs(&certificate["spec"]["usages"]).contains(&"server auth".to_string()));
+    // Signed by a CA Issuer, whose CA is a self-signed Certificate.
+    let issuer_ref = &certificate["spec"]["issuerRef"];
+    assert_eq!(issuer_ref["kind"], "Issuer");
+    let issuer = find(
+        objects,
+        "Issuer",
+        issuer_ref["name"].as_str().expect("name"),
+    );
+    let ca_secret = issuer["spec"]["ca"]["secretName"]
+        .as_str()
+        .expect("a CA Issuer");
+    let ca = objects
+        .iter()
+        .find(|(k, v)| k.1 == "Certificate" && v["spec"]["secretName"] == ca_secret)
+        .map(|(_, v)| v)
+        .expect("the CA's Certificate");
+    assert_eq!(ca["spec"]["isCA"], true);
+    let root = find(
+        objects,
+        "Issuer",
+        ca["spec"]["issuerRef"]["name"].as_str().expect("name"),
+    );
+    assert_eq!(root["spec"], json!({"selfSigned": {}}));
+    for key in objects
+        .keys()
+        .filter(|k| k.1 == "Issuer" || k.1 == "Certificate")
+    {
+        assert_eq!(key.2, namespace, "{}", show(key));
+    }
+}
+
+/// The webhook is on in the plain manifests and the chart's defaults: it
+/// checks exactly the kinds shmesh reads, fails open as Istio installs it,
+/// reaches shmesh's 15017 through the Service's 443, and serves a
+/// certificate cert-manager issues and renews; it needs no RBAC.
+#[test]
+fn the_webhook_checks_what_shmesh_reads_with_a_cert_manager_certificate() {
+    for objects in [plain(), render_default()] {
+        check_webhook(&objects, "shmesh", "istio-system");
+        assert_eq!(grants(&objects), expected_grants(true));
+    }
+    let objects = render("mesh", "control", &[]);
+    check_webhook(&objects, "mesh-shmesh", "control");
+}
+
+#[test]
+fn webhook_values_change_what_they_say() {
+    // Off: nothing of the webhook renders, and RBAC is as least as ever.
+    let off = render(
+        "shmesh",
+        "istio-system",
+        &["--set", "webhook.enabled=false"],
+    );
+    check_typed(&off);
+    for kind in ["ValidatingWebhookConfiguration", "Issuer", "Certificate"] {
+        assert!(!off.keys().any(|k| k.1 == kind), "{kind} renders");
+    }
+    assert_eq!(grants(&off), expected_grants(true));
+    let text = serde_json::to_string(&off.values().collect::<Vec<_>>()).expect("json");
+    for word in ["webhook", "15017", "fsGroup"] {
+        assert!(!text.contains(word), "{word} is still there");
+    }
+
+    // A certificate of your own, and the other knobs.
+    let own = render(
+        "shmesh",
+        "istio-system",
+        &[
+            "--set",
+            "webhook.certManager.enabled=false",
+            "--set",
+            "webhook.secretName=my-webhook-tls",
+            "--set",
+            "webhook.caBundle=Q0EgUEVN",
+            "--set",
+            "webhook.failurePolicy=Fail",
+            "--set",
+            "webhook.gatewayAPI=false",
+            "--set",
+            "webhook.timeoutSeconds=5",
+        ],
+    );
+    check_typed(&own);
+    assert!(!own.keys().any(|k| k.1 == "Issuer" || k.1 == "Certificate"));
+    let config = find(
+        &own,
+        "ValidatingWebhookConfiguration",
+        "shmesh-validator-istio-system",
+    );
+    assert!(config["metadata"].get("annotations").is_none(), "{config}");
+    let webhook = &config["webhooks"][0];
+    assert_eq!(webhook["clientConfig"]["caBundle"], "Q0EgUEVN");
+    assert_eq!(webhook["failurePolicy"], "Fail");
+    assert_eq!(webhook["timeoutSeconds"], 5);
+    let groups: BTreeSet<String> = webhook["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .flat_map(|r| strs(&r["apiGroups"]))
+        .collect();
+    assert_eq!(
+        groups,
+        BTreeSet::from(["networking.istio.io".into(), "security.istio.io".into()])
+    );
+    let pod = &find(&own, "Deployment", "shmesh")["spec"]["template"]["spec"];
+    assert!(pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .any(|v| v["name"] == "webhook-tls" && v["secret"]["secretName"] == "my-webhook-tls"));
+    assert_eq!(grants(&own), expected_grants(true));
 }
 
 /// The objects of the ingress gateway named `name`: (ServiceAccount,

@@ -58,6 +58,9 @@ const DASHBOARD: &[(&str, Source)] = &[
     ("pilot_xds_push_time_bucket", Source::Shmesh),
     // Push Size
     ("pilot_xds_config_size_bytes_bucket", Source::Shmesh),
+    // Validation
+    ("galley_validation_passed", Source::Shmesh),
+    ("galley_validation_failed", Source::Shmesh),
     // Injection
     ("sidecar_injection_success_total", Source::Injector),
     ("sidecar_injection_failure_total", Source::Injector),

@@ -130,44 +130,39 @@ pub fn https_get_in(
     path: &str,
     ca_pem: &str,
 ) -> Result<(Response, String), String> {
+    https_request_in(netns, addr, "GET", host, path, &[], b"", ca_pem)
+}
+
+/// One request of any method (with `headers` and `body`) to
+/// `https://HOST/PATH` at `addr`, as [`https_get`] sends it: SNI and
+/// certificate check for `host` (a DNS name or an IP address) against only
+/// the roots in `ca_pem`, HTTP/1.1; also returns the serial number (hex) of
+/// the certificate the server presented.
+#[allow(clippy::too_many_arguments)]
+pub fn https_request_in(
+    netns: Option<&Netns>,
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    ca_pem: &str,
+) -> Result<(Response, String), String> {
     let netns = netns.cloned();
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, ServerName};
-    let what = format!("GET https://{host}{path} via {addr}");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| format!("{what}: CA: {e}"))?;
-        roots.add(cert).map_err(|e| format!("{what}: CA: {e}"))?;
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("{what}: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{what}: {e}"))?;
-    let request =
-        build_request("GET", host, path, &[], b"", true).map_err(|e| format!("{what}: {e}"))?;
+    let what = format!("{method} https://{host}{path} via {addr}");
+    let (connector, name) =
+        tls_connector(ca_pem, host, b"http/1.1").map_err(|e| format!("{what}: {e}"))?;
+    let request = build_request(method, host, path, headers, body, true)
+        .map_err(|e| format!("{what}: {e}"))?;
     let outcome = run(async move {
         let exchange = async {
             let tcp = tcp_connect(addr, netns).await?;
-            let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
             let tls = connector
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS handshake failed: {e}"))?;
-            let serial = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| {
-                    x509_parser::parse_x509_certificate(c.as_ref())
-                        .ok()
-                        .map(|(_, x)| x.raw_serial_as_string())
-                })
-                .unwrap_or_default();
+            let serial = peer_serial(&tls);
             let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                 .await
                 .map_err(|e| format!("HTTP/1.1 handshake failed: {e}"))?;
@@ -183,6 +178,117 @@ pub fn https_get_in(
         }
     });
     outcome.map_err(|e: String| format!("{what}: {e}"))
+}
+
+/// One request to `https://HOST/PATH` at `addr` over HTTP/2 (ALPN `h2`
+/// only), as Go clients such as the Kubernetes API server speak to a server
+/// that offers it; the certificate checked for `host` against only the roots
+/// in `ca_pem`.
+pub fn https2_request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    ca_pem: &str,
+) -> Result<Response, String> {
+    let what = format!("{method} https://{host}{path} via {addr} (HTTP/2)");
+    let (connector, name) =
+        tls_connector(ca_pem, host, b"h2").map_err(|e| format!("{what}: {e}"))?;
+    let mut request = build_request(method, host, path, headers, body, false)
+        .map_err(|e| format!("{what}: {e}"))?;
+    // HTTP/2 carries the authority in the URI, not a Host header.
+    request.headers_mut().remove(hyper::header::HOST);
+    *request.uri_mut() = format!("https://{host}{path}")
+        .parse()
+        .map_err(|e| format!("{what}: {e}"))?;
+    let outcome = run(async move {
+        let exchange = async {
+            let tcp = tcp_connect(addr, None).await?;
+            let tls = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err("the server did not agree to HTTP/2".to_string());
+            }
+            let (mut sender, connection) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                TokioIo::new(tls),
+            )
+            .await
+            .map_err(|e| format!("HTTP/2 handshake failed: {e}"))?;
+            tokio::spawn(connection);
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| format!("request failed: {e}"))?;
+            let (head, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| format!("reading the body failed: {e}"))?;
+            Ok(Response {
+                status: head.status.as_u16(),
+                headers: header_pairs(&head.headers),
+                body: String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+            })
+        };
+        match tokio::time::timeout(DEFAULT_TIMEOUT, exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("timed out after {DEFAULT_TIMEOUT:?}")),
+        }
+    });
+    outcome.map_err(|e: String| format!("{what}: {e}"))
+}
+
+/// A TLS client that trusts only the roots in `ca_pem` and offers `alpn`,
+/// and the name to check the server's certificate for.
+fn tls_connector(
+    ca_pem: &str,
+    host: &str,
+    alpn: &[u8],
+) -> Result<
+    (
+        tokio_rustls::TlsConnector,
+        rustls_pki_types::ServerName<'static>,
+    ),
+    String,
+> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("CA: {e}"))?;
+        roots.add(cert).map_err(|e| format!("CA: {e}"))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+    Ok((
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)),
+        name,
+    ))
+}
+
+/// The serial number (hex) of the certificate the server presented.
+fn peer_serial(tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| {
+            x509_parser::parse_x509_certificate(c.as_ref())
+                .ok()
+                .map(|(_, x)| x.raw_serial_as_string())
+        })
+        .unwrap_or_default()
 }
 
 /// Whether `r` is a 200 response.

@@ -17,6 +17,8 @@ pub struct Shmesh {
     pub xds: SocketAddr,
     /// xDS over TLS, when shmesh was given a CA.
     pub xds_tls: Option<SocketAddr>,
+    /// The admission webhook, when shmesh was given its certificate.
+    pub webhook: Option<SocketAddr>,
     pub admin: SocketAddr,
     log: PathBuf,
     /// Where the admin interface is reached (the test's own namespace when `None`).
@@ -120,6 +122,7 @@ impl Shmesh {
             child,
             xds: "0.0.0.0:0".parse().expect("addr"),
             xds_tls: None,
+            webhook: None,
             admin: "0.0.0.0:0".parse().expect("addr"),
             log,
             netns: netns.cloned(),
@@ -142,6 +145,7 @@ impl Shmesh {
                     me.xds = x;
                     me.admin = a;
                     me.xds_tls = get("xds_tls=");
+                    me.webhook = get("webhook=");
                     break;
                 }
             }

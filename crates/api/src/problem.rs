@@ -93,31 +93,46 @@ impl Problem {
     }
 }
 
-impl fmt::Display for Problem {
+/// A problem's words without where it was found: `SEVERITY: KIND
+/// NAMESPACE/NAME: FIELD: REASON`, what `shmesh validate` prints after
+/// `FILE:LINE: `. The admission webhook answers with it, as its objects come
+/// from no file.
+pub struct Message<'a>(&'a Problem);
+
+impl Problem {
+    pub fn message(&self) -> Message<'_> {
+        Message(self)
+    }
+}
+
+impl fmt::Display for Message<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sev = match self.severity {
+        let p = self.0;
+        let sev = match p.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        let kind = if self.kind.is_empty() {
+        let kind = if p.kind.is_empty() {
             "<unknown kind>"
         } else {
-            &self.kind
+            &p.kind
         };
-        let object = match (self.namespace.is_empty(), self.name.is_empty()) {
+        let object = match (p.namespace.is_empty(), p.name.is_empty()) {
             (_, true) => "<unnamed>".to_string(),
-            (true, false) => self.name.clone(),
-            (false, false) => format!("{}/{}", self.namespace, self.name),
+            (true, false) => p.name.clone(),
+            (false, false) => format!("{}/{}", p.namespace, p.name),
         };
-        let field = if self.field.is_empty() {
+        let field = if p.field.is_empty() {
             "<document>"
         } else {
-            &self.field
+            &p.field
         };
-        write!(
-            f,
-            "{}: {sev}: {kind} {object}: {field}: {}",
-            self.origin, self.reason
-        )
+        write!(f, "{sev}: {kind} {object}: {field}: {}", p.reason)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message())
     }
 }

@@ -147,3 +147,7 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 {{- end -}}
+
+{{- define "shmesh.webhookSecret" -}}
+{{- .Values.webhook.secretName | default (printf "%s-webhook-tls" (include "shmesh.fullname" .)) -}}
+{{- end -}}
