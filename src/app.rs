@@ -150,6 +150,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
     if !args.config_dirs.is_empty() {
         tasks.spawn(sources::files::run(
             args.config_dirs.clone(),
+            args.state_dir.clone(),
             updates.clone(),
             metrics.clone(),
         ));
@@ -159,6 +160,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
             client.clone(),
             args.watch_namespaces.clone(),
             identities.is_some(),
+            args.state_dir.clone(),
             updates.clone(),
             metrics.clone(),
         ));

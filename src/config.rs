@@ -139,6 +139,13 @@ pub struct ServeArgs {
     /// catches up, so stuck proxies do not hold up the others.
     #[arg(long, env = "SHMESH_PUSH_ACK_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub push_ack_timeout: Duration,
+    /// A directory this replica keeps state in across its restarts (an
+    /// emptyDir in Kubernetes): the last good version of each configuration
+    /// object, served when the object is invalid at start-up, and the size of
+    /// its fleet, so that rollout is not reported live before the proxies
+    /// have come back.
+    #[arg(long, env = "SHMESH_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Write the bound xDS and admin addresses to this file (for scripts and tests using port 0).
     #[arg(long, env = "SHMESH_ADDRESS_FILE")]
     pub address_file: Option<PathBuf>,

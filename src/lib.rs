@@ -31,6 +31,7 @@ pub mod proxy_config;
 pub mod proxy_status;
 pub mod rollout;
 pub mod sources;
+pub mod state;
 pub mod table;
 pub mod views;
 pub mod webhook;

@@ -19,8 +19,9 @@ use tracing::{debug, error, info, warn};
 
 use super::Update;
 use crate::metrics::Metrics;
-use shmesh_api::parse::{parse_text, Outcome, Parsed};
-use shmesh_api::{Object, ObjectKey, Problem};
+use crate::state::LastGood;
+use shmesh_api::parse::{decode, parse_text, parse_text_keeping, Outcome, Parsed};
+use shmesh_api::{Object, ObjectKey, Origin, Problem};
 use shmesh_model::Change;
 
 pub const SOURCE: &str = "files";
@@ -51,6 +52,11 @@ pub struct FileSet {
     duplicates: BTreeMap<(ObjectKey, PathBuf), Problem>,
     /// Problems already logged, so each is logged once.
     logged: BTreeSet<String>,
+    /// Serving proxies (not `shmesh validate`): an object invalid from the
+    /// start is reported with the version served for it, if any.
+    serving: bool,
+    /// Last good versions kept across restarts (`--state-dir`).
+    last_good: Option<LastGood>,
 }
 
 impl FileSet {
@@ -59,6 +65,15 @@ impl FileSet {
             dirs,
             ..Default::default()
         }
+    }
+
+    /// The file set of a serving shmesh: it keeps the last good version of
+    /// each object under `state_dir`, and serves it for an object that is
+    /// invalid when this process first reads it.
+    pub fn serving(mut self, state_dir: Option<&Path>) -> FileSet {
+        self.serving = true;
+        self.last_good = state_dir.map(|d| LastGood::open(d, SOURCE));
+        self
     }
 
     /// Rescans the directories; returns the changes since the last scan.
@@ -196,6 +211,9 @@ impl FileSet {
                 }
                 None => {
                     if self.current.remove(key).is_some() {
+                        if let Some(store) = self.last_good.as_mut() {
+                            store.forget(key);
+                        }
                         changes.push(Change::Delete(key.clone()));
                     }
                 }
@@ -225,9 +243,16 @@ impl FileSet {
         let mut objects = BTreeMap::new();
         let mut problems = Vec::new();
         let mut unidentified_failure = false;
-        for outcome in parse_text(&shown, &text) {
+        let outcomes = match self.last_good {
+            Some(_) => parse_text_keeping(&shown, &text),
+            None => parse_text(&shown, &text),
+        };
+        for outcome in outcomes {
             match outcome {
-                Outcome::Object(p) => {
+                Outcome::Object(mut p) => {
+                    if let (Some(store), Some(doc)) = (self.last_good.as_mut(), p.document.take()) {
+                        store.remember(&p.key, &doc);
+                    }
                     objects.insert(p.key.clone(), p);
                 }
                 Outcome::Skipped {
@@ -238,14 +263,26 @@ impl FileSet {
                     debug!(%origin, %kind, %api_version, "skipping kind shmesh does not read");
                 }
                 Outcome::Rejected { key, problems: ps } => {
+                    let origin = ps.first().map(|p| p.origin.clone()).unwrap_or_default();
                     problems.extend(ps);
                     match key {
                         // The last good version of this object stays.
-                        Some(key) => {
-                            if let Some(old) = previous.objects.get(&key) {
+                        Some(key) => match previous.objects.get(&key) {
+                            Some(old) => {
                                 objects.insert(key, old.clone());
                             }
-                        }
+                            // Invalid since this process first read it: the
+                            // version served before the restart, if kept.
+                            None if self.serving => {
+                                let (kept, problem) =
+                                    recall(self.last_good.as_ref(), &key, &origin);
+                                problems.push(problem);
+                                if let Some(kept) = kept {
+                                    objects.insert(key, kept);
+                                }
+                            }
+                            None => {}
+                        },
                         None => unidentified_failure = true,
                     }
                 }
@@ -291,6 +328,9 @@ impl FileSet {
         }
         for key in self.current.keys() {
             if !next.contains_key(key) {
+                if let Some(store) = self.last_good.as_mut() {
+                    store.forget(key);
+                }
                 changes.push(Change::Delete(key.clone()));
             }
         }
@@ -331,6 +371,52 @@ impl FileSet {
     /// Objects in force.
     pub fn objects(&self) -> impl Iterator<Item = (&ObjectKey, &Arc<Object>)> {
         self.current.iter().map(|(k, (_, p))| (k, &p.object))
+    }
+}
+
+/// For an object that is invalid since this process first read it: the
+/// version a previous process served (from `store`), and the problem saying
+/// which version is served, or that none is.
+pub fn recall(
+    store: Option<&LastGood>,
+    key: &ObjectKey,
+    origin: &Origin,
+) -> (Option<Parsed>, Problem) {
+    let about = |p: Problem| p.for_kind(origin, key.kind, &key.namespace, &key.name);
+    let Some(store) = store else {
+        return (
+            None,
+            about(Problem::error(
+                "",
+                "not served: invalid, and no last good version is kept (shmesh runs without --state-dir)",
+            )),
+        );
+    };
+    let recalled = store.recall(key).and_then(|(doc, path)| {
+        let kept_at = Origin::file(path.display().to_string(), 1);
+        match decode(&kept_at, doc) {
+            Outcome::Object(p) if p.key == *key => Some((p, path)),
+            _ => None,
+        }
+    });
+    match recalled {
+        Some((parsed, path)) => (
+            Some(parsed),
+            about(Problem::warning(
+                "",
+                format!(
+                    "invalid; serving its last good version, which this replica served before it restarted ({})",
+                    path.display()
+                ),
+            )),
+        ),
+        None => (
+            None,
+            about(Problem::error(
+                "",
+                "not served: invalid, and this replica kept no last good version of it before it restarted",
+            )),
+        ),
     }
 }
 
@@ -390,8 +476,13 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// Loads the directories, sends the initial state, then watches for changes
 /// until the views task goes away.
-pub async fn run(dirs: Vec<PathBuf>, tx: mpsc::Sender<Update>, metrics: Arc<Metrics>) {
-    let mut set = FileSet::new(dirs.clone());
+pub async fn run(
+    dirs: Vec<PathBuf>,
+    state_dir: Option<PathBuf>,
+    tx: mpsc::Sender<Update>,
+    metrics: Arc<Metrics>,
+) {
+    let mut set = FileSet::new(dirs.clone()).serving(state_dir.as_deref());
     let changes = set.rescan();
     info!(dirs = ?dirs, objects = changes.len(), "loaded config files");
     let mut reported = set.problems();

@@ -22,6 +22,7 @@
 //! CRDs not installed) counts as empty and is retried in the background.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -38,7 +39,8 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 use super::Update;
 use crate::kubernetes::{api_resource, SOURCE};
 use crate::metrics::Metrics;
-use shmesh_api::parse::{decode, Outcome};
+use crate::state::LastGood;
+use shmesh_api::parse::{decode, decode_keeping, Outcome};
 use shmesh_api::{Kind, ObjectKey, Origin, Problem};
 use shmesh_model::Change;
 
@@ -55,6 +57,7 @@ pub async fn run(
     client: Client,
     namespaces: Vec<String>,
     secrets: bool,
+    state_dir: Option<PathBuf>,
     tx: mpsc::Sender<Update>,
     metrics: Arc<Metrics>,
 ) {
@@ -63,6 +66,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         tx,
         metrics,
+        state_dir,
         unsynced: AtomicUsize::new(targets.len()),
         problems: Mutex::new(BTreeMap::new()),
     });
@@ -132,6 +136,8 @@ struct Target {
 struct Shared {
     tx: mpsc::Sender<Update>,
     metrics: Arc<Metrics>,
+    /// `--state-dir`, where last good versions are kept.
+    state_dir: Option<PathBuf>,
     /// Watches that have not finished their first list yet.
     unsynced: AtomicUsize,
     /// Each watch's current problems; the views task gets them all at once.
@@ -186,7 +192,7 @@ struct Watch {
 /// Runs one watcher until the views task goes away.
 async fn watch(target: Target, api: Api<DynamicObject>, shared: Arc<Shared>) {
     let watch = Watch {
-        state: WatchState::new(target.kind),
+        state: WatchState::new(target.kind, shared.state_dir.as_deref()),
         target,
         shared,
         batch: Vec::new(),
@@ -322,6 +328,12 @@ struct WatchState {
     listing: Option<HashSet<ObjectKey>>,
     rejected: BTreeMap<ObjectKey, Rejection>,
     problems_changed: bool,
+    /// Objects a valid version of which this process has sent.
+    served: HashSet<ObjectKey>,
+    /// Objects served as kept before the restart, with the problem saying so.
+    recalled: BTreeMap<ObjectKey, Problem>,
+    /// Last good versions kept across restarts (`--state-dir`).
+    last_good: Option<LastGood>,
 }
 
 /// Why an object was rejected, and which version of it.
@@ -332,13 +344,18 @@ struct Rejection {
 }
 
 impl WatchState {
-    fn new(kind: Kind) -> WatchState {
+    fn new(kind: Kind, state_dir: Option<&Path>) -> WatchState {
         WatchState {
             kind,
             known: HashSet::new(),
             listing: None,
             rejected: BTreeMap::new(),
             problems_changed: false,
+            served: HashSet::new(),
+            recalled: BTreeMap::new(),
+            last_good: state_dir
+                .filter(|_| LastGood::keeps(kind))
+                .map(|d| LastGood::open(d, SOURCE)),
         }
     }
 
@@ -391,12 +408,37 @@ impl WatchState {
             source: SOURCE.into(),
             line: None,
         };
-        match decode(&origin, to_json(object, resource)) {
-            Outcome::Object(parsed) => {
+        let document = to_json(object, resource);
+        let outcome = match self.last_good {
+            Some(_) => decode_keeping(&origin, document),
+            None => decode(&origin, document),
+        };
+        match outcome {
+            Outcome::Object(mut parsed) => {
                 self.clear_rejection(&key);
+                if let (Some(store), Some(doc)) = (self.last_good.as_mut(), parsed.document.take())
+                {
+                    crate::blocking::in_place(|| store.remember(&key, &doc));
+                }
+                self.served.insert(key.clone());
+                self.recalled.remove(&key);
                 out.push(Change::Upsert(key.clone(), parsed.object, parsed.origin));
             }
-            Outcome::Rejected { problems, .. } => {
+            Outcome::Rejected { mut problems, .. } => {
+                if let Some(note) = self.recalled.get(&key) {
+                    problems.push(note.clone());
+                } else if !self.served.contains(&key) {
+                    // Invalid since this process first saw it: the version
+                    // served before the restart, if kept.
+                    let (kept, problem) =
+                        crate::sources::files::recall(self.last_good.as_ref(), &key, &origin);
+                    if let Some(kept) = kept {
+                        self.served.insert(key.clone());
+                        self.recalled.insert(key.clone(), problem.clone());
+                        out.push(Change::Upsert(key.clone(), kept.object, kept.origin));
+                    }
+                    problems.push(problem);
+                }
                 self.reject(&key, resource_version, problems, metrics)
             }
             // Not expected: apiVersion and kind come from the ApiResource.
@@ -438,6 +480,15 @@ impl WatchState {
         );
     }
 
+    /// `key` is gone from the cluster.
+    fn forget(&mut self, key: &ObjectKey) {
+        self.served.remove(key);
+        self.recalled.remove(key);
+        if let Some(store) = self.last_good.as_mut() {
+            crate::blocking::in_place(|| store.forget(key));
+        }
+    }
+
     fn clear_rejection(&mut self, key: &ObjectKey) {
         if self.rejected.remove(key).is_some() {
             self.problems_changed = true;
@@ -451,6 +502,7 @@ impl WatchState {
         };
         let gone: Vec<ObjectKey> = self.known.difference(&listed).cloned().collect();
         for key in gone {
+            self.forget(&key);
             self.clear_rejection(&key);
             out.push(Change::Delete(key));
         }
@@ -461,6 +513,7 @@ impl WatchState {
         let Some(key) = key_of(self.kind, metadata) else {
             return;
         };
+        self.forget(&key);
         self.clear_rejection(&key);
         if self.known.remove(&key) {
             out.push(Change::Delete(key));
@@ -548,7 +601,7 @@ mod tests {
     impl Fixture {
         fn new() -> Fixture {
             Fixture {
-                state: WatchState::new(Kind::VirtualService),
+                state: WatchState::new(Kind::VirtualService, None),
                 resource: api_resource(Kind::VirtualService),
                 metrics: Metrics::default(),
             }
@@ -639,7 +692,12 @@ mod tests {
     fn deleting_a_rejected_object_clears_its_problem() {
         let mut f = Fixture::new();
         f.list(vec![vs("bad", "1", -1)]);
-        assert_eq!(f.state.take_problems().map(|p| p.len()), Some(1));
+        let problems = f.state.take_problems().expect("problems");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[1].reason.starts_with("not served: invalid"),
+            "an object invalid from the start is not served: {problems:?}"
+        );
         assert_eq!(
             names(&f.handle(Event::Delete(vs("bad", "2", -1)))),
             ["delete bad"]

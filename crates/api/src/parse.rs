@@ -20,6 +20,9 @@ pub struct Parsed {
     pub key: ObjectKey,
     pub origin: Origin,
     pub object: Arc<Object>,
+    /// The document the object was decoded from, when the caller asked to
+    /// keep it (`parse_text_keeping`, `decode_keeping`): to store it as is.
+    pub document: Option<serde_json::Value>,
 }
 
 /// What one document turned into.
@@ -42,10 +45,19 @@ pub enum Outcome {
 
 /// Splits a file into documents and decodes each one.
 pub fn parse_text(path: &str, text: &str) -> Vec<Outcome> {
+    parse_text_with(path, text, false)
+}
+
+/// `parse_text`, each object keeping the document it came from (`Parsed::document`).
+pub fn parse_text_keeping(path: &str, text: &str) -> Vec<Outcome> {
+    parse_text_with(path, text, true)
+}
+
+fn parse_text_with(path: &str, text: &str, keep: bool) -> Vec<Outcome> {
     let trimmed = text.trim_start();
     if path.ends_with(".json") || trimmed.starts_with('{') || trimmed.starts_with('[') {
         return match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(value) => decode_value(&Origin::file(path, 1), value),
+            Ok(value) => decode_values(&Origin::file(path, 1), value, keep),
             Err(e) => vec![syntax_error(Origin::file(path, e.line()), e.to_string())],
         };
     }
@@ -75,7 +87,7 @@ pub fn parse_text(path: &str, text: &str) -> Vec<Outcome> {
         if value.is_null() {
             continue;
         }
-        out.extend(decode_value(&origin, value));
+        out.extend(decode_values(&origin, value, keep));
     }
     out
 }
@@ -110,10 +122,14 @@ fn split_yaml_documents(text: &str) -> Vec<(usize, &str)> {
 
 /// Decodes a JSON value holding one object, or a `List` of them.
 pub fn decode_value(origin: &Origin, value: serde_json::Value) -> Vec<Outcome> {
+    decode_values(origin, value, false)
+}
+
+fn decode_values(origin: &Origin, value: serde_json::Value, keep: bool) -> Vec<Outcome> {
     match value {
         serde_json::Value::Array(items) => items
             .into_iter()
-            .flat_map(|v| decode_value(origin, v))
+            .flat_map(|v| decode_values(origin, v, keep))
             .collect(),
         serde_json::Value::Object(ref map)
             if map
@@ -127,15 +143,24 @@ pub fn decode_value(origin: &Origin, value: serde_json::Value) -> Vec<Outcome> {
             };
             items
                 .into_iter()
-                .flat_map(|v| decode_value(origin, v))
+                .flat_map(|v| decode_values(origin, v, keep))
                 .collect()
         }
-        other => vec![decode(origin, other)],
+        other => vec![decode_with(origin, other, keep)],
     }
 }
 
 /// Decodes and validates one object.
 pub fn decode(origin: &Origin, value: serde_json::Value) -> Outcome {
+    decode_with(origin, value, false)
+}
+
+/// `decode`, the object keeping the document it came from (`Parsed::document`).
+pub fn decode_keeping(origin: &Origin, value: serde_json::Value) -> Outcome {
+    decode_with(origin, value, true)
+}
+
+fn decode_with(origin: &Origin, value: serde_json::Value, keep: bool) -> Outcome {
     let api_version = value
         .get("apiVersion")
         .and_then(|v| v.as_str())
@@ -207,6 +232,7 @@ pub fn decode(origin: &Origin, value: serde_json::Value) -> Outcome {
             .map(|p| p.for_kind(origin, kind, &namespace, &name))
             .collect(),
     };
+    let document = keep.then(|| value.clone());
     let object = match typed(kind, value) {
         Ok(o) => o,
         Err(p) => return reject(vec![*p]),
@@ -219,6 +245,7 @@ pub fn decode(origin: &Origin, value: serde_json::Value) -> Outcome {
         key,
         origin: origin.clone(),
         object: Arc::new(object),
+        document,
     })
 }
 
