@@ -7,6 +7,7 @@
 //!   split matches the new weights. Ctrl-C (SIGINT) stops it cleanly, and
 //!   its Envoy is gone.
 //! - `--duration` stops it by itself, after every service answered.
+//! - Killed outright (SIGKILL), it takes its Envoy with it.
 //! - Without an Envoy it says how to install one.
 //!
 //! The demo binds the example's fixed workload addresses (127.0.0.11:9080,
@@ -219,7 +220,8 @@ fn the_split_follows_the_weights_as_they_are_edited() {
     if !demo.seen.iter().any(|l| l.starts_with("stopped after ")) {
         demo.fail("no closing line");
     }
-    // Envoy was the demo's child: once the demo has stopped it, it is gone.
+    // Envoy was the demo's child: once the demo has stopped it (and reaped
+    // it), it is gone.
     assert!(
         !Path::new(&format!("/proc/{envoy_pid}")).exists(),
         "Envoy (pid {envoy_pid}) outlived the demo"
@@ -263,6 +265,40 @@ fn a_bounded_demo_stops_by_itself_after_every_service_answered() {
     assert!(
         seen.last().is_some_and(|l| l.starts_with("stopped after ")),
         "{seen:#?}"
+    );
+}
+
+/// Whether process `pid` is gone (or a zombie, dead but not yet reaped).
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // `PID (COMM) STATE ...`
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+#[test]
+fn killing_the_demo_kills_its_envoy() {
+    let _turn = DEMO.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = copy_of_bookinfo();
+    let mut demo = Demo::start(dir.path(), &["--duration", "60s"]);
+    let envoy_pid: u32 = demo.until(|line| {
+        let rest = line.strip_prefix("envoy: ")?;
+        rest.split_once("(pid ")?.1.split(',').next()?.parse().ok()
+    });
+    assert!(!dead(envoy_pid), "Envoy is not running");
+    // SIGKILL: the demo cannot stop Envoy itself.
+    demo.child.kill().expect("kill the demo");
+    demo.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dead(envoy_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        dead(envoy_pid),
+        "Envoy (pid {envoy_pid}) outlived the killed demo"
     );
 }
 

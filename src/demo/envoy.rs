@@ -117,7 +117,8 @@ impl Envoy {
         let log = dir.join("envoy.log");
         let log_file =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .arg("-c")
             .arg(&config)
             .arg("--admin-address-path")
@@ -132,7 +133,28 @@ impl Envoy {
             // Its own process group: Ctrl-C reaches the demo, which stops
             // Envoy after the traffic, rather than Envoy first.
             .process_group(0)
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        // And should the demo be killed outright (SIGKILL, a closed
+        // terminal's SIGHUP), the kernel kills Envoy with it.
+        let parent = std::process::id();
+        // SAFETY: between fork and exec the closure only makes two system
+        // calls, which are async-signal-safe, and allocates nothing. The
+        // signal is sent when the thread that forked exits: this runs on the
+        // thread that drives the demo's future (`block_on` in main), which
+        // lives as long as the process.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The demo died before the line above took effect.
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::other("the demo is gone"));
+                }
+                Ok(())
+            });
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let pid = child.id().unwrap_or_default();

@@ -98,36 +98,46 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         credentials: None,
         token: None,
     })?;
-    let mut envoy = envoy::Envoy::start(&envoy_bin, &bootstrap, scratch.path()).await?;
     let client = traffic::client();
-    let listener = envoy.listener(&client).await?;
-    first_answers(&client, listener, &declared.targets).await;
+    // Ctrl-C (or the end of --duration) while Envoy starts stops the demo
+    // too: Envoy is dropped, which kills it.
+    let stop = stop_after(args.duration);
+    tokio::pin!(stop);
+    let start_envoy = async {
+        let mut envoy = envoy::Envoy::start(&envoy_bin, &bootstrap, scratch.path()).await?;
+        let listener = envoy.listener(&client).await?;
+        first_answers(&client, listener, &declared.targets).await;
+        anyhow::Ok((envoy, listener))
+    };
+    let (mut envoy, listener) = tokio::select! {
+        started = start_envoy => started?,
+        _ = &mut stop => {
+            shmesh.shutdown().await;
+            servers.stop().await;
+            println!("stopped while Envoy was starting");
+            return Ok(());
+        }
+    };
 
     introduce(
         &dir, &model, &declared, &shmesh, &envoy, &envoy_bin, listener, &namespace,
     );
-    let tally = Arc::new(traffic::Tally::default());
     let mut demo = Demo {
+        policies: shmesh.views.policies(),
+        problems: problem_lines(&shmesh),
+        files: files_of(&dir),
         dir,
         shmesh,
         client,
         listener,
         rate: args.rate,
-        tally,
+        tally: Arc::new(traffic::Tally::default()),
         loops: BTreeMap::new(),
         servers,
-        policies: Default::default(),
         waiting: BTreeMap::new(),
-        problems: BTreeSet::new(),
-        files: Vec::new(),
     };
-    demo.policies = demo.shmesh.views.policies();
-    demo.problems = demo.problem_lines();
-    demo.files = files_of(&demo.dir);
     demo.follow(declared.targets);
 
-    let stop = stop_after(args.duration);
-    tokio::pin!(stop);
     let begun = Instant::now();
     let mut splits = interval_at(begun + args.interval, args.interval);
     splits.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -410,7 +420,7 @@ impl Demo {
         for key in applied {
             self.waiting.remove(&key);
         }
-        let problems = self.problem_lines();
+        let problems = problem_lines(&self.shmesh);
         for line in problems.difference(&self.problems) {
             println!("problem: {line}");
         }
@@ -420,19 +430,6 @@ impl Demo {
             self.files = files;
             self.reload().await;
         }
-    }
-
-    /// Every problem shmesh reports now (errors and warnings).
-    fn problem_lines(&self) -> BTreeSet<String> {
-        let views = &self.shmesh.views;
-        let mut lines = BTreeSet::new();
-        if let Ok(by_source) = views.problems.lock() {
-            lines.extend(by_source.values().flatten().map(ToString::to_string));
-        }
-        if let Ok(warnings) = views.warnings.lock() {
-            lines.extend(warnings.iter().map(ToString::to_string));
-        }
-        lines
     }
 
     /// Reads the manifests again for their workloads and services.
@@ -454,6 +451,18 @@ impl Demo {
         }
         self.follow(declared.targets);
     }
+}
+
+/// Every problem shmesh reports now (errors and warnings).
+fn problem_lines(shmesh: &Bound) -> BTreeSet<String> {
+    let mut lines = BTreeSet::new();
+    if let Ok(by_source) = shmesh.views.problems.lock() {
+        lines.extend(by_source.values().flatten().map(ToString::to_string));
+    }
+    if let Ok(warnings) = shmesh.views.warnings.lock() {
+        lines.extend(warnings.iter().map(ToString::to_string));
+    }
+    lines
 }
 
 /// Policies added or changed (`Some`) and removed (`None`), by key.

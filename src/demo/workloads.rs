@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use shmesh_api::meta::Labels;
 use shmesh_model::{Backing, Health, Model, Resolution};
 use tokio::net::TcpListener;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::{JoinHandle, JoinSet};
 
 /// One endpoint address to answer on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +120,7 @@ fn identity(service: &str, labels: &Labels) -> String {
 /// The workload servers running, by address.
 #[derive(Default)]
 pub struct Servers {
-    running: BTreeMap<SocketAddr, (Workload, AbortHandle)>,
-    tasks: JoinSet<()>,
+    running: BTreeMap<SocketAddr, (Workload, JoinHandle<()>)>,
 }
 
 /// What [`Servers::reconcile`] did, for the user to read.
@@ -146,21 +145,20 @@ impl Servers {
             .collect();
         for addr in gone {
             if let Some((workload, task)) = self.running.remove(&addr) {
+                // Awaited, so that its listener is closed before the address
+                // is bound again under a new identity.
                 task.abort();
+                let _ = task.await;
                 done.stopped.push(workload);
             }
         }
-        // Let the stopped servers' listeners close before their addresses
-        // are bound again under a new identity.
-        while self.tasks.try_join_next().is_some() {}
-        tokio::task::yield_now().await;
         for (addr, workload) in wanted {
             if self.running.contains_key(addr) {
                 continue;
             }
             match TcpListener::bind(addr).await {
                 Ok(listener) => {
-                    let task = self.tasks.spawn(serve(listener, workload.identity.clone()));
+                    let task = tokio::spawn(serve(listener, workload.identity.clone()));
                     self.running.insert(*addr, (workload.clone(), task));
                     done.started.push(workload.clone());
                 }
@@ -171,8 +169,11 @@ impl Servers {
     }
 
     /// Stops every server and its connections.
-    pub async fn stop(mut self) {
-        self.tasks.shutdown().await;
+    pub async fn stop(self) {
+        for (_, (_, task)) in self.running {
+            task.abort();
+            let _ = task.await;
+        }
     }
 }
 
@@ -182,8 +183,14 @@ async fn serve(listener: TcpListener, identity: String) {
     let body = Bytes::from(format!("{identity}\n"));
     let mut connections = JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors, say: try again shortly rather
+                // than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
         };
         while connections.try_join_next().is_some() {}
         let (body, identity) = (body.clone(), identity.clone());
