@@ -11,7 +11,8 @@
 //! - Without an Envoy it says how to install one.
 //!
 //! The demo binds the example's fixed workload addresses (127.0.0.11:9080,
-//! 127.0.0.21:9081, ...), so the tests that run it take turns.
+//! 127.0.0.21:9081, ...), so the tests that run it take turns, across
+//! processes (a lock file).
 
 mod common;
 
@@ -20,11 +21,29 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// One demo at a time: they listen on the same addresses.
-static DEMO: Mutex<()> = Mutex::new(());
+/// Holds this machine's one turn at running the example's demo: demos
+/// listen on the same addresses, so tests running them (in this process or
+/// in another test run) wait for each other.
+struct Turn {
+    _lock: std::fs::File,
+}
+
+fn turn() -> Turn {
+    use std::os::fd::AsRawFd;
+    let path = std::env::temp_dir().join("shmesh-demo-test.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // Released when the file is closed, also if the test process dies.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(locked, 0, "flock {}", path.display());
+    Turn { _lock: file }
+}
 
 /// Upper bound for anything the demo is waited for.
 const LIMIT: Duration = Duration::from_secs(90);
@@ -176,7 +195,7 @@ fn assert_split(answers: &BTreeMap<String, u64>, weights: &[(&str, f64)], demo: 
 
 #[test]
 fn the_split_follows_the_weights_as_they_are_edited() {
-    let _turn = DEMO.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = turn();
     let dir = copy_of_bookinfo();
     let mut demo = Demo::start(dir.path(), &["--rate", "250", "--duration", "80s"]);
     let envoy_pid: u32 = demo.until(|line| {
@@ -230,7 +249,7 @@ fn the_split_follows_the_weights_as_they_are_edited() {
 
 #[test]
 fn a_bounded_demo_stops_by_itself_after_every_service_answered() {
-    let _turn = DEMO.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = turn();
     let dir = copy_of_bookinfo();
     let mut demo = Demo::start(dir.path(), &["--duration", "2s", "--interval", "500ms"]);
     let status = demo.wait();
@@ -281,7 +300,7 @@ fn dead(pid: u32) -> bool {
 
 #[test]
 fn killing_the_demo_kills_its_envoy() {
-    let _turn = DEMO.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = turn();
     let dir = copy_of_bookinfo();
     let mut demo = Demo::start(dir.path(), &["--duration", "60s"]);
     let envoy_pid: u32 = demo.until(|line| {
