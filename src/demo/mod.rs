@@ -183,7 +183,7 @@ fn serve_args(dir: &Path) -> anyhow::Result<ServeArgs> {
     ])?;
     match cli.command {
         Command::Serve(args) => Ok(args),
-        _ => unreachable!("parsed as serve"),
+        other => anyhow::bail!("`serve` parsed as {other:?}"),
     }
 }
 
