@@ -67,6 +67,9 @@ fn copy_of_bookinfo() -> tempfile::TempDir {
 /// A running `shmesh demo`, its output line by line as it comes.
 struct Demo {
     child: Child,
+    /// The demo's TMPDIR: its scratch files go with the test's, even when
+    /// the test kills it.
+    _tmp: tempfile::TempDir,
     lines: Receiver<String>,
     seen: Vec<String>,
     deadline: Instant,
@@ -74,12 +77,14 @@ struct Demo {
 
 impl Demo {
     fn start(dir: &Path, extra: &[&str]) -> Demo {
+        let tmp = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_shmesh"))
             .arg("demo")
             .arg("--config-dir")
             .arg(dir)
             .args(extra)
             .env("ENVOY_BIN", common::envoy_binary())
+            .env("TMPDIR", tmp.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -96,6 +101,7 @@ impl Demo {
         });
         Demo {
             child,
+            _tmp: tmp,
             lines,
             seen: Vec::new(),
             deadline: Instant::now() + LIMIT,
