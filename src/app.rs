@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::{admin, bootstrap, jsonpb, rollout, sources, views};
 use shmesh_model::{analyze, Model};
 use shmesh_translate as translate;
+use shmesh_xds::listen::ConnectionAge;
 use shmesh_xds::pacing::PushSlots;
 use shmesh_xds::server::{AdsServer, Registry, Shared};
 
@@ -239,10 +240,16 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
+    let age = args.max_connection_age.map(|max| ConnectionAge {
+        max,
+        grace: args.max_connection_age_grace,
+    });
+    info!(?age, "maximum xDS connection age");
     let mut xds = vec![on_own_thread(Box::pin(shmesh_xds::listen::serve(
         xds,
         ads.clone(),
         None,
+        age,
         until_stopped(),
     )))];
     if let (Some((listener, acceptor)), Some(ids)) = (xds_tls, &identities) {
@@ -253,6 +260,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
             listener,
             routes,
             Some(acceptor),
+            age,
             until_stopped(),
         ))));
     }

@@ -139,6 +139,16 @@ pub struct ServeArgs {
     /// catches up, so stuck proxies do not hold up the others.
     #[arg(long, env = "SHMESH_PUSH_ACK_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub push_ack_timeout: Duration,
+    /// How long a proxy's xDS connection lives before it is told to
+    /// reconnect (give or take 10%), so the proxies spread over all the
+    /// replicas serving them, those added later too; `0` or `off` never
+    /// closes them. Proxies keep their configuration meanwhile.
+    #[arg(long, env = "SHMESH_MAX_CONNECTION_AGE", default_value = "30m", value_parser = parse_optional_duration)]
+    pub max_connection_age: DurationOrOff,
+    /// How long the streams of a connection past its maximum age may go on
+    /// before they are ended.
+    #[arg(long, env = "SHMESH_MAX_CONNECTION_AGE_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub max_connection_age_grace: Duration,
     /// Write the bound xDS and admin addresses to this file (for scripts and tests using port 0).
     #[arg(long, env = "SHMESH_ADDRESS_FILE")]
     pub address_file: Option<PathBuf>,
@@ -300,4 +310,16 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 fn parse_duration(s: &str) -> Result<Duration, shmesh_api::duration::DurationError> {
     shmesh_api::duration::parse(s)
+}
+
+/// A duration that `0` or `off` turns off (`None`). An alias, not
+/// `Option<Duration>` written out, because clap reads a field of that type as
+/// a flag that may be absent, and this one always has a value.
+pub type DurationOrOff = Option<Duration>;
+
+fn parse_optional_duration(s: &str) -> Result<DurationOrOff, shmesh_api::duration::DurationError> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero()))
 }

@@ -9,6 +9,14 @@
 //! A TLS listener (as istiod's 15012) verifies the client certificates
 //! proxies present and tells each stream whose it was (`Peer`): the
 //! identity a proxy proved, and the only one it may get certificates for.
+//!
+//! A connection lives at most its [`ConnectionAge`], as istiod's do (gRPC's
+//! `MaxConnectionAge`): then it is told to go (HTTP/2 GOAWAY, so the client
+//! opens its next streams on a new connection), its streams get a grace to
+//! finish, and the ADS streams still open are ended with UNAVAILABLE
+//! ([`ConnectionClosing`]), so the proxy reconnects, through the Service,
+//! to whichever replica it reaches. Without it a proxy stays on the replica
+//! it first reached, and replicas added later serve none of the fleet.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +41,9 @@ const SEND_BUFFER: usize = 64 * 1024;
 /// How long open streams get after a shutdown signal: proxies are told to go
 /// (GOAWAY) and reconnect elsewhere, but ADS streams do not end by themselves.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// How long a connection has to send the ended streams' trailers before it
+/// is closed anyway (a client that reads nothing must not keep it).
+const CLOSE_FLUSH: Duration = Duration::from_millis(500);
 /// Pause after a failed accept (out of descriptors), instead of retrying at once.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// HTTP/2 keepalive pings, so dead proxies are noticed.
@@ -66,14 +77,36 @@ impl<T> GrpcService for T where
 {
 }
 
+/// How long a proxy's connection lives before it must reconnect, so that
+/// the proxies of a fleet spread over the replicas serving it, new ones
+/// included (istiod: `MAX_SERVER_CONNECTION_AGE`, 30 minutes, with a grace
+/// of 10 seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionAge {
+    /// The age at which a connection is told to go, give or take 10%.
+    pub max: Duration,
+    /// How long its open streams then go on before they are ended.
+    pub grace: Duration,
+}
+
+impl ConnectionAge {
+    /// One connection's age: `max` ±10%, as gRPC jitters it, so a fleet
+    /// that connected together does not reconnect together.
+    pub fn jittered(&self) -> Duration {
+        self.max.mul_f64(0.9 + 0.2 * fastrand::f64())
+    }
+}
+
 /// Serves `service` (ADS, and on the TLS listener whatever is routed beside
 /// it) on `listener` until `shutdown` completes; with `tls`, every
 /// connection is TLS first, and the client certificate it verified (if the
-/// client sent one) reaches each request as its `Peer`.
+/// client sent one) reaches each request as its `Peer`. With `age`, each
+/// connection is closed, gracefully, once it is that old.
 pub async fn serve(
     listener: TcpListener,
     service: impl GrpcService,
     tls: Option<TlsAcceptor>,
+    age: Option<ConnectionAge>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop, stopping) = watch::channel(false);
@@ -108,7 +141,7 @@ pub async fn serve(
         match tls {
             None => {
                 tokio::spawn(async move {
-                    serve_connection(&http2, stream, ads, Peer::default(), stopping).await
+                    serve_connection(&http2, stream, ads, Peer::default(), stopping, age).await
                 });
             }
             Some(acceptor) => {
@@ -128,7 +161,7 @@ pub async fn serve(
                                 certificate,
                                 bearer_token: None,
                             };
-                            serve_connection(&http2, stream, ads, peer, stopping).await
+                            serve_connection(&http2, stream, ads, peer, stopping, age).await
                         }
                         Ok(Err(e)) => debug!(error = %e, "xDS TLS handshake failed"),
                         Err(_) => debug!("xDS TLS handshake timed out"),
@@ -139,34 +172,92 @@ pub async fn serve(
     }
     info!("xDS listener closing");
     let _ = stop.send(true);
-    tokio::time::sleep(SHUTDOWN_GRACE).await;
+    tokio::time::sleep(SHUTDOWN_GRACE + CLOSE_FLUSH).await;
 }
 
-/// Serves one connection's ADS streams until it ends or the server stops.
+/// Serves one connection's ADS streams until it ends, the server stops, or
+/// it reaches its `age`; the last two close it in three steps: GOAWAY, a
+/// grace for the streams in flight, then the ADS streams still open end
+/// with UNAVAILABLE and the connection closes.
 async fn serve_connection<IO>(
     http2: &hyper::server::conn::http2::Builder<TokioExecutor>,
     io: IO,
     ads: impl GrpcService,
     peer: Peer,
     mut stopping: watch::Receiver<bool>,
+    age: Option<ConnectionAge>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = PeerService { inner: ads, peer };
+    let (end_streams, closing) = watch::channel(None);
+    let service = PeerService {
+        inner: ads,
+        peer,
+        closing: ConnectionClosing(Some(closing)),
+    };
     let conn = http2.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => {
-            conn.as_mut().graceful_shutdown();
-            match tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await {
-                Ok(r) => r,
-                Err(_) => Ok(()),
-            }
+    let too_old = async {
+        match age {
+            Some(age) => tokio::time::sleep(age.jittered()).await,
+            None => std::future::pending().await,
         }
     };
+    let (grace, reason) = tokio::select! {
+        r = conn.as_mut() => return ended(r),
+        _ = stopping.wait_for(|s| *s) => (SHUTDOWN_GRACE, Closing::Shutdown),
+        _ = too_old => {
+            debug!("xDS connection reached its maximum age");
+            (age.map_or(Duration::ZERO, |a| a.grace), Closing::MaxAge)
+        }
+    };
+    // GOAWAY: new streams go to a new connection, those open go on.
+    conn.as_mut().graceful_shutdown();
+    tokio::select! {
+        r = conn.as_mut() => return ended(r),
+        _ = tokio::time::sleep(grace) => {}
+        // The server stopping cuts an age's grace short.
+        _ = stopping.wait_for(|s| *s), if reason == Closing::MaxAge => {}
+    }
+    let _ = end_streams.send(Some(reason));
+    match tokio::time::timeout(CLOSE_FLUSH, conn.as_mut()).await {
+        Ok(r) => ended(r),
+        Err(_) => debug!("xDS connection closed with streams open"),
+    }
+}
+
+fn ended(result: Result<(), hyper::Error>) {
     if let Err(e) = result {
         debug!(error = %e, "xDS connection ended");
+    }
+}
+
+/// Why a connection is being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// It reached its maximum age.
+    MaxAge,
+    /// The server is stopping.
+    Shutdown,
+}
+
+/// On every request: learns when the connection it came on is being closed,
+/// past its grace, so a long-lived stream (ADS) ends then, cleanly, with
+/// UNAVAILABLE: the client reconnects at once instead of finding its
+/// connection cut.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionClosing(Option<watch::Receiver<Option<Closing>>>);
+
+impl ConnectionClosing {
+    /// Completes when the connection is being closed (never, for a request
+    /// that did not come through this listener).
+    pub async fn closed(&mut self) -> Closing {
+        if let Some(rx) = &mut self.0 {
+            if let Ok(why) = rx.wait_for(Option::is_some).await {
+                return why.unwrap_or(Closing::Shutdown);
+            }
+        }
+        std::future::pending().await
     }
 }
 
@@ -195,10 +286,12 @@ impl std::fmt::Debug for Peer {
     }
 }
 
-/// A service with the connection's `Peer` put on every request.
+/// A service with the connection's `Peer` and `ConnectionClosing` put on
+/// every request.
 struct PeerService<S> {
     inner: S,
     peer: Peer,
+    closing: ConnectionClosing,
 }
 
 impl<S: Clone> Clone for PeerService<S> {
@@ -206,6 +299,7 @@ impl<S: Clone> Clone for PeerService<S> {
         PeerService {
             inner: self.inner.clone(),
             peer: self.peer.clone(),
+            closing: self.closing.clone(),
         }
     }
 }
@@ -239,6 +333,7 @@ where
                 .map(|t| Arc::from(t.trim()));
         }
         req.extensions_mut().insert(peer);
+        req.extensions_mut().insert(self.closing.clone());
         self.inner.call(req)
     }
 }
