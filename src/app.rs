@@ -411,6 +411,11 @@ fn translate_view(args: &TranslateArgs) -> anyhow::Result<translate::ProxyView> 
 }
 
 fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
+    if args.token_file.is_some() && args.xds_addr.len() > 1 {
+        anyhow::bail!(
+            "--token-file takes a single --xds-addr (Envoy's Google gRPC client dials one target)"
+        );
+    }
     let credentials = match (&args.credentials_dir, &args.ca_cert, &args.ca_key) {
         (Some(dir), Some(cert), Some(key)) => {
             let ca = crate::ca::Ca::load(cert, key, &[])?;
@@ -429,7 +434,7 @@ fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
         node_id: args.node,
         cluster: args.cluster,
         namespace: args.namespace,
-        xds_addr: args.xds_addr,
+        xds_addrs: args.xds_addr,
         delta: args.api == Api::Delta,
         outbound_listener: args.outbound_listener,
         admin_addr: args.admin_addr,

@@ -243,9 +243,12 @@ pub struct BootstrapArgs {
     /// The node's namespace.
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Where shmesh serves xDS.
-    #[arg(long)]
-    pub xds_addr: SocketAddr,
+    /// Where shmesh serves xDS; repeatable (or comma-separated) for several
+    /// replicas, each an endpoint of Envoy's `xds-grpc` cluster, as the Pods
+    /// behind a headless Service: Envoy opens its ADS stream to one, and to
+    /// the next whenever the stream ends.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub xds_addr: Vec<SocketAddr>,
     /// Ask for a bound outbound HTTP listener on this address (no traffic capture).
     #[arg(long)]
     pub outbound_listener: Option<SocketAddr>,

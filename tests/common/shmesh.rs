@@ -234,7 +234,7 @@ impl Shmesh {
             node_id: node.to_string(),
             cluster: None,
             namespace: Some(namespace.to_string()),
-            xds_addr: self.xds,
+            xds_addrs: vec![self.xds],
             delta,
             outbound_listener: Some(listener),
             admin_addr: "127.0.0.1:0".parse().expect("addr"),
