@@ -688,7 +688,11 @@ fn deployment_runs_shmesh_as_asked() {
             "--config-dir",
             "/etc/shmesh/policies",
             "--admin-addr",
-            "0.0.0.0:15014"
+            "0.0.0.0:15014",
+            "--max-connection-age",
+            "30m",
+            "--max-connection-age-grace",
+            "10s"
         ]
     );
     for (var, field) in [
@@ -872,6 +876,10 @@ fn chart_values_change_what_they_say() {
             "--set",
             "debounce=250ms",
             "--set",
+            "maxConnectionAge=0",
+            "--set",
+            "maxConnectionAgeGrace=1m",
+            "--set",
             "logLevel=debug",
             "--set",
             "image.tag=dev",
@@ -920,6 +928,10 @@ fn chart_values_change_what_they_say() {
             "/etc/shmesh/policies",
             "--admin-addr",
             "0.0.0.0:15014",
+            "--max-connection-age",
+            "0",
+            "--max-connection-age-grace",
+            "1m",
             "--watch-namespace",
             "default,shop",
             "--no-status",
