@@ -19,6 +19,7 @@
 //! it first reached, and replicas added later serve none of the fleet.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_rustls::TlsAcceptor;
 use tonic::codegen::http;
 use tracing::{debug, info, warn};
@@ -189,11 +190,11 @@ async fn serve_connection<IO>(
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (end_streams, closing) = watch::channel(None);
+    let closing = ConnectionClosing::default();
     let service = PeerService {
         inner: ads,
         peer,
-        closing: ConnectionClosing(Some(closing)),
+        closing: closing.clone(),
     };
     let conn = http2.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(conn);
@@ -219,7 +220,7 @@ async fn serve_connection<IO>(
         // The server stopping cuts an age's grace short.
         _ = stopping.wait_for(|s| *s), if reason == Closing::MaxAge => {}
     }
-    let _ = end_streams.send(Some(reason));
+    closing.close(reason);
     match tokio::time::timeout(CLOSE_FLUSH, conn.as_mut()).await {
         Ok(r) => ended(r),
         Err(_) => debug!("xDS connection closed with streams open"),
@@ -234,30 +235,56 @@ fn ended(result: Result<(), hyper::Error>) {
 
 /// Why a connection is being closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Closing {
     /// It reached its maximum age.
-    MaxAge,
+    MaxAge = 1,
     /// The server is stopping.
-    Shutdown,
+    Shutdown = 2,
 }
 
 /// On every request: learns when the connection it came on is being closed,
 /// past its grace, so a long-lived stream (ADS) ends then, cleanly, with
 /// UNAVAILABLE: the client reconnects at once instead of finding its
-/// connection cut.
+/// connection cut. One per connection, shared by its streams; a flag and a
+/// `Notify` (not a watch channel, several times its size: every proxy holds
+/// one).
 #[derive(Debug, Clone, Default)]
-pub struct ConnectionClosing(Option<watch::Receiver<Option<Closing>>>);
+pub struct ConnectionClosing(Arc<CloseSignal>);
+
+#[derive(Debug, Default)]
+struct CloseSignal {
+    /// 0 while open, else the `Closing` as `u8`.
+    why: AtomicU8,
+    notify: Notify,
+}
 
 impl ConnectionClosing {
+    /// Tells the connection's streams to end.
+    fn close(&self, why: Closing) {
+        self.0.why.store(why as u8, Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
+
+    fn why(&self) -> Option<Closing> {
+        match self.0.why.load(Ordering::Acquire) {
+            0 => None,
+            1 => Some(Closing::MaxAge),
+            _ => Some(Closing::Shutdown),
+        }
+    }
+
     /// Completes when the connection is being closed (never, for a request
     /// that did not come through this listener).
-    pub async fn closed(&mut self) -> Closing {
-        if let Some(rx) = &mut self.0 {
-            if let Ok(why) = rx.wait_for(Option::is_some).await {
-                return why.unwrap_or(Closing::Shutdown);
+    pub async fn closed(&self) -> Closing {
+        loop {
+            let notified = self.0.notify.notified();
+            // Checked after registering, so a close in between is not missed.
+            if let Some(why) = self.why() {
+                return why;
             }
+            notified.await;
         }
-        std::future::pending().await
     }
 }
 
@@ -335,5 +362,42 @@ where
         req.extensions_mut().insert(peer);
         req.extensions_mut().insert(self.closing.clone());
         self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_stream_of_a_connection_learns_it_is_closing() {
+        let closing = ConnectionClosing::default();
+        let waiting = tokio::spawn({
+            let c = closing.clone();
+            async move { c.closed().await }
+        });
+        tokio::task::yield_now().await;
+        closing.close(Closing::MaxAge);
+        assert_eq!(waiting.await.unwrap(), Closing::MaxAge);
+        // A stream that starts waiting afterwards learns it at once.
+        assert_eq!(closing.clone().closed().await, Closing::MaxAge);
+        // A request that came another way never closes.
+        let other = ConnectionClosing::default();
+        let wait = tokio::time::timeout(Duration::from_millis(10), other.closed());
+        assert!(wait.await.is_err());
+    }
+
+    #[test]
+    fn ages_are_jittered_within_ten_percent() {
+        let age = ConnectionAge {
+            max: Duration::from_secs(100),
+            grace: Duration::from_secs(10),
+        };
+        let ages: Vec<Duration> = (0..200).map(|_| age.jittered()).collect();
+        assert!(ages
+            .iter()
+            .all(|a| (Duration::from_secs(90)..=Duration::from_secs(110)).contains(a)));
+        let distinct: std::collections::BTreeSet<_> = ages.iter().collect();
+        assert!(distinct.len() > 100, "not jittered: {distinct:?}");
     }
 }

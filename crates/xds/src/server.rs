@@ -477,7 +477,7 @@ async fn run_stream<M: Machine, S: ViewSource>(
     mut incoming: MessageStream<M::Request>,
     tx: mpsc::Sender<Result<M::Response, Status>>,
     peer: Peer,
-    mut closing: ConnectionClosing,
+    closing: ConnectionClosing,
 ) {
     let first = match incoming.message().await {
         Ok(Some(req)) => req,
