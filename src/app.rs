@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::{admin, bootstrap, jsonpb, rollout, sources, views, webhook};
 use shmesh_model::{analyze, Model};
 use shmesh_translate as translate;
+use shmesh_xds::listen::ConnectionAge;
 use shmesh_xds::pacing::PushSlots;
 use shmesh_xds::server::{AdsServer, Registry, Shared};
 
@@ -274,10 +275,16 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
             let _ = stopped.wait_for(|s| *s).await;
         }
     };
+    let age = args.max_connection_age.map(|max| ConnectionAge {
+        max,
+        grace: args.max_connection_age_grace,
+    });
+    info!(?age, "maximum xDS connection age");
     let mut xds = vec![on_own_thread(Box::pin(shmesh_xds::listen::serve(
         xds,
         ads.clone(),
         None,
+        age,
         until_stopped(),
     )))];
     if let (Some((listener, acceptor)), Some(ids)) = (xds_tls, &identities) {
@@ -288,6 +295,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
             listener,
             routes,
             Some(acceptor),
+            age,
             until_stopped(),
         ))));
     }
@@ -440,6 +448,11 @@ fn translate_view(args: &TranslateArgs) -> anyhow::Result<translate::ProxyView> 
 }
 
 fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
+    if args.token_file.is_some() && args.xds_addr.len() > 1 {
+        anyhow::bail!(
+            "--token-file takes a single --xds-addr (Envoy's Google gRPC client dials one target)"
+        );
+    }
     let credentials = match (&args.credentials_dir, &args.ca_cert, &args.ca_key) {
         (Some(dir), Some(cert), Some(key)) => {
             let ca = crate::ca::Ca::load(cert, key, &[])?;
@@ -458,7 +471,7 @@ fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
         node_id: args.node,
         cluster: args.cluster,
         namespace: args.namespace,
-        xds_addr: args.xds_addr,
+        xds_addrs: args.xds_addr,
         delta: args.api == Api::Delta,
         outbound_listener: args.outbound_listener,
         admin_addr: args.admin_addr,

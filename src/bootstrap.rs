@@ -23,7 +23,9 @@ pub struct Options {
     /// Envoy's `node.cluster`; defaults to the node id.
     pub cluster: Option<String>,
     pub namespace: Option<String>,
-    pub xds_addr: SocketAddr,
+    /// Where shmesh serves xDS: one address, or each replica's; at least
+    /// one, and only one with `token`.
+    pub xds_addrs: Vec<SocketAddr>,
     pub delta: bool,
     pub outbound_listener: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
@@ -51,7 +53,7 @@ pub struct TokenProof {
 impl TokenProof {
     /// ADS over Envoy's Google gRPC client: TLS trusting only `root`, the
     /// token file's content as the bearer token of every stream.
-    fn grpc_service(&self, target: SocketAddr) -> core::GrpcService {
+    fn grpc_service(&self, target: Option<&SocketAddr>) -> core::GrpcService {
         use core::grpc_service::google_grpc as gg;
         use envoy_types::pb::envoy::config::grpc_credential::v3::FileBasedMetadataConfig;
         let file = |p: &PathBuf| core::DataSource {
@@ -73,7 +75,7 @@ impl TokenProof {
         core::GrpcService {
             target_specifier: Some(core::grpc_service::TargetSpecifier::GoogleGrpc(
                 core::grpc_service::GoogleGrpc {
-                    target_uri: target.to_string(),
+                    target_uri: target.map(ToString::to_string).unwrap_or_default(),
                     stat_prefix: XDS_CLUSTER.to_string(),
                     credentials_factory_name: FILE_BASED_METADATA.to_string(),
                     channel_credentials: Some(gg::ChannelCredentials {
@@ -249,7 +251,6 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
     } else {
         core::api_config_source::ApiType::Grpc
     };
-    let xds_ip = o.xds_addr.ip().to_string();
     b::Bootstrap {
         node: Some(core::Node {
             id: o.node_id.clone(),
@@ -266,7 +267,8 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
                 api_type: api_type as i32,
                 transport_api_version: core::ApiVersion::V3 as i32,
                 grpc_services: vec![match &o.token {
-                    Some(token) => token.grpc_service(o.xds_addr),
+                    // Envoy's Google gRPC client dials one target.
+                    Some(token) => token.grpc_service(o.xds_addrs.first()),
                     None => core::GrpcService {
                         target_specifier: Some(core::grpc_service::TargetSpecifier::EnvoyGrpc(
                             core::grpc_service::EnvoyGrpc {
@@ -294,13 +296,17 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
                 load_assignment: Some(e::ClusterLoadAssignment {
                     cluster_name: XDS_CLUSTER.to_string(),
                     endpoints: vec![e::LocalityLbEndpoints {
-                        lb_endpoints: vec![e::LbEndpoint {
-                            host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
-                                address: Some(socket_address(&xds_ip, o.xds_addr.port())),
+                        lb_endpoints: o
+                            .xds_addrs
+                            .iter()
+                            .map(|addr| e::LbEndpoint {
+                                host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
+                                    address: Some(socket_address(&addr.ip().to_string(), addr.port())),
+                                    ..Default::default()
+                                })),
                                 ..Default::default()
-                            })),
-                            ..Default::default()
-                        }],
+                            })
+                            .collect(),
                         ..Default::default()
                     }],
                     ..Default::default()

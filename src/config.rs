@@ -151,6 +151,16 @@ pub struct ServeArgs {
     /// have come back.
     #[arg(long, env = "SHMESH_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// How long a proxy's xDS connection lives before it is told to
+    /// reconnect (give or take 10%), so the proxies spread over all the
+    /// replicas serving them, those added later too; `0` or `off` never
+    /// closes them. Proxies keep their configuration meanwhile.
+    #[arg(long, env = "SHMESH_MAX_CONNECTION_AGE", default_value = "30m", value_parser = parse_optional_duration)]
+    pub max_connection_age: DurationOrOff,
+    /// How long the streams of a connection past its maximum age may go on
+    /// before they are ended.
+    #[arg(long, env = "SHMESH_MAX_CONNECTION_AGE_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub max_connection_age_grace: Duration,
     /// Write the bound xDS and admin addresses to this file (for scripts and tests using port 0).
     #[arg(long, env = "SHMESH_ADDRESS_FILE")]
     pub address_file: Option<PathBuf>,
@@ -280,9 +290,12 @@ pub struct BootstrapArgs {
     /// The node's namespace.
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Where shmesh serves xDS.
-    #[arg(long)]
-    pub xds_addr: SocketAddr,
+    /// Where shmesh serves xDS; repeatable (or comma-separated) for several
+    /// replicas, each an endpoint of Envoy's `xds-grpc` cluster, as the Pods
+    /// behind a headless Service: Envoy opens its ADS stream to one, and to
+    /// the next whenever the stream ends.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub xds_addr: Vec<SocketAddr>,
     /// Ask for a bound outbound HTTP listener on this address (no traffic capture).
     #[arg(long)]
     pub outbound_listener: Option<SocketAddr>,
@@ -355,4 +368,16 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A duration that `0` or `off` turns off (`None`). An alias, not
+/// `Option<Duration>` written out, because clap reads a field of that type as
+/// a flag that may be absent, and this one always has a value.
+pub type DurationOrOff = Option<Duration>;
+
+fn parse_optional_duration(s: &str) -> Result<DurationOrOff, shmesh_api::duration::DurationError> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_duration(s).map(|d| Some(d).filter(|d| !d.is_zero()))
 }

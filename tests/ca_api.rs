@@ -676,3 +676,74 @@ stringData:
         "a token was logged"
     );
 }
+
+/// The xDS TLS listener, too, closes a connection at its maximum age: the
+/// ADS stream of a sidecar that proved its identity is served, then ends
+/// with UNAVAILABLE once the age and its grace are over.
+#[test]
+fn the_tls_listener_closes_connections_at_their_maximum_age() {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use std::time::Duration;
+
+    let ca = tempfile::tempdir().expect("CA dir");
+    ca_init(ca.path());
+    let root = std::fs::read_to_string(ca.path().join("root-cert.pem")).expect("root");
+    let config = tempfile::tempdir().expect("config dir");
+    let mut flags = ca_flags(ca.path());
+    flags.extend(
+        [
+            "--max-connection-age",
+            "300ms",
+            "--max-connection-age-grace",
+            "200ms",
+        ]
+        .map(String::from),
+    );
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let shmesh = Shmesh::start_with(config.path(), &flags);
+    let tls = shmesh.xds_tls.expect("xDS TLS listener");
+    let proven = TlsConnect::new(tls, &root, Some(bootstrap_credentials(ca.path(), "a", tls)));
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (secrets, end) = runtime.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_static("http://xds.shmesh")
+            .connect_with_connector(proven)
+            .await
+            .expect("connect over TLS");
+        let mut client = AggregatedDiscoveryServiceClient::new(channel);
+        let first = DiscoveryRequest {
+            node: Some(Node {
+                id: "sidecar~10.1.0.9~a-1.shop~shop.svc.cluster.local".into(),
+                cluster: "a.shop".into(),
+                ..Default::default()
+            }),
+            type_url: SECRET.into(),
+            resource_names: vec!["default".into(), "ROOTCA".into()],
+            ..Default::default()
+        };
+        let requests = tokio_stream::iter(vec![first]).chain(tokio_stream::pending());
+        let mut responses = client
+            .stream_aggregated_resources(requests)
+            .await
+            .expect("ADS stream")
+            .into_inner();
+        let mut secrets = 0;
+        let end = loop {
+            match tokio::time::timeout(Duration::from_secs(10), responses.message()).await {
+                Ok(Ok(Some(r))) => secrets += r.resources.len(),
+                Ok(Ok(None)) => break tonic::Status::ok("ended without a status"),
+                Ok(Err(status)) => break status,
+                Err(_) => panic!("the stream outlived its connection's maximum age"),
+            }
+        };
+        (secrets, end)
+    });
+    assert_eq!(secrets, 2, "default and ROOTCA were served first");
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    assert!(end.message().contains("maximum age"), "{end:?}");
+}

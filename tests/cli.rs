@@ -158,6 +158,60 @@ fn bootstrap_is_valid_json_for_envoy() {
     assert_eq!(b["static_resources"]["clusters"][0]["name"], "xds-grpc");
 }
 
+/// Each `--xds-addr` (one per replica) is an endpoint of the xds-grpc
+/// cluster; a token, sent by Envoy's Google gRPC client, takes only one.
+#[test]
+fn bootstrap_points_at_every_replica_given() {
+    let (code, out, err) = shmesh(&[
+        "bootstrap",
+        "--node",
+        "n1",
+        "--xds-addr",
+        "127.0.0.1:15010",
+        "--xds-addr",
+        "127.0.0.2:15010,127.0.0.3:15011",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let b: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let cluster = &b["static_resources"]["clusters"][0];
+    let endpoints: Vec<String> = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        .as_array()
+        .expect("lb_endpoints")
+        .iter()
+        .map(|e| {
+            let a = &e["endpoint"]["address"]["socket_address"];
+            format!(
+                "{}:{}",
+                a["address"].as_str().unwrap_or("?"),
+                a["port_value"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        endpoints,
+        ["127.0.0.1:15010", "127.0.0.2:15010", "127.0.0.3:15011"]
+    );
+    if let Err(e) = common::envoy_validate(&out) {
+        panic!("Envoy rejected the bootstrap: {e}");
+    }
+    let (code, _, err) = shmesh(&[
+        "bootstrap",
+        "--node",
+        "n1",
+        "--xds-addr",
+        "127.0.0.1:15012,127.0.0.2:15012",
+        "--token-file",
+        "/var/run/secrets/tokens/istio-token",
+        "--xds-root-cert",
+        "/etc/root-cert.pem",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("--token-file takes a single --xds-addr"),
+        "{err}"
+    );
+}
+
 /// Envoy itself accepts the printed bootstrap (`--mode validate`), for both ADS flavours.
 #[test]
 fn bootstrap_passes_envoy_validation() {

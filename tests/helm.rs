@@ -799,7 +799,11 @@ fn deployment_runs_shmesh_as_asked() {
             "--webhook-cert",
             "/etc/shmesh/webhook/tls.crt",
             "--webhook-key",
-            "/etc/shmesh/webhook/tls.key"
+            "/etc/shmesh/webhook/tls.key",
+            "--max-connection-age",
+            "30m",
+            "--max-connection-age-grace",
+            "10s"
         ]
     );
     for (var, field) in [
@@ -1094,6 +1098,10 @@ fn chart_values_change_what_they_say() {
             "--set",
             "debounce=250ms",
             "--set",
+            "maxConnectionAge=0",
+            "--set",
+            "maxConnectionAgeGrace=1m",
+            "--set",
             "logLevel=debug",
             "--set",
             "image.tag=dev",
@@ -1153,6 +1161,10 @@ fn chart_values_change_what_they_say() {
             "/etc/shmesh/webhook/tls.crt",
             "--webhook-key",
             "/etc/shmesh/webhook/tls.key",
+            "--max-connection-age",
+            "0",
+            "--max-connection-age-grace",
+            "1m",
             "--watch-namespace",
             "default,shop",
             "--no-status",

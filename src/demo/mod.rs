@@ -89,7 +89,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         node_id: "shmesh-demo".to_string(),
         cluster: None,
         namespace: Some(namespace.clone()),
-        xds_addr: shmesh.xds_addr,
+        xds_addrs: vec![shmesh.xds_addr],
         delta: true,
         outbound_listener: Some(any_port),
         admin_addr: any_port,
@@ -536,6 +536,7 @@ mod tests {
                 version: version.into(),
             },
             source: "vs.yaml".into(),
+            since: std::time::Instant::now(),
         }
     }
 

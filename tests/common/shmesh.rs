@@ -72,6 +72,22 @@ impl Shmesh {
         self.wait_ready();
     }
 
+    /// `shmesh serve --config-dir <dir> EXTRA` on the given xDS and admin
+    /// addresses (a replica whose address its clients knew before it
+    /// started); ready when it returns.
+    pub fn start_on(
+        config_dir: &Path,
+        extra: &[&str],
+        (xds, admin): (SocketAddr, SocketAddr),
+    ) -> Shmesh {
+        let mut args = vec![OsStr::new("--config-dir"), config_dir.as_os_str()];
+        args.extend(extra.iter().map(OsStr::new));
+        let addrs = (xds.to_string(), admin.to_string());
+        let me = Self::spawn_on(None, (&addrs.0, &addrs.1), &args, &[]);
+        me.wait_ready();
+        me
+    }
+
     /// `shmesh serve --config-dir <dir>` inside network namespace `netns`
     /// (a test cluster's node), serving on `ip`; ready when it returns.
     pub fn start_in(netns: &Netns, ip: &str, config_dir: &Path, extra: &[&str]) -> Shmesh {
@@ -222,7 +238,7 @@ impl Shmesh {
             node_id: node.to_string(),
             cluster: None,
             namespace: Some(namespace.to_string()),
-            xds_addr: self.xds,
+            xds_addrs: vec![self.xds],
             delta,
             outbound_listener: Some(listener),
             admin_addr: "127.0.0.1:0".parse().expect("addr"),

@@ -97,6 +97,19 @@ impl SotwClient {
         }
     }
 
+    /// The status the server ended the stream with (OK for a clean end),
+    /// skipping responses; `None` if it stays open past `timeout`.
+    pub async fn end_status(&mut self, timeout: Duration) -> Option<tonic::Status> {
+        loop {
+            match tokio::time::timeout(timeout, self.responses.message()).await {
+                Err(_) => return None,
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None)) => return Some(tonic::Status::ok("")),
+                Ok(Err(status)) => return Some(status),
+            }
+        }
+    }
+
     /// ACKs `resp`, keeping `names` subscribed.
     pub async fn ack(&mut self, resp: &DiscoveryResponse, names: &[&str]) {
         let (ty, version, nonce) = (

@@ -1,6 +1,12 @@
 //! One simulated Envoy: its own HTTP/2 connection (a tonic `Channel`) from
 //! its own source address, one ADS stream, SotW or delta.
 //!
+//! Given several control plane replicas, it connects first to the first one
+//! (where a fleet was before the Deployment scaled up), and each time it
+//! reconnects to one picked at random, as a Kubernetes Service spreads new
+//! connections over its endpoints. A stream the server ends (UNAVAILABLE,
+//! as at its maximum connection age) is followed by a new one at once.
+//!
 //! It subscribes as Envoy does: CDS and LDS by wildcard; EDS to the service
 //! names of the EDS clusters CDS brought; RDS to the route configurations
 //! the listeners' HTTP connection managers name. Every response is ACKed at
@@ -47,8 +53,8 @@ pub enum Api {
 
 /// Settings every client shares.
 pub struct Config {
-    /// `http://ADDR` of the control plane's xDS port.
-    pub uri: String,
+    /// `http://ADDR` of the xDS port of each control plane replica.
+    pub uris: Vec<String>,
     pub api: Api,
     /// `SHMESH_OUTBOUND_LISTENER` metadata: the same for every client, so
     /// clients of one namespace share one view in shmesh.
@@ -66,24 +72,38 @@ pub struct Identity {
     pub shared: Option<Channel>,
 }
 
-/// How a client reaches the control plane from `local_ip`.
-pub fn endpoint(cfg: &Config, local_ip: Option<IpAddr>) -> anyhow::Result<Endpoint> {
-    Endpoint::from_shared(cfg.uri.clone())
+/// How a client reaches the control plane at `uri` from `local_ip`.
+pub fn endpoint(cfg: &Config, uri: &str, local_ip: Option<IpAddr>) -> anyhow::Result<Endpoint> {
+    Endpoint::from_shared(uri.to_string())
         .map(|e| {
             e.local_address(local_ip)
                 .connect_timeout(cfg.connect_timeout)
                 .tcp_nodelay(true)
         })
-        .map_err(|e| anyhow::anyhow!("endpoint {}: {}", cfg.uri, chain(&e)))
+        .map_err(|e| anyhow::anyhow!("endpoint {uri}: {}", chain(&e)))
 }
 
 /// Why a session ended, with the error's text.
 enum Ended {
     ConnectFailed(String),
     StreamFailed(String),
-    /// The server ended the stream cleanly.
-    Closed,
+    /// The server ended the stream, cleanly or with UNAVAILABLE, asking the
+    /// client to reconnect (its connection reached its maximum age, or the
+    /// server is stopping).
+    ServerClosed,
 }
+
+/// How a stream that ended with `status` ended.
+fn ended_with(status: &tonic::Status) -> Ended {
+    match status.code() {
+        tonic::Code::Unavailable => Ended::ServerClosed,
+        _ => Ended::StreamFailed(self::status(status)),
+    }
+}
+
+/// The longest pause before reconnecting after the server ended a stream:
+/// at once, but not all of a replica's proxies in the same instant.
+const RECONNECT_SPREAD: Duration = Duration::from_millis(100);
 
 /// An error's message with its sources, e.g. "transport error: connection refused".
 fn chain(e: &dyn std::error::Error) -> String {
@@ -116,42 +136,60 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     fleet.stamp(&fleet.times[me.idx].started);
-    let endpoint = match endpoint(&cfg, me.local_ip) {
-        Ok(e) => e,
-        Err(e) => {
-            fleet
-                .counters
-                .fail(&fleet.counters.connect_errors, e.to_string());
-            return;
-        }
-    };
     let node = node(&me, &cfg.listener);
     let mut failures = 0u32;
+    // The first connection goes to the first replica, later ones anywhere.
+    let mut uri = &cfg.uris[0];
     loop {
+        let endpoint = match endpoint(&cfg, uri, me.local_ip) {
+            Ok(e) => e,
+            Err(e) => {
+                fleet
+                    .counters
+                    .fail(&fleet.counters.connect_errors, e.to_string());
+                return;
+            }
+        };
         let ended = tokio::select! {
             ended = session(&fleet, &cfg, &me, &endpoint, &node) => ended,
             _ = stop.changed() => return,
         };
         let c = &fleet.counters;
-        match ended {
-            Ended::ConnectFailed(e) => c.fail(&c.connect_errors, format!("connect: {e}")),
-            Ended::StreamFailed(e) => c.fail(&c.stream_errors, format!("stream: {e}")),
-            Ended::Closed => c.fail(&c.stream_errors, "stream closed by the server".into()),
-        }
-        failures += 1;
+        let backoff = match ended {
+            Ended::ServerClosed => {
+                c.server_closed.fetch_add(1, Ordering::Relaxed);
+                failures = 0;
+                RECONNECT_SPREAD.mul_f64(fastrand::f64())
+            }
+            Ended::ConnectFailed(e) => {
+                c.fail(&c.connect_errors, format!("connect: {e}"));
+                failures += 1;
+                backoff(failures, me.idx)
+            }
+            Ended::StreamFailed(e) => {
+                c.fail(&c.stream_errors, format!("stream: {e}"));
+                failures += 1;
+                backoff(failures, me.idx)
+            }
+        };
         if *stop.borrow() || failures > MAX_ATTEMPTS {
             return;
         }
         fleet.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-        // Exponential backoff with a per-client offset, so a fleet that lost
-        // its server does not come back in one SYN burst.
-        let backoff = Duration::from_millis(100 << failures.min(5))
-            + Duration::from_micros((me.idx as u64 * 7919) % 100_000);
+        uri = &cfg.uris[fastrand::usize(..cfg.uris.len())];
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,
         }
     }
+}
+
+/// The pause after the `failures`-th failure in a row: exponential, with a
+/// per-client offset, so a fleet that lost its server does not come back in
+/// one SYN burst.
+fn backoff(failures: u32, idx: usize) -> Duration {
+    Duration::from_millis(100 << failures.min(5))
+        + Duration::from_micros((idx as u64 * 7919) % 100_000)
 }
 
 fn node(me: &Identity, listener: &str) -> Node {
@@ -328,8 +366,8 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
     loop {
         let resp: SotwResponse = match stream.message().await {
             Ok(Some(r)) => r,
-            Ok(None) => return Ended::Closed,
-            Err(e) => return Ended::StreamFailed(status(&e)),
+            Ok(None) => return Ended::ServerClosed,
+            Err(e) => return ended_with(&e),
         };
         let items: Vec<Item<'_>> = resp
             .resources
@@ -399,7 +437,7 @@ async fn sotw(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> En
             })
             .is_err()
         {
-            return Ended::Closed;
+            return Ended::ServerClosed;
         }
         let at = fleet.now_us();
         if let Some(dep) = resubscribe {
@@ -441,8 +479,8 @@ async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> E
     loop {
         let resp: DeltaResponse = match stream.message().await {
             Ok(Some(r)) => r,
-            Ok(None) => return Ended::Closed,
-            Err(e) => return Ended::StreamFailed(status(&e)),
+            Ok(None) => return Ended::ServerClosed,
+            Err(e) => return ended_with(&e),
         };
         let items: Vec<Item<'_>> = resp
             .resources
@@ -491,7 +529,7 @@ async fn delta(fleet: &Fleet, me: &Identity, channel: Channel, node: &Node) -> E
             })
             .is_err()
         {
-            return Ended::Closed;
+            return Ended::ServerClosed;
         }
         let at = fleet.now_us();
         if let (Some(subs), Some(dep)) = (derived, dependent(ty)) {

@@ -27,6 +27,9 @@ pub struct Counters {
     pub connect_errors: AtomicU64,
     pub stream_errors: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Streams the server ended, asking the client to reconnect (UNAVAILABLE
+    /// at a connection's maximum age): not failures.
+    pub server_closed: AtomicU64,
     /// Responses the client rejected (NACKed): undecodable or unknown type.
     pub nacks: AtomicU64,
     /// Encoded bytes of the responses received, per type.

@@ -134,6 +134,9 @@ pub struct Errors {
     pub connect: u64,
     pub stream: u64,
     pub reconnects: u64,
+    /// Streams the server ended asking the client to reconnect (a
+    /// connection's maximum age); counted in `reconnects`, not as errors.
+    pub server_closed: u64,
     /// Responses the clients rejected.
     pub nacks: u64,
     /// Failure messages and how often each was seen.
@@ -346,8 +349,8 @@ impl Report {
         let e = &self.errors;
         let _ = writeln!(
             o,
-            "errors: connect {}, stream {}, reconnects {}, NACKs sent {}",
-            e.connect, e.stream, e.reconnects, e.nacks
+            "errors: connect {}, stream {}, reconnects {} ({} streams ended by the server), NACKs sent {}",
+            e.connect, e.stream, e.reconnects, e.server_closed, e.nacks
         );
         for (reason, count) in &e.reasons {
             let _ = writeln!(o, "  {count} x {reason}");
@@ -360,6 +363,13 @@ impl Report {
                 "server view (/debug/proxies): {} fleet streams of {}, {} in sync, {} NACKed",
                 v.fleet_streams, v.streams, v.in_sync, v.nacked
             );
+            if v.per_admin.len() > 1 {
+                let _ = writeln!(
+                    o,
+                    "  fleet streams per replica: {:?}, {} listed twice",
+                    v.per_admin, v.duplicates
+                );
+            }
         }
         for e in &self.driver_errors {
             let _ = writeln!(o, "driver error: {e}");

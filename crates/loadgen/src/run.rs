@@ -35,9 +35,12 @@ pub enum ChangeKind {
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// The control plane's xDS address.
-    #[arg(long, default_value = "127.0.0.1:15010")]
-    pub xds: SocketAddr,
+    /// The control plane's xDS address; for several replicas, each one's
+    /// (repeatable, comma-separated). Every client connects to the first,
+    /// then, whenever it reconnects (say at the server's maximum connection
+    /// age), to one picked at random, as a Kubernetes Service does.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:15010")]
+    pub xds: Vec<SocketAddr>,
     /// Number of simulated proxies (one connection and one ADS stream each).
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
@@ -87,9 +90,11 @@ pub struct RunArgs {
     /// The control plane's pid: its RSS, peak RSS and CPU from /proc.
     #[arg(long)]
     pub pid: Option<u32>,
-    /// The control plane's admin address: check /debug/proxies at the end.
-    #[arg(long)]
-    pub admin: Option<SocketAddr>,
+    /// The control plane's admin address: check /debug/proxies at the end;
+    /// for several replicas, each one's (repeatable, comma-separated): every
+    /// client must then be on exactly one of them.
+    #[arg(long, value_delimiter = ',')]
+    pub admin: Vec<SocketAddr>,
     /// The control plane's debounce, for the report (latencies include it).
     #[arg(long, default_value_t = 100)]
     pub debounce_ms: u64,
@@ -146,10 +151,22 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> anyhow::Result<Re
     if args.connect_rate <= 0.0 {
         anyhow::bail!("--connect-rate must be positive");
     }
+    if args.xds.is_empty() {
+        anyhow::bail!("--xds needs an address");
+    }
+    if args.xds.len() > 1 && args.streams_per_connection > 1 {
+        anyhow::bail!("--streams-per-connection needs a single --xds address");
+    }
+    let xds_list = args
+        .xds
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
 
     let fleet = Arc::new(Fleet::new(n));
     let cfg = Arc::new(Config {
-        uri: format!("http://{}", args.xds),
+        uris: args.xds.iter().map(|a| format!("http://{a}")).collect(),
         api: args.api,
         listener: args.listener.clone(),
         connect_timeout: Duration::from_secs(10),
@@ -175,7 +192,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> anyhow::Result<Re
             Api::Sotw => "SotW",
             Api::Delta => "delta",
         },
-        args.xds,
+        xds_list,
         namespaces.len(),
         ips.len().max(1),
         args.connect_rate
@@ -205,7 +222,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> anyhow::Result<Re
                 let local_ip = (!ips.is_empty()).then(|| ips[(idx / per_connection) % ips.len()]);
                 if per_connection > 1 && idx % per_connection == 0 {
                     // A lazy channel: it connects when the first stream opens.
-                    shared = client::endpoint(&cfg, local_ip)
+                    shared = client::endpoint(&cfg, &cfg.uris[0], local_ip)
                         .ok()
                         .map(|e| e.connect_lazy());
                 }
@@ -323,15 +340,15 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> anyhow::Result<Re
         }
     }
 
-    let verified = match args.admin {
-        Some(admin) => {
+    let verified = match args.admin.is_empty() {
+        false => {
             let left = deadline.saturating_duration_since(Instant::now());
             let bound = left
                 .min(Duration::from_secs(10))
                 .max(Duration::from_secs(1));
-            Some(verify::check(admin, n, bound).await)
+            Some(verify::check(&args.admin, n, bound).await)
         }
-        None => None,
+        true => None,
     };
     if args.hold_s > 0 {
         eprintln!("loadgen: holding the fleet for {} s", args.hold_s);
@@ -422,7 +439,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> anyhow::Result<Re
         api: args.api,
         clients: n,
         namespaces: namespaces.len(),
-        xds: args.xds.to_string(),
+        xds: xds_list,
         source_ips: ips.len().max(1),
         streams_per_connection: args.streams_per_connection.max(1),
         fd_limit,
@@ -446,6 +463,7 @@ pub async fn run(args: &RunArgs, fd_limit: Option<FdLimit>) -> anyhow::Result<Re
             connect: c.connect_errors.load(Ordering::Relaxed),
             stream: c.stream_errors.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
+            server_closed: c.server_closed.load(Ordering::Relaxed),
             nacks: c.nacks.load(Ordering::Relaxed),
             reasons: c.reasons(),
         },
@@ -570,13 +588,14 @@ async fn progress(
             })
             .unwrap_or_default();
         eprintln!(
-            "[{:6.1}s] open {}/{n} synced {}/{n} | errors connect {} stream {} reconnects {} | rx {:.1} MB{cp}",
+            "[{:6.1}s] open {}/{n} synced {}/{n} | errors connect {} stream {} reconnects {} (server closed {}) | rx {:.1} MB{cp}",
             fleet.start.elapsed().as_secs_f64(),
             c.open.load(Ordering::Relaxed),
             c.synced.load(Ordering::Relaxed),
             c.connect_errors.load(Ordering::Relaxed),
             c.stream_errors.load(Ordering::Relaxed),
             c.reconnects.load(Ordering::Relaxed),
+            c.server_closed.load(Ordering::Relaxed),
             c.total_bytes() as f64 / 1e6,
         );
     }

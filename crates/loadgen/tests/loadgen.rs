@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::xds_client::SotwClient;
-use common::Shmesh;
+use common::{free_port, Shmesh};
 use envoy_types::pb::envoy::config::endpoint::v3::{lb_endpoint, ClusterLoadAssignment};
 use envoy_types::pb::envoy::config::route::v3::{route, route_action, RouteConfiguration};
 use prost::Message;
@@ -250,4 +250,117 @@ fn fleet_of_50_converges_over_vhds() {
         assert_eq!(hosts.is_some_and(|n| n > 0), vhds, "{report:#}");
         check_content(&shmesh, &changes);
     }
+}
+
+/// The fleet's streams each replica lists in `/debug/proxies`.
+fn fleet_streams(shmesh: &Shmesh) -> usize {
+    let (status, body) = shmesh.admin_get("/debug/proxies");
+    assert_eq!(status, 200, "{body}");
+    let list: Vec<Value> = serde_json::from_str(&body).expect("JSON");
+    list.iter()
+        .filter(|p| {
+            p["node_id"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("loadgen-"))
+        })
+        .count()
+}
+
+/// A Deployment scaled from one replica to two: the fleet is all on the
+/// first when the second starts, on the same mesh; connections that reach
+/// their maximum age (2 s here) reconnect through "the Service" (a replica
+/// picked at random), so a few ages later both replicas serve a share,
+/// every client in sync on exactly one of them, and the changes made
+/// meanwhile reached every client.
+#[test]
+fn a_fleet_spreads_over_a_replica_added_later_as_connections_age() {
+    const N: usize = 30;
+    let mesh = tempfile::tempdir().expect("tempdir");
+    gen_mesh(mesh.path(), false);
+    let flags = [
+        "--debounce",
+        "100ms",
+        "--max-connection-age",
+        "2s",
+        "--max-connection-age-grace",
+        "300ms",
+    ];
+    let a = Shmesh::start_with(mesh.path(), &flags);
+    // The second replica's addresses, known to the fleet before it starts.
+    let port = |_| {
+        format!("127.0.0.1:{}", free_port("127.0.0.1"))
+            .parse()
+            .expect("addr")
+    };
+    let b_addrs: (std::net::SocketAddr, std::net::SocketAddr) = (port(0), port(1));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("report.json");
+    let (xds, admin) = (
+        format!("{},{}", a.xds, b_addrs.0),
+        format!("{},{}", a.admin, b_addrs.1),
+    );
+    let clients = N.to_string();
+    let fleet = Command::new(env!("CARGO_BIN_EXE_shmesh-loadgen"))
+        .args([
+            "run",
+            "--xds",
+            &xds,
+            "--admin",
+            &admin,
+            "--clients",
+            &clients,
+        ])
+        .args(["--api", "delta", "--namespaces", "3"])
+        .arg("--mesh-dir")
+        .arg(mesh.path())
+        .args(["--change", "endpoint,weights", "--changes", "3"])
+        .args(["--interval-ms", "1500", "--change-timeout-s", "30"])
+        .args(["--timeout-s", "120", "--json-out"])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run shmesh-loadgen");
+    let all_on_a = a.wait_until(Duration::from_secs(30), |a| fleet_streams(a) == N);
+    assert!(all_on_a, "the fleet never connected to the first replica");
+    let b = Shmesh::start_on(mesh.path(), &flags, b_addrs);
+
+    let out = fleet.wait_with_output().expect("shmesh-loadgen ends");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    let text = std::fs::read_to_string(&json)
+        .unwrap_or_else(|e| panic!("no report ({e})\n{stdout}\n{stderr}"));
+    let report: Value = serde_json::from_str(&text).expect("report is JSON");
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    eprintln!("{stdout}");
+    assert_eq!(report["complete"], true, "{report:#}");
+    assert_eq!(report["sync"]["done"], N as u64, "{report:#}");
+    assert_eq!(report["errors"]["nacks"], 0, "{report:#}");
+    assert_eq!(report["errors"]["stream"], 0, "{report:#}");
+    // Every client's stream was ended by its server at least once, and
+    // each time the client came back.
+    let ended = report["errors"]["server_closed"]
+        .as_u64()
+        .expect("server_closed");
+    assert!(ended >= N as u64, "{report:#}");
+    for c in report["changes"].as_array().expect("changes") {
+        assert_eq!(c["converged"], N as u64, "{c:#}");
+    }
+    // At the end, every client is in sync on exactly one replica, and
+    // each replica has a share (a client picks either with even odds).
+    let verify = &report["verify"];
+    assert_eq!(verify["fleet_streams"], N as u64, "{report:#}");
+    assert_eq!(verify["in_sync"], N as u64, "{report:#}");
+    assert_eq!(verify["duplicates"], 0, "{report:#}");
+    let shares: Vec<u64> = verify["per_admin"]
+        .as_array()
+        .expect("per_admin")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert_eq!(shares.len(), 2, "{report:#}");
+    assert!(shares.iter().all(|&s| s >= N as u64 / 10), "{shares:?}");
+    drop(b);
 }

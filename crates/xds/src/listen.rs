@@ -9,8 +9,17 @@
 //! A TLS listener (as istiod's 15012) verifies the client certificates
 //! proxies present and tells each stream whose it was (`Peer`): the
 //! identity a proxy proved, and the only one it may get certificates for.
+//!
+//! A connection lives at most its [`ConnectionAge`], as istiod's do (gRPC's
+//! `MaxConnectionAge`): then it is told to go (HTTP/2 GOAWAY, so the client
+//! opens its next streams on a new connection), its streams get a grace to
+//! finish, and the ADS streams still open are ended with UNAVAILABLE
+//! ([`ConnectionClosing`]), so the proxy reconnects, through the Service,
+//! to whichever replica it reaches. Without it a proxy stays on the replica
+//! it first reached, and replicas added later serve none of the fleet.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +27,7 @@ use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_rustls::TlsAcceptor;
 use tonic::codegen::http;
 use tracing::{debug, info, warn};
@@ -33,6 +42,9 @@ const SEND_BUFFER: usize = 64 * 1024;
 /// How long open streams get after a shutdown signal: proxies are told to go
 /// (GOAWAY) and reconnect elsewhere, but ADS streams do not end by themselves.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// How long a connection has to send the ended streams' trailers before it
+/// is closed anyway (a client that reads nothing must not keep it).
+const CLOSE_FLUSH: Duration = Duration::from_millis(500);
 /// Pause after a failed accept (out of descriptors), instead of retrying at once.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// HTTP/2 keepalive pings, so dead proxies are noticed.
@@ -66,14 +78,36 @@ impl<T> GrpcService for T where
 {
 }
 
+/// How long a proxy's connection lives before it must reconnect, so that
+/// the proxies of a fleet spread over the replicas serving it, new ones
+/// included (istiod: `MAX_SERVER_CONNECTION_AGE`, 30 minutes, with a grace
+/// of 10 seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionAge {
+    /// The age at which a connection is told to go, give or take 10%.
+    pub max: Duration,
+    /// How long its open streams then go on before they are ended.
+    pub grace: Duration,
+}
+
+impl ConnectionAge {
+    /// One connection's age: `max` ±10%, as gRPC jitters it, so a fleet
+    /// that connected together does not reconnect together.
+    pub fn jittered(&self) -> Duration {
+        self.max.mul_f64(0.9 + 0.2 * fastrand::f64())
+    }
+}
+
 /// Serves `service` (ADS, and on the TLS listener whatever is routed beside
 /// it) on `listener` until `shutdown` completes; with `tls`, every
 /// connection is TLS first, and the client certificate it verified (if the
-/// client sent one) reaches each request as its `Peer`.
+/// client sent one) reaches each request as its `Peer`. With `age`, each
+/// connection is closed, gracefully, once it is that old.
 pub async fn serve(
     listener: TcpListener,
     service: impl GrpcService,
     tls: Option<TlsAcceptor>,
+    age: Option<ConnectionAge>,
     shutdown: impl Future<Output = ()>,
 ) {
     let (stop, stopping) = watch::channel(false);
@@ -108,7 +142,7 @@ pub async fn serve(
         match tls {
             None => {
                 tokio::spawn(async move {
-                    serve_connection(&http2, stream, ads, Peer::default(), stopping).await
+                    serve_connection(&http2, stream, ads, Peer::default(), stopping, age).await
                 });
             }
             Some(acceptor) => {
@@ -128,7 +162,7 @@ pub async fn serve(
                                 certificate,
                                 bearer_token: None,
                             };
-                            serve_connection(&http2, stream, ads, peer, stopping).await
+                            serve_connection(&http2, stream, ads, peer, stopping, age).await
                         }
                         Ok(Err(e)) => debug!(error = %e, "xDS TLS handshake failed"),
                         Err(_) => debug!("xDS TLS handshake timed out"),
@@ -139,34 +173,118 @@ pub async fn serve(
     }
     info!("xDS listener closing");
     let _ = stop.send(true);
-    tokio::time::sleep(SHUTDOWN_GRACE).await;
+    tokio::time::sleep(SHUTDOWN_GRACE + CLOSE_FLUSH).await;
 }
 
-/// Serves one connection's ADS streams until it ends or the server stops.
+/// Serves one connection's ADS streams until it ends, the server stops, or
+/// it reaches its `age`; the last two close it in three steps: GOAWAY, a
+/// grace for the streams in flight, then the ADS streams still open end
+/// with UNAVAILABLE and the connection closes.
 async fn serve_connection<IO>(
     http2: &hyper::server::conn::http2::Builder<TokioExecutor>,
     io: IO,
     ads: impl GrpcService,
     peer: Peer,
     mut stopping: watch::Receiver<bool>,
+    age: Option<ConnectionAge>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = PeerService { inner: ads, peer };
+    let closing = ConnectionClosing::default();
+    let service = PeerService {
+        inner: ads,
+        peer,
+        closing: closing.clone(),
+    };
     let conn = http2.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = async { stopping.wait_for(|s| *s).await.map(|_| ()) } => {
-            conn.as_mut().graceful_shutdown();
-            match tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await {
-                Ok(r) => r,
-                Err(_) => Ok(()),
-            }
+    let too_old = async {
+        match age {
+            Some(age) => tokio::time::sleep(age.jittered()).await,
+            None => std::future::pending().await,
         }
     };
+    let (grace, reason) = tokio::select! {
+        r = conn.as_mut() => return ended(r),
+        _ = stopping.wait_for(|s| *s) => (SHUTDOWN_GRACE, Closing::Shutdown),
+        _ = too_old => {
+            debug!("xDS connection reached its maximum age");
+            (age.map_or(Duration::ZERO, |a| a.grace), Closing::MaxAge)
+        }
+    };
+    // GOAWAY: new streams go to a new connection, those open go on.
+    conn.as_mut().graceful_shutdown();
+    tokio::select! {
+        r = conn.as_mut() => return ended(r),
+        _ = tokio::time::sleep(grace) => {}
+        // The server stopping cuts an age's grace short.
+        _ = stopping.wait_for(|s| *s), if reason == Closing::MaxAge => {}
+    }
+    closing.close(reason);
+    match tokio::time::timeout(CLOSE_FLUSH, conn.as_mut()).await {
+        Ok(r) => ended(r),
+        Err(_) => debug!("xDS connection closed with streams open"),
+    }
+}
+
+fn ended(result: Result<(), hyper::Error>) {
     if let Err(e) = result {
         debug!(error = %e, "xDS connection ended");
+    }
+}
+
+/// Why a connection is being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Closing {
+    /// It reached its maximum age.
+    MaxAge = 1,
+    /// The server is stopping.
+    Shutdown = 2,
+}
+
+/// On every request: learns when the connection it came on is being closed,
+/// past its grace, so a long-lived stream (ADS) ends then, cleanly, with
+/// UNAVAILABLE: the client reconnects at once instead of finding its
+/// connection cut. One per connection, shared by its streams; a flag and a
+/// `Notify` (not a watch channel, several times its size: every proxy holds
+/// one).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionClosing(Arc<CloseSignal>);
+
+#[derive(Debug, Default)]
+struct CloseSignal {
+    /// 0 while open, else the `Closing` as `u8`.
+    why: AtomicU8,
+    notify: Notify,
+}
+
+impl ConnectionClosing {
+    /// Tells the connection's streams to end.
+    fn close(&self, why: Closing) {
+        self.0.why.store(why as u8, Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
+
+    fn why(&self) -> Option<Closing> {
+        match self.0.why.load(Ordering::Acquire) {
+            0 => None,
+            1 => Some(Closing::MaxAge),
+            _ => Some(Closing::Shutdown),
+        }
+    }
+
+    /// Completes when the connection is being closed (never, for a request
+    /// that did not come through this listener).
+    pub async fn closed(&self) -> Closing {
+        loop {
+            let notified = self.0.notify.notified();
+            // Checked after registering, so a close in between is not missed.
+            if let Some(why) = self.why() {
+                return why;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -195,10 +313,12 @@ impl std::fmt::Debug for Peer {
     }
 }
 
-/// A service with the connection's `Peer` put on every request.
+/// A service with the connection's `Peer` and `ConnectionClosing` put on
+/// every request.
 struct PeerService<S> {
     inner: S,
     peer: Peer,
+    closing: ConnectionClosing,
 }
 
 impl<S: Clone> Clone for PeerService<S> {
@@ -206,6 +326,7 @@ impl<S: Clone> Clone for PeerService<S> {
         PeerService {
             inner: self.inner.clone(),
             peer: self.peer.clone(),
+            closing: self.closing.clone(),
         }
     }
 }
@@ -239,6 +360,44 @@ where
                 .map(|t| Arc::from(t.trim()));
         }
         req.extensions_mut().insert(peer);
+        req.extensions_mut().insert(self.closing.clone());
         self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_stream_of_a_connection_learns_it_is_closing() {
+        let closing = ConnectionClosing::default();
+        let waiting = tokio::spawn({
+            let c = closing.clone();
+            async move { c.closed().await }
+        });
+        tokio::task::yield_now().await;
+        closing.close(Closing::MaxAge);
+        assert_eq!(waiting.await.unwrap(), Closing::MaxAge);
+        // A stream that starts waiting afterwards learns it at once.
+        assert_eq!(closing.clone().closed().await, Closing::MaxAge);
+        // A request that came another way never closes.
+        let other = ConnectionClosing::default();
+        let wait = tokio::time::timeout(Duration::from_millis(10), other.closed());
+        assert!(wait.await.is_err());
+    }
+
+    #[test]
+    fn ages_are_jittered_within_ten_percent() {
+        let age = ConnectionAge {
+            max: Duration::from_secs(100),
+            grace: Duration::from_secs(10),
+        };
+        let ages: Vec<Duration> = (0..200).map(|_| age.jittered()).collect();
+        assert!(ages
+            .iter()
+            .all(|a| (Duration::from_secs(90)..=Duration::from_secs(110)).contains(a)));
+        let distinct: std::collections::BTreeSet<_> = ages.iter().collect();
+        assert!(distinct.len() > 100, "not jittered: {distinct:?}");
     }
 }

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::delta::DeltaStream;
 use super::grpc::{self, MessageStream, ResponseBody};
 use super::holding::TypeHolding;
-use super::listen::Peer;
+use super::listen::{Closing, ConnectionClosing, Peer};
 use super::name_set::NameSets;
 use super::pacing::{PushSlots, StreamSlot};
 use super::request::{DeltaRequest, SotwRequest};
@@ -367,8 +367,13 @@ where
 {
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let peer = req.extensions().get::<Peer>().cloned().unwrap_or_default();
+    let closing = req
+        .extensions()
+        .get::<ConnectionClosing>()
+        .cloned()
+        .unwrap_or_default();
     let incoming = MessageStream::new(req.into_body());
-    tokio::spawn(run_stream::<M, S>(shared, incoming, tx, peer));
+    tokio::spawn(run_stream::<M, S>(shared, incoming, tx, peer, closing));
     grpc::response(ResponseBody::new(rx))
 }
 
@@ -472,6 +477,7 @@ async fn run_stream<M: Machine, S: ViewSource>(
     mut incoming: MessageStream<M::Request>,
     tx: mpsc::Sender<Result<M::Response, Status>>,
     peer: Peer,
+    closing: ConnectionClosing,
 ) {
     let first = match incoming.message().await {
         Ok(Some(req)) => req,
@@ -603,6 +609,17 @@ async fn run_stream<M: Machine, S: ViewSource>(
                         }
                         None => Ok((Vec::new(), Vec::new())),
                     }
+                }
+                why = closing.closed() => {
+                    // The proxy keeps what it has and reconnects, maybe to
+                    // another replica, saying what it holds (rule 14).
+                    let message = match why {
+                        Closing::MaxAge => "the connection reached its maximum age; reconnect",
+                        Closing::Shutdown => "the server is shutting down; reconnect",
+                    };
+                    debug!(reason = message, "ending the stream");
+                    let _ = tx.send(Err(Status::unavailable(message))).await;
+                    break;
                 }
             };
         }
