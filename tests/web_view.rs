@@ -203,3 +203,129 @@ fn the_web_view_follows_weights_and_rollouts_live() {
     }
     drop(taken);
 }
+
+/// Reads `stream` until it has received `count` events named `state`;
+/// their data, or what came so far when `timeout` passes first.
+async fn state_events(
+    stream: &mut tokio::net::TcpStream,
+    received: &mut String,
+    count: usize,
+    timeout: Duration,
+) -> Result<Vec<Value>, String> {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let events: Vec<Value> = received
+            .split("\n\n")
+            .filter_map(|block| {
+                // Lines of HTTP chunk sizes come between events: only the
+                // event's own lines are read.
+                block.lines().find(|l| *l == "event: state")?;
+                let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+                serde_json::from_str(data).ok()
+            })
+            .collect();
+        if events.len() >= count {
+            return Ok(events);
+        }
+        let mut buf = [0u8; 65536];
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await;
+        match read {
+            Ok(Ok(0)) => return Err(format!("the stream ended after: {received}")),
+            Ok(Ok(n)) => received.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Ok(Err(e)) => return Err(format!("read: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "no {count} state events within {timeout:?}: {received}"
+                ))
+            }
+        }
+    }
+}
+
+/// Without a browser: the event stream sends the state on connecting and
+/// again after a change, and the page is built only from shmesh's own files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_sends_each_change() {
+    use tokio::io::AsyncWriteExt;
+    let reviews = mesh::ReviewsOnV1::write();
+    let dir = reviews.dir.path();
+    mesh::write_atomic(
+        dir,
+        "vs.yaml",
+        &mesh::weighted_vs("v1", &[("v1", 80), ("v2", 20)]),
+    );
+    let shmesh = Shmesh::start(dir);
+
+    for (path, content_type) in [
+        ("/ui", "text/html; charset=utf-8"),
+        ("/ui/ui.css", "text/css; charset=utf-8"),
+        ("/ui/ui.js", "text/javascript; charset=utf-8"),
+    ] {
+        let r = common::http_get(shmesh.admin, "shmesh", path, &[]).expect(path);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some(content_type), "{path}");
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some("default-src 'self'; img-src 'self' data:"),
+            "{path}"
+        );
+        // Nothing is fetched from elsewhere: no CDN, no external fonts.
+        assert!(
+            !r.body.contains("http://") && !r.body.contains("https://"),
+            "{path}"
+        );
+    }
+
+    let weights = |state: &Value| -> Vec<i64> {
+        state["virtual_services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["name"] == "reviews")
+            .flat_map(|v| {
+                v["routes"][0]["destinations"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|d| d["weight"].as_i64())
+            .collect()
+    };
+    let mut stream = tokio::net::TcpStream::connect(shmesh.admin)
+        .await
+        .expect("connect to the admin port");
+    stream
+        .write_all(b"GET /ui/events HTTP/1.1\r\nHost: shmesh\r\nAccept: text/event-stream\r\n\r\n")
+        .await
+        .expect("send request");
+    let mut received = String::new();
+    let first = state_events(&mut stream, &mut received, 1, Duration::from_secs(10))
+        .await
+        .expect("the state on connecting");
+    assert!(received.starts_with("HTTP/1.1 200"), "{received}");
+    assert!(
+        received
+            .to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{received}"
+    );
+    assert_eq!(weights(&first[0]), vec![80, 20], "{}", first[0]);
+
+    mesh::write_atomic(
+        dir,
+        "vs.yaml",
+        &mesh::weighted_vs("v1", &[("v1", 10), ("v2", 90)]),
+    );
+    let mut last = Vec::new();
+    for n in 2..=5 {
+        let events = state_events(&mut stream, &mut received, n, Duration::from_secs(10))
+            .await
+            .expect("an event after the change");
+        last = weights(&events[n - 1]);
+        if last == vec![10, 90] {
+            break;
+        }
+    }
+    assert_eq!(last, vec![10, 90], "{received}");
+}
