@@ -204,8 +204,11 @@ function render(state) {
 function connect() {
   const status = document.getElementById("connection");
   const events = new EventSource("/ui/events");
+  const updated = document.getElementById("updated");
+  // The status is announced to screen readers when the connection comes or
+  // goes, not on every update.
   events.addEventListener("open", () => {
-    status.textContent = "Live: connected, waiting for changes.";
+    status.textContent = "Live.";
     status.className = "connection connected";
   });
   events.addEventListener("state", (event) => {
@@ -213,15 +216,14 @@ function connect() {
     try {
       state = JSON.parse(event.data);
     } catch (e) {
-      status.textContent = `Cannot read an update: ${e}`;
+      updated.textContent = `Cannot read an update: ${e}`;
       return;
     }
     render(state);
     const when = new Date().toLocaleTimeString();
-    status.textContent = state.ready
-      ? `Live: updated at ${when}.`
-      : `Live: updated at ${when}; shmesh is still waiting for its sources to sync.`;
-    status.className = "connection connected";
+    updated.textContent = state.ready
+      ? `Updated at ${when}.`
+      : `Updated at ${when}; shmesh is still waiting for its sources to sync.`;
   });
   // The browser reconnects by itself, after the delay the server gave.
   events.addEventListener("error", () => {
