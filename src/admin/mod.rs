@@ -1,16 +1,19 @@
-//! The admin HTTP server: `/healthz`, `/readyz`, `/metrics` and debug views
+//! The admin HTTP server: `/healthz`, `/readyz`, `/metrics`, debug views
 //! (`/debug/proxies`, `/debug/problems`, `/debug/rollout`, and for
 //! `shmesh proxy-status` and `proxy-config`, `/debug/syncz` and
-//! `/debug/config_dump?proxyID=`). It only reads shared state.
+//! `/debug/config_dump?proxyID=`) and the web view (`/ui`). It only reads
+//! shared state.
 
 pub mod syncz;
+pub mod ui;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -20,6 +23,9 @@ use tracing::{debug, warn};
 use crate::metrics::Metrics;
 use crate::views::Views;
 use shmesh_xds::server::Registry;
+
+/// A response body: whole, or streamed (the web view's events).
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 pub struct AdminState {
     pub views: Arc<Views>,
@@ -43,7 +49,14 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req)) }
+                async move {
+                    let path = req.uri().path();
+                    let response = match ui::respond(&state, path) {
+                        Some(r) => r,
+                        None => handle(&state, req).map(BodyExt::boxed_unsync),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)
@@ -100,23 +113,35 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/debug/syncz" => json(&syncz::list(state.registry.sync(), &state.instance)),
         "/debug/config_dump" => config_dump(state, req.uri().query().unwrap_or("")),
         "/debug/rollout" => rollout(state, req.uri().query().unwrap_or("")),
-        "/debug/problems" => {
-            let errors: Vec<String> = state
-                .views
-                .problems
-                .lock()
-                .map(|p| p.values().flatten().map(|p| p.to_string()).collect())
-                .unwrap_or_default();
-            let warnings: Vec<String> = state
-                .views
-                .warnings
-                .lock()
-                .map(|w| w.iter().map(|p| p.to_string()).collect())
-                .unwrap_or_default();
-            json(&serde_json::json!({ "errors": errors, "warnings": warnings }))
-        }
+        "/debug/problems" => json(&problems(state)),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// The configuration's problems: objects rejected (errors) and references
+/// that lead nowhere (warnings).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Problems {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+fn problems(state: &AdminState) -> Problems {
+    let mut errors: Vec<String> = state
+        .views
+        .problems
+        .lock()
+        .map(|p| p.values().flatten().map(|p| p.to_string()).collect())
+        .unwrap_or_default();
+    // Sources are kept in a hash map: a stable order for readers.
+    errors.sort();
+    let warnings: Vec<String> = state
+        .views
+        .warnings
+        .lock()
+        .map(|w| w.iter().map(|p| p.to_string()).collect())
+        .unwrap_or_default();
+    Problems { errors, warnings }
 }
 
 /// `/debug/config_dump?proxyID=ID`: what the connected proxy `ID` (its node

@@ -91,7 +91,7 @@ pub fn proxy_name(node_id: &str) -> &str {
 }
 
 /// Istio's node type (`sidecar`, `router`) of an Istio-style node id.
-fn proxy_type(node_id: &str) -> &str {
+pub fn proxy_type(node_id: &str) -> &str {
     let parts: Vec<&str> = node_id.split('~').collect();
     match parts.as_slice() {
         [ty, _, _, _] => ty,

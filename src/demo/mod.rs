@@ -537,6 +537,7 @@ mod tests {
             },
             source: "vs.yaml".into(),
             since: std::time::Instant::now(),
+            routes: None,
         }
     }
 

@@ -10,6 +10,7 @@
 
 mod batching;
 pub mod metrics;
+pub mod routes;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -56,6 +57,9 @@ pub struct Views {
     policies: Mutex<Arc<BTreeMap<String, PolicyInfo>>>,
     /// The Gateway API objects' status conditions, as the model last stood.
     gateway_api: Mutex<Arc<GatewayApiStatus>>,
+    /// Bumped whenever the policies in force, the problems or the warnings
+    /// may have changed, for the web view.
+    changes: watch::Sender<u64>,
     /// Delta clients with listeners get their virtual hosts over VHDS.
     vhds: bool,
     /// The CA, when shmesh issues certificates to the proxies that prove
@@ -80,6 +84,8 @@ pub struct PolicyInfo {
     pub source: String,
     /// When this version took effect in shmesh (its batch was applied).
     pub since: Instant,
+    /// A VirtualService's routes and their weights, for the web view.
+    pub routes: Option<Arc<routes::VirtualServiceRoutes>>,
 }
 
 impl ViewSource for Views {
@@ -178,6 +184,16 @@ impl Views {
             .map(|p| p.clone())
             .unwrap_or_default()
     }
+
+    /// Wakes whenever the policies in force (`policies`), the problems or
+    /// the warnings may have changed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
 }
 
 /// The views task and its handle. `sources` names every source that must
@@ -208,6 +224,7 @@ pub fn new(
         warnings: Mutex::new(Vec::new()),
         policies: Mutex::new(Arc::default()),
         gateway_api: Mutex::new(Arc::default()),
+        changes: watch::channel(0).0,
         vhds,
         identities,
         pod_queries: pod_tx,
@@ -282,6 +299,7 @@ async fn run(
                     if let Ok(mut p) = handle.problems.lock() {
                         p.insert(source, problems);
                     }
+                    handle.changed();
                     None
                 }
             },
@@ -619,6 +637,7 @@ fn record_policies(handle: &Views, model: &Model) {
             &p.name,
             p.generation,
             &p.version,
+            Some(p),
         )
     });
     let dr = model.destination_rules().map(|p| {
@@ -628,6 +647,7 @@ fn record_policies(handle: &Views, model: &Model) {
             &p.name,
             p.generation,
             &p.version,
+            None,
         )
     });
     let gateways: Vec<_> = model
@@ -643,15 +663,18 @@ fn record_policies(handle: &Views, model: &Model) {
             )
         })
         .collect();
-    let gw = gateways
-        .iter()
-        .map(|(ns, name, generation, version)| (Kind::Gateway, ns, name, *generation, version));
-    for (kind, namespace, name, generation, version) in vs.chain(dr).chain(gw) {
+    let gw = gateways.iter().map(|(ns, name, generation, version)| {
+        (Kind::Gateway, ns, name, *generation, version, None)
+    });
+    for (kind, namespace, name, generation, version, vs) in vs.chain(dr).chain(gw) {
         let key = policy_key(kind, namespace, name);
-        let since = before
-            .get(&key)
-            .filter(|p| *p.stamp.version == **version)
-            .map_or(now, |p| p.since);
+        let unchanged = before.get(&key).filter(|p| *p.stamp.version == **version);
+        let since = unchanged.map_or(now, |p| p.since);
+        // The same version has the same routes: the summary is kept.
+        let routes = vs.map(|vs| match unchanged.and_then(|p| p.routes.clone()) {
+            Some(kept) => kept,
+            None => Arc::new(routes::of(vs)),
+        });
         out.insert(
             key,
             PolicyInfo {
@@ -664,6 +687,7 @@ fn record_policies(handle: &Views, model: &Model) {
                 },
                 source: model.origin(kind, namespace, name).source,
                 since,
+                routes,
             },
         );
     }
@@ -673,6 +697,7 @@ fn record_policies(handle: &Views, model: &Model) {
     if let Ok(mut s) = handle.gateway_api.lock() {
         *s = Arc::new(model.gateway_api_status());
     }
+    handle.changed();
 }
 
 /// Logs each reference warning once, when it first appears.
@@ -692,8 +717,12 @@ fn report_warnings(
         }
         now.insert(line);
     }
+    let changed = now != *warned;
     *warned = now;
     if let Ok(mut w) = handle.warnings.lock() {
         *w = warnings;
+    }
+    if changed {
+        handle.changed();
     }
 }

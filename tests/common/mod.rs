@@ -7,6 +7,7 @@
 //! * [`grpc`]: the Python gRPC greeter as server and client;
 //! * [`http`]: a blocking HTTP/1.1 client on hyper (`http_get`, keep-alive
 //!   `HttpClient`) to send traffic through Envoy;
+//! * [`browser`]: a real headless Chromium driven over WebDriver;
 //! * [`apiserver`]: a fake Kubernetes API server (list and watch) for the
 //!   real kube-rs client;
 //! * [`pod_network`]: pods as network namespaces on a bridge, with Istio's
@@ -19,6 +20,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod apiserver;
+pub mod browser;
 pub mod envoy;
 pub mod grpc;
 pub mod http;

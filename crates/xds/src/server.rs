@@ -179,7 +179,8 @@ pub struct Rollout {
 pub struct Registry {
     streams: DashMap<u64, StreamEntry>,
     next: AtomicU64,
-    /// Bumped whenever a proxy connects, leaves, or finishes applying a snapshot.
+    /// Bumped whenever a proxy connects, leaves, takes a new snapshot,
+    /// finishes applying one, or rejects a response.
     changes: watch::Sender<u64>,
 }
 
@@ -260,7 +261,8 @@ impl Registry {
         })
     }
 
-    /// Wakes whenever rollout progress may have changed.
+    /// Wakes whenever rollout progress may have changed, or a proxy
+    /// rejected a response.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
@@ -605,6 +607,9 @@ async fn run_stream<M: Machine, S: ViewSource>(
                                 st.status.snapshot_version = s.version();
                                 st.current = s.clone();
                             }
+                            // The proxy now receives the snapshot's policies:
+                            // their rollouts wait on it.
+                            shared.registry.bump();
                             Ok(machine.snapshot(s))
                         }
                         None => Ok((Vec::new(), Vec::new())),
@@ -754,6 +759,7 @@ fn record<S>(shared: &Shared<S>, id: u64, events: &[Event]) {
                     st.status.last_nack = Some(format!("{ty}: {message}"));
                     st.errors[ty.index()] = Some(message.clone());
                 }
+                shared.registry.bump();
             }
         }
     }
