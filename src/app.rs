@@ -62,6 +62,8 @@ pub struct Bound {
     pub views: Arc<views::Views>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// Records the fleet in the state directory (`--state-dir`).
+    save_fleet: Option<JoinHandle<()>>,
     /// Tells the xDS listeners to stop.
     stop_xds: watch::Sender<bool>,
     /// The xDS listeners: each returns once its connections have drained.
@@ -81,6 +83,10 @@ impl Bound {
     /// Stops accepting proxies, tells the connected ones to go (HTTP/2
     /// GOAWAY) and gives their streams a moment to end, then stops every task.
     pub async fn shutdown(mut self) {
+        // The fleet leaving now is not the fleet to wait for after a restart.
+        if let Some(saver) = &self.save_fleet {
+            saver.abort();
+        }
         let _ = self.stop_xds.send(true);
         for listener in self.xds {
             let _ = listener.await;
@@ -144,6 +150,22 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         metrics.clone(),
     );
     tasks.spawn(views_task);
+    // Rollout waits for the proxies the previous process served to return.
+    let mut save_fleet = None;
+    if let Some(dir) = &args.state_dir {
+        let before = crate::state::Fleet::load(dir).map_or(0, |f| f.proxies);
+        if before > 0 {
+            info!(
+                proxies = before,
+                "served before this restart; rollout waits for them to reconnect"
+            );
+        }
+        views.set_fleet_gate(rollout::FleetGate::new(before, rollout::RECONNECT_GRACE));
+        save_fleet = Some(tokio::spawn(rollout::save_fleet(
+            registry.clone(),
+            dir.clone(),
+        )));
+    }
     tasks.spawn(rollout::measure(
         views.clone(),
         registry.clone(),
@@ -300,6 +322,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         ))));
     }
     Ok(Bound {
+        save_fleet,
         xds_addr,
         xds_tls_addr,
         webhook_addr,

@@ -42,13 +42,97 @@ pub struct Report {
     pub generation: Option<i64>,
     /// Content hash of the version in force.
     pub version: String,
-    /// Every proxy that receives the policy has applied this version.
+    /// At least one proxy receives the policy, every one that does has
+    /// applied this version, and the fleet is not still reconnecting.
     pub live: bool,
     pub acked: Vec<String>,
     pub pending: Vec<String>,
+    /// Why it is not live though no proxy is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
-fn report_of(key: &str, info: &PolicyInfo, registry: &Registry) -> Report {
+impl Report {
+    /// Sets `live` and `waiting` from `acked` and `pending`, and from the
+    /// fleet: nothing is live that no proxy has, or while the proxies of
+    /// the previous process may still be coming back.
+    fn judge(mut self, views: &Views, registry: &Registry) -> Report {
+        self.waiting = if !self.pending.is_empty() {
+            None
+        } else if self.acked.is_empty() {
+            Some("no connected proxy receives it".to_string())
+        } else {
+            views
+                .fleet_gate()
+                .and_then(|gate| gate.waiting(registry.connected()))
+        };
+        self.live = self.pending.is_empty() && self.waiting.is_none();
+        self
+    }
+}
+
+/// Right after a restart, the proxies the previous process served are still
+/// reconnecting (Envoy's backoff takes seconds), and those that have not come
+/// back cannot say whether they hold a change. Until as many proxies are
+/// connected as before the restart (`state::Fleet`), or `RECONNECT_GRACE`
+/// has passed (some may be gone for good), nothing is reported live.
+#[derive(Debug)]
+pub struct FleetGate {
+    started: Instant,
+    expected: usize,
+    grace: Duration,
+}
+
+/// How long after start-up rollout waits at most for the fleet to return.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(60);
+
+impl FleetGate {
+    /// A process that started now and served `expected` proxies before.
+    pub fn new(expected: usize, grace: Duration) -> FleetGate {
+        FleetGate {
+            started: Instant::now(),
+            expected,
+            grace,
+        }
+    }
+
+    /// Why rollout cannot be live yet with `connected` proxies, if it cannot.
+    pub fn waiting(&self, connected: usize) -> Option<String> {
+        let left = self.grace.checked_sub(self.started.elapsed())?;
+        (connected < self.expected).then(|| {
+            format!(
+                "shmesh restarted: {connected} of the {} proxies it served before are back (waiting up to {}s more)",
+                self.expected,
+                left.as_secs().max(1)
+            )
+        })
+    }
+}
+
+/// Keeps the number of connected proxies in the state directory
+/// (`state::Fleet`) for the next process, written when it changes (looked
+/// at every `FLEET_SAVE_EVERY`). Abort it before the streams are shut down,
+/// or it records them leaving.
+pub async fn save_fleet(registry: Arc<Registry>, state_dir: std::path::PathBuf) {
+    let mut last = None;
+    loop {
+        let connected = registry.connected();
+        if last != Some(connected) {
+            let fleet = crate::state::Fleet { proxies: connected };
+            let dir = state_dir.clone();
+            match tokio::task::spawn_blocking(move || fleet.save(&dir)).await {
+                Ok(Ok(())) => last = Some(connected),
+                Ok(Err(e)) => warn!(error = %e, "cannot record the fleet in the state directory"),
+                Err(_) => {}
+            }
+        }
+        tokio::time::sleep(FLEET_SAVE_EVERY).await;
+    }
+}
+
+const FLEET_SAVE_EVERY: Duration = Duration::from_secs(1);
+
+fn report_of(key: &str, info: &PolicyInfo, views: &Views, registry: &Registry) -> Report {
     let rollout = registry.rollout(key, |stamp| stamp.version == info.stamp.version);
     Report {
         kind: info.kind.to_string(),
@@ -56,10 +140,12 @@ fn report_of(key: &str, info: &PolicyInfo, registry: &Registry) -> Report {
         name: info.name.clone(),
         generation: info.stamp.generation,
         version: info.stamp.version.to_string(),
-        live: rollout.pending.is_empty(),
+        live: false,
         acked: rollout.acked,
         pending: rollout.pending,
+        waiting: None,
     }
+    .judge(views, registry)
 }
 
 /// How long changes take to be live on every proxy that receives them.
@@ -164,7 +250,7 @@ pub fn report(
     let policies = views.policies();
     policies
         .get(&key)
-        .map(|info| report_of(&key, info, registry))
+        .map(|info| report_of(&key, info, views, registry))
 }
 
 /// The rollout of every policy, and of every Gateway API route.
@@ -172,7 +258,7 @@ pub fn reports(views: &Views, registry: &Registry) -> Vec<Report> {
     let mut out: Vec<Report> = views
         .policies()
         .iter()
-        .map(|(key, info)| report_of(key, info, registry))
+        .map(|(key, info)| report_of(key, info, views, registry))
         .collect();
     let status = views.gateway_api_status();
     out.extend(
@@ -211,7 +297,7 @@ fn route_rollout(views: &Views, registry: &Registry, route: &RouteStatus) -> Rep
             let key = policy_key(Kind::VirtualService, ns, vs);
             policies
                 .get(&key)
-                .map(|info| report_of(&key, info, registry))
+                .map(|info| report_of(&key, info, views, registry))
         })
         .collect();
     let pending: std::collections::BTreeSet<String> = parts
@@ -230,10 +316,12 @@ fn route_rollout(views: &Views, registry: &Registry, route: &RouteStatus) -> Rep
         name: route.name.clone(),
         generation: route.generation,
         version: shmesh_model::spec_version(&versions),
-        live: pending.is_empty(),
+        live: false,
         acked: acked.into_iter().collect(),
         pending: pending.into_iter().collect(),
+        waiting: None,
     }
+    .judge(views, registry)
 }
 
 // ---------------------------------------------------------------- status writer
@@ -363,7 +451,7 @@ pub async fn write_status(
             if info.source != crate::kubernetes::SOURCE || written.get(key) == Some(&generation) {
                 continue;
             }
-            let report = report_of(key, info, &registry);
+            let report = report_of(key, info, &views, &registry);
             if !report.live {
                 continue;
             }
@@ -506,7 +594,7 @@ fn gateway_json(gw: &GatewayStatus, views: &Views, registry: &Registry) -> serde
     let rollout = views
         .policies()
         .get(&key)
-        .map(|info| report_of(&key, info, registry));
+        .map(|info| report_of(&key, info, views, registry));
     let accepted = gw
         .conditions
         .iter()

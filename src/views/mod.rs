@@ -46,6 +46,8 @@ type PodQuery = ((String, String), oneshot::Sender<Option<Labels>>);
 /// Handle for streams to watch views, and for the admin server and the
 /// status writer to read what the task found.
 pub struct Views {
+    /// Holds rollout back while a restarted replica's fleet reconnects.
+    fleet_gate: std::sync::OnceLock<crate::rollout::FleetGate>,
     watches: Mutex<Watches>,
     new_views: mpsc::UnboundedSender<ProxyView>,
     ready: watch::Sender<bool>,
@@ -168,6 +170,16 @@ impl ViewSource for Views {
 
 impl Views {
     /// Whether every source has synced (`/readyz`).
+    /// What holds rollout back after a restart, if anything may.
+    pub fn fleet_gate(&self) -> Option<&crate::rollout::FleetGate> {
+        self.fleet_gate.get()
+    }
+
+    /// Sets what holds rollout back after a restart (once).
+    pub fn set_fleet_gate(&self, gate: crate::rollout::FleetGate) {
+        let _ = self.fleet_gate.set(gate);
+    }
+
     pub fn ready(&self) -> watch::Receiver<bool> {
         self.ready.subscribe()
     }
@@ -217,6 +229,7 @@ pub fn new(
     let (pod_tx, pod_rx) = mpsc::unbounded_channel();
     let (ready_tx, _) = watch::channel(false);
     let handle = Arc::new(Views {
+        fleet_gate: std::sync::OnceLock::new(),
         watches: Mutex::new(HashMap::new()),
         new_views: view_tx,
         ready: ready_tx,

@@ -195,6 +195,11 @@ impl Default for Registry {
 }
 
 impl Registry {
+    /// How many streams are connected.
+    pub fn connected(&self) -> usize {
+        self.streams.len()
+    }
+
     pub fn list(&self) -> Vec<ProxyStatus> {
         let mut v: Vec<ProxyStatus> = self
             .streams
