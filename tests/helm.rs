@@ -803,7 +803,9 @@ fn deployment_runs_shmesh_as_asked() {
             "--max-connection-age",
             "30m",
             "--max-connection-age-grace",
-            "10s"
+            "10s",
+            "--state-dir",
+            "/var/lib/shmesh"
         ]
     );
     for (var, field) in [
@@ -872,6 +874,7 @@ fn deployment_runs_shmesh_as_asked() {
         c["volumeMounts"],
         json!([
             {"name": "policies", "mountPath": "/etc/shmesh/policies", "readOnly": true},
+            {"name": "state", "mountPath": "/var/lib/shmesh"},
             {"name": "webhook-tls", "mountPath": "/etc/shmesh/webhook", "readOnly": true},
         ])
     );
@@ -879,6 +882,8 @@ fn deployment_runs_shmesh_as_asked() {
         pod["volumes"],
         json!([
             {"name": "policies", "configMap": {"name": "shmesh-policies"}},
+            // What the replica keeps across its restarts (--state-dir).
+            {"name": "state", "emptyDir": {"sizeLimit": "64Mi"}},
             // Optional: shmesh serves xDS before cert-manager has issued it;
             // readable by shmesh's group alone.
             {"name": "webhook-tls", "secret": {"secretName": "shmesh-webhook-tls", "optional": true, "defaultMode": 0o440}},
@@ -1165,6 +1170,8 @@ fn chart_values_change_what_they_say() {
             "0",
             "--max-connection-age-grace",
             "1m",
+            "--state-dir",
+            "/var/lib/shmesh",
             "--watch-namespace",
             "default,shop",
             "--no-status",
