@@ -776,3 +776,22 @@ fn stamp_times(value: &mut serde_json::Value, now: &str) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restarted_replica_waits_for_its_fleet_within_the_grace() {
+        let gate = FleetGate::new(10, Duration::from_secs(60));
+        let waiting = gate.waiting(3).expect("3 of 10 back");
+        assert!(waiting.contains("3 of the 10 proxies"), "{waiting}");
+        assert_eq!(gate.waiting(10), None, "all back");
+        assert_eq!(gate.waiting(12), None, "more than before");
+        // Past the grace, proxies that did not return are taken as gone.
+        let late = FleetGate::new(10, Duration::ZERO);
+        assert_eq!(late.waiting(3), None);
+        // A first start (nothing served before) waits for nobody.
+        assert_eq!(FleetGate::new(0, Duration::from_secs(60)).waiting(0), None);
+    }
+}
