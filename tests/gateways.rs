@@ -626,6 +626,11 @@ fn gamma(delta: bool) {
         assert_eq!(status, 200, "{body}");
         serde_json::from_str::<serde_json::Value>(&body).expect("rollout JSON")
     };
+    // Envoy ACKs its first listeners before they finish warming: wait for
+    // the listener to answer before the steps begin.
+    eventually("the sidecar's listener answers", || {
+        http_get(listener, host, "/", &[]).is_ok_and(|r| r.status == 200)
+    });
     let mut version = String::new();
     for step in [0u32, 10, 50, 100] {
         mesh::write_atomic(dir.path(), "route.yaml", &mesh_route(step));
