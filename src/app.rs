@@ -417,6 +417,13 @@ fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let prometheus_addr = args.prometheus_addr.0;
+    if prometheus_addr.is_some() && args.admin_addr.port() == 0 {
+        anyhow::bail!(
+            "--prometheus-addr passes /stats/prometheus to the admin, whose port must be known: \
+             give --admin-addr a port other than 0, or --prometheus-addr none"
+        );
+    }
     let opts = bootstrap::Options {
         node_id: args.node,
         cluster: args.cluster,
@@ -436,6 +443,7 @@ fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
             }),
             _ => None,
         },
+        prometheus_addr,
     };
     let json = bootstrap::bootstrap_json(&opts)?;
     println!("{}", serde_json::to_string_pretty(&json)?);

@@ -289,6 +289,24 @@ pub struct BootstrapArgs {
     /// listener's (shmesh's CA root).
     #[arg(long)]
     pub xds_root_cert: Option<PathBuf>,
+    /// Where Envoy serves `/stats/prometheus` for Prometheus to scrape, as
+    /// istio-proxy does on 15090 (passed to the admin, which must have a
+    /// port of its own then); `none` leaves the endpoint out.
+    #[arg(long, default_value = crate::bootstrap::PROMETHEUS_ADDR, value_parser = parse_optional_addr)]
+    pub prometheus_addr: OptionalAddr,
+}
+
+/// An address, or `none` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+fn parse_optional_addr(s: &str) -> Result<OptionalAddr, String> {
+    if s == "none" {
+        return Ok(OptionalAddr(None));
+    }
+    s.parse()
+        .map(|addr| OptionalAddr(Some(addr)))
+        .map_err(|e| format!("{s:?} is neither an address (IP:PORT) nor `none`: {e}"))
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {

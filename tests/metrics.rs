@@ -160,6 +160,21 @@ fn the_control_plane_dashboard_finds_every_series() {
         }
     }
 
+    // The Connections panel sums
+    // `envoy_cluster_upstream_cx_active{cluster_name="xds-grpc"}`: the label
+    // comes from Istio's stats tags in the proxy's bootstrap, and the
+    // gateway holds its ADS connection.
+    let xds_connections: f64 = proxy["envoy_cluster_upstream_cx_active"]
+        .iter()
+        .filter(|(labels, _)| labels.get("cluster_name").map(String::as_str) == Some("xds-grpc"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        xds_connections, 1.0,
+        "{:?}",
+        proxy["envoy_cluster_upstream_cx_active"]
+    );
+
     // The samples describe the fleet.
     let connected: BTreeMap<String, f64> = samples["pilot_xds"]
         .iter()

@@ -309,7 +309,7 @@ pub fn http_connection_manager(
 }
 
 /// Envoy's router, the last HTTP filter of every connection manager.
-pub(crate) fn router_filter() -> hcm::HttpFilter {
+pub fn router_filter() -> hcm::HttpFilter {
     hcm::HttpFilter {
         name: "envoy.filters.http.router".to_string(),
         config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
