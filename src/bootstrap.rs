@@ -336,16 +336,20 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
 /// (Envoy's own label for it, which Envoy-based canary queries use) with the
 /// same full Istio cluster name, removing nothing more.
 fn stats_config() -> metrics::StatsConfig {
-    // Istio's regexes keep `outbound|9080|v1|reviews.default.svc.cluster.local`
-    // whole although it holds dots: they stop at `.svc.cluster.local.`.
+    // A cluster's stats are named by its `alt_stat_name`, which shmesh
+    // (as istiod) ends with the delimiter `;`:
+    // `cluster.outbound|9080|v1|reviews.default.svc.cluster.local;.upstream_rq_200`.
+    // The name is everything before `;.` when there is one; otherwise
+    // (bootstrap clusters such as `xds-grpc`) Istio's own rule applies, which
+    // keeps a name whole up to `.svc.cluster.local` although it holds dots.
     const TAGS: &[(&str, &str)] = &[
         (
             "cluster_name",
-            r"^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)",
+            r"^cluster\.(((?:[^;]*(?=;\.)|.+?(?:\..+?\.svc\.cluster\.local)?));?\.)",
         ),
         (
             "envoy.cluster_name",
-            r"^cluster\.()(.+?(?:\..+?\.svc\.cluster\.local)?)\.",
+            r"^cluster\.()((?:[^;]*(?=;\.)|.+?(?:\..+?\.svc\.cluster\.local)?));?\.",
         ),
         ("tcp_prefix", r"^tcp\.((.*?)\.)\w+?$"),
         ("response_code", r"_rq(_(\d{3}))$"),

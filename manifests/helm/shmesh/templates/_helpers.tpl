@@ -99,12 +99,13 @@ dynamic_resources:
     set_node_on_first_message_only: true
   cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 0s}
   lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 0s}
-# Istio's stats tags; the cluster name also as envoy_cluster_name (src/bootstrap.rs).
+# Istio's stats tags, reading cluster names up to alt_stat_name's `;`, and
+# the cluster name also as envoy_cluster_name (src/bootstrap.rs says why).
 stats_config:
   use_all_default_tags: false
   stats_tags:
-  - {tag_name: cluster_name, regex: '^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)'}
-  - {tag_name: envoy.cluster_name, regex: '^cluster\.()(.+?(?:\..+?\.svc\.cluster\.local)?)\.'}
+  - {tag_name: cluster_name, regex: '^cluster\.(((?:[^;]*(?=;\.)|.+?(?:\..+?\.svc\.cluster\.local)?));?\.)'}
+  - {tag_name: envoy.cluster_name, regex: '^cluster\.()((?:[^;]*(?=;\.)|.+?(?:\..+?\.svc\.cluster\.local)?));?\.'}
   - {tag_name: tcp_prefix, regex: '^tcp\.((.*?)\.)\w+?$'}
   - {tag_name: response_code, regex: '_rq(_(\d{3}))$'}
   - {tag_name: response_code_class, regex: '_rq(_(\dxx))$'}
