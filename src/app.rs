@@ -133,7 +133,10 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         names,
         args.debounce,
         args.vhds,
-        &args.trust_domain,
+        views::MeshSettings {
+            trust_domain: args.trust_domain.clone(),
+            tracing: args.tracing(),
+        },
         identities.clone(),
         reviewer.clone(),
         metrics.clone(),

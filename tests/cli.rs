@@ -211,3 +211,29 @@ fn bootstrap_prometheus_endpoint_moves_or_goes() {
     assert_ne!(code, 0);
     assert!(err.contains("neither an address"), "{err}");
 }
+
+/// Tracing flags that make no sense are refused before anything is served,
+/// naming the flag and what is wrong.
+#[test]
+fn serve_refuses_bad_tracing_flags() {
+    for (args, says) in [
+        (&["--tracing-zipkin", "zipkin"][..], "is not HOST:PORT"),
+        (
+            &["--tracing-zipkin", "zip kin:9411"][..],
+            "neither an IP nor a DNS name",
+        ),
+        (&["--tracing-otel", "otel:0"][..], "must not be 0"),
+        (&["--tracing-sampling", "101"][..], "not a percent"),
+        (&["--tracing-tag", "=x"][..], "is not NAME=VALUE"),
+        (&["--tracing-tag", "user=header:"][..], "names no header"),
+        (
+            &["--tracing-zipkin", "a:1", "--tracing-otel", "b:2"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let (code, _, err) = shmesh(&[&["serve"][..], args].concat());
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(err.contains(args[0]), "{args:?} names the flag: {err}");
+    }
+}
