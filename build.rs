@@ -16,6 +16,8 @@ const ROOTS: &[&str] = &[
     "envoy/config/grpc_credential/v3/file_based_metadata.proto",
     "envoy/config/listener/v3/listener.proto",
     "envoy/config/route/v3/route.proto",
+    "envoy/config/trace/v3/opentelemetry.proto",
+    "envoy/config/trace/v3/zipkin.proto",
     "envoy/extensions/filters/http/cors/v3/cors.proto",
     "envoy/extensions/filters/http/fault/v3/fault.proto",
     "envoy/extensions/filters/http/jwt_authn/v3/config.proto",

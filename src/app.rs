@@ -144,7 +144,10 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
         names,
         args.debounce,
         args.vhds,
-        &args.trust_domain,
+        views::MeshSettings {
+            trust_domain: args.trust_domain.clone(),
+            tracing: args.tracing(),
+        },
         identities.clone(),
         reviewer.clone(),
         metrics.clone(),
@@ -490,6 +493,13 @@ fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let prometheus_addr = args.prometheus_addr.0;
+    if prometheus_addr.is_some() && args.admin_addr.port() == 0 {
+        anyhow::bail!(
+            "--prometheus-addr passes /stats/prometheus to the admin, whose port must be known: \
+             give --admin-addr a port other than 0, or --prometheus-addr none"
+        );
+    }
     let opts = bootstrap::Options {
         node_id: args.node,
         cluster: args.cluster,
@@ -509,6 +519,7 @@ fn bootstrap_cmd(args: BootstrapArgs) -> anyhow::Result<()> {
             }),
             _ => None,
         },
+        prometheus_addr,
     };
     let json = bootstrap::bootstrap_json(&opts)?;
     println!("{}", serde_json::to_string_pretty(&json)?);

@@ -1,4 +1,10 @@
 //! Envoy bootstraps that point a proxy at shmesh over ADS.
+//!
+//! Besides ADS, a bootstrap carries what istio-proxy's own bootstrap gives
+//! Envoy for monitoring: Istio's stats tags (so Prometheus series carry
+//! `cluster_name`, `response_code`, ... as Istio's dashboards query them)
+//! and the Prometheus endpoint on 15090 (`/stats/prometheus`, served by the
+//! admin through the `prometheus_stats` cluster).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -8,8 +14,10 @@ use envoy_types::pb::envoy::config::bootstrap::v3 as b;
 use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as e;
+use envoy_types::pb::envoy::config::listener::v3 as l;
+use envoy_types::pb::envoy::config::metrics::v3 as metrics;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uhttp;
-use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+use envoy_types::pb::google::protobuf::{value::Kind, BoolValue, Struct, Value};
 
 use shmesh_translate::node::OUTBOUND_LISTENER_KEY;
 use shmesh_translate::{ads, any, duration, socket_address};
@@ -37,7 +45,20 @@ pub struct Options {
     pub credentials: Option<Credentials>,
     /// Connect to xDS over TLS, proving an identity with a token.
     pub token: Option<TokenProof>,
+    /// Where Prometheus scrapes `/stats/prometheus` (istio-proxy's
+    /// `0.0.0.0:15090`); `None` leaves the endpoint out.
+    pub prometheus_addr: Option<SocketAddr>,
 }
+
+/// Where istio-proxy serves `/stats/prometheus`.
+pub const PROMETHEUS_ADDR: &str = "0.0.0.0:15090";
+
+/// The static cluster that reaches Envoy's own admin for the Prometheus
+/// endpoint (Istio's name for it).
+pub const PROMETHEUS_CLUSTER: &str = "prometheus_stats";
+
+/// The static listener of the Prometheus endpoint.
+pub const PROMETHEUS_LISTENER: &str = "prometheus";
 
 /// A service-account token a proxy proves its identity with on its ADS
 /// stream (`authorization: Bearer`, read from the file by Envoy's
@@ -251,6 +272,12 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
     } else {
         core::api_config_source::ApiType::Grpc
     };
+    let mut clusters = vec![xds_cluster(o)];
+    let mut listeners = Vec::new();
+    if let Some(addr) = o.prometheus_addr {
+        clusters.push(prometheus_cluster(o.admin_addr));
+        listeners.push(prometheus_listener(addr));
+    }
     b::Bootstrap {
         node: Some(core::Node {
             id: o.node_id.clone(),
@@ -259,7 +286,10 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
             ..Default::default()
         }),
         admin: Some(b::Admin {
-            address: Some(socket_address(&o.admin_addr.ip().to_string(), o.admin_addr.port())),
+            address: Some(socket_address(
+                &o.admin_addr.ip().to_string(),
+                o.admin_addr.port(),
+            )),
             ..Default::default()
         }),
         dynamic_resources: Some(b::bootstrap::DynamicResources {
@@ -287,56 +317,215 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
             ..Default::default()
         }),
         static_resources: Some(b::bootstrap::StaticResources {
-            clusters: vec![c::Cluster {
-                name: XDS_CLUSTER.to_string(),
-                cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-                    cluster::DiscoveryType::Static as i32,
-                )),
-                connect_timeout: Some(duration(std::time::Duration::from_secs(1))),
-                load_assignment: Some(e::ClusterLoadAssignment {
-                    cluster_name: XDS_CLUSTER.to_string(),
-                    endpoints: vec![e::LocalityLbEndpoints {
-                        lb_endpoints: o
-                            .xds_addrs
-                            .iter()
-                            .map(|addr| e::LbEndpoint {
-                                host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
-                                    address: Some(socket_address(&addr.ip().to_string(), addr.port())),
-                                    ..Default::default()
-                                })),
-                                ..Default::default()
-                            })
-                            .collect(),
+            clusters,
+            listeners,
+            ..Default::default()
+        }),
+        stats_config: Some(stats_config()),
+        ..Default::default()
+    }
+}
+
+/// Istio's stats tags (`stats_config` of istio-proxy's bootstrap), so that
+/// Envoy's Prometheus series carry the labels Istio's dashboards query:
+/// `envoy_cluster_upstream_cx_active{cluster_name="xds-grpc"}`,
+/// `envoy_cluster_upstream_rq{cluster_name="outbound|9080|v1|reviews.default.svc.cluster.local",response_code_class="5xx"}`.
+///
+/// The cluster name is extracted twice. An extractor's regex removes its
+/// first capture group from the stat name and takes its second as the tag's
+/// value, and every extractor reads the whole name; so a second extractor
+/// whose first group is empty also labels the series `envoy_cluster_name`
+/// (Envoy's own label for it, which Envoy-based canary queries use) with the
+/// same full Istio cluster name, removing nothing more.
+fn stats_config() -> metrics::StatsConfig {
+    // A cluster's stats are named by its `alt_stat_name`, which shmesh
+    // (as istiod) ends with the delimiter `;`:
+    // `cluster.outbound|9080|v1|reviews.default.svc.cluster.local;.upstream_rq_200`.
+    // The name is everything before `;.` when there is one; otherwise
+    // (bootstrap clusters such as `xds-grpc`) Istio's own rule applies, which
+    // keeps a name whole up to `.svc.cluster.local` although it holds dots.
+    const TAGS: &[(&str, &str)] = &[
+        (
+            "cluster_name",
+            r"^cluster\.(((?:[^;]*(?=;\.)|.+?(?:\..+?\.svc\.cluster\.local)?));?\.)",
+        ),
+        (
+            "envoy.cluster_name",
+            r"^cluster\.()((?:[^;]*(?=;\.)|.+?(?:\..+?\.svc\.cluster\.local)?));?\.",
+        ),
+        ("tcp_prefix", r"^tcp\.((.*?)\.)\w+?$"),
+        ("response_code", r"_rq(_(\d{3}))$"),
+        ("response_code_class", r"_rq(_(\dxx))$"),
+        (
+            "http_conn_manager_listener_prefix",
+            r"^listener(?=\.).*?\.http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)",
+        ),
+        (
+            "http_conn_manager_prefix",
+            r"^http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)",
+        ),
+        (
+            "listener_address",
+            r"^listener\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)",
+        ),
+        (
+            "mongo_prefix",
+            r"^mongo\.(.+?)\.(collection|cmd|cx_|op_|delays_|decoding_)(.*?)$",
+        ),
+        ("cache", r"(cache\.(.+?)\.)"),
+        ("component", r"(component\.(.+?)\.)"),
+        ("tag", r"(tag\.(.+?);\.)"),
+        ("wasm_filter", r"(wasm_filter\.(.+?)\.)"),
+        ("authz_enforce_result", r"rbac(\.(allowed|denied))"),
+        ("authz_dry_run_action", r"(\.istio_dry_run_(allow|deny)_)"),
+        ("authz_dry_run_result", r"(\.shadow_(allowed|denied))"),
+    ];
+    metrics::StatsConfig {
+        use_all_default_tags: Some(BoolValue { value: false }),
+        stats_tags: TAGS
+            .iter()
+            .map(|(name, regex)| metrics::TagSpecifier {
+                tag_name: name.to_string(),
+                tag_value: Some(metrics::tag_specifier::TagValue::Regex(regex.to_string())),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The cluster that reaches Envoy's own admin for the Prometheus endpoint
+/// (on loopback when the admin listens on every address).
+fn prometheus_cluster(admin: SocketAddr) -> c::Cluster {
+    let ip = match admin.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    c::Cluster {
+        name: PROMETHEUS_CLUSTER.to_string(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
+        connect_timeout: Some(duration(std::time::Duration::from_millis(250))),
+        load_assignment: Some(e::ClusterLoadAssignment {
+            cluster_name: PROMETHEUS_CLUSTER.to_string(),
+            endpoints: vec![e::LocalityLbEndpoints {
+                lb_endpoints: vec![e::LbEndpoint {
+                    host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
+                        address: Some(socket_address(&ip.to_string(), admin.port())),
                         ..Default::default()
-                    }],
+                    })),
                     ..Default::default()
-                }),
-                transport_socket: o.credentials.as_ref().map(Credentials::transport_socket),
-                // ADS is gRPC: the connection must be HTTP/2.
-                typed_extension_protocol_options: [(
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
-                    any(&uhttp::HttpProtocolOptions {
-                        upstream_protocol_options: Some(
-                            uhttp::http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-                                uhttp::http_protocol_options::ExplicitHttpConfig {
-                                    protocol_config: Some(
-                                        uhttp::http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                                            core::Http2ProtocolOptions::default(),
-                                        ),
-                                    ),
-                                },
-                            ),
-                        ),
-                        ..Default::default()
-                    }),
-                )]
-                .into(),
+                }],
                 ..Default::default()
             }],
             ..Default::default()
         }),
         ..Default::default()
     }
+}
+
+/// The Prometheus endpoint: `/stats/prometheus` (and only paths under it)
+/// passed to the admin, which stays on its own address.
+fn prometheus_listener(addr: SocketAddr) -> l::Listener {
+    use envoy_types::pb::envoy::config::route::v3 as r;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+    let route = r::Route {
+        r#match: Some(r::RouteMatch {
+            path_specifier: Some(r::route_match::PathSpecifier::Prefix(
+                "/stats/prometheus".to_string(),
+            )),
+            ..Default::default()
+        }),
+        action: Some(r::route::Action::Route(r::RouteAction {
+            cluster_specifier: Some(r::route_action::ClusterSpecifier::Cluster(
+                PROMETHEUS_CLUSTER.to_string(),
+            )),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let manager = hcm::HttpConnectionManager {
+        stat_prefix: "stats".to_string(),
+        codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(
+            r::RouteConfiguration {
+                virtual_hosts: vec![r::VirtualHost {
+                    name: "backend".to_string(),
+                    domains: vec!["*".to_string()],
+                    routes: vec![route],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )),
+        http_filters: vec![shmesh_translate::listener::router_filter()],
+        ..Default::default()
+    };
+    l::Listener {
+        name: PROMETHEUS_LISTENER.to_string(),
+        address: Some(socket_address(&addr.ip().to_string(), addr.port())),
+        filter_chains: vec![l::FilterChain {
+            filters: vec![l::Filter {
+                name: "envoy.filters.network.http_connection_manager".to_string(),
+                config_type: Some(l::filter::ConfigType::TypedConfig(any(&manager))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// The static cluster of shmesh's xDS address (over TLS when the proxy
+/// has credentials).
+fn xds_cluster(o: &Options) -> c::Cluster {
+    c::Cluster {
+    name: XDS_CLUSTER.to_string(),
+    cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+        cluster::DiscoveryType::Static as i32,
+    )),
+    connect_timeout: Some(duration(std::time::Duration::from_secs(1))),
+    load_assignment: Some(e::ClusterLoadAssignment {
+        cluster_name: XDS_CLUSTER.to_string(),
+        endpoints: vec![e::LocalityLbEndpoints {
+            // Every replica given: Envoy spreads its connections over them.
+            lb_endpoints: o
+                .xds_addrs
+                .iter()
+                .map(|addr| e::LbEndpoint {
+                    host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
+                        address: Some(socket_address(&addr.ip().to_string(), addr.port())),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }),
+    transport_socket: o.credentials.as_ref().map(Credentials::transport_socket),
+    // ADS is gRPC: the connection must be HTTP/2.
+    typed_extension_protocol_options: [(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+        any(&uhttp::HttpProtocolOptions {
+            upstream_protocol_options: Some(
+                uhttp::http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                    uhttp::http_protocol_options::ExplicitHttpConfig {
+                        protocol_config: Some(
+                            uhttp::http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                                core::Http2ProtocolOptions::default(),
+                            ),
+                        ),
+                    },
+                ),
+            ),
+            ..Default::default()
+        }),
+    )]
+    .into(),
+    ..Default::default()
+}
 }
 
 fn string_value(s: &str) -> Value {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use shmesh_model::telemetry::{Collector, CustomTag, TagValue, Tracing};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -187,6 +188,27 @@ pub struct ServeArgs {
     /// The trust domain of workload identities (`spiffe://TRUST_DOMAIN/ns/NS/sa/SA`).
     #[arg(long, env = "SHMESH_TRUST_DOMAIN", default_value = "cluster.local")]
     pub trust_domain: String,
+    /// Every sidecar and gateway sends spans to the Zipkin collector at
+    /// HOST:PORT (JSON v2 over HTTP, `/api/v2/spans`), through the cluster
+    /// `zipkin` shmesh sends them.
+    #[arg(long, env = "SHMESH_TRACING_ZIPKIN", value_name = "HOST:PORT", value_parser = parse_host_port, conflicts_with = "tracing_otel")]
+    pub tracing_zipkin: Option<(String, u16)>,
+    /// Every sidecar and gateway sends spans to the OpenTelemetry collector
+    /// at HOST:PORT (OTLP over gRPC), through the cluster `opentelemetry`
+    /// shmesh sends them.
+    #[arg(long, env = "SHMESH_TRACING_OTEL", value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub tracing_otel: Option<(String, u16)>,
+    /// With a tracing collector: the percent of requests traced (Istio's
+    /// default, 1).
+    #[arg(long, env = "SHMESH_TRACING_SAMPLING", default_value = "1", value_parser = parse_percent)]
+    pub tracing_sampling: f64,
+    /// With a tracing collector: a tag on every span (repeatable), as
+    /// Istio's custom tags: `NAME=TEXT` (a literal), `NAME=header:HEADER`
+    /// (a request header), `NAME=env:VAR` (the proxy's environment
+    /// variable), `NAME=literal:TEXT` (a literal that starts with one of
+    /// those prefixes).
+    #[arg(long = "tracing-tag", value_name = "NAME=VALUE", value_parser = parse_tracing_tag)]
+    pub tracing_tags: Vec<CustomTag>,
     /// Root certificate (PEM) of shmesh's CA, which signs workload
     /// certificates for proxies without an Istio agent (`shmesh ca init`
     /// makes one). With it shmesh also serves xDS over TLS.
@@ -349,6 +371,104 @@ pub struct BootstrapArgs {
     /// listener's (shmesh's CA root).
     #[arg(long)]
     pub xds_root_cert: Option<PathBuf>,
+    /// Where Envoy serves `/stats/prometheus` for Prometheus to scrape, as
+    /// istio-proxy does on 15090 (passed to the admin, which must have a
+    /// port of its own then); `none` leaves the endpoint out.
+    #[arg(long, default_value = crate::bootstrap::PROMETHEUS_ADDR, value_parser = parse_optional_addr)]
+    pub prometheus_addr: OptionalAddr,
+}
+
+/// An address, or `none` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+fn parse_optional_addr(s: &str) -> Result<OptionalAddr, String> {
+    if s == "none" {
+        return Ok(OptionalAddr(None));
+    }
+    s.parse()
+        .map(|addr| OptionalAddr(Some(addr)))
+        .map_err(|e| format!("{s:?} is neither an address (IP:PORT) nor `none`: {e}"))
+}
+
+impl ServeArgs {
+    /// How proxies trace requests: `None` without a collector.
+    pub fn tracing(&self) -> Option<Tracing> {
+        let collector = match (&self.tracing_zipkin, &self.tracing_otel) {
+            (Some((host, port)), _) => Collector::Zipkin {
+                host: host.clone(),
+                port: *port,
+            },
+            (None, Some((host, port))) => Collector::OpenTelemetry {
+                host: host.clone(),
+                port: *port,
+            },
+            (None, None) => return None,
+        };
+        Some(Tracing {
+            collector,
+            sampling: self.tracing_sampling,
+            custom_tags: self.tracing_tags.clone(),
+        })
+    }
+}
+
+/// `HOST:PORT`, the host a DNS name or an IP (IPv6 in brackets).
+fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|e| format!("{s:?}: the port {port:?} is not a port number: {e}"))?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let is_name = !host.is_empty()
+        && host.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if host.parse::<std::net::IpAddr>().is_err() && !is_name {
+        return Err(format!("{s:?}: {host:?} is neither an IP nor a DNS name"));
+    }
+    if port == 0 {
+        return Err(format!("{s:?}: the port must not be 0"));
+    }
+    Ok((host.to_string(), port))
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        Ok(_) => Err(format!("{s} is not a percent from 0 to 100")),
+        Err(e) => Err(format!("{s:?} is not a number: {e}")),
+    }
+}
+
+fn parse_tracing_tag(s: &str) -> Result<CustomTag, String> {
+    let (name, value) = match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => (name, value),
+        _ => return Err(format!("{s:?} is not NAME=VALUE")),
+    };
+    let from = |prefix: &str| value.strip_prefix(prefix).map(str::to_string);
+    let value = if let Some(header) = from("header:") {
+        if header.is_empty() {
+            return Err(format!("{s:?}: header: names no header"));
+        }
+        TagValue::Header(header)
+    } else if let Some(var) = from("env:") {
+        if var.is_empty() {
+            return Err(format!("{s:?}: env: names no variable"));
+        }
+        TagValue::Environment(var)
+    } else {
+        TagValue::Literal(from("literal:").unwrap_or_else(|| value.to_string()))
+    };
+    Ok(CustomTag {
+        name: name.to_string(),
+        value,
+    })
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {

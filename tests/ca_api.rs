@@ -619,6 +619,7 @@ stringData:
         .args(["--namespace", "edge", "--label", "istio=ingressgateway"])
         .args(["--label", "gateway.networking.k8s.io/gateway-name=api"])
         .args(["--admin-addr", "127.0.0.1:0", "--xds-tls-name", "127.0.0.1"])
+        .args(["--prometheus-addr", "none"])
         .args(["--xds-addr", &tls.to_string()])
         .arg("--token-file")
         .arg(&token)

@@ -233,3 +233,61 @@ fn bootstrap_passes_envoy_validation() {
         }
     }
 }
+
+/// The Prometheus endpoint is istio-proxy's, 0.0.0.0:15090 passed to the
+/// admin, unless moved or left out; it needs an admin port to pass to.
+#[test]
+fn bootstrap_prometheus_endpoint_moves_or_goes() {
+    let base = ["bootstrap", "--node", "n1", "--xds-addr", "127.0.0.1:15010"];
+    let listeners = |extra: &[&str]| {
+        let (code, out, err) = shmesh(&[&base[..], extra].concat());
+        assert_eq!(code, 0, "{err}");
+        let b: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        b["static_resources"]["listeners"].clone()
+    };
+    let default = listeners(&[]);
+    assert_eq!(default[0]["name"], "prometheus");
+    assert_eq!(
+        default[0]["address"],
+        serde_json::json!({"socket_address": {"address": "0.0.0.0", "port_value": 15090}})
+    );
+    let moved = listeners(&["--prometheus-addr", "127.0.0.9:9090"]);
+    assert_eq!(
+        moved[0]["address"],
+        serde_json::json!({"socket_address": {"address": "127.0.0.9", "port_value": 9090}})
+    );
+    assert!(listeners(&["--prometheus-addr", "none"]).is_null());
+
+    let (code, _, err) = shmesh(&[&base[..], &["--admin-addr", "127.0.0.1:0"]].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("--admin-addr"), "{err}");
+    let (code, _, err) = shmesh(&[&base[..], &["--prometheus-addr", "15090"]].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("neither an address"), "{err}");
+}
+
+/// Tracing flags that make no sense are refused before anything is served,
+/// naming the flag and what is wrong.
+#[test]
+fn serve_refuses_bad_tracing_flags() {
+    for (args, says) in [
+        (&["--tracing-zipkin", "zipkin"][..], "is not HOST:PORT"),
+        (
+            &["--tracing-zipkin", "zip kin:9411"][..],
+            "neither an IP nor a DNS name",
+        ),
+        (&["--tracing-otel", "otel:0"][..], "must not be 0"),
+        (&["--tracing-sampling", "101"][..], "not a percent"),
+        (&["--tracing-tag", "=x"][..], "is not NAME=VALUE"),
+        (&["--tracing-tag", "user=header:"][..], "names no header"),
+        (
+            &["--tracing-zipkin", "a:1", "--tracing-otel", "b:2"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let (code, _, err) = shmesh(&[&["serve"][..], args].concat());
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(err.contains(args[0]), "{args:?} names the flag: {err}");
+    }
+}

@@ -1617,12 +1617,13 @@ fn as_shmesh_prints(configmap: &Value, overlay: &Value, dns: &str, ip: &str, por
     let admin_addr = json!({"socket_address": {"address": "127.0.0.1", "port_value": 15000}});
     assert_eq!(chart["admin"]["address"], admin_addr);
     let statics = &mut chart["static_resources"];
-    let mut listeners = statics
-        .as_object_mut()
-        .expect("static_resources")
-        .remove("listeners")
-        .expect("listeners");
-    let status = named(&mut listeners, "status");
+    let listeners = statics["listeners"].as_array_mut().expect("listeners");
+    let status = listeners.remove(
+        listeners
+            .iter()
+            .position(|l| l["name"] == "status")
+            .expect("status listener"),
+    );
     assert_eq!(
         status["address"],
         json!({"socket_address": {"address": "0.0.0.0", "port_value": 15021}})
@@ -1866,6 +1867,12 @@ fn an_ingress_gateway_is_an_envoy_router_node_of_shmesh() {
         })
         .collect();
     assert!(container_ports.values().all(|&p| p >= 1024));
+    // Prometheus finds Envoy's stats where it finds istio-proxy's.
+    assert_eq!(container_ports.get("http-envoy-prom"), Some(&15090));
+    let annotations = &template["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], "15090");
+    assert_eq!(annotations["prometheus.io/path"], "/stats/prometheus");
     assert_eq!(service["spec"]["type"], "LoadBalancer");
     assert_eq!(
         service["spec"]["ports"],
@@ -2301,6 +2308,24 @@ fn the_gateway_identity_follows_its_values() {
     assert_eq!(google["target_uri"], "10.0.0.7:15443");
 }
 
+/// Moves a chart bootstrap's admin, status and Prometheus listeners to free
+/// ports on 127.0.0.1 (the pod's are fixed, and 0.0.0.0), keeping the
+/// clusters that reach the admin pointed at it; returns the status and
+/// Prometheus ports.
+fn on_test_ports(bootstrap: &mut Value) -> [u16; 2] {
+    let [admin, status, prometheus] = [(); 3].map(|_| common::free_port("127.0.0.1"));
+    let on = |port: u16| json!({"socket_address": {"address": "127.0.0.1", "port_value": port}});
+    bootstrap["admin"]["address"] = on(admin);
+    for cluster in ["admin", "prometheus_stats"] {
+        named(&mut bootstrap["static_resources"]["clusters"], cluster)["load_assignment"]
+            ["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] = on(admin);
+    }
+    let listeners = &mut bootstrap["static_resources"]["listeners"];
+    named(listeners, "status")["address"] = on(status);
+    named(listeners, "prometheus")["address"] = on(prometheus);
+    [status, prometheus]
+}
+
 /// The chart's gateway, run: a real Envoy started as the chart starts it
 /// (the ConfigMap's bootstrap, the Deployment's `--config-yaml` node with
 /// the kubelet's expansion for pod `ingress-1` of istio-system at
@@ -2308,16 +2333,17 @@ fn the_gateway_identity_follows_its_values() {
 /// localhost), serves both an Istio Gateway selecting `istio:
 /// ingressgateway` and the Gateway API Gateway `api` (the label
 /// `gateway.networking.k8s.io/gateway-name: api` added in values). Its
-/// readiness path answers 200 once it is configured, and the status port
-/// exposes nothing else of the admin. Only ports differ from the pod: the
-/// admin's, the status listener's (on 127.0.0.1) and the Gateways', which
-/// are picked at run time.
+/// readiness path answers 200 once it is configured, its Prometheus port
+/// serves `/stats/prometheus` with Istio's labels, and neither port exposes
+/// anything else of the admin. Only ports differ from the pod: the admin's,
+/// the status and Prometheus listeners' (on 127.0.0.1) and the Gateways',
+/// which are picked at run time.
 #[test]
 fn the_rendered_gateway_serves_istio_and_gateway_api_gateways() {
     use common::{free_port, http_get, mesh, Envoy, EnvoyOptions, Shmesh, Upstream};
 
     let web = Upstream::start("127.0.0.61", "web");
-    let [istio_port, api_port, admin_port, status_port] = [(); 4].map(|_| free_port("127.0.0.1"));
+    let [istio_port, api_port] = [(); 2].map(|_| free_port("127.0.0.1"));
     let config = format!(
         "apiVersion: v1
 kind: Service
@@ -2405,12 +2431,7 @@ spec:
     let [_, configmap, deployment, _] =
         gateway_objects(&objects, "istio-ingressgateway", "istio-system");
     let mut bootstrap = gateway_bootstrap(configmap);
-    bootstrap["admin"]["address"]["socket_address"]["port_value"] = json!(admin_port);
-    named(&mut bootstrap["static_resources"]["clusters"], "admin")["load_assignment"]
-        ["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
-        ["port_value"] = json!(admin_port);
-    named(&mut bootstrap["static_resources"]["listeners"], "status")["address"] =
-        json!({"socket_address": {"address": "127.0.0.1", "port_value": status_port}});
+    let [status_port, prometheus_port] = on_test_ports(&mut bootstrap);
     let args = envoy_args(deployment, "ingress-1", "istio-system", "127.0.0.1");
     let envoy = Envoy::start_with(
         &bootstrap,
@@ -2436,6 +2457,25 @@ spec:
     for path in ["/stats", "/config_dump", "/ready", "/quitquitquit"] {
         let r = http_get(status, "status", path, &[]).expect("status port");
         assert_eq!(r.status, 404, "{path} on the status port");
+    }
+    // Prometheus' port serves the stats with Istio's labels, and nothing
+    // else of the admin.
+    let prometheus: std::net::SocketAddr = ([127, 0, 0, 1], prometheus_port).into();
+    let scrape =
+        http_get(prometheus, "prometheus", "/stats/prometheus", &[]).expect("the Prometheus port");
+    assert_eq!(scrape.status, 200);
+    assert!(
+        scrape
+            .body
+            .lines()
+            .any(|l| l.starts_with("envoy_cluster_upstream_cx_active{")
+                && l.contains(r#"cluster_name="xds-grpc""#)),
+        "{}",
+        scrape.body
+    );
+    for path in ["/stats", "/config_dump", "/quitquitquit"] {
+        let r = http_get(prometheus, "prometheus", path, &[]).expect("Prometheus port");
+        assert_eq!(r.status, 404, "{path} on the Prometheus port");
     }
     assert!(envoy.exit_status().is_none(), "Envoy is still running");
     drop(envoy);
@@ -2587,13 +2627,7 @@ stringData:
     let [_, configmap, deployment, _] =
         gateway_objects(&objects, "istio-ingressgateway", "istio-system");
     let mut bootstrap = gateway_bootstrap(configmap);
-    let [admin_port, status_port] = [(); 2].map(|_| free_port("127.0.0.1"));
-    bootstrap["admin"]["address"]["socket_address"]["port_value"] = json!(admin_port);
-    named(&mut bootstrap["static_resources"]["clusters"], "admin")["load_assignment"]
-        ["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
-        ["port_value"] = json!(admin_port);
-    named(&mut bootstrap["static_resources"]["listeners"], "status")["address"] =
-        json!({"socket_address": {"address": "127.0.0.1", "port_value": status_port}});
+    let [status_port, _] = on_test_ports(&mut bootstrap);
     // The kubelet's mounts, in a temporary directory.
     let mounts = tempfile::tempdir().expect("mounts");
     let token_file = mounts.path().join("istio-token");

@@ -6,10 +6,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
-use common::grpc::{ensure_python_package, run_bounded};
+use common::grpc::ensure_python_package;
+use common::prometheus::{parse, Samples};
 use common::{free_port, http_get, mesh, Envoy, Shmesh};
 
 /// Where a series the dashboard reads comes from.
@@ -65,32 +65,6 @@ const DASHBOARD: &[(&str, Source)] = &[
     ("sidecar_injection_success_total", Source::Injector),
     ("sidecar_injection_failure_total", Source::Injector),
 ];
-
-/// A sample as the parser read it: its labels and value.
-type Samples = BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>;
-
-/// Parses Prometheus text with `prometheus_client.parser` and returns the
-/// samples by name.
-fn parse(dir: &std::path::Path, text: &str) -> Samples {
-    let file = dir.join("scrape.txt");
-    std::fs::write(&file, text).expect("write scrape");
-    let script = "import json, sys\n\
-        from prometheus_client.parser import text_string_to_metric_families\n\
-        out = {}\n\
-        for family in text_string_to_metric_families(open(sys.argv[1]).read()):\n\
-        \x20   for s in family.samples:\n\
-        \x20       out.setdefault(s.name, []).append([s.labels, s.value])\n\
-        print(json.dumps(out))\n";
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", script]).arg(&file);
-    let run = run_bounded(cmd, dir, "parse", Duration::from_secs(60));
-    assert!(
-        run.ok(),
-        "the Prometheus parser refused /metrics: {}",
-        run.describe()
-    );
-    serde_json::from_str(run.out.stdout().trim()).expect("parser output")
-}
 
 fn total(samples: &Samples, name: &str) -> f64 {
     samples
@@ -162,6 +136,21 @@ fn the_control_plane_dashboard_finds_every_series() {
             }
         }
     }
+
+    // The Connections panel sums
+    // `envoy_cluster_upstream_cx_active{cluster_name="xds-grpc"}`: the label
+    // comes from Istio's stats tags in the proxy's bootstrap, and the
+    // gateway holds its ADS connection.
+    let xds_connections: f64 = proxy["envoy_cluster_upstream_cx_active"]
+        .iter()
+        .filter(|(labels, _)| labels.get("cluster_name").map(String::as_str) == Some("xds-grpc"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(
+        xds_connections, 1.0,
+        "{:?}",
+        proxy["envoy_cluster_upstream_cx_active"]
+    );
 
     // The samples describe the fleet.
     let connected: BTreeMap<String, f64> = samples["pilot_xds"]

@@ -97,6 +97,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         instance_ip: None,
         credentials: None,
         token: None,
+        // 15090 may be taken; the demo does not scrape Envoy.
+        prometheus_addr: None,
     })?;
     let client = traffic::client();
     // Ctrl-C (or the end of --duration) while Envoy starts stops the demo

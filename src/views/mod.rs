@@ -208,6 +208,15 @@ impl Views {
     }
 }
 
+/// Settings of the whole mesh that translation reads, given to `serve`.
+#[derive(Debug, Clone, Default)]
+pub struct MeshSettings {
+    /// The trust domain of workload identities.
+    pub trust_domain: String,
+    /// How proxies trace requests, if they do.
+    pub tracing: Option<shmesh_model::telemetry::Tracing>,
+}
+
 /// The views task and its handle. `sources` names every source that must
 /// sync before any proxy is answered. The task runs until it is dropped or
 /// every sender of updates is gone.
@@ -215,7 +224,7 @@ pub fn new(
     sources: BTreeSet<&'static str>,
     debounce: Duration,
     vhds: bool,
-    trust_domain: &str,
+    mesh: MeshSettings,
     identities: Option<Arc<Identities>>,
     reviewer: Option<TokenReviewer>,
     metrics: Arc<Metrics>,
@@ -244,7 +253,8 @@ pub fn new(
         reviewer,
     });
     let mut model = Model::new();
-    model.set_trust_domain(trust_domain);
+    model.set_trust_domain(&mesh.trust_domain);
+    model.set_tracing(mesh.tracing);
     let inputs = Inputs {
         updates: update_rx,
         new_views: view_rx,

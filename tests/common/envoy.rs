@@ -177,6 +177,8 @@ pub struct EnvoyOptions {
     /// Run as this user and group (a sidecar runs as Istio's proxy uid,
     /// which capture lets through).
     pub uid: Option<u32>,
+    /// Extra environment variables of the Envoy process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for EnvoyOptions {
@@ -188,6 +190,7 @@ impl Default for EnvoyOptions {
             extra_args: Vec::new(),
             netns: None,
             uid: None,
+            env: Vec::new(),
         }
     }
 }
@@ -269,6 +272,7 @@ impl Envoy {
             .arg("--drain-time-s")
             .arg(options.drain_time_s.to_string())
             .args(&options.extra_args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);

@@ -8,6 +8,7 @@
 //! * [`http`]: a blocking HTTP/1.1 client on hyper (`http_get`, keep-alive
 //!   `HttpClient`) to send traffic through Envoy;
 //! * [`browser`]: a real headless Chromium driven over WebDriver;
+//! * [`prometheus`]: scrapes parsed by Prometheus' Python client;
 //! * [`apiserver`]: a fake Kubernetes API server (list and watch) for the
 //!   real kube-rs client;
 //! * [`pod_network`]: pods as network namespaces on a bridge, with Istio's
@@ -27,6 +28,7 @@ pub mod http;
 pub mod mesh;
 pub mod netns;
 pub mod pod_network;
+pub mod prometheus;
 pub mod shmesh;
 pub mod upstream;
 pub mod xds_client;

@@ -246,6 +246,7 @@ impl Shmesh {
             instance_ip: None,
             credentials: None,
             token: None,
+            prometheus_addr: None,
         })
         .expect("bootstrap json")
     }
@@ -266,7 +267,7 @@ impl Shmesh {
                 "router~127.0.0.1~gateway-1.{namespace}~{namespace}.svc.cluster.local"
             ))
             .args(["--namespace", namespace, "--label", label])
-            .args(["--admin-addr", "127.0.0.1:0"])
+            .args(["--admin-addr", "127.0.0.1:0", "--prometheus-addr", "none"])
             .args(["--api", if delta { "delta" } else { "sotw" }]);
         match credentials {
             Some((ca, dir)) => {

@@ -15,6 +15,7 @@ mod label_index;
 pub mod security;
 mod service;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -274,6 +275,8 @@ pub struct Model {
     /// The trust domain of the mesh's SPIFFE identities (`cluster.local`
     /// when empty).
     trust_domain: String,
+    /// How proxies trace requests, when they do.
+    tracing: Option<Arc<telemetry::Tracing>>,
 
     /// Services by FQDN (Kubernetes Services win over ServiceEntries).
     services: BTreeMap<String, Arc<MeshService>>,
@@ -499,6 +502,16 @@ impl Model {
 
     pub fn set_trust_domain(&mut self, trust_domain: &str) {
         self.trust_domain = trust_domain.to_string();
+    }
+
+    /// Sets how every proxy traces requests (`None`: not at all). Set before
+    /// the first translation: snapshots already built keep what they had.
+    pub fn set_tracing(&mut self, tracing: Option<telemetry::Tracing>) {
+        self.tracing = tracing.map(Arc::new);
+    }
+
+    pub fn tracing(&self) -> Option<&telemetry::Tracing> {
+        self.tracing.as_deref()
     }
 
     /// The trust domain of workload identities, `cluster.local` by default.

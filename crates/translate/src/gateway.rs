@@ -256,7 +256,7 @@ pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> 
         let mut opaque: Option<l::FilterChain> = None;
         for bound in &servers {
             if bound.terminates() {
-                if let Some(chain) = tls_chain(view, bound, &name, &mut sni_seen) {
+                if let Some(chain) = tls_chain(model, view, bound, &name, &mut sni_seen) {
                     chains.push(chain);
                 }
             } else if bound.server.is_http() {
@@ -275,6 +275,7 @@ pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> 
         if plain {
             chains.push(l::FilterChain {
                 filters: vec![gateway_http(
+                    model,
                     &format!("outbound_{name}"),
                     &format!("http.{port}"),
                 )],
@@ -329,6 +330,7 @@ fn server_names(bound: &Bound) -> Vec<String> {
 /// taken by an earlier server of the port (Envoy refuses two chains with the
 /// same match) or it has no certificate to serve.
 fn tls_chain(
+    model: &Model,
     view: &ProxyView,
     bound: &Bound,
     listener_name: &str,
@@ -347,6 +349,7 @@ fn tls_chain(
         }),
         transport_socket: Some(socket),
         filters: vec![gateway_http(
+            model,
             &format!("outbound_{listener_name}"),
             &bound.https_route_name(),
         )],
@@ -524,9 +527,10 @@ pub(crate) fn l4_clusters(
 
 /// The connection manager of a gateway: like a sidecar's, but the gateway is
 /// the edge, so the client's address is the remote address.
-fn gateway_http(stat_prefix: &str, route_config: &str) -> l::Filter {
+fn gateway_http(model: &Model, stat_prefix: &str, route_config: &str) -> l::Filter {
     let mut hcm = listener::http_connection_manager(stat_prefix, route_config, true);
     hcm.use_remote_address = Some(BoolValue { value: true });
+    hcm.tracing = crate::telemetry::hcm_tracing(model, crate::telemetry::Side::Gateway);
     l::Filter {
         name: "envoy.filters.network.http_connection_manager".to_string(),
         config_type: Some(l::filter::ConfigType::TypedConfig(any(&hcm))),

@@ -278,6 +278,7 @@ pub fn virtual_inbound(model: &Model, view: &ProxyView) -> l::Listener {
                     p.port,
                     &cluster,
                     authorization.http_filters(),
+                    crate::telemetry::hcm_tracing(model, crate::telemetry::Side::Inbound),
                 )))),
             }]
         } else {
@@ -420,6 +421,7 @@ fn http_manager(
     port: u16,
     cluster: &str,
     mut filters: Vec<hcm::HttpFilter>,
+    tracing: Option<hcm::http_connection_manager::Tracing>,
 ) -> hcm::HttpConnectionManager {
     filters.push(listener::router_filter());
     let route = r::Route {
@@ -439,6 +441,7 @@ fn http_manager(
     };
     let port_text = port.to_string();
     hcm::HttpConnectionManager {
+        tracing,
         stat_prefix: format!("inbound_0.0.0.0_{port_text}"),
         codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(

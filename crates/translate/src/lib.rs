@@ -16,6 +16,7 @@ pub mod listener;
 pub mod node;
 pub mod route;
 mod route_patch;
+pub mod telemetry;
 #[cfg(test)]
 mod tests;
 pub mod tls;
@@ -152,6 +153,12 @@ fn build_on(model: &Model, view: &ProxyView, threads: usize) -> Snapshot {
         .chain(inbound::clusters(model, view))
     {
         fixed.encode(built.name, &*built.cluster);
+    }
+    // Proxyless clients trace by their own means, if at all.
+    if view.mode != ListenerMode::Proxyless {
+        if let Some((name, collector)) = telemetry::collector_cluster(model) {
+            fixed.encode(name, &collector);
+        }
     }
     clusters.push(fixed.finish_by_name());
     let (clusters, endpoints) = in_parallel(

@@ -25,14 +25,14 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use envoy_types::pb::google::protobuf::BoolValue;
 
-use super::{ads, any, istio_names, route, socket_address, ListenerMode, ProxyView};
+use super::{ads, any, istio_names, route, socket_address, telemetry, ListenerMode, ProxyView};
 use shmesh_api::objects::{L4MatchAttributes, TcpRoute};
 use shmesh_model::Model;
 
 pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
     match &view.mode {
         ListenerMode::Capture => capture(model, view),
-        ListenerMode::Explicit(addr) => vec![explicit(*addr)],
+        ListenerMode::Explicit(addr) => vec![explicit(model, *addr)],
         ListenerMode::Proxyless => proxyless(model, view),
         ListenerMode::Router => super::gateway::listeners(model, view),
     }
@@ -62,6 +62,7 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
                         filters: vec![http_filter(
                             &format!("outbound_0.0.0.0_{}", port.number),
                             &port.number.to_string(),
+                            telemetry::hcm_tracing(model, telemetry::Side::Outbound),
                         )],
                         ..Default::default()
                     }],
@@ -224,7 +225,7 @@ fn virtual_outbound() -> l::Listener {
     }
 }
 
-fn explicit(addr: SocketAddr) -> (String, l::Listener) {
+fn explicit(model: &Model, addr: SocketAddr) -> (String, l::Listener) {
     let ip = addr.ip().to_string();
     let name = istio_names::listener(&ip, addr.port());
     let listener = l::Listener {
@@ -235,6 +236,7 @@ fn explicit(addr: SocketAddr) -> (String, l::Listener) {
             filters: vec![http_filter(
                 &format!("outbound_{name}"),
                 istio_names::HTTP_PROXY_ROUTE,
+                telemetry::hcm_tracing(model, telemetry::Side::Outbound),
             )],
             ..Default::default()
         }],
@@ -309,7 +311,7 @@ pub fn http_connection_manager(
 }
 
 /// Envoy's router, the last HTTP filter of every connection manager.
-pub(crate) fn router_filter() -> hcm::HttpFilter {
+pub fn router_filter() -> hcm::HttpFilter {
     hcm::HttpFilter {
         name: "envoy.filters.http.router".to_string(),
         config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
@@ -319,12 +321,17 @@ pub(crate) fn router_filter() -> hcm::HttpFilter {
     }
 }
 
-pub(crate) fn http_filter(stat_prefix: &str, route_config: &str) -> l::Filter {
+/// A sidecar's outbound connection manager, traced as `tracing` says.
+pub(crate) fn http_filter(
+    stat_prefix: &str,
+    route_config: &str,
+    tracing: Option<hcm::http_connection_manager::Tracing>,
+) -> l::Filter {
+    let mut manager = http_connection_manager(stat_prefix, route_config, true);
+    manager.tracing = tracing;
     l::Filter {
         name: "envoy.filters.network.http_connection_manager".to_string(),
-        config_type: Some(l::filter::ConfigType::TypedConfig(any(
-            &http_connection_manager(stat_prefix, route_config, true),
-        ))),
+        config_type: Some(l::filter::ConfigType::TypedConfig(any(&manager))),
     }
 }
 

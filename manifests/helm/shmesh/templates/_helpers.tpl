@@ -51,7 +51,8 @@ The ingress gateway's Envoy bootstrap (templates/gateway.yaml), given
 router node (tests/helm.rs compares them), except that Envoy finds shmesh by
 DNS, holds listeners and clusters back until shmesh sends them
 (initial_fetch_timeout 0s), and answers probes on 15021 from its admin
-/ready (the admin stays on 127.0.0.1). The node comes with --config-yaml.
+/ready (the admin stays on 127.0.0.1). Like `shmesh bootstrap`, it carries
+Istio's stats tags and serves /stats/prometheus on 15090 from the admin. The node comes with --config-yaml.
 With "token" (a dict of "file", "root" and "serverName"), ADS goes over
 Envoy's Google gRPC client to the xDS TLS listener at address:port, trusting
 only the root file and checking the listener's certificate for serverName,
@@ -98,6 +99,27 @@ dynamic_resources:
     set_node_on_first_message_only: true
   cds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 0s}
   lds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 0s}
+# Istio's stats tags, reading cluster names up to alt_stat_name's `;`, and
+# the cluster name also as envoy_cluster_name (src/bootstrap.rs says why).
+stats_config:
+  use_all_default_tags: false
+  stats_tags:
+  - {tag_name: cluster_name, regex: '^cluster\.(((?:[^;]*(?=;\.)|.+?(?:\..+?\.svc\.cluster\.local)?));?\.)'}
+  - {tag_name: envoy.cluster_name, regex: '^cluster\.()((?:[^;]*(?=;\.)|.+?(?:\..+?\.svc\.cluster\.local)?));?\.'}
+  - {tag_name: tcp_prefix, regex: '^tcp\.((.*?)\.)\w+?$'}
+  - {tag_name: response_code, regex: '_rq(_(\d{3}))$'}
+  - {tag_name: response_code_class, regex: '_rq(_(\dxx))$'}
+  - {tag_name: http_conn_manager_listener_prefix, regex: '^listener(?=\.).*?\.http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)'}
+  - {tag_name: http_conn_manager_prefix, regex: '^http\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)'}
+  - {tag_name: listener_address, regex: '^listener\.(((?:[_.[:digit:]]*|[_\[\]aAbBcCdDeEfF[:digit:]]*))\.)'}
+  - {tag_name: mongo_prefix, regex: '^mongo\.(.+?)\.(collection|cmd|cx_|op_|delays_|decoding_)(.*?)$'}
+  - {tag_name: cache, regex: '(cache\.(.+?)\.)'}
+  - {tag_name: component, regex: '(component\.(.+?)\.)'}
+  - {tag_name: tag, regex: '(tag\.(.+?);\.)'}
+  - {tag_name: wasm_filter, regex: '(wasm_filter\.(.+?)\.)'}
+  - {tag_name: authz_enforce_result, regex: 'rbac(\.(allowed|denied))'}
+  - {tag_name: authz_dry_run_action, regex: '(\.istio_dry_run_(allow|deny)_)'}
+  - {tag_name: authz_dry_run_result, regex: '(\.shadow_(allowed|denied))'}
 static_resources:
   clusters:
   - name: xds-grpc
@@ -115,6 +137,16 @@ static_resources:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config: {http2_protocol_options: {}}
+  - name: prometheus_stats
+    type: STATIC
+    connect_timeout: 0.250s
+    load_assignment:
+      cluster_name: prometheus_stats
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {address: 127.0.0.1, port_value: 15000}
   - name: admin
     type: STATIC
     connect_timeout: 1s
@@ -126,6 +158,26 @@ static_resources:
             address:
               socket_address: {address: 127.0.0.1, port_value: 15000}
   listeners:
+  - name: prometheus
+    address:
+      socket_address: {address: 0.0.0.0, port_value: 15090}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: stats
+          route_config:
+            virtual_hosts:
+            - name: backend
+              domains: ["*"]
+              routes:
+              - match: {prefix: /stats/prometheus}
+                route: {cluster: prometheus_stats}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   - name: status
     address:
       socket_address: {address: 0.0.0.0, port_value: 15021}

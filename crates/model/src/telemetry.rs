@@ -1,0 +1,56 @@
+//! Mesh-wide telemetry settings, given to `shmesh serve` (as Istio's
+//! `meshConfig.defaultConfig.tracing` and its tracing extension providers
+//! are given to istiod): where proxies send spans, how many requests they
+//! trace, and which tags they add. Translation turns them into the `tracing`
+//! of every HTTP connection manager and a cluster for the collector.
+
+/// How proxies trace requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    pub collector: Collector,
+    /// Percent of requests traced (Istio's default is 1).
+    pub sampling: f64,
+    /// Tags added to every span, in the order given.
+    pub custom_tags: Vec<CustomTag>,
+}
+
+/// Where spans go: a host (DNS name or IP) and port the proxies reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Collector {
+    /// Zipkin's JSON v2 API over HTTP (`/api/v2/spans`).
+    Zipkin { host: String, port: u16 },
+    /// OpenTelemetry's OTLP over gRPC.
+    OpenTelemetry { host: String, port: u16 },
+}
+
+impl Collector {
+    pub fn host(&self) -> &str {
+        match self {
+            Collector::Zipkin { host, .. } | Collector::OpenTelemetry { host, .. } => host,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            Collector::Zipkin { port, .. } | Collector::OpenTelemetry { port, .. } => *port,
+        }
+    }
+}
+
+/// A tag on every span, named `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomTag {
+    pub name: String,
+    pub value: TagValue,
+}
+
+/// Where a custom tag's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagValue {
+    /// This text.
+    Literal(String),
+    /// The request header of this name (no tag when absent).
+    Header(String),
+    /// The proxy's environment variable of this name (no tag when unset).
+    Environment(String),
+}

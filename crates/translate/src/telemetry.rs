@@ -1,0 +1,379 @@
+//! Tracing: the `tracing` of every HTTP connection manager a sidecar or
+//! gateway gets, and the cluster of the collector its spans go to, from the
+//! mesh's tracing settings (`Model::tracing`, given to `shmesh serve`).
+//!
+//! As istiod writes it (pilot's `networking/core/tracing.go`): the
+//! provider's config (Zipkin JSON v2 with 128-bit trace ids and no shared
+//! span context; OpenTelemetry over gRPC), client and overall sampling at
+//! 100% and random sampling at the mesh's percent, custom tags sorted by
+//! name, and gateways spawning a span of their own for the upstream request.
+//! The collector's cluster is named as Istio's bootstrap names Zipkin's
+//! (`zipkin`); it resolves the collector's host by DNS unless it is an IP.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3 as e;
+use envoy_types::pb::envoy::config::trace::v3 as trace;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uhttp;
+use envoy_types::pb::envoy::r#type::tracing::v3 as tags;
+use envoy_types::pb::envoy::r#type::v3::Percent;
+use envoy_types::pb::google::protobuf::BoolValue;
+
+use shmesh_model::telemetry::{Collector, TagValue, Tracing};
+use shmesh_model::Model;
+
+use crate::{any, duration, socket_address};
+
+/// The cluster of a Zipkin collector (Istio's bootstrap name).
+pub const ZIPKIN_CLUSTER: &str = "zipkin";
+/// The cluster of an OpenTelemetry collector.
+pub const OPENTELEMETRY_CLUSTER: &str = "opentelemetry";
+
+/// How long a proxy waits for the collector to take a batch of spans.
+const COLLECTOR_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which connection manager is traced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A sidecar's outbound listeners.
+    Outbound,
+    /// A sidecar's inbound chains.
+    Inbound,
+    /// A gateway's servers.
+    Gateway,
+}
+
+/// The `tracing` of a connection manager on `side`, when the mesh traces.
+pub fn hcm_tracing(model: &Model, side: Side) -> Option<hcm::http_connection_manager::Tracing> {
+    let tracing = model.tracing()?;
+    let percent = |value| Some(Percent { value });
+    Some(hcm::http_connection_manager::Tracing {
+        client_sampling: percent(100.0),
+        random_sampling: percent(tracing.sampling),
+        overall_sampling: percent(100.0),
+        custom_tags: custom_tags(tracing),
+        provider: Some(provider(&tracing.collector)),
+        // A gateway is the edge: its span stands for the client's request,
+        // and one of its own for the request it sends on.
+        spawn_upstream_span: (side == Side::Gateway).then_some(BoolValue { value: true }),
+        ..Default::default()
+    })
+}
+
+fn custom_tags(tracing: &Tracing) -> Vec<tags::CustomTag> {
+    use tags::custom_tag::{Environment, Header, Literal, Type};
+    let mut out: Vec<tags::CustomTag> = tracing
+        .custom_tags
+        .iter()
+        .map(|t| tags::CustomTag {
+            tag: t.name.clone(),
+            r#type: Some(match &t.value {
+                TagValue::Literal(value) => Type::Literal(Literal {
+                    value: value.clone(),
+                }),
+                TagValue::Header(name) => Type::RequestHeader(Header {
+                    name: name.clone(),
+                    ..Default::default()
+                }),
+                TagValue::Environment(name) => Type::Environment(Environment {
+                    name: name.clone(),
+                    ..Default::default()
+                }),
+            }),
+        })
+        .collect();
+    out.sort_by(|a, b| a.tag.cmp(&b.tag));
+    out
+}
+
+fn provider(collector: &Collector) -> trace::tracing::Http {
+    let host = match collector.host().parse::<IpAddr>() {
+        Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+        _ => collector.host().to_string(),
+    };
+    let authority = format!("{host}:{}", collector.port());
+    let (name, config) = match collector {
+        Collector::Zipkin { .. } => (
+            "envoy.tracers.zipkin",
+            any(&trace::ZipkinConfig {
+                collector_service: Some(core::HttpService {
+                    http_uri: Some(core::HttpUri {
+                        uri: format!("http://{authority}/api/v2/spans"),
+                        timeout: Some(duration(COLLECTOR_TIMEOUT)),
+                        http_upstream_type: Some(core::http_uri::HttpUpstreamType::Cluster(
+                            ZIPKIN_CLUSTER.to_string(),
+                        )),
+                    }),
+                    ..Default::default()
+                }),
+                collector_endpoint_version: trace::zipkin_config::CollectorEndpointVersion::HttpJson
+                    as i32,
+                trace_id_128bit: true,
+                shared_span_context: Some(BoolValue { value: false }),
+                ..Default::default()
+            }),
+        ),
+        Collector::OpenTelemetry { .. } => (
+            "envoy.tracers.opentelemetry",
+            any(&trace::OpenTelemetryConfig {
+                grpc_service: Some(core::GrpcService {
+                    target_specifier: Some(core::grpc_service::TargetSpecifier::EnvoyGrpc(
+                        core::grpc_service::EnvoyGrpc {
+                            cluster_name: OPENTELEMETRY_CLUSTER.to_string(),
+                            authority,
+                            ..Default::default()
+                        },
+                    )),
+                    timeout: Some(duration(COLLECTOR_TIMEOUT)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        ),
+    };
+    trace::tracing::Http {
+        name: name.to_string(),
+        config_type: Some(trace::tracing::http::ConfigType::TypedConfig(config)),
+    }
+}
+
+/// The collector's cluster, when the mesh traces: by DNS unless its host
+/// is an IP; HTTP/2 for OpenTelemetry's gRPC.
+pub fn collector_cluster(model: &Model) -> Option<(String, c::Cluster)> {
+    let collector = &model.tracing()?.collector;
+    let (name, http2) = match collector {
+        Collector::Zipkin { .. } => (ZIPKIN_CLUSTER, false),
+        Collector::OpenTelemetry { .. } => (OPENTELEMETRY_CLUSTER, true),
+    };
+    let discovery = if collector.host().parse::<IpAddr>().is_ok() {
+        cluster::DiscoveryType::Static
+    } else {
+        cluster::DiscoveryType::StrictDns
+    };
+    let mut out = c::Cluster {
+        name: name.to_string(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(discovery as i32)),
+        connect_timeout: Some(duration(Duration::from_secs(1))),
+        load_assignment: Some(e::ClusterLoadAssignment {
+            cluster_name: name.to_string(),
+            endpoints: vec![e::LocalityLbEndpoints {
+                lb_endpoints: vec![e::LbEndpoint {
+                    host_identifier: Some(e::lb_endpoint::HostIdentifier::Endpoint(e::Endpoint {
+                        address: Some(socket_address(collector.host(), collector.port())),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    if http2 {
+        use uhttp::http_protocol_options::{explicit_http_config, ExplicitHttpConfig};
+        out.typed_extension_protocol_options.insert(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            any(&uhttp::HttpProtocolOptions {
+                upstream_protocol_options: Some(
+                    uhttp::http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                        ExplicitHttpConfig {
+                            protocol_config: Some(
+                                explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                                    core::Http2ProtocolOptions::default(),
+                                ),
+                            ),
+                        },
+                    ),
+                ),
+                ..Default::default()
+            }),
+        );
+    }
+    Some((name.to_string(), out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{decode, model, view};
+    use crate::{build, ListenerMode};
+    use envoy_types::pb::envoy::config::listener::v3 as l;
+    use prost::Message;
+    use shmesh_cache::{ResourceType, Snapshot};
+    use shmesh_model::telemetry::CustomTag;
+
+    /// `reviews` (its pods labelled `app: reviews`) and a Gateway on port
+    /// 8080 for `istio: ingressgateway` proxies, with a route to it.
+    const MESH: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: default}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080, targetPort: 9080}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: r1, namespace: default, labels: {app: reviews}}\nstatus: {podIP: 10.0.0.1}\n---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: public, namespace: default}\nspec:\n  selector: {istio: ingressgateway}\n  servers: [{port: {number: 8080, name: http, protocol: HTTP}, hosts: ['*']}]\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: default}\nspec:\n  hosts: ['*']\n  gateways: [public]\n  http: [{route: [{destination: {host: reviews}}]}]\n";
+
+    fn traced(collector: Collector) -> Model {
+        let mut m = model(MESH);
+        m.set_tracing(Some(Tracing {
+            collector,
+            sampling: 2.5,
+            custom_tags: vec![
+                CustomTag {
+                    name: "user".into(),
+                    value: TagValue::Header("end-user".into()),
+                },
+                CustomTag {
+                    name: "mesh".into(),
+                    value: TagValue::Literal("blue".into()),
+                },
+            ],
+        }));
+        m
+    }
+
+    /// The `tracing` of every connection manager in the snapshot's
+    /// listeners, by listener name.
+    fn tracings(snap: &Snapshot) -> Vec<(String, Option<hcm::http_connection_manager::Tracing>)> {
+        let mut out = Vec::new();
+        for name in snap.get(ResourceType::Listener).names() {
+            let listener: l::Listener = decode(snap, ResourceType::Listener, name);
+            for chain in &listener.filter_chains {
+                for filter in &chain.filters {
+                    if filter.name != "envoy.filters.network.http_connection_manager" {
+                        continue;
+                    }
+                    let Some(l::filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
+                        panic!("no config");
+                    };
+                    let manager = hcm::HttpConnectionManager::decode(any.value.as_slice())
+                        .expect("a connection manager");
+                    out.push((name.to_string(), manager.tracing));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_connection_manager_of_sidecars_and_gateways_is_traced() {
+        let m = traced(Collector::Zipkin {
+            host: "zipkin.istio-system".into(),
+            port: 9411,
+        });
+        let mut sidecar = view("default");
+        sidecar.labels = [("app".to_string(), "reviews".to_string())].into();
+        let mut gateway = view("default");
+        gateway.mode = ListenerMode::Router;
+        gateway.labels = [("istio".to_string(), "ingressgateway".to_string())].into();
+        for (v, sides) in [
+            (&sidecar, &[Side::Outbound, Side::Inbound][..]),
+            (&gateway, &[Side::Gateway][..]),
+        ] {
+            let snap = build(&m, v);
+            let found = tracings(&snap);
+            for side in sides {
+                let want = hcm_tracing(&m, *side);
+                assert!(
+                    found.iter().any(|(_, t)| *t == want),
+                    "{side:?} in {found:?}"
+                );
+            }
+            assert!(found.len() >= sides.len());
+            for (name, t) in &found {
+                let t = t.as_ref().unwrap_or_else(|| panic!("{name} is not traced"));
+                assert_eq!(t.random_sampling, Some(Percent { value: 2.5 }));
+                assert_eq!(t.overall_sampling, Some(Percent { value: 100.0 }));
+                let tags: Vec<&str> = t.custom_tags.iter().map(|t| t.tag.as_str()).collect();
+                assert_eq!(tags, ["mesh", "user"], "sorted by name");
+                let Some(trace::tracing::Http {
+                    name: provider,
+                    config_type: Some(trace::tracing::http::ConfigType::TypedConfig(config)),
+                }) = &t.provider
+                else {
+                    panic!("no provider");
+                };
+                assert_eq!(provider, "envoy.tracers.zipkin");
+                let zipkin = trace::ZipkinConfig::decode(config.value.as_slice()).expect("zipkin");
+                let uri = zipkin
+                    .collector_service
+                    .and_then(|s| s.http_uri)
+                    .expect("uri");
+                assert_eq!(uri.uri, "http://zipkin.istio-system:9411/api/v2/spans");
+                assert_eq!(
+                    uri.http_upstream_type,
+                    Some(core::http_uri::HttpUpstreamType::Cluster(
+                        ZIPKIN_CLUSTER.into()
+                    ))
+                );
+                assert_eq!(
+                    t.spawn_upstream_span.is_some(),
+                    v.mode == ListenerMode::Router
+                );
+            }
+            let cluster: c::Cluster = decode(&snap, ResourceType::Cluster, ZIPKIN_CLUSTER);
+            assert_eq!(
+                cluster.cluster_discovery_type,
+                Some(cluster::ClusterDiscoveryType::Type(
+                    cluster::DiscoveryType::StrictDns as i32
+                ))
+            );
+        }
+
+        // Proxyless clients get neither.
+        let mut proxyless = view("default");
+        proxyless.mode = ListenerMode::Proxyless;
+        let snap = build(&m, &proxyless);
+        assert!(snap
+            .get(ResourceType::Cluster)
+            .get(ZIPKIN_CLUSTER)
+            .is_none());
+        assert!(tracings(&snap).is_empty());
+    }
+
+    #[test]
+    fn without_a_collector_nothing_is_traced() {
+        let snap = build(&model(MESH), &view("default"));
+        let found = tracings(&snap);
+        assert!(!found.is_empty());
+        assert!(found.iter().all(|(_, t)| t.is_none()), "{found:?}");
+        assert!(snap
+            .get(ResourceType::Cluster)
+            .get(ZIPKIN_CLUSTER)
+            .is_none());
+    }
+
+    #[test]
+    fn an_opentelemetry_collector_by_ip_is_reached_over_http2() {
+        let m = traced(Collector::OpenTelemetry {
+            host: "10.0.0.9".into(),
+            port: 4317,
+        });
+        let (name, cluster) = collector_cluster(&m).expect("a collector cluster");
+        assert_eq!(name, OPENTELEMETRY_CLUSTER);
+        assert_eq!(
+            cluster.cluster_discovery_type,
+            Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::Static as i32
+            ))
+        );
+        assert!(cluster
+            .typed_extension_protocol_options
+            .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
+        let t = hcm_tracing(&m, Side::Outbound).expect("traced");
+        let Some(trace::tracing::Http {
+            name,
+            config_type: Some(trace::tracing::http::ConfigType::TypedConfig(config)),
+        }) = t.provider
+        else {
+            panic!("no provider");
+        };
+        assert_eq!(name, "envoy.tracers.opentelemetry");
+        let otel = trace::OpenTelemetryConfig::decode(config.value.as_slice()).expect("otel");
+        let Some(core::grpc_service::TargetSpecifier::EnvoyGrpc(grpc)) =
+            otel.grpc_service.and_then(|s| s.target_specifier)
+        else {
+            panic!("not Envoy gRPC");
+        };
+        assert_eq!(grpc.cluster_name, OPENTELEMETRY_CLUSTER);
+        assert_eq!(grpc.authority, "10.0.0.9:4317");
+    }
+}

@@ -1,0 +1,148 @@
+//! Mesh-wide tracing given to `shmesh serve`: a real Envoy sidecar traces
+//! every request (sampling 100%) and sends its spans, through the `zipkin`
+//! cluster shmesh sends it, to a Zipkin collector (a test HTTP server that
+//! takes Zipkin's JSON v2 at `/api/v2/spans`), named for the proxy's
+//! service and carrying the custom tags: a literal, a request header and
+//! the proxy's environment variable.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::{free_port, http_get, mesh, Envoy, EnvoyOptions, HttpClient, Reply, Shmesh, Upstream};
+use shmesh::bootstrap::{bootstrap_json, Options};
+
+/// The spans the collector was sent, in the order they came.
+fn spans(collector: &Upstream) -> Vec<Value> {
+    collector
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v2/spans")
+        .flat_map(|r| {
+            let batch: Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| {
+                panic!(
+                    "not Zipkin JSON ({e}): {}",
+                    String::from_utf8_lossy(&r.body)
+                )
+            });
+            batch.as_array().cloned().unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn sidecars_send_spans_with_custom_tags_to_the_zipkin_collector() {
+    let collector = Upstream::start_with("127.0.0.81", "zipkin", |_| Reply::new(202, ""));
+    let reviews = mesh::ReviewsOnV1::write();
+    let zipkin = collector.addr().to_string();
+    let shmesh = Shmesh::start_with(
+        reviews.dir.path(),
+        &[
+            "--tracing-zipkin",
+            &zipkin,
+            "--tracing-sampling",
+            "100",
+            "--tracing-tag",
+            "mesh=shmesh-test",
+            "--tracing-tag",
+            "user=header:end-user",
+            "--tracing-tag",
+            "region=env:SHMESH_TEST_REGION",
+        ],
+    );
+
+    // A sidecar of productpage, whose Envoy knows its region only from its
+    // environment.
+    let listener: SocketAddr = ([127, 0, 0, 1], free_port("127.0.0.1")).into();
+    let bootstrap = bootstrap_json(&Options {
+        node_id: "sidecar~127.0.0.1~productpage-1.default~default.svc.cluster.local".to_string(),
+        cluster: Some("productpage.default".to_string()),
+        namespace: Some("default".to_string()),
+        xds_addrs: vec![shmesh.xds],
+        delta: true,
+        outbound_listener: Some(listener),
+        admin_addr: "127.0.0.1:0".parse().expect("addr"),
+        labels: Default::default(),
+        instance_ip: None,
+        credentials: None,
+        token: None,
+        prometheus_addr: None,
+    })
+    .expect("bootstrap");
+    let envoy = Envoy::start_with(
+        &bootstrap,
+        EnvoyOptions {
+            env: vec![("SHMESH_TEST_REGION".into(), "eu-west-9".into())],
+            ..EnvoyOptions::default()
+        },
+    );
+    assert!(envoy.wait_until(Duration::from_secs(20), |_| {
+        http_get(listener, "reviews:9080", "/", &[]).is_ok_and(|r| r.status == 200)
+    }));
+
+    // Enough requests for Envoy to send a batch (it sends every 5 spans).
+    let mut client = HttpClient::connect(listener).expect("connect to the sidecar");
+    for _ in 0..10 {
+        let r = client
+            .get("reviews:9080", "/", &[("end-user", "jason")])
+            .expect("request");
+        assert_eq!(r.status, 200);
+    }
+    let arrived = envoy.wait_until(Duration::from_secs(20), |_| {
+        spans(&collector)
+            .iter()
+            .filter(|s| s["tags"]["user"] == "jason")
+            .count()
+            >= 10
+    });
+    let spans = spans(&collector);
+    assert!(
+        arrived,
+        "10 spans of jason's requests: {spans:#?}\n{}",
+        envoy.log()
+    );
+
+    let span = spans
+        .iter()
+        .find(|s| s["tags"]["user"] == "jason")
+        .expect("a span of jason's");
+    assert_eq!(span["kind"], "CLIENT", "{span:#}");
+    assert_eq!(span["localEndpoint"]["serviceName"], "productpage.default");
+    // Envoy names an outbound span by the request's authority (routes
+    // carry no decorator naming their operation).
+    assert_eq!(span["name"], "reviews:9080");
+    let tags = &span["tags"];
+    assert_eq!(tags["mesh"], "shmesh-test");
+    assert_eq!(tags["region"], "eu-west-9");
+    assert_eq!(tags["http.method"], "GET");
+    assert_eq!(tags["http.status_code"], "200");
+    assert_eq!(
+        tags["upstream_cluster"],
+        "outbound|9080|v1|reviews.default.svc.cluster.local"
+    );
+    assert_eq!(
+        span["traceId"].as_str().map(str::len),
+        Some(32),
+        "128-bit trace ids"
+    );
+
+    // What shmesh sent prints as Envoy's JSON, tracer and collector included.
+    let (status, dump) = shmesh.admin_get("/debug/config_dump?proxyID=productpage-1.default");
+    assert_eq!(status, 200, "{dump}");
+    assert!(
+        dump.contains("type.googleapis.com/envoy.config.trace.v3.ZipkinConfig")
+            && dump.contains(r#""name": "zipkin""#),
+        "{dump}"
+    );
+
+    // The upstream saw the trace's context (B3), so its own spans join it.
+    let traced = reviews.v1.last_request().expect("a request of reviews v1");
+    assert!(
+        traced.header("x-b3-traceid").is_some(),
+        "{:?}",
+        traced.headers
+    );
+}
