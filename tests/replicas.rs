@@ -84,7 +84,7 @@ fn moves_between_replicas(delta: bool) {
         .args(["--xds-addr", &a.xds.to_string()])
         .args(["--xds-addr", &b.xds.to_string()])
         .args(["--outbound-listener", &listener.to_string()])
-        .args(["--admin-addr", "127.0.0.1:0"])
+        .args(["--admin-addr", "127.0.0.1:0", "--prometheus-addr", "none"])
         .args(["--api", if delta { "delta" } else { "sotw" }])
         .output()
         .expect("run shmesh bootstrap");
