@@ -482,7 +482,6 @@ fn in_kubernetes_mode_a_token_proves_a_sidecars_identity_on_its_ads_stream() {
 /// take from another namespace.
 #[test]
 fn in_kubernetes_mode_a_gateway_proves_itself_with_its_token_file() {
-    use common::http::https_get;
     use common::{free_port, shmesh_binary, Envoy, Upstream};
     let rig = KubernetesCa::start(&[("token-of-ingress", "edge", "ingress", "istio-ca")]);
     let web = Upstream::start("127.0.0.71", "web");
@@ -635,43 +634,37 @@ stringData:
     let bootstrap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let envoy = Envoy::start(&bootstrap);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let mut last = String::new();
-    let served = envoy.wait_until(std::time::Duration::from_secs(30), |_| {
-        match https_get(addr, "secure.example.com", "/", ca.trusted_pem()) {
-            Ok((r, _)) => {
-                last = format!("{} {}", r.status, r.body);
-                r.status == 200 && r.body == "web"
-            }
-            Err(e) => {
-                last = e;
-                false
-            }
-        }
-    });
-    assert!(
-        served,
-        "no HTTPS with the Secret's certificate: {last}\n{}\n{}",
-        envoy.log(),
-        rig.shmesh.log()
+    let served = envoy.wait_for_https(
+        std::time::Duration::from_secs(30),
+        addr,
+        "secure.example.com",
+        ca.trusted_pem(),
+        "web",
     );
+    if let Err(last) = served {
+        panic!(
+            "no HTTPS with the Secret's certificate: {last}
+{}
+{}",
+            envoy.log(),
+            rig.shmesh.log()
+        );
+    }
     let api: SocketAddr = format!("127.0.0.1:{api_port}").parse().expect("addr");
-    let served = envoy.wait_until(std::time::Duration::from_secs(30), |_| {
-        match https_get(api, "api.example.com", "/", ca.trusted_pem()) {
-            Ok((r, _)) => {
-                last = format!("{} {}", r.status, r.body);
-                r.status == 200 && r.body == "web"
-            }
-            Err(e) => {
-                last = e;
-                false
-            }
-        }
-    });
-    assert!(
-        served,
-        "no HTTPS with the granted Secret of another namespace: {last}\n{}",
-        rig.shmesh.log()
+    let served = envoy.wait_for_https(
+        std::time::Duration::from_secs(30),
+        api,
+        "api.example.com",
+        ca.trusted_pem(),
+        "web",
     );
+    if let Err(last) = served {
+        panic!(
+            "no HTTPS with the granted Secret of another namespace: {last}
+{}",
+            rig.shmesh.log()
+        );
+    }
     assert!(
         !rig.shmesh.log().contains("token-of-ingress"),
         "a token was logged"

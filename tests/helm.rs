@@ -2496,7 +2496,6 @@ spec:
 /// a temporary directory, and ports differ as in the plaintext run.
 #[test]
 fn the_rendered_gateway_proves_its_token_and_serves_its_secret() {
-    use common::http::https_get;
     use common::pod_network::ca_init;
     use common::{free_port, ApiServer, Envoy, EnvoyOptions, Shmesh, Upstream};
 
@@ -2659,25 +2658,22 @@ stringData:
         },
     );
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], https_port).into();
-    let mut last = String::new();
-    let served = envoy.wait_until(Duration::from_secs(30), |_| {
-        match https_get(addr, "secure.example.com", "/", issuer.trusted_pem()) {
-            Ok((r, _)) => {
-                last = format!("{} {}", r.status, r.body);
-                r.status == 200 && r.body == "web"
-            }
-            Err(e) => {
-                last = e;
-                false
-            }
-        }
-    });
-    assert!(
-        served,
-        "no HTTPS with the Secret's certificate: {last}\n{}\n{}",
-        envoy.log(),
-        shmesh.log()
+    let served = envoy.wait_for_https(
+        Duration::from_secs(30),
+        addr,
+        "secure.example.com",
+        issuer.trusted_pem(),
+        "web",
     );
+    if let Err(last) = served {
+        panic!(
+            "no HTTPS with the Secret's certificate: {last}
+{}
+{}",
+            envoy.log(),
+            shmesh.log()
+        );
+    }
     assert!(
         api.token_reviews()
             .iter()

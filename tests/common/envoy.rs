@@ -488,6 +488,38 @@ impl Envoy {
         }
     }
 
+    /// Waits up to `timeout` for `GET https://HOST/` at `addr`, through
+    /// this Envoy, to answer 200 with `body`, the server's certificate
+    /// checked for `host` against `ca_pem`. `Err` holds the last answer or
+    /// error.
+    pub fn wait_for_https(
+        &self,
+        timeout: Duration,
+        addr: SocketAddr,
+        host: &str,
+        ca_pem: &str,
+        body: &str,
+    ) -> Result<(), String> {
+        let mut last = String::new();
+        let served = self.wait_until(timeout, |_| {
+            match super::http::https_get(addr, host, "/", ca_pem) {
+                Ok((r, _)) => {
+                    last = format!("{} {}", r.status, r.body);
+                    r.status == 200 && r.body == body
+                }
+                Err(e) => {
+                    last = e;
+                    false
+                }
+            }
+        });
+        if served {
+            Ok(())
+        } else {
+            Err(last)
+        }
+    }
+
     /// Waits until `GET /ready` returns 200 (server state LIVE, i.e. initial
     /// xDS fetches are done).
     pub fn wait_live(&self, timeout: Duration) -> bool {
