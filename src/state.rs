@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use shmesh_api::{Kind, ObjectKey};
+use shmesh_api::parse::{decode, Outcome, Parsed};
+use shmesh_api::{Kind, ObjectKey, Origin, Problem};
 
 /// The last good versions one source served.
 #[derive(Debug)]
@@ -112,6 +113,52 @@ impl LastGood {
         let text = std::fs::read(&path).ok()?;
         let value = serde_json::from_slice(&text).ok()?;
         Some((value, path))
+    }
+
+    /// For an object that is invalid since this process first read it: the
+    /// version a previous process served (from `store`), and the problem saying
+    /// which version is served, or that none is.
+    pub fn serve_for_invalid(
+        store: Option<&LastGood>,
+        key: &ObjectKey,
+        origin: &Origin,
+    ) -> (Option<Parsed>, Problem) {
+        let about = |p: Problem| p.for_kind(origin, key.kind, &key.namespace, &key.name);
+        let Some(store) = store else {
+            return (
+                None,
+                about(Problem::error(
+                    "",
+                    "not served: invalid, and no last good version is kept (shmesh runs without --state-dir)",
+                )),
+            );
+        };
+        let recalled = store.recall(key).and_then(|(doc, path)| {
+            let kept_at = Origin::file(path.display().to_string(), 1);
+            match decode(&kept_at, doc) {
+                Outcome::Object(p) if p.key == *key => Some((p, path)),
+                _ => None,
+            }
+        });
+        match recalled {
+            Some((parsed, path)) => (
+                Some(parsed),
+                about(Problem::warning(
+                    "",
+                    format!(
+                        "invalid; serving its last good version, which this replica served before it restarted ({})",
+                        path.display()
+                    ),
+                )),
+            ),
+            None => (
+                None,
+                about(Problem::error(
+                    "",
+                    "not served: invalid, and this replica kept no last good version of it before it restarted",
+                )),
+            ),
+        }
     }
 }
 

@@ -20,8 +20,8 @@ use tracing::{debug, error, info, warn};
 use super::Update;
 use crate::metrics::Metrics;
 use crate::state::LastGood;
-use shmesh_api::parse::{decode, parse_text, parse_text_keeping, Outcome, Parsed};
-use shmesh_api::{Object, ObjectKey, Origin, Problem};
+use shmesh_api::parse::{parse_text, parse_text_keeping, Outcome, Parsed};
+use shmesh_api::{Object, ObjectKey, Problem};
 use shmesh_model::Change;
 
 pub const SOURCE: &str = "files";
@@ -274,8 +274,11 @@ impl FileSet {
                             // Invalid since this process first read it: the
                             // version served before the restart, if kept.
                             None if self.serving => {
-                                let (kept, problem) =
-                                    recall(self.last_good.as_ref(), &key, &origin);
+                                let (kept, problem) = LastGood::serve_for_invalid(
+                                    self.last_good.as_ref(),
+                                    &key,
+                                    &origin,
+                                );
                                 problems.push(problem);
                                 if let Some(kept) = kept {
                                     objects.insert(key, kept);
@@ -371,52 +374,6 @@ impl FileSet {
     /// Objects in force.
     pub fn objects(&self) -> impl Iterator<Item = (&ObjectKey, &Arc<Object>)> {
         self.current.iter().map(|(k, (_, p))| (k, &p.object))
-    }
-}
-
-/// For an object that is invalid since this process first read it: the
-/// version a previous process served (from `store`), and the problem saying
-/// which version is served, or that none is.
-pub fn recall(
-    store: Option<&LastGood>,
-    key: &ObjectKey,
-    origin: &Origin,
-) -> (Option<Parsed>, Problem) {
-    let about = |p: Problem| p.for_kind(origin, key.kind, &key.namespace, &key.name);
-    let Some(store) = store else {
-        return (
-            None,
-            about(Problem::error(
-                "",
-                "not served: invalid, and no last good version is kept (shmesh runs without --state-dir)",
-            )),
-        );
-    };
-    let recalled = store.recall(key).and_then(|(doc, path)| {
-        let kept_at = Origin::file(path.display().to_string(), 1);
-        match decode(&kept_at, doc) {
-            Outcome::Object(p) if p.key == *key => Some((p, path)),
-            _ => None,
-        }
-    });
-    match recalled {
-        Some((parsed, path)) => (
-            Some(parsed),
-            about(Problem::warning(
-                "",
-                format!(
-                    "invalid; serving its last good version, which this replica served before it restarted ({})",
-                    path.display()
-                ),
-            )),
-        ),
-        None => (
-            None,
-            about(Problem::error(
-                "",
-                "not served: invalid, and this replica kept no last good version of it before it restarted",
-            )),
-        ),
     }
 }
 

@@ -431,7 +431,7 @@ impl WatchState {
                     // Invalid since this process first saw it: the version
                     // served before the restart, if kept.
                     let (kept, problem) =
-                        crate::sources::files::recall(self.last_good.as_ref(), &key, &origin);
+                        LastGood::serve_for_invalid(self.last_good.as_ref(), &key, &origin);
                     if let Some(kept) = kept {
                         self.served.insert(key.clone());
                         self.recalled.insert(key.clone(), problem.clone());
