@@ -378,6 +378,8 @@ fn row_of(shmesh: &Shmesh, name: &str) -> Vec<String> {
     status_row(&text, name).unwrap_or_else(|| panic!("no row for {name}: {text}"))
 }
 
+const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
 #[test]
 fn a_proxy_that_rejects_its_listeners_shows_lds_stale() {
     let reviews = mesh::ReviewsOnV1::write();
@@ -400,23 +402,23 @@ fn a_proxy_that_rejects_its_listeners_shows_lds_stale() {
         // since no listener names one.
         assert_eq!(last[1], "SYNCED", "{last:?}");
         assert_eq!(last[3], "SYNCED", "{last:?}");
-        let (_, body) = shmesh.admin_get("/debug/syncz");
-        let syncz = json_of(&body);
-        let entry = syncz
-            .as_array()
-            .expect("list")
-            .iter()
-            .find(|s| s["proxy"] == name)
-            .expect("in syncz")
-            .clone();
-        let lds = &entry["resources"]["type.googleapis.com/envoy.config.listener.v3.Listener"];
-        assert_eq!(lds["status"], "STALE", "{entry}");
-        assert!(
-            lds["lastError"]
+        // STALE shows as soon as the listeners are sent; the NACK and its
+        // reason follow when Envoy has tried to apply them.
+        let mut entry = serde_json::Value::Null;
+        eventually(&format!("{name}: syncz gives the NACK's reason"), || {
+            let (_, body) = shmesh.admin_get("/debug/syncz");
+            entry = json_of(&body)
+                .as_array()
+                .expect("list")
+                .iter()
+                .find(|s| s["proxy"] == name)
+                .expect("in syncz")
+                .clone();
+            entry["resources"][LISTENER]["lastError"]
                 .as_str()
-                .is_some_and(|e| e.contains("bind")),
-            "the NACK's reason: {entry}"
-        );
+                .is_some_and(|e| e.contains("bind"))
+        });
+        assert_eq!(entry["resources"][LISTENER]["status"], "STALE", "{entry}");
         assert_ne!(entry["listener_sent"], entry["listener_acked"], "{entry}");
     }
 }
