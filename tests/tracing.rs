@@ -111,9 +111,9 @@ fn sidecars_send_spans_with_custom_tags_to_the_zipkin_collector() {
         .expect("a span of jason's");
     assert_eq!(span["kind"], "CLIENT", "{span:#}");
     assert_eq!(span["localEndpoint"]["serviceName"], "productpage.default");
-    // Envoy names an outbound span by the request's authority (routes
-    // carry no decorator naming their operation).
-    assert_eq!(span["name"], "reviews:9080");
+    // The span is named as istiod names the route's operation: its one
+    // destination's host and port, and the path it matches.
+    assert_eq!(span["name"], "reviews.default.svc.cluster.local:9080/*");
     let tags = &span["tags"];
     assert_eq!(tags["mesh"], "shmesh-test");
     assert_eq!(tags["region"], "eu-west-9");

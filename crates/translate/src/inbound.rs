@@ -38,7 +38,9 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue};
 use super::authorization::Authorization;
 use super::cluster::BuiltCluster;
 use super::tls::{self, Certificates};
-use super::{any, duration, istio_names, listener, socket_address, ListenerMode, ProxyView};
+use super::{
+    any, duration, istio_names, listener, socket_address, telemetry, ListenerMode, ProxyView,
+};
 use shmesh_api::objects::{IngressEndpoint, IngressListener, MtlsMode};
 use shmesh_model::{selects, Backing, MeshService, Model, Protocol, TargetPort};
 
@@ -58,6 +60,9 @@ pub struct InboundPort {
     pub protocol: Protocol,
     /// Where the traffic goes.
     pub endpoint: IngressEndpoint,
+    /// The host and port of the service that declares it (none for a
+    /// Sidecar's `ingress`): traced spans are named for them.
+    pub service: Option<(String, u16)>,
 }
 
 /// The ports of the view's workload. When its Sidecar (`Model::sidecar_for`)
@@ -99,6 +104,7 @@ pub fn inbound_ports(model: &Model, view: &ProxyView) -> Vec<InboundPort> {
                 port: target,
                 protocol: port.protocol,
                 endpoint: IngressEndpoint::SamePort,
+                service: Some((svc.hostname.clone(), port.number)),
             });
         }
     }
@@ -122,6 +128,7 @@ fn ingress_ports(ingress: &[IngressListener]) -> Vec<InboundPort> {
             port,
             protocol,
             endpoint,
+            service: None,
         });
     }
     ports.into_values().collect()
@@ -275,10 +282,10 @@ pub fn virtual_inbound(model: &Model, view: &ProxyView) -> l::Listener {
             vec![l::Filter {
                 name: "envoy.filters.network.http_connection_manager".to_string(),
                 config_type: Some(l::filter::ConfigType::TypedConfig(any(&http_manager(
-                    p.port,
+                    model,
+                    &p,
                     &cluster,
                     authorization.http_filters(),
-                    crate::telemetry::hcm_tracing(model, crate::telemetry::Side::Inbound),
                 )))),
             }]
         } else {
@@ -418,13 +425,14 @@ fn on_port(port: u16) -> l::FilterChainMatch {
 /// tells the app who called (`x-forwarded-client-cert`) as Istio does;
 /// `filters` (authentication and authorization) go before the router.
 fn http_manager(
-    port: u16,
+    model: &Model,
+    inbound: &InboundPort,
     cluster: &str,
     mut filters: Vec<hcm::HttpFilter>,
-    tracing: Option<hcm::http_connection_manager::Tracing>,
 ) -> hcm::HttpConnectionManager {
+    let port = inbound.port;
     filters.push(listener::router_filter());
-    let route = r::Route {
+    let mut route = r::Route {
         name: "default".to_string(),
         r#match: Some(r::RouteMatch {
             path_specifier: Some(r::route_match::PathSpecifier::Prefix("/".to_string())),
@@ -439,9 +447,12 @@ fn http_manager(
         })),
         ..Default::default()
     };
+    if let Some((host, service_port)) = &inbound.service {
+        route.decorator = telemetry::route_decorator(model, &route, host, *service_port);
+    }
     let port_text = port.to_string();
     hcm::HttpConnectionManager {
-        tracing,
+        tracing: telemetry::hcm_tracing(model, telemetry::Side::Inbound),
         stat_prefix: format!("inbound_0.0.0.0_{port_text}"),
         codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(

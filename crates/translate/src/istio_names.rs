@@ -16,11 +16,16 @@ pub fn outbound_cluster(port: u16, subset: &str, host: &str) -> String {
 
 /// The host of an `outbound|...` cluster name.
 pub fn cluster_host(name: &str) -> Option<&str> {
+    cluster_host_port(name).map(|(host, _)| host)
+}
+
+/// The host and port of an `outbound|...` cluster name.
+pub fn cluster_host_port(name: &str) -> Option<(&str, &str)> {
     let mut parts = name.splitn(4, '|');
     (parts.next()? == "outbound").then_some(())?;
+    let port = parts.next()?;
     parts.next()?;
-    parts.next()?;
-    parts.next()
+    Some((parts.next()?, port))
 }
 
 /// `inbound|8080||`: the cluster to the app on its target port.

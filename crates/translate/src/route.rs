@@ -17,7 +17,7 @@ use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::Previou
 use envoy_types::pb::envoy::r#type::matcher::v3 as m;
 use envoy_types::pb::google::protobuf::BoolValue;
 
-use super::{any, duration, istio_names, u32_value, ListenerMode, ProxyView};
+use super::{any, duration, istio_names, telemetry, u32_value, ListenerMode, ProxyView};
 use shmesh_api::duration as dur;
 use shmesh_api::objects::{
     Destination, HeaderOperations, Headers, HttpFaultInjection, HttpMatchRequest, HttpRetry,
@@ -253,12 +253,14 @@ fn default_route(model: &Model, view: &ProxyView, svc: &MeshService, port: u16) 
     if let Some(h) = hash_policy(model, view, &svc.hostname, None) {
         action.hash_policy = vec![h];
     }
-    r::Route {
+    let mut route = r::Route {
         name: "default".to_string(),
         r#match: Some(prefix_match("/")),
         action: Some(r::route::Action::Route(action)),
         ..Default::default()
-    }
+    };
+    route.decorator = telemetry::route_decorator(model, &route, &svc.hostname, port);
+    route
 }
 
 /// The routes of `vs` for requests on `port`, of the mesh's sidecars
@@ -344,6 +346,7 @@ fn route(
         action: Some(action),
         ..Default::default()
     };
+    route.decorator = telemetry::route_decorator(model, &route, &vs.name, port);
     // Destination headers apply to the whole route when there is one destination.
     let single_dst_headers = match http.route.as_slice() {
         [only] => only.headers.as_ref(),

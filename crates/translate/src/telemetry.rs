@@ -16,6 +16,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::config::cluster::v3::{self as c, cluster};
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as e;
+use envoy_types::pb::envoy::config::route::v3 as r;
 use envoy_types::pb::envoy::config::trace::v3 as trace;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as uhttp;
@@ -24,9 +25,10 @@ use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::BoolValue;
 
 use shmesh_model::telemetry::{Collector, TagValue, Tracing};
+use shmesh_model::text::{concat, Decimal};
 use shmesh_model::Model;
 
-use crate::{any, duration, socket_address};
+use crate::{any, duration, istio_names, socket_address};
 
 /// The cluster of a Zipkin collector (Istio's bootstrap name).
 pub const ZIPKIN_CLUSTER: &str = "zipkin";
@@ -60,6 +62,47 @@ pub fn hcm_tracing(model: &Model, side: Side) -> Option<hcm::http_connection_man
         // A gateway is the edge: its span stands for the client's request,
         // and one of its own for the request it sends on.
         spawn_upstream_span: (side == Side::Gateway).then_some(BoolValue { value: true }),
+        ..Default::default()
+    })
+}
+
+/// The operation a traced route's spans are named by, as istiod names it
+/// (pilot's `getRouteOperation`): `host:port` of the route's one
+/// destination cluster, else `name:port` (the VirtualService's name, or the
+/// service's host on the inbound side), followed by the path it matches:
+/// `/*` for any, `prefix*`, the exact path or the regex. None when the mesh
+/// does not trace, since without a tracer Envoy makes no use of it.
+pub fn route_decorator(
+    model: &Model,
+    route: &r::Route,
+    name: &str,
+    port: u16,
+) -> Option<r::Decorator> {
+    model.tracing()?;
+    use r::route_match::PathSpecifier;
+    let path = match route
+        .r#match
+        .as_ref()
+        .and_then(|m| m.path_specifier.as_ref())
+    {
+        Some(PathSpecifier::Prefix(prefix)) => concat(&[prefix, "*"]),
+        Some(PathSpecifier::Path(path)) => path.clone(),
+        Some(PathSpecifier::SafeRegex(regex)) => regex.regex.clone(),
+        _ => "/*".to_string(),
+    };
+    let cluster = match &route.action {
+        Some(r::route::Action::Route(action)) => match &action.cluster_specifier {
+            Some(r::route_action::ClusterSpecifier::Cluster(cluster)) => Some(cluster.as_str()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let operation = match cluster.and_then(istio_names::cluster_host_port) {
+        Some((host, port)) => concat(&[host, ":", port, &path]),
+        None => concat(&[name, ":", Decimal::new(port).as_str(), &path]),
+    };
+    Some(r::Decorator {
+        operation,
         ..Default::default()
     })
 }
@@ -203,6 +246,7 @@ mod tests {
     use crate::tests::{decode, model, view};
     use crate::{build, ListenerMode};
     use envoy_types::pb::envoy::config::listener::v3 as l;
+    use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher;
     use prost::Message;
     use shmesh_cache::{ResourceType, Snapshot};
     use shmesh_model::telemetry::CustomTag;
@@ -327,6 +371,112 @@ mod tests {
             .get(ZIPKIN_CLUSTER)
             .is_none());
         assert!(tracings(&snap).is_empty());
+    }
+
+    /// A route of `cluster` (or a weighted split) matching `path`.
+    fn route_of(path: Option<r::route_match::PathSpecifier>, cluster: Option<&str>) -> r::Route {
+        use r::route_action::ClusterSpecifier;
+        let clusters = ClusterSpecifier::WeightedClusters(Default::default());
+        r::Route {
+            r#match: Some(r::RouteMatch {
+                path_specifier: path,
+                ..Default::default()
+            }),
+            action: Some(r::route::Action::Route(r::RouteAction {
+                cluster_specifier: Some(
+                    cluster.map_or(clusters, |c| ClusterSpecifier::Cluster(c.to_string())),
+                ),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn traced_routes_name_their_operation_as_istiod_does() {
+        use r::route_match::PathSpecifier;
+        let m = traced(Collector::Zipkin {
+            host: "10.0.0.9".into(),
+            port: 9411,
+        });
+        let v1 = "outbound|9080|v1|reviews.default.svc.cluster.local";
+        let operation = |route: &r::Route| {
+            route_decorator(&m, route, "reviews-split", 80)
+                .expect("a decorator")
+                .operation
+        };
+        let prefix = Some(PathSpecifier::Prefix("/api/".into()));
+        assert_eq!(
+            operation(&route_of(prefix.clone(), Some(v1))),
+            "reviews.default.svc.cluster.local:9080/api/*"
+        );
+        // Several destinations: the VirtualService's name and the port.
+        assert_eq!(
+            operation(&route_of(prefix.clone(), None)),
+            "reviews-split:80/api/*"
+        );
+        let exact = Some(PathSpecifier::Path("/login".into()));
+        assert_eq!(operation(&route_of(exact, None)), "reviews-split:80/login");
+        let regex = Some(PathSpecifier::SafeRegex(RegexMatcher {
+            regex: "/u/[0-9]+".into(),
+            ..Default::default()
+        }));
+        assert_eq!(
+            operation(&route_of(regex, Some(v1))),
+            "reviews.default.svc.cluster.local:9080/u/[0-9]+"
+        );
+        assert_eq!(
+            operation(&route_of(None, Some("inbound|9080||"))),
+            "reviews-split:80/*"
+        );
+        assert_eq!(
+            route_decorator(&model(MESH), &route_of(prefix, Some(v1)), "reviews", 80),
+            None,
+            "no decorator when the mesh does not trace"
+        );
+
+        // A sidecar's outbound and inbound routes to reviews, and the
+        // gateway's route, are all named for the service.
+        let mut sidecar = view("default");
+        sidecar.labels = [("app".to_string(), "reviews".to_string())].into();
+        let snap = build(&m, &sidecar);
+        let outbound: r::RouteConfiguration = decode(&snap, ResourceType::Route, "9080");
+        let want = "reviews.default.svc.cluster.local:9080/*";
+        let reviews = outbound
+            .virtual_hosts
+            .iter()
+            .find(|h| h.name == "reviews.default.svc.cluster.local:9080")
+            .expect("reviews' virtual host");
+        assert_eq!(
+            reviews.routes[0]
+                .decorator
+                .as_ref()
+                .map(|d| d.operation.as_str()),
+            Some(want)
+        );
+        let inbound: l::Listener = decode(&snap, ResourceType::Listener, "virtualInbound");
+        let operations: Vec<String> = inbound
+            .filter_chains
+            .iter()
+            .flat_map(|c| &c.filters)
+            .filter_map(|f| match &f.config_type {
+                Some(l::filter::ConfigType::TypedConfig(any)) => {
+                    hcm::HttpConnectionManager::decode(any.value.as_slice()).ok()
+                }
+                _ => None,
+            })
+            .filter_map(|manager| match manager.route_specifier {
+                Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(rc)) => Some(rc),
+                _ => None,
+            })
+            .flat_map(|rc| rc.virtual_hosts)
+            .flat_map(|h| h.routes)
+            .filter_map(|route| route.decorator.map(|d| d.operation))
+            .collect();
+        assert!(
+            !operations.is_empty() && operations.iter().all(|o| o == want),
+            "{operations:?}"
+        );
     }
 
     #[test]
