@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use common::{free_port, http_get, mesh, Envoy, EnvoyOptions, HttpClient, Reply, Shmesh, Upstream};
+use common::{
+    free_port, grpc, http_get, mesh, Envoy, EnvoyOptions, HttpClient, Reply, Shmesh, Upstream,
+};
 use shmesh::bootstrap::{bootstrap_json, Options};
 
 /// The spans the collector was sent, in the order they came.
@@ -144,5 +146,96 @@ fn sidecars_send_spans_with_custom_tags_to_the_zipkin_collector() {
         traced.header("x-b3-traceid").is_some(),
         "{:?}",
         traced.headers
+    );
+}
+
+/// Spans over OTLP to a real OpenTelemetry collector (Python's
+/// `opentelemetry-proto` over grpcio), from an ingress gateway: reported
+/// for the workload its labels name, as Istio's agent names it, and named
+/// for the route's operation.
+#[test]
+fn gateways_report_their_workload_to_an_opentelemetry_collector() {
+    let work = tempfile::tempdir().expect("work dir");
+    let (_collector, exports, port) = grpc::start_otlp_collector(work.path(), "127.0.0.82");
+    let reviews = mesh::ReviewsOnV1::write();
+    let gateway_port = free_port("127.0.0.1");
+    mesh::write_atomic(
+        reviews.dir.path(),
+        "gateway.yaml",
+        &format!(
+            "apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: edge, namespace: default}}
+spec:
+  selector: {{app: istio-ingressgateway}}
+  servers:
+  - port: {{number: {gateway_port}, name: http, protocol: HTTP}}
+    bind: 127.0.0.1
+    hosts: ['*']
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: edge-reviews, namespace: default}}
+spec:
+  hosts: ['*']
+  gateways: [edge]
+  http:
+  - route: [{{destination: {{host: reviews, subset: v1, port: {{number: 9080}}}}}}]
+"
+        ),
+    );
+    let otel = format!("127.0.0.82:{port}");
+    let shmesh = Shmesh::start_with(
+        reviews.dir.path(),
+        &["--tracing-otel", &otel, "--tracing-sampling", "100"],
+    );
+    let gateway = shmesh.gateway_proxy("default", "app=istio-ingressgateway", None, true);
+    let listener: SocketAddr = ([127, 0, 0, 1], gateway_port).into();
+    assert!(gateway.wait_until(Duration::from_secs(20), |_| {
+        http_get(listener, "shop.example.com", "/", &[]).is_ok_and(|r| r.status == 200)
+    }));
+    let mut client = HttpClient::connect(listener).expect("connect to the gateway");
+    for _ in 0..10 {
+        let r = client.get("shop.example.com", "/", &[]).expect("request");
+        assert_eq!(r.status, 200);
+    }
+
+    // Envoy exports its spans every few seconds.
+    let exported = |out: &str| -> Vec<Value> {
+        out.lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    };
+    let spans = |resources: &[Value]| -> Vec<Value> {
+        resources
+            .iter()
+            .flat_map(|r| r["spans"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let arrived = gateway.wait_until(Duration::from_secs(30), |_| {
+        spans(&exported(&exports.stdout()))
+            .iter()
+            .any(|s| s["kind"] == "SPAN_KIND_SERVER")
+    });
+    let resources = exported(&exports.stdout());
+    assert!(
+        arrived,
+        "spans at the collector: {resources:#?}\n{}\n{}",
+        exports.stderr(),
+        gateway.log()
+    );
+    for resource in &resources {
+        assert_eq!(
+            resource["service"], "istio-ingressgateway.default",
+            "{resource:#}"
+        );
+    }
+    let server = spans(&resources)
+        .into_iter()
+        .find(|s| s["kind"] == "SPAN_KIND_SERVER")
+        .expect("the gateway's span of the client's request");
+    assert_eq!(
+        server["name"], "reviews.default.svc.cluster.local:9080/*",
+        "{resources:#?}"
     );
 }

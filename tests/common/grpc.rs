@@ -195,7 +195,29 @@ pub fn ensure_python_package(dir: &Path, module: &str, package: &str) -> String 
 pub fn start_server(dir: &Path, ip: &str, name: &str) -> (ChildGuard, u16) {
     let addr = format!("{ip}:0");
     let cmd = greeter(&["server", "--addr", &addr, "--name", name]);
-    let (mut server, out) = ChildGuard::spawn(cmd, dir, &format!("server-{name}"));
+    let (server, _, port) = start_printing_port(cmd, dir, &format!("server-{name}"));
+    (server, port)
+}
+
+/// Starts the OpenTelemetry collector (`tests/grpc/otlp_collector.py`) on
+/// `ip` (a port the OS picks); its stdout has a JSON line per resource of
+/// each export.
+pub fn start_otlp_collector(dir: &Path, ip: &str) -> (ChildGuard, Output, u16) {
+    ensure_grpcio(dir);
+    ensure_python_package(dir, "opentelemetry.proto", "opentelemetry-proto");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc/otlp_collector.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).args(["--addr", &format!("{ip}:0")]);
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    start_printing_port(cmd, dir, "otlp-collector")
+}
+
+/// Spawns a server whose first line of stdout is `PORT <n>` once bound, and
+/// waits for that line.
+fn start_printing_port(cmd: Command, dir: &Path, label: &str) -> (ChildGuard, Output, u16) {
+    let (mut server, out) = ChildGuard::spawn(cmd, dir, label);
     let deadline = Instant::now() + SERVER_START_TIMEOUT;
     loop {
         let stdout = out.stdout();
@@ -203,15 +225,15 @@ pub fn start_server(dir: &Path, ip: &str, name: &str) -> (ChildGuard, u16) {
             let port = line
                 .strip_prefix("PORT ")
                 .and_then(|p| p.trim().parse::<u16>().ok())
-                .unwrap_or_else(|| panic!("greeter server printed {line:?}, not `PORT <n>`"));
-            return (server, port);
+                .unwrap_or_else(|| panic!("{label} printed {line:?}, not `PORT <n>`"));
+            return (server, out, port);
         }
         if let Ok(Some(status)) = server.child.try_wait() {
-            panic!("greeter server exited early ({status}):\n{}", out.stderr());
+            panic!("{label} exited early ({status}):\n{}", out.stderr());
         }
         assert!(
             Instant::now() < deadline,
-            "greeter server did not print its port within {SERVER_START_TIMEOUT:?}:\n{}",
+            "{label} did not print its port within {SERVER_START_TIMEOUT:?}:\n{}",
             out.stderr()
         );
         std::thread::sleep(Duration::from_millis(20));

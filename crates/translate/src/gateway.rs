@@ -276,6 +276,7 @@ pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> 
             chains.push(l::FilterChain {
                 filters: vec![gateway_http(
                     model,
+                    view,
                     &format!("outbound_{name}"),
                     &format!("http.{port}"),
                 )],
@@ -350,6 +351,7 @@ fn tls_chain(
         transport_socket: Some(socket),
         filters: vec![gateway_http(
             model,
+            view,
             &format!("outbound_{listener_name}"),
             &bound.https_route_name(),
         )],
@@ -527,10 +529,15 @@ pub(crate) fn l4_clusters(
 
 /// The connection manager of a gateway: like a sidecar's, but the gateway is
 /// the edge, so the client's address is the remote address.
-fn gateway_http(model: &Model, stat_prefix: &str, route_config: &str) -> l::Filter {
+fn gateway_http(
+    model: &Model,
+    view: &ProxyView,
+    stat_prefix: &str,
+    route_config: &str,
+) -> l::Filter {
     let mut hcm = listener::http_connection_manager(stat_prefix, route_config, true);
     hcm.use_remote_address = Some(BoolValue { value: true });
-    hcm.tracing = crate::telemetry::hcm_tracing(model, crate::telemetry::Side::Gateway);
+    hcm.tracing = crate::telemetry::hcm_tracing(model, view, crate::telemetry::Side::Gateway);
     l::Filter {
         name: "envoy.filters.network.http_connection_manager".to_string(),
         config_type: Some(l::filter::ConfigType::TypedConfig(any(&hcm))),

@@ -283,6 +283,7 @@ pub fn virtual_inbound(model: &Model, view: &ProxyView) -> l::Listener {
                 name: "envoy.filters.network.http_connection_manager".to_string(),
                 config_type: Some(l::filter::ConfigType::TypedConfig(any(&http_manager(
                     model,
+                    view,
                     &p,
                     &cluster,
                     authorization.http_filters(),
@@ -426,6 +427,7 @@ fn on_port(port: u16) -> l::FilterChainMatch {
 /// `filters` (authentication and authorization) go before the router.
 fn http_manager(
     model: &Model,
+    view: &ProxyView,
     inbound: &InboundPort,
     cluster: &str,
     mut filters: Vec<hcm::HttpFilter>,
@@ -452,7 +454,7 @@ fn http_manager(
     }
     let port_text = port.to_string();
     hcm::HttpConnectionManager {
-        tracing: telemetry::hcm_tracing(model, telemetry::Side::Inbound),
+        tracing: telemetry::hcm_tracing(model, view, telemetry::Side::Inbound),
         stat_prefix: format!("inbound_0.0.0.0_{port_text}"),
         codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(

@@ -32,7 +32,7 @@ use shmesh_model::Model;
 pub fn listeners(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
     match &view.mode {
         ListenerMode::Capture => capture(model, view),
-        ListenerMode::Explicit(addr) => vec![explicit(model, *addr)],
+        ListenerMode::Explicit(addr) => vec![explicit(model, view, *addr)],
         ListenerMode::Proxyless => proxyless(model, view),
         ListenerMode::Router => super::gateway::listeners(model, view),
     }
@@ -62,7 +62,7 @@ fn capture(model: &Model, view: &ProxyView) -> Vec<(String, l::Listener)> {
                         filters: vec![http_filter(
                             &format!("outbound_0.0.0.0_{}", port.number),
                             &port.number.to_string(),
-                            telemetry::hcm_tracing(model, telemetry::Side::Outbound),
+                            telemetry::hcm_tracing(model, view, telemetry::Side::Outbound),
                         )],
                         ..Default::default()
                     }],
@@ -225,7 +225,7 @@ fn virtual_outbound() -> l::Listener {
     }
 }
 
-fn explicit(model: &Model, addr: SocketAddr) -> (String, l::Listener) {
+fn explicit(model: &Model, view: &ProxyView, addr: SocketAddr) -> (String, l::Listener) {
     let ip = addr.ip().to_string();
     let name = istio_names::listener(&ip, addr.port());
     let listener = l::Listener {
@@ -236,7 +236,7 @@ fn explicit(model: &Model, addr: SocketAddr) -> (String, l::Listener) {
             filters: vec![http_filter(
                 &format!("outbound_{name}"),
                 istio_names::HTTP_PROXY_ROUTE,
-                telemetry::hcm_tracing(model, telemetry::Side::Outbound),
+                telemetry::hcm_tracing(model, view, telemetry::Side::Outbound),
             )],
             ..Default::default()
         }],

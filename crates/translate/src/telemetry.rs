@@ -28,7 +28,7 @@ use shmesh_model::telemetry::{Collector, TagValue, Tracing};
 use shmesh_model::text::{concat, Decimal};
 use shmesh_model::Model;
 
-use crate::{any, duration, istio_names, socket_address};
+use crate::{any, duration, istio_names, socket_address, ProxyView};
 
 /// The cluster of a Zipkin collector (Istio's bootstrap name).
 pub const ZIPKIN_CLUSTER: &str = "zipkin";
@@ -49,8 +49,13 @@ pub enum Side {
     Gateway,
 }
 
-/// The `tracing` of a connection manager on `side`, when the mesh traces.
-pub fn hcm_tracing(model: &Model, side: Side) -> Option<hcm::http_connection_manager::Tracing> {
+/// The `tracing` of a connection manager of `view` on `side`, when the mesh
+/// traces.
+pub fn hcm_tracing(
+    model: &Model,
+    view: &ProxyView,
+    side: Side,
+) -> Option<hcm::http_connection_manager::Tracing> {
     let tracing = model.tracing()?;
     let percent = |value| Some(Percent { value });
     Some(hcm::http_connection_manager::Tracing {
@@ -58,7 +63,7 @@ pub fn hcm_tracing(model: &Model, side: Side) -> Option<hcm::http_connection_man
         random_sampling: percent(tracing.sampling),
         overall_sampling: percent(100.0),
         custom_tags: custom_tags(tracing),
-        provider: Some(provider(&tracing.collector)),
+        provider: Some(provider(&tracing.collector, view)),
         // A gateway is the edge: its span stands for the client's request,
         // and one of its own for the request it sends on.
         spawn_upstream_span: (side == Side::Gateway).then_some(BoolValue { value: true }),
@@ -133,7 +138,25 @@ fn custom_tags(tracing: &Tracing) -> Vec<tags::CustomTag> {
     out
 }
 
-fn provider(collector: &Collector) -> trace::tracing::Http {
+/// The service a proxy's spans are reported for, as Istio's agent names the
+/// proxy's cluster: the workload's canonical name (the first of the labels
+/// `service.istio.io/canonical-name`, `app.kubernetes.io/name` and `app`),
+/// a dot and its namespace. None for a proxy without those labels.
+pub fn service_name(view: &ProxyView) -> Option<String> {
+    let name = [
+        "service.istio.io/canonical-name",
+        "app.kubernetes.io/name",
+        "app",
+    ]
+    .iter()
+    .find_map(|label| view.labels.get(*label))?;
+    Some(concat(&[name, ".", &view.namespace]))
+}
+
+/// The tracer of `view`'s connection managers. Zipkin takes the service from
+/// Envoy's `node.cluster`; OpenTelemetry is told it (else Envoy reports
+/// `unknown_service:envoy`).
+fn provider(collector: &Collector, view: &ProxyView) -> trace::tracing::Http {
     let host = match collector.host().parse::<IpAddr>() {
         Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
         _ => collector.host().to_string(),
@@ -174,6 +197,7 @@ fn provider(collector: &Collector) -> trace::tracing::Http {
                     timeout: Some(duration(COLLECTOR_TIMEOUT)),
                     ..Default::default()
                 }),
+                service_name: service_name(view).unwrap_or_default(),
                 ..Default::default()
             }),
         ),
@@ -315,7 +339,7 @@ mod tests {
             let snap = build(&m, v);
             let found = tracings(&snap);
             for side in sides {
-                let want = hcm_tracing(&m, *side);
+                let want = hcm_tracing(&m, v, *side);
                 assert!(
                     found.iter().any(|(_, t)| *t == want),
                     "{side:?} in {found:?}"
@@ -508,7 +532,16 @@ mod tests {
         assert!(cluster
             .typed_extension_protocol_options
             .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
-        let t = hcm_tracing(&m, Side::Outbound).expect("traced");
+        let mut sidecar = view("default");
+        sidecar.labels = [
+            ("app".to_string(), "reviews".to_string()),
+            (
+                "app.kubernetes.io/name".to_string(),
+                "reviews-api".to_string(),
+            ),
+        ]
+        .into();
+        let t = hcm_tracing(&m, &sidecar, Side::Outbound).expect("traced");
         let Some(trace::tracing::Http {
             name,
             config_type: Some(trace::tracing::http::ConfigType::TypedConfig(config)),
@@ -525,5 +558,9 @@ mod tests {
         };
         assert_eq!(grpc.cluster_name, OPENTELEMETRY_CLUSTER);
         assert_eq!(grpc.authority, "10.0.0.9:4317");
+        // Spans are reported for the workload, named as Istio's agent names
+        // the proxy's cluster.
+        assert_eq!(otel.service_name, "reviews-api.default");
+        assert_eq!(service_name(&view("default")), None);
     }
 }
