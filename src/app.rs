@@ -163,7 +163,7 @@ pub async fn build(args: ServeArgs) -> anyhow::Result<Bound> {
                 "served before this restart; rollout waits for them to reconnect"
             );
         }
-        views.set_fleet_gate(rollout::FleetGate::new(before, rollout::RECONNECT_GRACE));
+        views.set_fleet_gate(rollout::FleetGate::new(before, args.reconnect_grace));
         save_fleet = Some(tokio::spawn(rollout::save_fleet(
             registry.clone(),
             dir.clone(),

@@ -152,6 +152,11 @@ pub struct ServeArgs {
     /// have come back.
     #[arg(long, env = "SHMESH_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// With `--state-dir`: how long after a restart rollout waits at most
+    /// for the proxies served before to reconnect (some may be gone for
+    /// good) before it reports anything live.
+    #[arg(long, env = "SHMESH_RECONNECT_GRACE", default_value = "60s", value_parser = parse_duration)]
+    pub reconnect_grace: Duration,
     /// How long a proxy's xDS connection lives before it is told to
     /// reconnect (give or take 10%), so the proxies spread over all the
     /// replicas serving them, those added later too; `0` or `off` never

@@ -74,17 +74,15 @@ impl Report {
 /// Right after a restart, the proxies the previous process served are still
 /// reconnecting (Envoy's backoff takes seconds), and those that have not come
 /// back cannot say whether they hold a change. Until as many proxies are
-/// connected as before the restart (`state::Fleet`), or `RECONNECT_GRACE`
-/// has passed (some may be gone for good), nothing is reported live.
+/// connected as before the restart (`state::Fleet`), or the grace
+/// (`--reconnect-grace`) has passed (some may be gone for good), nothing is
+/// reported live.
 #[derive(Debug)]
 pub struct FleetGate {
     started: Instant,
     expected: usize,
     grace: Duration,
 }
-
-/// How long after start-up rollout waits at most for the fleet to return.
-pub const RECONNECT_GRACE: Duration = Duration::from_secs(60);
 
 impl FleetGate {
     /// A process that started now and served `expected` proxies before.

@@ -224,3 +224,42 @@ fn an_object_invalid_at_start_without_a_kept_version_is_not_served() {
     assert!(p.contains("kept no last good version"), "{p}");
     assert_eq!(shmesh.admin_get(ROLLOUT).0, 404);
 }
+
+/// A proxy that never comes back after a restart holds rollout up for
+/// `--reconnect-grace` only: after it, the proxies that are back decide.
+#[test]
+fn a_proxy_gone_for_good_holds_rollout_up_for_the_grace_only() {
+    let reviews = mesh::ReviewsOnV1::write();
+    let state = tempfile::tempdir().expect("state dir");
+    let state_arg = state.path().to_str().expect("utf-8 path");
+    let mut shmesh = Shmesh::start_with(
+        reviews.dir.path(),
+        &["--state-dir", state_arg, "--reconnect-grace", "8s"],
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let stays = rt.block_on(applying_proxy(shmesh.xds, "stays-1"));
+    let gone = rt.block_on(applying_proxy(shmesh.xds, "gone-1"));
+    let fleet_recorded = shmesh.wait_until(Duration::from_secs(10), |_| {
+        std::fs::read_to_string(state.path().join("fleet.json"))
+            .is_ok_and(|t| t.contains("\"proxies\":2"))
+    });
+    assert!(fleet_recorded, "the state directory records two proxies");
+    drop((stays, gone));
+    shmesh.restart();
+    let _stays = rt.block_on(applying_proxy(shmesh.xds, "stays-1"));
+    let report = || -> serde_json::Value {
+        serde_json::from_str(&shmesh.admin_get(ROLLOUT).1).expect("rollout JSON")
+    };
+    let waiting = report();
+    assert_eq!(waiting["live"], false, "{waiting}");
+    assert!(
+        waiting["waiting"]
+            .as_str()
+            .is_some_and(|w| w.contains("1 of the 2 proxies")),
+        "{waiting}"
+    );
+    let live = shmesh.wait_until(Duration::from_secs(30), |_| report()["live"] == true);
+    let after = report();
+    assert!(live, "live once the grace is over: {after}");
+    assert_eq!(after["acked"].as_array().map(Vec::len), Some(1), "{after}");
+}
