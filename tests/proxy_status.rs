@@ -291,13 +291,16 @@ fn proxy_status_and_proxy_config_show_what_each_envoy_holds() {
         ]
     );
     let row = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    // The DestinationRule that made them, from the metadata shmesh writes
+    // as istiod does.
     assert!(
         clusters.contains(&row(&[
             "reviews.default.svc.cluster.local",
             "9080",
             "v1",
             "outbound",
-            "EDS"
+            "EDS",
+            "reviews.default"
         ])),
         "{clusters:?}"
     );
@@ -306,7 +309,8 @@ fn proxy_status_and_proxy_config_show_what_each_envoy_holds() {
         "9080",
         "-",
         "outbound",
-        "EDS"
+        "EDS",
+        "reviews.default"
     ])));
     let listeners = shmesh_cli(shmesh, &["proxy-config", "listeners", "envoy-delta"]);
     let header = listeners.lines().next().unwrap_or_default();
@@ -337,7 +341,8 @@ fn proxy_status_and_proxy_config_show_what_each_envoy_holds() {
     assert!(
         routes.iter().any(|r| r.get(1).map(String::as_str)
             == Some("reviews.default.svc.cluster.local:9080")
-            && r.get(3).map(String::as_str) == Some("/*")),
+            && r.get(3).map(String::as_str) == Some("/*")
+            && r.get(4).map(String::as_str) == Some("reviews.default")),
         "{routes:?}"
     );
     let endpoints = table(&shmesh_cli(

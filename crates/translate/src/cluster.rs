@@ -134,6 +134,12 @@ pub fn service_clusters(model: &Model, view: &ProxyView, svc: &MeshService) -> V
             out.push(built);
         }
     }
+    if let Some(dr) = dr {
+        let metadata = istio_names::config_metadata("destination-rule", &dr.namespace, &dr.name);
+        for built in &mut out {
+            built.cluster.metadata = Some(metadata.clone());
+        }
+    }
     for_view(view, &mut out);
     out
 }

@@ -1,5 +1,7 @@
 //! Resource names as Istio writes them, so dashboards and tools keep working.
 
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::google::protobuf::{value, Struct, Value};
 use shmesh_model::text::{concat, Decimal};
 
 /// `outbound|9080|v1|reviews.default.svc.cluster.local`
@@ -57,6 +59,34 @@ pub fn virtual_host(host: &str, port: u16) -> String {
 /// `host:port`
 pub fn with_port(host: &str, port: u16) -> String {
     concat(&[host, ":", Decimal::new(port).as_str()])
+}
+
+/// The `istio` filter metadata istiod puts on a resource made from an
+/// Istio networking object, `{"istio": {"config": PATH}}` with PATH
+/// `/apis/networking.istio.io/v1/namespaces/NAMESPACE/KIND/NAME` (KIND as
+/// `destination-rule`): `istioctl proxy-config` names the object from it.
+pub fn config_metadata(kind: &str, namespace: &str, name: &str) -> core::Metadata {
+    let path = concat(&[
+        "/apis/networking.istio.io/v1/namespaces/",
+        namespace,
+        "/",
+        kind,
+        "/",
+        name,
+    ]);
+    let config = Value {
+        kind: Some(value::Kind::StringValue(path)),
+    };
+    core::Metadata {
+        filter_metadata: [(
+            "istio".to_string(),
+            Struct {
+                fields: [("config".to_string(), config)].into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -347,6 +347,11 @@ fn route(
         ..Default::default()
     };
     route.decorator = telemetry::route_decorator(model, &route, &vs.name, port);
+    route.metadata = Some(istio_names::config_metadata(
+        "virtual-service",
+        &vs.namespace,
+        &vs.name,
+    ));
     // Destination headers apply to the whole route when there is one destination.
     let single_dst_headers = match http.route.as_slice() {
         [only] => only.headers.as_ref(),
