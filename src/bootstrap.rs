@@ -28,7 +28,9 @@ pub const XDS_CLUSTER: &str = "xds-grpc";
 #[derive(Debug, Clone)]
 pub struct Options {
     pub node_id: String,
-    /// Envoy's `node.cluster`; defaults to the node id.
+    /// Envoy's `node.cluster` (the service Zipkin spans are reported as);
+    /// defaults to `APP.NAMESPACE` from the labels as Istio's agent sets it,
+    /// else the node id.
     pub cluster: Option<String>,
     pub namespace: Option<String>,
     /// Where shmesh serves xDS: one address, or each replica's; at least
@@ -52,6 +54,18 @@ pub struct Options {
 
 /// Where istio-proxy serves `/stats/prometheus`.
 pub const PROMETHEUS_ADDR: &str = "0.0.0.0:15090";
+
+/// `APP.NAMESPACE` when the labels name the workload and the namespace is
+/// known (given, or from an Istio-style node id), else the node id.
+fn default_cluster(o: &Options) -> String {
+    let namespace = o.namespace.clone().or_else(|| {
+        let domain = o.node_id.split('~').nth(3)?;
+        domain.split('.').next().map(str::to_string)
+    });
+    namespace
+        .and_then(|ns| shmesh_model::telemetry::workload_service(&o.labels, &ns))
+        .unwrap_or_else(|| o.node_id.clone())
+}
 
 /// The static cluster that reaches Envoy's own admin for the Prometheus
 /// endpoint (Istio's name for it).
@@ -281,7 +295,7 @@ pub fn bootstrap(o: &Options) -> b::Bootstrap {
     b::Bootstrap {
         node: Some(core::Node {
             id: o.node_id.clone(),
-            cluster: o.cluster.clone().unwrap_or_else(|| o.node_id.clone()),
+            cluster: o.cluster.clone().unwrap_or_else(|| default_cluster(o)),
             metadata: Some(metadata),
             ..Default::default()
         }),

@@ -311,7 +311,8 @@ pub struct BootstrapArgs {
     /// Node id.
     #[arg(long)]
     pub node: String,
-    /// Envoy's node.cluster (defaults to the node id).
+    /// Envoy's node.cluster (defaults to APP.NAMESPACE from the labels, as
+    /// Istio's agent sets it, else the node id).
     #[arg(long)]
     pub cluster: Option<String>,
     /// The node's namespace.

@@ -3,7 +3,8 @@
 //! cluster shmesh sends it, to a Zipkin collector (a test HTTP server that
 //! takes Zipkin's JSON v2 at `/api/v2/spans`), named for the proxy's
 //! service and carrying the custom tags: a literal, a request header and
-//! the proxy's environment variable.
+//! the proxy's environment variable. Also over OTLP from a gateway, and
+//! from both sidecars of a request under Istio's capture.
 
 mod common;
 
@@ -12,8 +13,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use common::http::http_get_in;
+use common::pod_network::{PodNetwork, Workload};
 use common::{
-    free_port, grpc, http_get, mesh, Envoy, EnvoyOptions, HttpClient, Reply, Shmesh, Upstream,
+    eventually, free_port, grpc, http_get, mesh, Envoy, EnvoyOptions, HttpClient, Reply, Shmesh,
+    Upstream,
 };
 use shmesh::bootstrap::{bootstrap_json, Options};
 
@@ -237,5 +241,88 @@ spec:
     assert_eq!(
         server["name"], "reviews.default.svc.cluster.local:9080/*",
         "{resources:#?}"
+    );
+}
+
+/// Service `b` of namespace `shop` (clusterIP 10.96.0.20, port 80 to the
+/// pod's 8080, selecting `app: b`) and its one pod.
+fn shop(b_ip: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: b, namespace: shop}}\nspec:\n  clusterIP: 10.96.0.20\n  selector: {{app: b}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: b-1, namespace: shop, labels: {{app: b}}}}\nstatus: {{podIP: {b_ip}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n"
+    )
+}
+
+/// Under Istio's capture, in real pod network namespaces: a request from
+/// pod a to service b is traced by both sidecars, a's outbound span
+/// (CLIENT) and b's inbound span (SERVER) in one trace, each reported as
+/// its workload (`APP.NAMESPACE`) and named for b's route. Needs root
+/// (skipped otherwise).
+#[test]
+fn both_sidecars_of_a_request_trace_it_under_capture() {
+    let Some(net) = PodNetwork::create("tracing under capture") else {
+        return;
+    };
+    let a = net.pod("a");
+    let b = net.pod("b");
+    let dir = tempfile::tempdir().expect("config dir");
+    mesh::write_atomic(dir.path(), "shop.yaml", &shop(&b.ip.to_string()));
+    let node_ip = net.node_ip().to_string();
+    let collector = net
+        .node()
+        .run(|| Upstream::start_with(&node_ip, "zipkin", |_| Reply::new(202, "")));
+    let zipkin = collector.addr().to_string();
+    let shmesh = Shmesh::start_in(
+        net.node(),
+        &node_ip,
+        dir.path(),
+        &["--tracing-zipkin", &zipkin, "--tracing-sampling", "100"],
+    );
+    let _app_b = b
+        .netns
+        .run(|| Upstream::start_at(&b.ip.to_string(), 8080, "b"));
+    let workload = |app| Workload {
+        namespace: "shop",
+        labels: app,
+        delta: true,
+        identity: None,
+    };
+    let _sidecar_a = net.sidecar(&a, &shmesh, &workload(&[("app", "a")]));
+    let sidecar_b = net.sidecar(&b, &shmesh, &workload(&[("app", "b")]));
+    let vip: SocketAddr = "10.96.0.20:80".parse().expect("vip");
+    eventually("a reaches b through both sidecars", || {
+        http_get_in(&a.netns, vip, "b", "/").is_ok_and(|r| r.status == 200)
+    });
+    for _ in 0..10 {
+        let r = http_get_in(&a.netns, vip, "b", "/traced").expect("a → b");
+        assert_eq!(r.status, 200);
+    }
+
+    let of = |service: &str, kind: &str| -> Vec<Value> {
+        spans(&collector)
+            .into_iter()
+            .filter(|s| s["localEndpoint"]["serviceName"] == service && s["kind"] == kind)
+            .collect()
+    };
+    let arrived = sidecar_b.wait_until(Duration::from_secs(30), |_| {
+        !of("a.shop", "CLIENT").is_empty() && !of("b.shop", "SERVER").is_empty()
+    });
+    let all = spans(&collector);
+    assert!(arrived, "spans of both sidecars: {all:#?}");
+    let operation = "b.shop.svc.cluster.local:80/*";
+    let outbound = of("a.shop", "CLIENT");
+    let inbound = of("b.shop", "SERVER");
+    assert!(
+        outbound
+            .iter()
+            .chain(&inbound)
+            .all(|s| s["name"] == operation),
+        "{all:#?}"
+    );
+    // b's span joins the trace a's sidecar started.
+    assert!(
+        inbound
+            .iter()
+            .any(|s| outbound.iter().any(|o| o["traceId"] == s["traceId"])),
+        "{all:#?}"
     );
 }

@@ -4,6 +4,24 @@
 //! trace, and which tags they add. Translation turns them into the `tracing`
 //! of every HTTP connection manager and a cluster for the collector.
 
+/// The service a workload's proxy reports its telemetry as, named as Istio's
+/// agent names the proxy's cluster: the workload's canonical name (the first
+/// of its labels `service.istio.io/canonical-name`, `app.kubernetes.io/name`
+/// and `app`), a dot and its namespace. None without such a label.
+pub fn workload_service(
+    labels: &std::collections::BTreeMap<String, String>,
+    namespace: &str,
+) -> Option<String> {
+    let name = [
+        "service.istio.io/canonical-name",
+        "app.kubernetes.io/name",
+        "app",
+    ]
+    .iter()
+    .find_map(|label| labels.get(*label))?;
+    Some(crate::text::concat(&[name, ".", namespace]))
+}
+
 /// How proxies trace requests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tracing {

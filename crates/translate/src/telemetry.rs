@@ -138,19 +138,10 @@ fn custom_tags(tracing: &Tracing) -> Vec<tags::CustomTag> {
     out
 }
 
-/// The service a proxy's spans are reported for, as Istio's agent names the
-/// proxy's cluster: the workload's canonical name (the first of the labels
-/// `service.istio.io/canonical-name`, `app.kubernetes.io/name` and `app`),
-/// a dot and its namespace. None for a proxy without those labels.
+/// The service a proxy's spans are reported for (`APP.NAMESPACE`, as
+/// Istio's agent names the proxy's cluster), from the view's labels.
 pub fn service_name(view: &ProxyView) -> Option<String> {
-    let name = [
-        "service.istio.io/canonical-name",
-        "app.kubernetes.io/name",
-        "app",
-    ]
-    .iter()
-    .find_map(|label| view.labels.get(*label))?;
-    Some(concat(&[name, ".", &view.namespace]))
+    shmesh_model::telemetry::workload_service(&view.labels, &view.namespace)
 }
 
 /// The tracer of `view`'s connection managers. Zipkin takes the service from
