@@ -255,7 +255,8 @@ fn shop(b_ip: &str) -> String {
 /// Under Istio's capture, in real pod network namespaces: a request from
 /// pod a to service b is traced by both sidecars, a's outbound span
 /// (CLIENT) and b's inbound span (SERVER) in one trace, each reported as
-/// its workload (`APP.NAMESPACE`) and named for b's route. Needs root
+/// its workload (`APP.NAMESPACE`, and istiod's `istio.*` tags) and named
+/// for b's route. Needs root
 /// (skipped otherwise).
 #[test]
 fn both_sidecars_of_a_request_trace_it_under_capture() {
@@ -318,6 +319,15 @@ fn both_sidecars_of_a_request_trace_it_under_capture() {
             .all(|s| s["name"] == operation),
         "{all:#?}"
     );
+    // Each carries istiod's workload tags.
+    for (spans, service) in [(&outbound, "a"), (&inbound, "b")] {
+        for s in spans {
+            assert_eq!(s["tags"]["istio.canonical_service"], service, "{s:#}");
+            assert_eq!(s["tags"]["istio.canonical_revision"], "latest", "{s:#}");
+            assert_eq!(s["tags"]["istio.namespace"], "shop", "{s:#}");
+            assert_eq!(s["tags"]["istio.mesh_id"], "cluster.local", "{s:#}");
+        }
+    }
     // b's span joins the trace a's sidecar started.
     assert!(
         inbound

@@ -4,21 +4,40 @@
 //! trace, and which tags they add. Translation turns them into the `tracing`
 //! of every HTTP connection manager and a cluster for the collector.
 
-/// The service a workload's proxy reports its telemetry as, named as Istio's
-/// agent names the proxy's cluster: the workload's canonical name (the first
-/// of its labels `service.istio.io/canonical-name`, `app.kubernetes.io/name`
-/// and `app`), a dot and its namespace. None without such a label.
-pub fn workload_service(
-    labels: &std::collections::BTreeMap<String, String>,
-    namespace: &str,
-) -> Option<String> {
-    let name = [
+use shmesh_api::meta::Labels;
+
+/// A workload's canonical service name, as Istio's injector sets it: the
+/// first of its labels `service.istio.io/canonical-name`,
+/// `app.kubernetes.io/name` and `app`.
+pub fn canonical_name(labels: &Labels) -> Option<&String> {
+    [
         "service.istio.io/canonical-name",
         "app.kubernetes.io/name",
         "app",
     ]
     .iter()
-    .find_map(|label| labels.get(*label))?;
+    .find_map(|label| labels.get(*label))
+}
+
+/// A workload's canonical revision, as Istio's injector sets it: the first
+/// of its labels `service.istio.io/canonical-revision`,
+/// `app.kubernetes.io/version` and `version`, else `latest`.
+pub fn canonical_revision(labels: &Labels) -> &str {
+    [
+        "service.istio.io/canonical-revision",
+        "app.kubernetes.io/version",
+        "version",
+    ]
+    .iter()
+    .find_map(|label| labels.get(*label))
+    .map_or("latest", String::as_str)
+}
+
+/// The service a workload's proxy reports its telemetry as, named as Istio's
+/// agent names the proxy's cluster: its canonical name, a dot and its
+/// namespace. None without a label naming it.
+pub fn workload_service(labels: &Labels, namespace: &str) -> Option<String> {
+    let name = canonical_name(labels)?;
     Some(crate::text::concat(&[name, ".", namespace]))
 }
 

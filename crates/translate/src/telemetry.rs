@@ -24,7 +24,7 @@ use envoy_types::pb::envoy::r#type::tracing::v3 as tags;
 use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::BoolValue;
 
-use shmesh_model::telemetry::{Collector, TagValue, Tracing};
+use shmesh_model::telemetry::{canonical_name, canonical_revision, Collector, TagValue, Tracing};
 use shmesh_model::text::{concat, Decimal};
 use shmesh_model::Model;
 
@@ -62,7 +62,7 @@ pub fn hcm_tracing(
         client_sampling: percent(100.0),
         random_sampling: percent(tracing.sampling),
         overall_sampling: percent(100.0),
-        custom_tags: custom_tags(tracing),
+        custom_tags: custom_tags(tracing, model, view),
         provider: Some(provider(&tracing.collector, view)),
         // A gateway is the edge: its span stands for the client's request,
         // and one of its own for the request it sends on.
@@ -112,28 +112,53 @@ pub fn route_decorator(
     })
 }
 
-fn custom_tags(tracing: &Tracing) -> Vec<tags::CustomTag> {
+/// The mesh's custom tags, then the workload tags istiod adds to every
+/// span (pilot's `buildServiceTags`) unless a custom tag has the name:
+/// `istio.canonical_service` and `istio.canonical_revision` from the
+/// workload's labels (with the fallbacks Istio's injector uses to set
+/// them), `istio.namespace`, and `istio.mesh_id` (the trust domain, Istio's
+/// default mesh id). Sorted by name.
+fn custom_tags(tracing: &Tracing, model: &Model, view: &ProxyView) -> Vec<tags::CustomTag> {
     use tags::custom_tag::{Environment, Header, Literal, Type};
-    let mut out: Vec<tags::CustomTag> = tracing
-        .custom_tags
-        .iter()
-        .map(|t| tags::CustomTag {
-            tag: t.name.clone(),
-            r#type: Some(match &t.value {
-                TagValue::Literal(value) => Type::Literal(Literal {
-                    value: value.clone(),
-                }),
-                TagValue::Header(name) => Type::RequestHeader(Header {
-                    name: name.clone(),
-                    ..Default::default()
-                }),
-                TagValue::Environment(name) => Type::Environment(Environment {
-                    name: name.clone(),
-                    ..Default::default()
-                }),
-            }),
-        })
+    let istio = [
+        (
+            "istio.canonical_revision",
+            canonical_revision(&view.labels).to_string(),
+        ),
+        (
+            "istio.canonical_service",
+            canonical_name(&view.labels)
+                .map_or("unknown", String::as_str)
+                .to_string(),
+        ),
+        ("istio.mesh_id", model.trust_domain().to_string()),
+        ("istio.namespace", view.namespace.clone()),
+    ];
+    let literal = |tag: &str, value: String| tags::CustomTag {
+        tag: tag.to_string(),
+        r#type: Some(Type::Literal(Literal { value })),
+    };
+    let mut out: Vec<tags::CustomTag> = istio
+        .into_iter()
+        .filter(|(tag, _)| !tracing.custom_tags.iter().any(|t| t.name == *tag))
+        .map(|(tag, value)| literal(tag, value))
         .collect();
+    out.extend(tracing.custom_tags.iter().map(|t| tags::CustomTag {
+        tag: t.name.clone(),
+        r#type: Some(match &t.value {
+            TagValue::Literal(value) => Type::Literal(Literal {
+                value: value.clone(),
+            }),
+            TagValue::Header(name) => Type::RequestHeader(Header {
+                name: name.clone(),
+                ..Default::default()
+            }),
+            TagValue::Environment(name) => Type::Environment(Environment {
+                name: name.clone(),
+                ..Default::default()
+            }),
+        }),
+    }));
     out.sort_by(|a, b| a.tag.cmp(&b.tag));
     out
 }
@@ -342,7 +367,37 @@ mod tests {
                 assert_eq!(t.random_sampling, Some(Percent { value: 2.5 }));
                 assert_eq!(t.overall_sampling, Some(Percent { value: 100.0 }));
                 let tags: Vec<&str> = t.custom_tags.iter().map(|t| t.tag.as_str()).collect();
-                assert_eq!(tags, ["mesh", "user"], "sorted by name");
+                assert_eq!(
+                    tags,
+                    [
+                        "istio.canonical_revision",
+                        "istio.canonical_service",
+                        "istio.mesh_id",
+                        "istio.namespace",
+                        "mesh",
+                        "user"
+                    ],
+                    "sorted by name"
+                );
+                let literal = |name: &str| {
+                    t.custom_tags
+                        .iter()
+                        .find(|t| t.tag == name)
+                        .and_then(|t| match &t.r#type {
+                            Some(tags::custom_tag::Type::Literal(l)) => Some(l.value.as_str()),
+                            _ => None,
+                        })
+                };
+                // The gateway's labels name no workload.
+                let service = if v.mode == ListenerMode::Router {
+                    "unknown"
+                } else {
+                    "reviews"
+                };
+                assert_eq!(literal("istio.canonical_service"), Some(service));
+                assert_eq!(literal("istio.canonical_revision"), Some("latest"));
+                assert_eq!(literal("istio.namespace"), Some("default"));
+                assert_eq!(literal("istio.mesh_id"), Some("cluster.local"));
                 let Some(trace::tracing::Http {
                     name: provider,
                     config_type: Some(trace::tracing::http::ConfigType::TypedConfig(config)),
@@ -492,6 +547,31 @@ mod tests {
             !operations.is_empty() && operations.iter().all(|o| o == want),
             "{operations:?}"
         );
+    }
+
+    #[test]
+    fn a_custom_tag_takes_the_place_of_istios_tag_of_its_name() {
+        let mut m = traced(Collector::Zipkin {
+            host: "10.0.0.9".into(),
+            port: 9411,
+        });
+        let mut tracing = m.tracing().cloned().expect("tracing");
+        tracing.custom_tags.push(CustomTag {
+            name: "istio.namespace".into(),
+            value: TagValue::Environment("POD_NAMESPACE".into()),
+        });
+        m.set_tracing(Some(tracing));
+        let t = hcm_tracing(&m, &view("default"), Side::Outbound).expect("traced");
+        let namespace: Vec<_> = t
+            .custom_tags
+            .iter()
+            .filter(|t| t.tag == "istio.namespace")
+            .collect();
+        assert_eq!(namespace.len(), 1, "{namespace:?}");
+        assert!(matches!(
+            namespace[0].r#type,
+            Some(tags::custom_tag::Type::Environment(_))
+        ));
     }
 
     #[test]
