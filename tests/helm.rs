@@ -1790,7 +1790,8 @@ fn an_ingress_gateway_is_an_envoy_router_node_of_shmesh() {
             "--config-yaml",
             &json!({"node": {
                 "id": node_id,
-                "cluster": node_id,
+                // APP.NAMESPACE, as Istio's agent names the proxy's cluster.
+                "cluster": "istio-ingressgateway.istio-system",
                 "metadata": {"NAMESPACE": "istio-system", "INSTANCE_IPS": "10.1.2.3", "LABELS": labels},
             }})
             .to_string(),
