@@ -147,7 +147,11 @@ fn a_restart_serves_the_last_good_weights_and_waits_for_the_fleet() {
     // Envoy is back and has applied the VirtualService, the other proxy is
     // not: a pipeline must not move on.
     let envoy_back = shmesh.wait_until(Duration::from_secs(20), |s| {
-        s.admin_get(ROLLOUT).1.contains("envoy-1")
+        serde_json::from_str::<serde_json::Value>(&s.admin_get(ROLLOUT).1).is_ok_and(|r| {
+            r["acked"]
+                .as_array()
+                .is_some_and(|a| a.contains(&"envoy-1".into()))
+        })
     });
     assert!(envoy_back, "{}", shmesh.admin_get(ROLLOUT).1);
     let report: serde_json::Value =
