@@ -74,14 +74,23 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     panic!("{what}: not within 30 s");
 }
 
-/// A port that was free on `ip` a moment ago (bind `ip:0`, read the port,
-/// release it). Another process may grab it before it is reused, so prefer
-/// binding port 0 directly where the consumer supports it.
+/// A port that was free on `ip` a moment ago, below the kernel's ephemeral
+/// range: the OS never hands it to a process binding port 0 (shmesh's own
+/// listeners, Envoy's admin) or to an outgoing connection, which it could if
+/// the port were released back into that range. Another test may still
+/// pick the same port, one chance in twenty thousand, so prefer binding
+/// port 0 directly where the consumer supports it.
 pub fn free_port(ip: &str) -> u16 {
-    let listener = std::net::TcpListener::bind((ip, 0))
-        .unwrap_or_else(|e| panic!("free_port: cannot bind {ip}:0: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("free_port: local_addr on {ip} failed: {e}"))
-        .port()
+    const LOWEST: u16 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    for _ in 0..1000 {
+        let port = fastrand::u16(LOWEST..ephemeral.max(LOWEST + 1_000));
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("free_port: no free port on {ip} below {ephemeral} in 1000 tries");
 }
