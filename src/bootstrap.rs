@@ -58,10 +58,10 @@ pub const PROMETHEUS_ADDR: &str = "0.0.0.0:15090";
 /// `APP.NAMESPACE` when the labels name the workload and the namespace is
 /// known (given, or from an Istio-style node id), else the node id.
 fn default_cluster(o: &Options) -> String {
-    let namespace = o.namespace.clone().or_else(|| {
-        let domain = o.node_id.split('~').nth(3)?;
-        domain.split('.').next().map(str::to_string)
-    });
+    let namespace = o
+        .namespace
+        .clone()
+        .or_else(|| shmesh_translate::node::pod_of_id(&o.node_id).map(|(namespace, _)| namespace));
     namespace
         .and_then(|ns| shmesh_model::telemetry::workload_service(&o.labels, &ns))
         .unwrap_or_else(|| o.node_id.clone())

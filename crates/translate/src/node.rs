@@ -98,7 +98,12 @@ pub fn view_of(node: &Node) -> Result<ProxyView, NodeError> {
 /// The pod an Istio-style node id names, as (namespace, name):
 /// `sidecar~10.0.0.1~POD.NAMESPACE~NAMESPACE.svc.cluster.local`.
 pub fn pod_of(node: &Node) -> Option<(String, String)> {
-    let mut parts = node.id.split('~');
+    pod_of_id(&node.id)
+}
+
+/// [`pod_of`] for a node id alone.
+pub fn pod_of_id(id: &str) -> Option<(String, String)> {
+    let mut parts = id.split('~');
     let (_, _, pod, _) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
         return None;
