@@ -101,10 +101,7 @@ pub fn http_request_in(
             let mut sender = connect(proxy, netns).await?;
             exchange(&mut sender, request).await.map_err(|f| f.message)
         };
-        match tokio::time::timeout(DEFAULT_TIMEOUT, exchange).await {
-            Ok(outcome) => outcome.map(|(response, _)| response),
-            Err(_) => Err(format!("timed out after {DEFAULT_TIMEOUT:?}")),
-        }
+        within_timeout(exchange).await.map(|(response, _)| response)
     });
     outcome.map_err(|e| format!("{what}: {e}"))
 }
@@ -157,11 +154,7 @@ pub fn https_request_in(
         .map_err(|e| format!("{what}: {e}"))?;
     let outcome = run(async move {
         let exchange = async {
-            let tcp = tcp_connect(addr, netns).await?;
-            let tls = connector
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            let tls = tls_connect(addr, netns, connector, name).await?;
             let serial = peer_serial(&tls);
             let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                 .await
@@ -172,10 +165,7 @@ pub fn https_request_in(
                 .map_err(|f| f.message)?;
             Ok((response, serial))
         };
-        match tokio::time::timeout(DEFAULT_TIMEOUT, exchange).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(format!("timed out after {DEFAULT_TIMEOUT:?}")),
-        }
+        within_timeout(exchange).await
     });
     outcome.map_err(|e: String| format!("{what}: {e}"))
 }
@@ -205,11 +195,7 @@ pub fn https2_request(
         .map_err(|e| format!("{what}: {e}"))?;
     let outcome = run(async move {
         let exchange = async {
-            let tcp = tcp_connect(addr, None).await?;
-            let tls = connector
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            let tls = tls_connect(addr, None, connector, name).await?;
             if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
                 return Err("the server did not agree to HTTP/2".to_string());
             }
@@ -235,12 +221,32 @@ pub fn https2_request(
                 body: String::from_utf8_lossy(&body.to_bytes()).into_owned(),
             })
         };
-        match tokio::time::timeout(DEFAULT_TIMEOUT, exchange).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(format!("timed out after {DEFAULT_TIMEOUT:?}")),
-        }
+        within_timeout(exchange).await
     });
     outcome.map_err(|e: String| format!("{what}: {e}"))
+}
+
+/// `exchange`, given up after [`DEFAULT_TIMEOUT`].
+async fn within_timeout<T>(exchange: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    match tokio::time::timeout(DEFAULT_TIMEOUT, exchange).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!("timed out after {DEFAULT_TIMEOUT:?}")),
+    }
+}
+
+/// A TLS connection to `addr` (from inside `netns` when given) through
+/// `connector`, the server's certificate checked for `name`.
+async fn tls_connect(
+    addr: SocketAddr,
+    netns: Option<Netns>,
+    connector: tokio_rustls::TlsConnector,
+    name: rustls_pki_types::ServerName<'static>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let tcp = tcp_connect(addr, netns).await?;
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake failed: {e}"))
 }
 
 /// A TLS client that trusts only the roots in `ca_pem` and offers `alpn`,
