@@ -22,7 +22,7 @@ use tonic::codegen::http;
 use tonic::Code;
 
 use common::pod_network::ca_init;
-use common::{eventually, ApiServer, Shmesh};
+use common::{eventually, printed_bootstrap, ApiServer, Shmesh};
 
 const CREATE: &str = "/istio.v1.auth.IstioCertificateService/CreateCertificate";
 
@@ -174,27 +174,22 @@ fn leaf(chain: &[String], root: &str) -> (String, i64) {
 /// `shop`: (certificate chain, key).
 fn bootstrap_credentials(ca: &Path, account: &str, tls: SocketAddr) -> (String, String) {
     let dir = tempfile::tempdir().expect("credentials dir");
-    let out = std::process::Command::new(common::shmesh_binary())
-        .args([
-            "bootstrap",
-            "--node",
-            "sidecar~10.0.0.1~a.shop~shop.svc.cluster.local",
-        ])
-        .args(["--namespace", "shop", "--xds-addr", &tls.to_string()])
-        .arg("--credentials-dir")
-        .arg(dir.path())
-        .args(["--service-account", account])
-        .arg("--ca-cert")
-        .arg(ca.join("root-cert.pem"))
-        .arg("--ca-key")
-        .arg(ca.join("root-key.pem"))
-        .args(["--xds-tls-name", "127.0.0.1"])
-        .output()
-        .expect("run shmesh bootstrap");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    printed_bootstrap(
+        std::process::Command::new(common::shmesh_binary())
+            .args([
+                "bootstrap",
+                "--node",
+                "sidecar~10.0.0.1~a.shop~shop.svc.cluster.local",
+            ])
+            .args(["--namespace", "shop", "--xds-addr", &tls.to_string()])
+            .arg("--credentials-dir")
+            .arg(dir.path())
+            .args(["--service-account", account])
+            .arg("--ca-cert")
+            .arg(ca.join("root-cert.pem"))
+            .arg("--ca-key")
+            .arg(ca.join("root-key.pem"))
+            .args(["--xds-tls-name", "127.0.0.1"]),
     );
     let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).expect("credential file");
     (read("cert-chain.pem"), read("key.pem"))
@@ -609,29 +604,23 @@ stringData:
     let root = dir.path().join("root-cert.pem");
     std::fs::write(&root, &rig.root).expect("root file");
     let tls = rig.shmesh.xds_tls.expect("xDS TLS listener");
-    let out = std::process::Command::new(shmesh_binary())
-        .args([
-            "bootstrap",
-            "--node",
-            "router~127.0.0.1~gateway-1.edge~edge.svc.cluster.local",
-        ])
-        .args(["--namespace", "edge", "--label", "istio=ingressgateway"])
-        .args(["--label", "gateway.networking.k8s.io/gateway-name=api"])
-        .args(["--admin-addr", "127.0.0.1:0", "--xds-tls-name", "127.0.0.1"])
-        .args(["--prometheus-addr", "none"])
-        .args(["--xds-addr", &tls.to_string()])
-        .arg("--token-file")
-        .arg(&token)
-        .arg("--xds-root-cert")
-        .arg(&root)
-        .output()
-        .expect("run shmesh bootstrap");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let bootstrap = printed_bootstrap(
+        std::process::Command::new(shmesh_binary())
+            .args([
+                "bootstrap",
+                "--node",
+                "router~127.0.0.1~gateway-1.edge~edge.svc.cluster.local",
+            ])
+            .args(["--namespace", "edge", "--label", "istio=ingressgateway"])
+            .args(["--label", "gateway.networking.k8s.io/gateway-name=api"])
+            .args(["--admin-addr", "127.0.0.1:0", "--xds-tls-name", "127.0.0.1"])
+            .args(["--prometheus-addr", "none"])
+            .args(["--xds-addr", &tls.to_string()])
+            .arg("--token-file")
+            .arg(&token)
+            .arg("--xds-root-cert")
+            .arg(&root),
     );
-    let bootstrap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let envoy = Envoy::start(&bootstrap);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let served = envoy.wait_for_https(

@@ -30,7 +30,9 @@ use serde_json::Value;
 
 use common::grpc::ensure_python_package;
 use common::prometheus::{parse_as_written, Samples};
-use common::{free_port, http_get, mesh, Envoy, HttpClient, Reply, Shmesh, Upstream};
+use common::{
+    free_port, http_get, mesh, printed_bootstrap, Envoy, HttpClient, Reply, Shmesh, Upstream,
+};
 use promql::Window;
 
 const NAMESPACE: &str = "test";
@@ -214,27 +216,21 @@ fn canary_templates_measure_success_rate_and_duration_from_envoy_stats() {
     // a port of its own.
     let listener: SocketAddr = ([127, 0, 0, 1], free_port("127.0.0.1")).into();
     let admin = format!("127.0.0.1:{}", free_port("127.0.0.1"));
-    let out = Command::new(common::shmesh_binary())
-        .args(["bootstrap", "--node"])
-        .arg(format!(
-            "sidecar~127.0.0.1~client-1.{NAMESPACE}~{NAMESPACE}.svc.cluster.local"
-        ))
-        .args([
-            "--namespace",
-            NAMESPACE,
-            "--xds-addr",
-            &shmesh.xds.to_string(),
-        ])
-        .args(["--outbound-listener", &listener.to_string()])
-        .args(["--admin-addr", &admin, "--prometheus-addr", "127.0.0.1:0"])
-        .output()
-        .expect("run shmesh bootstrap");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let mut bootstrap = printed_bootstrap(
+        Command::new(common::shmesh_binary())
+            .args(["bootstrap", "--node"])
+            .arg(format!(
+                "sidecar~127.0.0.1~client-1.{NAMESPACE}~{NAMESPACE}.svc.cluster.local"
+            ))
+            .args([
+                "--namespace",
+                NAMESPACE,
+                "--xds-addr",
+                &shmesh.xds.to_string(),
+            ])
+            .args(["--outbound-listener", &listener.to_string()])
+            .args(["--admin-addr", &admin, "--prometheus-addr", "127.0.0.1:0"]),
     );
-    let mut bootstrap: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     // Histograms reach the admin on each stats flush (5 s by default): a
     // shorter interval only makes the test wait less.
     bootstrap["stats_flush_interval"] = "1s".into();

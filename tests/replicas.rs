@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_get, mesh, Envoy, HttpClient, Shmesh};
+use common::{free_port, http_get, mesh, printed_bootstrap, Envoy, HttpClient, Shmesh};
 use serde_json::Value;
 
 const NODE: &str = "productpage-1";
@@ -79,21 +79,15 @@ fn moves_between_replicas(delta: bool) {
     let listener: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
         .parse()
         .expect("addr");
-    let out = Command::new(common::shmesh_binary())
-        .args(["bootstrap", "--node", NODE, "--namespace", "default"])
-        .args(["--xds-addr", &a.xds.to_string()])
-        .args(["--xds-addr", &b.xds.to_string()])
-        .args(["--outbound-listener", &listener.to_string()])
-        .args(["--admin-addr", "127.0.0.1:0", "--prometheus-addr", "none"])
-        .args(["--api", if delta { "delta" } else { "sotw" }])
-        .output()
-        .expect("run shmesh bootstrap");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let bootstrap = printed_bootstrap(
+        Command::new(common::shmesh_binary())
+            .args(["bootstrap", "--node", NODE, "--namespace", "default"])
+            .args(["--xds-addr", &a.xds.to_string()])
+            .args(["--xds-addr", &b.xds.to_string()])
+            .args(["--outbound-listener", &listener.to_string()])
+            .args(["--admin-addr", "127.0.0.1:0", "--prometheus-addr", "none"])
+            .args(["--api", if delta { "delta" } else { "sotw" }]),
     );
-    let bootstrap: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let envoy = Envoy::start(&bootstrap);
     let routed = envoy.wait_until(Duration::from_secs(20), |_| {
         http_get(listener, "reviews:9080", "/", &[])

@@ -15,18 +15,8 @@ mod common;
 use std::net::SocketAddr;
 
 use common::http::http_get_in;
-use common::pod_network::{PodNetwork, Workload};
+use common::pod_network::{shop_b, PodNetwork, Workload, SHOP_B_VIP};
 use common::{eventually, mesh, Envoy, Shmesh, Upstream};
-
-/// Service `b` of namespace `shop`: clusterIP 10.96.0.20, port 80 to the
-/// pods' 8080, selecting `app: b`; and its one pod.
-fn shop(b_ip: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: b, namespace: shop}}\nspec:\n  clusterIP: 10.96.0.20\n  selector: {{app: b}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: b-1, namespace: shop, labels: {{app: b}}}}\nstatus: {{podIP: {b_ip}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n"
-    )
-}
-
-const B_VIP: &str = "10.96.0.20:80";
 
 fn counter(envoy: &Envoy, name: &str) -> u64 {
     envoy.stat(name).unwrap_or(0)
@@ -40,7 +30,7 @@ fn both_directions(delta: bool) {
     let b = net.pod("b");
     let c = net.pod("c");
     let dir = tempfile::tempdir().expect("config dir");
-    mesh::write_atomic(dir.path(), "shop.yaml", &shop(&b.ip.to_string()));
+    mesh::write_atomic(dir.path(), "shop.yaml", &shop_b(&b.ip.to_string()));
     let shmesh = Shmesh::start_in(net.node(), &net.node_ip().to_string(), dir.path(), &[]);
     // The apps: b serves its service port; c, outside the mesh, serves 9000.
     let app_b = b
@@ -59,7 +49,7 @@ fn both_directions(delta: bool) {
     let sidecar_b = net.sidecar(&b, &shmesh, &workload(&[("app", "b")]));
 
     // a → b by name and clusterIP: a's outbound capture, b's inbound capture.
-    let vip: SocketAddr = B_VIP.parse().expect("vip");
+    let vip: SocketAddr = SHOP_B_VIP.parse().expect("vip");
     let mut last = String::new();
     eventually("a reaches b through both sidecars", || {
         match http_get_in(&a.netns, vip, "b.shop.svc.cluster.local", "/hello") {

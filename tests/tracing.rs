@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use common::http::http_get_in;
-use common::pod_network::{PodNetwork, Workload};
+use common::pod_network::{shop_b, PodNetwork, Workload, SHOP_B_VIP};
 use common::{
     eventually, free_port, grpc, http_get, mesh, Envoy, EnvoyOptions, HttpClient, Reply, Shmesh,
     Upstream,
@@ -244,14 +244,6 @@ spec:
     );
 }
 
-/// Service `b` of namespace `shop` (clusterIP 10.96.0.20, port 80 to the
-/// pod's 8080, selecting `app: b`) and its one pod.
-fn shop(b_ip: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: b, namespace: shop}}\nspec:\n  clusterIP: 10.96.0.20\n  selector: {{app: b}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: b-1, namespace: shop, labels: {{app: b}}}}\nstatus: {{podIP: {b_ip}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n"
-    )
-}
-
 /// Under Istio's capture, in real pod network namespaces: a request from
 /// pod a to service b is traced by both sidecars, a's outbound span
 /// (CLIENT) and b's inbound span (SERVER) in one trace, each reported as
@@ -266,7 +258,7 @@ fn both_sidecars_of_a_request_trace_it_under_capture() {
     let a = net.pod("a");
     let b = net.pod("b");
     let dir = tempfile::tempdir().expect("config dir");
-    mesh::write_atomic(dir.path(), "shop.yaml", &shop(&b.ip.to_string()));
+    mesh::write_atomic(dir.path(), "shop.yaml", &shop_b(&b.ip.to_string()));
     let node_ip = net.node_ip().to_string();
     let collector = net
         .node()
@@ -289,7 +281,7 @@ fn both_sidecars_of_a_request_trace_it_under_capture() {
     };
     let _sidecar_a = net.sidecar(&a, &shmesh, &workload(&[("app", "a")]));
     let sidecar_b = net.sidecar(&b, &shmesh, &workload(&[("app", "b")]));
-    let vip: SocketAddr = "10.96.0.20:80".parse().expect("vip");
+    let vip: SocketAddr = SHOP_B_VIP.parse().expect("vip");
     eventually("a reaches b through both sidecars", || {
         http_get_in(&a.netns, vip, "b", "/").is_ok_and(|r| r.status == 200)
     });

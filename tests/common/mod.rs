@@ -62,6 +62,18 @@ pub fn shmesh_binary() -> std::path::PathBuf {
     path
 }
 
+/// Runs `cmd`, a `shmesh bootstrap` command line, and returns the bootstrap
+/// it prints; panics with its stderr when it fails.
+pub fn printed_bootstrap(cmd: &mut std::process::Command) -> serde_json::Value {
+    let out = cmd.output().expect("run shmesh bootstrap");
+    assert!(
+        out.status.success(),
+        "shmesh bootstrap failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("shmesh bootstrap prints JSON")
+}
+
 /// Repeats `f` every 100 ms until it returns true; panics after 30 s.
 pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

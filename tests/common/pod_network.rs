@@ -260,14 +260,7 @@ impl PodNetwork {
                 .arg(identity.ca_dir.join("root-key.pem"))
                 .args(["--xds-tls-name", &xds.ip().to_string()]);
         }
-        let out = cmd.output().expect("run shmesh bootstrap");
-        assert!(
-            out.status.success(),
-            "shmesh bootstrap failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bootstrap: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("shmesh bootstrap prints JSON");
+        let bootstrap = super::printed_bootstrap(&mut cmd);
         // The proxy's user reads its own credentials.
         let files = std::fs::read_dir(credentials.path())
             .expect("credentials")
@@ -416,6 +409,18 @@ pub fn meshed_service(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  clusterIP: {vip}\n  selector: {{app: {name}}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}-1\n  namespace: {namespace}\n  labels: {{app: {name}, security.istio.io/tlsMode: istio}}\nspec: {{serviceAccountName: {account}}}\nstatus: {{podIP: {pod_ip}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n---\n"
     )
 }
+
+/// Service `b` of namespace `shop` outside mutual TLS: clusterIP
+/// [`SHOP_B_VIP`], port 80 to the pods' 8080, selecting `app: b`; and its
+/// one pod at `b_ip`.
+pub fn shop_b(b_ip: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: b, namespace: shop}}\nspec:\n  clusterIP: 10.96.0.20\n  selector: {{app: b}}\n  ports: [{{name: http, port: 80, targetPort: 8080}}]\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: b-1, namespace: shop, labels: {{app: b}}}}\nstatus: {{podIP: {b_ip}, phase: Running, conditions: [{{type: Ready, status: \"True\"}}]}}\n"
+    )
+}
+
+/// Where [`shop_b`]'s Service answers.
+pub const SHOP_B_VIP: &str = "10.96.0.20:80";
 
 /// A new root CA in `dir`, as `shmesh ca init` writes it.
 pub fn ca_init(dir: &Path) {

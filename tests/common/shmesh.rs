@@ -290,14 +290,7 @@ impl Shmesh {
                 cmd.args(["--xds-addr", &self.xds.to_string()]);
             }
         }
-        let out = cmd.output().expect("run shmesh bootstrap");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bootstrap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        super::Envoy::start(&bootstrap)
+        super::Envoy::start(&super::printed_bootstrap(&mut cmd))
     }
 }
 
